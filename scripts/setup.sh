@@ -1,0 +1,97 @@
+# Shared by scripts/serve.sh and scripts/test.sh: print each step, install only what is missing.
+# Source it; do not run it.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TRUNK_VERSION="0.21.14"
+
+step() { printf '\n\033[1;34m==>\033[0m \033[1m%s\033[0m\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+run() { printf '    $ %s\n' "$*"; "$@"; }
+
+# The wasm-bindgen version Cargo.lock pins; the CLI must be exactly this version.
+locked_wasm_bindgen() {
+    awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
+}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else run sudo "$@"; fi
+}
+
+ensure_cargo() {
+    step "Rust toolchain"
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "cargo is not on PATH: install Rust with rustup (https://rustup.rs) first" >&2
+        exit 1
+    fi
+    note "$(cargo --version)"
+}
+
+ensure_debian_packages() {
+    step "Debian packages: $*"
+    local missing=()
+    for pkg in "$@"; do
+        if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+            note "$pkg: installed"
+        else
+            missing+=("$pkg")
+        fi
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        note "installing ${missing[*]}"
+        if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; then
+            as_root apt-get update
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+        fi
+    fi
+}
+
+ensure_wasm_target() {
+    step "Rust target wasm32-unknown-unknown"
+    if rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+        note "installed"
+    else
+        run rustup target add wasm32-unknown-unknown
+    fi
+}
+
+ensure_trunk() {
+    step "trunk $TRUNK_VERSION"
+    if command -v trunk >/dev/null 2>&1 && trunk --version | grep -q "trunk 0\.21\."; then
+        note "$(trunk --version)"
+    else
+        note "not found (trunk 0.22 needs a newer rustc, so 0.21.x); building it takes about 10 minutes"
+        run cargo install trunk --version "$TRUNK_VERSION" --locked
+    fi
+}
+
+ensure_wasm_bindgen() {
+    local want
+    want="$(locked_wasm_bindgen)"
+    step "wasm-bindgen-cli $want (the version in Cargo.lock)"
+    if command -v wasm-bindgen >/dev/null 2>&1 && [ "$(wasm-bindgen --version)" = "wasm-bindgen $want" ]; then
+        note "$(wasm-bindgen --version)"
+    else
+        # Without --locked: the CLI's own lockfile holds a yanked crate.
+        run cargo install wasm-bindgen-cli --version "$want"
+    fi
+}
+
+# Everything `trunk build` needs, offline afterwards: Debian's binaryen gives wasm-opt.
+ensure_page_tools() {
+    ensure_cargo
+    ensure_debian_packages binaryen
+    ensure_wasm_target
+    ensure_trunk
+    ensure_wasm_bindgen
+}
+
+build_page() {
+    step "Build the page (wasm32, release) into dist/"
+    cd "$ROOT"
+    run trunk build --offline
+    local wasm
+    wasm="$(ls dist/*.wasm | head -n 1)"
+    note "$(du -h "$wasm" | cut -f1) wasm, $(gzip -9 -c "$wasm" | wc -c | awk '{printf "%.1fM", $1/1048576}') gzipped: $wasm"
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Quick start 2: every test. Native unit and integration tests, the wasm32 build of the page,
+# and the browser tests in headless Chromium. Installs what is missing first.
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+
+ensure_page_tools
+ensure_debian_packages chromium chromium-driver
+cd "$ROOT"
+
+step "Formatting (cargo fmt --check)"
+run cargo fmt --check
+
+step "Native unit and integration tests"
+run cargo test --all-targets
+
+build_page
+
+step "Browser tests: the built page in headless Chromium"
+run cargo test --test browser -- --ignored --test-threads=1
+
+step "All tests passed"
+note "screenshots: ${CARGO_TARGET_DIR:-$ROOT/target}/screenshots/"

@@ -1,0 +1,21 @@
+//! ppo-lens: learn, see and run PPO for language models.
+//!
+//! One crate with two faces over a shared core:
+//! - the core ([`compute`], [`ppo`], [`selfcheck`]): tensor code on a runtime burn [`Device`],
+//!   no I/O and no UI;
+//! - [`native`]: the `ppo-lens` command line (trainer, checks, `doctor`);
+//! - [`web`]: the Leptos page that Trunk builds for wasm32.
+//!
+//! The core never imports native or web code, and those two never import each other.
+//!
+//! [`Device`]: burn::tensor::Device
+
+pub mod compute;
+pub mod ppo;
+pub mod selfcheck;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

@@ -1,0 +1,88 @@
+//! The `ppo-lens` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use super::{doctor, ppo_cmd};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ppo-lens",
+    version,
+    about = "Learn, see and run PPO for language models",
+    long_about = "Learn, see and run PPO for language models.\n\n\
+                  The same crate builds the step-through page (wasm32, served by Trunk) and this \
+                  native command line."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Report the backends in this build, the devices that answer, and the tools the page needs.
+    Doctor,
+    /// Generalized Advantage Estimation on rewards and values from a JSON file.
+    ///
+    /// The file holds {"rewards": [[..]], "values": [[..]], "mask": [[..]], "gamma": g, "lam": l},
+    /// rows [B][T]; "mask" is optional (all ones), 1 on response tokens and 0 on padding after
+    /// them. Prints {"deltas", "advantages", "returns"} (and "whitened"), each [B][T].
+    Gae {
+        /// The JSON input file.
+        #[arg(long, value_name = "FILE.json")]
+        input: PathBuf,
+        /// Also whiten the advantages over the real tokens of the batch.
+        #[arg(long)]
+        whiten: bool,
+        /// Print the reverse sweep as a table with every formula filled in, instead of JSON.
+        #[arg(long)]
+        table: bool,
+    },
+    /// The PPO losses (clipped policy, clipped value, entropy) on numbers from a JSON file.
+    ///
+    /// The file holds [B][T] rows "logprobs_old", "logprobs_new", "advantages", "values_old",
+    /// "values_new", "returns", optional "mask" (all ones), the numbers "clip_ratio",
+    /// "clip_range_value", "vf_coef", "entropy_coeff", and optional "logits" [B][T][V]. Prints
+    /// {"policy_loss", "value_loss", "entropy", "total_loss", "policy_clip_frac",
+    /// "value_clip_frac", "approx_kl"}; "entropy" is null without logits.
+    Losses {
+        /// The JSON input file.
+        #[arg(long, value_name = "FILE.json")]
+        input: PathBuf,
+    },
+}
+
+/// Parses the arguments, runs the subcommand, and turns an error into a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Doctor => doctor::run(),
+        Command::Gae {
+            input,
+            whiten,
+            table,
+        } => ppo_cmd::gae_command(&input, whiten, table).map(|out| println!("{out}")),
+        Command::Losses { input } => ppo_cmd::losses_command(&input).map(|out| println!("{out}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

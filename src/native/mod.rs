@@ -1,0 +1,6 @@
+//! Native face of ppo-lens: the command line and what only runs outside a browser.
+
+pub mod cli;
+pub mod doctor;
+pub mod inputs;
+pub mod ppo_cmd;

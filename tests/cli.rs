@@ -1,0 +1,60 @@
+//! The `ppo-lens` binary as a user runs it.
+
+use std::process::Command;
+
+fn ppo_lens(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ppo-lens"))
+        .args(args)
+        .output()
+        .expect("run ppo-lens")
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    let top = ppo_lens(&["--help"]);
+    assert!(top.status.success());
+    let top = String::from_utf8(top.stdout).unwrap();
+    assert!(top.contains("doctor"), "{top}");
+
+    let doctor = ppo_lens(&["doctor", "--help"]);
+    assert!(doctor.status.success());
+    assert!(String::from_utf8_lossy(&doctor.stdout).contains("backends"));
+}
+
+#[test]
+fn an_unknown_subcommand_is_an_error_not_a_panic() {
+    let out = ppo_lens(&["trian"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unrecognized subcommand 'trian'"), "{err}");
+}
+
+#[test]
+fn doctor_reports_flex_passing_its_self_check_and_the_page_tools() {
+    let out = ppo_lens(&["doctor"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flex = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("flex (CPU)"))
+        .unwrap_or_else(|| panic!("no flex device line in:\n{stdout}"));
+    assert!(flex.contains(" ok "), "{flex}");
+    // Every other device line either passes or says why it is unavailable; none is WRONG.
+    assert!(!stdout.contains("WRONG"), "{stdout}");
+    for tool in [
+        "trunk",
+        "wasm-bindgen",
+        "wasm-opt",
+        "chromium",
+        "chromedriver",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.trim_start().starts_with(tool)),
+            "doctor should report {tool}:\n{stdout}"
+        );
+    }
+}

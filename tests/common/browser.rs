@@ -1,0 +1,343 @@
+//! Drives the built page in headless Chromium through Debian's chromedriver.
+//!
+//! `Page::open` serves `dist/` (what `trunk build` wrote) on a free loopback port, starts
+//! chromedriver and a Chromium with WebGPU on (SwiftShader when there is no GPU) and a fresh
+//! profile, and opens the page. Every console message is collected; `finish` fails the test
+//! on any error among them.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+/// The flags every browser test runs Chromium with.
+pub const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--enable-unsafe-webgpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--window-size=1280,900",
+];
+
+/// Where `trunk build` put the page: `$PPO_LENS_DIST` or `dist/` in the crate.
+pub fn dist_dir() -> PathBuf {
+    std::env::var_os("PPO_LENS_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("dist"))
+}
+
+/// Screenshots go to `<target>/screenshots/`.
+pub fn screenshot_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target tmp dir has a parent")
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).expect("create screenshot dir");
+    dir
+}
+
+pub struct Page {
+    pub client: Client,
+    pub server: SocketAddr,
+    chromedriver: Child,
+    _profile: TempDir,
+}
+
+impl Page {
+    /// Opens `/<query>` of the built page, with extra Chromium flags.
+    pub async fn open_with(query: &str, extra_flags: &[&str]) -> Page {
+        let dist = dist_dir();
+        assert!(
+            dist.join("index.html").is_file(),
+            "{} has no index.html: build the page first (scripts/test.sh runs `trunk build`)",
+            dist.display()
+        );
+        let server = serve_dir(dist);
+
+        let port = free_port();
+        let chromedriver_bin =
+            std::env::var("PPO_LENS_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let chromedriver = Command::new(&chromedriver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!("could not start `{chromedriver_bin}` ({err}); install chromium-driver")
+            });
+        wait_for_port(port, Duration::from_secs(20));
+
+        let profile = TempDir::new("ppo-lens-chromium");
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.0.display()));
+        args.extend(extra_flags.iter().map(|s| s.to_string()));
+        let binary =
+            std::env::var("PPO_LENS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": binary, "args": args },
+            "goog:loggingPrefs": { "browser": "ALL" },
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("chromedriver session");
+
+        client
+            .goto(&format!("http://{server}/{query}"))
+            .await
+            .expect("open page");
+        Page {
+            client,
+            server,
+            chromedriver,
+            _profile: profile,
+        }
+    }
+
+    pub async fn open(query: &str) -> Page {
+        Self::open_with(query, &[]).await
+    }
+
+    /// Waits until the element with `data-testid=testid` exists and its `data-state` is `state`.
+    /// Fails early with the element's text if it reaches `failed` instead.
+    pub async fn wait_state(&self, testid: &str, state: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("(element not found)");
+        while Instant::now() < deadline {
+            if let Ok(el) = self.client.find(by_testid(testid)).await {
+                let got = el
+                    .attr("data-state")
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                last = format!("{got}: {}", el.text().await.unwrap_or_default());
+                if got == state {
+                    return;
+                }
+                if got == "failed" && state != "failed" {
+                    self.dump_console().await;
+                    panic!("{testid} failed: {last}");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.dump_console().await;
+        panic!("{testid} did not reach `{state}` in {timeout:?}; last seen {last}");
+    }
+
+    /// The visible text of the element with `data-testid=testid`.
+    pub async fn text(&self, testid: &str) -> String {
+        self.client
+            .find(by_testid(testid))
+            .await
+            .unwrap_or_else(|err| panic!("no element with data-testid={testid}: {err}"))
+            .text()
+            .await
+            .expect("element text")
+    }
+
+    pub async fn exists(&self, testid: &str) -> bool {
+        !self
+            .client
+            .find_all(by_testid(testid))
+            .await
+            .expect("find_all")
+            .is_empty()
+    }
+
+    /// Saves a PNG screenshot under `<target>/screenshots/` and returns its path.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let path = screenshot_dir().join(name);
+        std::fs::write(&path, png).expect("write screenshot");
+        path
+    }
+
+    /// Every console message since the last call, as (level, message).
+    pub async fn console(&self) -> Vec<(String, String)> {
+        let session = self
+            .client
+            .session_id()
+            .await
+            .expect("session id")
+            .expect("a session");
+        let logs = self
+            .client
+            .issue_cmd(BrowserLog { session })
+            .await
+            .expect("read browser log");
+        logs.as_array()
+            .into_iter()
+            .flatten()
+            .map(|entry| {
+                (
+                    entry["level"].as_str().unwrap_or("").to_string(),
+                    entry["message"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
+    async fn dump_console(&self) {
+        for (level, message) in self.console().await {
+            eprintln!("console {level}: {message}");
+        }
+    }
+
+    /// Fails on any console error, then closes the browser.
+    pub async fn finish(mut self) {
+        let errors: Vec<_> = self
+            .console()
+            .await
+            .into_iter()
+            .filter(|(level, _)| level == "SEVERE")
+            .collect();
+        self.client.clone().close().await.expect("close browser");
+        let _ = self.chromedriver.kill();
+        let _ = self.chromedriver.wait();
+        assert!(errors.is_empty(), "console errors: {errors:#?}");
+    }
+}
+
+pub fn by_testid(testid: &str) -> Locator<'static> {
+    Locator::Css(Box::leak(
+        format!("[data-testid=\"{testid}\"]").into_boxed_str(),
+    ))
+}
+
+/// chromedriver's log endpoint (not part of W3C WebDriver, so fantoccini has no method for it).
+#[derive(Debug)]
+struct BrowserLog {
+    session: String,
+}
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        _session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/se/log", self.session))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// Serves `root` over HTTP on a free loopback port, one thread per connection, forever.
+fn serve_dir(root: PathBuf) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let _ = serve_one(stream, &root);
+            });
+        }
+    });
+    addr
+}
+
+fn serve_one(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // Drain the headers.
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let path = path.split(['?', '#']).next().unwrap_or("/");
+    let relative = if path == "/" {
+        "index.html"
+    } else {
+        path.trim_start_matches('/')
+    };
+    let file = root.join(relative);
+    let inside = !relative.split('/').any(|part| part == "..");
+    match std::fs::read(&file) {
+        Ok(body) if inside => {
+            let header = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                content_type(&file),
+                body.len()
+            );
+            stream.write_all(header.as_bytes())?;
+            stream.write_all(&body)
+        }
+        _ => stream
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    }
+}
+
+fn content_type(file: &Path) -> &'static str {
+    match file.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript",
+        Some("wasm") => "application/wasm",
+        Some("css") => "text/css",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn wait_for_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("chromedriver did not listen on port {port} within {timeout:?}");
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> TempDir {
+        let unique = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        let dir = std::env::temp_dir().join(unique);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
