@@ -60,8 +60,9 @@ async fn url_can_ask_for_the_cpu_backend() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
 async fn without_webgpu_the_page_falls_back_to_flex_with_a_banner() {
-    // Chromium without WebGPU: navigator.gpu is gone, as on browsers that lack it.
-    let page = Page::open_with("", &["--disable-blink-features=WebGPU"]).await;
+    // Without --enable-unsafe-webgpu, headless Chromium on Linux has navigator.gpu but its
+    // requestAdapter() answers null: WebGPU initialisation fails as on a browser without it.
+    let page = Page::open_with("", &["--enable-unsafe-webgpu"]).await;
     page.wait_state("selfcheck-status", "passed", STARTUP).await;
 
     assert!(page.text("backend").await.contains("flex"));

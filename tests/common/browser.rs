@@ -51,8 +51,8 @@ pub struct Page {
 }
 
 impl Page {
-    /// Opens `/<query>` of the built page, with extra Chromium flags.
-    pub async fn open_with(query: &str, extra_flags: &[&str]) -> Page {
+    /// Opens `/<query>` of the built page, with Chromium's flags less `left_out`.
+    pub async fn open_with(query: &str, left_out: &[&str]) -> Page {
         let dist = dist_dir();
         assert!(
             dist.join("index.html").is_file(),
@@ -75,9 +75,12 @@ impl Page {
         wait_for_port(port, Duration::from_secs(20));
 
         let profile = TempDir::new("ppo-lens-chromium");
-        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
+        let mut args: Vec<String> = CHROMIUM_FLAGS
+            .iter()
+            .filter(|flag| !left_out.contains(flag))
+            .map(|s| s.to_string())
+            .collect();
         args.push(format!("--user-data-dir={}", profile.0.display()));
-        args.extend(extra_flags.iter().map(|s| s.to_string()));
         let binary =
             std::env::var("PPO_LENS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let capabilities = json!({
