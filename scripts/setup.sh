@@ -78,10 +78,9 @@ ensure_wasm_bindgen() {
     fi
 }
 
-# Everything `trunk build` needs, offline afterwards: Debian's binaryen gives wasm-opt.
+# Everything `trunk build` needs, offline afterwards. (No wasm-opt: see Trunk.toml.)
 ensure_page_tools() {
     ensure_cargo
-    ensure_debian_packages binaryen
     ensure_wasm_target
     ensure_trunk
     ensure_wasm_bindgen
