@@ -28,10 +28,14 @@ async fn page_computes_on_webgpu() {
     let page = Page::open("").await;
     page.wait_state("selfcheck-status", "passed", STARTUP).await;
 
-    let backend = page.text("backend").await;
+    let backend = page.text("backend-value").await;
+    // `WebGPU · <adapter>`: the backend and the adapter the browser reports.
+    let adapter = backend
+        .strip_prefix("WebGPU · ")
+        .unwrap_or_else(|| panic!("the header should read `WebGPU · <adapter>`, got `{backend}`"));
     assert!(
-        backend.contains("WebGPU"),
-        "the header should report WebGPU, got `{backend}`"
+        !adapter.trim().is_empty(),
+        "empty adapter name in `{backend}`"
     );
     assert!(
         !page.exists("fallback-banner").await,

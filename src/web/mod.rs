@@ -92,7 +92,13 @@ async fn choose_backend() -> (Compute, Vec<Notice>) {
         "this browser does not offer WebGPU (navigator.gpu is missing)".to_string()
     } else {
         match Compute::wgpu().await {
-            Ok(compute) => return (compute, notices),
+            Ok(mut compute) => {
+                // wgpu's adapter name is empty in browsers; GPUAdapter.info has what they share.
+                if compute.adapter.is_none() {
+                    compute.adapter = browser_adapter_name().await;
+                }
+                return (compute, notices);
+            }
             Err(err) => err,
         }
     };
@@ -132,7 +138,7 @@ fn Header(backend: ReadSignal<BackendState>) -> impl IntoView {
             </div>
             <div class="backend" data-testid="backend" data-kind=kind title="The device every tensor on this page runs on">
                 <span class="backend-label">"backend"</span>
-                <span class="backend-value">{label}</span>
+                <span class="backend-value" data-testid="backend-value">{label}</span>
             </div>
         </header>
     }
@@ -245,6 +251,36 @@ fn browser_has_webgpu() -> bool {
     js_sys::Reflect::get(&window.navigator(), &"gpu".into())
         .map(|gpu| !gpu.is_undefined() && !gpu.is_null())
         .unwrap_or(false)
+}
+
+/// The adapter as the browser describes it (`GPUAdapter.info`): its description when given,
+/// else vendor and architecture (`google swiftshader`). None when the browser says nothing.
+async fn browser_adapter_name() -> Option<String> {
+    use js_sys::{Function, Reflect};
+    use wasm_bindgen::JsCast;
+
+    let gpu = Reflect::get(&web_sys::window()?.navigator(), &"gpu".into()).ok()?;
+    let request: Function = Reflect::get(&gpu, &"requestAdapter".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    let info = Reflect::get(&adapter, &"info".into()).ok()?;
+    let field = |name: &str| {
+        Reflect::get(&info, &name.into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    field("description").or_else(|| {
+        let parts: Vec<String> = ["vendor", "architecture"]
+            .iter()
+            .filter_map(|n| field(n))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    })
 }
 
 fn now_millis() -> f64 {

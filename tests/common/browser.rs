@@ -119,7 +119,7 @@ impl Page {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("(element not found)");
         while Instant::now() < deadline {
-            if let Ok(el) = self.client.find(by_testid(testid)).await {
+            if let Ok(el) = self.client.find(Locator::Css(&testid_css(testid))).await {
                 let got = el
                     .attr("data-state")
                     .await
@@ -144,7 +144,7 @@ impl Page {
     /// The visible text of the element with `data-testid=testid`.
     pub async fn text(&self, testid: &str) -> String {
         self.client
-            .find(by_testid(testid))
+            .find(Locator::Css(&testid_css(testid)))
             .await
             .unwrap_or_else(|err| panic!("no element with data-testid={testid}: {err}"))
             .text()
@@ -155,7 +155,7 @@ impl Page {
     pub async fn exists(&self, testid: &str) -> bool {
         !self
             .client
-            .find_all(by_testid(testid))
+            .find_all(Locator::Css(&testid_css(testid)))
             .await
             .expect("find_all")
             .is_empty()
@@ -215,10 +215,9 @@ impl Page {
     }
 }
 
-pub fn by_testid(testid: &str) -> Locator<'static> {
-    Locator::Css(Box::leak(
-        format!("[data-testid=\"{testid}\"]").into_boxed_str(),
-    ))
+/// The CSS selector of the element with `data-testid=testid`.
+pub fn testid_css(testid: &str) -> String {
+    format!("[data-testid=\"{testid}\"]")
 }
 
 /// chromedriver's log endpoint (not part of W3C WebDriver, so fantoccini has no method for it).
