@@ -1,7 +1,7 @@
 //! ppo-lens: learn, see and run PPO for language models.
 //!
 //! One crate with two faces over a shared core:
-//! - the core ([`compute`], [`ppo`], [`selfcheck`]): tensor code on a runtime burn [`Device`],
+//! - the core ([`compute`], [`model`], [`ppo`], [`rng`], [`selfcheck`]): tensor code on a runtime burn [`Device`],
 //!   no I/O and no UI;
 //! - [`native`]: the `ppo-lens` command line (trainer, checks, `doctor`);
 //! - [`web`]: the Leptos page that Trunk builds for wasm32.
@@ -11,7 +11,9 @@
 //! [`Device`]: burn::tensor::Device
 
 pub mod compute;
+pub mod model;
 pub mod ppo;
+pub mod rng;
 pub mod selfcheck;
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use super::score::{ScoreInput, score_command};
 use super::{doctor, ppo_cmd};
 
 #[derive(Debug, Parser)]
@@ -53,6 +54,26 @@ enum Command {
         #[arg(long, value_name = "FILE.json")]
         input: PathBuf,
     },
+    /// Per-token log-probabilities and values of a text (or of token ids) under a model.
+    ///
+    /// MODEL is a Hugging Face directory: config.json, model.safetensors (or a sharded index),
+    /// tokenizer.json (needed for --text), value_head.safetensors (values are 0 without it).
+    /// Prints {"ids", "tokens", "logprobs", "values"}; logprobs[0] is null and logprobs[t] is
+    /// log p(ids[t] | ids[<t]).
+    Score {
+        /// The model directory.
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// The text to score (tokenized with the model's tokenizer.json, no special tokens added).
+        #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+        text: Option<String>,
+        /// Token ids to score, comma-separated: 1,2,3.
+        #[arg(long, value_name = "1,2,3")]
+        ids: Option<String>,
+        /// Where to run: cpu (flex), wgpu, or cuda (builds with --features cuda).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
 }
 
 /// Parses the arguments, runs the subcommand, and turns an error into a message and exit code 1.
@@ -66,6 +87,21 @@ pub fn main() -> ExitCode {
             table,
         } => ppo_cmd::gae_command(&input, whiten, table).map(|out| println!("{out}")),
         Command::Losses { input } => ppo_cmd::losses_command(&input).map(|out| println!("{out}")),
+        Command::Score {
+            model,
+            text,
+            ids,
+            device,
+        } => {
+            let input = match (text, ids) {
+                (Some(text), _) => Ok(ScoreInput::Text(text)),
+                (None, Some(ids)) => Ok(ScoreInput::Ids(ids)),
+                (None, None) => Err(anyhow::anyhow!("give --text or --ids")),
+            };
+            input
+                .and_then(|input| score_command(&model, input, &device))
+                .map(|out| println!("{out}"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,4 +3,6 @@
 pub mod cli;
 pub mod doctor;
 pub mod inputs;
+pub mod model_dir;
 pub mod ppo_cmd;
+pub mod score;

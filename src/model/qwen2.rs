@@ -1,0 +1,381 @@
+//! The actor-critic: a Qwen2-architecture decoder with a value head on the same trunk.
+//!
+//! One file, top to bottom: RMSNorm, rotary embeddings, grouped-query attention with an optional
+//! KV cache, the SwiGLU MLP, the decoder layer, the trunk, the LM head and the value head.
+//! Shapes are written next to the lines that change them. B = batch, T = new positions in this
+//! call, P = positions already in the KV cache, S = P + T, D = hidden_size, H = query heads,
+//! K = KV heads, hd = head_dim, V = vocab_size.
+//!
+//! The same code runs the page's tiny model (f32 on WebGPU or flex) and Qwen1.5-1.8B-Chat in the
+//! trainer (bf16 on CUDA).
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, Linear};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{DType, Device, Int, Tensor};
+
+use super::config::Qwen2Config;
+
+/// Added to the score of a key a query may not see. Finite, so a row with nothing to see (a pad
+/// query in a left-padded batch) becomes a harmless uniform average instead of NaN.
+const MASKED: f32 = -1.0e9;
+
+/// Root-mean-square norm: `x / sqrt(mean(x^2) + eps) * weight`, computed in f32.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    /// `[D]`
+    pub weight: Param<Tensor<1>>,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    pub fn forward<const N: usize>(&self, x: Tensor<N>) -> Tensor<N> {
+        let dtype = x.dtype();
+        let x = to_f32(x);
+        let inv_rms = x
+            .clone()
+            .powf_scalar(2.0)
+            .mean_dim(N - 1)
+            .add_scalar(self.eps)
+            .sqrt()
+            .recip();
+        let normed = (x * inv_rms).cast(dtype); // back to the compute dtype, as transformers does
+        normed * self.weight.val().unsqueeze()
+    }
+}
+
+/// Keys and values of every layer for the positions seen so far, plus what the next step needs.
+#[derive(Clone, Debug)]
+pub struct KvCache {
+    /// Per layer, `(keys, values)`, each `[B, K, P, hd]`, rotary embedding already applied.
+    pub layers: Vec<(Tensor<4>, Tensor<4>)>,
+    /// Attention mask of the cached positions, `[B, P]` (1 = real token, 0 = left padding).
+    pub mask: Tensor<2, Int>,
+    /// Position id the next token of each row gets, `[B, 1]`.
+    pub next_position: Tensor<2, Int>,
+}
+
+impl KvCache {
+    /// Number of cached positions P.
+    pub fn len(&self) -> usize {
+        self.mask.dims()[1]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What one forward pass returns.
+#[derive(Clone, Debug)]
+pub struct ForwardOutput {
+    /// `[B, T, V]`: logits for the token after each position.
+    pub logits: Tensor<3>,
+    /// `[B, T]`: the critic's estimate of the return from each position's state.
+    pub values: Tensor<2>,
+    /// When asked for: per layer `[B, H, T, S]` attention probabilities (rows sum to 1; the
+    /// masked upper triangle is exactly 0).
+    pub attentions: Option<Vec<Tensor<4>>>,
+}
+
+/// Grouped-query self-attention with rotary position embeddings.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// `[D] -> [H * hd]`, with bias
+    pub q_proj: Linear,
+    /// `[D] -> [K * hd]`, with bias
+    pub k_proj: Linear,
+    /// `[D] -> [K * hd]`, with bias
+    pub v_proj: Linear,
+    /// `[H * hd] -> [D]`, no bias
+    pub o_proj: Linear,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Attention {
+    /// `x [B, T, D]`, `rope` cos/sin `[B, 1, T, hd]`, `bias [B, 1, T, S]` (0 or MASKED);
+    /// `past` keys/values `[B, K, P, hd]`. Returns the output `[B, T, D]`, the keys and values
+    /// for the cache `[B, K, S, hd]`, and the attention probabilities when asked.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &(Tensor<4>, Tensor<4>),
+        bias: Tensor<4>,
+        past: Option<&(Tensor<4>, Tensor<4>)>,
+        want_probs: bool,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>), Option<Tensor<4>>) {
+        let [b, t, _] = x.dims();
+        let (h, k, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+
+        let q = self
+            .q_proj
+            .forward(x.clone())
+            .reshape([b, t, h, hd])
+            .swap_dims(1, 2); // [B, H, T, hd]
+        let key = self
+            .k_proj
+            .forward(x.clone())
+            .reshape([b, t, k, hd])
+            .swap_dims(1, 2); // [B, K, T, hd]
+        let value = self
+            .v_proj
+            .forward(x)
+            .reshape([b, t, k, hd])
+            .swap_dims(1, 2); // [B, K, T, hd]
+
+        let q = apply_rope(q, rope);
+        let key = apply_rope(key, rope);
+        let (key, value) = match past {
+            Some((pk, pv)) => (
+                Tensor::cat(vec![pk.clone(), key], 2), // [B, K, S, hd]
+                Tensor::cat(vec![pv.clone(), value], 2),
+            ),
+            None => (key, value),
+        };
+        let s = key.dims()[2];
+
+        // Each KV head serves H / K query heads: head j reads KV head j / (H / K).
+        let (k_all, v_all) = if h == k {
+            (key.clone(), value.clone())
+        } else {
+            let rep = h / k;
+            let expand = |x: Tensor<4>| {
+                x.unsqueeze_dim::<5>(2) // [B, K, 1, S, hd]
+                    .repeat_dim(2, rep) // [B, K, H / K, S, hd]
+                    .reshape([b, h, s, hd])
+            };
+            (expand(key.clone()), expand(value.clone()))
+        };
+
+        let scores = q
+            .matmul(k_all.swap_dims(2, 3))
+            .div_scalar((hd as f64).sqrt()); // [B, H, T, S]
+        let dtype = scores.dtype();
+        let scores = to_f32(scores) + bias; // softmax in f32, as transformers does
+        let probs = softmax(scores, 3); // [B, H, T, S]
+        let out = probs.clone().cast(dtype).matmul(v_all); // [B, H, T, hd]
+        let out = out.swap_dims(1, 2).reshape([b, t, h * hd]); // [B, T, H * hd]
+        (
+            self.o_proj.forward(out),
+            (key, value),
+            want_probs.then_some(probs),
+        )
+    }
+}
+
+/// The SwiGLU feed-forward block: `down(silu(gate(x)) * up(x))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// `[D] -> [I]`
+    pub gate_proj: Linear,
+    /// `[D] -> [I]`
+    pub up_proj: Linear,
+    /// `[I] -> [D]`
+    pub down_proj: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let gate = silu(self.gate_proj.forward(x.clone())); // [B, T, I]
+        self.down_proj.forward(gate * self.up_proj.forward(x)) // [B, T, D]
+    }
+}
+
+/// Pre-norm decoder layer: `x + attn(norm(x))`, then `x + mlp(norm(x))`.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+/// The critic: one Linear from the final normed hidden state to a scalar per position.
+#[derive(Module, Debug)]
+pub struct ValueHead {
+    /// `[D] -> [1]`, with bias (stored as `v_head.summary.weight` / `.bias`, as TRL names them).
+    pub summary: Linear,
+}
+
+/// The actor-critic model.
+#[derive(Module, Debug)]
+pub struct Qwen2Model {
+    /// `[V, D]`
+    pub embed_tokens: Embedding,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    /// `[D] -> [V]`, no bias; `None` when tied to `embed_tokens`.
+    pub lm_head: Option<Linear>,
+    pub v_head: ValueHead,
+    #[module(skip)]
+    pub config: Qwen2Config,
+}
+
+impl Qwen2Model {
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.embed_tokens.weight.val().device()
+    }
+
+    /// The dtype the weights are computed in (f32, or bf16 where the device has it).
+    pub fn dtype(&self) -> DType {
+        self.embed_tokens.weight.val().dtype()
+    }
+
+    /// One full pass over `ids [B, T]` with `attention_mask [B, T]` (1 = real, 0 = left padding).
+    /// Position ids follow the mask (`cumsum(mask) - 1`), so left padding does not move the real
+    /// tokens. With `want_attentions`, also returns every layer's attention probabilities (the
+    /// page's causal-mask view; keep it off for training).
+    pub fn forward(
+        &self,
+        ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+        want_attentions: bool,
+    ) -> ForwardOutput {
+        let positions = (attention_mask.clone().cumsum(1) - 1).clamp_min(0); // [B, T]
+        let (out, _) = self.run(ids, attention_mask, positions, None, want_attentions);
+        out
+    }
+
+    /// Prefill for incremental decoding: the same as [`Self::forward`], and the KV cache.
+    pub fn prefill(
+        &self,
+        ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+    ) -> (ForwardOutput, KvCache) {
+        let positions = (attention_mask.clone().cumsum(1) - 1).clamp_min(0); // [B, T]
+        self.run(ids, attention_mask, positions, None, false)
+    }
+
+    /// Feed the next tokens `ids [B, T]` (usually T = 1, all real) after what `cache` holds;
+    /// the logits equal those of a full pass over the whole sequence.
+    pub fn decode(&self, ids: Tensor<2, Int>, cache: KvCache) -> (ForwardOutput, KvCache) {
+        let [b, t] = ids.dims();
+        let device = ids.device();
+        let mask = Tensor::<2, Int>::ones([b, t], &device);
+        let steps = Tensor::<1, Int>::arange(0..t as i64, &device).unsqueeze::<2>(); // [1, T]
+        let positions = cache.next_position.clone() + steps; // [B, T]
+        self.run(ids, mask, positions, Some(cache), false)
+    }
+
+    fn run(
+        &self,
+        ids: Tensor<2, Int>,
+        new_mask: Tensor<2, Int>,
+        positions: Tensor<2, Int>,
+        cache: Option<KvCache>,
+        want_attentions: bool,
+    ) -> (ForwardOutput, KvCache) {
+        let [b, t] = ids.dims();
+        let device = ids.device();
+        let past = cache.as_ref().map_or(0, KvCache::len);
+        let s = past + t;
+
+        // Attention bias [B, 1, T, S]: query i (absolute position past + i) sees key j when
+        // j <= past + i and key j is a real token.
+        let key_mask = match &cache {
+            Some(c) => Tensor::cat(vec![c.mask.clone(), new_mask.clone()], 1),
+            None => new_mask.clone(),
+        }; // [B, S]
+        let query_index =
+            Tensor::<1, Int>::arange(past as i64..s as i64, &device).reshape([1, 1, t, 1]); // [1, 1, T, 1]
+        let key_index = Tensor::<1, Int>::arange(0..s as i64, &device).reshape([1, 1, 1, s]);
+        let causal = key_index
+            .expand([1, 1, t, s])
+            .lower_equal(query_index.expand([1, 1, t, s]))
+            .float(); // [1, 1, T, S]
+        let visible = causal * key_mask.clone().float().reshape([b, 1, 1, s]); // [B, 1, T, S]
+        let bias = visible.neg().add_scalar(1.0).mul_scalar(MASKED); // 0 where visible, else MASKED
+
+        let rope = rope_tables(
+            &positions,
+            self.config.head_dim(),
+            self.config.rope_theta,
+            self.dtype(),
+        );
+        let mut x = self.embed_tokens.forward(ids); // [B, T, D]
+        let mut new_layers = Vec::with_capacity(self.layers.len());
+        let mut attentions = want_attentions.then(Vec::new);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let past_kv = cache.as_ref().map(|c| &c.layers[i]);
+            let (attn, kv, probs) = layer.self_attn.forward(
+                layer.input_layernorm.forward(x.clone()),
+                &rope,
+                bias.clone(),
+                past_kv,
+                want_attentions,
+            );
+            x = x + attn;
+            x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
+            new_layers.push(kv);
+            if let (Some(all), Some(p)) = (attentions.as_mut(), probs) {
+                all.push(p);
+            }
+        }
+        let hidden = self.norm.forward(x); // [B, T, D]
+        let logits = match &self.lm_head {
+            Some(head) => head.forward(hidden.clone()),
+            None => {
+                let [_, _, d] = hidden.dims();
+                let flat = hidden.clone().reshape([b * t, d]); // [B * T, D]
+                let logits = flat.matmul(self.embed_tokens.weight.val().transpose()); // [B * T, V]
+                logits.reshape([b, t, self.config.vocab_size])
+            }
+        }; // [B, T, V]
+        let values = self.v_head.summary.forward(hidden).reshape([b, t]); // [B, T]
+
+        let next_position = positions.narrow(1, t - 1, 1) + 1; // [B, 1]
+        let cache = KvCache {
+            layers: new_layers,
+            mask: key_mask,
+            next_position,
+        };
+        let out = ForwardOutput {
+            logits: to_f32(logits),
+            values: to_f32(values),
+            attentions,
+        };
+        (out, cache)
+    }
+}
+
+/// Cos and sin tables `[B, 1, T, hd]` for the given position ids `[B, T]`:
+/// angle(p, i) = p * theta^(-2i / hd) for i < hd/2, repeated for the second half (the
+/// "rotate half" layout transformers uses, not interleaved pairs).
+fn rope_tables(
+    positions: &Tensor<2, Int>,
+    head_dim: usize,
+    theta: f64,
+    dtype: DType,
+) -> (Tensor<4>, Tensor<4>) {
+    let [b, t] = positions.dims();
+    let device = positions.device();
+    let half = head_dim / 2;
+    let inv_freq: Vec<f32> = (0..half)
+        .map(|i| (1.0 / theta.powf((2 * i) as f64 / head_dim as f64)) as f32)
+        .collect();
+    let inv_freq = Tensor::<1>::from_floats(inv_freq.as_slice(), &device).reshape([1, 1, half]);
+    let angles = positions.clone().float().reshape([b, t, 1]) * inv_freq; // [B, T, hd/2]
+    let angles = Tensor::cat(vec![angles.clone(), angles], 2).reshape([b, 1, t, head_dim]);
+    (angles.clone().cos().cast(dtype), angles.sin().cast(dtype))
+}
+
+/// `x * cos + rotate_half(x) * sin`, with rotate_half([x1, x2]) = [-x2, x1]; `x [B, N, T, hd]`.
+fn apply_rope(x: Tensor<4>, (cos, sin): &(Tensor<4>, Tensor<4>)) -> Tensor<4> {
+    let hd = x.dims()[3];
+    let half = hd / 2;
+    let x1 = x.clone().narrow(3, 0, half);
+    let x2 = x.clone().narrow(3, half, half);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos.clone() + rotated * sin.clone()
+}
+
+fn to_f32<const N: usize>(x: Tensor<N>) -> Tensor<N> {
+    if x.dtype() == DType::F32 {
+        x
+    } else {
+        x.cast(DType::F32)
+    }
+}

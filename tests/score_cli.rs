@@ -1,0 +1,119 @@
+//! `ppo-lens score` on the transformers fixtures, as a user runs it.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn ppo_lens(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ppo-lens"))
+        .args(args)
+        .output()
+        .expect("run ppo-lens")
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn close(got: &Value, want: &Value, tol: f64) {
+    let (got, want) = (got.as_array().unwrap(), want.as_array().unwrap());
+    assert_eq!(got.len(), want.len());
+    for (t, (g, w)) in got.iter().zip(want).enumerate() {
+        match (g.as_f64(), w.as_f64()) {
+            (Some(g), Some(w)) => {
+                assert!((g - w).abs() < tol, "position {t}: {g} vs transformers {w}")
+            }
+            (None, None) => {}
+            _ => panic!("position {t}: {g} vs {w}"),
+        }
+    }
+}
+
+#[test]
+fn text_is_scored_like_transformers() {
+    for name in ["qwen2-tied", "qwen2-gqa-bf16"] {
+        let expected: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{}/expected.json", fixture(name))).unwrap(),
+        )
+        .unwrap();
+        let want = &expected["text"];
+        let out = json(&ppo_lens(&[
+            "score",
+            "--model",
+            &fixture(name),
+            "--text",
+            want["text"].as_str().unwrap(),
+        ]));
+        assert_eq!(out["ids"], want["ids"]);
+        assert_eq!(out["tokens"], want["tokens"]);
+        assert!(out["logprobs"][0].is_null());
+        close(&out["logprobs"], &want["logprobs"], 1e-4);
+        close(&out["values"], &want["values"], 1e-4);
+    }
+}
+
+#[test]
+fn ids_are_scored_and_match_the_text_path() {
+    let by_text = json(&ppo_lens(&[
+        "score",
+        "--model",
+        &fixture("qwen2-tied"),
+        "--text",
+        "Tom has 3 apples",
+    ]));
+    let ids: Vec<String> = by_text["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let by_ids = json(&ppo_lens(&[
+        "score",
+        "--model",
+        &fixture("qwen2-tied"),
+        "--ids",
+        &ids.join(", "),
+    ]));
+    assert_eq!(by_text, by_ids);
+    assert_eq!(by_ids["tokens"][0], "Tom");
+}
+
+fn fails_with(args: &[&str], message: &str) {
+    let out = ppo_lens(args);
+    assert_eq!(out.status.code(), Some(1), "{args:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(message), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_score_requests_are_clear_errors() {
+    let model = fixture("qwen2-tied");
+    fails_with(
+        &["score", "--model", &model, "--ids", "1,x,3"],
+        "--ids: `x` is not a token id",
+    );
+    fails_with(
+        &["score", "--model", &model, "--ids", "1,500"],
+        "token id 500 is outside the vocabulary (vocab_size 72)",
+    );
+    fails_with(
+        &["score", "--model", &model, "--ids", "1", "--device", "tpu"],
+        "unknown backend `tpu`",
+    );
+    fails_with(
+        &["score", "--model", "/nonexistent/model", "--ids", "1"],
+        "/nonexistent/model: not a directory",
+    );
+    let out = ppo_lens(&["score", "--model", &model]);
+    assert_eq!(out.status.code(), Some(2), "clap requires --text or --ids");
+}
