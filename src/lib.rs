@@ -1,7 +1,7 @@
 //! ppo-lens: learn, see and run PPO for language models.
 //!
 //! One crate with two faces over a shared core:
-//! - the core ([`compute`], [`model`], [`ppo`], [`rng`], [`selfcheck`]): tensor code on a runtime burn [`Device`],
+//! - the core ([`compute`], [`data`], [`model`], [`ppo`], [`reward`], [`rng`], [`selfcheck`]): tensor code on a runtime burn [`Device`],
 //!   no I/O and no UI;
 //! - [`native`]: the `ppo-lens` command line (trainer, checks, `doctor`);
 //! - [`web`]: the Leptos page that Trunk builds for wasm32.
@@ -11,8 +11,10 @@
 //! [`Device`]: burn::tensor::Device
 
 pub mod compute;
+pub mod data;
 pub mod model;
 pub mod ppo;
+pub mod reward;
 pub mod rng;
 pub mod selfcheck;
 

@@ -40,6 +40,9 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 
 /// Read `dir/config.json`.
 pub fn read_config(dir: &Path) -> Result<Qwen2Config> {
+    if !dir.is_dir() {
+        bail!("{}: not a directory", dir.display());
+    }
     let path = dir.join(CONFIG);
     let text =
         fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
@@ -100,9 +103,6 @@ pub fn load_dir(
     device: &Device,
 ) -> Result<LoadedModel> {
     let load = || -> Result<LoadedModel> {
-        if !dir.is_dir() {
-            bail!("{}: not a directory", dir.display());
-        }
         let config = read_config(dir)?;
         let paths = weight_paths(dir)?;
         let blobs: Vec<(String, Vec<u8>)> = paths
@@ -217,6 +217,17 @@ pub fn write_dir_atomically(dir: &Path, files: &[(&str, &[u8])]) -> Result<()> {
         let _ = d.sync_all(); // make the rename durable where the platform allows
     }
     Ok(())
+}
+
+/// The precision to compute a checkpoint in on a backend: bf16 on CUDA when the checkpoint is
+/// stored in bf16 (half the memory, tensor cores), f32 everywhere else (flex computes in f32; the
+/// wgpu adapters here have no bf16 arithmetic).
+pub fn precision_for(kind: BackendKind, config: &Qwen2Config) -> Precision {
+    if kind == BackendKind::Cuda && config.dtype == "bfloat16" {
+        Precision::Bf16
+    } else {
+        Precision::F32
+    }
 }
 
 /// Open the device a command asked for by name (`cpu`/`flex`, `wgpu`, `cuda`).

@@ -6,9 +6,9 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::{Int, Tensor, TensorData};
 use serde_json::{Value, json};
 
-use super::model_dir::{load_dir, open_device};
+use super::model_dir::{load_dir, open_device, precision_for, read_config};
 use crate::compute::{block_on, read_f32};
-use crate::model::{Precision, ValueHeadInit};
+use crate::model::ValueHeadInit;
 use crate::ppo::entropy::logsumexp;
 
 /// What to score.
@@ -39,7 +39,8 @@ pub fn parse_ids(text: &str) -> Result<Vec<u32>> {
 pub fn score_command(model_dir: &Path, input: ScoreInput, device: &str) -> Result<Value> {
     let compute = open_device(device)?;
     let device = compute.device.clone();
-    let loaded = load_dir(model_dir, Precision::F32, ValueHeadInit::Zeros, 0, &device)?;
+    let precision = precision_for(compute.kind, &read_config(model_dir)?);
+    let loaded = load_dir(model_dir, precision, ValueHeadInit::Zeros, 0, &device)?;
     let ids = match input {
         ScoreInput::Ids(text) => parse_ids(&text)?,
         ScoreInput::Text(text) => match &loaded.tokenizer {
