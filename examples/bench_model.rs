@@ -45,7 +45,7 @@ fn greedy_decode(model: &Qwen2Model, prompt: Tensor<2, Int>) -> Vec<i64> {
     let mut generated = Vec::with_capacity(b * NEW_TOKENS);
     for _ in 0..NEW_TOKENS {
         let next = logits.argmax(2).reshape([b, 1]); // [B, 1]
-        let host: Vec<i64> = next.clone().into_data().convert::<i64>().to_vec().unwrap();
+        let host: Vec<i64> = next.clone().into_data().try_into_vec_as::<i64>().unwrap();
         generated.extend(host);
         let (out, c) = model.decode(next, cache);
         cache = c;
