@@ -1,7 +1,7 @@
 //! ppo-lens: learn, see and run PPO for language models.
 //!
 //! One crate with two faces over a shared core:
-//! - the core ([`compute`], [`data`], [`model`], [`ppo`], [`reward`], [`rng`], [`selfcheck`]): tensor code on a runtime burn [`Device`],
+//! - the core ([`compute`], [`data`], [`model`], [`ppo`], [`reward`], [`rng`], [`rollout`], [`selfcheck`]): tensor code on a runtime burn [`Device`],
 //!   no I/O and no UI;
 //! - [`native`]: the `ppo-lens` command line (trainer, checks, `doctor`);
 //! - [`web`]: the Leptos page that Trunk builds for wasm32.
@@ -16,6 +16,7 @@ pub mod model;
 pub mod ppo;
 pub mod reward;
 pub mod rng;
+pub mod rollout;
 pub mod selfcheck;
 
 #[cfg(not(target_arch = "wasm32"))]

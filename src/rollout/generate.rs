@@ -1,0 +1,206 @@
+//! Generation for PPO and the teacher-forced pass that must agree with it.
+//!
+//! Layout of one sequence (P = padded prompt length, R = response steps):
+//! ```text
+//! position:  0 .. P-1 | P      P+1     ..  P+R-1
+//! ids:       prompt   | resp_0 resp_1  ..  resp_{R-1}
+//! ```
+//! The logits at position P - 1 + t predict response token t, and the value there is V(s_t), the
+//! state before token t. That is the `prompt_len - 1` slice.
+
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::sampling::{SamplingParams, sample};
+use crate::compute::read_f32;
+use crate::model::Qwen2Model;
+use crate::ppo::entropy::logsumexp;
+use crate::rng::Rng;
+
+/// One batch of sampled responses and what the policy said while sampling them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rollout {
+    /// P: prompts are left-padded to this length.
+    pub prompt_len: usize,
+    /// `[B][P + R]`: padded prompt, then the response (pad after EOS).
+    pub ids: Vec<Vec<u32>>,
+    /// `[B][P + R]`: 1 on real prompt tokens and on response tokens up to and including EOS.
+    pub attention_mask: Vec<Vec<u8>>,
+    /// `[B][R]`: 1 on response tokens up to and including EOS, 0 after.
+    pub response_mask: Vec<Vec<f32>>,
+    /// `[B][R]`: log pi_old(token | state) under softmax(logits / temperature); 0 on padding.
+    pub logprobs: Vec<Vec<f32>>,
+    /// `[B][R]`: V_old(state before the token); 0 on padding.
+    pub values: Vec<Vec<f32>>,
+    /// `[B][R]`: the most likely candidates `(id, probability)` at each step.
+    pub top: Vec<Vec<Vec<(u32, f32)>>>,
+    /// Whether each row ended with EOS (otherwise it hit max_new_tokens).
+    pub finished: Vec<bool>,
+}
+
+impl Rollout {
+    pub fn response_len(&self) -> usize {
+        self.response_mask.first().map_or(0, Vec::len)
+    }
+
+    /// The response ids of row `b` up to and including EOS.
+    pub fn response_ids(&self, b: usize) -> Vec<u32> {
+        let r = self.response_mask[b].iter().filter(|&&m| m > 0.0).count();
+        self.ids[b][self.prompt_len..self.prompt_len + r].to_vec()
+    }
+}
+
+fn int_tensor(rows: &[Vec<i64>], device: &burn::tensor::Device) -> Tensor<2, Int> {
+    let (b, t) = (rows.len(), rows.first().map_or(0, Vec::len));
+    Tensor::from_data(TensorData::new(rows.concat(), [b, t]), device)
+}
+
+/// Sample up to `max_new_tokens` tokens after each prompt. A row stops at its first id in
+/// `eos_ids` (the EOS stays in the response mask); then it is fed `pad_id` (masked) until every
+/// row is done. `n_top` candidates are kept per step for display.
+#[allow(clippy::too_many_arguments)]
+pub async fn rollout(
+    model: &Qwen2Model,
+    prompts: &[Vec<u32>],
+    params: &SamplingParams,
+    max_new_tokens: usize,
+    eos_ids: &[u32],
+    pad_id: u32,
+    n_top: usize,
+    rng: &mut Rng,
+) -> Result<Rollout, String> {
+    if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
+        return Err("every prompt needs at least one token".into());
+    }
+    if max_new_tokens == 0 {
+        return Err("max_new_tokens must be at least 1".into());
+    }
+    let device = model.device();
+    let vocab = model.config.vocab_size;
+    let b = prompts.len();
+    let p = prompts.iter().map(Vec::len).max().unwrap_or(0);
+
+    // Left padding: real tokens end at position P - 1 in every row.
+    let mut ids: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|q| [vec![pad_id; p - q.len()], q.clone()].concat())
+        .collect();
+    let mut attention_mask: Vec<Vec<u8>> = prompts
+        .iter()
+        .map(|q| [vec![0u8; p - q.len()], vec![1u8; q.len()]].concat())
+        .collect();
+    let as_i64 = |rows: &[Vec<u32>]| {
+        rows.iter()
+            .map(|r| r.iter().map(|&x| x as i64).collect())
+            .collect::<Vec<Vec<i64>>>()
+    };
+    let mask_i64: Vec<Vec<i64>> = attention_mask
+        .iter()
+        .map(|r| r.iter().map(|&x| x as i64).collect())
+        .collect();
+
+    let (out, mut cache) = model.prefill(
+        int_tensor(&as_i64(&ids), &device),
+        int_tensor(&mask_i64, &device),
+    );
+    let mut logits = read_f32(out.logits.narrow(1, p - 1, 1)).await?; // [B * V]
+    let mut values = read_f32(out.values.narrow(1, p - 1, 1)).await?; // [B]
+
+    let mut response_mask = vec![Vec::new(); b];
+    let mut logprobs = vec![Vec::new(); b];
+    let mut state_values = vec![Vec::new(); b];
+    let mut top = vec![Vec::new(); b];
+    let mut finished = vec![false; b];
+    for step in 0..max_new_tokens {
+        let mut next = Vec::with_capacity(b);
+        for row in 0..b {
+            if finished[row] {
+                next.push(pad_id);
+                response_mask[row].push(0.0);
+                logprobs[row].push(0.0);
+                state_values[row].push(0.0);
+                top[row].push(Vec::new());
+                continue;
+            }
+            let s = sample(&logits[row * vocab..(row + 1) * vocab], params, n_top, rng);
+            next.push(s.id);
+            response_mask[row].push(1.0);
+            logprobs[row].push(s.logprob);
+            state_values[row].push(values[row]);
+            top[row].push(s.top);
+            if eos_ids.contains(&s.id) {
+                finished[row] = true;
+            }
+        }
+        for row in 0..b {
+            ids[row].push(next[row]);
+            attention_mask[row].push(response_mask[row][step] as u8);
+        }
+        if finished.iter().all(|&f| f) || step + 1 == max_new_tokens {
+            break;
+        }
+        let next_i64: Vec<Vec<i64>> = next.iter().map(|&id| vec![id as i64]).collect();
+        let (out, c) = model.decode(int_tensor(&next_i64, &device), cache);
+        cache = c;
+        logits = read_f32(out.logits).await?;
+        values = read_f32(out.values).await?;
+    }
+    Ok(Rollout {
+        prompt_len: p,
+        ids,
+        attention_mask,
+        response_mask,
+        logprobs,
+        values: state_values,
+        top,
+        finished,
+    })
+}
+
+/// What one teacher-forced pass gives for the response part of a batch.
+pub struct ResponseOutputs {
+    /// `[B, R]`: log softmax(logits / temperature) at each response token.
+    pub logprobs: Tensor<2>,
+    /// `[B, R]`: V(state before each response token).
+    pub values: Tensor<2>,
+    /// `[B, R, V]`: the tempered logits that scored them (for the entropy bonus).
+    pub logits: Tensor<3>,
+}
+
+/// One pass over `ids [B, P + R]`: the logits at position P - 1 + t score response token t.
+/// Gradients flow through it when the model lives on an autodiff device.
+pub fn response_outputs(
+    model: &Qwen2Model,
+    ids: Tensor<2, Int>,
+    attention_mask: Tensor<2, Int>,
+    prompt_len: usize,
+    temperature: f32,
+) -> ResponseOutputs {
+    let [_, s] = ids.dims();
+    let r = s - prompt_len;
+    let out = model.forward(ids.clone(), attention_mask, false);
+    let logits = out
+        .logits
+        .narrow(1, prompt_len - 1, r)
+        .div_scalar(temperature); // [B, R, V]
+    let targets = ids.narrow(1, prompt_len, r).unsqueeze_dim::<3>(2); // [B, R, 1]
+    let picked = logits.clone().gather(2, targets); // [B, R, 1]
+    let logprobs = (picked - logsumexp(logits.clone())).squeeze_dim::<2>(2); // [B, R]
+    let values = out.values.narrow(1, prompt_len - 1, r); // [B, R]
+    ResponseOutputs {
+        logprobs,
+        values,
+        logits,
+    }
+}
+
+/// Rows of `u32`/`u8` as an Int tensor (ids or masks for [`response_outputs`]).
+pub fn rows_tensor<T: Copy + Into<i64>>(
+    rows: &[Vec<T>],
+    device: &burn::tensor::Device,
+) -> Tensor<2, Int> {
+    let rows: Vec<Vec<i64>> = rows
+        .iter()
+        .map(|r| r.iter().map(|&x| x.into()).collect())
+        .collect();
+    int_tensor(&rows, device)
+}

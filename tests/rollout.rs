@@ -1,0 +1,152 @@
+//! Rollouts against the teacher-forced pass, EOS handling, and seeding.
+
+use burn::tensor::Device;
+use ppo_lens::compute::{block_on, read_f32};
+use ppo_lens::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
+use ppo_lens::rng::Rng;
+use ppo_lens::rollout::generate::rows_tensor;
+use ppo_lens::rollout::{Rollout, SamplingParams, response_outputs, rollout};
+
+const VOCAB: usize = 48;
+const PAD: u32 = 0;
+
+fn model() -> Qwen2Model {
+    let config = Qwen2Config::new(VOCAB, 32, 48, 2, 4, 2, false).unwrap();
+    init_random(
+        &config,
+        5,
+        0.3,
+        ValueHeadInit::Normal { std: 0.5 },
+        Precision::F32,
+        &Device::flex(),
+    )
+    .unwrap()
+}
+
+fn prompts() -> Vec<Vec<u32>> {
+    vec![vec![3, 9, 14, 7, 22], vec![5, 6], vec![40, 41, 42]]
+}
+
+fn run(model: &Qwen2Model, eos: &[u32], seed: u64, max_new: usize) -> Rollout {
+    let params = SamplingParams::new(0.8, 0, 1.0).unwrap();
+    block_on(rollout(
+        model,
+        &prompts(),
+        &params,
+        max_new,
+        eos,
+        PAD,
+        5,
+        &mut Rng::new(seed),
+    ))
+    .unwrap()
+}
+
+#[test]
+fn teacher_forced_pass_reproduces_the_rollout_logprobs_and_values() {
+    let model = model();
+    let r = run(&model, &[1, 2], 7, 12);
+    let device = Device::flex();
+    let out = response_outputs(
+        &model,
+        rows_tensor(&r.ids, &device),
+        rows_tensor(&r.attention_mask, &device),
+        r.prompt_len,
+        0.8,
+    );
+    let lp = block_on(read_f32(out.logprobs)).unwrap();
+    let vs = block_on(read_f32(out.values)).unwrap();
+    let rl = r.response_len();
+    let mut worst: f32 = 0.0;
+    let mut real = 0;
+    for b in 0..3 {
+        for t in 0..rl {
+            if r.response_mask[b][t] > 0.0 {
+                real += 1;
+                worst = worst.max((lp[b * rl + t] - r.logprobs[b][t]).abs());
+                worst = worst.max((vs[b * rl + t] - r.values[b][t]).abs());
+            }
+        }
+    }
+    assert!(real >= 3, "some tokens were generated");
+    assert!(
+        worst < 1e-5,
+        "teacher-forced pass differs from the rollout by {worst:e}"
+    );
+}
+
+#[test]
+fn eos_stays_in_the_mask_and_pads_follow() {
+    let model = model();
+    // Half the vocabulary ends a response, so rows stop at different steps.
+    let eos: Vec<u32> = (1..VOCAB as u32).step_by(2).collect();
+    let r = run(&model, &eos, 3, 20);
+    assert_eq!(r.prompt_len, 5);
+    for b in 0..3 {
+        let resp = &r.ids[b][r.prompt_len..];
+        let n = r.response_mask[b].iter().filter(|&&m| m > 0.0).count();
+        assert!(
+            r.response_mask[b][..n].iter().all(|&m| m == 1.0),
+            "mask is a prefix"
+        );
+        if r.finished[b] {
+            assert!(eos.contains(&resp[n - 1]), "the last real token is EOS");
+            assert!(
+                resp[..n - 1].iter().all(|id| !eos.contains(id)),
+                "only one EOS"
+            );
+            assert!(resp[n..].iter().all(|&id| id == PAD), "pads after EOS");
+            assert!(r.logprobs[b][n..].iter().all(|&x| x == 0.0));
+        } else {
+            assert_eq!(n, r.response_len());
+        }
+        assert_eq!(r.response_ids(b), resp[..n].to_vec());
+        // Left padding in the prompt is masked, the response mask carries on in attention_mask.
+        let pad = r.prompt_len - prompts()[b].len();
+        assert!(r.attention_mask[b][..pad].iter().all(|&m| m == 0));
+        assert!(
+            r.attention_mask[b][pad..r.prompt_len]
+                .iter()
+                .all(|&m| m == 1)
+        );
+        assert_eq!(r.top[b][0].len(), 5);
+    }
+    assert!(r.finished.iter().any(|&f| f));
+}
+
+#[test]
+fn the_same_seed_gives_the_same_rollout() {
+    let model = model();
+    assert_eq!(run(&model, &[1], 11, 8), run(&model, &[1], 11, 8));
+    assert_ne!(run(&model, &[1], 11, 8).ids, run(&model, &[1], 12, 8).ids);
+}
+
+#[test]
+fn bad_rollout_requests_are_errors() {
+    let model = model();
+    let params = SamplingParams::new(1.0, 0, 1.0).unwrap();
+    let err = block_on(rollout(
+        &model,
+        &[vec![]],
+        &params,
+        4,
+        &[1],
+        PAD,
+        3,
+        &mut Rng::new(0),
+    ))
+    .unwrap_err();
+    assert!(err.contains("at least one token"), "{err}");
+    let err = block_on(rollout(
+        &model,
+        &[vec![1]],
+        &params,
+        0,
+        &[1],
+        PAD,
+        3,
+        &mut Rng::new(0),
+    ))
+    .unwrap_err();
+    assert!(err.contains("max_new_tokens"), "{err}");
+}
