@@ -70,7 +70,7 @@ fn teacher_forced_pass_reproduces_the_rollout_logprobs_and_values() {
     }
     assert!(real >= 3, "some tokens were generated");
     assert!(
-        worst < 1e-5,
+        worst < 1e-4, // f32 on the device vs f64 on the host for the sampled logprob
         "teacher-forced pass differs from the rollout by {worst:e}"
     );
 }
