@@ -7,13 +7,14 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 use ppo_lens::compute::{block_on, read_f32};
 use ppo_lens::model::{
     ForwardOutput, Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random,
 };
 use ppo_lens::native::model_dir::{LoadedModel, load_dir, save_dir, write_dir_atomically};
 use ppo_lens::ppo::entropy::logsumexp;
+use ppo_lens::rollout::generate::rows_tensor;
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
@@ -53,8 +54,7 @@ fn rows_i64(v: &Value) -> Vec<Vec<i64>> {
 }
 
 fn int_tensor(rows: &[Vec<i64>]) -> Tensor<2, Int> {
-    let (b, t) = (rows.len(), rows[0].len());
-    Tensor::from_data(TensorData::new(rows.concat(), [b, t]), &Device::flex())
+    rows_tensor(rows, &Device::flex())
 }
 
 fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {

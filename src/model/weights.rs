@@ -425,3 +425,39 @@ pub fn saved_config(model: &Qwen2Model) -> Qwen2Config {
     .to_string();
     config
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stored_dtype_decodes_to_the_same_numbers() {
+        let values = [1.5f32, -0.25, 3.0];
+        let f32_bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let f16_bytes: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| f16::from_f32(v).to_bits().to_le_bytes())
+            .collect();
+        let bf16_bytes: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| bf16::from_f32(v).to_bits().to_le_bytes())
+            .collect();
+        assert_eq!(decode("w", StDtype::F32, &f32_bytes).unwrap(), values);
+        assert_eq!(decode("w", StDtype::F16, &f16_bytes).unwrap(), values);
+        assert_eq!(decode("w", StDtype::BF16, &bf16_bytes).unwrap(), values);
+        let err = decode("model.norm.weight", StDtype::I8, &[1, 2]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "tensor `model.norm.weight` is stored as I8; ppo-lens reads F32, F16 and BF16"
+        );
+    }
+
+    #[test]
+    fn transpose_swaps_rows_and_columns() {
+        // [[1, 2, 3], [4, 5, 6]] -> [[1, 4], [2, 5], [3, 6]]
+        assert_eq!(
+            transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3),
+            vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
+        );
+    }
+}

@@ -16,6 +16,7 @@ pub mod losses;
 pub mod masked;
 pub mod policy_loss;
 pub mod rewards;
+pub mod update;
 pub mod value_loss;
 pub mod whiten;
 

@@ -49,11 +49,6 @@ impl Rollout {
     }
 }
 
-fn int_tensor(rows: &[Vec<i64>], device: &burn::tensor::Device) -> Tensor<2, Int> {
-    let (b, t) = (rows.len(), rows.first().map_or(0, Vec::len));
-    Tensor::from_data(TensorData::new(rows.concat(), [b, t]), device)
-}
-
 /// Sample up to `max_new_tokens` tokens after each prompt. A row stops at its first id in
 /// `eos_ids` (the EOS stays in the response mask); then it is fed `pad_id` (masked) until every
 /// row is done. `n_top` candidates are kept per step for display.
@@ -88,19 +83,9 @@ pub async fn rollout(
         .iter()
         .map(|q| [vec![0u8; p - q.len()], vec![1u8; q.len()]].concat())
         .collect();
-    let as_i64 = |rows: &[Vec<u32>]| {
-        rows.iter()
-            .map(|r| r.iter().map(|&x| x as i64).collect())
-            .collect::<Vec<Vec<i64>>>()
-    };
-    let mask_i64: Vec<Vec<i64>> = attention_mask
-        .iter()
-        .map(|r| r.iter().map(|&x| x as i64).collect())
-        .collect();
-
     let (out, mut cache) = model.prefill(
-        int_tensor(&as_i64(&ids), &device),
-        int_tensor(&mask_i64, &device),
+        rows_tensor(&ids, &device),
+        rows_tensor(&attention_mask, &device),
     );
     let mut logits = read_f32(out.logits.narrow(1, p - 1, 1)).await?; // [B * V]
     let mut values = read_f32(out.values.narrow(1, p - 1, 1)).await?; // [B]
@@ -138,8 +123,8 @@ pub async fn rollout(
         if finished.iter().all(|&f| f) || step + 1 == max_new_tokens {
             break;
         }
-        let next_i64: Vec<Vec<i64>> = next.iter().map(|&id| vec![id as i64]).collect();
-        let (out, c) = model.decode(int_tensor(&next_i64, &device), cache);
+        let column: Vec<Vec<u32>> = next.iter().map(|&id| vec![id]).collect(); // [B, 1]
+        let (out, c) = model.decode(rows_tensor(&column, &device), cache);
         cache = c;
         logits = read_f32(out.logits).await?;
         values = read_f32(out.values).await?;
@@ -198,9 +183,10 @@ pub fn rows_tensor<T: Copy + Into<i64>>(
     rows: &[Vec<T>],
     device: &burn::tensor::Device,
 ) -> Tensor<2, Int> {
-    let rows: Vec<Vec<i64>> = rows
+    let (b, t) = (rows.len(), rows.first().map_or(0, Vec::len));
+    let flat: Vec<i64> = rows
         .iter()
-        .map(|r| r.iter().map(|&x| x.into()).collect())
+        .flat_map(|r| r.iter().map(|&x| x.into()))
         .collect();
-    int_tensor(&rows, device)
+    Tensor::from_data(TensorData::new(flat, [b, t]), device)
 }

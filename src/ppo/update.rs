@@ -1,0 +1,245 @@
+//! The PPO update (DESIGN.md step 5): for `epochs` passes over one rollout batch, shuffled into
+//! mini-batches, one teacher-forced pass gives new logprobs, values and logits for every response
+//! token at once; the clipped policy loss, the clipped value loss and the entropy bonus are
+//! combined; gradients are accumulated over `gradient_accumulation_steps` mini-batches, clipped
+//! to `max_grad_norm` by their global norm, and AdamW takes a step.
+//!
+//! The model must live on an autodiff device (`device.autodiff()`).
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Tensor, TensorData};
+
+use super::losses::{LossCoeffs, LossInputs, ppo_losses};
+use crate::compute::read_f32;
+use crate::model::Qwen2Model;
+use crate::rng::Rng;
+use crate::rollout::generate::{response_outputs, rows_tensor};
+
+/// What the update needs from one PPO iteration, rows `[N][..]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PpoBatch {
+    pub prompt_len: usize,
+    /// `[N][P + R]` prompt and response ids; `attention_mask` the same shape.
+    pub ids: Vec<Vec<u32>>,
+    pub attention_mask: Vec<Vec<u8>>,
+    /// `[N][R]`
+    pub response_mask: Vec<Vec<f32>>,
+    pub old_logprobs: Vec<Vec<f32>>,
+    pub old_values: Vec<Vec<f32>>,
+    /// Whitened advantages.
+    pub advantages: Vec<Vec<f32>>,
+    pub returns: Vec<Vec<f32>>,
+}
+
+/// The update's settings (the `ppo.*` keys of a config).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct UpdateConfig {
+    pub epochs: usize,
+    /// Rows per forward/backward pass.
+    pub mini_batch_size: usize,
+    /// Mini-batches per optimizer step: the effective batch is their product.
+    pub gradient_accumulation_steps: usize,
+    /// Clip the global gradient norm to this (None: no clipping).
+    pub max_grad_norm: Option<f32>,
+    pub lr: f64,
+    /// The sampling temperature: the update scores tokens under the same tempered distribution.
+    pub temperature: f32,
+    pub coeffs: LossCoeffs,
+}
+
+/// Means over the optimizer steps of one update (metric names as in DESIGN.md).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UpdateStats {
+    pub loss_total: f32,
+    pub loss_policy: f32,
+    pub loss_value: f32,
+    pub loss_entropy: f32,
+    pub approx_kl: f32,
+    pub policy_clip_frac: f32,
+    pub value_clip_frac: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+    pub optimizer_steps: usize,
+    /// Optimizer steps skipped because a loss or the gradient norm was NaN or infinite.
+    pub skipped_steps: usize,
+}
+
+/// `acc += new`, parameter by parameter (gradient accumulation).
+fn accumulate<M: Module>(module: &M, acc: &mut GradientsParams, new: &mut GradientsParams) {
+    struct Add<'a>(&'a mut GradientsParams, &'a mut GradientsParams);
+    impl ModuleVisitor for Add<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let sum = match (self.0.remove::<D>(param.id), self.1.remove::<D>(param.id)) {
+                (Some(a), Some(b)) => a + b,
+                (Some(g), None) | (None, Some(g)) => g,
+                (None, None) => return,
+            };
+            self.0.register::<D>(param.id, sum);
+        }
+    }
+    module.visit(&mut Add(acc, new));
+}
+
+/// Global L2 norm over all gradients (one 1-element tensor): sqrt(sum over params of |g|^2).
+fn global_norm<M: Module>(module: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
+    struct SumSquares<'a>(&'a GradientsParams, Option<Tensor<1>>);
+    impl ModuleVisitor for SumSquares<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.0.get::<D>(param.id) {
+                let sq = g.powf_scalar(2.0).sum();
+                self.1 = Some(match self.1.take() {
+                    Some(total) => total + sq,
+                    None => sq,
+                });
+            }
+        }
+    }
+    let mut visitor = SumSquares(grads, None);
+    module.visit(&mut visitor);
+    visitor.1.map(Tensor::sqrt)
+}
+
+/// Multiply every gradient by `scale` (gradient clipping).
+fn scale_grads<M: Module>(module: &M, grads: &mut GradientsParams, scale: f64) {
+    struct Scale<'a>(&'a mut GradientsParams, f64);
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.0.remove::<D>(param.id) {
+                self.0.register::<D>(param.id, g.mul_scalar(self.1));
+            }
+        }
+    }
+    module.visit(&mut Scale(grads, scale));
+}
+
+fn rows_f32(rows: &[&Vec<f32>], device: &burn::tensor::Device) -> Tensor<2> {
+    let (b, t) = (rows.len(), rows.first().map_or(0, |r| r.len()));
+    let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+    Tensor::from_data(TensorData::new(flat, [b, t]), device)
+}
+
+/// Run the update. Returns the updated model and the mean statistics over optimizer steps.
+pub async fn ppo_update(
+    mut model: Qwen2Model,
+    optim: &mut ModuleOptimizer,
+    batch: &PpoBatch,
+    config: &UpdateConfig,
+    rng: &mut Rng,
+) -> Result<(Qwen2Model, UpdateStats), String> {
+    let n = batch.ids.len();
+    if n == 0 {
+        return Err("the batch is empty".into());
+    }
+    if config.mini_batch_size == 0 || config.mini_batch_size > n {
+        return Err(format!(
+            "mini_batch_size must be in 1..={n} (the batch size), found {}",
+            config.mini_batch_size
+        ));
+    }
+    if config.epochs == 0 || config.gradient_accumulation_steps == 0 {
+        return Err("epochs and gradient_accumulation_steps must be at least 1".into());
+    }
+    let device = model.device();
+    let mut stats = UpdateStats::default();
+    let mut sums = [0f64; 8];
+    for _epoch in 0..config.epochs {
+        // Fisher-Yates shuffle of the rows, seeded.
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        let minibatches: Vec<&[usize]> = order.chunks(config.mini_batch_size).collect();
+        for group in minibatches.chunks(config.gradient_accumulation_steps) {
+            let mut acc: Option<GradientsParams> = None;
+            let mut step_metrics = [0f64; 7];
+            let mut finite = true;
+            for rows in group {
+                let pick = |m: &Vec<Vec<f32>>| {
+                    rows_f32(&rows.iter().map(|&i| &m[i]).collect::<Vec<_>>(), &device)
+                };
+                let ids: Vec<Vec<u32>> = rows.iter().map(|&i| batch.ids[i].clone()).collect();
+                let mask: Vec<Vec<u8>> = rows
+                    .iter()
+                    .map(|&i| batch.attention_mask[i].clone())
+                    .collect();
+                let out = response_outputs(
+                    &model,
+                    rows_tensor(&ids, &device),
+                    rows_tensor(&mask, &device),
+                    batch.prompt_len,
+                    config.temperature,
+                );
+                let losses = ppo_losses(
+                    LossInputs {
+                        logprobs_new: out.logprobs,
+                        logprobs_old: pick(&batch.old_logprobs),
+                        advantages: pick(&batch.advantages),
+                        values_new: out.values,
+                        values_old: pick(&batch.old_values),
+                        returns: pick(&batch.returns),
+                        response_mask: pick(&batch.response_mask),
+                        logits: Some(out.logits),
+                    },
+                    config.coeffs,
+                );
+                let scaled = losses.total.clone().div_scalar(group.len() as f64);
+                let mut grads = GradientsParams::from_grads(scaled.backward(), &model);
+                match acc.as_mut() {
+                    Some(acc) => accumulate(&model, acc, &mut grads),
+                    None => acc = Some(grads),
+                }
+                let metrics = [
+                    losses.total,
+                    losses.policy,
+                    losses.value,
+                    losses
+                        .entropy
+                        .unwrap_or_else(|| Tensor::zeros([1], &device)),
+                    losses.approx_kl,
+                    losses.policy_clip_frac,
+                    losses.value_clip_frac,
+                ];
+                for (k, m) in metrics.into_iter().enumerate() {
+                    let v = read_f32(m.detach()).await?[0] as f64;
+                    finite &= v.is_finite();
+                    step_metrics[k] += v / group.len() as f64;
+                }
+            }
+            let mut grads = acc.ok_or("no gradients")?;
+            let norm = match global_norm(&model, &grads) {
+                Some(t) => read_f32(t).await?[0],
+                None => 0.0,
+            };
+            if !finite || !norm.is_finite() {
+                // A NaN or Inf loss would poison AdamW's moments: skip the step and report it.
+                stats.skipped_steps += 1;
+                continue;
+            }
+            if let Some(max) = config.max_grad_norm {
+                // Scale every gradient by max / norm when the norm is above max (global clipping).
+                if norm > max {
+                    let scale = (max / (norm + 1e-6)) as f64;
+                    scale_grads(&model, &mut grads, scale);
+                }
+            }
+            model = optim.step(config.lr, model, grads);
+            stats.optimizer_steps += 1;
+            for k in 0..7 {
+                sums[k] += step_metrics[k];
+            }
+            sums[7] += norm as f64;
+        }
+    }
+    let steps = stats.optimizer_steps.max(1) as f64;
+    let mean = |k: usize| (sums[k] / steps) as f32;
+    stats.loss_total = mean(0);
+    stats.loss_policy = mean(1);
+    stats.loss_value = mean(2);
+    stats.loss_entropy = mean(3);
+    stats.approx_kl = mean(4);
+    stats.policy_clip_frac = mean(5);
+    stats.value_clip_frac = mean(6);
+    stats.grad_norm = mean(7);
+    Ok((model, stats))
+}

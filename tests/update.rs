@@ -1,0 +1,288 @@
+//! The PPO update on a real (tiny, random) model: ratio 1 on the first pass, the direction of
+//! the update, the global gradient norm against a direct computation, gradient accumulation,
+//! NaN steps skipped.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use ppo_lens::compute::{block_on, read_f32};
+use ppo_lens::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
+use ppo_lens::ppo::losses::{LossCoeffs, LossInputs, ppo_losses};
+use ppo_lens::ppo::update::{PpoBatch, UpdateConfig, ppo_update};
+use ppo_lens::rng::Rng;
+use ppo_lens::rollout::generate::{response_outputs, rows_tensor};
+use ppo_lens::rollout::{SamplingParams, rollout};
+
+const COEFFS: LossCoeffs = LossCoeffs {
+    clip_ratio: 0.2,
+    clip_range_value: 0.2,
+    vf_coef: 0.5,
+    entropy_coeff: 0.01,
+};
+
+fn model() -> Qwen2Model {
+    let config = Qwen2Config::new(40, 32, 48, 2, 4, 2, false).unwrap();
+    init_random(
+        &config,
+        21,
+        0.2,
+        ValueHeadInit::Normal { std: 0.1 },
+        Precision::F32,
+        &Device::flex().autodiff(),
+    )
+    .unwrap()
+}
+
+/// A rollout of 4 prompts x 6 tokens (no EOS, so every row is full length) with made-up
+/// advantages: +1 on even rows, -1 on odd rows; returns = old values + advantages.
+fn batch(model: &Qwen2Model) -> PpoBatch {
+    let prompts = vec![
+        vec![1, 2, 3],
+        vec![4, 5, 6],
+        vec![7, 8, 9],
+        vec![10, 11, 12],
+    ];
+    let params = SamplingParams::new(1.0, 0, 1.0).unwrap();
+    let r = block_on(rollout(
+        &model.valid(),
+        &prompts,
+        &params,
+        6,
+        &[],
+        0,
+        3,
+        &mut Rng::new(4),
+    ))
+    .unwrap();
+    let advantages: Vec<Vec<f32>> = (0..4)
+        .map(|b| vec![if b % 2 == 0 { 1.0 } else { -1.0 }; 6])
+        .collect();
+    let returns = r
+        .values
+        .iter()
+        .zip(&advantages)
+        .map(|(v, a)| v.iter().zip(a).map(|(v, a)| v + a).collect())
+        .collect();
+    PpoBatch {
+        prompt_len: r.prompt_len,
+        ids: r.ids,
+        attention_mask: r.attention_mask,
+        response_mask: r.response_mask,
+        old_logprobs: r.logprobs,
+        old_values: r.values,
+        advantages,
+        returns,
+    }
+}
+
+fn config(epochs: usize, mini: usize, accum: usize, lr: f64) -> UpdateConfig {
+    UpdateConfig {
+        epochs,
+        mini_batch_size: mini,
+        gradient_accumulation_steps: accum,
+        max_grad_norm: Some(1.0),
+        lr,
+        temperature: 1.0,
+        coeffs: COEFFS,
+    }
+}
+
+fn logprobs(model: &Qwen2Model, b: &PpoBatch) -> Vec<f32> {
+    let d = model.device();
+    let out = response_outputs(
+        &model.valid(),
+        rows_tensor(&b.ids, &d),
+        rows_tensor(&b.attention_mask, &d),
+        b.prompt_len,
+        1.0,
+    );
+    block_on(read_f32(out.logprobs)).unwrap()
+}
+
+#[test]
+fn first_pass_has_ratio_one_and_the_update_follows_the_advantages() {
+    let model = model();
+    let b = batch(&model);
+    let before = logprobs(&model, &b);
+    let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
+    let (model, stats) = block_on(ppo_update(
+        model,
+        &mut optim,
+        &b,
+        &config(1, 4, 1, 1e-2),
+        &mut Rng::new(0),
+    ))
+    .unwrap();
+    assert_eq!(stats.optimizer_steps, 1);
+    // The first step scores the rollout's own tokens with the rollout's own weights.
+    assert!(
+        stats.approx_kl.abs() < 1e-5,
+        "approx_kl {}",
+        stats.approx_kl
+    );
+    assert_eq!(stats.policy_clip_frac, 0.0);
+    assert!(stats.grad_norm > 0.0);
+    let after = logprobs(&model, &b);
+    let (mut up, mut down) = (0.0, 0.0);
+    for row in 0..4 {
+        let delta: f32 = (0..6)
+            .map(|t| after[row * 6 + t] - before[row * 6 + t])
+            .sum();
+        if row % 2 == 0 {
+            up += delta
+        } else {
+            down += delta
+        }
+    }
+    assert!(
+        up > 0.0 && down < 0.0,
+        "A > 0 rows moved by {up}, A < 0 rows by {down}"
+    );
+}
+
+/// Every gradient read back to the host, parameter by parameter.
+fn host_grads(model: &Qwen2Model, grads: &GradientsParams) -> Vec<f32> {
+    struct Collect<'a>(&'a GradientsParams, Vec<f32>);
+    impl ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.0.get::<D>(param.id) {
+                self.1.extend(block_on(read_f32(g)).unwrap());
+            }
+        }
+    }
+    let mut c = Collect(grads, Vec::new());
+    model.visit(&mut c);
+    c.1
+}
+
+#[test]
+fn grad_norm_is_the_global_norm_before_clipping() {
+    let model = model();
+    let b = batch(&model);
+    // Direct computation: one backward over the whole batch, the norm summed on the host in f64.
+    let d = model.device();
+    let out = response_outputs(
+        &model,
+        rows_tensor(&b.ids, &d),
+        rows_tensor(&b.attention_mask, &d),
+        b.prompt_len,
+        1.0,
+    );
+    let rows = |m: &Vec<Vec<f32>>| Tensor::<2>::from_data(TensorData::new(m.concat(), [4, 6]), &d);
+    let losses = ppo_losses(
+        LossInputs {
+            logprobs_new: out.logprobs,
+            logprobs_old: rows(&b.old_logprobs),
+            advantages: rows(&b.advantages),
+            values_new: out.values,
+            values_old: rows(&b.old_values),
+            returns: rows(&b.returns),
+            response_mask: rows(&b.response_mask),
+            logits: Some(out.logits),
+        },
+        COEFFS,
+    );
+    let grads = GradientsParams::from_grads(losses.total.backward(), &model);
+    let want = host_grads(&model, &grads)
+        .iter()
+        .map(|&g| (g as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
+
+    let mut optim = AdamWConfig::new().init();
+    let (_, stats) = block_on(ppo_update(
+        model,
+        &mut optim,
+        &b,
+        &config(1, 4, 1, 1e-3),
+        &mut Rng::new(0),
+    ))
+    .unwrap();
+    assert!(
+        ((stats.grad_norm as f64) - want).abs() < 1e-4 * want.max(1.0),
+        "{} vs {want}",
+        stats.grad_norm
+    );
+    assert!(
+        want > 1.0,
+        "the norm {want} should exceed max_grad_norm so that clipping is exercised"
+    );
+}
+
+#[test]
+fn accumulating_two_half_batches_equals_one_full_batch() {
+    let b = batch(&model());
+    let run = |mini, accum| {
+        let mut optim = AdamWConfig::new().init();
+        let (m, s) = block_on(ppo_update(
+            model(),
+            &mut optim,
+            &b,
+            &config(1, mini, accum, 1e-2),
+            &mut Rng::new(0),
+        ))
+        .unwrap();
+        (logprobs(&m, &b), s)
+    };
+    let (full, s_full) = run(4, 1);
+    let (halves, s_halves) = run(2, 2);
+    assert_eq!((s_full.optimizer_steps, s_halves.optimizer_steps), (1, 1));
+    assert!(
+        (s_full.grad_norm - s_halves.grad_norm).abs() < 1e-4 * s_full.grad_norm,
+        "{} vs {}",
+        s_full.grad_norm,
+        s_halves.grad_norm
+    );
+    let worst = full
+        .iter()
+        .zip(&halves)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "models differ by {worst}");
+    // Without accumulation the same data takes two steps.
+    let mut optim = AdamWConfig::new().init();
+    let (_, s) = block_on(ppo_update(
+        model(),
+        &mut optim,
+        &b,
+        &config(3, 2, 1, 1e-2),
+        &mut Rng::new(0),
+    ))
+    .unwrap();
+    assert_eq!(s.optimizer_steps, 6);
+}
+
+#[test]
+fn a_nan_loss_skips_the_step_and_leaves_the_model_alone() {
+    let model = model();
+    let mut b = batch(&model);
+    b.advantages[1][2] = f32::NAN;
+    let before = logprobs(&model, &b);
+    let mut optim = AdamWConfig::new().init();
+    let (model, stats) = block_on(ppo_update(
+        model,
+        &mut optim,
+        &b,
+        &config(1, 4, 1, 1e-2),
+        &mut Rng::new(0),
+    ))
+    .unwrap();
+    assert_eq!((stats.optimizer_steps, stats.skipped_steps), (0, 1));
+    assert_eq!(logprobs(&model, &b), before);
+}
+
+#[test]
+fn bad_update_settings_are_errors() {
+    let model = model();
+    let b = batch(&model);
+    let mut optim = AdamWConfig::new().init();
+    let err = block_on(ppo_update(
+        model,
+        &mut optim,
+        &b,
+        &config(1, 5, 1, 1e-2),
+        &mut Rng::new(0),
+    ))
+    .unwrap_err();
+    assert!(err.contains("mini_batch_size must be in 1..=4"), "{err}");
+}
