@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use ppo_lens::compute::{block_on, read_f32};
 use ppo_lens::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
 use ppo_lens::ppo::losses::{LossCoeffs, LossInputs, ppo_losses};
-use ppo_lens::ppo::update::{PpoBatch, UpdateConfig, ppo_update};
+use ppo_lens::ppo::update::{PpoBatch, UpdateConfig, UpdateStats, ppo_update};
 use ppo_lens::rng::Rng;
 use ppo_lens::rollout::generate::{response_outputs, rows_tensor};
 use ppo_lens::rollout::{SamplingParams, rollout};
@@ -87,6 +87,12 @@ fn config(epochs: usize, mini: usize, accum: usize, lr: f64) -> UpdateConfig {
     }
 }
 
+/// One `ppo_update` with a fresh AdamW (no weight decay, so only the PPO loss moves weights).
+fn update(model: Qwen2Model, b: &PpoBatch, config: &UpdateConfig) -> (Qwen2Model, UpdateStats) {
+    let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
+    block_on(ppo_update(model, &mut optim, b, config, &mut Rng::new(0))).unwrap()
+}
+
 fn logprobs(model: &Qwen2Model, b: &PpoBatch) -> Vec<f32> {
     let d = model.device();
     let out = response_outputs(
@@ -104,15 +110,7 @@ fn first_pass_has_ratio_one_and_the_update_follows_the_advantages() {
     let model = model();
     let b = batch(&model);
     let before = logprobs(&model, &b);
-    let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
-    let (model, stats) = block_on(ppo_update(
-        model,
-        &mut optim,
-        &b,
-        &config(1, 4, 1, 1e-2),
-        &mut Rng::new(0),
-    ))
-    .unwrap();
+    let (model, stats) = update(model, &b, &config(1, 4, 1, 1e-2));
     assert_eq!(stats.optimizer_steps, 1);
     // The first step scores the rollout's own tokens with the rollout's own weights.
     assert!(
@@ -189,15 +187,7 @@ fn grad_norm_is_the_global_norm_before_clipping() {
         .sum::<f64>()
         .sqrt();
 
-    let mut optim = AdamWConfig::new().init();
-    let (_, stats) = block_on(ppo_update(
-        model,
-        &mut optim,
-        &b,
-        &config(1, 4, 1, 1e-3),
-        &mut Rng::new(0),
-    ))
-    .unwrap();
+    let (_, stats) = update(model, &b, &config(1, 4, 1, 1e-3));
     assert!(
         ((stats.grad_norm as f64) - want).abs() < 1e-4 * want.max(1.0),
         "{} vs {want}",
@@ -213,15 +203,7 @@ fn grad_norm_is_the_global_norm_before_clipping() {
 fn accumulating_two_half_batches_equals_one_full_batch() {
     let b = batch(&model());
     let run = |mini, accum| {
-        let mut optim = AdamWConfig::new().init();
-        let (m, s) = block_on(ppo_update(
-            model(),
-            &mut optim,
-            &b,
-            &config(1, mini, accum, 1e-2),
-            &mut Rng::new(0),
-        ))
-        .unwrap();
+        let (m, s) = update(model(), &b, &config(1, mini, accum, 1e-2));
         (logprobs(&m, &b), s)
     };
     let (full, s_full) = run(4, 1);
@@ -240,15 +222,7 @@ fn accumulating_two_half_batches_equals_one_full_batch() {
         .fold(0.0f32, f32::max);
     assert!(worst < 1e-4, "models differ by {worst}");
     // Without accumulation the same data takes two steps.
-    let mut optim = AdamWConfig::new().init();
-    let (_, s) = block_on(ppo_update(
-        model(),
-        &mut optim,
-        &b,
-        &config(3, 2, 1, 1e-2),
-        &mut Rng::new(0),
-    ))
-    .unwrap();
+    let (_, s) = update(model(), &b, &config(3, 2, 1, 1e-2));
     assert_eq!(s.optimizer_steps, 6);
 }
 
@@ -258,15 +232,7 @@ fn a_nan_loss_skips_the_step_and_leaves_the_model_alone() {
     let mut b = batch(&model);
     b.advantages[1][2] = f32::NAN;
     let before = logprobs(&model, &b);
-    let mut optim = AdamWConfig::new().init();
-    let (model, stats) = block_on(ppo_update(
-        model,
-        &mut optim,
-        &b,
-        &config(1, 4, 1, 1e-2),
-        &mut Rng::new(0),
-    ))
-    .unwrap();
+    let (model, stats) = update(model, &b, &config(1, 4, 1, 1e-2));
     assert_eq!((stats.optimizer_steps, stats.skipped_steps), (0, 1));
     assert_eq!(logprobs(&model, &b), before);
 }
