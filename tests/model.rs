@@ -12,7 +12,7 @@ use ppo_lens::compute::{block_on, read_f32};
 use ppo_lens::model::{
     ForwardOutput, Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random,
 };
-use ppo_lens::native::model_dir::{LoadedModel, load_dir, save_dir, write_dir_atomically};
+use ppo_lens::native::model_dir::{LoadedModel, load_dir, save_dir};
 use ppo_lens::ppo::entropy::logsumexp;
 use ppo_lens::rollout::generate::rows_tensor;
 use serde_json::Value;
@@ -403,6 +403,19 @@ fn save_then_load_is_bit_exact() {
             "{name}: lm_head.weight only when untied"
         );
         assert!(st > 10);
+        // Nothing is left beside it: the staging directory was renamed into place.
+        let parent = dir.parent().unwrap();
+        let stray: Vec<_> = std::fs::read_dir(parent)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| {
+                n.contains(&format!(
+                    "{}.tmp-",
+                    dir.file_name().unwrap().to_string_lossy()
+                ))
+            })
+            .collect();
+        assert!(stray.is_empty(), "{stray:?}");
         // Saving over an existing checkpoint replaces it whole.
         save_dir(&again.model, None, &dir).unwrap();
         assert!(!dir.join("tokenizer.json").exists());
@@ -553,7 +566,6 @@ fn sharded_checkpoints_load_through_the_index() {
     }
     std::fs::remove_file(dir.join("model.safetensors")).unwrap();
     let index = serde_json::json!({ "metadata": {}, "weight_map": map });
-    write_dir_atomically(&dir.join("unused"), &[("x", b"y")]).unwrap(); // the helper makes dirs too
     std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
     let sharded = load_dir(
         &dir,
