@@ -1,6 +1,7 @@
 //! Native face of ppo-lens: the command line and what only runs outside a browser.
 
 pub mod cli;
+pub mod config;
 pub mod doctor;
 pub mod inputs;
 pub mod model_dir;

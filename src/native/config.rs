@@ -1,0 +1,519 @@
+//! Training configs: YAML files with sections `model`, `data`, `training`, `rollout` and `ppo`.
+//!
+//! A file may start with `inherit: other.yaml` (a path relative to it): the other file is read
+//! first and this one's keys replace its keys, section by section (`configs/config_debug.yaml`
+//! inherits `configs/config.yaml`). `key.sub=value` overrides from the command line are applied
+//! last, with the value read as YAML (`ppo.epochs=2`, `training.device=cpu`). Unknown keys, wrong
+//! types and out-of-range values are refused with the key's full name.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use serde_yaml::{Mapping, Value};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub model: ModelSection,
+    pub data: DataSection,
+    pub training: TrainingSection,
+    pub rollout: RolloutSection,
+    pub ppo: PpoSection,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// A Hugging Face model directory (config.json, safetensors, tokenizer.json).
+    pub path: PathBuf,
+    /// Std of the new value head's normal init; 0 starts it at zeros.
+    pub value_head_std: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSource {
+    /// GSM8K jsonl at `data.path`.
+    Gsm8k,
+    /// The seeded generator (no file).
+    GsmMini,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    pub source: DataSource,
+    /// The GSM8K jsonl file (for `source: gsm8k`).
+    pub path: Option<PathBuf>,
+    /// How many problems to use (the first N, or N generated).
+    pub num_samples: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSection {
+    /// cpu (flex), wgpu or cuda.
+    pub device: String,
+    /// float32 or bfloat16 (bfloat16 needs cuda).
+    pub dtype: String,
+    pub seed: u64,
+    pub output_dir: PathBuf,
+    pub total_ppo_steps: usize,
+    /// Write a checkpoint and the plots every this many steps (0: only at the end).
+    pub save_every: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutSection {
+    /// Prompts per PPO iteration.
+    pub batch_size: usize,
+    pub max_new_tokens: usize,
+    pub temperature: f32,
+    /// 0: no top-k limit.
+    pub top_k: usize,
+    pub top_p: f32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveKl {
+    /// The KL per sequence the controller steers towards.
+    pub target: f64,
+    /// Steps over which the coefficient adapts.
+    pub horizon: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PpoSection {
+    pub epochs: usize,
+    pub mini_batch_size: usize,
+    pub gradient_accumulation_steps: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Global gradient-norm clip; null for none.
+    pub max_grad_norm: Option<f64>,
+    pub gamma: f64,
+    pub lam: f64,
+    pub clip_ratio: f64,
+    pub clip_range_value: f64,
+    pub vf_coef: f64,
+    pub entropy_coeff: f64,
+    pub kl_coeff: f64,
+    /// k1, k2 or k3.
+    pub kl_estimator: String,
+    pub adaptive_kl: Option<AdaptiveKl>,
+    pub whiten_advantages: bool,
+    pub use_8bit_adam: bool,
+}
+
+/// Read `path` with its `inherit` chain as one YAML mapping.
+fn read_merged(path: &Path, chain: &mut Vec<PathBuf>) -> Result<Mapping> {
+    let canonical = path
+        .canonicalize()
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    if chain.contains(&canonical) {
+        bail!(
+            "{}: `inherit` loops back to a file already read",
+            path.display()
+        );
+    }
+    chain.push(canonical);
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let value: Value = serde_yaml::from_str(&text)
+        .map_err(|e| anyhow!("{}: not valid YAML: {e}", path.display()))?;
+    let Value::Mapping(mut map) = value else {
+        bail!(
+            "{}: the file must be a mapping of sections (model, data, training, rollout, ppo)",
+            path.display()
+        );
+    };
+    let Some(parent) = map.remove("inherit") else {
+        return Ok(map);
+    };
+    let parent = parent.as_str().ok_or_else(|| {
+        anyhow!(
+            "{}: key `inherit` must be a file path, found {parent:?}",
+            path.display()
+        )
+    })?;
+    let parent_path = path.parent().unwrap_or(Path::new(".")).join(parent);
+    let mut base = read_merged(&parent_path, chain)?;
+    merge(&mut base, map);
+    Ok(base)
+}
+
+/// `base` with `over`'s keys replacing its own, recursively for nested mappings.
+fn merge(base: &mut Mapping, over: Mapping) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Mapping(b)), Value::Mapping(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Apply one `a.b=value` override.
+fn apply_override(map: &mut Mapping, text: &str) -> Result<()> {
+    let (key, raw) = text
+        .split_once('=')
+        .ok_or_else(|| anyhow!("override `{text}`: expected key.sub=value, e.g. ppo.epochs=2"))?;
+    let value: Value = serde_yaml::from_str(raw)
+        .map_err(|e| anyhow!("override `{text}`: the value is not valid YAML: {e}"))?;
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("override `{text}`: `{key}` is not a key path like ppo.epochs");
+    }
+    let mut node = map;
+    for (i, part) in parts.iter().enumerate() {
+        let k = Value::from(*part);
+        if i + 1 == parts.len() {
+            if !node.contains_key(&k) {
+                bail!("override `{text}`: unknown key `{key}`");
+            }
+            node.insert(k, value);
+            return Ok(());
+        }
+        node = match node.get_mut(&k) {
+            Some(Value::Mapping(m)) => m,
+            _ => bail!("override `{text}`: unknown key `{}`", parts[..=i].join(".")),
+        };
+    }
+    Ok(())
+}
+
+/// Load a config file with its `inherit` chain and `overrides`, then check every value.
+pub fn load_config(path: &Path, overrides: &[String]) -> Result<TrainConfig> {
+    let mut map = read_merged(path, &mut Vec::new())?;
+    for o in overrides {
+        apply_override(&mut map, o)?;
+    }
+    // Through text, so that serde_yaml's errors carry the key path (`ppo.epochs: invalid type`).
+    let text = serde_yaml::to_string(&Value::Mapping(map))?;
+    let config: TrainConfig = serde_yaml::from_str(&text)
+        .map_err(|e| anyhow!("{}: {}", path.display(), strip_location(&e.to_string())))?;
+    config
+        .validate()
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(config)
+}
+
+/// serde_yaml appends " at line L column C" of the merged text, which is not the user's file.
+fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+impl TrainConfig {
+    /// Range checks serde cannot express; each error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let (r, p, t, d) = (&self.rollout, &self.ppo, &self.training, &self.data);
+        let check = |ok: bool, key: &str, rule: &str, found: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("key `{key}` {rule}, found {found}"))
+            }
+        };
+        check(
+            matches!(t.device.as_str(), "cpu" | "flex" | "wgpu" | "cuda"),
+            "training.device",
+            "must be cpu, wgpu or cuda",
+            t.device.clone(),
+        )?;
+        check(
+            matches!(t.dtype.as_str(), "float32" | "bfloat16"),
+            "training.dtype",
+            "must be float32 or bfloat16",
+            t.dtype.clone(),
+        )?;
+        check(
+            t.dtype != "bfloat16" || t.device == "cuda",
+            "training.dtype",
+            "bfloat16 needs training.device cuda",
+            t.dtype.clone(),
+        )?;
+        check(
+            t.total_ppo_steps > 0,
+            "training.total_ppo_steps",
+            "must be at least 1",
+            t.total_ppo_steps.to_string(),
+        )?;
+        check(
+            d.num_samples > 0,
+            "data.num_samples",
+            "must be at least 1",
+            d.num_samples.to_string(),
+        )?;
+        check(
+            d.source != DataSource::Gsm8k || d.path.is_some(),
+            "data.path",
+            "is needed for source gsm8k",
+            "null".into(),
+        )?;
+        check(
+            self.model.value_head_std >= 0.0,
+            "model.value_head_std",
+            "must be >= 0",
+            self.model.value_head_std.to_string(),
+        )?;
+        check(
+            r.batch_size > 0,
+            "rollout.batch_size",
+            "must be at least 1",
+            r.batch_size.to_string(),
+        )?;
+        check(
+            r.max_new_tokens > 0,
+            "rollout.max_new_tokens",
+            "must be at least 1",
+            r.max_new_tokens.to_string(),
+        )?;
+        check(
+            r.temperature > 0.0,
+            "rollout.temperature",
+            "must be > 0",
+            r.temperature.to_string(),
+        )?;
+        check(
+            r.top_p > 0.0 && r.top_p <= 1.0,
+            "rollout.top_p",
+            "must be in (0, 1]",
+            r.top_p.to_string(),
+        )?;
+        check(
+            p.epochs > 0,
+            "ppo.epochs",
+            "must be at least 1",
+            p.epochs.to_string(),
+        )?;
+        check(
+            p.mini_batch_size > 0 && p.mini_batch_size <= r.batch_size,
+            "ppo.mini_batch_size",
+            &format!("must be in 1..={} (rollout.batch_size)", r.batch_size),
+            p.mini_batch_size.to_string(),
+        )?;
+        check(
+            p.gradient_accumulation_steps > 0,
+            "ppo.gradient_accumulation_steps",
+            "must be at least 1",
+            p.gradient_accumulation_steps.to_string(),
+        )?;
+        check(
+            p.learning_rate > 0.0,
+            "ppo.learning_rate",
+            "must be > 0",
+            p.learning_rate.to_string(),
+        )?;
+        check(
+            p.weight_decay >= 0.0,
+            "ppo.weight_decay",
+            "must be >= 0",
+            p.weight_decay.to_string(),
+        )?;
+        check(
+            p.max_grad_norm.is_none_or(|m| m > 0.0),
+            "ppo.max_grad_norm",
+            "must be > 0 or null",
+            format!("{:?}", p.max_grad_norm),
+        )?;
+        check(
+            (0.0..=1.0).contains(&p.gamma),
+            "ppo.gamma",
+            "must be in [0, 1]",
+            p.gamma.to_string(),
+        )?;
+        check(
+            (0.0..=1.0).contains(&p.lam),
+            "ppo.lam",
+            "must be in [0, 1]",
+            p.lam.to_string(),
+        )?;
+        check(
+            p.clip_ratio > 0.0,
+            "ppo.clip_ratio",
+            "must be > 0",
+            p.clip_ratio.to_string(),
+        )?;
+        check(
+            p.clip_range_value > 0.0,
+            "ppo.clip_range_value",
+            "must be > 0",
+            p.clip_range_value.to_string(),
+        )?;
+        check(
+            p.vf_coef >= 0.0,
+            "ppo.vf_coef",
+            "must be >= 0",
+            p.vf_coef.to_string(),
+        )?;
+        check(
+            p.entropy_coeff >= 0.0,
+            "ppo.entropy_coeff",
+            "must be >= 0",
+            p.entropy_coeff.to_string(),
+        )?;
+        check(
+            p.kl_coeff >= 0.0,
+            "ppo.kl_coeff",
+            "must be >= 0",
+            p.kl_coeff.to_string(),
+        )?;
+        check(
+            matches!(p.kl_estimator.as_str(), "k1" | "k2" | "k3"),
+            "ppo.kl_estimator",
+            "must be k1, k2 or k3",
+            p.kl_estimator.clone(),
+        )?;
+        if let Some(a) = &p.adaptive_kl {
+            check(
+                a.target > 0.0,
+                "ppo.adaptive_kl.target",
+                "must be > 0",
+                a.target.to_string(),
+            )?;
+            check(
+                a.horizon > 0.0,
+                "ppo.adaptive_kl.horizon",
+                "must be > 0",
+                a.horizon.to_string(),
+            )?;
+        }
+        check(
+            !p.use_8bit_adam || t.device == "cuda",
+            "ppo.use_8bit_adam",
+            "needs training.device cuda",
+            "true".into(),
+        )?;
+        Ok(())
+    }
+
+    /// The merged config as YAML (written to `output_dir/effective_config.yaml`).
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configs() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("configs")
+    }
+
+    fn err(file: &Path, overrides: &[&str]) -> String {
+        let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        format!("{:#}", load_config(file, &o).unwrap_err())
+    }
+
+    #[test]
+    fn the_shipped_configs_load_and_debug_inherits_the_main_one() {
+        let main = load_config(&configs().join("config.yaml"), &[]).unwrap();
+        let debug = load_config(&configs().join("config_debug.yaml"), &[]).unwrap();
+        assert_eq!(
+            (main.training.device.as_str(), main.training.dtype.as_str()),
+            ("cuda", "bfloat16")
+        );
+        assert_eq!(
+            (
+                debug.training.device.as_str(),
+                debug.training.dtype.as_str()
+            ),
+            ("cpu", "float32")
+        );
+        assert_eq!(debug.data.source, DataSource::GsmMini);
+        assert!(!debug.ppo.use_8bit_adam);
+        // Keys the debug file does not set come from config.yaml.
+        assert_eq!(debug.ppo.clip_ratio, main.ppo.clip_ratio);
+        assert_eq!(debug.ppo.gamma, main.ppo.gamma);
+        // The effective config reads back to the same values.
+        let again: TrainConfig = serde_yaml::from_str(&debug.to_yaml()).unwrap();
+        assert_eq!(again, debug);
+    }
+
+    #[test]
+    fn overrides_replace_values_by_key_path() {
+        let file = configs().join("config_debug.yaml");
+        let o = vec![
+            "ppo.epochs=7".to_string(),
+            "training.output_dir=/tmp/x".to_string(),
+            "ppo.adaptive_kl={target: 6, horizon: 10000}".to_string(),
+        ];
+        let c = load_config(&file, &o).unwrap();
+        assert_eq!(c.ppo.epochs, 7);
+        assert_eq!(c.training.output_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(
+            c.ppo.adaptive_kl,
+            Some(AdaptiveKl {
+                target: 6.0,
+                horizon: 10000.0
+            })
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let file = configs().join("config_debug.yaml");
+        let cases: [(&str, &str); 8] = [
+            (
+                "ppo.clip_ratio=-0.2",
+                "key `ppo.clip_ratio` must be > 0, found -0.2",
+            ),
+            (
+                "ppo.gamma=1.5",
+                "key `ppo.gamma` must be in [0, 1], found 1.5",
+            ),
+            (
+                "ppo.mini_batch_size=1000",
+                "key `ppo.mini_batch_size` must be in 1..=",
+            ),
+            ("ppo.epochs=two", "ppo.epochs: invalid type: string \"two\""),
+            (
+                "ppo.epoch=2",
+                "override `ppo.epoch=2`: unknown key `ppo.epoch`",
+            ),
+            ("ppo=2", "ppo: invalid type: integer `2`"),
+            (
+                "training.dtype=bfloat16",
+                "key `training.dtype` bfloat16 needs training.device cuda",
+            ),
+            (
+                "ppo.kl_estimator=k4",
+                "key `ppo.kl_estimator` must be k1, k2 or k3, found k4",
+            ),
+        ];
+        for (o, want) in cases {
+            let e = err(&file, &[o]);
+            assert!(e.contains(want), "{o}: {e}");
+        }
+        assert!(err(&file, &["nonsense"]).contains("expected key.sub=value"));
+    }
+
+    #[test]
+    fn unknown_keys_in_a_file_are_named() {
+        let dir = std::env::temp_dir().join(format!("ppo-lens-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.yaml");
+        let base = configs().join("config_debug.yaml");
+        std::fs::write(
+            &file,
+            format!("inherit: {}\nppo:\n  clip_ratoi: 0.3\n", base.display()),
+        )
+        .unwrap();
+        let e = err(&file, &[]);
+        assert!(e.contains("ppo: unknown field `clip_ratoi`"), "{e}");
+        std::fs::write(&file, format!("inherit: {}\n", file.display())).unwrap();
+        assert!(err(&file, &[]).contains("`inherit` loops back"));
+        std::fs::write(&file, "ppo: [1, 2\n").unwrap();
+        assert!(err(&file, &[]).contains("not valid YAML"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
