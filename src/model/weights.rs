@@ -118,7 +118,8 @@ pub(crate) trait Source {
     fn read(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError>;
 }
 
-impl Source for WeightFiles<'_> {
+/// Reading never changes the files, so a shared reference is a source.
+impl Source for &WeightFiles<'_> {
     fn read(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
         WeightFiles::read(self, name, shape)
     }
@@ -215,9 +216,7 @@ pub(crate) fn build(
     };
 
     let summary = match value_head {
-        ValueHeadSource::File(files) => {
-            linear(&mut WeightFilesRef(files), "v_head.summary", d, 1, true)?
-        }
+        ValueHeadSource::File(files) => linear(&mut { files }, "v_head.summary", d, 1, true)?,
         ValueHeadSource::Init(init, seed) => {
             let mut rng = Rng::new(seed);
             let w: Vec<f32> = match init {
@@ -246,14 +245,6 @@ pub(crate) fn build(
     })
 }
 
-struct WeightFilesRef<'r, 'a>(&'r WeightFiles<'a>);
-
-impl Source for WeightFilesRef<'_, '_> {
-    fn read(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
-        self.0.read(name, shape)
-    }
-}
-
 /// Where the value head comes from.
 pub enum ValueHeadSource<'r> {
     /// `value_head.safetensors` of a trained critic.
@@ -277,13 +268,7 @@ pub fn load_model(
         Some(files) => ValueHeadSource::File(files),
         None => ValueHeadSource::Init(value_init, seed),
     };
-    build(
-        config,
-        &mut WeightFilesRef(weights),
-        head,
-        precision,
-        device,
-    )
+    build(config, &mut { weights }, head, precision, device)
 }
 
 fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
