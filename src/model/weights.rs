@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use burn::module::Param;
+use burn::module::{Param, ParamId};
 use burn::nn::{Embedding, Linear};
 use burn::tensor::{DType, Device, Tensor, TensorData, bf16, f16};
 use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
@@ -145,25 +145,23 @@ pub(crate) fn build(
         config.num_key_value_heads * hd,
     );
 
-    let tensor1 = |data: Vec<f32>, n: usize| -> Param<Tensor<1>> {
-        Param::from_tensor(Tensor::from_data(
-            TensorData::new(data, [n]),
-            (device, dtype),
-        ))
+    let tensor1 = |name: &str, data: Vec<f32>, n: usize| -> Param<Tensor<1>> {
+        named_param(
+            name,
+            Tensor::from_data(TensorData::new(data, [n]), (device, dtype)),
+        )
     };
     // `[out, in]` in the file, `[in, out]` in burn.
     let linear = |source: &mut dyn Source, prefix: &str, d_in: usize, d_out: usize, bias: bool| {
         let w = source.read(&format!("{prefix}.weight"), &[d_out, d_in])?;
         let w = transpose(&w, d_out, d_in);
-        let weight = Param::from_tensor(Tensor::from_data(
-            TensorData::new(w, [d_in, d_out]),
-            (device, dtype),
-        ));
+        let weight = named_param(
+            &format!("{prefix}.weight"),
+            Tensor::from_data(TensorData::new(w, [d_in, d_out]), (device, dtype)),
+        );
         let bias = if bias {
-            Some(tensor1(
-                source.read(&format!("{prefix}.bias"), &[d_out])?,
-                d_out,
-            ))
+            let name = format!("{prefix}.bias");
+            Some(tensor1(&name, source.read(&name, &[d_out])?, d_out))
         } else {
             None
         };
@@ -171,17 +169,17 @@ pub(crate) fn build(
     };
     let norm = |source: &mut dyn Source, name: &str| -> Result<RmsNorm, ModelError> {
         Ok(RmsNorm {
-            weight: tensor1(source.read(name, &[d])?, d),
+            weight: tensor1(name, source.read(name, &[d])?, d),
             eps: config.rms_norm_eps,
         })
     };
 
     let embed = source.read("model.embed_tokens.weight", &[v, d])?;
     let embed_tokens = Embedding {
-        weight: Param::from_tensor(Tensor::from_data(
-            TensorData::new(embed, [v, d]),
-            (device, dtype),
-        )),
+        weight: named_param(
+            "model.embed_tokens.weight",
+            Tensor::from_data(TensorData::new(embed, [v, d]), (device, dtype)),
+        ),
     };
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for n in 0..config.num_hidden_layers {
@@ -226,11 +224,11 @@ pub(crate) fn build(
                 }
             };
             Linear {
-                weight: Param::from_tensor(Tensor::from_data(
-                    TensorData::new(w, [d, 1]),
-                    (device, dtype),
-                )),
-                bias: Some(tensor1(vec![0.0], 1)),
+                weight: named_param(
+                    "v_head.summary.weight",
+                    Tensor::from_data(TensorData::new(w, [d, 1]), (device, dtype)),
+                ),
+                bias: Some(tensor1("v_head.summary.bias", vec![0.0], 1)),
             }
         }
     };
@@ -243,6 +241,23 @@ pub(crate) fn build(
         v_head: ValueHead { summary },
         config: config.clone(),
     })
+}
+
+/// A parameter's id from its Hugging Face tensor name (64-bit FNV-1a), so the same weight has the
+/// same id in every process: optimizer state saved in a checkpoint is keyed by these ids and
+/// finds its parameters again after `--resume`.
+pub fn param_id(name: &str) -> ParamId {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    ParamId::from(hash)
+}
+
+/// A trainable parameter whose id is [`param_id`] of `name`.
+fn named_param<const D: usize>(name: &str, value: Tensor<D>) -> Param<Tensor<D>> {
+    let mut param = Param::from_tensor(value);
+    param.id = param_id(name);
+    param
 }
 
 /// Where the value head comes from.

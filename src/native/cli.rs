@@ -1,11 +1,14 @@
 //! The `ppo-lens` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 
 use super::score::{ScoreInput, score_command};
+use super::train::{TrainOutcome, train};
 use super::{doctor, ppo_cmd};
 
 #[derive(Debug, Parser)]
@@ -74,12 +77,38 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Train with PPO on GSM8K (or GSM-mini) as a config file says.
+    ///
+    /// Writes to training.output_dir: effective_config.yaml, metrics.jsonl (one row per step),
+    /// plots.png and plots.svg, checkpoints step_N/ and final/ (a Hugging Face directory plus
+    /// value head, optimizer and trainer state). Ctrl-C finishes the running step, saves
+    /// step_N/ and exits with status 130; a second Ctrl-C exits at once.
+    Train {
+        /// The YAML config (configs/config.yaml, configs/config_debug.yaml).
+        #[arg(long, value_name = "FILE.yaml")]
+        config: PathBuf,
+        /// Continue from a checkpoint directory (output_dir/step_N).
+        #[arg(long, value_name = "DIR")]
+        resume: Option<PathBuf>,
+        /// Overrides, key.sub=value: ppo.learning_rate=1e-5 training.total_ppo_steps=10
+        #[arg(value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
 }
 
 /// Parses the arguments, runs the subcommand, and turns an error into a message and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Train {
+        config,
+        resume,
+        overrides,
+    } = &cli.command
+    {
+        return train_main(config, resume.as_deref(), overrides);
+    }
     let result = match cli.command {
+        Command::Train { .. } => unreachable!("handled above"),
         Command::Doctor => doctor::run(),
         Command::Gae {
             input,
@@ -105,6 +134,36 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ppo-lens train`: the first Ctrl-C asks the loop to save and stop after the running step.
+fn train_main(config: &Path, resume: Option<&Path>, overrides: &[String]) -> ExitCode {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handler = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond Ctrl-C: exiting without saving");
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: saving after this step (Ctrl-C again to exit at once)");
+    });
+    if let Err(err) = handler {
+        eprintln!("warning: Ctrl-C will not save a checkpoint: {err}");
+    }
+    match train(config, overrides, resume, stop) {
+        Ok(TrainOutcome::Finished { .. }) => ExitCode::SUCCESS,
+        Ok(TrainOutcome::Interrupted { step, checkpoint }) => {
+            eprintln!(
+                "interrupted after step {step}; resume with --resume {}",
+                checkpoint.display()
+            );
+            ExitCode::from(130)
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

@@ -12,6 +12,8 @@
 
 pub mod entropy;
 pub mod gae;
+pub mod iteration;
+pub mod kl_control;
 pub mod losses;
 pub mod masked;
 pub mod policy_loss;

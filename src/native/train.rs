@@ -1,0 +1,536 @@
+//! `ppo-lens train`: the PPO loop on a config file, with metrics, plots and checkpoints.
+//!
+//! Each step: pick `rollout.batch_size` problems, collect experience with the current policy
+//! (rollout, GSM8K scores, reference logprobs, token rewards, GAE, whitening), run the update,
+//! adapt the KL coefficient, append one row to `metrics.jsonl`. Every `save_every` steps and at
+//! the end a checkpoint and the plots are written; Ctrl-C finishes the running step, saves, and
+//! exits.
+//!
+//! A checkpoint directory is a Hugging Face model directory (`config.json`, `model.safetensors`,
+//! `tokenizer.json`, `value_head.safetensors`) plus `optimizer.burnpack` (AdamW's moments, keyed
+//! by parameter ids derived from tensor names) and `trainer_state.json` (the step, the random
+//! generator's state, the KL coefficient). Everything the next step depends on is there, so
+//! `--resume` continues bit for bit on the CPU.
+
+use std::fs;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use burn::module::Module;
+use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::tensor::Bytes;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::config::{DataSource, TrainConfig, load_config};
+use super::model_dir::{
+    CONFIG, TOKENIZER, VALUE_HEAD, WEIGHTS, load_dir, open_device, write_dir_atomically,
+};
+use super::plots::write_plots;
+use crate::compute::block_on;
+use crate::data::gsm_mini::gsm_mini;
+use crate::data::gsm8k::{Problem, parse_gsm8k_jsonl};
+use crate::model::chat::gsm8k_prompt;
+use crate::model::tokenizer::TextTokenizer;
+use crate::model::{Precision, ValueHeadInit, save_model, save_value_head, weights::saved_config};
+use crate::ppo::gae::GaeParams;
+use crate::ppo::iteration::{ExperienceConfig, Task, collect_experience, metrics};
+use crate::ppo::kl_control::KlController;
+use crate::ppo::losses::LossCoeffs;
+use crate::ppo::rewards::KlEstimator;
+use crate::ppo::update::{UpdateConfig, ppo_update};
+use crate::rng::Rng;
+use crate::rollout::sampling::SamplingParams;
+
+pub const OPTIMIZER: &str = "optimizer.burnpack";
+pub const TRAINER_STATE: &str = "trainer_state.json";
+pub const METRICS: &str = "metrics.jsonl";
+pub const EFFECTIVE_CONFIG: &str = "effective_config.yaml";
+
+/// What a checkpoint needs besides the weights and the optimizer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainerState {
+    /// PPO steps done.
+    pub step: usize,
+    /// The random generator's state after that step (batches, sampling, shuffles).
+    pub rng_state: u64,
+    /// The KL coefficient the next step uses.
+    pub kl_coeff: f64,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainOutcome {
+    Finished {
+        steps: usize,
+        final_dir: PathBuf,
+    },
+    /// Ctrl-C: the checkpoint of the last finished step was written.
+    Interrupted {
+        step: usize,
+        checkpoint: PathBuf,
+    },
+}
+
+/// Write one file atomically: a sibling temporary file, flushed, renamed over `path`.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut f =
+        fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("{}: cannot write", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("{}: cannot move into place", path.display()))
+}
+
+/// The problems of `data`, as the config asks.
+fn load_problems(config: &TrainConfig) -> Result<Vec<Problem>> {
+    let data = &config.data;
+    match data.source {
+        DataSource::GsmMini => Ok(gsm_mini(data.num_samples, config.training.seed)),
+        DataSource::Gsm8k => {
+            let path = data.path.as_ref().context("key `data.path` is needed")?;
+            let text = fs::read_to_string(path)
+                .with_context(|| format!("data.path: {}: cannot read", path.display()))?;
+            let mut problems =
+                parse_gsm8k_jsonl(&text, &path.display().to_string()).map_err(|e| anyhow!(e))?;
+            if problems.len() < data.num_samples {
+                bail!(
+                    "key `data.num_samples` is {} but {} has only {} problems",
+                    data.num_samples,
+                    path.display(),
+                    problems.len()
+                );
+            }
+            problems.truncate(data.num_samples);
+            Ok(problems)
+        }
+    }
+}
+
+/// The ids that end a response and the pad id, from the tokenizer and `config.json`: `<|im_end|>`
+/// (the chat template's end of turn) and the config's EOS ids end a response; `<|endoftext|>`
+/// pads and is never an EOS.
+fn stop_ids(tokenizer: &TextTokenizer, config_eos: &[u32], dir: &Path) -> Result<(Vec<u32>, u32)> {
+    let pad = tokenizer.token_id("<|endoftext|>").with_context(|| {
+        format!(
+            "{}: tokenizer.json has no <|endoftext|> token to pad with",
+            dir.display()
+        )
+    })?;
+    let mut eos: Vec<u32> = tokenizer.token_id("<|im_end|>").into_iter().collect();
+    eos.extend(config_eos.iter().copied().filter(|&id| id != pad));
+    eos.sort_unstable();
+    eos.dedup();
+    if eos.is_empty() {
+        bail!(
+            "{}: no end-of-response id: tokenizer.json has no <|im_end|> and config.json no eos_token_id",
+            dir.display()
+        );
+    }
+    Ok((eos, pad))
+}
+
+/// `k` distinct indices below `n`, seeded (a partial Fisher-Yates shuffle).
+fn pick(n: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    for i in 0..k {
+        let j = i + rng.below(n - i);
+        idx.swap(i, j);
+    }
+    idx.truncate(k);
+    idx
+}
+
+/// Read the rows of `metrics.jsonl`.
+pub fn read_metrics(path: &Path) -> Result<Vec<Map<String, Value>>> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| match serde_json::from_str(line) {
+            Ok(Value::Object(row)) => Ok(row),
+            _ => bail!("{}:{}: not a JSON object", path.display(), i + 1),
+        })
+        .collect()
+}
+
+/// Run `ppo-lens train`. `stop` is set by Ctrl-C.
+pub fn train(
+    config_path: &Path,
+    overrides: &[String],
+    resume: Option<&Path>,
+    stop: Arc<AtomicBool>,
+) -> Result<TrainOutcome> {
+    let config = load_config(config_path, overrides)?;
+    let (t, r, p) = (&config.training, &config.rollout, &config.ppo);
+    let out = t.output_dir.clone();
+    fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+    write_file_atomically(&out.join(EFFECTIVE_CONFIG), config.to_yaml().as_bytes())?;
+
+    let compute = open_device(&t.device)?;
+    let precision = if t.dtype == "bfloat16" {
+        Precision::Bf16
+    } else {
+        Precision::F32
+    };
+    let value_init = if config.model.value_head_std > 0.0 {
+        ValueHeadInit::Normal {
+            std: config.model.value_head_std,
+        }
+    } else {
+        ValueHeadInit::Zeros
+    };
+    // The frozen reference is always the starting model, also when resuming.
+    let reference = load_dir(
+        &config.model.path,
+        precision,
+        value_init,
+        t.seed,
+        &compute.device,
+    )
+    .context("key `model.path`")?;
+    let tokenizer = reference.tokenizer.with_context(|| {
+        format!(
+            "key `model.path`: {} has no {TOKENIZER}",
+            config.model.path.display()
+        )
+    })?;
+    let tokenizer_json = reference.tokenizer_json.unwrap_or_default();
+    let reference = reference.model;
+    let (eos_ids, pad_id) = stop_ids(
+        &tokenizer,
+        &reference.config.eos_token_ids,
+        &config.model.path,
+    )?;
+
+    let problems = load_problems(&config)?;
+    if r.batch_size > problems.len() {
+        bail!(
+            "key `rollout.batch_size` is {} but there are only {} problems (data.num_samples)",
+            r.batch_size,
+            problems.len()
+        );
+    }
+    let tasks: Vec<Task> = problems
+        .iter()
+        .map(|problem| {
+            Ok(Task {
+                prompt_ids: tokenizer.encode(&gsm8k_prompt(&problem.question))?,
+                reference_answer: problem
+                    .final_answer()
+                    .with_context(|| format!("no #### answer in {:?}", problem.answer))?,
+            })
+        })
+        .collect::<Result<_>>()?;
+
+    // The policy: the starting model, or a checkpoint with its optimizer and state.
+    let train_device = compute.device.clone().autodiff();
+    let adamw = AdamWConfig::new().with_weight_decay(p.weight_decay as f32);
+    let (mut policy, mut optim, state) = match resume {
+        None => {
+            let loaded = load_dir(
+                &config.model.path,
+                precision,
+                value_init,
+                t.seed,
+                &train_device,
+            )?;
+            let state = TrainerState {
+                step: 0,
+                rng_state: Rng::new(t.seed).state(),
+                kl_coeff: p.kl_coeff,
+            };
+            (loaded.model, adamw.init(), state)
+        }
+        Some(dir) => {
+            let state_path = dir.join(TRAINER_STATE);
+            let text = fs::read_to_string(&state_path).with_context(|| {
+                format!(
+                    "--resume {}: cannot read {TRAINER_STATE} (is this a checkpoint directory?)",
+                    dir.display()
+                )
+            })?;
+            let state: TrainerState = serde_json::from_str(&text)
+                .map_err(|e| anyhow!("{}: {e}", state_path.display()))?;
+            let loaded = load_dir(dir, precision, value_init, t.seed, &train_device)?;
+            if !loaded.has_value_head {
+                bail!("--resume {}: no {VALUE_HEAD}", dir.display());
+            }
+            let opt_path = dir.join(OPTIMIZER);
+            let bytes = fs::read(&opt_path)
+                .with_context(|| format!("{}: cannot read", opt_path.display()))?;
+            let optim: ModuleOptimizer = adamw
+                .init()
+                .from_bytes(Bytes::from_bytes_vec(bytes))
+                .map_err(|e| anyhow!("{}: not an optimizer state: {e:?}", opt_path.display()))?;
+            if state.step > t.total_ppo_steps {
+                bail!(
+                    "--resume {}: the checkpoint is at step {} but training.total_ppo_steps is {}",
+                    dir.display(),
+                    state.step,
+                    t.total_ppo_steps
+                );
+            }
+            (loaded.model, optim, state)
+        }
+    };
+
+    let estimator =
+        KlEstimator::parse(&p.kl_estimator).map_err(|e| anyhow!("ppo.kl_estimator: {e}"))?;
+    let mut kl = match &p.adaptive_kl {
+        None => KlController::fixed(state.kl_coeff),
+        Some(a) => KlController::adaptive(state.kl_coeff, a.target, a.horizon)
+            .map_err(|e| anyhow!("ppo.adaptive_kl: {e}"))?,
+    };
+    let mut rng = Rng::from_state(state.rng_state);
+    let update = UpdateConfig {
+        epochs: p.epochs,
+        mini_batch_size: p.mini_batch_size,
+        gradient_accumulation_steps: p.gradient_accumulation_steps,
+        max_grad_norm: p.max_grad_norm.map(|x| x as f32),
+        lr: p.learning_rate,
+        temperature: r.temperature,
+        coeffs: LossCoeffs {
+            clip_ratio: p.clip_ratio as f32,
+            clip_range_value: p.clip_range_value as f32,
+            vf_coef: p.vf_coef as f32,
+            entropy_coeff: p.entropy_coeff as f32,
+        },
+    };
+    let sampling = SamplingParams::new(r.temperature, r.top_k, r.top_p)
+        .map_err(|e| anyhow!("rollout: {e}"))?;
+    let gae = GaeParams::new(p.gamma as f32, p.lam as f32).map_err(|e| anyhow!("ppo: {e}"))?;
+
+    // metrics.jsonl: a fresh run starts it over; a resumed run keeps the rows up to its step.
+    let metrics_path = out.join(METRICS);
+    let mut rows = if resume.is_some() && metrics_path.exists() {
+        let mut rows = read_metrics(&metrics_path)?;
+        rows.retain(|row| row.get("step").and_then(Value::as_u64) <= Some(state.step as u64));
+        rows
+    } else {
+        Vec::new()
+    };
+    let kept: String = rows
+        .iter()
+        .map(|row| format!("{}\n", Value::Object(row.clone())))
+        .collect();
+    write_file_atomically(&metrics_path, kept.as_bytes())?;
+    let mut metrics_file = fs::OpenOptions::new()
+        .append(true)
+        .open(&metrics_path)
+        .with_context(|| format!("{}: cannot open", metrics_path.display()))?;
+
+    let save = |policy: &crate::model::Qwen2Model,
+                optim: &ModuleOptimizer,
+                state: &TrainerState,
+                rows: &[Map<String, Value>],
+                name: &str|
+     -> Result<PathBuf> {
+        let dir = out.join(name);
+        let model = policy.valid();
+        let weights = save_model(&model)?;
+        let head = save_value_head(&model)?;
+        let model_config = saved_config(&model).to_json();
+        let optimizer = optim
+            .into_bytes()
+            .map_err(|e| anyhow!("cannot serialise the optimizer: {e:?}"))?;
+        let state_json = serde_json::to_string_pretty(state)?;
+        write_dir_atomically(
+            &dir,
+            &[
+                (CONFIG, model_config.as_bytes()),
+                (WEIGHTS, &weights),
+                (VALUE_HEAD, &head),
+                (TOKENIZER, &tokenizer_json),
+                (OPTIMIZER, &optimizer),
+                (TRAINER_STATE, state_json.as_bytes()),
+            ],
+        )?;
+        write_plots(rows, &out)?;
+        Ok(dir)
+    };
+
+    let total = t.total_ppo_steps;
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} step {pos}/{len} [{bar:30}] {msg}  {elapsed_precise} (eta {eta})",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_position(state.step as u64);
+        Some(bar)
+    } else {
+        None
+    };
+    let say = |line: String| match &bar {
+        Some(bar) => bar.println(line),
+        None => eprintln!("{line}"),
+    };
+    say(format!(
+        "ppo-lens train: {} on {}, {} problems, steps {}..={total}, output {}",
+        config.model.path.display(),
+        compute.kind.label(),
+        tasks.len(),
+        state.step + 1,
+        out.display()
+    ));
+
+    let mut step = state.step;
+    while step < total {
+        let started = Instant::now();
+        step += 1;
+        let batch: Vec<Task> = pick(tasks.len(), r.batch_size, &mut rng)
+            .into_iter()
+            .map(|i| tasks[i].clone())
+            .collect();
+        let experience_config = ExperienceConfig {
+            sampling,
+            max_new_tokens: r.max_new_tokens,
+            eos_ids: eos_ids.clone(),
+            pad_id,
+            n_top: 0,
+            gae,
+            kl_coeff: kl.value as f32,
+            kl_estimator: estimator,
+            whiten_advantages: p.whiten_advantages,
+        };
+        let experience = block_on(collect_experience(
+            &policy.valid(),
+            &reference,
+            &tokenizer,
+            &batch,
+            &experience_config,
+            &mut rng,
+        ))
+        .map_err(|e| anyhow!("step {step}: rollout: {e}"))?;
+        let rollout_s = started.elapsed().as_secs_f64();
+        let (updated, stats) = block_on(ppo_update(
+            policy,
+            &mut optim,
+            &experience.batch(),
+            &update,
+            &mut rng,
+        ))
+        .map_err(|e| anyhow!("step {step}: update: {e}"))?;
+        policy = updated;
+        kl.update(experience.kl_mean(), batch.len());
+
+        let mut row = Map::new();
+        row.insert("step".into(), json!(step));
+        for (name, value) in metrics(&experience, &stats) {
+            row.insert(name.into(), json!(value));
+        }
+        row.insert("time/rollout_s".into(), json!(rollout_s));
+        row.insert("time/step_s".into(), json!(started.elapsed().as_secs_f64()));
+        writeln!(metrics_file, "{}", Value::Object(row.clone()))
+            .and_then(|()| metrics_file.flush())
+            .with_context(|| format!("{}: cannot write", metrics_path.display()))?;
+        rows.push(row);
+
+        if stats.skipped_steps > 0 {
+            say(format!(
+                "step {step}: {} of {} optimizer steps skipped: a loss or the gradient norm was NaN or infinite",
+                stats.skipped_steps,
+                stats.skipped_steps + stats.optimizer_steps
+            ));
+        }
+        let summary = format!(
+            "reward {:.3}  kl {:.3}  loss {:.4}  clip {:.3}",
+            experience.reward_mean(),
+            experience.kl_mean(),
+            stats.loss_total,
+            stats.policy_clip_frac
+        );
+        match &bar {
+            Some(bar) => {
+                bar.set_message(summary);
+                bar.set_position(step as u64);
+            }
+            None => eprintln!("step {step}/{total}  {summary}"),
+        }
+
+        let state = TrainerState {
+            step,
+            rng_state: rng.state(),
+            kl_coeff: kl.value,
+        };
+        if stop.load(Ordering::SeqCst) && step < total {
+            let dir = save(&policy, &optim, &state, &rows, &format!("step_{step}"))?;
+            if let Some(bar) = &bar {
+                bar.abandon();
+            }
+            return Ok(TrainOutcome::Interrupted {
+                step,
+                checkpoint: dir,
+            });
+        }
+        if t.save_every > 0 && step % t.save_every == 0 && step < total {
+            let dir = save(&policy, &optim, &state, &rows, &format!("step_{step}"))?;
+            say(format!("step {step}: saved {}", dir.display()));
+        }
+        if step == total {
+            let dir = save(&policy, &optim, &state, &rows, "final")?;
+            if let Some(bar) = &bar {
+                bar.finish();
+            }
+            say(format!(
+                "done: {} (plots in {})",
+                dir.display(),
+                out.display()
+            ));
+            return Ok(TrainOutcome::Finished {
+                steps: step,
+                final_dir: dir,
+            });
+        }
+    }
+    // Resumed from the last step: nothing left to do but write the final directory again.
+    let state = TrainerState {
+        step,
+        rng_state: rng.state(),
+        kl_coeff: kl.value,
+    };
+    let dir = save(&policy, &optim, &state, &rows, "final")?;
+    Ok(TrainOutcome::Finished {
+        steps: step,
+        final_dir: dir,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_are_distinct_and_seeded() {
+        let a = pick(10, 4, &mut Rng::new(3));
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 4);
+        assert!(a.iter().all(|&i| i < 10));
+        assert_eq!(a, pick(10, 4, &mut Rng::new(3)));
+        let all = pick(5, 5, &mut Rng::new(1));
+        let mut s = all.clone();
+        s.sort_unstable();
+        assert_eq!(s, vec![0, 1, 2, 3, 4]);
+    }
+}

@@ -1,0 +1,259 @@
+//! One PPO iteration's experience, top to bottom (DESIGN.md steps 1-4): sample responses, score
+//! them, ask the frozen reference for its logprobs, turn score and KL into token rewards, run GAE
+//! backwards, whiten. The trainer and the page both call [`collect_experience`] and then
+//! [`ppo_update`](super::update::ppo_update) on [`Experience::batch`].
+
+use burn::tensor::{Tensor, TensorData};
+
+use super::gae::{GaeParams, gae};
+use super::rewards::{KlEstimator, token_rewards};
+use super::update::{PpoBatch, UpdateStats};
+use super::whiten::masked_whiten;
+use crate::compute::read_f32;
+use crate::model::Qwen2Model;
+use crate::model::tokenizer::TextTokenizer;
+use crate::reward::gsm8k::{GsmScore, gsm8k_reward};
+use crate::rng::Rng;
+use crate::rollout::generate::{Rollout, response_outputs, rollout, rows_tensor};
+use crate::rollout::sampling::SamplingParams;
+
+/// A prompt and the answer its response is checked against.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    pub prompt_ids: Vec<u32>,
+    /// The reference's final answer (the number after `####`).
+    pub reference_answer: String,
+}
+
+/// Settings of steps 1-4.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExperienceConfig {
+    pub sampling: SamplingParams,
+    pub max_new_tokens: usize,
+    /// Ids that end a response (kept inside the response mask).
+    pub eos_ids: Vec<u32>,
+    /// Fed after EOS and masked; never one of `eos_ids`.
+    pub pad_id: u32,
+    /// Candidates kept per sampled token, for display.
+    pub n_top: usize,
+    pub gae: GaeParams,
+    pub kl_coeff: f32,
+    pub kl_estimator: KlEstimator,
+    pub whiten_advantages: bool,
+}
+
+/// Everything one iteration computed before the update, rows `[B][R]` (0 on padding).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Experience {
+    pub rollout: Rollout,
+    /// Each response decoded without special tokens.
+    pub responses: Vec<String>,
+    pub scores: Vec<GsmScore>,
+    pub ref_logprobs: Vec<Vec<f32>>,
+    /// Per-token KL estimate to the reference.
+    pub kl: Vec<Vec<f32>>,
+    /// `-kl_coeff * kl`, plus the score on the last real token.
+    pub rewards: Vec<Vec<f32>>,
+    pub deltas: Vec<Vec<f32>>,
+    /// GAE advantages before whitening.
+    pub raw_advantages: Vec<Vec<f32>>,
+    /// The advantages the update uses (whitened when asked).
+    pub advantages: Vec<Vec<f32>>,
+    pub returns: Vec<Vec<f32>>,
+    pub kl_coeff: f32,
+}
+
+fn to_rows(flat: Vec<f32>, width: usize) -> Vec<Vec<f32>> {
+    if width == 0 {
+        return Vec::new();
+    }
+    flat.chunks(width).map(<[f32]>::to_vec).collect()
+}
+
+fn rows_f32(rows: &[Vec<f32>], device: &burn::tensor::Device) -> Tensor<2> {
+    let (b, t) = (rows.len(), rows.first().map_or(0, Vec::len));
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    Tensor::from_data(TensorData::new(flat, [b, t]), device)
+}
+
+/// Steps 1-4 for `tasks`. `policy` and `reference` are inference models (`.valid()`).
+pub async fn collect_experience(
+    policy: &Qwen2Model,
+    reference: &Qwen2Model,
+    tokenizer: &TextTokenizer,
+    tasks: &[Task],
+    config: &ExperienceConfig,
+    rng: &mut Rng,
+) -> Result<Experience, String> {
+    if config.eos_ids.contains(&config.pad_id) {
+        return Err(format!(
+            "the pad id {} is also an EOS id: padding would end responses",
+            config.pad_id
+        ));
+    }
+    // 1. Rollout: sample, keeping logprobs and the values of the states before each token.
+    let prompts: Vec<Vec<u32>> = tasks.iter().map(|t| t.prompt_ids.clone()).collect();
+    let rollout = rollout(
+        policy,
+        &prompts,
+        &config.sampling,
+        config.max_new_tokens,
+        &config.eos_ids,
+        config.pad_id,
+        config.n_top,
+        rng,
+    )
+    .await?;
+    let r = rollout.response_len();
+    let device = policy.device();
+
+    // Score each response with the task's reward.
+    let mut responses = Vec::with_capacity(tasks.len());
+    let mut scores = Vec::with_capacity(tasks.len());
+    for (b, task) in tasks.iter().enumerate() {
+        let text = tokenizer
+            .decode(&rollout.response_ids(b), true)
+            .map_err(|e| e.to_string())?;
+        scores.push(gsm8k_reward(&text, &task.reference_answer));
+        responses.push(text);
+    }
+
+    // 2. Reference logprobs: one teacher-forced pass of the frozen model over the same ids.
+    let ref_logprobs = response_outputs(
+        reference,
+        rows_tensor(&rollout.ids, &reference.device()),
+        rows_tensor(&rollout.attention_mask, &reference.device()),
+        rollout.prompt_len,
+        config.sampling.temperature,
+    )
+    .logprobs;
+    let ref_logprobs = read_f32(ref_logprobs).await?;
+    let ref_rows = to_rows(ref_logprobs, r);
+    let mask_rows = &rollout.response_mask;
+    // Padding has logprob 0 in the rollout; keep the reference's 0 there too.
+    let ref_rows: Vec<Vec<f32>> = ref_rows
+        .into_iter()
+        .zip(mask_rows)
+        .map(|(row, mask)| row.iter().zip(mask).map(|(l, m)| l * m).collect())
+        .collect();
+
+    // 3. Token rewards: -kl_coeff * KL on every token, the score on the last one.
+    let mask = rows_f32(mask_rows, &device);
+    let score_values: Vec<f32> = scores.iter().map(GsmScore::reward).collect();
+    let tr = token_rewards(
+        Tensor::from_data(TensorData::new(score_values, [tasks.len()]), &device),
+        rows_f32(&rollout.logprobs, &device),
+        rows_f32(&ref_rows, &device),
+        mask.clone(),
+        config.kl_coeff,
+        config.kl_estimator,
+    );
+
+    // 4. GAE from the last token back, then whitening over the batch's real tokens.
+    let g = gae(
+        tr.rewards.clone(),
+        rows_f32(&rollout.values, &device),
+        mask.clone(),
+        config.gae,
+    );
+    let real_tokens: f32 = mask_rows.iter().flatten().sum();
+    let advantages = if config.whiten_advantages {
+        if real_tokens < 2.0 {
+            return Err(format!(
+                "whitening needs at least 2 response tokens in the batch, found {real_tokens}"
+            ));
+        }
+        masked_whiten(g.advantages.clone(), mask)
+    } else {
+        g.advantages.clone()
+    };
+    Ok(Experience {
+        responses,
+        scores,
+        ref_logprobs: ref_rows,
+        kl: to_rows(read_f32(tr.kl).await?, r),
+        rewards: to_rows(read_f32(tr.rewards).await?, r),
+        deltas: to_rows(read_f32(g.deltas).await?, r),
+        raw_advantages: to_rows(read_f32(g.advantages).await?, r),
+        advantages: to_rows(read_f32(advantages).await?, r),
+        returns: to_rows(read_f32(g.returns).await?, r),
+        kl_coeff: config.kl_coeff,
+        rollout,
+    })
+}
+
+impl Experience {
+    /// What the update needs.
+    pub fn batch(&self) -> PpoBatch {
+        PpoBatch {
+            prompt_len: self.rollout.prompt_len,
+            ids: self.rollout.ids.clone(),
+            attention_mask: self.rollout.attention_mask.clone(),
+            response_mask: self.rollout.response_mask.clone(),
+            old_logprobs: self.rollout.logprobs.clone(),
+            old_values: self.rollout.values.clone(),
+            advantages: self.advantages.clone(),
+            returns: self.returns.clone(),
+        }
+    }
+
+    /// Mean task reward (the score, without the KL penalty).
+    pub fn reward_mean(&self) -> f64 {
+        let n = self.scores.len().max(1) as f64;
+        self.scores.iter().map(|s| s.reward() as f64).sum::<f64>() / n
+    }
+
+    /// Fraction of responses with the right final answer.
+    pub fn correct_frac(&self) -> f64 {
+        let n = self.scores.len().max(1) as f64;
+        let correct = self
+            .scores
+            .iter()
+            .filter(|s| matches!(s, GsmScore::Correct { .. }))
+            .count();
+        correct as f64 / n
+    }
+
+    /// KL to the reference summed over each sequence's tokens, averaged over the batch (what
+    /// the adaptive controller steers).
+    pub fn kl_mean(&self) -> f64 {
+        let n = self.kl.len().max(1) as f64;
+        self.kl
+            .iter()
+            .map(|row| row.iter().map(|&k| k as f64).sum::<f64>())
+            .sum::<f64>()
+            / n
+    }
+
+    /// Mean number of response tokens (EOS included).
+    pub fn response_len_mean(&self) -> f64 {
+        let n = self.rollout.response_mask.len().max(1) as f64;
+        self.rollout
+            .response_mask
+            .iter()
+            .map(|row| row.iter().map(|&m| m as f64).sum::<f64>())
+            .sum::<f64>()
+            / n
+    }
+}
+
+/// One row of `metrics.jsonl` and one point of every chart, named as in DESIGN.md.
+pub fn metrics(experience: &Experience, stats: &UpdateStats) -> Vec<(&'static str, f64)> {
+    vec![
+        ("rollout/reward_mean", experience.reward_mean()),
+        ("rollout/correct_frac", experience.correct_frac()),
+        ("rollout/kl_mean", experience.kl_mean()),
+        ("rollout/response_len_mean", experience.response_len_mean()),
+        ("loss/policy", stats.loss_policy as f64),
+        ("loss/value", stats.loss_value as f64),
+        ("loss/entropy", stats.loss_entropy as f64),
+        ("loss/total", stats.loss_total as f64),
+        ("params/approx_kl", stats.approx_kl as f64),
+        ("params/policy_clip_frac", stats.policy_clip_frac as f64),
+        ("params/value_clip_frac", stats.value_clip_frac as f64),
+        ("params/grad_norm", stats.grad_norm as f64),
+        ("params/kl_coeff", experience.kl_coeff as f64),
+        ("update/optimizer_steps", stats.optimizer_steps as f64),
+        ("update/skipped_steps", stats.skipped_steps as f64),
+    ]
+}
