@@ -15,19 +15,19 @@ use serde_json::{Map, Value};
 const FONT: &[u8] = include_bytes!("../../www/fonts/DejaVuSansMono.ttf");
 
 /// The panels: a title and the metrics drawn in it.
-pub const PANELS: [(&str, &[&str]); 6] = [
+pub const PANELS: [(&str, &[&str]); 9] = [
     ("reward", &["rollout/reward_mean", "rollout/correct_frac"]),
-    ("losses", &["loss/total", "loss/policy", "loss/value"]),
-    (
-        "KL to the reference",
-        &["rollout/kl_mean", "params/approx_kl"],
-    ),
+    ("policy and total loss", &["loss/total", "loss/policy"]),
+    ("value loss", &["loss/value"]),
+    ("KL to the reference (per sequence)", &["rollout/kl_mean"]),
+    ("approx KL (old to new policy)", &["params/approx_kl"]),
     (
         "clip fractions",
         &["params/policy_clip_frac", "params/value_clip_frac"],
     ),
     ("gradient norm (before clipping)", &["params/grad_norm"]),
     ("entropy", &["loss/entropy"]),
+    ("response length (tokens)", &["rollout/response_len_mean"]),
 ];
 
 const COLORS: [RGBColor; 3] = [
@@ -65,7 +65,7 @@ where
         .iter()
         .filter_map(|r| r.get("step")?.as_f64())
         .fold(1.0f64, f64::max);
-    for (area, (title, names)) in root.split_evenly((2, 3)).into_iter().zip(PANELS) {
+    for (area, (title, names)) in root.split_evenly((3, 3)).into_iter().zip(PANELS) {
         let lines: Vec<(&str, Vec<(f64, f64)>)> =
             names.iter().map(|&n| (n, series(rows, n))).collect();
         let values = lines.iter().flat_map(|(_, s)| s.iter().map(|p| p.1));
@@ -90,6 +90,7 @@ where
         chart
             .configure_mesh()
             .x_desc("step")
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .label_style(("sans-serif", 13))
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
@@ -120,7 +121,7 @@ where
 /// Write `dir/plots.png` and `dir/plots.svg` from the metrics rows.
 pub fn write_plots(rows: &[Map<String, Value>], dir: &Path) -> Result<()> {
     register_font();
-    let size = (1500, 900);
+    let size = (1500, 1200);
     draw(
         SVGBackend::new(&dir.join("plots.svg"), size).into_drawing_area(),
         rows,

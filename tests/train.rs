@@ -1,0 +1,327 @@
+//! `ppo-lens train` as a user runs it: on the debug config the reward rises; the output directory
+//! holds what the docs say; resume is bit-exact; Ctrl-C saves; bad input is refused by name.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const DEBUG: &str = "configs/config_debug.yaml";
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ppo-lens-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn ppo_lens(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ppo-lens"));
+    cmd.args(args).current_dir(ROOT);
+    cmd
+}
+
+fn train(out: &Path, extra: &[&str]) -> Output {
+    let out_arg = format!("training.output_dir={}", out.display());
+    let mut args = vec!["train", "--config", DEBUG, &out_arg];
+    args.extend_from_slice(extra);
+    ppo_lens(&args).output().expect("run ppo-lens train")
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "status {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn metrics(dir: &Path) -> Vec<serde_json::Map<String, Value>> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| match serde_json::from_str(l).unwrap() {
+            Value::Object(row) => row,
+            other => panic!("not a row: {other}"),
+        })
+        .collect()
+}
+
+fn mean(rows: &[serde_json::Map<String, Value>], key: &str) -> f64 {
+    rows.iter().map(|r| r[key].as_f64().unwrap()).sum::<f64>() / rows.len() as f64
+}
+
+fn read(path: PathBuf) -> Vec<u8> {
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The criterion with fewer steps: the last fifth's reward beats the first fifth's.
+#[test]
+fn debug_config_raises_the_reward_and_writes_every_output() {
+    let out = out_dir("debug");
+    let run = train(
+        &out,
+        &["training.total_ppo_steps=20", "training.save_every=10"],
+    );
+    ok(&run);
+
+    let rows = metrics(&out);
+    assert_eq!(rows.len(), 20);
+    for name in [
+        "step",
+        "rollout/reward_mean",
+        "loss/policy",
+        "loss/value",
+        "loss/entropy",
+        "loss/total",
+        "params/approx_kl",
+        "params/policy_clip_frac",
+        "params/value_clip_frac",
+        "params/grad_norm",
+        "rollout/kl_mean",
+    ] {
+        assert!(rows.iter().all(|r| r[name].is_number()), "no {name}");
+    }
+    let (first, last) = (
+        mean(&rows[..4], "rollout/reward_mean"),
+        mean(&rows[16..], "rollout/reward_mean"),
+    );
+    assert!(
+        last > first + 0.1,
+        "reward mean: first fifth {first:.3}, last fifth {last:.3}"
+    );
+
+    // The effective config reads back as a config, with the override applied.
+    let effective = std::fs::read_to_string(out.join("effective_config.yaml")).unwrap();
+    assert!(effective.contains("total_ppo_steps: 20"), "{effective}");
+    let again = out_dir("debug-effective");
+    std::fs::create_dir_all(&again).unwrap();
+    let check = ppo_lens(&[
+        "train",
+        "--config",
+        out.join("effective_config.yaml").to_str().unwrap(),
+        "training.total_ppo_steps=1",
+        "rollout.batch_size=4",
+        "ppo.mini_batch_size=4",
+        &format!("training.output_dir={}", again.display()),
+    ])
+    .output()
+    .unwrap();
+    ok(&check);
+
+    for file in ["plots.png", "plots.svg"] {
+        assert!(out.join(file).metadata().unwrap().len() > 1000, "{file}");
+    }
+    for dir in ["step_10", "final"] {
+        for file in [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "value_head.safetensors",
+            "optimizer.burnpack",
+            "trainer_state.json",
+        ] {
+            assert!(out.join(dir).join(file).exists(), "{dir}/{file}");
+        }
+    }
+    let state: Value =
+        serde_json::from_slice(&read(out.join("step_10/trainer_state.json"))).unwrap();
+    assert_eq!(state["step"], 10);
+    // No staging directory is left behind.
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let name = entry.unwrap().file_name();
+        assert!(
+            !name.to_string_lossy().starts_with('.'),
+            "{name:?} left in {}",
+            out.display()
+        );
+    }
+
+    // The final directory is a model `ppo-lens score` loads, with the trained value head.
+    let score = ppo_lens(&[
+        "score",
+        "--model",
+        out.join("final").to_str().unwrap(),
+        "--text",
+        "Tom has 3 apples.",
+    ])
+    .output()
+    .unwrap();
+    ok(&score);
+    let scored: Value = serde_json::from_slice(&score.stdout).unwrap();
+    let values = scored["values"].as_array().unwrap();
+    assert!(
+        values.iter().any(|v| v.as_f64().unwrap() != 0.0),
+        "{scored}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&again);
+}
+
+const SMALL: [&str; 5] = [
+    "rollout.batch_size=8",
+    "ppo.mini_batch_size=4",
+    "rollout.max_new_tokens=16",
+    "training.total_ppo_steps=6",
+    "training.save_every=3",
+];
+
+/// Six steps in one go, or three and then three more from step_3: the same bytes.
+#[test]
+fn resume_continues_bit_exactly() {
+    let straight = out_dir("straight");
+    ok(&train(&straight, &SMALL));
+    let resumed = out_dir("resumed");
+    let mut first_half = SMALL.to_vec();
+    first_half[3] = "training.total_ppo_steps=3";
+    ok(&train(&resumed, &first_half));
+    let step3 = resumed.join("step_3_copy");
+    // Resume from a copy of the final directory of a 3-step run: it holds the same state.
+    std::fs::create_dir_all(&step3).unwrap();
+    for entry in std::fs::read_dir(resumed.join("final")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), step3.join(entry.file_name())).unwrap();
+    }
+    ok(&train(
+        &resumed,
+        &[&SMALL[..], &["--resume", step3.to_str().unwrap()]].concat(),
+    ));
+
+    // The weights after steps 4-6 depend on AdamW's moments from steps 1-3, so equal weights
+    // show the optimizer state came back too. (optimizer.burnpack itself lists parameters in
+    // hash-map order, so its bytes differ from run to run.)
+    for file in [
+        "model.safetensors",
+        "value_head.safetensors",
+        "trainer_state.json",
+    ] {
+        assert!(
+            read(straight.join("final").join(file)) == read(resumed.join("final").join(file)),
+            "final/{file} differs after resume"
+        );
+    }
+    assert!(
+        read(straight.join("step_3/model.safetensors")) == read(step3.join("model.safetensors"))
+    );
+    let (a, b) = (metrics(&straight), metrics(&resumed));
+    assert_eq!(b.len(), 6);
+    for (ra, rb) in a.iter().zip(&b) {
+        for (key, value) in ra {
+            if !key.starts_with("time/") {
+                assert_eq!(value, &rb[key], "step {}: {key}", ra["step"]);
+            }
+        }
+    }
+
+    // A checkpoint without its optimizer state is refused, naming the file.
+    std::fs::remove_file(step3.join("optimizer.burnpack")).unwrap();
+    fails_with(
+        &[
+            "train",
+            "--config",
+            DEBUG,
+            &format!("training.output_dir={}", resumed.display()),
+            "--resume",
+            step3.to_str().unwrap(),
+        ],
+        "optimizer.burnpack: cannot read",
+    );
+    let _ = std::fs::remove_dir_all(&straight);
+    let _ = std::fs::remove_dir_all(&resumed);
+}
+
+/// SIGINT during training: the running step finishes, step_N is saved, the exit status is 130.
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_exits() {
+    let out = out_dir("ctrl-c");
+    let out_arg = format!("training.output_dir={}", out.display());
+    let mut child = ppo_lens(&[
+        "train",
+        "--config",
+        DEBUG,
+        &out_arg,
+        "training.total_ppo_steps=1000",
+        "training.save_every=0",
+        "rollout.batch_size=8",
+        "ppo.mini_batch_size=4",
+    ])
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let started = Instant::now();
+    while !std::fs::read_to_string(out.join("metrics.jsonl")).is_ok_and(|t| t.lines().count() >= 2)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no step finished"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let rows = metrics(&out);
+    let step = rows.len();
+    assert!(
+        stderr.contains(&format!("interrupted after step {step}")),
+        "{stderr}"
+    );
+    let state: Value =
+        serde_json::from_slice(&read(out.join(format!("step_{step}/trainer_state.json")))).unwrap();
+    assert_eq!(state["step"], step);
+    assert!(!out.join("final").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = ppo_lens(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+}
+
+#[test]
+fn bad_input_is_refused_by_name() {
+    let out = out_dir("bad");
+    let o = format!("training.output_dir={}", out.display());
+    let base = ["train", "--config", DEBUG, &o];
+    fails_with(
+        &[&base[..], &["ppo.clip_ratio=-0.1"]].concat(),
+        "ppo.clip_ratio",
+    );
+    fails_with(&[&base[..], &["ppo.gamma=1.5"]].concat(), "ppo.gamma");
+    fails_with(
+        &[&base[..], &["ppo.mini_batch_size=64"]].concat(),
+        "ppo.mini_batch_size",
+    );
+    fails_with(&[&base[..], &["ppo.epoch=2"]].concat(), "ppo.epoch");
+    fails_with(&[&base[..], &["ppo.epochs=two"]].concat(), "ppo.epochs");
+    fails_with(
+        &[&base[..], &["data.num_samples=4", "ppo.mini_batch_size=4"]].concat(),
+        "rollout.batch_size",
+    );
+    fails_with(
+        &[&base[..], &["model.path=/nonexistent/model"]].concat(),
+        "model.path",
+    );
+    fails_with(
+        &[
+            &base[..],
+            &["data.source=gsm8k", "data.path=/nonexistent/train.jsonl"],
+        ]
+        .concat(),
+        "data.path: /nonexistent/train.jsonl",
+    );
+    fails_with(
+        &[&base[..], &["--resume", ROOT]].concat(),
+        "trainer_state.json",
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
