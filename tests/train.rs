@@ -237,7 +237,7 @@ fn resume_continues_bit_exactly() {
 fn ctrl_c_saves_a_checkpoint_and_exits() {
     let out = out_dir("ctrl-c");
     let out_arg = format!("training.output_dir={}", out.display());
-    let mut child = ppo_lens(&[
+    let child = ppo_lens(&[
         "train",
         "--config",
         DEBUG,

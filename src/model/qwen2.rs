@@ -40,7 +40,7 @@ impl RmsNorm {
             .sqrt()
             .recip();
         let normed = (x * inv_rms).cast(dtype); // back to the compute dtype, as transformers does
-        normed * self.weight.val().unsqueeze()
+        normed * cast_to(self.weight.val(), dtype).unsqueeze()
     }
 }
 
@@ -109,19 +109,13 @@ impl Attention {
         let [b, t, _] = x.dims();
         let (h, k, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
 
-        let q = self
-            .q_proj
-            .forward(x.clone())
+        let q = linear(&self.q_proj, x.clone())
             .reshape([b, t, h, hd])
             .swap_dims(1, 2); // [B, H, T, hd]
-        let key = self
-            .k_proj
-            .forward(x.clone())
+        let key = linear(&self.k_proj, x.clone())
             .reshape([b, t, k, hd])
             .swap_dims(1, 2); // [B, K, T, hd]
-        let value = self
-            .v_proj
-            .forward(x)
+        let value = linear(&self.v_proj, x)
             .reshape([b, t, k, hd])
             .swap_dims(1, 2); // [B, K, T, hd]
 
@@ -158,7 +152,7 @@ impl Attention {
         let out = probs.clone().cast(dtype).matmul(v_all); // [B, H, T, hd]
         let out = out.swap_dims(1, 2).reshape([b, t, h * hd]); // [B, T, H * hd]
         (
-            self.o_proj.forward(out),
+            linear(&self.o_proj, out),
             (key, value),
             want_probs.then_some(probs),
         )
@@ -178,8 +172,8 @@ pub struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone())); // [B, T, I]
-        self.down_proj.forward(gate * self.up_proj.forward(x)) // [B, T, D]
+        let gate = silu(linear(&self.gate_proj, x.clone())); // [B, T, I]
+        linear(&self.down_proj, gate * linear(&self.up_proj, x)) // [B, T, D]
     }
 }
 
@@ -211,6 +205,10 @@ pub struct Qwen2Model {
     pub v_head: ValueHead,
     #[module(skip)]
     pub config: Qwen2Config,
+    /// The dtype of activations and matmuls; weights of another dtype are cast per use (see
+    /// [`Precision`](super::Precision)).
+    #[module(skip)]
+    pub compute_dtype: DType,
 }
 
 impl Qwen2Model {
@@ -219,8 +217,13 @@ impl Qwen2Model {
         self.embed_tokens.weight.val().device()
     }
 
-    /// The dtype the weights are computed in (f32, or bf16 where the device has it).
+    /// The dtype the model computes in (f32, or bf16 where the device has it).
     pub fn dtype(&self) -> DType {
+        self.compute_dtype
+    }
+
+    /// The dtype the weights are stored in (f32 for a mixed-precision model).
+    pub fn param_dtype(&self) -> DType {
         self.embed_tokens.weight.val().dtype()
     }
 
@@ -295,7 +298,7 @@ impl Qwen2Model {
             self.config.rope_theta,
             self.dtype(),
         );
-        let mut x = self.embed_tokens.forward(ids); // [B, T, D]
+        let mut x = cast_to(self.embed_tokens.forward(ids), self.compute_dtype); // [B, T, D]
         let mut new_layers = Vec::with_capacity(self.layers.len());
         let mut attentions = want_attentions.then(Vec::new);
         for (i, layer) in self.layers.iter().enumerate() {
@@ -316,15 +319,16 @@ impl Qwen2Model {
         }
         let hidden = self.norm.forward(x); // [B, T, D]
         let logits = match &self.lm_head {
-            Some(head) => head.forward(hidden.clone()),
+            Some(head) => linear(head, hidden.clone()),
             None => {
                 let [_, _, d] = hidden.dims();
                 let flat = hidden.clone().reshape([b * t, d]); // [B * T, D]
-                let logits = flat.matmul(self.embed_tokens.weight.val().transpose()); // [B * T, V]
+                let embed = cast_to(self.embed_tokens.weight.val(), self.compute_dtype);
+                let logits = flat.matmul(embed.transpose()); // [B * T, V]
                 logits.reshape([b, t, self.config.vocab_size])
             }
         }; // [B, T, V]
-        let values = self.v_head.summary.forward(hidden).reshape([b, t]); // [B, T]
+        let values = linear(&self.v_head.summary, hidden).reshape([b, t]); // [B, T]
 
         let next_position = positions.narrow(1, t - 1, 1) + 1; // [B, 1]
         let cache = KvCache {
@@ -370,6 +374,25 @@ fn apply_rope(x: Tensor<4>, (cos, sin): &(Tensor<4>, Tensor<4>)) -> Tensor<4> {
     let x2 = x.clone().narrow(3, half, half);
     let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
     x * cos.clone() + rotated * sin.clone()
+}
+
+/// `x` in `dtype` (no op when it already is).
+fn cast_to<const N: usize>(x: Tensor<N>, dtype: DType) -> Tensor<N> {
+    if x.dtype() == dtype { x } else { x.cast(dtype) }
+}
+
+/// A Linear layer applied in `x`'s dtype: weights stored in another dtype (f32 master weights
+/// under mixed precision) are cast first, so gradients flow back to them in their own dtype.
+fn linear<const N: usize>(layer: &Linear, x: Tensor<N>) -> Tensor<N> {
+    let dtype = x.dtype();
+    if layer.weight.val().dtype() == dtype {
+        return layer.forward(x);
+    }
+    burn::tensor::module::linear(
+        x,
+        layer.weight.val().cast(dtype),
+        layer.bias.as_ref().map(|b| b.val().cast(dtype)),
+    )
 }
 
 fn to_f32<const N: usize>(x: Tensor<N>) -> Tensor<N> {

@@ -22,20 +22,35 @@ use super::init::ValueHeadInit;
 use super::qwen2::{Attention, DecoderLayer, Mlp, Qwen2Model, RmsNorm, ValueHead};
 use crate::rng::Rng;
 
-/// The dtype the model computes in.
+/// The dtypes a model stores its weights in and computes in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
     /// f32 everywhere (the CPU, the page, and all parity tests).
     F32,
-    /// Weights and activations in bf16, norms and softmax in f32 (CUDA).
+    /// Weights and activations in bf16, norms and softmax in f32: for models that are never
+    /// trained (the frozen reference on CUDA). Half the memory of f32.
     Bf16,
+    /// Mixed precision for a model being trained: f32 weights (the master copy AdamW updates,
+    /// with f32 gradients and moments) cast to bf16 for every matmul, bf16 activations, norms
+    /// and softmax in f32. bf16 weights could not take the update: with 8 significant bits, a
+    /// weight near 0.02 moves in steps of about 1e-4, and an AdamW step at lr 1e-6 rounds away.
+    MixedBf16,
 }
 
 impl Precision {
+    /// The dtype of the weights.
     pub fn dtype(self) -> DType {
         match self {
-            Self::F32 => DType::F32,
+            Self::F32 | Self::MixedBf16 => DType::F32,
             Self::Bf16 => DType::BF16,
+        }
+    }
+
+    /// The dtype of the activations and matmuls.
+    pub fn compute_dtype(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::Bf16 | Self::MixedBf16 => DType::BF16,
         }
     }
 }
@@ -240,6 +255,7 @@ pub(crate) fn build(
         lm_head,
         v_head: ValueHead { summary },
         config: config.clone(),
+        compute_dtype: precision.compute_dtype(),
     })
 }
 
@@ -417,7 +433,7 @@ pub fn save_value_head(model: &Qwen2Model) -> Result<Vec<u8>, ModelError> {
 /// The config to save beside the weights: its dtype says what [`save_model`] writes.
 pub fn saved_config(model: &Qwen2Model) -> Qwen2Config {
     let mut config = model.config.clone();
-    config.dtype = if model.dtype() == DType::BF16 {
+    config.dtype = if model.param_dtype() == DType::BF16 {
         "bfloat16"
     } else {
         "float32"

@@ -183,11 +183,19 @@ pub fn train(
     write_file_atomically(&out.join(EFFECTIVE_CONFIG), config.to_yaml().as_bytes())?;
 
     let compute = open_device(&t.device)?;
-    let precision = if t.dtype == "bfloat16" {
-        Precision::Bf16
+    // bfloat16: the frozen reference is all bf16; the policy keeps f32 master weights and
+    // computes in bf16 (mixed precision), so that small AdamW steps are not rounded away.
+    let (reference_precision, policy_precision) = if t.dtype == "bfloat16" {
+        (Precision::Bf16, Precision::MixedBf16)
     } else {
-        Precision::F32
+        (Precision::F32, Precision::F32)
     };
+    if p.use_8bit_adam {
+        bail!(
+            "key `ppo.use_8bit_adam`: 8-bit optimizer states are not implemented yet; set it to \
+             false (AdamW keeps f32 moments; docs/training.md has the memory budget)"
+        );
+    }
     let value_init = if config.model.value_head_std > 0.0 {
         ValueHeadInit::Normal {
             std: config.model.value_head_std,
@@ -198,7 +206,7 @@ pub fn train(
     // The frozen reference is always the starting model, also when resuming.
     let reference = load_dir(
         &config.model.path,
-        precision,
+        reference_precision,
         value_init,
         t.seed,
         &compute.device,
@@ -245,7 +253,7 @@ pub fn train(
         None => {
             let loaded = load_dir(
                 &config.model.path,
-                precision,
+                policy_precision,
                 value_init,
                 t.seed,
                 &train_device,
@@ -267,7 +275,7 @@ pub fn train(
             })?;
             let state: TrainerState = serde_json::from_str(&text)
                 .map_err(|e| anyhow!("{}: {e}", state_path.display()))?;
-            let loaded = load_dir(dir, precision, value_init, t.seed, &train_device)?;
+            let loaded = load_dir(dir, policy_precision, value_init, t.seed, &train_device)?;
             if !loaded.has_value_head {
                 bail!("--resume {}: no {VALUE_HEAD}", dir.display());
             }
