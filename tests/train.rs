@@ -325,3 +325,42 @@ fn bad_input_is_refused_by_name() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// With `ppo.adaptive_kl`, the coefficient each step used follows the controller: after a step
+/// whose KL is above the target it rises, by at most the clipped rate.
+#[test]
+fn adaptive_kl_moves_the_coefficient() {
+    let out = out_dir("adaptive");
+    ok(&train(
+        &out,
+        &[
+            "rollout.batch_size=8",
+            "ppo.mini_batch_size=4",
+            "rollout.max_new_tokens=16",
+            "training.total_ppo_steps=4",
+            "training.save_every=0",
+            "ppo.learning_rate=3e-4",
+            "ppo.kl_coeff=0.1",
+            "ppo.adaptive_kl={target: 0.001, horizon: 100}",
+        ],
+    ));
+    let rows = metrics(&out);
+    let coeff: Vec<f64> = rows
+        .iter()
+        .map(|r| r["params/kl_coeff"].as_f64().unwrap())
+        .collect();
+    assert!((coeff[0] - 0.1).abs() < 1e-7, "{coeff:?}");
+    for (k, pair) in coeff.windows(2).enumerate() {
+        let kl = rows[k]["rollout/kl_mean"].as_f64().unwrap();
+        let error = (kl / 0.001 - 1.0).clamp(-0.2, 0.2);
+        let want = pair[0] * (1.0 + error * 8.0 / 100.0);
+        assert!(
+            (pair[1] - want).abs() < 1e-6,
+            "step {}: {} vs {want}",
+            k + 2,
+            pair[1]
+        );
+    }
+    assert!(coeff[3] != coeff[0], "{coeff:?}");
+    let _ = std::fs::remove_dir_all(&out);
+}
