@@ -168,13 +168,21 @@ const SMALL: [&str; 5] = [
     "training.save_every=3",
 ];
 
-/// Six steps in one go, or three and then three more from step_3: the same bytes.
+/// Six steps in one go, or three and then three more from step_3: the same bytes, with AdamW's
+/// f32 moments and with the 8-bit ones.
 #[test]
 fn resume_continues_bit_exactly() {
-    let straight = out_dir("straight");
-    ok(&train(&straight, &SMALL));
-    let resumed = out_dir("resumed");
-    let mut first_half = SMALL.to_vec();
+    resume_case("ppo.use_8bit_adam=false");
+    resume_case("ppo.use_8bit_adam=true");
+}
+
+fn resume_case(optimizer: &str) {
+    let tag = optimizer.replace(['.', '='], "-");
+    let small = [&SMALL[..], &[optimizer]].concat();
+    let straight = out_dir(&format!("straight-{tag}"));
+    ok(&train(&straight, &small));
+    let resumed = out_dir(&format!("resumed-{tag}"));
+    let mut first_half = small.clone();
     first_half[3] = "training.total_ppo_steps=3";
     ok(&train(&resumed, &first_half));
     let step3 = resumed.join("step_3_copy");
@@ -186,8 +194,26 @@ fn resume_continues_bit_exactly() {
     }
     ok(&train(
         &resumed,
-        &[&SMALL[..], &["--resume", step3.to_str().unwrap()]].concat(),
+        &[&small[..], &["--resume", step3.to_str().unwrap()]].concat(),
     ));
+    // The other optimizer cannot take this state over.
+    let other = if optimizer.ends_with("true") {
+        "ppo.use_8bit_adam=false"
+    } else {
+        "ppo.use_8bit_adam=true"
+    };
+    fails_with(
+        &[
+            "train",
+            "--config",
+            DEBUG,
+            &format!("training.output_dir={}", resumed.display()),
+            other,
+            "--resume",
+            step3.to_str().unwrap(),
+        ],
+        "key `ppo.use_8bit_adam`",
+    );
 
     // The weights after steps 4-6 depend on AdamW's moments from steps 1-3, so equal weights
     // show the optimizer state came back too. (optimizer.burnpack itself lists parameters in
@@ -199,14 +225,14 @@ fn resume_continues_bit_exactly() {
     ] {
         assert!(
             read(straight.join("final").join(file)) == read(resumed.join("final").join(file)),
-            "final/{file} differs after resume"
+            "final/{file} differs after resume ({optimizer})"
         );
     }
     assert!(
         read(straight.join("step_3/model.safetensors")) == read(step3.join("model.safetensors"))
     );
     let (a, b) = (metrics(&straight), metrics(&resumed));
-    assert_eq!(b.len(), 6);
+    assert_eq!(b.len(), 6, "{optimizer}");
     for (ra, rb) in a.iter().zip(&b) {
         for (key, value) in ra {
             if !key.starts_with("time/") {
@@ -223,6 +249,7 @@ fn resume_continues_bit_exactly() {
             "--config",
             DEBUG,
             &format!("training.output_dir={}", resumed.display()),
+            optimizer,
             "--resume",
             step3.to_str().unwrap(),
         ],

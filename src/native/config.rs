@@ -386,12 +386,6 @@ impl TrainConfig {
                 a.horizon.to_string(),
             )?;
         }
-        check(
-            !p.use_8bit_adam || t.device == "cuda",
-            "ppo.use_8bit_adam",
-            "needs training.device cuda",
-            "true".into(),
-        )?;
         Ok(())
     }
 

@@ -32,6 +32,7 @@ use super::model_dir::{
     CONFIG, TOKENIZER, VALUE_HEAD, WEIGHTS, load_dir, open_device, write_dir_atomically,
 };
 use super::plots::write_plots;
+use crate::adamw8bit::AdamW8bit;
 use crate::compute::block_on;
 use crate::data::gsm_mini::gsm_mini;
 use crate::data::gsm8k::{Problem, parse_gsm8k_jsonl};
@@ -62,6 +63,8 @@ pub struct TrainerState {
     pub rng_state: u64,
     /// The KL coefficient the next step uses.
     pub kl_coeff: f64,
+    /// Whose state `optimizer.burnpack` holds: `adamw` or `adamw8bit`.
+    pub optimizer: String,
 }
 
 /// How a run ended.
@@ -190,12 +193,6 @@ pub fn train(
     } else {
         (Precision::F32, Precision::F32)
     };
-    if p.use_8bit_adam {
-        bail!(
-            "key `ppo.use_8bit_adam`: 8-bit optimizer states are not implemented yet; set it to \
-             false (AdamW keeps f32 moments; docs/training.md has the memory budget)"
-        );
-    }
     let value_init = if config.model.value_head_std > 0.0 {
         ValueHeadInit::Normal {
             std: config.model.value_head_std,
@@ -248,7 +245,21 @@ pub fn train(
 
     // The policy: the starting model, or a checkpoint with its optimizer and state.
     let train_device = compute.device.clone().autodiff();
-    let adamw = AdamWConfig::new().with_weight_decay(p.weight_decay as f32);
+    // AdamW with f32 moments, or with 8-bit moments (`ppo.use_8bit_adam`, src/adamw8bit.rs).
+    let optimizer_name = if p.use_8bit_adam {
+        "adamw8bit"
+    } else {
+        "adamw"
+    };
+    let new_optimizer = || {
+        if p.use_8bit_adam {
+            AdamW8bit::new(p.weight_decay as f32).init()
+        } else {
+            AdamWConfig::new()
+                .with_weight_decay(p.weight_decay as f32)
+                .init()
+        }
+    };
     let (mut policy, mut optim, state) = match resume {
         None => {
             let loaded = load_dir(
@@ -262,8 +273,9 @@ pub fn train(
                 step: 0,
                 rng_state: Rng::new(t.seed).state(),
                 kl_coeff: p.kl_coeff,
+                optimizer: optimizer_name.into(),
             };
-            (loaded.model, adamw.init(), state)
+            (loaded.model, new_optimizer(), state)
         }
         Some(dir) => {
             let state_path = dir.join(TRAINER_STATE);
@@ -275,6 +287,15 @@ pub fn train(
             })?;
             let state: TrainerState = serde_json::from_str(&text)
                 .map_err(|e| anyhow!("{}: {e}", state_path.display()))?;
+            if state.optimizer != optimizer_name {
+                bail!(
+                    "key `ppo.use_8bit_adam` is {} but the checkpoint {} holds {} state: resume \
+                     with the setting it was trained with",
+                    p.use_8bit_adam,
+                    dir.display(),
+                    state.optimizer
+                );
+            }
             let loaded = load_dir(dir, policy_precision, value_init, t.seed, &train_device)?;
             if !loaded.has_value_head {
                 bail!("--resume {}: no {VALUE_HEAD}", dir.display());
@@ -282,10 +303,11 @@ pub fn train(
             let opt_path = dir.join(OPTIMIZER);
             let bytes = fs::read(&opt_path)
                 .with_context(|| format!("{}: cannot read", opt_path.display()))?;
-            let optim: ModuleOptimizer = adamw
-                .init()
+            let optim: ModuleOptimizer = new_optimizer()
                 .from_bytes(Bytes::from_bytes_vec(bytes))
-                .map_err(|e| anyhow!("{}: not an optimizer state: {e:?}", opt_path.display()))?;
+                .map_err(|e| {
+                anyhow!("{}: not an optimizer state: {e:?}", opt_path.display())
+            })?;
             if state.step > t.total_ppo_steps {
                 bail!(
                     "--resume {}: the checkpoint is at step {} but training.total_ppo_steps is {}",
@@ -326,17 +348,28 @@ pub fn train(
 
     // metrics.jsonl: a fresh run starts it over; a resumed run keeps the rows up to its step.
     let metrics_path = out.join(METRICS);
-    let mut rows = if resume.is_some() && metrics_path.exists() {
-        let mut rows = read_metrics(&metrics_path)?;
-        rows.retain(|row| row.get("step").and_then(Value::as_u64) <= Some(state.step as u64));
-        rows
+    // The kept rows are copied as text: a JSON number read and written again may change in its
+    // last digit.
+    let (mut rows, kept) = if resume.is_some() && metrics_path.exists() {
+        let text = fs::read_to_string(&metrics_path)
+            .with_context(|| format!("{}: cannot read", metrics_path.display()))?;
+        let rows = read_metrics(&metrics_path)?;
+        let mut kept_rows = Vec::new();
+        let mut kept = String::new();
+        for (row, line) in rows
+            .into_iter()
+            .zip(text.lines().filter(|l| !l.trim().is_empty()))
+        {
+            if row.get("step").and_then(Value::as_u64) <= Some(state.step as u64) {
+                kept.push_str(line);
+                kept.push('\n');
+                kept_rows.push(row);
+            }
+        }
+        (kept_rows, kept)
     } else {
-        Vec::new()
+        (Vec::new(), String::new())
     };
-    let kept: String = rows
-        .iter()
-        .map(|row| format!("{}\n", Value::Object(row.clone())))
-        .collect();
     write_file_atomically(&metrics_path, kept.as_bytes())?;
     let mut metrics_file = fs::OpenOptions::new()
         .append(true)
@@ -479,6 +512,7 @@ pub fn train(
             step,
             rng_state: rng.state(),
             kl_coeff: kl.value,
+            optimizer: optimizer_name.into(),
         };
         if stop.load(Ordering::SeqCst) && step < total {
             let dir = save(&policy, &optim, &state, &rows, &format!("step_{step}"))?;
@@ -515,6 +549,7 @@ pub fn train(
         step,
         rng_state: rng.state(),
         kl_coeff: kl.value,
+        optimizer: optimizer_name.into(),
     };
     let dir = save(&policy, &optim, &state, &rows, "final")?;
     Ok(TrainOutcome::Finished {
