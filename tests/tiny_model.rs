@@ -10,12 +10,23 @@ use ppo_lens::data::gsm_mini;
 use ppo_lens::model::Precision;
 use ppo_lens::model::ValueHeadInit;
 use ppo_lens::model::chat::gsm8k_prompt;
-use ppo_lens::native::model_dir::load_dir;
+use ppo_lens::native::model_dir::{LoadedModel, load_dir};
 use ppo_lens::reward::{GsmScore, gsm8k_reward};
 use ppo_lens::rng::Rng;
 use ppo_lens::rollout::{SamplingParams, rollout};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/tiny");
+
+fn load_tiny() -> LoadedModel {
+    load_dir(
+        Path::new(DIR),
+        Precision::F32,
+        ValueHeadInit::Zeros,
+        0,
+        &Device::flex(),
+    )
+    .unwrap()
+}
 
 #[test]
 fn files_are_small_and_the_vocabulary_is_readable() {
@@ -34,14 +45,7 @@ fn files_are_small_and_the_vocabulary_is_readable() {
         .sum();
     assert!(total < 2 << 20, "{total} bytes");
 
-    let loaded = load_dir(
-        Path::new(DIR),
-        Precision::F32,
-        ValueHeadInit::Zeros,
-        0,
-        &Device::flex(),
-    )
-    .unwrap();
+    let loaded = load_tiny();
     let tok = loaded.tokenizer.unwrap();
     assert_eq!(tok.vocab_size(), loaded.model.config.vocab_size);
     // Every GSM-mini prompt and answer encodes without an unknown word and decodes back.
@@ -60,14 +64,7 @@ fn files_are_small_and_the_vocabulary_is_readable() {
 
 #[test]
 fn sampled_answers_are_well_formed_and_about_half_right() {
-    let loaded = load_dir(
-        Path::new(DIR),
-        Precision::F32,
-        ValueHeadInit::Zeros,
-        0,
-        &Device::flex(),
-    )
-    .unwrap();
+    let loaded = load_tiny();
     let tok = loaded.tokenizer.unwrap();
     let problems = gsm_mini(96, 2024);
     let prompts: Vec<Vec<u32>> = problems

@@ -71,9 +71,7 @@ fn to_rows(flat: Vec<f32>, width: usize) -> Vec<Vec<f32>> {
 }
 
 fn rows_f32(rows: &[Vec<f32>], device: &burn::tensor::Device) -> Tensor<2> {
-    let (b, t) = (rows.len(), rows.first().map_or(0, Vec::len));
-    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-    Tensor::from_data(TensorData::new(flat, [b, t]), device)
+    super::update::rows_f32(&rows.iter().collect::<Vec<_>>(), device)
 }
 
 /// Steps 1-4 for `tasks`. `policy` and `reference` are inference models (`.valid()`).

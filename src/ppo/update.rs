@@ -113,7 +113,8 @@ fn scale_grads<M: Module>(module: &M, grads: &mut GradientsParams, scale: f64) {
     module.visit(&mut Scale(grads, scale));
 }
 
-fn rows_f32(rows: &[&Vec<f32>], device: &burn::tensor::Device) -> Tensor<2> {
+/// Rows of f32 as a `[rows, len]` tensor.
+pub(crate) fn rows_f32(rows: &[&Vec<f32>], device: &burn::tensor::Device) -> Tensor<2> {
     let (b, t) = (rows.len(), rows.first().map_or(0, |r| r.len()));
     let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
     Tensor::from_data(TensorData::new(flat, [b, t]), device)
