@@ -1,5 +1,5 @@
 //! Makes the tiny model of the page and of `configs/config_debug.yaml`:
-//! `cargo run --example pretrain_tiny [-- --out www/models/tiny --steps 1200]`.
+//! `cargo run --example pretrain_tiny [-- --out www/models/tiny --steps 1500]`.
 //!
 //! A word-level tokenizer from GSM-mini text, then supervised training on GSM-mini answers whose
 //! final line is right only about half the time (see `ppo_lens::native::tiny`). Seeded: the

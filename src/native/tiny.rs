@@ -168,7 +168,7 @@ impl Default for PretrainConfig {
             kv_heads: 2,
             examples: 4000,
             wrong_fraction: 0.5,
-            steps: 1200,
+            steps: 1500,
             batch_size: 32,
             lr: 3e-3,
             warmup: 50,
