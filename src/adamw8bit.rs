@@ -70,7 +70,7 @@ pub enum Curve {
 fn block_for(n: usize) -> usize {
     (1..=BLOCK.min(n.max(1)))
         .rev()
-        .find(|b| n % b == 0)
+        .find(|b| n.is_multiple_of(*b))
         .unwrap_or(1)
 }
 

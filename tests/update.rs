@@ -267,7 +267,20 @@ fn weights(model: &Qwen2Model) -> Vec<f32> {
     c.0
 }
 
-/// `ppo.use_8bit_adam`: the same four updates with 8-bit states move the weights almost exactly
+/// `ppo_update` with `optim`, shuffled by `Rng::new(seed)`: the updated model.
+fn update_with(
+    model: Qwen2Model,
+    optim: &mut burn::optim::ModuleOptimizer,
+    b: &PpoBatch,
+    cfg: &UpdateConfig,
+    seed: u64,
+) -> Qwen2Model {
+    block_on(ppo_update(model, optim, b, cfg, &mut Rng::new(seed)))
+        .unwrap()
+        .0
+}
+
+/// `ppo.use_8bit_adam`: eight optimizer steps with 8-bit states move the weights almost exactly
 /// as AdamW with f32 states does, and the states survive a save and load bit for bit.
 #[test]
 fn eight_bit_adamw_tracks_adamw_and_its_state_round_trips() {
@@ -275,17 +288,7 @@ fn eight_bit_adamw_tracks_adamw_and_its_state_round_trips() {
     let start = model();
     let b = batch(&start);
     let cfg = config(4, 2, 1, 1e-2); // 8 optimizer steps
-    let run = |mut optim: burn::optim::ModuleOptimizer| {
-        block_on(ppo_update(
-            start.clone(),
-            &mut optim,
-            &b,
-            &cfg,
-            &mut Rng::new(0),
-        ))
-        .unwrap()
-        .0
-    };
+    let run = |mut optim| update_with(start.clone(), &mut optim, &b, &cfg, 0);
     let w0 = weights(&start);
     let full = weights(&run(AdamWConfig::new()
         .with_weight_decay(0.0)
@@ -309,29 +312,11 @@ fn eight_bit_adamw_tracks_adamw_and_its_state_round_trips() {
     // Saving and loading the 8-bit state changes nothing: continuing from the bytes equals
     // continuing in memory.
     let mut optim = AdamW8bit::new(0.01).init();
-    let once = block_on(ppo_update(
-        start.clone(),
-        &mut optim,
-        &b,
-        &cfg,
-        &mut Rng::new(0),
-    ))
-    .unwrap()
-    .0;
+    let once = update_with(start.clone(), &mut optim, &b, &cfg, 0);
     let bytes = optim.into_bytes().unwrap();
     let mut loaded = AdamW8bit::new(0.01).init().from_bytes(bytes).unwrap();
-    let a = block_on(ppo_update(
-        once.clone(),
-        &mut optim,
-        &b,
-        &cfg,
-        &mut Rng::new(1),
-    ))
-    .unwrap()
-    .0;
-    let c = block_on(ppo_update(once, &mut loaded, &b, &cfg, &mut Rng::new(1)))
-        .unwrap()
-        .0;
+    let a = update_with(once.clone(), &mut optim, &b, &cfg, 1);
+    let c = update_with(once, &mut loaded, &b, &cfg, 1);
     assert!(
         weights(&a) == weights(&c),
         "the reloaded 8-bit state differs"

@@ -158,15 +158,13 @@ fn pick(n: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
     idx
 }
 
-/// Read the rows of `metrics.jsonl`.
-pub fn read_metrics(path: &Path) -> Result<Vec<Map<String, Value>>> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+/// The rows of `metrics.jsonl` (its `text`), each with its line as written.
+pub fn parse_metrics<'t>(text: &'t str, path: &Path) -> Result<Vec<(Map<String, Value>, &'t str)>> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, line)| match serde_json::from_str(line) {
-            Ok(Value::Object(row)) => Ok(row),
+            Ok(Value::Object(row)) => Ok((row, line)),
             _ => bail!("{}:{}: not a JSON object", path.display(), i + 1),
         })
         .collect()
@@ -353,13 +351,9 @@ pub fn train(
     let (mut rows, kept) = if resume.is_some() && metrics_path.exists() {
         let text = fs::read_to_string(&metrics_path)
             .with_context(|| format!("{}: cannot read", metrics_path.display()))?;
-        let rows = read_metrics(&metrics_path)?;
         let mut kept_rows = Vec::new();
         let mut kept = String::new();
-        for (row, line) in rows
-            .into_iter()
-            .zip(text.lines().filter(|l| !l.trim().is_empty()))
-        {
+        for (row, line) in parse_metrics(&text, &metrics_path)? {
             if row.get("step").and_then(Value::as_u64) <= Some(state.step as u64) {
                 kept.push_str(line);
                 kept.push('\n');
