@@ -125,6 +125,43 @@ pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, Str
         .map_err(|err| format!("tensor data cannot be read as f32: {err:?}"))
 }
 
+/// Milliseconds on a monotonic clock: `performance.now()` in a browser, `Instant` natively.
+pub fn now_ms() -> f64 {
+    thread_local! {
+        static START: web_time::Instant = web_time::Instant::now();
+    }
+    START.with(|start| start.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// How long the page's thread may compute before it hands the browser a turn.
+pub const SLICE_MS: f64 = 12.0;
+
+/// Lets the browser draw a frame and handle input when this thread has computed for more than
+/// [`SLICE_MS`] since it last did: long loops (decoding, the update) call this between steps so
+/// the page stays responsive while it trains. Natively it does nothing.
+pub async fn yield_to_browser() {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use std::cell::Cell;
+        thread_local! {
+            static LAST: Cell<f64> = const { Cell::new(0.0) };
+        }
+        if now_ms() - LAST.get() < SLICE_MS {
+            return;
+        }
+        // A zero-delay timeout queues a new task: the browser renders and handles events first.
+        let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+            if let Some(window) = web_sys::window() {
+                let _ = window.set_timeout_with_callback(&resolve);
+            } else {
+                let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
+            }
+        });
+        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+        LAST.set(now_ms());
+    }
+}
+
 /// Runs a future to completion on the current thread (native only; the browser has its own
 /// executor). Tensor reads on native backends complete without needing an outside reactor.
 #[cfg(not(target_arch = "wasm32"))]

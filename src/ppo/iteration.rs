@@ -9,7 +9,7 @@ use super::gae::{GaeParams, gae};
 use super::rewards::{KlEstimator, token_rewards};
 use super::update::{PpoBatch, UpdateStats};
 use super::whiten::masked_whiten;
-use crate::compute::read_f32;
+use crate::compute::{now_ms, read_f32};
 use crate::model::Qwen2Model;
 use crate::model::tokenizer::TextTokenizer;
 use crate::reward::gsm8k::{GsmScore, gsm8k_reward};
@@ -74,6 +74,17 @@ fn rows_f32(rows: &[Vec<f32>], device: &burn::tensor::Device) -> Tensor<2> {
     super::update::rows_f32(&rows.iter().collect::<Vec<_>>(), device)
 }
 
+/// Milliseconds each part of [`collect_experience`] took.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ExperienceTimes {
+    /// Step 1: sampling the responses.
+    pub rollout_ms: f64,
+    /// Scoring, the reference's pass and the token rewards.
+    pub score_ms: f64,
+    /// GAE and whitening.
+    pub gae_ms: f64,
+}
+
 /// Steps 1-4 for `tasks`. `policy` and `reference` are inference models (`.valid()`).
 pub async fn collect_experience(
     policy: &Qwen2Model,
@@ -83,6 +94,28 @@ pub async fn collect_experience(
     config: &ExperienceConfig,
     rng: &mut Rng,
 ) -> Result<Experience, String> {
+    collect_experience_timed(policy, reference, tokenizer, tasks, config, rng)
+        .await
+        .map(|(experience, _)| experience)
+}
+
+/// [`collect_experience`], also saying how long each part took.
+pub async fn collect_experience_timed(
+    policy: &Qwen2Model,
+    reference: &Qwen2Model,
+    tokenizer: &TextTokenizer,
+    tasks: &[Task],
+    config: &ExperienceConfig,
+    rng: &mut Rng,
+) -> Result<(Experience, ExperienceTimes), String> {
+    let mut times = ExperienceTimes::default();
+    let mut clock = now_ms();
+    let mut lap = || {
+        let now = now_ms();
+        let ms = now - clock;
+        clock = now;
+        ms
+    };
     if config.eos_ids.contains(&config.pad_id) {
         return Err(format!(
             "the pad id {} is also an EOS id: padding would end responses",
@@ -104,6 +137,7 @@ pub async fn collect_experience(
     .await?;
     let r = rollout.response_len();
     let device = policy.device();
+    times.rollout_ms = lap();
 
     // Score each response with the task's reward.
     let mut responses = Vec::with_capacity(tasks.len());
@@ -147,6 +181,10 @@ pub async fn collect_experience(
         config.kl_estimator,
     );
 
+    let kl = to_rows(read_f32(tr.kl).await?, r);
+    let rewards = to_rows(read_f32(tr.rewards.clone()).await?, r);
+    times.score_ms = lap();
+
     // 4. GAE from the last token back, then whitening over the batch's real tokens.
     let g = gae(
         tr.rewards.clone(),
@@ -165,19 +203,21 @@ pub async fn collect_experience(
     } else {
         g.advantages.clone()
     };
-    Ok(Experience {
+    let experience = Experience {
         responses,
         scores,
         ref_logprobs: ref_rows,
-        kl: to_rows(read_f32(tr.kl).await?, r),
-        rewards: to_rows(read_f32(tr.rewards).await?, r),
+        kl,
+        rewards,
         deltas: to_rows(read_f32(g.deltas).await?, r),
         raw_advantages: to_rows(read_f32(g.advantages).await?, r),
         advantages: to_rows(read_f32(advantages).await?, r),
         returns: to_rows(read_f32(g.returns).await?, r),
         kl_coeff: config.kl_coeff,
         rollout,
-    })
+    };
+    times.gae_ms = lap();
+    Ok((experience, times))
 }
 
 impl Experience {

@@ -20,6 +20,7 @@ pub mod policy_loss;
 pub mod rewards;
 pub mod update;
 pub mod value_loss;
+pub mod walkthrough;
 pub mod whiten;
 
 pub use masked::{masked_mean, masked_sum};

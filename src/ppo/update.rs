@@ -11,7 +11,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Tensor, TensorData};
 
 use super::losses::{LossCoeffs, LossInputs, ppo_losses};
-use crate::compute::read_f32;
+use crate::compute::{read_f32, yield_to_browser};
 use crate::model::Qwen2Model;
 use crate::rng::Rng;
 use crate::rollout::generate::{response_outputs, rows_tensor};
@@ -156,6 +156,7 @@ pub async fn ppo_update(
             let mut step_metrics = [0f64; 7];
             let mut finite = true;
             for rows in group {
+                yield_to_browser().await;
                 let pick = |m: &Vec<Vec<f32>>| {
                     rows_f32(&rows.iter().map(|&i| &m[i]).collect::<Vec<_>>(), &device)
                 };

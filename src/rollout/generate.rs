@@ -11,7 +11,7 @@
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::sampling::{SamplingParams, sample};
-use crate::compute::read_f32;
+use crate::compute::{read_f32, yield_to_browser};
 use crate::model::Qwen2Model;
 use crate::ppo::entropy::logsumexp;
 use crate::rng::Rng;
@@ -96,6 +96,7 @@ pub async fn rollout(
     let mut top = vec![Vec::new(); b];
     let mut finished = vec![false; b];
     for step in 0..max_new_tokens {
+        yield_to_browser().await;
         let mut next = Vec::with_capacity(b);
         for row in 0..b {
             if finished[row] {

@@ -1,0 +1,436 @@
+//! The page's PPO run: the tiny model, GSM-mini, and the settings a student can change.
+//!
+//! It lives in the core, not in `web/`, so that native tests run exactly what the page runs.
+//! [`Lab::iterate`] is one PPO iteration ([`walkthrough`]): the page steps through its result
+//! or, while training, only charts its metrics.
+
+use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::tensor::Device;
+
+use crate::data::gsm_mini;
+use crate::model::chat::gsm8k_prompt;
+use crate::model::tokenizer::TextTokenizer;
+use crate::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, WeightFiles, load_model};
+use crate::ppo::gae::GaeParams;
+use crate::ppo::iteration::{ExperienceConfig, Task};
+use crate::ppo::losses::LossCoeffs;
+use crate::ppo::rewards::KlEstimator;
+use crate::ppo::update::UpdateConfig;
+use crate::ppo::walkthrough::{Walkthrough, WalkthroughConfig, walkthrough};
+use crate::rng::Rng;
+use crate::rollout::sampling::SamplingParams;
+
+/// The tiny model's files (`www/models/tiny`, made by `examples/pretrain_tiny.rs`), built into
+/// the binary so the page needs nothing but its own wasm.
+pub const TINY_CONFIG: &str = include_str!("../www/models/tiny/config.json");
+pub const TINY_WEIGHTS: &[u8] = include_bytes!("../www/models/tiny/model.safetensors");
+pub const TINY_TOKENIZER: &[u8] = include_bytes!("../www/models/tiny/tokenizer.json");
+
+/// GSM-mini problems the page draws its prompts from.
+pub const PROBLEMS: usize = 256;
+/// Candidates kept per sampled token for the rollout table.
+pub const TOP_CANDIDATES: usize = 5;
+/// The value head starts small and random rather than at zero, so that the first iteration's
+/// GAE table already has values to subtract.
+pub const VALUE_HEAD_STD: f64 = 0.02;
+
+/// Everything a student can change. Names are the URL keys (`?gamma=0.99&lr=1e-4`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabSettings {
+    /// Seeds the problems, the value head, sampling and shuffling.
+    pub seed: u64,
+    /// Responses sampled per iteration (the batch).
+    pub rollouts: usize,
+    pub max_new_tokens: usize,
+    pub temperature: f32,
+    pub gamma: f32,
+    pub lam: f32,
+    /// `eps` of the policy clip band `[1 - eps, 1 + eps]`.
+    pub clip: f32,
+    /// How far a value may move from the old one before its loss is clipped.
+    pub vclip: f32,
+    pub kl: f32,
+    pub ent: f32,
+    pub vf: f32,
+    pub lr: f64,
+    pub epochs: usize,
+    /// Rows per forward/backward pass of the update.
+    pub minibatch: usize,
+    pub whiten: bool,
+}
+
+impl Default for LabSettings {
+    /// `configs/config_debug.yaml`'s recipe, the one that visibly raises the tiny model's
+    /// reward, with a smaller batch so one iteration is quick to step through.
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            rollouts: 16,
+            max_new_tokens: 48,
+            temperature: 1.0,
+            gamma: 1.0,
+            lam: 0.95,
+            clip: 0.2,
+            vclip: 0.2,
+            kl: 0.05,
+            ent: 0.01,
+            vf: 0.1,
+            lr: 3e-5,
+            epochs: 2,
+            minibatch: 8,
+            whiten: true,
+        }
+    }
+}
+
+/// One URL key: its name, what it means, and how to read and write it.
+pub struct SettingKey {
+    pub key: &'static str,
+    pub label: &'static str,
+}
+
+/// Every setting, in the order the page lists them.
+pub const SETTING_KEYS: &[SettingKey] = &[
+    SettingKey {
+        key: "seed",
+        label: "seed",
+    },
+    SettingKey {
+        key: "rollouts",
+        label: "rollouts per iteration",
+    },
+    SettingKey {
+        key: "max_new_tokens",
+        label: "max new tokens",
+    },
+    SettingKey {
+        key: "temperature",
+        label: "temperature",
+    },
+    SettingKey {
+        key: "gamma",
+        label: "γ (gamma)",
+    },
+    SettingKey {
+        key: "lam",
+        label: "λ (lambda)",
+    },
+    SettingKey {
+        key: "clip",
+        label: "clip ε",
+    },
+    SettingKey {
+        key: "vclip",
+        label: "value clip",
+    },
+    SettingKey {
+        key: "kl",
+        label: "kl_coeff β",
+    },
+    SettingKey {
+        key: "ent",
+        label: "entropy_coeff",
+    },
+    SettingKey {
+        key: "vf",
+        label: "vf_coef",
+    },
+    SettingKey {
+        key: "lr",
+        label: "learning rate",
+    },
+    SettingKey {
+        key: "epochs",
+        label: "epochs",
+    },
+    SettingKey {
+        key: "minibatch",
+        label: "mini-batch rows",
+    },
+    SettingKey {
+        key: "whiten",
+        label: "whiten advantages",
+    },
+];
+
+fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{key}`: `{value}` is not a number"))
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    key: &str,
+    x: T,
+    lo: T,
+    hi: T,
+) -> Result<T, String> {
+    if x >= lo && x <= hi {
+        Ok(x)
+    } else {
+        Err(format!("`{key}`: {x} is outside {lo}..={hi}"))
+    }
+}
+
+impl LabSettings {
+    /// The value of `key` as the URL and the form write it.
+    pub fn get(&self, key: &str) -> Option<String> {
+        Some(match key {
+            "seed" => self.seed.to_string(),
+            "rollouts" => self.rollouts.to_string(),
+            "max_new_tokens" => self.max_new_tokens.to_string(),
+            "temperature" => self.temperature.to_string(),
+            "gamma" => self.gamma.to_string(),
+            "lam" => self.lam.to_string(),
+            "clip" => self.clip.to_string(),
+            "vclip" => self.vclip.to_string(),
+            "kl" => self.kl.to_string(),
+            "ent" => self.ent.to_string(),
+            "vf" => self.vf.to_string(),
+            "lr" => format!("{:e}", self.lr),
+            "epochs" => self.epochs.to_string(),
+            "minibatch" => self.minibatch.to_string(),
+            "whiten" => self.whiten.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// Sets `key` from text, or says what is wrong with it (naming the key and the value).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "seed" => self.seed = number(key, value)?,
+            "rollouts" => self.rollouts = in_range(key, number(key, value)?, 2, 64)?,
+            "max_new_tokens" => self.max_new_tokens = in_range(key, number(key, value)?, 1, 96)?,
+            "temperature" => {
+                let t: f32 = number(key, value)?;
+                SamplingParams::new(t, 0, 1.0).map_err(|e| format!("`{key}`: {e}"))?;
+                self.temperature = t;
+            }
+            "gamma" => self.gamma = in_range(key, number(key, value)?, 0.0, 1.0)?,
+            "lam" => self.lam = in_range(key, number(key, value)?, 0.0, 1.0)?,
+            "clip" => self.clip = in_range(key, number(key, value)?, 0.0, 10.0)?,
+            "vclip" => self.vclip = in_range(key, number(key, value)?, 0.0, 100.0)?,
+            "kl" => self.kl = in_range(key, number(key, value)?, 0.0, 10.0)?,
+            "ent" => self.ent = in_range(key, number(key, value)?, 0.0, 10.0)?,
+            "vf" => self.vf = in_range(key, number(key, value)?, 0.0, 10.0)?,
+            "lr" => self.lr = in_range(key, number(key, value)?, 0.0, 1.0)?,
+            "epochs" => self.epochs = in_range(key, number(key, value)?, 1, 16)?,
+            "minibatch" => self.minibatch = in_range(key, number(key, value)?, 1, 64)?,
+            "whiten" => {
+                self.whiten = match value.trim() {
+                    "true" | "1" | "on" => true,
+                    "false" | "0" | "off" => false,
+                    other => return Err(format!("`{key}`: `{other}` is not true or false")),
+                }
+            }
+            other => return Err(format!("unknown setting `{other}`")),
+        }
+        Ok(())
+    }
+
+    /// The keys that differ from the defaults, as `key=value` pairs (what a shared URL needs).
+    pub fn changed(&self) -> Vec<(&'static str, String)> {
+        let default = Self::default();
+        SETTING_KEYS
+            .iter()
+            .filter_map(|k| {
+                let value = self.get(k.key)?;
+                (default.get(k.key).as_deref() != Some(value.as_str())).then_some((k.key, value))
+            })
+            .collect()
+    }
+
+    /// The mini-batch the update uses: at most the batch.
+    pub fn minibatch_rows(&self) -> usize {
+        self.minibatch.min(self.rollouts)
+    }
+
+    pub fn update_config(&self) -> UpdateConfig {
+        UpdateConfig {
+            epochs: self.epochs,
+            mini_batch_size: self.minibatch_rows(),
+            gradient_accumulation_steps: 1,
+            max_grad_norm: Some(1.0),
+            lr: self.lr,
+            temperature: self.temperature,
+            coeffs: LossCoeffs {
+                clip_ratio: self.clip,
+                clip_range_value: self.vclip,
+                vf_coef: self.vf,
+                entropy_coeff: self.ent,
+            },
+        }
+    }
+}
+
+/// The tiny model, its frozen reference, the optimizer, and the run's random state.
+pub struct Lab {
+    policy: Option<Qwen2Model>,
+    reference: Qwen2Model,
+    optim: ModuleOptimizer,
+    tokenizer: TextTokenizer,
+    tasks: Vec<Task>,
+    eos_ids: Vec<u32>,
+    pad_id: u32,
+    rng: Rng,
+    /// Iterations done so far.
+    pub iteration: usize,
+}
+
+fn load_tiny(seed: u64, device: &Device) -> Result<Qwen2Model, String> {
+    let config =
+        Qwen2Config::from_json(TINY_CONFIG, "tiny/config.json").map_err(|e| e.to_string())?;
+    let files = [("tiny/model.safetensors".to_string(), TINY_WEIGHTS)];
+    let weights = WeightFiles::parse(&files).map_err(|e| e.to_string())?;
+    load_model(
+        &config,
+        &weights,
+        None,
+        ValueHeadInit::Normal {
+            std: VALUE_HEAD_STD,
+        },
+        seed,
+        Precision::F32,
+        device,
+    )
+    .map_err(|e| e.to_string())
+}
+
+impl Lab {
+    /// Loads the tiny model on `device` (the policy on its autodiff twin) and draws the problems.
+    pub fn new(settings: &LabSettings, device: &Device) -> Result<Self, String> {
+        let tokenizer = TextTokenizer::from_bytes(TINY_TOKENIZER, "tiny/tokenizer.json")
+            .map_err(|e| e.to_string())?;
+        let reference = load_tiny(settings.seed, device)?;
+        let policy = load_tiny(settings.seed, &device.clone().autodiff())?;
+        let pad_id = tokenizer
+            .token_id("<|endoftext|>")
+            .ok_or("tiny/tokenizer.json has no <|endoftext|>")?;
+        let eos_ids = vec![
+            tokenizer
+                .token_id("<|im_end|>")
+                .ok_or("tiny/tokenizer.json has no <|im_end|>")?,
+        ];
+        let tasks = gsm_mini(PROBLEMS, settings.seed)
+            .into_iter()
+            .map(|p| {
+                Ok(Task {
+                    prompt_ids: tokenizer
+                        .encode(&gsm8k_prompt(&p.question))
+                        .map_err(|e| e.to_string())?,
+                    reference_answer: p.final_answer().ok_or("a GSM-mini answer without ####")?,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
+            policy: Some(policy),
+            reference,
+            optim: AdamWConfig::new().with_weight_decay(0.0).init(),
+            tokenizer,
+            tasks,
+            eos_ids,
+            pad_id,
+            rng: Rng::new(settings.seed),
+            iteration: 0,
+        })
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// One PPO iteration with `settings` (read fresh each time, so changes apply from the next
+    /// iteration). Keeps the attention maps of `attention_row` when given.
+    pub async fn iterate(
+        &mut self,
+        settings: &LabSettings,
+        attention_row: Option<usize>,
+    ) -> Result<Walkthrough, String> {
+        let n = settings.rollouts.min(self.tasks.len());
+        // `n` distinct problems: a partial Fisher-Yates shuffle.
+        let mut order: Vec<usize> = (0..self.tasks.len()).collect();
+        for i in 0..n {
+            let j = i + self.rng.below(order.len() - i);
+            order.swap(i, j);
+        }
+        let batch: Vec<Task> = order[..n].iter().map(|&i| self.tasks[i].clone()).collect();
+        let experience = ExperienceConfig {
+            sampling: SamplingParams::new(settings.temperature, 0, 1.0)?,
+            max_new_tokens: settings.max_new_tokens,
+            eos_ids: self.eos_ids.clone(),
+            pad_id: self.pad_id,
+            n_top: TOP_CANDIDATES,
+            gae: GaeParams::new(settings.gamma, settings.lam)?,
+            kl_coeff: settings.kl,
+            kl_estimator: KlEstimator::K1,
+            whiten_advantages: settings.whiten,
+        };
+        let policy = self
+            .policy
+            .take()
+            .ok_or("a previous iteration failed midway: reset")?;
+        let (policy, walk) = walkthrough(
+            policy,
+            &mut self.optim,
+            &self.reference,
+            &self.tokenizer,
+            &batch,
+            &experience,
+            &settings.update_config(),
+            WalkthroughConfig { attention_row },
+            &mut self.rng,
+        )
+        .await?;
+        self.policy = Some(policy);
+        self.iteration += 1;
+        Ok(walk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_round_trips_and_defaults_share_as_nothing() {
+        let defaults = LabSettings::default();
+        assert!(defaults.changed().is_empty());
+        for k in SETTING_KEYS {
+            let mut s = LabSettings::default();
+            let v = defaults.get(k.key).unwrap();
+            s.set(k.key, &v).unwrap();
+            assert_eq!(s, defaults, "{}", k.key);
+        }
+        let mut s = LabSettings::default();
+        s.set("gamma", "0.9").unwrap();
+        s.set("lr", "1e-4").unwrap();
+        s.set("whiten", "off").unwrap();
+        assert_eq!(
+            s.changed(),
+            vec![
+                ("gamma", "0.9".to_string()),
+                ("lr", "1e-4".to_string()),
+                ("whiten", "false".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_value() {
+        let mut s = LabSettings::default();
+        let cases = [
+            ("gamma", "abc", "`gamma`: `abc` is not a number"),
+            ("gamma", "1.5", "`gamma`: 1.5 is outside 0..=1"),
+            ("rollouts", "1", "`rollouts`: 1 is outside 2..=64"),
+            ("whiten", "maybe", "`whiten`: `maybe` is not true or false"),
+            ("nope", "1", "unknown setting `nope`"),
+        ];
+        for (key, value, message) in cases {
+            assert_eq!(s.set(key, value).unwrap_err(), message);
+        }
+        let err = s.set("temperature", "0").unwrap_err();
+        assert!(err.starts_with("`temperature`: "), "{err}");
+        assert_eq!(s, LabSettings::default(), "a refused value changes nothing");
+    }
+}

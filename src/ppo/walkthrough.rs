@@ -1,0 +1,299 @@
+//! One PPO iteration with everything kept that the page steps through.
+//!
+//! [`walkthrough`] runs the same code as the trainer ([`collect_experience`] then
+//! [`ppo_update`]) and keeps, beside the experience, what each stage of the page shows:
+//! - the scalar GAE sweep of every sequence (equal to the tensor GAE the update used) and the
+//!   whitening statistics;
+//! - the causal-mask check: one teacher-forced pass of the rollout policy over the sampled ids,
+//!   which must give back the logprobs the token-by-token rollout recorded, and the attention
+//!   probabilities of one sequence;
+//! - after the update, the new logprobs and values beside the old, with each token's ratio and
+//!   clipping as the policy and value losses see them;
+//! - how long each stage took.
+
+use super::entropy::entropy_from_logits;
+use super::gae::{GaeTrace, gae_ref};
+use super::iteration::{Experience, ExperienceConfig, Task, collect_experience_timed};
+use super::policy_loss::{PolicyTrace, policy_loss_ref};
+use super::update::{UpdateConfig, UpdateStats, ppo_update};
+use super::value_loss::{ValueTrace, value_loss_ref};
+use super::whiten::{WhitenTrace, masked_whiten_ref};
+use crate::compute::{now_ms, read_f32, yield_to_browser};
+use crate::model::Qwen2Model;
+use crate::model::tokenizer::TextTokenizer;
+use crate::rng::Rng;
+use crate::rollout::generate::{response_outputs, rows_tensor};
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+
+/// Attention probabilities of one sequence: `maps[layer][head]` is `len x len`, row-major, row
+/// = query position, column = key position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttentionMaps {
+    /// Which sequence of the batch.
+    pub row: usize,
+    /// Positions: the padded prompt and the response.
+    pub len: usize,
+    pub maps: Vec<Vec<Vec<f32>>>,
+}
+
+impl AttentionMaps {
+    /// The weight query `q` gives key `k` in `layer`, `head`.
+    pub fn weight(&self, layer: usize, head: usize, q: usize, k: usize) -> f32 {
+        self.maps[layer][head][q * self.len + k]
+    }
+}
+
+/// Milliseconds per stage of one iteration.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageTimes {
+    pub rollout_ms: f64,
+    /// Scores, the reference's logprobs and the token rewards.
+    pub score_ms: f64,
+    pub gae_ms: f64,
+    /// The teacher-forced check and the attention maps.
+    pub mask_ms: f64,
+    pub update_ms: f64,
+    /// The post-update pass that gives the new logprobs and values.
+    pub after_ms: f64,
+}
+
+impl StageTimes {
+    pub fn total_ms(&self) -> f64 {
+        self.rollout_ms
+            + self.score_ms
+            + self.gae_ms
+            + self.mask_ms
+            + self.update_ms
+            + self.after_ms
+    }
+}
+
+/// What to keep beyond the trainer's needs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WalkthroughConfig {
+    /// Keep the attention maps of this sequence (None: skip them, as while training fast).
+    pub attention_row: Option<usize>,
+}
+
+/// One iteration, everything the page shows. Rows `[B][R]` as in [`Experience`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Walkthrough {
+    pub experience: Experience,
+    /// Every position's token as text, prompt (with left padding) then response: `[B][P + R]`.
+    pub tokens: Vec<Vec<String>>,
+    /// The scalar GAE sweep of each sequence.
+    pub gae: Vec<GaeTrace>,
+    /// Whitening over the whole batch's real tokens (None when whitening is off).
+    pub whiten: Option<WhitenTrace>,
+    /// Logprobs of one teacher-forced pass of the rollout policy, `[B][R]` (0 on padding).
+    pub teacher_forced: Vec<Vec<f32>>,
+    /// max |teacher_forced - rollout logprobs| over real tokens.
+    pub teacher_forced_max_diff: f32,
+    /// Entropy of the rollout policy's next-token distribution at each response token.
+    pub entropy: Vec<Vec<f32>>,
+    pub attention: Option<AttentionMaps>,
+    pub stats: UpdateStats,
+    /// After the update: each sequence's tokens against the clip band (new vs old logprobs).
+    pub policy_after: Vec<PolicyTrace>,
+    /// After the update: each sequence's new values against the old and the returns.
+    pub value_after: Vec<ValueTrace>,
+    pub times: StageTimes,
+}
+
+fn rows(flat: Vec<f32>, width: usize) -> Vec<Vec<f32>> {
+    flat.chunks(width.max(1)).map(<[f32]>::to_vec).collect()
+}
+
+fn masked(rows: Vec<Vec<f32>>, mask: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    rows.into_iter()
+        .zip(mask)
+        .map(|(row, m)| row.iter().zip(m).map(|(x, m)| x * m).collect())
+        .collect()
+}
+
+/// Runs one PPO iteration on `tasks` and returns the updated policy with the walkthrough.
+/// `policy` lives on an autodiff device; `reference` is frozen.
+#[allow(clippy::too_many_arguments)]
+pub async fn walkthrough(
+    policy: Qwen2Model,
+    optim: &mut ModuleOptimizer,
+    reference: &Qwen2Model,
+    tokenizer: &TextTokenizer,
+    tasks: &[Task],
+    experience_config: &ExperienceConfig,
+    update_config: &UpdateConfig,
+    config: WalkthroughConfig,
+    rng: &mut Rng,
+) -> Result<(Qwen2Model, Walkthrough), String> {
+    let rollout_policy = policy.valid();
+    let (experience, times) = collect_experience_timed(
+        &rollout_policy,
+        reference,
+        tokenizer,
+        tasks,
+        experience_config,
+        rng,
+    )
+    .await?;
+    let mut stage_times = StageTimes {
+        rollout_ms: times.rollout_ms,
+        score_ms: times.score_ms,
+        gae_ms: times.gae_ms,
+        ..StageTimes::default()
+    };
+    let rollout = &experience.rollout;
+    let r = rollout.response_len();
+    let mask = &rollout.response_mask;
+
+    // GAE again, in its scalar form: the page animates these steps.
+    let started = now_ms();
+    let gae: Vec<GaeTrace> = (0..tasks.len())
+        .map(|b| {
+            gae_ref(
+                &experience.rewards[b],
+                &rollout.values[b],
+                &mask[b],
+                experience_config.gae,
+            )
+        })
+        .collect();
+    let whiten = if experience_config.whiten_advantages {
+        let flat: Vec<f32> = gae.iter().flat_map(|g| g.advantages.clone()).collect();
+        Some(masked_whiten_ref(&flat, &mask.concat())?)
+    } else {
+        None
+    };
+    stage_times.gae_ms += now_ms() - started;
+
+    // The causal-mask check: one pass over prompt + response must score every response token as
+    // the token-by-token rollout did, because position P - 1 + t sees exactly the state s_t.
+    let started = now_ms();
+    yield_to_browser().await;
+    let device = rollout_policy.device();
+    let ids = rows_tensor(&rollout.ids, &device);
+    let attention_mask = rows_tensor(&rollout.attention_mask, &device);
+    let tf = response_outputs(
+        &rollout_policy,
+        ids.clone(),
+        attention_mask.clone(),
+        rollout.prompt_len,
+        experience_config.sampling.temperature,
+    );
+    let entropy = masked(
+        rows(read_f32(entropy_from_logits(tf.logits)).await?, r),
+        mask,
+    );
+    let teacher_forced = masked(rows(read_f32(tf.logprobs).await?, r), mask);
+    let mut teacher_forced_max_diff = 0f32;
+    for (tf_row, (old_row, m)) in teacher_forced.iter().zip(rollout.logprobs.iter().zip(mask)) {
+        for ((a, b), m) in tf_row.iter().zip(old_row).zip(m) {
+            if *m > 0.0 {
+                teacher_forced_max_diff = teacher_forced_max_diff.max((a - b).abs());
+            }
+        }
+    }
+    let attention = match config.attention_row {
+        Some(row) if row < tasks.len() => {
+            yield_to_browser().await;
+            let out = rollout_policy.forward(
+                ids.clone().narrow(0, row, 1),
+                attention_mask.clone().narrow(0, row, 1),
+                true,
+            );
+            let len = rollout.ids[row].len();
+            let mut maps = Vec::new();
+            for layer in out.attentions.unwrap_or_default() {
+                let [_, heads, _, _] = layer.dims();
+                let flat = read_f32(layer).await?;
+                maps.push(
+                    flat.chunks(len * len)
+                        .take(heads)
+                        .map(<[f32]>::to_vec)
+                        .collect(),
+                );
+            }
+            Some(AttentionMaps { row, len, maps })
+        }
+        Some(row) => {
+            return Err(format!(
+                "attention row {row} is outside the batch of {}",
+                tasks.len()
+            ));
+        }
+        None => None,
+    };
+    stage_times.mask_ms = now_ms() - started;
+
+    // The update: epochs over shuffled mini-batches, exactly as the trainer runs it.
+    let started = now_ms();
+    let (policy, stats) =
+        ppo_update(policy, optim, &experience.batch(), update_config, rng).await?;
+    stage_times.update_ms = now_ms() - started;
+
+    // After the update: new logprobs and values beside the old ones.
+    let started = now_ms();
+    yield_to_browser().await;
+    let updated = policy.valid();
+    let device = updated.device();
+    let after = response_outputs(
+        &updated,
+        rows_tensor(&rollout.ids, &device),
+        rows_tensor(&rollout.attention_mask, &device),
+        rollout.prompt_len,
+        update_config.temperature,
+    );
+    let new_logprobs = rows(read_f32(after.logprobs).await?, r);
+    let new_values = rows(read_f32(after.values).await?, r);
+    let coeffs = update_config.coeffs;
+    let policy_after = (0..tasks.len())
+        .map(|b| {
+            policy_loss_ref(
+                &new_logprobs[b],
+                &rollout.logprobs[b],
+                &experience.advantages[b],
+                &mask[b],
+                coeffs.clip_ratio,
+            )
+        })
+        .collect();
+    let value_after = (0..tasks.len())
+        .map(|b| {
+            value_loss_ref(
+                &new_values[b],
+                &rollout.values[b],
+                &experience.returns[b],
+                &mask[b],
+                coeffs.clip_range_value,
+            )
+        })
+        .collect();
+    stage_times.after_ms = now_ms() - started;
+
+    let tokens = rollout
+        .ids
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|&id| tokenizer.token(id).unwrap_or_else(|| format!("<{id}>")))
+                .collect()
+        })
+        .collect();
+    Ok((
+        policy,
+        Walkthrough {
+            tokens,
+            gae,
+            whiten,
+            teacher_forced,
+            teacher_forced_max_diff,
+            entropy,
+            attention,
+            stats,
+            policy_after,
+            value_after,
+            times: stage_times,
+            experience,
+        },
+    ))
+}

@@ -1,0 +1,147 @@
+//! The page's PPO run (`ppo_lens::lab`), natively: what each stage shows agrees with the tensors
+//! the update used, and the causal-mask check holds on the tiny model.
+
+use burn::tensor::Device;
+use ppo_lens::compute::block_on;
+use ppo_lens::lab::{Lab, LabSettings};
+use ppo_lens::ppo::policy_loss::PolicyClip;
+
+fn close(a: f32, b: f32, tol: f32) -> bool {
+    (a - b).abs() <= tol * (1.0 + b.abs())
+}
+
+#[test]
+fn one_iteration_keeps_what_every_stage_shows() {
+    let settings = LabSettings {
+        rollouts: 4,
+        minibatch: 2,
+        max_new_tokens: 24,
+        ..LabSettings::default()
+    };
+    let mut lab = Lab::new(&settings, &Device::flex()).unwrap();
+    let walk = block_on(lab.iterate(&settings, Some(1))).unwrap();
+    let exp = &walk.experience;
+    let mask = &exp.rollout.response_mask;
+    let p = exp.rollout.prompt_len;
+    assert_eq!(exp.rollout.ids.len(), 4);
+    assert_eq!(lab.iteration, 1);
+
+    // Rollout: candidates are sorted, the sampled token's logprob is its candidate's log-prob
+    // when it is among them, and the first value is the value head on the prompt.
+    for b in 0..4 {
+        for (t, top) in exp.rollout.top[b].iter().enumerate() {
+            if mask[b][t] == 0.0 {
+                assert!(top.is_empty());
+                continue;
+            }
+            assert_eq!(top.len(), 5);
+            assert!(top.windows(2).all(|w| w[0].1 >= w[1].1));
+            let id = exp.rollout.ids[b][p + t];
+            if let Some((_, prob)) = top.iter().find(|(c, _)| *c == id) {
+                assert!(close(prob.ln(), exp.rollout.logprobs[b][t], 1e-4));
+            }
+        }
+        assert_eq!(walk.tokens[b].len(), p + exp.rollout.response_len());
+    }
+
+    // GAE: the scalar sweep the page animates equals the tensor GAE the update used.
+    for b in 0..4 {
+        let g = &walk.gae[b];
+        for t in 0..mask[b].len() {
+            assert!(close(g.deltas[t], exp.deltas[b][t], 1e-5), "delta {b},{t}");
+            assert!(
+                close(g.advantages[t], exp.raw_advantages[b][t], 1e-5),
+                "A {b},{t}"
+            );
+            assert!(close(g.returns[t], exp.returns[b][t], 1e-5), "R {b},{t}");
+        }
+        // The sweep runs from the last real token back to the first.
+        let real = mask[b].iter().filter(|&&m| m == 1.0).count();
+        let order: Vec<usize> = g.steps.iter().map(|s| s.t).collect();
+        assert_eq!(order, (0..real).rev().collect::<Vec<_>>());
+    }
+    // Whitening: the page's statistics give the advantages the update used.
+    let w = walk.whiten.as_ref().unwrap();
+    let flat_adv: Vec<f32> = exp.advantages.concat();
+    for (x, y) in w.whitened.iter().zip(&flat_adv) {
+        assert!(close(*x, *y, 1e-4), "{x} vs {y}");
+    }
+
+    // Causal mask: one teacher-forced pass gives back the rollout's logprobs.
+    assert!(
+        walk.teacher_forced_max_diff < 1e-4,
+        "max |diff| {}",
+        walk.teacher_forced_max_diff
+    );
+    // Attention of row 1: rows sum to 1, nothing above the diagonal, no weight on padding.
+    let att = walk.attention.as_ref().unwrap();
+    assert_eq!(att.row, 1);
+    assert_eq!(att.maps.len(), 2);
+    assert_eq!(att.maps[0].len(), 4);
+    let pad = &exp.rollout.attention_mask[1];
+    for layer in 0..2 {
+        for head in 0..4 {
+            for q in 0..att.len {
+                if pad[q] == 0 {
+                    continue;
+                }
+                let sum: f32 = (0..att.len).map(|k| att.weight(layer, head, q, k)).sum();
+                assert!(close(sum, 1.0, 1e-4), "row {q} sums to {sum}");
+                for k in 0..att.len {
+                    if k > q || pad[k] == 0 {
+                        assert_eq!(att.weight(layer, head, q, k), 0.0, "q {q} k {k}");
+                    }
+                }
+            }
+        }
+    }
+
+    // Update: epochs x (4 rows / 2 per mini-batch) optimizer steps; the policy moved, and each
+    // token's clipping follows its ratio and the sign of its advantage.
+    assert_eq!(walk.stats.optimizer_steps, 2 * 2);
+    let mut moved = 0f32;
+    for (b, trace) in walk.policy_after.iter().enumerate() {
+        let real = mask[b].iter().filter(|&&m| m == 1.0).count();
+        assert_eq!(trace.tokens.len(), real);
+        for tok in &trace.tokens {
+            assert!(close(tok.ratio, (tok.logp_new - tok.logp_old).exp(), 1e-5));
+            moved = moved.max((tok.logp_new - tok.logp_old).abs());
+            match tok.clip {
+                PolicyClip::AboveBand => assert!(tok.advantage > 0.0 && tok.ratio > 1.2),
+                PolicyClip::BelowBand => assert!(tok.advantage < 0.0 && tok.ratio < 0.8),
+                PolicyClip::No => {}
+            }
+        }
+        assert_eq!(walk.value_after[b].tokens.len(), real);
+    }
+    assert!(moved > 0.0, "the update did not change any logprob");
+    assert!(
+        walk.entropy
+            .iter()
+            .flatten()
+            .all(|h| h.is_finite() && *h >= 0.0)
+    );
+    assert!(walk.times.total_ms() > 0.0);
+
+    // The next iteration starts from the updated policy and draws other problems.
+    let next = block_on(lab.iterate(&settings, None)).unwrap();
+    assert!(next.attention.is_none());
+    assert_ne!(next.experience.rollout.ids, exp.rollout.ids);
+}
+
+#[test]
+fn same_seed_same_iteration() {
+    let settings = LabSettings {
+        rollouts: 2,
+        minibatch: 2,
+        max_new_tokens: 12,
+        ..LabSettings::default()
+    };
+    let run = || {
+        let mut lab = Lab::new(&settings, &Device::flex()).unwrap();
+        block_on(lab.iterate(&settings, None)).unwrap()
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a.experience, b.experience);
+    assert_eq!(a.policy_after, b.policy_after);
+}
