@@ -76,3 +76,227 @@ async fn without_webgpu_the_page_falls_back_to_flex_with_a_banner() {
     page.screenshot("page-fallback.png").await;
     page.finish().await;
 }
+
+/// Waits for the page's first PPO iteration (the tiny model loaded, one iteration computed).
+async fn wait_ready(page: &Page, timeout: Duration) {
+    page.wait_state("status", "idle", timeout).await;
+}
+
+/// The page's milliseconds per stage for the last iteration, for the session note.
+async fn report_timings(page: &Page, label: &str) {
+    let mut parts = Vec::new();
+    for key in [
+        "rollout", "score", "gae", "mask", "update", "after", "total", "mean", "ready",
+    ] {
+        parts.push(format!("{key} {}", page.text(&format!("time-{key}")).await));
+    }
+    parts.push(format!("longest blocked task {}", page.text("longest-block").await));
+    eprintln!("timings on {label} (ms): {}", parts.join(", "));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn one_iteration_steps_through_every_stage_on_webgpu() {
+    // A small batch: SwiftShader runs WebGPU on the CPU.
+    let page = Page::open("?rollouts=2&max_new_tokens=10&minibatch=2").await;
+    wait_ready(&page, Duration::from_secs(420)).await;
+    assert!(page.text("backend-value").await.starts_with("WebGPU"));
+    assert_eq!(page.text("iteration").await, "iteration 1");
+
+    for (i, stage) in ["rollout", "score", "values", "gae", "update", "mask"]
+        .into_iter()
+        .enumerate()
+    {
+        assert!(page.exists(&format!("stage-{stage}")).await, "stage {stage}");
+        if stage == "rollout" {
+            // The first token and its candidates, then space reveals the next token.
+            assert!(page.exists("cand-0").await);
+            assert!(page.exists("resp-tok-0").await);
+            assert!(page.text("stage-progress").await.starts_with("step 1 of"));
+        }
+        if stage == "mask" {
+            assert_eq!(page.attr("tf-check", "data-state").await, "passed");
+            assert!(page.number("tf-max-diff").await < 1e-4);
+            assert!(page.exists("attn-1-3").await, "2 layers x 4 heads");
+            assert!(page.url().await.contains("stage=mask"));
+        }
+        // Every step of the stage, shown, then the screenshot.
+        page.click("btn-all").await;
+        page.scroll_to(&format!("stage-{stage}")).await;
+        page.screenshot(&format!("stage-{}-{stage}.png", i + 1)).await;
+        if stage == "update" {
+            assert!(page.number("loss-value").await.is_finite());
+            assert!(page.number("grad-norm").await > 0.0);
+            assert!(page.exists("upd-ratio-0").await);
+        }
+        if stage == "gae" {
+            assert!(page.text("gae-formula").await.contains("whitening"));
+        }
+        if stage != "mask" {
+            page.press(" ").await;
+        }
+    }
+    // Arrows move between stages; p plays; space after the last stage starts the next iteration.
+    page.press("\u{E012}").await; // arrow left
+    assert!(page.exists("stage-update").await);
+    page.press("\u{E014}").await; // arrow right
+    assert!(page.exists("stage-mask").await);
+    page.press(" ").await;
+    page.wait_text("iteration", Duration::from_secs(300), |t| t == "iteration 2")
+        .await;
+    wait_ready(&page, Duration::from_secs(300)).await;
+    assert!(page.exists("stage-rollout").await);
+    page.press("p").await;
+    assert!(page.text("btn-play").await.starts_with("pause"));
+    page.press("p").await;
+    page.click("btn-presenter").await;
+    page.screenshot("page-presenter.png").await;
+    assert!(page.url().await.contains("presenter=1"));
+    report_timings(&page, "WebGPU (SwiftShader), 2 rollouts x 10 tokens").await;
+    page.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn gae_table_equals_the_command_line() {
+    let page = Page::open("?backend=flex&rollouts=4&seed=7&stage=gae").await;
+    wait_ready(&page, STARTUP).await;
+    assert!(page.exists("stage-gae").await);
+    let input = page.text_content("gae-json").await;
+    let file = std::env::temp_dir().join(format!("ppo-lens-page-gae-{}.json", std::process::id()));
+    std::fs::write(&file, &input).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ppo-lens"))
+        .args(["gae", "--whiten", "--input"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let inputs: serde_json::Value = serde_json::from_str(&input).unwrap();
+    let at = |v: &serde_json::Value, key: &str, b: usize, t: usize| v[key][b][t].as_f64().unwrap();
+
+    for row in [0usize, 3] {
+        page.click(&format!("row-{row}")).await;
+        page.click("btn-all").await;
+        let mut t = 0;
+        while page.exists(&format!("gae-row-{t}")).await {
+            // The inputs the page shows are the ones it exported...
+            assert_eq!(page.number(&format!("gae-reward-{t}")).await, at(&inputs, "rewards", row, t));
+            assert_eq!(page.number(&format!("gae-value-{t}")).await, at(&inputs, "values", row, t));
+            // ...and what it computed is what `ppo-lens gae` computes from them.
+            for (cell, key) in [
+                ("delta", "deltas"),
+                ("adv", "advantages"),
+                ("ret", "returns"),
+                ("white", "whitened"),
+            ] {
+                let shown = page.number(&format!("gae-{cell}-{t}")).await;
+                let expected = at(&cli, key, row, t);
+                assert!(
+                    (shown - expected).abs() <= 1e-5 * (1.0 + expected.abs()),
+                    "row {row} t {t} {key}: page {shown}, cli {expected}"
+                );
+            }
+            t += 1;
+        }
+        assert!(t > 0, "row {row} has no GAE rows");
+        let mask_len = inputs["mask"][row]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m.as_f64() == Some(1.0))
+            .count();
+        assert_eq!(t, mask_len, "one table row per real token");
+    }
+    page.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn sandbox_reproduces_the_worked_example() {
+    let page = Page::open("?backend=flex").await;
+    page.wait_text("sb-delta-0", STARTUP, |t| !t.is_empty()).await;
+    let outputs = |name: &'static str| {
+        let page = &page;
+        async move {
+            let mut v = Vec::new();
+            for t in 0..3 {
+                v.push(page.number(&format!("sb-{name}-{t}")).await);
+            }
+            v
+        }
+    };
+    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
+    // Change gamma: delta_0 = 1 + 0.99 * 2.5 - 2 = 1.475.
+    page.type_into("sb-gamma", "0.99").await;
+    assert!((page.number("sb-delta-0").await - 1.475).abs() < 1e-5);
+    // Type the worked example back in: rewards 1, 0, 2; values 2.0, 2.5, 3.0; gamma 0.9.
+    page.type_into("sb-gamma", "0.9").await;
+    for (t, (r, v)) in [("1", "2.0"), ("0", "2.5"), ("2", "3.0")].iter().enumerate() {
+        page.type_into(&format!("sb-reward-{t}"), r).await;
+        page.type_into(&format!("sb-value-{t}"), v).await;
+    }
+    assert!(close(&outputs("delta").await, &[1.25, 0.2, -1.0]));
+    // A_1 = 0.2 + 0.9 * 0.95 * (-1) = -0.655; A_0 = 1.25 + 0.855 * (-0.655) = 0.689975.
+    assert!(close(&outputs("adv").await, &[0.689975, -0.655, -1.0]));
+    assert!(close(&outputs("ret").await, &[2.689975, 1.845, 2.0]));
+    assert!(page.text("sb-steps").await.contains("A_1 = 0.200 + 0.9 × 0.95 × 1 × (-1.000) = -0.655"));
+    page.scroll_to("sandbox").await;
+    page.screenshot("sandbox-worked-example.png").await;
+
+    // A bad cell is flagged where it is, and nothing is computed from it.
+    page.type_into("sb-reward-1", "abc").await;
+    assert!(page.attr("sb-reward-1", "class").await.contains("bad"));
+    assert!(page.text("sb-errors").await.contains("reward at t = 1: `abc` is not a number"));
+    assert_eq!(page.text("sb-delta-0").await, "·");
+    page.type_into("sb-reward-1", "0").await;
+    // A real token after padding is refused too.
+    page.type_into("sb-mask-1", "0").await;
+    assert!(page.text("sb-errors").await.contains("padding"));
+    assert!(page.attr("sb-mask-2", "class").await.contains("bad"));
+    page.scroll_to("sandbox").await;
+    page.screenshot("sandbox-bad-cell.png").await;
+    page.click("sb-example").await;
+    assert!(close(&outputs("adv").await, &[0.689975, -0.655, -1.0]));
+    page.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn twenty_iterations_raise_the_reward() {
+    // configs/config_debug.yaml's batch on flex: long runs are for the CPU backend here.
+    let page = Page::open("?backend=flex&rollouts=32").await;
+    wait_ready(&page, STARTUP).await;
+    report_timings(&page, "flex, 32 rollouts x 48 tokens (first iteration)").await;
+    page.click("btn-train").await;
+    let count = |s: &str| s.split(',').filter(|x| !x.is_empty()).count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(900);
+    loop {
+        let values = page.attr("reward-history", "data-values").await;
+        if count(&values) >= 21 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "training too slow: {values}");
+        assert_ne!(page.attr("status", "data-state").await, "failed", "{}", page.text("status").await);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    page.click("btn-train").await;
+    page.wait_state("status", "idle", Duration::from_secs(120)).await;
+    let rewards: Vec<f64> = page
+        .attr("reward-history", "data-values")
+        .await
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    // Iteration 1 is the stepped-through one; 2..=21 are the 20 trained.
+    let trained = &rewards[1..21];
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
+    let (first, last) = (mean(&trained[..5]), mean(&trained[15..]));
+    eprintln!("reward mean over 20 iterations: first five {first:.3}, last five {last:.3}: {trained:?}");
+    assert!(last > first + 0.05, "reward did not rise: {first:.3} -> {last:.3}");
+    report_timings(&page, "flex, 32 rollouts x 48 tokens (while training)").await;
+    page.scroll_to("charts").await;
+    page.screenshot("charts-after-training.png").await;
+    page.finish().await;
+}

@@ -11,6 +11,8 @@
 //!   clipping as the policy and value losses see them;
 //! - how long each stage took.
 
+use std::collections::BTreeMap;
+
 use super::entropy::entropy_from_logits;
 use super::gae::{GaeTrace, gae_ref};
 use super::iteration::{Experience, ExperienceConfig, Task, collect_experience_timed};
@@ -82,6 +84,10 @@ pub struct Walkthrough {
     pub experience: Experience,
     /// Every position's token as text, prompt (with left padding) then response: `[B][P + R]`.
     pub tokens: Vec<Vec<String>>,
+    /// The text of every id the page shows: the sampled ones and every top candidate.
+    pub texts: BTreeMap<u32, String>,
+    /// The update's settings, as run.
+    pub update: UpdateConfig,
     /// The scalar GAE sweep of each sequence.
     pub gae: Vec<GaeTrace>,
     /// Whitening over the whole batch's real tokens (None when whitening is off).
@@ -270,19 +276,26 @@ pub async fn walkthrough(
         .collect();
     stage_times.after_ms = now_ms() - started;
 
+    let text = |id: u32| tokenizer.token(id).unwrap_or_else(|| format!("<{id}>"));
     let tokens = rollout
         .ids
         .iter()
-        .map(|row| {
-            row.iter()
-                .map(|&id| tokenizer.token(id).unwrap_or_else(|| format!("<{id}>")))
-                .collect()
-        })
+        .map(|row| row.iter().map(|&id| text(id)).collect())
+        .collect();
+    let texts = rollout
+        .ids
+        .iter()
+        .flatten()
+        .copied()
+        .chain(rollout.top.iter().flatten().flatten().map(|&(id, _)| id))
+        .map(|id| (id, text(id)))
         .collect();
     Ok((
         policy,
         Walkthrough {
             tokens,
+            texts,
+            update: *update_config,
             gae,
             whiten,
             teacher_forced,

@@ -1,14 +1,25 @@
 //! The page: a Leptos app (client-side rendering) that Trunk builds for wasm32.
 //!
 //! At start it asks for WebGPU, falls back to burn's `flex` CPU backend with a visible banner
-//! when the browser cannot give it, and runs the backend self-check from the shared core.
-//! `?backend=flex` in the URL chooses the CPU backend on purpose.
+//! when the browser cannot give it, runs the backend self-check, loads the tiny model and
+//! computes the first PPO iteration. Then a student steps through its six stages, lets it
+//! play, trains continuously with live charts, or edits the GAE sandbox. The setup lives in the
+//! URL (`?backend=flex&gamma=0.9&stage=gae&presenter=1`), so a teacher can share it.
+
+mod charts;
+mod sandbox;
+mod stages;
+mod state;
 
 use burn::tensor::Device;
 use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
 
 use crate::compute::{BackendKind, Compute};
+use crate::lab::{LabSettings, SETTING_KEYS};
 use crate::selfcheck::{self, SelfCheck};
+use state::{Activity, AppState, Stage};
 
 /// Mounts the app on `<body>`. Called from `main` on wasm32.
 pub fn start() {
@@ -23,12 +34,12 @@ enum BackendState {
     Ready { kind: BackendKind, summary: String },
 }
 
-/// Something the page must tell the reader about its backend.
+/// Something the page must tell the reader.
 #[derive(Clone, Debug, PartialEq)]
 enum Notice {
     /// WebGPU was wanted and could not be had: the page runs, more slowly, on the CPU.
     Fallback(String),
-    /// The reader asked for this (for example `?backend=flex`).
+    /// The reader asked for this (for example `?backend=flex`), or a URL value was refused.
     Info(String),
 }
 
@@ -39,11 +50,40 @@ enum CheckState {
     Failed(String),
 }
 
+/// The settings, stage and presenter mode the URL asks for, with a notice for each refused value.
+fn settings_from_url() -> (LabSettings, Stage, bool, Vec<Notice>) {
+    let mut settings = LabSettings::default();
+    let mut notices = Vec::new();
+    for key in SETTING_KEYS {
+        if let Some(value) = url_param(key.key) {
+            if let Err(err) = settings.set(key.key, &value) {
+                notices.push(Notice::Info(format!(
+                    "Ignoring ?{}={value} from the URL: {err}. Using {}.",
+                    key.key,
+                    LabSettings::default().get(key.key).unwrap_or_default()
+                )));
+            }
+        }
+    }
+    let stage = match url_param("stage") {
+        None => Stage::Rollout,
+        Some(key) => Stage::parse(&key).unwrap_or_else(|| {
+            notices.push(Notice::Info(format!(
+                "Ignoring ?stage={key}: expected one of rollout, score, values, gae, update, mask."
+            )));
+            Stage::Rollout
+        }),
+    };
+    let presenter = url_param("presenter").is_some_and(|v| v == "1" || v == "true");
+    (settings, stage, presenter, notices)
+}
+
 #[component]
 fn App() -> impl IntoView {
-    // All page state lives here; components below only read it.
+    let (settings, stage, presenter, url_notices) = settings_from_url();
+    let state = AppState::new(settings, stage, presenter);
     let backend = RwSignal::new(BackendState::Starting);
-    let notices = RwSignal::new(Vec::<Notice>::new());
+    let notices = RwSignal::new(url_notices);
     let check = RwSignal::new(CheckState::Running);
 
     // Leptos's own spawn_local needs an executor that CSR does not set up; wasm-bindgen's works.
@@ -53,16 +93,345 @@ fn App() -> impl IntoView {
             kind: compute.kind,
             summary: compute.summary(),
         });
-        notices.set(chosen_notices);
+        notices.update(|n| n.extend(chosen_notices));
         check.set(run_self_check(&compute.device).await);
+        state.start(compute.device.clone());
+    });
+
+    keep_url_in_sync(state);
+    listen_to_keys(state);
+    watch_long_tasks(state);
+    play_timer(state);
+    // The stage asked for by the URL is shown once the first iteration is ready.
+    let first_stage = stage;
+    Effect::new(move |done: Option<bool>| {
+        if done == Some(true) {
+            return true;
+        }
+        if state.walk.with(Option::is_some) {
+            state.goto(first_stage);
+            return true;
+        }
+        false
     });
 
     view! {
-        <Header backend=backend.read_only() />
-        <main>
-            <Notices notices=notices.read_only() />
-            <SelfCheckCard check=check.read_only() />
-        </main>
+        <div class="app" class:presenter=move || state.presenter.get()>
+            <Header backend=backend.read_only() state=state />
+            <main>
+                <Notices notices=notices.read_only() />
+                <Controls state=state />
+                <stages::RowPicker state=state />
+                <StageTabs state=state />
+                <stages::StagePanel state=state />
+                <charts::Charts state=state />
+                <Settings state=state />
+                <sandbox::Sandbox />
+                <Timings state=state backend=backend.read_only() />
+                <SelfCheckCard check=check.read_only() />
+            </main>
+        </div>
+    }
+}
+
+/// The setup in the URL, rewritten whenever it changes (without reloading).
+fn keep_url_in_sync(state: AppState) {
+    Effect::new(move |_| {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        if let Some(backend) = url_param("backend") {
+            pairs.push(("backend".into(), backend));
+        }
+        for (k, v) in state.settings.get().changed() {
+            pairs.push((k.into(), v));
+        }
+        let stage = state.stage.get();
+        if stage != Stage::Rollout {
+            pairs.push(("stage".into(), stage.key().into()));
+        }
+        if state.presenter.get() {
+            pairs.push(("presenter".into(), "1".into()));
+        }
+        let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let url = if query.is_empty() {
+            window().location().pathname().unwrap_or_default()
+        } else {
+            format!("?{}", query.join("&"))
+        };
+        if let Ok(history) = window().history() {
+            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+        }
+    });
+}
+
+/// space: step · ← →: stages · p: play/pause · f: presenter mode. Ignored while typing.
+fn listen_to_keys(state: AppState) {
+    let handle = window_event_listener(leptos::ev::keydown, move |ev: web_sys::KeyboardEvent| {
+        if ev.ctrl_key() || ev.alt_key() || ev.meta_key() {
+            return;
+        }
+        let typing = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .is_some_and(|el| matches!(el.tag_name().as_str(), "INPUT" | "SELECT" | "TEXTAREA"));
+        if typing {
+            return;
+        }
+        match ev.key().as_str() {
+            " " => {
+                ev.prevent_default();
+                state.step();
+            }
+            "ArrowRight" => state.shift_stage(1),
+            "ArrowLeft" => state.shift_stage(-1),
+            "p" => state.playing.update(|p| *p = !*p),
+            "f" => state.presenter.update(|p| *p = !*p),
+            _ => {}
+        }
+    });
+    // The listener lives as long as the page.
+    std::mem::forget(handle);
+}
+
+/// One step every `speed_ms` while playing.
+fn play_timer(state: AppState) {
+    let last = std::cell::Cell::new(0.0);
+    let tick = move || {
+        let now = since_navigation_ms();
+        if !state.playing.get_untracked() {
+            last.set(now);
+            return;
+        }
+        if now - last.get() >= state.speed_ms.get_untracked() as f64 {
+            last.set(now);
+            state.step();
+        }
+    };
+    // The interval runs as long as the page; dropping its handle does not clear it.
+    let _ = set_interval_with_handle(tick, std::time::Duration::from_millis(50));
+}
+
+/// Records the longest task that kept the page's thread busy (the browser reports tasks over
+/// 50 ms as `longtask` entries).
+fn watch_long_tasks(state: AppState) {
+    let callback = Closure::<dyn FnMut(web_sys::PerformanceObserverEntryList)>::new(
+        move |list: web_sys::PerformanceObserverEntryList| {
+            for entry in list.get_entries().iter() {
+                if let Ok(entry) = entry.dyn_into::<web_sys::PerformanceEntry>() {
+                    let d = entry.duration();
+                    state.longest_block_ms.update(|m| *m = m.max(d));
+                }
+            }
+        },
+    );
+    if let Ok(observer) = web_sys::PerformanceObserver::new(callback.as_ref().unchecked_ref()) {
+        let init = web_sys::PerformanceObserverInit::new(&js_sys::Array::of1(&"longtask".into()));
+        observer.observe(&init);
+    }
+    callback.forget();
+}
+
+#[component]
+fn Controls(state: AppState) -> impl IntoView {
+    let status = move || match state.activity.get() {
+        Activity::Loading => "loading the tiny model…".to_string(),
+        Activity::Computing => "computing an iteration…".to_string(),
+        Activity::Training => format!(
+            "training: iteration {} done",
+            state.history.with(|h| h.last().map_or(0, |p| p.iteration))
+        ),
+        Activity::Idle => format!(
+            "iteration {} ready",
+            state.history.with(|h| h.last().map_or(0, |p| p.iteration))
+        ),
+        Activity::Failed(err) => format!("FAILED: {err}"),
+    };
+    let training = move || state.activity.get() == Activity::Training;
+    view! {
+        <section class="controls" data-testid="controls" aria-label="Controls">
+            <button data-testid="btn-prev" title="previous stage (←)" on:click=move |_| state.shift_stage(-1)>"◀"</button>
+            <button class="primary" data-testid="btn-step" title="next step (space)" on:click=move |_| state.step()>"step ▶"</button>
+            <button data-testid="btn-next-stage" title="next stage (→)" on:click=move |_| state.shift_stage(1)>"▶▶"</button>
+            <button data-testid="btn-all" title="show every step of this stage" on:click=move |_| state.show_all()>"show all"</button>
+            <button data-testid="btn-play" title="play / pause (p)" on:click=move |_| state.playing.update(|p| *p = !*p)>
+                {move || if state.playing.get() { "pause ⏸" } else { "play ⏵" }}
+            </button>
+            <label class="speed">"speed "
+                <select data-testid="speed" on:change=move |ev| {
+                    if let Ok(ms) = event_target_value(&ev).parse() { state.speed_ms.set(ms); }
+                }>
+                    <option value="1200">"slow"</option>
+                    <option value="600" selected>"normal"</option>
+                    <option value="250">"fast"</option>
+                    <option value="60">"fastest"</option>
+                </select>
+            </label>
+            <button data-testid="btn-iterate" title="compute the next iteration" on:click=move |_| state.next_iteration(false)>"next iteration"</button>
+            <button data-testid="btn-train" class:running=training
+                on:click=move |_| if training() { state.stop_training() } else { state.train() }>
+                {move || if training() { "stop training ■" } else { "train ⟳" }}
+            </button>
+            <button data-testid="btn-reset" title="start again from the pretrained model with the current seed" on:click=move |_| state.reset()>"reset"</button>
+            <button data-testid="btn-presenter" title="large type for projectors (f)" on:click=move |_| state.presenter.update(|p| *p = !*p)>
+                {move || if state.presenter.get() { "normal view" } else { "presenter" }}
+            </button>
+            <span class="status" data-testid="status" data-state=move || state.activity.get().key()>{status}</span>
+            <span class="keys">"space step · ← → stage · p play · f presenter"</span>
+        </section>
+    }
+}
+
+#[component]
+fn StageTabs(state: AppState) -> impl IntoView {
+    let tabs = Stage::ALL
+        .into_iter()
+        .map(|s| {
+            view! {
+                <button
+                    role="tab"
+                    class="tab"
+                    class:active=move || state.stage.get() == s
+                    aria-selected=move || (state.stage.get() == s).to_string()
+                    data-testid=format!("tab-{}", s.key())
+                    on:click=move |_| state.goto(s)
+                >
+                    {s.title()}
+                </button>
+            }
+        })
+        .collect_view();
+    view! { <nav class="tabs" role="tablist" data-testid="stage-tabs">{tabs}</nav> }
+}
+
+/// The hyperparameters: edited here, applied from the next iteration (the seed on reset).
+#[component]
+fn Settings(state: AppState) -> impl IntoView {
+    let draft = RwSignal::new(
+        SETTING_KEYS
+            .iter()
+            .map(|k| state.settings.get_untracked().get(k.key).unwrap_or_default())
+            .collect::<Vec<String>>(),
+    );
+    let errors = RwSignal::new(Vec::<(usize, String)>::new());
+    let applied = RwSignal::new(false);
+    let apply = move || {
+        let mut next = state.settings.get_untracked();
+        let mut found = Vec::new();
+        draft.with(|d| {
+            for (i, key) in SETTING_KEYS.iter().enumerate() {
+                if let Err(err) = next.set(key.key, &d[i]) {
+                    found.push((i, err));
+                }
+            }
+        });
+        applied.set(found.is_empty());
+        if found.is_empty() {
+            state.settings.set(next);
+        }
+        errors.set(found);
+    };
+    let fields = SETTING_KEYS
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let error = move || errors.with(|e| e.iter().find(|(j, _)| *j == i).map(|(_, m)| m.clone()));
+            view! {
+                <label class="setting">
+                    <span>{key.label}</span>
+                    <input
+                        type="text"
+                        data-testid=format!("set-{}", key.key)
+                        class:bad=move || error().is_some()
+                        prop:value=move || draft.with(|d| d[i].clone())
+                        on:input=move |ev| {
+                            let v = event_target_value(&ev);
+                            applied.set(false);
+                            draft.update(|d| d[i] = v);
+                        }
+                    />
+                    <span class="field-error" data-testid=format!("set-error-{}", key.key)>{error}</span>
+                </label>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card" data-testid="settings">
+            <h2>"Hyperparameters"</h2>
+            <p class="explain">
+                "Changes apply from the next iteration; a new seed applies on reset. The URL keeps "
+                "every change, so the address bar is a link to this exact setup."
+            </p>
+            <div class="settings-grid">{fields}</div>
+            <button class="primary" data-testid="apply-settings" on:click=move |_| apply()>"apply"</button>
+            <span class="note" data-testid="settings-status">
+                {move || if applied.get() { "applied: next iteration uses these" } else { "" }}
+            </span>
+        </section>
+    }
+}
+
+/// Milliseconds per stage of the last iteration and per iteration on average, on this backend.
+#[component]
+fn Timings(state: AppState, backend: ReadSignal<BackendState>) -> impl IntoView {
+    let label = move || match backend.get() {
+        BackendState::Starting => "starting".to_string(),
+        BackendState::Ready { kind, .. } => kind.label().to_string(),
+    };
+    let other = move || match backend.get() {
+        BackendState::Ready { kind: BackendKind::Flex, .. } => ("?backend=webgpu", "switch to WebGPU"),
+        _ => ("?backend=flex", "switch to flex (CPU)"),
+    };
+    let row = |testid: &'static str, name: &'static str, pick: fn(&crate::ppo::walkthrough::StageTimes) -> f64| {
+        view! {
+            <tr>
+                <td>{name}</td>
+                <td class="num" data-testid=testid>
+                    {move || state.history.with(|h| h.last().map(|p| format!("{:.0}", pick(&p.times))).unwrap_or_default())}
+                </td>
+            </tr>
+        }
+    };
+    view! {
+        <section class="card" data-testid="timings">
+            <h2>"Timings"</h2>
+            <p class="explain">
+                "Milliseconds for the last iteration on " <strong data-testid="timings-backend">{label}</strong>
+                ". " <a data-testid="switch-backend" href=move || other().0>{move || other().1}</a>
+                " to compare (the page reloads with the same seed)."
+            </p>
+            <table class="numbers">
+                <tbody>
+                    {row("time-rollout", "rollout", |t| t.rollout_ms)}
+                    {row("time-score", "score + reference", |t| t.score_ms)}
+                    {row("time-gae", "GAE + whitening", |t| t.gae_ms)}
+                    {row("time-mask", "teacher-forced check + attention", |t| t.mask_ms)}
+                    {row("time-update", "update", |t| t.update_ms)}
+                    {row("time-after", "new logprobs", |t| t.after_ms)}
+                    {row("time-total", "iteration", |t| t.total_ms())}
+                    <tr>
+                        <td>"iteration, mean so far"</td>
+                        <td class="num" data-testid="time-mean">
+                            {move || state.history.with(|h| {
+                                if h.is_empty() { return String::new(); }
+                                format!("{:.0}", h.iter().map(|p| p.times.total_ms()).sum::<f64>() / h.len() as f64)
+                            })}
+                        </td>
+                    </tr>
+                    <tr>
+                        <td>"first iteration ready (after navigation)"</td>
+                        <td class="num" data-testid="time-ready">{move || state.ready_ms.get().map(|ms| format!("{ms:.0}")).unwrap_or_default()}</td>
+                    </tr>
+                    <tr>
+                        <td>"longest blocked task"</td>
+                        <td class="num" data-testid="longest-block">
+                            {move || {
+                                let ms = state.longest_block_ms.get();
+                                if ms == 0.0 { "none over 50".to_string() } else { format!("{ms:.0}") }
+                            }}
+                        </td>
+                    </tr>
+                </tbody>
+            </table>
+        </section>
     }
 }
 
@@ -121,7 +490,7 @@ async fn run_self_check(device: &Device) -> CheckState {
 }
 
 #[component]
-fn Header(backend: ReadSignal<BackendState>) -> impl IntoView {
+fn Header(backend: ReadSignal<BackendState>, state: AppState) -> impl IntoView {
     let label = move || match backend.get() {
         BackendState::Starting => "starting…".to_string(),
         BackendState::Ready { summary, .. } => summary,
@@ -135,6 +504,9 @@ fn Header(backend: ReadSignal<BackendState>) -> impl IntoView {
             <div class="brand">
                 <h1>"ppo-lens"</h1>
                 <p class="tagline">"PPO for language models, one step at a time"</p>
+            </div>
+            <div class="iteration" data-testid="iteration">
+                {move || state.history.with(|h| h.last().map(|p| format!("iteration {}", p.iteration)).unwrap_or_default())}
             </div>
             <div class="backend" data-testid="backend" data-kind=kind title="The device every tensor on this page runs on">
                 <span class="backend-label">"backend"</span>
@@ -281,6 +653,11 @@ async fn browser_adapter_name() -> Option<String> {
             .collect();
         (!parts.is_empty()).then(|| parts.join(" "))
     })
+}
+
+/// Milliseconds since the page's navigation started (`performance.now()`).
+pub(crate) fn since_navigation_ms() -> f64 {
+    now_millis()
 }
 
 fn now_millis() -> f64 {

@@ -161,6 +161,100 @@ impl Page {
             .is_empty()
     }
 
+    /// The attribute `name` of the element with `data-testid=testid`.
+    pub async fn attr(&self, testid: &str, name: &str) -> String {
+        self.client
+            .find(Locator::Css(&testid_css(testid)))
+            .await
+            .unwrap_or_else(|err| panic!("no element with data-testid={testid}: {err}"))
+            .attr(name)
+            .await
+            .expect("attribute")
+            .unwrap_or_else(|| panic!("{testid} has no attribute {name}"))
+    }
+
+    /// The exact number a cell carries in `data-v`.
+    pub async fn number(&self, testid: &str) -> f64 {
+        let v = self.attr(testid, "data-v").await;
+        v.parse()
+            .unwrap_or_else(|_| panic!("{testid}: data-v `{v}` is not a number"))
+    }
+
+    pub async fn click(&self, testid: &str) {
+        self.client
+            .find(Locator::Css(&testid_css(testid)))
+            .await
+            .unwrap_or_else(|err| panic!("no element with data-testid={testid}: {err}"))
+            .click()
+            .await
+            .unwrap_or_else(|err| panic!("cannot click {testid}: {err}"));
+    }
+
+    /// Replaces the text of the input `testid` with `text`, as typing would.
+    pub async fn type_into(&self, testid: &str, text: &str) {
+        let input = self
+            .client
+            .find(Locator::Css(&testid_css(testid)))
+            .await
+            .unwrap_or_else(|err| panic!("no input with data-testid={testid}: {err}"));
+        input.clear().await.expect("clear input");
+        input.send_keys(text).await.expect("type");
+    }
+
+    /// Presses a key on the page (not in an input): `" "`, `"p"`, or a WebDriver key code
+    /// such as `"\u{E014}"` (arrow right).
+    pub async fn press(&self, key: &str) {
+        let body = self
+            .client
+            .find(Locator::Css("body"))
+            .await
+            .expect("body");
+        body.send_keys(key).await.expect("send key");
+    }
+
+    /// Waits until `check` holds for the text of `testid`.
+    pub async fn wait_text(&self, testid: &str, timeout: Duration, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("(element not found)");
+        while Instant::now() < deadline {
+            if let Ok(el) = self.client.find(Locator::Css(&testid_css(testid))).await {
+                last = el.text().await.unwrap_or_default();
+                if check(&last) {
+                    return last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.dump_console().await;
+        panic!("{testid} did not reach the expected text in {timeout:?}; last seen `{last}`");
+    }
+
+    /// The full text of `testid`, hidden or not (`textContent`).
+    pub async fn text_content(&self, testid: &str) -> String {
+        let script = format!(
+            "const el = document.querySelector('{}'); return el ? el.textContent : null;",
+            testid_css(testid).replace('\'', "\\'")
+        );
+        match self.client.execute(&script, vec![]).await.expect("run script") {
+            Value::String(text) => text,
+            other => panic!("no element with data-testid={testid} ({other})"),
+        }
+    }
+
+    /// Scrolls `testid` to the top of the window (before a screenshot).
+    pub async fn scroll_to(&self, testid: &str) {
+        let script = format!(
+            "const el = document.querySelector('{}'); if (el) el.scrollIntoView(); window.scrollBy(0, -70);",
+            testid_css(testid)
+        );
+        self.client.execute(&script, vec![]).await.expect("scroll");
+    }
+
+    /// The page's current address.
+    pub async fn url(&self) -> String {
+        self.client.current_url().await.expect("current url").to_string()
+    }
+
     /// Saves a PNG screenshot under `<target>/screenshots/` and returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.expect("screenshot");
