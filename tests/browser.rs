@@ -90,7 +90,14 @@ async fn report_timings(page: &Page, label: &str) {
     ] {
         parts.push(format!("{key} {}", page.text(&format!("time-{key}")).await));
     }
-    parts.push(format!("longest blocked task {}", page.text("longest-block").await));
+    parts.push(format!(
+        "longest blocked task {}",
+        page.text("longest-block").await
+    ));
+    parts.push(format!(
+        "while training {}",
+        page.text("longest-block-training").await
+    ));
     eprintln!("timings on {label} (ms): {}", parts.join(", "));
 }
 
@@ -107,7 +114,10 @@ async fn one_iteration_steps_through_every_stage_on_webgpu() {
         .into_iter()
         .enumerate()
     {
-        assert!(page.exists(&format!("stage-{stage}")).await, "stage {stage}");
+        assert!(
+            page.exists(&format!("stage-{stage}")).await,
+            "stage {stage}"
+        );
         if stage == "rollout" {
             // The first token and its candidates, then space reveals the next token.
             assert!(page.exists("cand-0").await);
@@ -123,7 +133,8 @@ async fn one_iteration_steps_through_every_stage_on_webgpu() {
         // Every step of the stage, shown, then the screenshot.
         page.click("btn-all").await;
         page.scroll_to(&format!("stage-{stage}")).await;
-        page.screenshot(&format!("stage-{}-{stage}.png", i + 1)).await;
+        page.screenshot(&format!("stage-{}-{stage}.png", i + 1))
+            .await;
         if stage == "update" {
             assert!(page.number("loss-value").await.is_finite());
             assert!(page.number("grad-norm").await > 0.0);
@@ -142,8 +153,10 @@ async fn one_iteration_steps_through_every_stage_on_webgpu() {
     page.press("\u{E014}").await; // arrow right
     assert!(page.exists("stage-mask").await);
     page.press(" ").await;
-    page.wait_text("iteration", Duration::from_secs(300), |t| t == "iteration 2")
-        .await;
+    page.wait_text("iteration", Duration::from_secs(300), |t| {
+        t == "iteration 2"
+    })
+    .await;
     wait_ready(&page, Duration::from_secs(300)).await;
     assert!(page.exists("stage-rollout").await);
     page.press("p").await;
@@ -171,7 +184,11 @@ async fn gae_table_equals_the_command_line() {
         .output()
         .unwrap();
     let _ = std::fs::remove_file(&file);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let inputs: serde_json::Value = serde_json::from_str(&input).unwrap();
     let at = |v: &serde_json::Value, key: &str, b: usize, t: usize| v[key][b][t].as_f64().unwrap();
@@ -182,8 +199,14 @@ async fn gae_table_equals_the_command_line() {
         let mut t = 0;
         while page.exists(&format!("gae-row-{t}")).await {
             // The inputs the page shows are the ones it exported...
-            assert_eq!(page.number(&format!("gae-reward-{t}")).await, at(&inputs, "rewards", row, t));
-            assert_eq!(page.number(&format!("gae-value-{t}")).await, at(&inputs, "values", row, t));
+            assert_eq!(
+                page.number(&format!("gae-reward-{t}")).await,
+                at(&inputs, "rewards", row, t)
+            );
+            assert_eq!(
+                page.number(&format!("gae-value-{t}")).await,
+                at(&inputs, "values", row, t)
+            );
             // ...and what it computed is what `ppo-lens gae` computes from them.
             for (cell, key) in [
                 ("delta", "deltas"),
@@ -216,7 +239,8 @@ async fn gae_table_equals_the_command_line() {
 #[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
 async fn sandbox_reproduces_the_worked_example() {
     let page = Page::open("?backend=flex").await;
-    page.wait_text("sb-delta-0", STARTUP, |t| !t.is_empty()).await;
+    page.wait_text("sb-delta-0", STARTUP, |t| !t.is_empty())
+        .await;
     let outputs = |name: &'static str| {
         let page = &page;
         async move {
@@ -233,7 +257,10 @@ async fn sandbox_reproduces_the_worked_example() {
     assert!((page.number("sb-delta-0").await - 1.475).abs() < 1e-5);
     // Type the worked example back in: rewards 1, 0, 2; values 2.0, 2.5, 3.0; gamma 0.9.
     page.type_into("sb-gamma", "0.9").await;
-    for (t, (r, v)) in [("1", "2.0"), ("0", "2.5"), ("2", "3.0")].iter().enumerate() {
+    for (t, (r, v)) in [("1", "2.0"), ("0", "2.5"), ("2", "3.0")]
+        .iter()
+        .enumerate()
+    {
         page.type_into(&format!("sb-reward-{t}"), r).await;
         page.type_into(&format!("sb-value-{t}"), v).await;
     }
@@ -241,14 +268,22 @@ async fn sandbox_reproduces_the_worked_example() {
     // A_1 = 0.2 + 0.9 * 0.95 * (-1) = -0.655; A_0 = 1.25 + 0.855 * (-0.655) = 0.689975.
     assert!(close(&outputs("adv").await, &[0.689975, -0.655, -1.0]));
     assert!(close(&outputs("ret").await, &[2.689975, 1.845, 2.0]));
-    assert!(page.text("sb-steps").await.contains("A_1 = 0.200 + 0.9 × 0.95 × 1 × (-1.000) = -0.655"));
+    assert!(
+        page.text("sb-steps")
+            .await
+            .contains("A_1 = 0.200 + 0.9 × 0.95 × 1 × (-1.000) = -0.655")
+    );
     page.scroll_to("sandbox").await;
     page.screenshot("sandbox-worked-example.png").await;
 
     // A bad cell is flagged where it is, and nothing is computed from it.
     page.type_into("sb-reward-1", "abc").await;
     assert!(page.attr("sb-reward-1", "class").await.contains("bad"));
-    assert!(page.text("sb-errors").await.contains("reward at t = 1: `abc` is not a number"));
+    assert!(
+        page.text("sb-errors")
+            .await
+            .contains("reward at t = 1: `abc` is not a number")
+    );
     assert_eq!(page.text("sb-delta-0").await, "·");
     page.type_into("sb-reward-1", "0").await;
     // A real token after padding is refused too.
@@ -277,12 +312,21 @@ async fn twenty_iterations_raise_the_reward() {
         if count(&values) >= 21 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "training too slow: {values}");
-        assert_ne!(page.attr("status", "data-state").await, "failed", "{}", page.text("status").await);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "training too slow: {values}"
+        );
+        assert_ne!(
+            page.attr("status", "data-state").await,
+            "failed",
+            "{}",
+            page.text("status").await
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     page.click("btn-train").await;
-    page.wait_state("status", "idle", Duration::from_secs(120)).await;
+    page.wait_state("status", "idle", Duration::from_secs(120))
+        .await;
     let rewards: Vec<f64> = page
         .attr("reward-history", "data-values")
         .await
@@ -293,8 +337,13 @@ async fn twenty_iterations_raise_the_reward() {
     let trained = &rewards[1..21];
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
     let (first, last) = (mean(&trained[..5]), mean(&trained[15..]));
-    eprintln!("reward mean over 20 iterations: first five {first:.3}, last five {last:.3}: {trained:?}");
-    assert!(last > first + 0.05, "reward did not rise: {first:.3} -> {last:.3}");
+    eprintln!(
+        "reward mean over 20 iterations: first five {first:.3}, last five {last:.3}: {trained:?}"
+    );
+    assert!(
+        last > first + 0.05,
+        "reward did not rise: {first:.3} -> {last:.3}"
+    );
     report_timings(&page, "flex, 32 rollouts x 48 tokens (while training)").await;
     page.scroll_to("charts").await;
     page.screenshot("charts-after-training.png").await;

@@ -69,7 +69,9 @@ fn draw(canvas: web_sys::HtmlCanvasElement, spec: &ChartSpec, points: &[Point]) 
         .filter(|y| y.is_finite());
     let (y0, y1) = ys
         .clone()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| (a.min(y), b.max(y)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
+            (a.min(y), b.max(y))
+        });
     let (y0, y1) = if !y0.is_finite() {
         (0.0, 1.0)
     } else if y1 - y0 < 1e-6 {
@@ -78,6 +80,8 @@ fn draw(canvas: web_sys::HtmlCanvasElement, spec: &ChartSpec, points: &[Point]) 
         let pad = (y1 - y0) * 0.08;
         (y0 - pad, y1 + pad)
     };
+    // Enough decimals that neighbouring labels differ.
+    let decimals = (-((y1 - y0) / 5.0).log10().floor()).clamp(2.0, 5.0) as usize;
     let mut chart = ChartBuilder::on(&root)
         .caption(spec.title, ("sans-serif", 18).into_font().color(&INK))
         .margin(8)
@@ -90,7 +94,7 @@ fn draw(canvas: web_sys::HtmlCanvasElement, spec: &ChartSpec, points: &[Point]) 
         .x_labels(5)
         .y_labels(5)
         .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.2}"))
+        .y_label_formatter(&|y| format!("{y:.decimals$}"))
         .light_line_style(RGBColor(235, 238, 242))
         .label_style(("sans-serif", 13))
         .draw()
@@ -105,9 +109,14 @@ fn draw(canvas: web_sys::HtmlCanvasElement, spec: &ChartSpec, points: &[Point]) 
             .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))
             .ok()?
             .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
         chart
-            .draw_series(data.into_iter().map(|(x, y)| Circle::new((x, y), 3, color.filled())))
+            .draw_series(
+                data.into_iter()
+                    .map(|(x, y)| Circle::new((x, y), 3, color.filled())),
+            )
             .ok()?;
     }
     if spec.series.len() > 1 {

@@ -16,7 +16,11 @@ fn example_rows() -> Vec<[String; 3]> {
 }
 
 /// Every cell read, or the errors found: (testid of the bad cell, message).
-fn evaluate(rows: &[[String; 3]], gamma: &str, lam: &str) -> Result<GaeTrace, Vec<(String, String)>> {
+fn evaluate(
+    rows: &[[String; 3]],
+    gamma: &str,
+    lam: &str,
+) -> Result<GaeTrace, Vec<(String, String)>> {
     let mut errors = Vec::new();
     let mut columns = [Vec::new(), Vec::new(), Vec::new()];
     for (t, row) in rows.iter().enumerate() {
@@ -36,7 +40,10 @@ fn evaluate(rows: &[[String; 3]], gamma: &str, lam: &str) -> Result<GaeTrace, Ve
     let mut param = |name: &str, text: &str| match text.trim().parse::<f32>() {
         Ok(x) => Some(x),
         Err(_) => {
-            errors.push((format!("sb-{name}"), format!("{name}: `{text}` is not a number")));
+            errors.push((
+                format!("sb-{name}"),
+                format!("{name}: `{text}` is not a number"),
+            ));
             None
         }
     };
@@ -78,9 +85,7 @@ pub fn Sandbox() -> impl IntoView {
     let rows = RwSignal::new(example_rows());
     let gamma = RwSignal::new("0.9".to_string());
     let lam = RwSignal::new("0.95".to_string());
-    let result = Memo::new(move |_| {
-        rows.with(|r| evaluate(r, &gamma.get(), &lam.get()))
-    });
+    let result = Memo::new(move |_| rows.with(|r| evaluate(r, &gamma.get(), &lam.get())));
     let error_for = move |testid: String| {
         move || {
             result.with(|r| match r {

@@ -155,7 +155,11 @@ fn rollout(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
             } else {
                 "tok hidden"
             };
-            let text = if i <= t { show_token(&response_token(walk, row, i)) } else { "·".into() };
+            let text = if i <= t {
+                show_token(&response_token(walk, row, i))
+            } else {
+                "·".into()
+            };
             view! { <span class=class data-testid=format!("resp-tok-{i}")>{text}</span> }
         })
         .collect_view();
@@ -337,7 +341,11 @@ fn gae(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
     let whitened_shown = cursor >= real;
     // Steps are in sweep order (last token first): the first `cursor + 1` are done.
     let done = (cursor + 1).min(real);
-    let first_done_t = if done == 0 { real } else { trace.steps[done - 1].t };
+    let first_done_t = if done == 0 {
+        real
+    } else {
+        trace.steps[done - 1].t
+    };
     let current = trace.steps.get(cursor.min(real.saturating_sub(1))).cloned();
     let r_len = walk.experience.rollout.response_len();
     let offset: usize = walk.gae[..row].iter().map(|_| r_len).sum();
@@ -433,7 +441,12 @@ fn gae_json(walk: &Walkthrough) -> String {
     let rows = |m: &Vec<Vec<f32>>| {
         let rows: Vec<String> = m
             .iter()
-            .map(|r| format!("[{}]", r.iter().map(|x| exact(*x)).collect::<Vec<_>>().join(", ")))
+            .map(|r| {
+                format!(
+                    "[{}]",
+                    r.iter().map(|x| exact(*x)).collect::<Vec<_>>().join(", ")
+                )
+            })
             .collect();
         format!("[\n    {}\n  ]", rows.join(",\n    "))
     };
@@ -501,7 +514,11 @@ fn update(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
             }
         })
         .collect_view();
-    let minibatches = exp.rollout.ids.len().div_ceil(walk.update.mini_batch_size.max(1));
+    let minibatches = exp
+        .rollout
+        .ids
+        .len()
+        .div_ceil(walk.update.mini_batch_size.max(1));
     view! {
         <p class="explain">
             "Why several epochs on one batch? Sampling is the expensive part, so PPO reuses each batch "
@@ -554,7 +571,8 @@ fn update(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
 #[component]
 fn MaskStage(walk: Arc<Walkthrough>) -> impl IntoView {
     let Some(att) = walk.attention.clone() else {
-        return view! { <p class="explain">"No attention maps kept for this iteration."</p> }.into_any();
+        return view! { <p class="explain">"No attention maps kept for this iteration."</p> }
+            .into_any();
     };
     let p = walk.experience.rollout.prompt_len;
     let row = att.row;
@@ -649,8 +667,9 @@ fn draw_attention(
             } else {
                 // sqrt spreads the small weights apart so the pattern is visible.
                 let w = att.weight(layer, head, q, k).clamp(0.0, 1.0).sqrt();
-                let shade = (255.0 * (1.0 - w)) as u8;
-                ctx.set_fill_style_str(&format!("rgb({shade},{},{})", shade / 2 + 60, 255));
+                // White (no attention) to deep blue (all of it).
+                let mix = |full: f32| (255.0 - (255.0 - full) * w) as u8;
+                ctx.set_fill_style_str(&format!("rgb({},{},{})", mix(20.0), mix(60.0), mix(170.0)));
             }
             ctx.fill_rect(k as f64 * cell, q as f64 * cell, cell.ceil(), cell.ceil());
         }

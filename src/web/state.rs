@@ -140,6 +140,8 @@ pub struct AppState {
     pub stop_requested: RwSignal<bool>,
     /// The longest task that blocked the page's thread since start, in ms (PerformanceObserver).
     pub longest_block_ms: RwSignal<f64>,
+    /// The same, counting only tasks while training.
+    pub longest_block_training_ms: RwSignal<f64>,
     /// When the first iteration was ready to step through, in ms after navigation started.
     pub ready_ms: RwSignal<Option<f64>>,
 }
@@ -159,6 +161,7 @@ impl AppState {
             presenter: RwSignal::new(presenter),
             stop_requested: RwSignal::new(false),
             longest_block_ms: RwSignal::new(0.0),
+            longest_block_training_ms: RwSignal::new(0.0),
             ready_ms: RwSignal::new(None),
         }
     }
@@ -326,7 +329,10 @@ impl AppState {
 }
 
 /// One iteration of the thread's lab.
-async fn iterate(settings: &LabSettings, attention_row: Option<usize>) -> Result<Walkthrough, String> {
+async fn iterate(
+    settings: &LabSettings,
+    attention_row: Option<usize>,
+) -> Result<Walkthrough, String> {
     let mut lab = LAB
         .with(|l| l.borrow_mut().take())
         .ok_or("the model is not loaded")?;

@@ -204,16 +204,17 @@ impl Page {
     /// Presses a key on the page (not in an input): `" "`, `"p"`, or a WebDriver key code
     /// such as `"\u{E014}"` (arrow right).
     pub async fn press(&self, key: &str) {
-        let body = self
-            .client
-            .find(Locator::Css("body"))
-            .await
-            .expect("body");
+        let body = self.client.find(Locator::Css("body")).await.expect("body");
         body.send_keys(key).await.expect("send key");
     }
 
     /// Waits until `check` holds for the text of `testid`.
-    pub async fn wait_text(&self, testid: &str, timeout: Duration, check: impl Fn(&str) -> bool) -> String {
+    pub async fn wait_text(
+        &self,
+        testid: &str,
+        timeout: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("(element not found)");
         while Instant::now() < deadline {
@@ -235,7 +236,12 @@ impl Page {
             "const el = document.querySelector('{}'); return el ? el.textContent : null;",
             testid_css(testid).replace('\'', "\\'")
         );
-        match self.client.execute(&script, vec![]).await.expect("run script") {
+        match self
+            .client
+            .execute(&script, vec![])
+            .await
+            .expect("run script")
+        {
             Value::String(text) => text,
             other => panic!("no element with data-testid={testid} ({other})"),
         }
@@ -252,7 +258,11 @@ impl Page {
 
     /// The page's current address.
     pub async fn url(&self) -> String {
-        self.client.current_url().await.expect("current url").to_string()
+        self.client
+            .current_url()
+            .await
+            .expect("current url")
+            .to_string()
     }
 
     /// Saves a PNG screenshot under `<target>/screenshots/` and returns its path.
