@@ -63,11 +63,20 @@ pub struct Experience {
     pub kl_coeff: f32,
 }
 
-fn to_rows(flat: Vec<f32>, width: usize) -> Vec<Vec<f32>> {
+/// A flat `[B * width]` read-back as rows.
+pub(crate) fn to_rows(flat: Vec<f32>, width: usize) -> Vec<Vec<f32>> {
     if width == 0 {
         return Vec::new();
     }
     flat.chunks(width).map(<[f32]>::to_vec).collect()
+}
+
+/// Each row times its mask: 0 on padding.
+pub(crate) fn masked_rows(rows: Vec<Vec<f32>>, mask: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    rows.into_iter()
+        .zip(mask)
+        .map(|(row, m)| row.iter().zip(m).map(|(x, m)| x * m).collect())
+        .collect()
 }
 
 fn rows_f32(rows: &[Vec<f32>], device: &burn::tensor::Device) -> Tensor<2> {
@@ -163,11 +172,7 @@ pub async fn collect_experience_timed(
     let ref_rows = to_rows(ref_logprobs, r);
     let mask_rows = &rollout.response_mask;
     // Padding has logprob 0 in the rollout; keep the reference's 0 there too.
-    let ref_rows: Vec<Vec<f32>> = ref_rows
-        .into_iter()
-        .zip(mask_rows)
-        .map(|(row, mask)| row.iter().zip(mask).map(|(l, m)| l * m).collect())
-        .collect();
+    let ref_rows = masked_rows(ref_rows, mask_rows);
 
     // 3. Token rewards: -kl_coeff * KL on every token, the score on the last one.
     let mask = rows_f32(mask_rows, &device);

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 
 use super::entropy::entropy_from_logits;
 use super::gae::{GaeTrace, gae_ref};
-use super::iteration::{Experience, ExperienceConfig, Task, collect_experience_timed};
+use super::iteration::{
+    Experience, ExperienceConfig, Task, collect_experience_timed, masked_rows, to_rows,
+};
 use super::policy_loss::{PolicyTrace, policy_loss_ref};
 use super::update::{UpdateConfig, UpdateStats, ppo_update};
 use super::value_loss::{ValueTrace, value_loss_ref};
@@ -107,17 +109,6 @@ pub struct Walkthrough {
     pub times: StageTimes,
 }
 
-fn rows(flat: Vec<f32>, width: usize) -> Vec<Vec<f32>> {
-    flat.chunks(width.max(1)).map(<[f32]>::to_vec).collect()
-}
-
-fn masked(rows: Vec<Vec<f32>>, mask: &[Vec<f32>]) -> Vec<Vec<f32>> {
-    rows.into_iter()
-        .zip(mask)
-        .map(|(row, m)| row.iter().zip(m).map(|(x, m)| x * m).collect())
-        .collect()
-}
-
 /// Runs one PPO iteration on `tasks` and returns the updated policy with the walkthrough.
 /// `policy` lives on an autodiff device; `reference` is frozen.
 #[allow(clippy::too_many_arguments)]
@@ -186,11 +177,11 @@ pub async fn walkthrough(
         rollout.prompt_len,
         experience_config.sampling.temperature,
     );
-    let entropy = masked(
-        rows(read_f32(entropy_from_logits(tf.logits)).await?, r),
+    let entropy = masked_rows(
+        to_rows(read_f32(entropy_from_logits(tf.logits)).await?, r),
         mask,
     );
-    let teacher_forced = masked(rows(read_f32(tf.logprobs).await?, r), mask);
+    let teacher_forced = masked_rows(to_rows(read_f32(tf.logprobs).await?, r), mask);
     let mut teacher_forced_max_diff = 0f32;
     for (tf_row, (old_row, m)) in teacher_forced.iter().zip(rollout.logprobs.iter().zip(mask)) {
         for ((a, b), m) in tf_row.iter().zip(old_row).zip(m) {
@@ -249,8 +240,8 @@ pub async fn walkthrough(
         rollout.prompt_len,
         update_config.temperature,
     );
-    let new_logprobs = rows(read_f32(after.logprobs).await?, r);
-    let new_values = rows(read_f32(after.values).await?, r);
+    let new_logprobs = to_rows(read_f32(after.logprobs).await?, r);
+    let new_values = to_rows(read_f32(after.values).await?, r);
     let coeffs = update_config.coeffs;
     let policy_after = (0..tasks.len())
         .map(|b| {

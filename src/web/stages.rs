@@ -354,7 +354,6 @@ fn gae(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
         .map(|t| {
             let filled = t >= first_done_t;
             let is_current = current.as_ref().is_some_and(|s| s.t == t) && !whitened_shown;
-            let step = &trace;
             view! {
                 <tr class:current=is_current class:pending=!filled data-testid=format!("gae-row-{t}")>
                     <td class="num">{t}</td>
@@ -363,9 +362,9 @@ fn gae(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
                     {cell(format!("gae-value-{t}"), walk.experience.rollout.values[row][t])}
                     {if filled {
                         view! {
-                            {cell(format!("gae-delta-{t}"), step.deltas[t])}
-                            {cell(format!("gae-adv-{t}"), step.advantages[t])}
-                            {cell(format!("gae-ret-{t}"), step.returns[t])}
+                            {cell(format!("gae-delta-{t}"), trace.deltas[t])}
+                            {cell(format!("gae-adv-{t}"), trace.advantages[t])}
+                            {cell(format!("gae-ret-{t}"), trace.returns[t])}
                         }.into_any()
                     } else {
                         view! { <td class="num">"·"</td><td class="num">"·"</td><td class="num">"·"</td> }.into_any()
