@@ -501,11 +501,11 @@ async fn choose_backend() -> (Compute, Vec<Notice>) {
 }
 
 async fn run_self_check(device: &Device) -> CheckState {
-    let started = now_millis();
+    let started = since_navigation_ms();
     match selfcheck::run(device).await {
         Ok(check) => CheckState::Done {
             check,
-            millis: now_millis() - started,
+            millis: since_navigation_ms() - started,
         },
         Err(err) => CheckState::Failed(err),
     }
@@ -679,10 +679,6 @@ async fn browser_adapter_name() -> Option<String> {
 
 /// Milliseconds since the page's navigation started (`performance.now()`).
 pub(crate) fn since_navigation_ms() -> f64 {
-    now_millis()
-}
-
-fn now_millis() -> f64 {
     web_sys::window()
         .and_then(|w| w.performance())
         .map(|p| p.now())
