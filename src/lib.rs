@@ -13,6 +13,7 @@
 pub mod adamw8bit;
 pub mod compute;
 pub mod data;
+pub mod exercises;
 pub mod lab;
 pub mod model;
 pub mod ppo;

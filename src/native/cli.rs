@@ -83,6 +83,9 @@ enum Command {
     /// plots.png and plots.svg, checkpoints step_N/ and final/ (a Hugging Face directory plus
     /// value head, optimizer and trainer state). Ctrl-C finishes the running step, saves
     /// step_N/ and exits with status 130; a second Ctrl-C exits at once.
+    /// Grade your five exercises (exercises/*.rs) and say which ones the trainer and the page
+    /// will run: yours where written (with the `exercises` feature), the reference elsewhere.
+    Exercises,
     Train {
         /// The YAML config (configs/config.yaml, configs/config_debug.yaml).
         #[arg(long, value_name = "FILE.yaml")]
@@ -110,6 +113,17 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train { .. } => unreachable!("handled above"),
         Command::Doctor => doctor::run(),
+        Command::Exercises => {
+            let (lines, all_pass) = crate::native::exercises_report();
+            lines.iter().for_each(|line| println!("{line}"));
+            if all_pass {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "not every exercise passes yet; one at a time: cargo test --features exercises --test exercises ex1"
+                ))
+            }
+        }
         Command::Gae {
             input,
             whiten,

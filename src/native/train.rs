@@ -178,6 +178,13 @@ pub fn train(
     stop: Arc<AtomicBool>,
 ) -> Result<TrainOutcome> {
     let config = load_config(config_path, overrides)?;
+    if crate::exercises::ENABLED {
+        // Say up front whose code this run trains with, and whether it passes its checks.
+        crate::native::exercises_report()
+            .0
+            .iter()
+            .for_each(|line| eprintln!("{line}"));
+    }
     let (t, r, p) = (&config.training, &config.rollout, &config.ppo);
     let out = t.output_dir.clone();
     fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;

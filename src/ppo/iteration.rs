@@ -5,7 +5,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use super::gae::{GaeParams, gae};
+use super::gae::GaeParams;
 use super::rewards::{KlEstimator, token_rewards};
 use super::update::{PpoBatch, UpdateStats};
 use super::whiten::masked_whiten;
@@ -191,7 +191,7 @@ pub async fn collect_experience_timed(
     times.score_ms = lap();
 
     // 4. GAE from the last token back, then whitening over the batch's real tokens.
-    let g = gae(
+    let g = crate::exercises::active::gae(
         tr.rewards.clone(),
         rows_f32(&rollout.values, &device),
         mask.clone(),

@@ -3,8 +3,8 @@
 use burn::tensor::Tensor;
 
 use super::entropy::{masked_entropy, masked_entropy_ref};
-use super::policy_loss::{PolicyTrace, policy_loss, policy_loss_ref};
-use super::value_loss::{ValueTrace, value_loss, value_loss_ref};
+use super::policy_loss::{PolicyLoss, PolicyTrace, policy_loss, policy_loss_ref};
+use super::value_loss::{ValueLoss, ValueTrace, value_loss, value_loss_ref};
 
 /// Coefficients of the objective.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,23 +41,46 @@ pub struct Losses {
     pub approx_kl: Tensor<1>,
 }
 
+/// The three pieces the objective is made of (exercises 1-3): the reference's, or, through
+/// [`crate::exercises::active::PIECES`], the student's where written.
+pub struct Pieces {
+    pub policy_loss: fn(Tensor<2>, Tensor<2>, Tensor<2>, Tensor<2>, f32) -> PolicyLoss,
+    pub value_loss: fn(Tensor<2>, Tensor<2>, Tensor<2>, Tensor<2>, f32) -> ValueLoss,
+    pub masked_entropy: fn(Tensor<3>, Tensor<2>) -> Tensor<1>,
+}
+
+/// The reference pieces of `src/ppo/`.
+pub const REFERENCE_PIECES: Pieces = Pieces {
+    policy_loss,
+    value_loss,
+    masked_entropy,
+};
+
+/// The objective from the reference pieces.
 pub fn ppo_losses(inputs: LossInputs, coeffs: LossCoeffs) -> Losses {
+    ppo_losses_with(&REFERENCE_PIECES, inputs, coeffs)
+}
+
+/// The objective from the given pieces.
+pub fn ppo_losses_with(pieces: &Pieces, inputs: LossInputs, coeffs: LossCoeffs) -> Losses {
     let mask = inputs.response_mask;
-    let policy = policy_loss(
+    let policy = (pieces.policy_loss)(
         inputs.logprobs_new,
         inputs.logprobs_old,
         inputs.advantages,
         mask.clone(),
         coeffs.clip_ratio,
     );
-    let value = value_loss(
+    let value = (pieces.value_loss)(
         inputs.values_new,
         inputs.values_old,
         inputs.returns,
         mask.clone(),
         coeffs.clip_range_value,
     );
-    let entropy = inputs.logits.map(|logits| masked_entropy(logits, mask));
+    let entropy = inputs
+        .logits
+        .map(|logits| (pieces.masked_entropy)(logits, mask));
 
     // The entropy bonus is subtracted: higher entropy lowers the loss.
     let mut total = policy.loss.clone() + value.loss.clone() * coeffs.vf_coef;

@@ -8,9 +8,9 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 
-use super::losses::{LossCoeffs, LossInputs, ppo_losses};
+use super::losses::{LossCoeffs, LossInputs, Losses, Pieces, REFERENCE_PIECES, ppo_losses_with};
 use crate::compute::{read_f32, yield_to_browser};
 use crate::model::Qwen2Model;
 use crate::rng::Rng;
@@ -30,6 +30,84 @@ pub struct PpoBatch {
     /// Whitened advantages.
     pub advantages: Vec<Vec<f32>>,
     pub returns: Vec<Vec<f32>>,
+}
+
+impl PpoBatch {
+    /// The rows `rows` as tensors on `device`.
+    pub fn minibatch(&self, rows: &[usize], device: &burn::tensor::Device) -> MiniBatch {
+        let pick =
+            |m: &Vec<Vec<f32>>| rows_f32(&rows.iter().map(|&i| &m[i]).collect::<Vec<_>>(), device);
+        let ids: Vec<Vec<u32>> = rows.iter().map(|&i| self.ids[i].clone()).collect();
+        let mask: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|&i| self.attention_mask[i].clone())
+            .collect();
+        MiniBatch {
+            prompt_len: self.prompt_len,
+            ids: rows_tensor(&ids, device),
+            attention_mask: rows_tensor(&mask, device),
+            response_mask: pick(&self.response_mask),
+            old_logprobs: pick(&self.old_logprobs),
+            old_values: pick(&self.old_values),
+            advantages: pick(&self.advantages),
+            returns: pick(&self.returns),
+        }
+    }
+}
+
+/// One mini-batch of `B` rows as tensors: what one forward/backward pass of the update sees.
+#[derive(Clone, Debug)]
+pub struct MiniBatch {
+    /// `P`: every row's prompt is left-padded to this length.
+    pub prompt_len: usize,
+    /// `[B, P + R]` prompt and response ids, and their attention mask (1 real, 0 padding).
+    pub ids: Tensor<2, Int>,
+    pub attention_mask: Tensor<2, Int>,
+    /// `[B, R]`, 1 on response tokens, 0 on padding after the end.
+    pub response_mask: Tensor<2>,
+    /// `[B, R]`, from the rollout: the sampled tokens' logprobs and the values before them.
+    pub old_logprobs: Tensor<2>,
+    pub old_values: Tensor<2>,
+    /// `[B, R]`, whitened advantages and the value targets.
+    pub advantages: Tensor<2>,
+    pub returns: Tensor<2>,
+}
+
+/// The objective of one mini-batch (the solution of exercise 5): one teacher-forced pass gives
+/// the new logprobs, values and logits of every response token at once, and the reference
+/// pieces turn them into the losses.
+pub fn minibatch_losses(model: &Qwen2Model, minibatch: MiniBatch, config: &UpdateConfig) -> Losses {
+    minibatch_losses_with(&REFERENCE_PIECES, model, minibatch, config)
+}
+
+/// [`minibatch_losses`] with the given pieces (the student's exercises 1-3 where written).
+pub fn minibatch_losses_with(
+    pieces: &Pieces,
+    model: &Qwen2Model,
+    minibatch: MiniBatch,
+    config: &UpdateConfig,
+) -> Losses {
+    let out = response_outputs(
+        model,
+        minibatch.ids,
+        minibatch.attention_mask,
+        minibatch.prompt_len,
+        config.temperature,
+    );
+    ppo_losses_with(
+        pieces,
+        LossInputs {
+            logprobs_new: out.logprobs,
+            logprobs_old: minibatch.old_logprobs,
+            advantages: minibatch.advantages,
+            values_new: out.values,
+            values_old: minibatch.old_values,
+            returns: minibatch.returns,
+            response_mask: minibatch.response_mask,
+            logits: Some(out.logits),
+        },
+        config.coeffs,
+    )
 }
 
 /// The update's settings (the `ppo.*` keys of a config).
@@ -82,7 +160,7 @@ fn accumulate<M: Module>(module: &M, acc: &mut GradientsParams, new: &mut Gradie
 }
 
 /// Global L2 norm over all gradients (one 1-element tensor): sqrt(sum over params of |g|^2).
-fn global_norm<M: Module>(module: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
+pub(crate) fn global_norm<M: Module>(module: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
     struct SumSquares<'a>(&'a GradientsParams, Option<Tensor<1>>);
     impl ModuleVisitor for SumSquares<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -157,33 +235,10 @@ pub async fn ppo_update(
             let mut finite = true;
             for rows in group {
                 yield_to_browser().await;
-                let pick = |m: &Vec<Vec<f32>>| {
-                    rows_f32(&rows.iter().map(|&i| &m[i]).collect::<Vec<_>>(), &device)
-                };
-                let ids: Vec<Vec<u32>> = rows.iter().map(|&i| batch.ids[i].clone()).collect();
-                let mask: Vec<Vec<u8>> = rows
-                    .iter()
-                    .map(|&i| batch.attention_mask[i].clone())
-                    .collect();
-                let out = response_outputs(
+                let losses = crate::exercises::active::minibatch_losses(
                     &model,
-                    rows_tensor(&ids, &device),
-                    rows_tensor(&mask, &device),
-                    batch.prompt_len,
-                    config.temperature,
-                );
-                let losses = ppo_losses(
-                    LossInputs {
-                        logprobs_new: out.logprobs,
-                        logprobs_old: pick(&batch.old_logprobs),
-                        advantages: pick(&batch.advantages),
-                        values_new: out.values,
-                        values_old: pick(&batch.old_values),
-                        returns: pick(&batch.returns),
-                        response_mask: pick(&batch.response_mask),
-                        logits: Some(out.logits),
-                    },
-                    config.coeffs,
+                    batch.minibatch(rows, &device),
+                    config,
                 );
                 let scaled = losses.total.clone().div_scalar(group.len() as f64);
                 let mut grads = GradientsParams::from_grads(scaled.backward(), &model);
