@@ -13,6 +13,9 @@ run cargo fmt --check
 step "Native unit and integration tests"
 run cargo test --all-targets
 
+step "The exercise loop: a student writes exercise 4 on a copy of this checkout"
+run bash scripts/exercise_loop.sh
+
 build_page
 
 step "Browser tests: the built page in headless Chromium"

@@ -211,6 +211,22 @@ pub fn last_ran(number: u8) -> Ran {
     }
 }
 
+/// `exercises run: policy_loss reference, ..., gae yours, ...`: which code last ran for each.
+pub fn ran_summary() -> String {
+    let parts: Vec<String> = EXERCISES
+        .iter()
+        .map(|ex| {
+            let ran = match last_ran(ex.number) {
+                Ran::NotYet => "not called",
+                Ran::Yours => "yours",
+                Ran::Reference => "reference",
+            };
+            format!("{} {ran}", ex.function)
+        })
+        .collect();
+    format!("exercises run: {}", parts.join(", "))
+}
+
 /// What the trainer and the page call. With the `exercises` feature, each function tries the
 /// student's version first and uses the reference only when it returns `Todo`; without it, each
 /// is the reference. Inputs are cloned for the fallback: a burn tensor clone shares its buffer.

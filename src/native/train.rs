@@ -534,6 +534,9 @@ pub fn train(
             if let Some(bar) = &bar {
                 bar.finish();
             }
+            if crate::exercises::ENABLED {
+                say(crate::exercises::ran_summary());
+            }
             say(format!(
                 "done: {} (plots in {})",
                 dir.display(),

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The student's loop, end to end, on a copy of this checkout: write exercise 4, see its graded
+# test pass, see exercise 1 still explain what to write, and see `ppo-lens exercises` and a
+# one-step training run use the student's GAE. Run by scripts/test.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+
+work="$(mktemp -d)/ppo-lens"
+trap 'rm -rf "$(dirname "$work")"' EXIT
+mkdir -p "$work"
+# Tracked and untracked-but-not-ignored files, as a fresh clone plus local edits would have them.
+(cd "$ROOT" && git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$work")
+cd "$work"
+
+step "A student writes exercise 4 (GAE) in exercises/ex4_gae.rs"
+cat > exercises/ex4_gae.rs <<'RS'
+use burn::tensor::Tensor;
+
+use crate::exercises::Todo;
+use crate::ppo::gae::{Gae, GaeParams};
+
+pub fn gae(
+    rewards: Tensor<2>,
+    values: Tensor<2>,
+    response_mask: Tensor<2>,
+    params: GaeParams,
+) -> Result<Gae, Todo> {
+    let [b, t] = rewards.dims();
+    let device = rewards.device();
+    let mut v_next = Tensor::<2>::zeros([b, 1], &device);
+    let mut m_next = Tensor::<2>::zeros([b, 1], &device);
+    let mut a_next = Tensor::<2>::zeros([b, 1], &device);
+    let (mut deltas, mut advantages) = (Vec::new(), Vec::new());
+    for i in (0..t).rev() {
+        let r = rewards.clone().narrow(1, i, 1);
+        let v = values.clone().narrow(1, i, 1);
+        let m = response_mask.clone().narrow(1, i, 1);
+        let delta = r + v_next.clone() * m_next.clone() * params.gamma - v.clone();
+        let a = delta.clone() + a_next * m_next * (params.gamma * params.lam);
+        v_next = v;
+        m_next = m;
+        a_next = a.clone();
+        deltas.insert(0, delta);
+        advantages.insert(0, a);
+    }
+    let deltas = Tensor::cat(deltas, 1) * response_mask.clone();
+    let advantages = Tensor::cat(advantages, 1) * response_mask.clone();
+    let returns = (advantages.clone() + values) * response_mask;
+    Ok(Gae { deltas, advantages, returns })
+}
+RS
+
+step "Its graded test passes"
+run cargo test --features exercises --test exercises ex4
+
+step "Exercise 1 is still a stub: its graded test fails and says what to write"
+if cargo test --features exercises --test exercises ex1 >ex1.log 2>&1; then
+    echo "exercise 1's graded test passed on the stub" >&2
+    exit 1
+fi
+grep -q "exercise 1 (policy_loss) is not written yet: in exercises/ex1_policy_loss.rs" ex1.log \
+    || { cat ex1.log >&2; echo "the stub's failure does not say what to write" >&2; exit 1; }
+note "ok: $(grep -o 'exercise 1 (policy_loss) is not written yet[^,]*' ex1.log | head -1)"
+
+step "ppo-lens exercises: exercise 4 is the student's and passes"
+cargo run -q --features exercises -- exercises >report.txt 2>&1 || true
+cat report.txt
+grep -Eq "^exercise 4 gae +yours runs +passes" report.txt
+grep -Eq "^exercise 1 policy_loss +the reference runs +not written yet" report.txt
+
+step "One training step of the debug config runs on the student's GAE"
+run cargo run -q --features exercises -- train --config configs/config_debug.yaml \
+    training.output_dir="$work/out" training.total_ppo_steps=1 rollout.batch_size=4 \
+    ppo.mini_batch_size=4 rollout.max_new_tokens=8 2>train.log || { cat train.log >&2; exit 1; }
+grep -Eq "^exercise 4 gae +yours runs +passes" train.log
+test -s "$work/out/metrics.jsonl"
+note "ok: the run's report says exercise 4 is yours, and it wrote metrics.jsonl"
+grep -q "exercises run: policy_loss reference, value_loss reference, masked_entropy reference, gae yours, minibatch_losses reference" train.log \
+    || { cat train.log >&2; echo "the run did not call the student's gae" >&2; exit 1; }
+note "ok: $(grep 'exercises run:' train.log)"
