@@ -120,6 +120,7 @@ fn App() -> impl IntoView {
             <Header backend=backend.read_only() state=state />
             <main>
                 <Notices notices=notices.read_only() />
+                <ExercisesBanner state=state />
                 <Controls state=state />
                 <stages::RowPicker state=state />
                 <StageTabs state=state />
@@ -552,6 +553,23 @@ fn Notices(notices: ReadSignal<Vec<Notice>>) -> impl IntoView {
             }}
         </For>
     }
+}
+
+/// With the `exercises` feature: whose code each exercise ran in the last iteration.
+#[component]
+fn ExercisesBanner(state: AppState) -> impl IntoView {
+    crate::exercises::ENABLED.then(|| {
+        let summary = move || {
+            // Re-read after every iteration: the walkthrough signal changes with it.
+            state.walk.track();
+            crate::exercises::ran_summary()
+        };
+        view! {
+            <div class="banner info" role="status" data-testid="exercises-banner">
+                "Exercises on (docs/exercises.md): " {summary}
+            </div>
+        }
+    })
 }
 
 #[component]
