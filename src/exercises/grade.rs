@@ -89,14 +89,14 @@ pub async fn grade(number: u8, implementation: &Implementation) -> Outcome {
     match result {
         Ok(checks) => Outcome::Pass { checks },
         Err(Stop::Todo(todo)) => Outcome::NotWritten(todo),
-        Err(Stop::Fail(failure)) => Outcome::Fail(failure),
+        Err(Stop::Fail(failure)) => Outcome::Fail(*failure),
     }
 }
 
 /// Why grading stopped early.
 enum Stop {
     Todo(Todo),
-    Fail(Failure),
+    Fail(Box<Failure>),
 }
 
 impl From<Todo> for Stop {
@@ -148,10 +148,10 @@ impl Case {
             self.checks += 1;
             let off = (g - e).abs() > TOLERANCE * e.abs().max(1.0);
             if off || !g.is_finite() {
-                let element = if width == 0 {
-                    what.to_string()
-                } else {
-                    format!("{what}[{}][{}]", i / width, i % width)
+                // A width of 0 means a single value: no index.
+                let element = match i.checked_div(width) {
+                    Some(row) => format!("{what}[{row}][{}]", i % width),
+                    None => what.to_string(),
                 };
                 let mut hint = hint(i);
                 if !g.is_finite() {
@@ -167,14 +167,14 @@ impl Case {
     }
 
     fn fail(&self, element: String, got: String, expected: String, hint: String) -> Stop {
-        Stop::Fail(Failure {
+        Stop::Fail(Box::new(Failure {
             exercise: self.exercise,
             case: self.name.clone(),
             element,
             got,
             expected,
             hint,
-        })
+        }))
     }
 }
 
@@ -756,12 +756,10 @@ async fn minibatch(imp: &Implementation) -> Graded {
         "values_new are the value head's outputs at positions prompt_len - 1 + t, the state \
          before token t (exercise 5 uses your exercise 2)"
             .to_string(),
-        format!(
-            "the entropy of the same aligned, tempered logits (uses your exercise 3); return it as Some"
-        ),
-        format!("{alignment}"),
+        "the entropy of the same aligned, tempered logits (uses your exercise 3); return it as Some".to_string(),
+        alignment.to_string(),
         "value_clip_frac comes from exercise 2 on the aligned values".to_string(),
-        format!("{alignment}"),
+        alignment.to_string(),
         "total must depend on the model's outputs through the graph: do not detach the logits, \
          logprobs or values"
             .to_string(),
