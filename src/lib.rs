@@ -14,6 +14,7 @@ pub mod adamw8bit;
 pub mod compute;
 pub mod data;
 pub mod exercises;
+pub mod faq;
 pub mod lab;
 pub mod model;
 pub mod ppo;

@@ -349,3 +349,41 @@ async fn twenty_iterations_raise_the_reward() {
     page.screenshot("charts-after-training.png").await;
     page.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn faq_answers_open_from_their_stage_and_switch_stages() {
+    let page = Page::open("?backend=flex&stage=gae").await;
+    wait_ready(&page, STARTUP).await;
+    // Under the tabs: the questions whose answers point to the GAE stage.
+    let questions = page.text("stage-questions").await;
+    assert!(questions.contains("GAE in detail"), "{questions}");
+    assert!(
+        questions.contains("Why are advantages whitened?"),
+        "{questions}"
+    );
+    // A closed answer shows only its question; the stage's link opens it.
+    assert!(!page.text("faq-gae-in-detail").await.contains("0.689975"));
+    page.click("stage-question-gae-in-detail").await;
+    let answer = page.text("faq-gae-in-detail").await;
+    assert!(
+        answer.contains("advantages 0.689975, -0.655, -1"),
+        "{answer}"
+    );
+    page.screenshot("faq-gae-in-detail.png").await;
+    // Every question of docs/FAQ.md is in the page.
+    let faq = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/FAQ.md")).unwrap();
+    let all = page.text_content("faq").await;
+    for question in faq.lines().filter_map(|l| l.strip_prefix("### ")) {
+        assert!(
+            all.contains(question.trim()),
+            "the page has no `{question}`"
+        );
+    }
+    // A link to a stage inside an answer switches the page to it, and the URL follows.
+    page.click("faq-why-a-frozen-reference-model").await;
+    page.click("faq-stage-link-score").await;
+    assert_eq!(page.attr("tab-score", "aria-selected").await, "true");
+    assert!(page.url().await.contains("stage=score"));
+    page.finish().await;
+}

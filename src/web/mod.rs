@@ -7,6 +7,7 @@
 //! URL (`?backend=flex&gamma=0.9&stage=gae&presenter=1`), so a teacher can share it.
 
 mod charts;
+mod faq;
 mod sandbox;
 mod stages;
 mod state;
@@ -124,10 +125,12 @@ fn App() -> impl IntoView {
                 <Controls state=state />
                 <stages::RowPicker state=state />
                 <StageTabs state=state />
+                <faq::StageQuestions state=state />
                 <stages::StagePanel state=state />
                 <charts::Charts state=state />
                 <Settings state=state />
                 <sandbox::Sandbox />
+                <faq::Faq state=state />
                 <Timings state=state backend=backend.read_only() />
                 <SelfCheckCard check=check.read_only() />
             </main>
