@@ -45,7 +45,7 @@ pub mod grade;
 /// Whether this build runs the student's functions (the `exercises` cargo feature).
 pub const ENABLED: bool = cfg!(feature = "exercises");
 
-/// One exercise: its number, function, file, and the page stage that shows its numbers.
+/// One exercise: its number, function, file, and what to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exercise {
     pub number: u8,
@@ -53,8 +53,6 @@ pub struct Exercise {
     pub file: &'static str,
     /// What to write, in one sentence.
     pub task: &'static str,
-    /// The page stage (its URL value) where the function's numbers appear.
-    pub stage: &'static str,
 }
 
 pub const EXERCISES: [Exercise; 5] = [
@@ -65,7 +63,6 @@ pub const EXERCISES: [Exercise; 5] = [
         task: "the clipped surrogate loss masked_mean(max(-A * ratio, -A * clip(ratio, 1 - eps, \
                1 + eps))) with ratio = exp(logprobs_new - logprobs_old), its clip fraction and \
                approx_kl = 0.5 * masked_mean((logprobs_new - logprobs_old)^2)",
-        stage: "update",
     },
     Exercise {
         number: 2,
@@ -73,7 +70,6 @@ pub const EXERCISES: [Exercise; 5] = [
         file: "exercises/ex2_value_loss.rs",
         task: "the clipped value loss 0.5 * masked_mean(max((V_new - R)^2, (v_clip - R)^2)) with \
                v_clip = V_old + clip(V_new - V_old, -c, c), and its clip fraction",
-        stage: "update",
     },
     Exercise {
         number: 3,
@@ -81,7 +77,6 @@ pub const EXERCISES: [Exercise; 5] = [
         file: "exercises/ex3_entropy.rs",
         task: "the mean over real tokens of the entropy -sum p log p of softmax(logits), computed \
                stably as logsumexp(z) - sum softmax(z) * z",
-        stage: "update",
     },
     Exercise {
         number: 4,
@@ -90,7 +85,6 @@ pub const EXERCISES: [Exercise; 5] = [
         task: "deltas, advantages and returns by the reverse sweep delta_t = r_t + gamma * V_{t+1} \
                * m_{t+1} - V_t, A_t = delta_t + gamma * lam * m_{t+1} * A_{t+1}, R_t = A_t + V_t, \
                all 0 on padding",
-        stage: "gae",
     },
     Exercise {
         number: 5,
@@ -99,7 +93,6 @@ pub const EXERCISES: [Exercise; 5] = [
         task: "one teacher-forced pass over the mini-batch (the logits at prompt_len - 1 + t, \
                divided by the temperature, score response token t), then the PPO objective \
                policy + vf_coef * value - entropy_coeff * entropy from exercises 1-3",
-        stage: "update",
     },
 ];
 
