@@ -77,3 +77,55 @@ note "ok: the run's report says exercise 4 is yours, and it wrote metrics.jsonl"
 grep -q "exercises run: policy_loss reference, value_loss reference, masked_entropy reference, gae yours, minibatch_losses reference" train.log \
     || { cat train.log >&2; echo "the run did not call the student's gae" >&2; exit 1; }
 note "ok: $(grep 'exercises run:' train.log)"
+
+step "The student makes two mistakes: R_t = A_t in exercise 4, no 0.5 in exercise 2"
+sed -i 's/let returns = (advantages.clone() + values) \* response_mask;/let returns = advantages.clone() * response_mask;\n    let _ = values;/' exercises/ex4_gae.rs
+grep -q "let returns = advantages.clone() \* response_mask;" exercises/ex4_gae.rs
+cat > exercises/ex2_value_loss.rs <<'RS'
+use burn::tensor::Tensor;
+
+use crate::exercises::Todo;
+use crate::ppo::masked_mean;
+use crate::ppo::value_loss::ValueLoss;
+
+pub fn value_loss(
+    values_new: Tensor<2>,
+    values_old: Tensor<2>,
+    returns: Tensor<2>,
+    response_mask: Tensor<2>,
+    clip_range_value: f32,
+) -> Result<ValueLoss, Todo> {
+    let step = (values_new.clone() - values_old.clone()).clamp(-clip_range_value, clip_range_value);
+    let v_clip = values_old + step;
+    let unclipped = (values_new - returns.clone()).powf_scalar(2.0);
+    let clipped = (v_clip - returns).powf_scalar(2.0);
+    let clip_frac = masked_mean(
+        clipped.clone().greater(unclipped.clone()).float(),
+        response_mask.clone(),
+    )
+    .detach();
+    let loss = masked_mean(unclipped.max_pair(clipped), response_mask);
+    Ok(ValueLoss { loss, clip_frac })
+}
+RS
+
+step "The graded tests catch both, naming the element"
+if cargo test --features exercises --test exercises ex4 >ex4.log 2>&1; then
+    echo "exercise 4's graded test passed with R_t = A_t" >&2
+    exit 1
+fi
+grep -q "returns\[0\]\[0\]" ex4.log || { cat ex4.log >&2; echo "the failure does not name returns[0][0]" >&2; exit 1; }
+note "ok: $(grep -o 'case "[^"]*": returns\[0\]\[0\] is [^(]*' ex4.log | head -1)"
+if cargo test --features exercises --test exercises ex2 >ex2.log 2>&1; then
+    echo "exercise 2's graded test passed without the 0.5" >&2
+    exit 1
+fi
+grep -q "loss is" ex2.log || { cat ex2.log >&2; echo "the failure does not name the loss" >&2; exit 1; }
+note "ok: $(grep -o 'case "[^"]*": loss is [^(]*' ex2.log | head -1)"
+
+step "The walkthrough's marks agree with what the update used"
+run cargo test -q --features exercises --test lab the_walkthrough -- --nocapture
+
+step "The page built on these functions marks every value that differs (headless Chromium)"
+run trunk build --offline --features exercises
+run cargo test --features exercises --test browser_exercises -- --ignored

@@ -16,7 +16,7 @@ use crate::ppo::iteration::{ExperienceConfig, Task};
 use crate::ppo::losses::LossCoeffs;
 use crate::ppo::rewards::KlEstimator;
 use crate::ppo::update::UpdateConfig;
-use crate::ppo::walkthrough::{Walkthrough, WalkthroughConfig, walkthrough};
+use crate::ppo::walkthrough::{StageTimes, Walkthrough, WalkthroughConfig, walkthrough};
 use crate::rng::Rng;
 use crate::rollout::sampling::SamplingParams;
 
@@ -386,6 +386,53 @@ impl Lab {
         self.iteration += 1;
         Ok(walk)
     }
+}
+
+/// The page's benchmark mode on one backend: milliseconds per stage of the page's own
+/// iterations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageBench {
+    /// The first iteration: on WebGPU it includes compiling every shader.
+    pub first: StageTimes,
+    /// The median of each stage over the iterations after the first.
+    pub median: StageTimes,
+    /// How many iterations the median is over.
+    pub iterations: usize,
+}
+
+/// Runs `1 + iterations` iterations of a fresh lab on `device` with `settings` (attention maps
+/// kept, as when stepping through) and times every stage.
+pub async fn bench_stages(
+    settings: &LabSettings,
+    iterations: usize,
+    device: &Device,
+) -> Result<StageBench, String> {
+    if iterations == 0 {
+        return Err("the benchmark needs at least 1 timed iteration".into());
+    }
+    let mut lab = Lab::new(settings, device)?;
+    let first = lab.iterate(settings, Some(0)).await?.times;
+    let mut runs = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        runs.push(lab.iterate(settings, Some(0)).await?.times);
+    }
+    let median = |pick: fn(&StageTimes) -> f64| {
+        let mut xs: Vec<f64> = runs.iter().map(pick).collect();
+        xs.sort_by(f64::total_cmp);
+        xs[xs.len() / 2]
+    };
+    Ok(StageBench {
+        first,
+        median: StageTimes {
+            rollout_ms: median(|t| t.rollout_ms),
+            score_ms: median(|t| t.score_ms),
+            gae_ms: median(|t| t.gae_ms),
+            mask_ms: median(|t| t.mask_ms),
+            update_ms: median(|t| t.update_ms),
+            after_ms: median(|t| t.after_ms),
+        },
+        iterations,
+    })
 }
 
 #[cfg(test)]

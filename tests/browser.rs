@@ -387,3 +387,41 @@ async fn faq_answers_open_from_their_stage_and_switch_stages() {
     assert!(page.url().await.contains("stage=score"));
     page.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn benchmark_mode_times_every_stage_on_webgpu_and_flex() {
+    // A small batch: SwiftShader runs WebGPU on the CPU.
+    let page = Page::open("?bench=1&rollouts=2&max_new_tokens=6&minibatch=2").await;
+    page.wait_state("bench", "done", Duration::from_secs(600))
+        .await;
+    let mut report = Vec::new();
+    for stage in [
+        "rollout", "score", "gae", "mask", "update", "after", "total", "first",
+    ] {
+        let webgpu: f64 = page
+            .text(&format!("bench-{stage}-webgpu"))
+            .await
+            .parse()
+            .unwrap();
+        let flex: f64 = page
+            .text(&format!("bench-{stage}-flex"))
+            .await
+            .parse()
+            .unwrap();
+        assert!(webgpu >= 0.0 && flex >= 0.0, "{stage}: {webgpu} / {flex}");
+        if stage != "gae" {
+            assert!(webgpu > 0.0 && flex > 0.0, "{stage}: {webgpu} / {flex}");
+        }
+        report.push(format!("{stage} {webgpu} / {flex}"));
+    }
+    eprintln!(
+        "page benchmark, ms WebGPU (SwiftShader) / flex, 2 rollouts x 6 tokens: {}",
+        report.join(", ")
+    );
+    page.scroll_to("bench").await;
+    page.screenshot("page-benchmark.png").await;
+    // Then the page starts as usual.
+    wait_ready(&page, STARTUP).await;
+    page.finish().await;
+}

@@ -145,3 +145,98 @@ fn same_seed_same_iteration() {
     assert_eq!(a.experience, b.experience);
     assert_eq!(a.policy_after, b.policy_after);
 }
+
+/// With the `exercises` feature the walkthrough holds the student's functions beside the
+/// reference, and its marks agree with the numbers the page shows: the experience (what the
+/// update used, from the student's gae) against the scalar reference sweep. Without the feature
+/// it holds nothing. `scripts/exercise_loop.sh` runs this with a student's gae that is wrong.
+#[test]
+fn the_walkthrough_compares_the_students_code_only_with_exercises_on() {
+    use ppo_lens::exercises::compare::differs;
+    use ppo_lens::exercises::{ENABLED, STUDENT};
+
+    let settings = LabSettings {
+        rollouts: 3,
+        minibatch: 3,
+        max_new_tokens: 10,
+        ..LabSettings::default()
+    };
+    let mut lab = Lab::new(&settings, &Device::flex()).unwrap();
+    let walk = block_on(lab.iterate(&settings, None)).unwrap();
+    if !ENABLED {
+        assert!(walk.exercises.is_none());
+        return;
+    }
+    let compared = walk.exercises.as_ref().expect("exercises on: a comparison");
+    assert_eq!(compared.losses.len(), 10);
+    let exp = &walk.experience;
+    let mask = &exp.rollout.response_mask;
+    let student_gae_written = {
+        let d = Device::flex();
+        let z = burn::tensor::Tensor::<2>::zeros([1, 1], &d);
+        (STUDENT.gae)(
+            z.clone(),
+            z.clone(),
+            z,
+            ppo_lens::ppo::gae::GaeParams {
+                gamma: 1.0,
+                lam: 0.95,
+            },
+        )
+        .is_ok()
+    };
+    let Some(g) = compared.gae.as_ref() else {
+        assert!(!student_gae_written, "a written gae must be compared");
+        return;
+    };
+    let (mut marked, mut compared_cells) = (0, 0);
+    for (b, trace) in walk.gae.iter().enumerate() {
+        for t in 0..mask[b].len() {
+            if mask[b][t] == 0.0 {
+                continue;
+            }
+            for (column, used, shown) in [
+                ("delta", exp.deltas[b][t], trace.deltas[t]),
+                ("adv", exp.raw_advantages[b][t], trace.advantages[t]),
+                ("ret", exp.returns[b][t], trace.returns[t]),
+            ] {
+                // The student's values are the ones the update used...
+                assert!(close(g.yours.column(column).unwrap()[b][t], used, 1e-5));
+                // ...and a cell is marked exactly when they differ from the page's reference.
+                assert_eq!(
+                    g.differs_at(column, b, t).is_some(),
+                    differs(used, shown),
+                    "{column} {b} {t}: used {used}, shown {shown}"
+                );
+                marked += usize::from(g.differs_at(column, b, t).is_some());
+                compared_cells += 1;
+            }
+        }
+    }
+    eprintln!("exercise 4 against the reference: {marked} of {compared_cells} cells differ");
+}
+
+#[test]
+fn the_page_benchmark_times_every_stage() {
+    use ppo_lens::lab::bench_stages;
+    let settings = LabSettings {
+        rollouts: 2,
+        minibatch: 2,
+        max_new_tokens: 8,
+        ..LabSettings::default()
+    };
+    let bench = block_on(bench_stages(&settings, 2, &Device::flex())).unwrap();
+    assert_eq!(bench.iterations, 2);
+    for times in [bench.first, bench.median] {
+        for (stage, ms) in [
+            ("rollout", times.rollout_ms),
+            ("score", times.score_ms),
+            ("update", times.update_ms),
+            ("after", times.after_ms),
+        ] {
+            assert!(ms > 0.0, "{stage}: {ms} ms");
+        }
+        assert!(times.mask_ms >= 0.0 && times.gae_ms >= 0.0);
+    }
+    assert!(block_on(bench_stages(&settings, 0, &Device::flex())).is_err());
+}

@@ -624,7 +624,7 @@ async fn gae(imp: &Implementation) -> Graded {
 /// A tiny random model and a mini-batch of 3 rows: prompts of 3 (row 2 left-padded), responses
 /// of 4 (row 1 ends after 2 tokens), old logprobs moved off the model's own so that ratios
 /// leave the clip band, temperature 0.7.
-fn minibatch_case(device: &Device) -> (Qwen2Model, MiniBatch, UpdateConfig) {
+pub(crate) fn minibatch_case(device: &Device) -> (Qwen2Model, MiniBatch, UpdateConfig) {
     let config = Qwen2Config::new(40, 32, 48, 2, 4, 2, false).expect("valid config");
     let model = init_random(
         &config,

@@ -40,6 +40,7 @@ pub mod ex4_gae;
 #[path = "../../exercises/ex5_minibatch.rs"]
 pub mod ex5_minibatch;
 
+pub mod compare;
 pub mod grade;
 
 /// Whether this build runs the student's functions (the `exercises` cargo feature).

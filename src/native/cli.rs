@@ -77,15 +77,34 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Time the model and one PPO iteration on flex (the CPU backend).
+    ///
+    /// For each model (tiny: the page's; 50M: a ~50M-parameter Qwen2 with random weights):
+    /// forward tokens/s over [4, 128], KV-cache greedy decode tokens/s (4 x 64 tokens), one PPO
+    /// iteration (8 rollouts x 32 tokens, 2 epochs of mini-batches of 4) split into rollout,
+    /// reference + rewards, GAE + whitening and update, and the peak resident memory of each.
+    /// `scripts/bench.sh` runs the same workloads with PyTorch and transformers and prints the
+    /// ratios.
+    Bench {
+        /// Which models, comma-separated: tiny, 50M.
+        #[arg(long, default_value = "tiny,50M", value_delimiter = ',')]
+        models: Vec<String>,
+        /// Timed runs per workload (median; after one warm-up run; PPO and decode use at most 3).
+        #[arg(long, default_value_t = 3)]
+        iters: usize,
+        /// One JSON line per model instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grade your five exercises (exercises/*.rs) and say which ones the trainer and the page
+    /// will run: yours where written (with the `exercises` feature), the reference elsewhere.
+    Exercises,
     /// Train with PPO on GSM8K (or GSM-mini) as a config file says.
     ///
     /// Writes to training.output_dir: effective_config.yaml, metrics.jsonl (one row per step),
     /// plots.png and plots.svg, checkpoints step_N/ and final/ (a Hugging Face directory plus
     /// value head, optimizer and trainer state). Ctrl-C finishes the running step, saves
     /// step_N/ and exits with status 130; a second Ctrl-C exits at once.
-    /// Grade your five exercises (exercises/*.rs) and say which ones the trainer and the page
-    /// will run: yours where written (with the `exercises` feature), the reference elsewhere.
-    Exercises,
     Train {
         /// The YAML config (configs/config.yaml, configs/config_debug.yaml).
         #[arg(long, value_name = "FILE.yaml")]
@@ -124,6 +143,18 @@ pub fn main() -> ExitCode {
                 ))
             }
         }
+        Command::Bench {
+            models,
+            iters,
+            json,
+        } => (|| {
+            let device = crate::compute::Compute::flex().device;
+            for model in &models {
+                let result = super::bench::run(model, iters, &device)?;
+                println!("{}", if json { result.json() } else { result.table() });
+            }
+            Ok(())
+        })(),
         Command::Gae {
             input,
             whiten,

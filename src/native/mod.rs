@@ -1,5 +1,6 @@
 //! Native face of ppo-lens: the command line and what only runs outside a browser.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod doctor;

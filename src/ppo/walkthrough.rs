@@ -23,6 +23,7 @@ use super::update::{UpdateConfig, UpdateStats, ppo_update};
 use super::value_loss::{ValueTrace, value_loss_ref};
 use super::whiten::{WhitenTrace, masked_whiten_ref};
 use crate::compute::{now_ms, read_f32, yield_to_browser};
+use crate::exercises::compare::{IterationComparison, compare_iteration};
 use crate::model::Qwen2Model;
 use crate::model::tokenizer::TextTokenizer;
 use crate::rng::Rng;
@@ -107,6 +108,9 @@ pub struct Walkthrough {
     /// After the update: each sequence's new values against the old and the returns.
     pub value_after: Vec<ValueTrace>,
     pub times: StageTimes,
+    /// With the `exercises` feature: the student's functions beside the reference on this
+    /// iteration, for the page to mark every value that differs. None without the feature.
+    pub exercises: Option<IterationComparison>,
 }
 
 /// Runs one PPO iteration on `tasks` and returns the updated policy with the walkthrough.
@@ -267,6 +271,23 @@ pub async fn walkthrough(
         .collect();
     stage_times.after_ms = now_ms() - started;
 
+    let exercises = if crate::exercises::ENABLED {
+        yield_to_browser().await;
+        Some(
+            compare_iteration(
+                &crate::exercises::STUDENT,
+                &experience,
+                experience_config.gae,
+                experience_config.whiten_advantages,
+                &updated,
+                update_config,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+
     let text = |id: u32| tokenizer.token(id).unwrap_or_else(|| format!("<{id}>"));
     let tokens = rollout
         .ids
@@ -297,6 +318,7 @@ pub async fn walkthrough(
             policy_after,
             value_after,
             times: stage_times,
+            exercises,
             experience,
         },
     ))

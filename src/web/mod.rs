@@ -6,6 +6,7 @@
 //! play, trains continuously with live charts, or edits the GAE sandbox. The setup lives in the
 //! URL (`?backend=flex&gamma=0.9&stage=gae&presenter=1`), so a teacher can share it.
 
+mod bench;
 mod charts;
 mod faq;
 mod sandbox;
@@ -86,6 +87,18 @@ fn App() -> impl IntoView {
     let backend = RwSignal::new(BackendState::Starting);
     let notices = RwSignal::new(url_notices);
     let check = RwSignal::new(CheckState::Running);
+    // Benchmark mode: `?bench=N` times N iterations per backend before the page starts.
+    let bench_iterations = url_param("bench").and_then(|v| match bench::iterations(&v) {
+        Ok(n) => Some(n),
+        Err(err) => {
+            notices.update(|n| n.push(Notice::Info(err)));
+            None
+        }
+    });
+    let bench_state = RwSignal::new(bench::BenchState::Running(
+        "waiting for the backend…".into(),
+    ));
+    let bench_settings = state.settings.get_untracked();
 
     // Leptos's own spawn_local needs an executor that CSR does not set up; wasm-bindgen's works.
     wasm_bindgen_futures::spawn_local(async move {
@@ -96,6 +109,15 @@ fn App() -> impl IntoView {
         });
         notices.update(|n| n.extend(chosen_notices));
         check.set(run_self_check(&compute.device).await);
+        if let Some(n) = bench_iterations {
+            let webgpu = (compute.kind == BackendKind::WebGpu).then(|| {
+                (
+                    compute.device.clone(),
+                    compute.adapter.clone().unwrap_or_default(),
+                )
+            });
+            bench::run(state.settings.get_untracked(), n, webgpu, bench_state).await;
+        }
         state.start(compute.device.clone());
     });
 
@@ -121,6 +143,7 @@ fn App() -> impl IntoView {
             <Header backend=backend.read_only() state=state />
             <main>
                 <Notices notices=notices.read_only() />
+                {bench_iterations.map(|_| view! { <bench::BenchCard state=bench_state settings=bench_settings.clone() /> })}
                 <ExercisesBanner state=state />
                 <Controls state=state />
                 <stages::RowPicker state=state />

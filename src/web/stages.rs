@@ -31,6 +31,33 @@ fn cell(testid: String, x: f32) -> impl IntoView {
     view! { <td class="num" data-testid=testid data-v=exact(x)>{num(x)}</td> }
 }
 
+/// A number the student's code and the reference disagree on (exercises on): `x` as the table
+/// shows it, marked, with the other side's value under it. `other` is `("yours", y)` where the
+/// table shows the reference's number and `("reference", y)` where it shows what ran.
+fn compared_cell(testid: String, x: f32, other: Option<(&'static str, f32)>) -> AnyView {
+    match other {
+        None => cell(testid, x).into_any(),
+        Some((side, y)) => {
+            let title = format!(
+                "differs from the {}: {side} {}",
+                if side == "yours" {
+                    "reference"
+                } else {
+                    "student's code"
+                },
+                exact(y)
+            );
+            view! {
+                <td class="num differs" data-testid=testid data-v=exact(x) data-other=exact(y) title=title>
+                    <span class="mark" aria-hidden="true">"≠ "</span>{num(x)}
+                    <span class="other">{format!("{side} {}", num(y))}</span>
+                </td>
+            }
+            .into_any()
+        }
+    }
+}
+
 /// A token as text, spaces made visible.
 pub fn show_token(text: &str) -> String {
     match text {
@@ -350,6 +377,12 @@ fn gae(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
     let r_len = walk.experience.rollout.response_len();
     let offset: usize = walk.gae[..row].iter().map(|_| r_len).sum();
     let whiten = walk.whiten.clone();
+    let compared = walk.exercises.as_ref().and_then(|c| c.gae.as_ref());
+    let yours = |column: &str, t: usize| {
+        compared
+            .and_then(|c| c.differs_at(column, row, t))
+            .map(|y| ("yours", y))
+    };
     let rows = (0..real)
         .map(|t| {
             let filled = t >= first_done_t;
@@ -362,15 +395,15 @@ fn gae(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
                     {cell(format!("gae-value-{t}"), walk.experience.rollout.values[row][t])}
                     {if filled {
                         view! {
-                            {cell(format!("gae-delta-{t}"), trace.deltas[t])}
-                            {cell(format!("gae-adv-{t}"), trace.advantages[t])}
-                            {cell(format!("gae-ret-{t}"), trace.returns[t])}
+                            {compared_cell(format!("gae-delta-{t}"), trace.deltas[t], yours("delta", t))}
+                            {compared_cell(format!("gae-adv-{t}"), trace.advantages[t], yours("adv", t))}
+                            {compared_cell(format!("gae-ret-{t}"), trace.returns[t], yours("ret", t))}
                         }.into_any()
                     } else {
                         view! { <td class="num">"·"</td><td class="num">"·"</td><td class="num">"·"</td> }.into_any()
                     }}
                     {match (&whiten, whitened_shown) {
-                        (Some(w), true) => cell(format!("gae-white-{t}"), w.whitened[offset + t]).into_any(),
+                        (Some(w), true) => compared_cell(format!("gae-white-{t}"), w.whitened[offset + t], yours("white", t)),
                         _ => view! { <td class="num">"·"</td> }.into_any(),
                     }}
                 </tr>
@@ -412,6 +445,7 @@ fn gae(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
             <code>"A_t+1"</code> ", so the last token's advantage is its δ alone."
         </p>
         {formula}
+        {gae_comparison(walk)}
         <table class="numbers" data-testid="gae-table">
             <thead><tr>
                 <th>"t"</th><th>"token"</th><th>"r_t"</th><th>"V(s_t)"</th><th>"δ_t"</th>
@@ -433,6 +467,32 @@ fn gae(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
             <pre data-testid="gae-json">{gae_json(walk)}</pre>
         </details>
     }
+}
+
+/// With exercises on: whether the student's `gae` matches the reference on this batch.
+fn gae_comparison(walk: &Walkthrough) -> Option<impl IntoView> {
+    let compared = walk.exercises.as_ref()?;
+    let file = crate::exercises::exercise(4).file;
+    let (state, text) = match &compared.gae {
+        None => (
+            "todo",
+            format!("Exercise 4 is not written yet ({file}): these are the reference's numbers."),
+        ),
+        Some(c) => match c.count(&walk.experience.rollout.response_mask) {
+            (0, n) => (
+                "match",
+                format!("Your gae ({file}) matches the reference on all {n} values of this batch."),
+            ),
+            (k, n) => (
+                "differs",
+                format!(
+                    "Your gae ({file}) differs from the reference on {k} of this batch's {n} values. \
+                     The table shows the reference; cells marked ≠ show yours under it."
+                ),
+            ),
+        },
+    };
+    Some(view! { <p class="exercise-diff" data-testid="gae-exercise" data-state=state>{text}</p> })
 }
 
 /// The GAE inputs of the whole batch, in `ppo-lens gae`'s input format, exact.
@@ -474,6 +534,20 @@ fn update(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
             </div>
         }
     };
+    // With exercises on, the advantages and returns here came from the student's gae: where
+    // they differ from the reference's, the cell shows the reference's under them.
+    let compared = walk.exercises.as_ref().and_then(|c| c.gae.as_ref());
+    let whitened = walk.whiten.is_some();
+    let reference = |column: &str, t: usize| {
+        let c = compared?;
+        let column = if column == "white" && !whitened {
+            "adv"
+        } else {
+            column
+        };
+        c.differs_at(column, row, t)?;
+        Some(("reference", c.reference.column(column)?[row][t]))
+    };
     let rows = policy
         .tokens
         .iter()
@@ -492,7 +566,7 @@ fn update(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
                 <tr class:clipped=p.clip != PolicyClip::No data-testid=format!("upd-row-{t}")>
                     <td class="num">{t}</td>
                     <td class="tokcell">{show_token(&response_token(walk, row, t))}</td>
-                    {cell(format!("upd-adv-{t}"), p.advantage)}
+                    {compared_cell(format!("upd-adv-{t}"), p.advantage, reference("white", t))}
                     {cell(format!("upd-old-{t}"), p.logp_old)}
                     {(cursor >= 1).then(|| view! {
                         {cell(format!("upd-new-{t}"), p.logp_new)}
@@ -506,7 +580,7 @@ fn update(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
                         <td class="clipmark" data-testid=format!("upd-clip-{t}")>{marker}</td>
                         {cell(format!("upd-vold-{t}"), v.value_old)}
                         {cell(format!("upd-vnew-{t}"), v.value_new)}
-                        {cell(format!("upd-ret-{t}"), v.ret)}
+                        {compared_cell(format!("upd-ret-{t}"), v.ret, reference("ret", t))}
                     })}
                     {cell(format!("upd-ent-{t}"), walk.entropy[row][t])}
                 </tr>
@@ -553,6 +627,7 @@ fn update(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
                 )}
             </p>
         })}
+        {loss_comparison(walk)}
         <table class="numbers" data-testid="update-table">
             <thead><tr>
                 <th>"t"</th><th>"token"</th><th>"Â_t"</th><th>"log π_old"</th>
@@ -565,6 +640,61 @@ fn update(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
             <tbody>{rows}</tbody>
         </table>
     }
+}
+
+/// With exercises on: exercises 1, 2, 3 and 5, the student's beside the reference's, on this
+/// batch through the updated policy.
+fn loss_comparison(walk: &Walkthrough) -> Option<impl IntoView> {
+    let checks = &walk.exercises.as_ref()?.losses;
+    let differing = checks.iter().filter(|c| c.differs()).count();
+    let open = differing > 0;
+    let rows = checks
+        .iter()
+        .map(|c| {
+            let key = c.key.clone();
+            let ex = crate::exercises::exercise(c.exercise);
+            let yours = match c.yours {
+                Some(y) => view! {
+                    <td class="num" class:differs=c.differs() data-testid=format!("check-{key}-yours") data-v=exact(y)>
+                        {c.differs().then(|| view! { <span class="mark" aria-hidden="true">"≠ "</span> })}
+                        {num(y)}
+                    </td>
+                }
+                .into_any(),
+                None => view! {
+                    <td class="todo" data-testid=format!("check-{key}-yours") data-v="">"not written"</td>
+                }
+                .into_any(),
+            };
+            view! {
+                <tr data-testid=format!("check-{key}") data-state=if c.differs() { "differs" } else if c.yours.is_some() { "match" } else { "todo" }>
+                    <td>{format!("{} {}", ex.number, ex.function)}</td>
+                    <td>{c.label}</td>
+                    {yours}
+                    {cell(format!("check-{key}-ref"), c.reference)}
+                </tr>
+            }
+        })
+        .collect_view();
+    Some(view! {
+        <details class="exercise-check" data-testid="exercise-check" open=open>
+            <summary>
+                {if differing == 0 {
+                    "Your exercises 1, 2, 3 and 5 against the reference: nothing differs".to_string()
+                } else {
+                    format!("Your exercises 1, 2, 3 and 5 against the reference: {differing} values differ")
+                }}
+            </summary>
+            <p class="note">
+                "Both computed on this batch as one mini-batch, through the policy after the update. \
+                 Exercise 5 uses your exercises 1-3, so a mistake there shows in its total too."
+            </p>
+            <table class="numbers">
+                <thead><tr><th>"exercise"</th><th>"value"</th><th>"yours"</th><th>"reference"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </details>
+    })
 }
 
 #[component]

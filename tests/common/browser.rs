@@ -181,6 +181,13 @@ impl Page {
     }
 
     pub async fn click(&self, testid: &str) {
+        // To the middle of the window first: the sticky controls bar would take a click at the
+        // top edge.
+        let script = format!(
+            "const el = document.querySelector('{}'); if (el) el.scrollIntoView({{block: 'center'}});",
+            testid_css(testid)
+        );
+        self.client.execute(&script, vec![]).await.expect("scroll");
         self.client
             .find(Locator::Css(&testid_css(testid)))
             .await

@@ -1,0 +1,162 @@
+//! Benchmark mode (`?bench=N`): before the page starts, N iterations of its own PPO run (after
+//! one untimed first iteration) on WebGPU and then on flex, in the same page, with milliseconds
+//! per stage side by side. The settings in the URL apply, so a run is reproducible.
+
+use leptos::prelude::*;
+
+use crate::lab::{LabSettings, StageBench, bench_stages};
+use crate::ppo::walkthrough::StageTimes;
+use burn::tensor::Device;
+
+/// How far the benchmark is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BenchState {
+    Running(String),
+    Done(Box<BenchResults>),
+    Failed(String),
+}
+
+/// Each backend's result; WebGPU is None when the page runs without it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchResults {
+    pub webgpu: Option<StageBench>,
+    pub webgpu_adapter: String,
+    pub flex: StageBench,
+}
+
+/// The timed iterations asked for: `?bench=N`, 1 to 20 (`?bench=1` and up).
+pub fn iterations(param: &str) -> Result<usize, String> {
+    match param.parse::<usize>() {
+        Ok(n) if (1..=20).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "Ignoring ?bench={param}: give the number of timed iterations, 1 to 20."
+        )),
+    }
+}
+
+/// Runs the benchmark: WebGPU first (when `webgpu` is given), then flex.
+pub async fn run(
+    settings: LabSettings,
+    iterations: usize,
+    webgpu: Option<(Device, String)>,
+    state: RwSignal<BenchState>,
+) {
+    let result = async {
+        let (webgpu, webgpu_adapter) = match webgpu {
+            Some((device, adapter)) => {
+                state.set(BenchState::Running(format!(
+                    "WebGPU: 1 + {iterations} iterations…"
+                )));
+                (
+                    Some(bench_stages(&settings, iterations, &device).await?),
+                    adapter,
+                )
+            }
+            None => (None, String::new()),
+        };
+        state.set(BenchState::Running(format!(
+            "flex: 1 + {iterations} iterations…"
+        )));
+        let flex = bench_stages(&settings, iterations, &Device::flex()).await?;
+        Ok::<_, String>(BenchResults {
+            webgpu,
+            webgpu_adapter,
+            flex,
+        })
+    }
+    .await;
+    state.set(match result {
+        Ok(results) => BenchState::Done(Box::new(results)),
+        Err(err) => BenchState::Failed(err),
+    });
+}
+
+/// `data-testid` key, label, and the stage's milliseconds.
+type StageColumn = (&'static str, &'static str, fn(&StageTimes) -> f64);
+
+const STAGES: [StageColumn; 7] = [
+    ("rollout", "rollout", |t| t.rollout_ms),
+    ("score", "score + reference", |t| t.score_ms),
+    ("gae", "GAE + whitening", |t| t.gae_ms),
+    ("mask", "teacher-forced check + attention", |t| t.mask_ms),
+    ("update", "update", |t| t.update_ms),
+    ("after", "new logprobs", |t| t.after_ms),
+    ("total", "iteration", StageTimes::total_ms),
+];
+
+#[component]
+pub fn BenchCard(state: RwSignal<BenchState>, settings: LabSettings) -> impl IntoView {
+    let setup = format!(
+        "{} rollouts × up to {} tokens, mini-batches of {}, {} epochs, seed {}",
+        settings.rollouts,
+        settings.max_new_tokens,
+        settings.minibatch,
+        settings.epochs,
+        settings.seed
+    );
+    let body = move || match state.get() {
+        BenchState::Running(what) => {
+            view! { <p data-testid="bench-progress">{what}</p> }.into_any()
+        }
+        BenchState::Failed(err) => {
+            view! { <p class="bad" data-testid="bench-error">{err}</p> }.into_any()
+        }
+        BenchState::Done(r) => {
+            let ms = |x: f64| format!("{x:.1}");
+            let rows = STAGES
+                .iter()
+                .map(|(key, label, pick)| {
+                    let gpu = r.webgpu.as_ref().map(|b| pick(&b.median));
+                    let cpu = pick(&r.flex.median);
+                    view! {
+                        <tr>
+                            <td>{*label}</td>
+                            <td class="num" data-testid=format!("bench-{key}-webgpu")>{gpu.map(ms).unwrap_or_else(|| "n/a".into())}</td>
+                            <td class="num" data-testid=format!("bench-{key}-flex")>{ms(cpu)}</td>
+                            <td class="num">{gpu.filter(|g| *g > 0.0).map(|g| format!("{:.2}×", cpu / g)).unwrap_or_default()}</td>
+                        </tr>
+                    }
+                })
+                .collect_view();
+            let first = |b: Option<&StageBench>| {
+                b.map(|b| ms(b.first.total_ms()))
+                    .unwrap_or_else(|| "n/a".into())
+            };
+            view! {
+                <table class="numbers">
+                    <thead><tr>
+                        <th>"stage (median ms)"</th>
+                        <th>{format!("WebGPU{}", if r.webgpu_adapter.is_empty() { String::new() } else { format!(" · {}", r.webgpu_adapter) })}</th>
+                        <th>"flex (CPU)"</th><th>"flex / WebGPU"</th>
+                    </tr></thead>
+                    <tbody>
+                        {rows}
+                        <tr>
+                            <td>"first iteration (WebGPU: compiles the shaders)"</td>
+                            <td class="num" data-testid="bench-first-webgpu">{first(r.webgpu.as_ref())}</td>
+                            <td class="num" data-testid="bench-first-flex">{first(Some(&r.flex))}</td>
+                            <td></td>
+                        </tr>
+                    </tbody>
+                </table>
+                <p class="note">{format!("Medians over {} iterations after the first.", r.flex.iterations)}</p>
+            }
+            .into_any()
+        }
+    };
+    let data_state = move || match state.get() {
+        BenchState::Running(_) => "running",
+        BenchState::Done(_) => "done",
+        BenchState::Failed(_) => "failed",
+    };
+    view! {
+        <section class="card" data-testid="bench" data-state=data_state>
+            <h2>"Benchmark"</h2>
+            <p class="explain">
+                "Benchmark mode (" <code>"?bench=N"</code> "): the page's own PPO iterations, timed per stage on "
+                "each backend in this browser, before the page starts. " {setup} "."
+            </p>
+            {body}
+        </section>
+    }
+}
