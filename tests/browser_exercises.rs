@@ -70,6 +70,7 @@ async fn the_page_marks_where_the_students_code_differs() {
         "{summary} ({rows} return cells)"
     );
     page.click("row-0").await;
+    page.click("btn-all").await;
     page.scroll_to("gae-table").await;
     page.screenshot("exercises-gae-marked.png").await;
 

@@ -84,6 +84,17 @@ const STAGES: [StageColumn; 7] = [
     ("total", "iteration", StageTimes::total_ms),
 ];
 
+/// `0.25×`, `3.4×`, `183×`: two significant digits or the whole number.
+fn ratio(x: f64) -> String {
+    if x >= 10.0 {
+        format!("{x:.0}×")
+    } else if x >= 1.0 {
+        format!("{x:.1}×")
+    } else {
+        format!("{x:.2}×")
+    }
+}
+
 #[component]
 pub fn BenchCard(state: RwSignal<BenchState>, settings: LabSettings) -> impl IntoView {
     let setup = format!(
@@ -113,7 +124,7 @@ pub fn BenchCard(state: RwSignal<BenchState>, settings: LabSettings) -> impl Int
                             <td>{*label}</td>
                             <td class="num" data-testid=format!("bench-{key}-webgpu")>{gpu.map(ms).unwrap_or_else(|| "n/a".into())}</td>
                             <td class="num" data-testid=format!("bench-{key}-flex")>{ms(cpu)}</td>
-                            <td class="num">{gpu.filter(|g| *g > 0.0).map(|g| format!("{:.2}×", cpu / g)).unwrap_or_default()}</td>
+                            <td class="num">{gpu.filter(|_| cpu > 0.0).map(|g| ratio(g / cpu)).unwrap_or_default()}</td>
                         </tr>
                     }
                 })
@@ -127,7 +138,7 @@ pub fn BenchCard(state: RwSignal<BenchState>, settings: LabSettings) -> impl Int
                     <thead><tr>
                         <th>"stage (median ms)"</th>
                         <th>{format!("WebGPU{}", if r.webgpu_adapter.is_empty() { String::new() } else { format!(" · {}", r.webgpu_adapter) })}</th>
-                        <th>"flex (CPU)"</th><th>"flex / WebGPU"</th>
+                        <th>"flex (CPU)"</th><th>"WebGPU time / flex time"</th>
                     </tr></thead>
                     <tbody>
                         {rows}
@@ -139,7 +150,10 @@ pub fn BenchCard(state: RwSignal<BenchState>, settings: LabSettings) -> impl Int
                         </tr>
                     </tbody>
                 </table>
-                <p class="note">{format!("Medians over {} iterations after the first.", r.flex.iterations)}</p>
+                <p class="note">{match r.flex.iterations {
+                    1 => "One timed iteration after the first.".to_string(),
+                    n => format!("Medians over {n} iterations after the first."),
+                }}</p>
             }
             .into_any()
         }
