@@ -39,8 +39,7 @@ done
 step "Ratios (ppo-lens / reference; above 1 means ppo-lens is faster for rates, slower for times)"
 "$PYTHON" - "$ours" "$theirs" <<'PY'
 import json, os, sys
-ours = \
-    {r["model"]: r for r in (json.loads(l) for l in sys.argv[1].splitlines() if l.strip())}
+ours = {r["model"]: r for r in (json.loads(l) for l in sys.argv[1].splitlines() if l.strip())}
 theirs = {r["model"]: r for r in (json.loads(l) for l in sys.argv[2].splitlines() if l.strip())}
 rows = [
     ("forward tokens/s", "forward_tokens_per_s", "rate"),

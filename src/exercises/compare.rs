@@ -12,8 +12,8 @@ use super::{Implementation, REFERENCE, Todo};
 use crate::compute::read_f32;
 use crate::model::Qwen2Model;
 use crate::ppo::gae::{Gae, GaeParams};
-use crate::ppo::iteration::Experience;
-use crate::ppo::update::{MiniBatch, UpdateConfig, rows_f32};
+use crate::ppo::iteration::{Experience, rows_f32, to_rows};
+use crate::ppo::update::{MiniBatch, UpdateConfig};
 use crate::ppo::whiten::masked_whiten;
 use crate::rollout::generate::response_outputs;
 
@@ -87,9 +87,7 @@ impl GaeComparison {
 
 async fn gae_rows(gae: Gae, mask: Tensor<2>, whiten: bool) -> Result<GaeRows, String> {
     let width = mask.dims()[1];
-    let rows = |flat: Vec<f32>| -> Vec<Vec<f32>> {
-        flat.chunks(width.max(1)).map(<[f32]>::to_vec).collect()
-    };
+    let rows = |flat: Vec<f32>| to_rows(flat, width);
     let whitened = if whiten {
         let white = masked_whiten(gae.advantages.clone(), mask);
         Some(rows(read_f32(white).await?))
@@ -280,7 +278,7 @@ pub async fn compare_iteration(
     config: &UpdateConfig,
 ) -> Result<IterationComparison, String> {
     let device = model.device();
-    let rows = |m: &Vec<Vec<f32>>| rows_f32(&m.iter().collect::<Vec<_>>(), &device);
+    let rows = |m: &Vec<Vec<f32>>| rows_f32(m, &device);
     let gae = compare_gae(
         student,
         rows(&experience.rewards),

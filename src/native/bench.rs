@@ -29,6 +29,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::compute::{block_on, read_f32};
 use crate::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
 use crate::ppo::gae::{GaeParams, gae};
+use crate::ppo::iteration::{rows_f32, to_rows};
 use crate::ppo::losses::LossCoeffs;
 use crate::ppo::rewards::{KlEstimator, token_rewards};
 use crate::ppo::update::{PpoBatch, UpdateConfig, ppo_update};
@@ -170,7 +171,7 @@ fn random_ids(rng: &mut Rng, vocab: usize, rows: usize, len: usize) -> Vec<Vec<u
 }
 
 /// Greedy decoding of `DECODE_TOKENS` tokens through the KV cache.
-fn greedy_decode(model: &Qwen2Model, prompt: Tensor<2, Int>) -> Result<Vec<i64>> {
+fn greedy_decode(model: &Qwen2Model, prompt: Tensor<2, Int>) -> Vec<i64> {
     let [b, t] = prompt.dims();
     let device = prompt.device();
     let (out, mut cache) = model.prefill(prompt, Tensor::ones([b, t], &device));
@@ -183,7 +184,7 @@ fn greedy_decode(model: &Qwen2Model, prompt: Tensor<2, Int>) -> Result<Vec<i64>>
         cache = c;
         logits = out.logits;
     }
-    Ok(generated)
+    generated
 }
 
 /// Phase times of one PPO iteration, in ms.
@@ -247,8 +248,7 @@ async fn ppo_iteration(
     let attention = rows_tensor(&ro.attention_mask, &device);
     let ref_logprobs =
         response_outputs(reference, ids, attention, ro.prompt_len, config.temperature).logprobs;
-    let rows =
-        |m: &Vec<Vec<f32>>| crate::ppo::update::rows_f32(&m.iter().collect::<Vec<_>>(), &device);
+    let rows = |m: &Vec<Vec<f32>>| rows_f32(m, &device);
     let mask = rows(&ro.response_mask);
     let scores: Vec<f32> = (0..b).map(|i| if i % 2 == 0 { 1.0 } else { 0.0 }).collect();
     let tr = token_rewards(
@@ -259,7 +259,8 @@ async fn ppo_iteration(
         0.05,
         KlEstimator::K1,
     );
-    let rewards = read_f32(tr.rewards.clone()).await?;
+    // Read back, as the trainer does: the reference pass is then timed in this phase.
+    read_f32(tr.rewards.clone()).await?;
     phases.reference = start.elapsed().as_secs_f64() * 1e3;
 
     let start = Instant::now();
@@ -273,8 +274,6 @@ async fn ppo_iteration(
     let returns = read_f32(g.returns).await?;
     phases.gae = start.elapsed().as_secs_f64() * 1e3;
     let r = ro.response_len();
-    let to_rows = |flat: Vec<f32>| flat.chunks(r).map(<[f32]>::to_vec).collect::<Vec<_>>();
-    std::hint::black_box(rewards);
 
     let start = Instant::now();
     let batch = PpoBatch {
@@ -284,8 +283,8 @@ async fn ppo_iteration(
         response_mask: ro.response_mask.clone(),
         old_logprobs: ro.logprobs.clone(),
         old_values: ro.values.clone(),
-        advantages: to_rows(advantages),
-        returns: to_rows(returns),
+        advantages: to_rows(advantages, r),
+        returns: to_rows(returns, r),
     };
     let (policy, stats) = ppo_update(policy, optim, &batch, &config, rng).await?;
     if stats.optimizer_steps != 4 {
@@ -338,7 +337,7 @@ pub fn run(model_name: &str, iters: usize, device: &Device) -> Result<BenchResul
         device,
     );
     let (seconds, peak) = timed(iters.min(3), || {
-        std::hint::black_box(greedy_decode(&model, prompt.clone())?);
+        std::hint::black_box(greedy_decode(&model, prompt.clone()));
         Ok(())
     })?;
     result.decode_tokens_per_s = (FORWARD_BATCH * DECODE_TOKENS) as f64 / seconds;

@@ -79,7 +79,8 @@ pub(crate) fn masked_rows(rows: Vec<Vec<f32>>, mask: &[Vec<f32>]) -> Vec<Vec<f32
         .collect()
 }
 
-fn rows_f32(rows: &[Vec<f32>], device: &burn::tensor::Device) -> Tensor<2> {
+/// Rows `[B][R]` as a `[B, R]` tensor.
+pub(crate) fn rows_f32(rows: &[Vec<f32>], device: &burn::tensor::Device) -> Tensor<2> {
     super::update::rows_f32(&rows.iter().collect::<Vec<_>>(), device)
 }
 
