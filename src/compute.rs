@@ -7,7 +7,7 @@
 use burn::tensor::{Device, Tensor};
 
 /// The backends a ppo-lens build can run on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BackendKind {
     /// WebGPU in a browser (burn's `webgpu` feature, wasm32 only).
     WebGpu,

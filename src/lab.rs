@@ -7,6 +7,7 @@
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::Device;
 
+use crate::compute::{BackendKind, Compute, now_ms};
 use crate::data::gsm_mini;
 use crate::model::chat::gsm8k_prompt;
 use crate::model::tokenizer::TextTokenizer;
@@ -19,6 +20,8 @@ use crate::ppo::update::UpdateConfig;
 use crate::ppo::walkthrough::{StageTimes, Walkthrough, WalkthroughConfig, walkthrough};
 use crate::rng::Rng;
 use crate::rollout::sampling::SamplingParams;
+use crate::selfcheck;
+use crate::wire::{BenchResults, Iterated, Reply, Request};
 
 /// The tiny model's files (`www/models/tiny`, made by `examples/pretrain_tiny.rs`), built into
 /// the binary so the page needs nothing but its own wasm.
@@ -35,7 +38,7 @@ pub const TOP_CANDIDATES: usize = 5;
 pub const VALUE_HEAD_STD: f64 = 0.02;
 
 /// Everything a student can change. Names are the URL keys (`?gamma=0.99&lr=1e-4`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LabSettings {
     /// Seeds the problems, the value head, sampling and shuffling.
     pub seed: u64,
@@ -390,7 +393,7 @@ impl Lab {
 
 /// The page's benchmark mode on one backend: milliseconds per stage of the page's own
 /// iterations.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StageBench {
     /// The first iteration: on WebGPU it includes compiling every shader.
     pub first: StageTimes,
@@ -433,6 +436,102 @@ pub async fn bench_stages(
         },
         iterations,
     })
+}
+
+/// What the page's Web Worker runs: it owns the device and the [`Lab`], and answers the page's
+/// [`Request`]s one at a time (see [`crate::wire`]). Choosing the backend is the browser's part;
+/// everything after it is here, so native tests drive exactly what the worker does.
+pub struct LabServer {
+    compute: Compute,
+    lab: Option<Lab>,
+}
+
+impl LabServer {
+    pub fn new(compute: Compute) -> Self {
+        Self { compute, lab: None }
+    }
+
+    pub fn compute(&self) -> &Compute {
+        &self.compute
+    }
+
+    /// Answers one request; `progress` gets lines about a long one (benchmark mode).
+    pub async fn handle(&mut self, request: Request, progress: &dyn Fn(String)) -> Reply {
+        match request {
+            // The backend is chosen once, before the server exists; asking again describes it.
+            Request::Start { .. } => Reply::Started {
+                kind: self.compute.kind,
+                summary: self.compute.summary(),
+                notices: Vec::new(),
+            },
+            Request::SelfCheck => {
+                let started = now_ms();
+                Reply::SelfCheck(
+                    selfcheck::run(&self.compute.device)
+                        .await
+                        .map(|check| (check, now_ms() - started)),
+                )
+            }
+            Request::Bench {
+                settings,
+                iterations,
+            } => Reply::Bench(
+                self.bench(&settings, iterations, progress)
+                    .await
+                    .map(Box::new),
+            ),
+            Request::Reset(settings) => Reply::Reset(
+                Lab::new(&settings, &self.compute.device).map(|lab| self.lab = Some(lab)),
+            ),
+            Request::Iterate {
+                settings,
+                attention_row,
+            } => Reply::Iteration(self.iterate(&settings, attention_row).await),
+        }
+    }
+
+    async fn iterate(
+        &mut self,
+        settings: &LabSettings,
+        attention_row: Option<usize>,
+    ) -> Result<Box<Iterated>, String> {
+        let lab = self
+            .lab
+            .as_mut()
+            .ok_or("the model is not loaded: reset first")?;
+        let walk = lab.iterate(settings, attention_row).await?;
+        Ok(Box::new(Iterated {
+            iteration: lab.iteration,
+            walk,
+            exercises_ran: crate::exercises::ran_summary(),
+        }))
+    }
+
+    /// Benchmark mode: on WebGPU first when the server runs on it, then on flex.
+    async fn bench(
+        &self,
+        settings: &LabSettings,
+        iterations: usize,
+        progress: &dyn Fn(String),
+    ) -> Result<BenchResults, String> {
+        let webgpu = if self.compute.kind == BackendKind::WebGpu {
+            progress(format!("WebGPU: 1 + {iterations} iterations…"));
+            Some(bench_stages(settings, iterations, &self.compute.device).await?)
+        } else {
+            None
+        };
+        progress(format!("flex: 1 + {iterations} iterations…"));
+        let flex = bench_stages(settings, iterations, &Device::flex()).await?;
+        Ok(BenchResults {
+            webgpu_adapter: if webgpu.is_some() {
+                self.compute.adapter.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            webgpu,
+            flex,
+        })
+    }
 }
 
 #[cfg(test)]

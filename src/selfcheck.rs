@@ -20,7 +20,7 @@ pub const LOGITS: [[f32; 3]; 2] = [[1.0, 2.0, 3.0], [0.5, 0.5, 0.5]];
 pub const TOLERANCE: f64 = 1e-5;
 
 /// One row of logits with what the device computed and what it should have.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SelfCheckRow {
     pub logits: [f32; 3],
     pub entropy: f32,
@@ -32,7 +32,7 @@ pub struct SelfCheckRow {
 }
 
 /// The outcome of [`run`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SelfCheck {
     pub rows: Vec<SelfCheckRow>,
     /// The largest error over every entropy and every gradient entry.

@@ -240,3 +240,93 @@ fn the_page_benchmark_times_every_stage() {
     }
     assert!(block_on(bench_stages(&settings, 0, &Device::flex())).is_err());
 }
+
+/// What the page's Web Worker runs, driven natively through the same encoded messages: it
+/// answers in order, refuses an iteration before a reset, and computes exactly what a `Lab`
+/// computes (the walkthrough crosses the wire unchanged).
+#[test]
+fn the_worker_server_answers_the_page_with_the_labs_numbers() {
+    use ppo_lens::compute::{BackendKind, Compute};
+    use ppo_lens::lab::LabServer;
+    use ppo_lens::wire::{Message, Reply, Request, decode, encode};
+    use std::cell::RefCell;
+
+    let settings = LabSettings {
+        rollouts: 3,
+        minibatch: 2,
+        max_new_tokens: 10,
+        ..LabSettings::default()
+    };
+    let mut server = LabServer::new(Compute::flex());
+    let lines = RefCell::new(Vec::new());
+    // A request and its reply both go through postcard, as between the page and the worker.
+    let mut ask = |request: Request| -> Reply {
+        let request: Request = decode(&encode(&request), "request").unwrap();
+        let reply = block_on(server.handle(request, &|line| lines.borrow_mut().push(line)));
+        let bytes = encode(&Message::Reply(reply));
+        match decode::<Message>(&bytes, "message").unwrap() {
+            Message::Reply(reply) => reply,
+            other => panic!("not a reply: {other:?}"),
+        }
+    };
+    let iterate = Request::Iterate {
+        settings: settings.clone(),
+        attention_row: Some(1),
+    };
+
+    let Reply::Iteration(Err(err)) = ask(iterate.clone()) else {
+        panic!("an iteration before the model is loaded must be refused");
+    };
+    assert!(err.contains("reset first"), "{err}");
+
+    let Reply::Started { kind, summary, .. } = ask(Request::Start { backend: None }) else {
+        panic!("Start answers Started");
+    };
+    assert_eq!((kind, summary.as_str()), (BackendKind::Flex, "flex (CPU)"));
+
+    let Reply::SelfCheck(Ok((check, ms))) = ask(Request::SelfCheck) else {
+        panic!("the self-check runs on flex");
+    };
+    assert!(check.passed() && ms >= 0.0, "{check:?}");
+
+    assert_eq!(ask(Request::Reset(settings.clone())), Reply::Reset(Ok(())));
+    let mut lab = Lab::new(&settings, &Device::flex()).unwrap();
+    for n in 1..=2 {
+        let Reply::Iteration(Ok(got)) = ask(iterate.clone()) else {
+            panic!("iteration {n} failed");
+        };
+        let mut expected = block_on(lab.iterate(&settings, Some(1))).unwrap();
+        assert_eq!(got.iteration, n);
+        assert!(got.exercises_ran.starts_with("exercises run: "));
+        // Everything but the wall-clock times is the same computation.
+        expected.times = got.walk.times;
+        assert!(got.walk.attention.is_some());
+        assert_eq!(got.walk, expected, "iteration {n}");
+    }
+
+    // A reset starts the run again: the next iteration is the first one once more.
+    assert_eq!(ask(Request::Reset(settings.clone())), Reply::Reset(Ok(())));
+    let Reply::Iteration(Ok(again)) = ask(iterate) else {
+        panic!("iteration after reset failed");
+    };
+    assert_eq!(again.iteration, 1);
+
+    let bench = |iterations| Request::Bench {
+        settings: LabSettings {
+            rollouts: 2,
+            max_new_tokens: 6,
+            ..settings.clone()
+        },
+        iterations,
+    };
+    let Reply::Bench(Ok(results)) = ask(bench(1)) else {
+        panic!("benchmark mode runs on flex");
+    };
+    assert!(results.webgpu.is_none() && results.webgpu_adapter.is_empty());
+    assert!(results.flex.median.total_ms() > 0.0);
+    assert_eq!(lines.borrow().as_slice(), ["flex: 1 + 1 iterations…"]);
+    let Reply::Bench(Err(err)) = ask(bench(0)) else {
+        panic!("0 timed iterations must be refused");
+    };
+    assert!(err.contains("at least 1"), "{err}");
+}

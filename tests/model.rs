@@ -186,7 +186,12 @@ fn tokenizer_gives_the_same_ids_as_python() {
 
 /// A random model with grouped KV heads for the self-consistency checks.
 fn random_model() -> Qwen2Model {
-    let config = Qwen2Config::new(40, 32, 48, 2, 4, 2, false).unwrap();
+    random_model_tied(false)
+}
+
+/// The same model, with its LM head tied to the embedding or its own.
+fn random_model_tied(tied: bool) -> Qwen2Model {
+    let config = Qwen2Config::new(40, 32, 48, 2, 4, 2, tied).unwrap();
     init_random(
         &config,
         11,
@@ -252,20 +257,29 @@ fn kv_cache_decoding_equals_the_full_pass() {
         values.push(read(out.values));
     }
     assert_eq!(cache.len(), t);
+    assert_eq!(
+        logits[0].len(),
+        b * v,
+        "prefill: logits of the last position only"
+    );
     let mut worst: f32 = 0.0;
     for row in 0..b {
         for pos in 0..t {
             if mask[row][pos] == 0 {
                 continue;
             }
+            // Prefill keeps every position's value but only the last position's logits.
             let (chunk, i, width) = if pos < prefill {
                 (0, pos, prefill)
             } else {
                 (pos - prefill + 1, 0, 1)
             };
-            for k in 0..v {
-                let cached = logits[chunk][(row * width + i) * v + k];
-                worst = worst.max((cached - full_logits[(row * t + pos) * v + k]).abs());
+            // Every chunk's logits are one position per row.
+            if pos + 1 >= prefill {
+                for k in 0..v {
+                    let cached = logits[chunk][row * v + k];
+                    worst = worst.max((cached - full_logits[(row * t + pos) * v + k]).abs());
+                }
             }
             let cached_v = values[chunk][row * width + i];
             worst = worst.max((cached_v - full_values[row * t + pos]).abs());
@@ -275,6 +289,32 @@ fn kv_cache_decoding_equals_the_full_pass() {
         worst < 1e-5,
         "KV-cache decoding differs from the full pass by {worst:e}"
     );
+}
+
+/// The logits window of a PPO pass is exactly the slice of the full pass, tied head or not,
+/// and the values are untouched.
+#[test]
+fn a_logits_window_is_the_slice_of_the_full_pass() {
+    for tied in [false, true] {
+        let model = random_model_tied(tied);
+        let ids = vec![
+            vec![3, 9, 1, 7, 22, 5, 18, 30],
+            vec![0, 0, 4, 8, 15, 16, 23, 6],
+        ];
+        let mask = vec![vec![1; 8], vec![0, 0, 1, 1, 1, 1, 1, 1]];
+        let full = model.forward(int_tensor(&ids), int_tensor(&mask), false);
+        let window = model.forward_window(int_tensor(&ids), int_tensor(&mask), 3, 4);
+        assert_eq!(window.logits.dims(), [2, 4, 40]);
+        let expected = read(full.logits.narrow(1, 3, 4));
+        let got = read(window.logits);
+        let worst = expected
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-6, "tied {tied}: window differs by {worst:e}");
+        assert_eq!(read(window.values), read(full.values), "tied {tied}");
+    }
 }
 
 #[test]

@@ -27,7 +27,7 @@ pub fn differs(yours: f32, reference: f32) -> bool {
 }
 
 /// Exercise 4's outputs read back as rows `[B][R]`, and the whitened advantages made from them.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GaeRows {
     pub deltas: Vec<Vec<f32>>,
     pub advantages: Vec<Vec<f32>>,
@@ -51,7 +51,7 @@ impl GaeRows {
 }
 
 /// Exercise 4, the student's and the reference's, on the same rewards, values and mask.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GaeComparison {
     pub yours: GaeRows,
     pub reference: GaeRows,
@@ -129,12 +129,12 @@ pub async fn compare_gae(
 }
 
 /// One scalar an exercise computes, the student's beside the reference's.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScalarCheck {
     pub exercise: u8,
     /// For `data-testid`s: `policy-loss`, `total` and so on (prefixed with the exercise number).
     pub key: String,
-    pub label: &'static str,
+    pub label: String,
     /// None while the student's function is `Todo`.
     pub yours: Option<f32>,
     pub reference: f32,
@@ -171,7 +171,7 @@ async fn scalars(
         checks.push(ScalarCheck {
             exercise,
             key: format!("ex{exercise}-{key}"),
-            label,
+            label: label.to_string(),
             yours,
             reference: scalar(reference).await?,
         });
@@ -259,7 +259,7 @@ pub async fn compare_losses(
 }
 
 /// Everything the page marks for one iteration.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct IterationComparison {
     /// Exercise 4 on the iteration's rewards, values and mask (None while `Todo`).
     pub gae: Option<GaeComparison>,

@@ -69,7 +69,8 @@ impl KvCache {
 /// What one forward pass returns.
 #[derive(Clone, Debug)]
 pub struct ForwardOutput {
-    /// `[B, T, V]`: logits for the token after each position.
+    /// `[B, T, V]`: logits for the token after each position (`[B, L, V]` for the L positions
+    /// of [`Qwen2Model::forward_window`], `[B, 1, V]` after [`Qwen2Model::prefill`]).
     pub logits: Tensor<3>,
     /// `[B, T]`: the critic's estimate of the return from each position's state.
     pub values: Tensor<2>,
@@ -237,19 +238,45 @@ impl Qwen2Model {
         attention_mask: Tensor<2, Int>,
         want_attentions: bool,
     ) -> ForwardOutput {
+        let t = ids.dims()[1];
         let positions = (attention_mask.clone().cumsum(1) - 1).clamp_min(0); // [B, T]
-        let (out, _) = self.run(ids, attention_mask, positions, None, want_attentions);
+        let (out, _) = self.run(
+            ids,
+            attention_mask,
+            positions,
+            None,
+            (0, t),
+            want_attentions,
+        );
         out
     }
 
-    /// Prefill for incremental decoding: the same as [`Self::forward`], and the KV cache.
+    /// [`Self::forward`] with logits only for the `len` positions from `from`: `logits` is
+    /// `[B, len, V]`, `values` still `[B, T]`. A PPO pass needs logits only for the response, and
+    /// the LM head (vocab x hidden per position) is the largest product of a small model, so
+    /// leaving out the prompt's positions saves a good part of the pass, forward and backward.
+    pub fn forward_window(
+        &self,
+        ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+        from: usize,
+        len: usize,
+    ) -> ForwardOutput {
+        let positions = (attention_mask.clone().cumsum(1) - 1).clamp_min(0); // [B, T]
+        let (out, _) = self.run(ids, attention_mask, positions, None, (from, len), false);
+        out
+    }
+
+    /// Prefill for incremental decoding: the KV cache, every position's value, and the logits of
+    /// the last position only (`[B, 1, V]`, the first token to sample).
     pub fn prefill(
         &self,
         ids: Tensor<2, Int>,
         attention_mask: Tensor<2, Int>,
     ) -> (ForwardOutput, KvCache) {
+        let t = ids.dims()[1];
         let positions = (attention_mask.clone().cumsum(1) - 1).clamp_min(0); // [B, T]
-        self.run(ids, attention_mask, positions, None, false)
+        self.run(ids, attention_mask, positions, None, (t - 1, 1), false)
     }
 
     /// Feed the next tokens `ids [B, T]` (usually T = 1, all real) after what `cache` holds;
@@ -260,7 +287,7 @@ impl Qwen2Model {
         let mask = Tensor::<2, Int>::ones([b, t], &device);
         let steps = Tensor::<1, Int>::arange(0..t as i64, &device).unsqueeze::<2>(); // [1, T]
         let positions = cache.next_position.clone() + steps; // [B, T]
-        self.run(ids, mask, positions, Some(cache), false)
+        self.run(ids, mask, positions, Some(cache), (0, t), false)
     }
 
     fn run(
@@ -269,6 +296,7 @@ impl Qwen2Model {
         new_mask: Tensor<2, Int>,
         positions: Tensor<2, Int>,
         cache: Option<KvCache>,
+        (logits_from, logits_len): (usize, usize),
         want_attentions: bool,
     ) -> (ForwardOutput, KvCache) {
         let [b, t] = ids.dims();
@@ -318,16 +346,21 @@ impl Qwen2Model {
             }
         }
         let hidden = self.norm.forward(x); // [B, T, D]
+        let head_in = if (logits_from, logits_len) == (0, t) {
+            hidden.clone()
+        } else {
+            hidden.clone().narrow(1, logits_from, logits_len) // [B, L, D]
+        };
         let logits = match &self.lm_head {
-            Some(head) => linear(head, hidden.clone()),
+            Some(head) => linear(head, head_in),
             None => {
-                let [_, _, d] = hidden.dims();
-                let flat = hidden.clone().reshape([b * t, d]); // [B * T, D]
+                let d = hidden.dims()[2];
+                let flat = head_in.reshape([b * logits_len, d]); // [B * L, D]
                 let embed = cast_to(self.embed_tokens.weight.val(), self.compute_dtype);
-                let logits = flat.matmul(embed.transpose()); // [B * T, V]
-                logits.reshape([b, t, self.config.vocab_size])
+                let logits = flat.matmul(embed.transpose()); // [B * L, V]
+                logits.reshape([b, logits_len, self.config.vocab_size])
             }
-        }; // [B, T, V]
+        }; // [B, L, V]
         let values = linear(&self.v_head.summary, hidden).reshape([b, t]); // [B, T]
 
         let next_position = positions.narrow(1, t - 1, 1) + 1; // [B, 1]

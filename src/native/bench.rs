@@ -175,7 +175,7 @@ fn greedy_decode(model: &Qwen2Model, prompt: Tensor<2, Int>) -> Vec<i64> {
     let [b, t] = prompt.dims();
     let device = prompt.device();
     let (out, mut cache) = model.prefill(prompt, Tensor::ones([b, t], &device));
-    let mut logits = out.logits.narrow(1, t - 1, 1); // [B, 1, V]
+    let mut logits = out.logits; // [B, 1, V]
     let mut generated = Vec::with_capacity(b * DECODE_TOKENS);
     for _ in 0..DECODE_TOKENS {
         let next = logits.argmax(2).reshape([b, 1]);

@@ -14,7 +14,7 @@
 use burn::tensor::Tensor;
 
 /// Discount and GAE parameters, both in `[0, 1]`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GaeParams {
     pub gamma: f32,
     pub lam: f32,
@@ -85,7 +85,7 @@ pub fn gae(
 }
 
 /// One backward step of the scalar sweep, with every number in its two formulas.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GaeStep {
     pub t: usize,
     pub reward: f32,
@@ -103,7 +103,7 @@ pub struct GaeStep {
 
 /// The scalar sweep of one sequence: outputs in token order, steps in the order computed
 /// (last real token first). Padding gets no step and 0 outputs.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GaeTrace {
     pub params: GaeParams,
     pub deltas: Vec<f32>,

@@ -43,7 +43,7 @@ pub struct ExperienceConfig {
 }
 
 /// Everything one iteration computed before the update, rows `[B][R]` (0 on padding).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Experience {
     pub rollout: Rollout,
     /// Each response decoded without special tokens.

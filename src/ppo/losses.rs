@@ -7,7 +7,7 @@ use super::policy_loss::{PolicyLoss, PolicyTrace, policy_loss, policy_loss_ref};
 use super::value_loss::{ValueLoss, ValueTrace, value_loss, value_loss_ref};
 
 /// Coefficients of the objective.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LossCoeffs {
     /// `eps` of the policy clip band `[1 - eps, 1 + eps]`.
     pub clip_ratio: f32,

@@ -52,7 +52,7 @@ pub fn policy_loss(
 }
 
 /// Why a token's clipped term won, or that it did not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PolicyClip {
     /// The unclipped term counts: the token's gradient flows.
     No,
@@ -63,7 +63,7 @@ pub enum PolicyClip {
 }
 
 /// One real token of the scalar form.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PolicyToken {
     pub t: usize,
     pub logp_old: f32,
@@ -80,7 +80,7 @@ pub struct PolicyToken {
 }
 
 /// Scalar form over one sequence (or a batch laid end to end).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PolicyTrace {
     pub tokens: Vec<PolicyToken>,
     pub loss: f32,

@@ -11,7 +11,7 @@
 use burn::tensor::Tensor;
 
 /// Which per-token KL estimator the penalty uses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum KlEstimator {
     #[default]
     K1,

@@ -111,7 +111,7 @@ pub fn minibatch_losses_with(
 }
 
 /// The update's settings (the `ppo.*` keys of a config).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UpdateConfig {
     pub epochs: usize,
     /// Rows per forward/backward pass.
@@ -127,7 +127,7 @@ pub struct UpdateConfig {
 }
 
 /// Means over the optimizer steps of one update (metric names as in DESIGN.md).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UpdateStats {
     pub loss_total: f32,
     pub loss_policy: f32,

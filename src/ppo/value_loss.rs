@@ -42,7 +42,7 @@ pub fn value_loss(
 }
 
 /// One real token of the scalar form.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ValueToken {
     pub t: usize,
     pub value_old: f32,
@@ -57,7 +57,7 @@ pub struct ValueToken {
     pub was_clipped: bool,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ValueTrace {
     pub tokens: Vec<ValueToken>,
     pub loss: f32,

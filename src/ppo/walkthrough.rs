@@ -33,7 +33,7 @@ use burn::optim::ModuleOptimizer;
 
 /// Attention probabilities of one sequence: `maps[layer][head]` is `len x len`, row-major, row
 /// = query position, column = key position.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AttentionMaps {
     /// Which sequence of the batch.
     pub row: usize,
@@ -50,7 +50,7 @@ impl AttentionMaps {
 }
 
 /// Milliseconds per stage of one iteration.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StageTimes {
     pub rollout_ms: f64,
     /// Scores, the reference's logprobs and the token rewards.
@@ -82,7 +82,7 @@ pub struct WalkthroughConfig {
 }
 
 /// One iteration, everything the page shows. Rows `[B][R]` as in [`Experience`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Walkthrough {
     pub experience: Experience,
     /// Every position's token as text, prompt (with left padding) then response: `[B][P + R]`.

@@ -26,7 +26,7 @@ pub fn masked_whiten(x: Tensor<2>, response_mask: Tensor<2>) -> Tensor<2> {
 }
 
 /// The scalar form, with the statistics the page shows.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WhitenTrace {
     pub count: usize,
     pub mean: f32,

@@ -11,7 +11,7 @@ pub const CORRECT: f32 = 1.0;
 pub const FORMAT_ONLY: f32 = 0.1;
 
 /// How a response was judged (the page shows this beside the number).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum GsmScore {
     /// The final answer equals the reference.
     Correct { answer: String },

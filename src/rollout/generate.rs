@@ -17,7 +17,7 @@ use crate::ppo::entropy::logsumexp;
 use crate::rng::Rng;
 
 /// One batch of sampled responses and what the policy said while sampling them.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rollout {
     /// P: prompts are left-padded to this length.
     pub prompt_len: usize,
@@ -87,7 +87,7 @@ pub async fn rollout(
         rows_tensor(&ids, &device),
         rows_tensor(&attention_mask, &device),
     );
-    let mut logits = read_f32(out.logits.narrow(1, p - 1, 1)).await?; // [B * V]
+    let mut logits = read_f32(out.logits).await?; // [B * V]: the last position's
     let mut values = read_f32(out.values.narrow(1, p - 1, 1)).await?; // [B]
 
     let mut response_mask = vec![Vec::new(); b];
@@ -163,11 +163,9 @@ pub fn response_outputs(
 ) -> ResponseOutputs {
     let [_, s] = ids.dims();
     let r = s - prompt_len;
-    let out = model.forward(ids.clone(), attention_mask, false);
-    let logits = out
-        .logits
-        .narrow(1, prompt_len - 1, r)
-        .div_scalar(temperature); // [B, R, V]
+    // Logits only where a response token is predicted: positions P - 1 .. P + R - 2.
+    let out = model.forward_window(ids.clone(), attention_mask, prompt_len - 1, r);
+    let logits = out.logits.div_scalar(temperature); // [B, R, V]
     let targets = ids.narrow(1, prompt_len, r).unsqueeze_dim::<3>(2); // [B, R, 1]
     let picked = logits.clone().gather(2, targets); // [B, R, 1]
     let logprobs = (picked - logsumexp(logits.clone())).squeeze_dim::<2>(2); // [B, R]

@@ -4,9 +4,9 @@
 
 use leptos::prelude::*;
 
-use crate::lab::{LabSettings, StageBench, bench_stages};
+use crate::lab::{LabSettings, StageBench};
 use crate::ppo::walkthrough::StageTimes;
-use burn::tensor::Device;
+use crate::wire::BenchResults;
 
 /// How far the benchmark is.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,14 +14,6 @@ pub enum BenchState {
     Running(String),
     Done(Box<BenchResults>),
     Failed(String),
-}
-
-/// Each backend's result; WebGPU is None when the page runs without it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct BenchResults {
-    pub webgpu: Option<StageBench>,
-    pub webgpu_adapter: String,
-    pub flex: StageBench,
 }
 
 /// The timed iterations asked for: `?bench=N`, 1 to 20 (`?bench=1` and up).
@@ -32,43 +24,6 @@ pub fn iterations(param: &str) -> Result<usize, String> {
             "Ignoring ?bench={param}: give the number of timed iterations, 1 to 20."
         )),
     }
-}
-
-/// Runs the benchmark: WebGPU first (when `webgpu` is given), then flex.
-pub async fn run(
-    settings: LabSettings,
-    iterations: usize,
-    webgpu: Option<(Device, String)>,
-    state: RwSignal<BenchState>,
-) {
-    let result = async {
-        let (webgpu, webgpu_adapter) = match webgpu {
-            Some((device, adapter)) => {
-                state.set(BenchState::Running(format!(
-                    "WebGPU: 1 + {iterations} iterations…"
-                )));
-                (
-                    Some(bench_stages(&settings, iterations, &device).await?),
-                    adapter,
-                )
-            }
-            None => (None, String::new()),
-        };
-        state.set(BenchState::Running(format!(
-            "flex: 1 + {iterations} iterations…"
-        )));
-        let flex = bench_stages(&settings, iterations, &Device::flex()).await?;
-        Ok::<_, String>(BenchResults {
-            webgpu,
-            webgpu_adapter,
-            flex,
-        })
-    }
-    .await;
-    state.set(match result {
-        Ok(results) => BenchState::Done(Box::new(results)),
-        Err(err) => BenchState::Failed(err),
-    });
 }
 
 /// `data-testid` key, label, and the stage's milliseconds.

@@ -12,37 +12,39 @@ mod faq;
 mod sandbox;
 mod stages;
 mod state;
+pub mod worker;
 
-use burn::tensor::Device;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 
-use crate::compute::{BackendKind, Compute};
+use crate::compute::BackendKind;
 use crate::lab::{LabSettings, SETTING_KEYS};
 use crate::selfcheck::{self, SelfCheck};
+use crate::wire::Notice;
 use state::{Activity, AppState, Stage};
 
-/// Mounts the app on `<body>`. Called from `main` on wasm32.
+/// Called from `main` on wasm32: in the page, mounts the app on `<body>` and starts the worker
+/// that computes for it; in that worker (the same wasm), serves the page's requests.
 pub fn start() {
     console_error_panic_hook::set_once();
-    leptos::mount::mount_to_body(App);
+    if worker::in_worker() {
+        worker::serve();
+    } else {
+        leptos::mount::mount_to_body(App);
+    }
 }
 
 /// Which backend the page runs on, once chosen.
 #[derive(Clone, Debug, PartialEq)]
 enum BackendState {
     Starting,
-    Ready { kind: BackendKind, summary: String },
-}
-
-/// Something the page must tell the reader.
-#[derive(Clone, Debug, PartialEq)]
-enum Notice {
-    /// WebGPU was wanted and could not be had: the page runs, more slowly, on the CPU.
-    Fallback(String),
-    /// The reader asked for this (for example `?backend=flex`), or a URL value was refused.
-    Info(String),
+    Ready {
+        kind: BackendKind,
+        summary: String,
+    },
+    /// The worker could not start or choose a backend.
+    Failed(String),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -102,23 +104,36 @@ fn App() -> impl IntoView {
 
     // Leptos's own spawn_local needs an executor that CSR does not set up; wasm-bindgen's works.
     wasm_bindgen_futures::spawn_local(async move {
-        let (compute, chosen_notices) = choose_backend().await;
-        backend.set(BackendState::Ready {
-            kind: compute.kind,
-            summary: compute.summary(),
-        });
+        let started = match worker::spawn() {
+            Ok(()) => worker::start(url_param("backend")).await,
+            Err(err) => Err(err),
+        };
+        let (kind, summary, chosen_notices) = match started {
+            Ok(started) => started,
+            Err(err) => {
+                backend.set(BackendState::Failed(err.clone()));
+                check.set(CheckState::Failed(err.clone()));
+                bench_state.set(bench::BenchState::Failed(err.clone()));
+                state.activity.set(Activity::Failed(err));
+                return;
+            }
+        };
+        backend.set(BackendState::Ready { kind, summary });
         notices.update(|n| n.extend(chosen_notices));
-        check.set(run_self_check(&compute.device).await);
+        check.set(match worker::self_check().await {
+            Ok((check, millis)) => CheckState::Done { check, millis },
+            Err(err) => CheckState::Failed(err),
+        });
         if let Some(n) = bench_iterations {
-            let webgpu = (compute.kind == BackendKind::WebGpu).then(|| {
-                (
-                    compute.device.clone(),
-                    compute.adapter.clone().unwrap_or_default(),
-                )
-            });
-            bench::run(state.settings.get_untracked(), n, webgpu, bench_state).await;
+            worker::on_progress(move |line| bench_state.set(bench::BenchState::Running(line)));
+            bench_state.set(
+                match worker::bench(state.settings.get_untracked(), n).await {
+                    Ok(results) => bench::BenchState::Done(results),
+                    Err(err) => bench::BenchState::Failed(err),
+                },
+            );
         }
-        state.start(compute.device.clone());
+        state.reset();
     });
 
     keep_url_in_sync(state);
@@ -420,6 +435,7 @@ fn Timings(state: AppState, backend: ReadSignal<BackendState>) -> impl IntoView 
     let label = move || match backend.get() {
         BackendState::Starting => "starting".to_string(),
         BackendState::Ready { kind, .. } => kind.label().to_string(),
+        BackendState::Failed(_) => "none".to_string(),
     };
     let other = move || match backend.get() {
         BackendState::Ready {
@@ -484,69 +500,18 @@ fn Timings(state: AppState, backend: ReadSignal<BackendState>) -> impl IntoView 
     }
 }
 
-/// WebGPU unless the URL says otherwise or the browser cannot; flex (CPU) otherwise.
-async fn choose_backend() -> (Compute, Vec<Notice>) {
-    let mut notices = Vec::new();
-    if let Some(asked) = url_param("backend") {
-        match BackendKind::parse(&asked) {
-            Ok(BackendKind::Flex) => {
-                notices.push(Notice::Info(
-                    "Running on flex, burn's CPU backend, because the URL asks for it \
-                     (?backend=flex). Remove it to use WebGPU."
-                        .into(),
-                ));
-                return (Compute::flex(), notices);
-            }
-            Ok(BackendKind::WebGpu) => {}
-            Ok(other) => notices.push(Notice::Info(format!(
-                "?backend={} is not available in a browser; trying WebGPU.",
-                other.key()
-            ))),
-            Err(err) => notices.push(Notice::Info(format!("Ignoring ?backend: {err}."))),
-        }
-    }
-
-    let reason = if !browser_has_webgpu() {
-        "this browser does not offer WebGPU (navigator.gpu is missing)".to_string()
-    } else {
-        match Compute::wgpu().await {
-            Ok(mut compute) => {
-                // wgpu's adapter name is empty in browsers; GPUAdapter.info has what they share.
-                if compute.adapter.is_none() {
-                    compute.adapter = browser_adapter_name().await;
-                }
-                return (compute, notices);
-            }
-            Err(err) => err,
-        }
-    };
-    notices.push(Notice::Fallback(format!(
-        "WebGPU is unavailable: {reason}. ppo-lens runs on flex, burn's CPU backend, instead: \
-         every number is the same, only slower."
-    )));
-    (Compute::flex(), notices)
-}
-
-async fn run_self_check(device: &Device) -> CheckState {
-    let started = since_navigation_ms();
-    match selfcheck::run(device).await {
-        Ok(check) => CheckState::Done {
-            check,
-            millis: since_navigation_ms() - started,
-        },
-        Err(err) => CheckState::Failed(err),
-    }
-}
-
+/// The title, the iteration, and the backend the worker computes on.
 #[component]
 fn Header(backend: ReadSignal<BackendState>, state: AppState) -> impl IntoView {
     let label = move || match backend.get() {
         BackendState::Starting => "starting…".to_string(),
         BackendState::Ready { summary, .. } => summary,
+        BackendState::Failed(err) => format!("FAILED: {err}"),
     };
     let kind = move || match backend.get() {
         BackendState::Starting => "starting",
         BackendState::Ready { kind, .. } => kind.key(),
+        BackendState::Failed(_) => "failed",
     };
     view! {
         <header class="top">
@@ -585,11 +550,8 @@ fn Notices(notices: ReadSignal<Vec<Notice>>) -> impl IntoView {
 #[component]
 fn ExercisesBanner(state: AppState) -> impl IntoView {
     crate::exercises::ENABLED.then(|| {
-        let summary = move || {
-            // Re-read after every iteration: the walkthrough signal changes with it.
-            state.walk.track();
-            crate::exercises::ran_summary()
-        };
+        // The worker sends it with every iteration.
+        let summary = move || state.exercises_ran.get();
         view! {
             <div class="banner info" role="status" data-testid="exercises-banner">
                 "Exercises on (docs/exercises.md): " {summary}
@@ -680,45 +642,6 @@ fn url_param(name: &str) -> Option<String> {
     web_sys::UrlSearchParams::new_with_str(&search)
         .ok()?
         .get(name)
-}
-
-fn browser_has_webgpu() -> bool {
-    let Some(window) = web_sys::window() else {
-        return false;
-    };
-    js_sys::Reflect::get(&window.navigator(), &"gpu".into())
-        .map(|gpu| !gpu.is_undefined() && !gpu.is_null())
-        .unwrap_or(false)
-}
-
-/// The adapter as the browser describes it (`GPUAdapter.info`): its description when given,
-/// else vendor and architecture (`google swiftshader`). None when the browser says nothing.
-async fn browser_adapter_name() -> Option<String> {
-    use js_sys::{Function, Reflect};
-    use wasm_bindgen::JsCast;
-
-    let gpu = Reflect::get(&web_sys::window()?.navigator(), &"gpu".into()).ok()?;
-    let request: Function = Reflect::get(&gpu, &"requestAdapter".into())
-        .ok()?
-        .dyn_into()
-        .ok()?;
-    let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
-    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
-    let info = Reflect::get(&adapter, &"info".into()).ok()?;
-    let field = |name: &str| {
-        Reflect::get(&info, &name.into())
-            .ok()
-            .and_then(|v| v.as_string())
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
-    field("description").or_else(|| {
-        let parts: Vec<String> = ["vendor", "architecture"]
-            .iter()
-            .filter_map(|n| field(n))
-            .collect();
-        (!parts.is_empty()).then(|| parts.join(" "))
-    })
 }
 
 /// Milliseconds since the page's navigation started (`performance.now()`).

@@ -669,7 +669,7 @@ fn loss_comparison(walk: &Walkthrough) -> Option<impl IntoView> {
             view! {
                 <tr data-testid=format!("check-{key}") data-state=if c.differs() { "differs" } else if c.yours.is_some() { "match" } else { "todo" }>
                     <td>{format!("{} {}", ex.number, ex.function)}</td>
-                    <td>{c.label}</td>
+                    <td>{c.label.clone()}</td>
                     {yours}
                     {cell(format!("check-{key}-ref"), c.reference)}
                 </tr>

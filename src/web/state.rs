@@ -1,20 +1,15 @@
 //! The page's state, in one place: signals the components read, and the actions that change them
-//! (step, play, run an iteration, train). The model itself lives in a thread-local [`Lab`]: it
-//! holds tensors the reactive system has no business copying.
+//! (step, play, run an iteration, train). The model itself lives in the page's Web Worker
+//! ([`super::worker`]); the page holds only what each iteration computed.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
-use burn::tensor::Device;
 use leptos::prelude::*;
 
-use crate::lab::{Lab, LabSettings};
+use super::worker;
+use crate::lab::LabSettings;
 use crate::ppo::walkthrough::{StageTimes, Walkthrough};
-
-thread_local! {
-    static LAB: RefCell<Option<Lab>> = const { RefCell::new(None) };
-    static DEVICE: RefCell<Option<Device>> = const { RefCell::new(None) };
-}
+use crate::wire::Iterated;
 
 /// The six stages of one iteration, in the order the page steps through them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -144,6 +139,8 @@ pub struct AppState {
     pub longest_block_training_ms: RwSignal<f64>,
     /// When the first iteration was ready to step through, in ms after navigation started.
     pub ready_ms: RwSignal<Option<f64>>,
+    /// With the `exercises` feature: whose code each exercise ran in the last iteration.
+    pub exercises_ran: RwSignal<String>,
 }
 
 impl AppState {
@@ -163,6 +160,7 @@ impl AppState {
             longest_block_ms: RwSignal::new(0.0),
             longest_block_training_ms: RwSignal::new(0.0),
             ready_ms: RwSignal::new(None),
+            exercises_ran: RwSignal::new(crate::exercises::ran_summary()),
         }
     }
 
@@ -173,13 +171,8 @@ impl AppState {
         )
     }
 
-    /// Loads the tiny model on `device` (again, on reset) and computes the first iteration.
-    pub fn start(self, device: Device) {
-        DEVICE.with(|d| *d.borrow_mut() = Some(device));
-        self.reset();
-    }
-
-    /// A fresh run with the current settings (and seed): the model as pretrained, no history.
+    /// A fresh run with the current settings (and seed): the model as pretrained, no history;
+    /// then the first iteration.
     pub fn reset(self) {
         if matches!(
             self.activity.get_untracked(),
@@ -189,20 +182,16 @@ impl AppState {
         }
         self.playing.set(false);
         self.activity.set(Activity::Loading);
-        let Some(device) = DEVICE.with(|d| d.borrow().clone()) else {
-            return;
-        };
-        match Lab::new(&self.settings.get_untracked(), &device) {
-            Ok(lab) => LAB.with(|l| *l.borrow_mut() = Some(lab)),
-            Err(err) => {
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(err) = worker::reset(self.settings.get_untracked()).await {
                 self.activity.set(Activity::Failed(err));
                 return;
             }
-        }
-        self.history.set(Vec::new());
-        self.walk.set(None);
-        self.activity.set(Activity::Idle);
-        self.next_iteration(false);
+            self.history.set(Vec::new());
+            self.walk.set(None);
+            self.activity.set(Activity::Idle);
+            self.next_iteration(false);
+        });
     }
 
     /// Computes the next iteration for stepping through; `then_play` keeps playing after it.
@@ -213,9 +202,9 @@ impl AppState {
         self.activity.set(Activity::Computing);
         wasm_bindgen_futures::spawn_local(async move {
             let row = 0;
-            match iterate(&self.settings.get_untracked(), Some(row)).await {
-                Ok(walk) => {
-                    self.record(&walk);
+            match worker::iterate(self.settings.get_untracked(), Some(row)).await {
+                Ok(done) => {
+                    let walk = self.record(done);
                     self.row.set(row);
                     self.cursor.set(0);
                     self.stage.set(Stage::Rollout);
@@ -244,9 +233,9 @@ impl AppState {
         self.activity.set(Activity::Training);
         wasm_bindgen_futures::spawn_local(async move {
             while !self.stop_requested.get_untracked() {
-                match iterate(&self.settings.get_untracked(), Some(0)).await {
-                    Ok(walk) => {
-                        self.record(&walk);
+                match worker::iterate(self.settings.get_untracked(), Some(0)).await {
+                    Ok(done) => {
+                        let walk = self.record(done);
                         self.row.set(0);
                         self.cursor
                             .set(Stage::Rollout.steps(&walk, 0).saturating_sub(1));
@@ -267,8 +256,14 @@ impl AppState {
         self.stop_requested.set(true);
     }
 
-    fn record(self, walk: &Walkthrough) {
-        let iteration = LAB.with(|l| l.borrow().as_ref().map_or(0, |lab| lab.iteration));
+    /// Charts an iteration's metrics; returns its walkthrough.
+    fn record(self, done: Iterated) -> Walkthrough {
+        let Iterated {
+            iteration,
+            walk,
+            exercises_ran,
+        } = done;
+        self.exercises_ran.set(exercises_ran);
         let stats = &walk.stats;
         self.history.update(|h| {
             h.push(Point {
@@ -282,6 +277,7 @@ impl AppState {
                 times: walk.times,
             })
         });
+        walk
     }
 
     /// One step forward: the next token, sweep step or stage; after the last stage, the next
@@ -326,17 +322,4 @@ impl AppState {
             self.goto(s);
         }
     }
-}
-
-/// One iteration of the thread's lab.
-async fn iterate(
-    settings: &LabSettings,
-    attention_row: Option<usize>,
-) -> Result<Walkthrough, String> {
-    let mut lab = LAB
-        .with(|l| l.borrow_mut().take())
-        .ok_or("the model is not loaded")?;
-    let result = lab.iterate(settings, attention_row).await;
-    LAB.with(|l| *l.borrow_mut() = Some(lab));
-    result
 }
