@@ -35,6 +35,19 @@ pub fn start() {
     }
 }
 
+/// Resolves in a later task of the page's event loop (a zero-delay timeout), so that the
+/// browser can draw a frame and handle input in between.
+async fn next_task() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+        } else {
+            let _ = resolve.call0(&wasm_bindgen::JsValue::NULL);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
 /// Which backend the page runs on, once chosen.
 #[derive(Clone, Debug, PartialEq)]
 enum BackendState {

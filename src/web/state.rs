@@ -205,6 +205,7 @@ impl AppState {
             match worker::iterate(self.settings.get_untracked(), Some(row)).await {
                 Ok(done) => {
                     let walk = self.record(done);
+                    super::next_task().await;
                     self.row.set(row);
                     self.cursor.set(0);
                     self.stage.set(Stage::Rollout);
@@ -236,6 +237,9 @@ impl AppState {
                 match worker::iterate(self.settings.get_untracked(), Some(0)).await {
                     Ok(done) => {
                         let walk = self.record(done);
+                        // The charts draw in this task, the stage in the next one: two short
+                        // tasks rather than one long one.
+                        super::next_task().await;
                         self.row.set(0);
                         self.cursor
                             .set(Stage::Rollout.steps(&walk, 0).saturating_sub(1));

@@ -305,6 +305,24 @@ impl Page {
             .collect()
     }
 
+    /// Runs a Chrome DevTools Protocol command on the page (chromedriver's `goog/cdp/execute`)
+    /// and returns its result: the profiler and tracing, which WebDriver has no command for.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        let session = self
+            .client
+            .session_id()
+            .await
+            .expect("session id")
+            .expect("a session");
+        self.client
+            .issue_cmd(Cdp {
+                session,
+                body: json!({ "cmd": cmd, "params": params }).to_string(),
+            })
+            .await
+            .unwrap_or_else(|err| panic!("CDP {cmd}: {err}"))
+    }
+
     async fn dump_console(&self) {
         for (level, message) in self.console().await {
             eprintln!("console {level}: {message}");
@@ -348,6 +366,27 @@ impl WebDriverCompatibleCommand for BrowserLog {
 
     fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
         (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// chromedriver's DevTools Protocol endpoint.
+#[derive(Debug)]
+struct Cdp {
+    session: String,
+    body: String,
+}
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        _session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/goog/cdp/execute", self.session))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.body.clone()))
     }
 }
 
