@@ -57,8 +57,8 @@ type CanvasResult<T> = Result<T, DrawingErrorKind<<CanvasBackend as DrawingBacke
 /// plotters' canvas backend, measuring text with the canvas's own `measureText`.
 ///
 /// Without it plotters measures each label by adding a `<span>` to the page and reading its
-/// size, which makes the browser lay out the whole page once per label. With the stage tables on
-/// the page that took 50 to 100 ms per chart: half a second of blocked page per iteration.
+/// size, which makes the browser lay out the whole page (the stage tables included) once per
+/// label.
 struct Canvas {
     inner: CanvasBackend,
     context: web_sys::CanvasRenderingContext2d,
