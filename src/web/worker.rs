@@ -106,8 +106,15 @@ pub fn spawn() -> Result<(), String> {
     });
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
-    let on_error = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(|event: web_sys::ErrorEvent| {
-        fail(format!("the worker failed: {}", event.message()));
+    // An error inside the worker arrives as an ErrorEvent with a message; a worker script that
+    // could not be loaded raises a plain Event, which has none.
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(|event: web_sys::Event| {
+        let message = js_sys::Reflect::get(&event, &"message".into())
+            .ok()
+            .and_then(|m| m.as_string())
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "its script could not be loaded".into());
+        fail(format!("the worker failed: {message}"));
     });
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
