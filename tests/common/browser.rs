@@ -282,15 +282,8 @@ impl Page {
 
     /// Every console message since the last call, as (level, message).
     pub async fn console(&self) -> Vec<(String, String)> {
-        let session = self
-            .client
-            .session_id()
-            .await
-            .expect("session id")
-            .expect("a session");
         let logs = self
-            .client
-            .issue_cmd(BrowserLog { session })
+            .chrome("se/log", r#"{"type":"browser"}"#.into())
             .await
             .expect("read browser log");
         logs.as_array()
@@ -308,6 +301,17 @@ impl Page {
     /// Runs a Chrome DevTools Protocol command on the page (chromedriver's `goog/cdp/execute`)
     /// and returns its result: the profiler and tracing, which WebDriver has no command for.
     pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        let body = json!({ "cmd": cmd, "params": params }).to_string();
+        self.chrome("goog/cdp/execute", body)
+            .await
+            .unwrap_or_else(|err| panic!("CDP {cmd}: {err}"))
+    }
+
+    async fn chrome(
+        &self,
+        path: &'static str,
+        body: String,
+    ) -> Result<Value, fantoccini::error::CmdError> {
         let session = self
             .client
             .session_id()
@@ -315,12 +319,12 @@ impl Page {
             .expect("session id")
             .expect("a session");
         self.client
-            .issue_cmd(Cdp {
+            .issue_cmd(ChromeCommand {
                 session,
-                body: json!({ "cmd": cmd, "params": params }).to_string(),
+                path,
+                body,
             })
             .await
-            .unwrap_or_else(|err| panic!("CDP {cmd}: {err}"))
     }
 
     async fn dump_console(&self) {
@@ -349,40 +353,23 @@ pub fn testid_css(testid: &str) -> String {
     format!("[data-testid=\"{testid}\"]")
 }
 
-/// chromedriver's log endpoint (not part of W3C WebDriver, so fantoccini has no method for it).
+/// A POST to one of chromedriver's own endpoints under the session, which W3C WebDriver (and
+/// so fantoccini) has no method for: the browser's console log, the DevTools Protocol.
 #[derive(Debug)]
-struct BrowserLog {
+struct ChromeCommand {
     session: String,
-}
-
-impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        _session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!("session/{}/se/log", self.session))
-    }
-
-    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
-    }
-}
-
-/// chromedriver's DevTools Protocol endpoint.
-#[derive(Debug)]
-struct Cdp {
-    session: String,
+    /// The endpoint under `session/<id>/`.
+    path: &'static str,
     body: String,
 }
 
-impl WebDriverCompatibleCommand for Cdp {
+impl WebDriverCompatibleCommand for ChromeCommand {
     fn endpoint(
         &self,
         base_url: &url::Url,
         _session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!("session/{}/goog/cdp/execute", self.session))
+        base_url.join(&format!("session/{}/{}", self.session, self.path))
     }
 
     fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
