@@ -425,3 +425,32 @@ async fn benchmark_mode_times_every_stage_on_webgpu_and_flex() {
     wait_ready(&page, STARTUP).await;
     page.finish().await;
 }
+
+#[test]
+#[ignore = "needs the page built by trunk; run scripts/test.sh"]
+fn the_page_runs_its_constructors_once() {
+    // wasm-ld wraps every export of a module that never calls `__wasm_call_ctors` itself in a
+    // `<name>.command_export` function that runs all the static constructors first; src/main.rs
+    // calls them once instead. The wrappers' names are in the wasm's name section.
+    let wasm = std::fs::read_dir(common::browser::dist_dir())
+        .expect("dist dir")
+        .map(|entry| entry.expect("dist entry").path())
+        .find(|path| path.extension().is_some_and(|e| e == "wasm"))
+        .expect("a .wasm in dist/");
+    let bytes = std::fs::read(&wasm).expect("read the page's wasm");
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        has(b"\x04name"),
+        "{} has no name section: nothing to check",
+        wasm.display()
+    );
+    assert!(
+        has(b"__wasm_call_ctors"),
+        "the page's wasm names no constructors"
+    );
+    assert!(
+        !has(b".command_export"),
+        "{}: wasm-ld wrapped the exports in constructor calls",
+        wasm.display()
+    );
+}
