@@ -76,6 +76,7 @@ fn main() -> Result<()> {
         pad,
         0,
         &mut Rng::new(1),
+        &mut |_| {},
     ))
     .map_err(anyhow::Error::msg)?;
     let mut counts = [0usize; 3];

@@ -21,7 +21,7 @@ use crate::ppo::walkthrough::{StageTimes, Walkthrough, WalkthroughConfig, walkth
 use crate::rng::Rng;
 use crate::rollout::sampling::SamplingParams;
 use crate::selfcheck;
-use crate::wire::{BenchResults, Iterated, Reply, Request};
+use crate::wire::{BenchResults, Iterated, Progress, Reply, Request, Sampling};
 
 /// The tiny model's files (`www/models/tiny`, made by `examples/pretrain_tiny.rs`), built into
 /// the binary so the page needs nothing but its own wasm.
@@ -350,6 +350,18 @@ impl Lab {
         settings: &LabSettings,
         attention_row: Option<usize>,
     ) -> Result<Walkthrough, String> {
+        self.iterate_watched(settings, attention_row, &mut |_| {})
+            .await
+    }
+
+    /// [`Lab::iterate`], telling `watch` about the rollout after every sampled token: the
+    /// first response so far, which the page shows while the rest is computed.
+    pub async fn iterate_watched(
+        &mut self,
+        settings: &LabSettings,
+        attention_row: Option<usize>,
+        watch: &mut dyn FnMut(Sampling),
+    ) -> Result<Walkthrough, String> {
         let n = settings.rollouts.min(self.tasks.len());
         // `n` distinct problems: a partial Fisher-Yates shuffle.
         let mut order: Vec<usize> = (0..self.tasks.len()).collect();
@@ -373,6 +385,27 @@ impl Lab {
             .policy
             .take()
             .ok_or("a previous iteration failed midway: reset")?;
+        let tokenizer = &self.tokenizer;
+        let eos_ids = &self.eos_ids;
+        let mut first = Vec::new();
+        let mut finished = false;
+        let mut step = 0;
+        let mut on_step = |ids: &[u32]| {
+            step += 1;
+            if !finished {
+                first.push(ids[0]);
+                finished = eos_ids.contains(&ids[0]);
+            }
+            let text = tokenizer
+                .decode(&first, true)
+                .unwrap_or_else(|err| format!("(cannot decode: {err})"));
+            watch(Sampling {
+                step,
+                of: settings.max_new_tokens,
+                text,
+                finished,
+            });
+        };
         let (policy, walk) = walkthrough(
             policy,
             &mut self.optim,
@@ -383,6 +416,7 @@ impl Lab {
             &settings.update_config(),
             WalkthroughConfig { attention_row },
             &mut self.rng,
+            &mut on_step,
         )
         .await?;
         self.policy = Some(policy);
@@ -455,8 +489,9 @@ impl LabServer {
         &self.compute
     }
 
-    /// Answers one request; `progress` gets lines about a long one (benchmark mode).
-    pub async fn handle(&mut self, request: Request, progress: &dyn Fn(String)) -> Reply {
+    /// Answers one request; `progress` hears about a long one: benchmark mode's lines, an
+    /// iteration's rollout token by token.
+    pub async fn handle(&mut self, request: Request, progress: &dyn Fn(Progress)) -> Reply {
         match request {
             // The backend is chosen once, before the server exists; asking again describes it.
             Request::Start { .. } => Reply::Started {
@@ -486,7 +521,7 @@ impl LabServer {
             Request::Iterate {
                 settings,
                 attention_row,
-            } => Reply::Iteration(self.iterate(&settings, attention_row).await),
+            } => Reply::Iteration(self.iterate(&settings, attention_row, progress).await),
         }
     }
 
@@ -494,12 +529,17 @@ impl LabServer {
         &mut self,
         settings: &LabSettings,
         attention_row: Option<usize>,
+        progress: &dyn Fn(Progress),
     ) -> Result<Box<Iterated>, String> {
         let lab = self
             .lab
             .as_mut()
             .ok_or("the model is not loaded: reset first")?;
-        let walk = lab.iterate(settings, attention_row).await?;
+        let walk = lab
+            .iterate_watched(settings, attention_row, &mut |s| {
+                progress(Progress::Sampling(s))
+            })
+            .await?;
         Ok(Box::new(Iterated {
             iteration: lab.iteration,
             walk,
@@ -512,15 +552,19 @@ impl LabServer {
         &self,
         settings: &LabSettings,
         iterations: usize,
-        progress: &dyn Fn(String),
+        progress: &dyn Fn(Progress),
     ) -> Result<BenchResults, String> {
         let webgpu = if self.compute.kind == BackendKind::WebGpu {
-            progress(format!("WebGPU: 1 + {iterations} iterations…"));
+            progress(Progress::Line(format!(
+                "WebGPU: 1 + {iterations} iterations…"
+            )));
             Some(bench_stages(settings, iterations, &self.compute.device).await?)
         } else {
             None
         };
-        progress(format!("flex: 1 + {iterations} iterations…"));
+        progress(Progress::Line(format!(
+            "flex: 1 + {iterations} iterations…"
+        )));
         let flex = bench_stages(settings, iterations, &Device::flex()).await?;
         Ok(BenchResults {
             webgpu_adapter: if webgpu.is_some() {

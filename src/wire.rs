@@ -6,7 +6,7 @@
 //! (compact, and exact for every `f32`, NaN and infinities included, which JSON is not).
 //!
 //! The worker answers requests in the order they came, one [`Reply`] each; while it works on one
-//! it may send [`Message::Progress`] lines. Everything here is plain data, so native tests can
+//! it may send [`Message::Progress`]: lines, and the rollout token by token. Everything here is plain data, so native tests can
 //! check that a real iteration survives the trip unchanged.
 
 use serde::de::DeserializeOwned;
@@ -85,13 +85,34 @@ pub enum Reply {
     Refused(String),
 }
 
+/// What the worker says about the request under way, before its reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Progress {
+    /// A line for the reader (benchmark mode shows it).
+    Line(String),
+    /// An iteration's rollout, after each sampled token.
+    Sampling(Sampling),
+}
+
+/// The rollout under way, as the page shows it while the tokens are drawn.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// Tokens sampled so far in every row: 1 after the first step.
+    pub step: usize,
+    /// At most this many (`max_new_tokens`).
+    pub of: usize,
+    /// The first response so far, decoded as the reward will read it.
+    pub text: String,
+    /// The first response has ended (its EOS was sampled); the others may go on.
+    pub finished: bool,
+}
+
 /// Everything the worker sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Message {
     /// The worker has loaded and listens: requests may be sent.
     Ready,
-    /// A line about the request under way (benchmark mode shows it).
-    Progress(String),
+    Progress(Progress),
     Reply(Reply),
     /// The worker panicked; it answers nothing more.
     Panicked(String),
@@ -147,7 +168,13 @@ mod tests {
         }
         let messages = [
             Message::Ready,
-            Message::Progress("flex: 1 + 2 iterations…".into()),
+            Message::Progress(Progress::Line("flex: 1 + 2 iterations…".into())),
+            Message::Progress(Progress::Sampling(Sampling {
+                step: 3,
+                of: 48,
+                text: "Max has".into(),
+                finished: false,
+            })),
             Message::Reply(Reply::Started {
                 kind: BackendKind::WebGpu,
                 summary: "WebGPU · google swiftshader".into(),

@@ -106,7 +106,24 @@ async fn report_timings(page: &Page, label: &str) {
 async fn one_iteration_steps_through_every_stage_on_webgpu() {
     // A small batch: SwiftShader runs WebGPU on the CPU.
     let page = Page::open("?rollouts=2&max_new_tokens=10&minibatch=2").await;
+    // While the first iteration is computed, its rollout shows up token by token (a token
+    // takes about half a second on SwiftShader).
+    let live = page
+        .wait_text("live-rollout", Duration::from_secs(300), |text| {
+            let step = text
+                .strip_prefix("sampling: token ")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            step.is_some_and(|n| n >= 2)
+        })
+        .await;
+    assert!(live.contains("of at most 10"), "{live}");
+    page.screenshot("live-rollout.png").await;
     wait_ready(&page, Duration::from_secs(420)).await;
+    assert!(
+        !page.exists("live-rollout").await,
+        "the live rollout goes once the iteration is ready"
+    );
     assert!(page.text("backend-value").await.starts_with("WebGPU"));
     assert_eq!(page.text("iteration").await, "iteration 1");
 

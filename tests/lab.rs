@@ -248,7 +248,7 @@ fn the_page_benchmark_times_every_stage() {
 fn the_worker_server_answers_the_page_with_the_labs_numbers() {
     use ppo_lens::compute::{BackendKind, Compute};
     use ppo_lens::lab::LabServer;
-    use ppo_lens::wire::{Message, Reply, Request, decode, encode};
+    use ppo_lens::wire::{Message, Progress, Reply, Request, Sampling, decode, encode};
     use std::cell::RefCell;
 
     let settings = LabSettings {
@@ -258,11 +258,16 @@ fn the_worker_server_answers_the_page_with_the_labs_numbers() {
         ..LabSettings::default()
     };
     let mut server = LabServer::new(Compute::flex());
-    let lines = RefCell::new(Vec::new());
-    // A request and its reply both go through postcard, as between the page and the worker.
+    let progress = RefCell::new(Vec::new());
+    // Requests, replies and progress all go through postcard, as between the page and the worker.
     let mut ask = |request: Request| -> Reply {
         let request: Request = decode(&encode(&request), "request").unwrap();
-        let reply = block_on(server.handle(request, &|line| lines.borrow_mut().push(line)));
+        let reply = block_on(server.handle(request, &|p| {
+            match decode(&encode(&Message::Progress(p)), "progress").unwrap() {
+                Message::Progress(p) => progress.borrow_mut().push(p),
+                other => panic!("not progress: {other:?}"),
+            }
+        }));
         let bytes = encode(&Message::Reply(reply));
         match decode::<Message>(&bytes, "message").unwrap() {
             Message::Reply(reply) => reply,
@@ -296,6 +301,23 @@ fn the_worker_server_answers_the_page_with_the_labs_numbers() {
             panic!("iteration {n} failed");
         };
         let mut expected = block_on(lab.iterate(&settings, Some(1))).unwrap();
+        // The rollout came token by token before the reply: steps 1, 2, …, R, ending with the
+        // first response exactly as it was scored.
+        let sampled: Vec<Sampling> = progress
+            .borrow_mut()
+            .drain(..)
+            .map(|p| match p {
+                Progress::Sampling(s) => s,
+                other => panic!("an iteration sends only its rollout: {other:?}"),
+            })
+            .collect();
+        let rollout = &got.walk.experience.rollout;
+        let steps: Vec<usize> = sampled.iter().map(|s| s.step).collect();
+        assert_eq!(steps, (1..=rollout.response_len()).collect::<Vec<_>>());
+        assert!(sampled.iter().all(|s| s.of == 10));
+        let last = sampled.last().unwrap();
+        assert_eq!(last.text, got.walk.experience.responses[0]);
+        assert_eq!(last.finished, rollout.finished[0]);
         assert_eq!(got.iteration, n);
         assert!(got.exercises_ran.starts_with("exercises run: "));
         // Everything but the wall-clock times is the same computation.
@@ -310,6 +332,7 @@ fn the_worker_server_answers_the_page_with_the_labs_numbers() {
         panic!("iteration after reset failed");
     };
     assert_eq!(again.iteration, 1);
+    progress.borrow_mut().clear();
 
     let bench = |iterations| Request::Bench {
         settings: LabSettings {
@@ -324,7 +347,10 @@ fn the_worker_server_answers_the_page_with_the_labs_numbers() {
     };
     assert!(results.webgpu.is_none() && results.webgpu_adapter.is_empty());
     assert!(results.flex.median.total_ms() > 0.0);
-    assert_eq!(lines.borrow().as_slice(), ["flex: 1 + 1 iterations…"]);
+    assert_eq!(
+        progress.borrow().as_slice(),
+        [Progress::Line("flex: 1 + 1 iterations…".into())]
+    );
     let Reply::Bench(Err(err)) = ask(bench(0)) else {
         panic!("0 timed iterations must be refused");
     };

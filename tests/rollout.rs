@@ -29,7 +29,8 @@ fn prompts() -> Vec<Vec<u32>> {
 
 fn run(model: &Qwen2Model, eos: &[u32], seed: u64, max_new: usize) -> Rollout {
     let params = SamplingParams::new(0.8, 0, 1.0).unwrap();
-    block_on(rollout(
+    let mut steps: Vec<Vec<u32>> = Vec::new();
+    let r = block_on(rollout(
         model,
         &prompts(),
         &params,
@@ -38,8 +39,16 @@ fn run(model: &Qwen2Model, eos: &[u32], seed: u64, max_new: usize) -> Rollout {
         PAD,
         5,
         &mut Rng::new(seed),
+        &mut |ids| steps.push(ids.to_vec()),
     ))
-    .unwrap()
+    .unwrap();
+    // Every step was shown as it was sampled: the ids the rollout kept, column by column.
+    assert_eq!(steps.len(), r.response_len());
+    for (t, step) in steps.iter().enumerate() {
+        let column: Vec<u32> = r.ids.iter().map(|row| row[r.prompt_len + t]).collect();
+        assert_eq!(step, &column, "step {t}");
+    }
+    r
 }
 
 #[test]
@@ -134,6 +143,7 @@ fn bad_rollout_requests_are_errors() {
         PAD,
         3,
         &mut Rng::new(0),
+        &mut |_| {},
     ))
     .unwrap_err();
     assert!(err.contains("at least one token"), "{err}");
@@ -146,6 +156,7 @@ fn bad_rollout_requests_are_errors() {
         PAD,
         3,
         &mut Rng::new(0),
+        &mut |_| {},
     ))
     .unwrap_err();
     assert!(err.contains("max_new_tokens"), "{err}");

@@ -82,6 +82,7 @@ fn sampled_answers_are_well_formed_and_about_half_right() {
         pad,
         0,
         &mut Rng::new(5),
+        &mut |_| {},
     ))
     .unwrap();
     let (mut correct, mut formatted) = (0, 0);

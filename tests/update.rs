@@ -52,6 +52,7 @@ fn batch(model: &Qwen2Model) -> PpoBatch {
         0,
         3,
         &mut Rng::new(4),
+        &mut |_| {},
     ))
     .unwrap();
     let advantages: Vec<Vec<f32>> = (0..4)

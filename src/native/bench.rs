@@ -237,6 +237,7 @@ async fn ppo_iteration(
         0,
         0,
         rng,
+        &mut |_| {},
     )
     .await?;
     phases.rollout = start.elapsed().as_secs_f64() * 1e3;

@@ -104,12 +104,21 @@ pub async fn collect_experience(
     config: &ExperienceConfig,
     rng: &mut Rng,
 ) -> Result<Experience, String> {
-    collect_experience_timed(policy, reference, tokenizer, tasks, config, rng)
-        .await
-        .map(|(experience, _)| experience)
+    collect_experience_timed(
+        policy,
+        reference,
+        tokenizer,
+        tasks,
+        config,
+        rng,
+        &mut |_| {},
+    )
+    .await
+    .map(|(experience, _)| experience)
 }
 
-/// [`collect_experience`], also saying how long each part took.
+/// [`collect_experience`], also saying how long each part took; `on_step` sees the rollout's
+/// sampled ids step by step (see [`rollout`]).
 pub async fn collect_experience_timed(
     policy: &Qwen2Model,
     reference: &Qwen2Model,
@@ -117,6 +126,7 @@ pub async fn collect_experience_timed(
     tasks: &[Task],
     config: &ExperienceConfig,
     rng: &mut Rng,
+    on_step: &mut dyn FnMut(&[u32]),
 ) -> Result<(Experience, ExperienceTimes), String> {
     let mut times = ExperienceTimes::default();
     let mut clock = now_ms();
@@ -143,6 +153,7 @@ pub async fn collect_experience_timed(
         config.pad_id,
         config.n_top,
         rng,
+        on_step,
     )
     .await?;
     let r = rollout.response_len();

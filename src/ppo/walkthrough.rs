@@ -114,7 +114,8 @@ pub struct Walkthrough {
 }
 
 /// Runs one PPO iteration on `tasks` and returns the updated policy with the walkthrough.
-/// `policy` lives on an autodiff device; `reference` is frozen.
+/// `policy` lives on an autodiff device; `reference` is frozen. `on_step` sees the rollout's
+/// sampled ids step by step.
 #[allow(clippy::too_many_arguments)]
 pub async fn walkthrough(
     policy: Qwen2Model,
@@ -126,6 +127,7 @@ pub async fn walkthrough(
     update_config: &UpdateConfig,
     config: WalkthroughConfig,
     rng: &mut Rng,
+    on_step: &mut dyn FnMut(&[u32]),
 ) -> Result<(Qwen2Model, Walkthrough), String> {
     let rollout_policy = policy.valid();
     let (experience, times) = collect_experience_timed(
@@ -135,6 +137,7 @@ pub async fn walkthrough(
         tasks,
         experience_config,
         rng,
+        on_step,
     )
     .await?;
     let mut stage_times = StageTimes {

@@ -51,7 +51,8 @@ impl Rollout {
 
 /// Sample up to `max_new_tokens` tokens after each prompt. A row stops at its first id in
 /// `eos_ids` (the EOS stays in the response mask); then it is fed `pad_id` (masked) until every
-/// row is done. `n_top` candidates are kept per step for display.
+/// row is done. `n_top` candidates are kept per step for display. `on_step` sees each step's
+/// sampled ids, one per row (`pad_id` for finished rows), as soon as they are drawn.
 #[allow(clippy::too_many_arguments)]
 pub async fn rollout(
     model: &Qwen2Model,
@@ -62,6 +63,7 @@ pub async fn rollout(
     pad_id: u32,
     n_top: usize,
     rng: &mut Rng,
+    on_step: &mut dyn FnMut(&[u32]),
 ) -> Result<Rollout, String> {
     if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
         return Err("every prompt needs at least one token".into());
@@ -121,6 +123,7 @@ pub async fn rollout(
             ids[row].push(next[row]);
             attention_mask[row].push(response_mask[row][step] as u8);
         }
+        on_step(&next);
         if finished.iter().all(|&f| f) || step + 1 == max_new_tokens {
             break;
         }

@@ -21,7 +21,7 @@ use wasm_bindgen::closure::Closure;
 use crate::compute::BackendKind;
 use crate::lab::{LabSettings, SETTING_KEYS};
 use crate::selfcheck::{self, SelfCheck};
-use crate::wire::Notice;
+use crate::wire::{Notice, Progress};
 use state::{Activity, AppState, Stage};
 
 /// Called from `main` on wasm32: in the page, mounts the app on `<body>` and starts the worker
@@ -115,6 +115,10 @@ fn App() -> impl IntoView {
     ));
     let bench_settings = state.settings.get_untracked();
 
+    worker::on_progress(move |progress| match progress {
+        Progress::Line(line) => bench_state.set(bench::BenchState::Running(line)),
+        Progress::Sampling(sampling) => state.sampling.set(Some(sampling)),
+    });
     // Leptos's own spawn_local needs an executor that CSR does not set up; wasm-bindgen's works.
     wasm_bindgen_futures::spawn_local(async move {
         let started = match worker::spawn() {
@@ -138,7 +142,6 @@ fn App() -> impl IntoView {
             Err(err) => CheckState::Failed(err),
         });
         if let Some(n) = bench_iterations {
-            worker::on_progress(move |line| bench_state.set(bench::BenchState::Running(line)));
             bench_state.set(
                 match worker::bench(state.settings.get_untracked(), n).await {
                     Ok(results) => bench::BenchState::Done(results),
@@ -174,6 +177,7 @@ fn App() -> impl IntoView {
                 {bench_iterations.map(|_| view! { <bench::BenchCard state=bench_state settings=bench_settings.clone() /> })}
                 <ExercisesBanner state=state />
                 <Controls state=state />
+                <LiveRollout state=state />
                 <stages::RowPicker state=state />
                 <StageTabs state=state />
                 <faq::StageQuestions state=state />
@@ -286,6 +290,36 @@ fn watch_long_tasks(state: AppState) {
         observer.observe(&init);
     }
     callback.forget();
+}
+
+/// The rollout of the iteration being computed, as its tokens are sampled: the first response
+/// so far (the one the stages show when it arrives).
+#[component]
+fn LiveRollout(state: AppState) -> impl IntoView {
+    move || {
+        let computing = matches!(
+            state.activity.get(),
+            Activity::Computing | Activity::Training
+        );
+        let sampling = state.sampling.get().filter(|_| computing)?;
+        let progress = if sampling.finished {
+            format!(
+                "sampling: token {} of at most {} · response 1 has ended",
+                sampling.step, sampling.of
+            )
+        } else {
+            format!(
+                "sampling: token {} of at most {}",
+                sampling.step, sampling.of
+            )
+        };
+        Some(view! {
+            <section class="live-rollout" data-testid="live-rollout" data-step=sampling.step>
+                <span class="label">{progress}</span>
+                <div class="live-text" data-testid="live-rollout-text">{sampling.text}</div>
+            </section>
+        })
+    }
 }
 
 #[component]

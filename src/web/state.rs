@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use super::worker;
 use crate::lab::LabSettings;
 use crate::ppo::walkthrough::{StageTimes, Walkthrough};
-use crate::wire::Iterated;
+use crate::wire::{Iterated, Sampling};
 
 /// The six stages of one iteration, in the order the page steps through them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -141,6 +141,8 @@ pub struct AppState {
     pub ready_ms: RwSignal<Option<f64>>,
     /// With the `exercises` feature: whose code each exercise ran in the last iteration.
     pub exercises_ran: RwSignal<String>,
+    /// The rollout of the iteration being computed, token by token (None before its first).
+    pub sampling: RwSignal<Option<Sampling>>,
 }
 
 impl AppState {
@@ -161,6 +163,7 @@ impl AppState {
             longest_block_training_ms: RwSignal::new(0.0),
             ready_ms: RwSignal::new(None),
             exercises_ran: RwSignal::new(crate::exercises::ran_summary()),
+            sampling: RwSignal::new(None),
         }
     }
 
@@ -202,6 +205,7 @@ impl AppState {
         self.activity.set(Activity::Computing);
         wasm_bindgen_futures::spawn_local(async move {
             let row = 0;
+            self.sampling.set(None);
             match worker::iterate(self.settings.get_untracked(), Some(row)).await {
                 Ok(done) => {
                     let walk = self.record(done);
@@ -234,6 +238,7 @@ impl AppState {
         self.activity.set(Activity::Training);
         wasm_bindgen_futures::spawn_local(async move {
             while !self.stop_requested.get_untracked() {
+                self.sampling.set(None);
                 match worker::iterate(self.settings.get_untracked(), Some(0)).await {
                     Ok(done) => {
                         let walk = self.record(done);

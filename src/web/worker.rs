@@ -24,7 +24,7 @@ use wasm_bindgen::prelude::*;
 use crate::compute::{BackendKind, Compute};
 use crate::lab::{LabServer, LabSettings};
 use crate::selfcheck::SelfCheck;
-use crate::wire::{self, BenchResults, Iterated, Message, Notice, Reply, Request};
+use crate::wire::{self, BenchResults, Iterated, Message, Notice, Progress, Reply, Request};
 
 #[wasm_bindgen]
 extern "C" {
@@ -54,7 +54,7 @@ struct Client {
     failed: Option<String>,
 }
 
-type ProgressFn = Box<dyn Fn(String)>;
+type ProgressFn = Box<dyn Fn(Progress)>;
 
 thread_local! {
     static CLIENT: RefCell<Option<Client>> = const { RefCell::new(None) };
@@ -134,8 +134,8 @@ pub fn spawn() -> Result<(), String> {
     Ok(())
 }
 
-/// Where progress lines go (benchmark mode shows them).
-pub fn on_progress(show: impl Fn(String) + 'static) {
+/// Where the worker's progress goes: benchmark mode's lines, the rollout token by token.
+pub fn on_progress(show: impl Fn(Progress) + 'static) {
     PROGRESS.with(|p| *p.borrow_mut() = Some(Box::new(show)));
 }
 
@@ -170,9 +170,9 @@ fn receive(bytes: &[u8]) {
                 }
             }
         }),
-        Message::Progress(line) => PROGRESS.with(|p| {
+        Message::Progress(progress) => PROGRESS.with(|p| {
             if let Some(show) = p.borrow().as_ref() {
-                show(line);
+                show(progress);
             }
         }),
         Message::Reply(reply) => {
@@ -355,7 +355,7 @@ async fn answer(request: Request) -> Reply {
         ),
         (Some(mut server), request) => {
             let reply = server
-                .handle(request, &|line| send(&Message::Progress(line)))
+                .handle(request, &|progress| send(&Message::Progress(progress)))
                 .await;
             (Some(server), reply)
         }
