@@ -350,8 +350,7 @@ impl Lab {
         settings: &LabSettings,
         attention_row: Option<usize>,
     ) -> Result<Walkthrough, String> {
-        self.iterate_watched(settings, attention_row, &mut |_| {})
-            .await
+        self.run_iteration(settings, attention_row, None).await
     }
 
     /// [`Lab::iterate`], telling `watch` about the rollout after every sampled token: the
@@ -361,6 +360,17 @@ impl Lab {
         settings: &LabSettings,
         attention_row: Option<usize>,
         watch: &mut dyn FnMut(Sampling),
+    ) -> Result<Walkthrough, String> {
+        self.run_iteration(settings, attention_row, Some(watch))
+            .await
+    }
+
+    /// One iteration; the rollout is decoded for `watch` only when there is one.
+    async fn run_iteration(
+        &mut self,
+        settings: &LabSettings,
+        attention_row: Option<usize>,
+        mut watch: Option<&mut dyn FnMut(Sampling)>,
     ) -> Result<Walkthrough, String> {
         let n = settings.rollouts.min(self.tasks.len());
         // `n` distinct problems: a partial Fisher-Yates shuffle.
@@ -391,6 +401,9 @@ impl Lab {
         let mut finished = false;
         let mut step = 0;
         let mut on_step = |ids: &[u32]| {
+            let Some(watch) = watch.as_deref_mut() else {
+                return;
+            };
             step += 1;
             if !finished {
                 first.push(ids[0]);
