@@ -55,12 +55,36 @@ pub fn log_softmax(logits: &[f32], temperature: f32) -> Vec<f32> {
     scaled.iter().map(|x| (x - lse) as f32).collect()
 }
 
+/// Ids from the highest logprob to the lowest; ties broken by the lower id so the order is
+/// deterministic. Each id is sorted as one u64 key, descending logprob (in `f32::total_cmp`'s
+/// order) above ascending id: the order of comparing the pairs, several times faster over a 32K
+/// vocabulary.
+fn by_logprob(logp: &[f32]) -> Vec<usize> {
+    let mut keys: Vec<u64> = logp
+        .iter()
+        .enumerate()
+        .map(|(id, &lp)| (u64::from(!total_order_key(lp)) << 32) | id as u64)
+        .collect();
+    keys.sort_unstable();
+    keys.iter()
+        .map(|&key| (key & 0xffff_ffff) as usize)
+        .collect()
+}
+
+/// A u32 that orders floats as `f32::total_cmp` does (negative NaN < -inf < ... < inf < NaN).
+fn total_order_key(x: f32) -> u32 {
+    let bits = x.to_bits();
+    if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 1 << 31
+    }
+}
+
 /// Sample one id from `logits` with `params`, reporting `n_top` candidates.
 pub fn sample(logits: &[f32], params: &SamplingParams, n_top: usize, rng: &mut Rng) -> Sampled {
     let logp = log_softmax(logits, params.temperature);
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    // Highest first; ties broken by the lower id so the order is deterministic.
-    order.sort_by(|&a, &b| logp[b].total_cmp(&logp[a]).then(a.cmp(&b)));
+    let order = by_logprob(&logp);
 
     let mut keep = order.len();
     if params.top_k > 0 {
@@ -102,6 +126,31 @@ pub fn sample(logits: &[f32], params: &SamplingParams, n_top: usize, rng: &mut R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sort_keys_give_the_order_of_comparing_pairs() {
+        let mut logp = vec![
+            -1.5,
+            0.0,
+            -0.0,
+            -1.5,
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            -1e-30,
+            2.25,
+            -1.5,
+            f32::NAN,
+            -f32::NAN,
+            1e-30,
+            2.25,
+        ];
+        let mut rng = Rng::new(3);
+        logp.extend((0..500).map(|_| -((rng.below(40) as f32) / 8.0)));
+        let mut expected: Vec<usize> = (0..logp.len()).collect();
+        expected.sort_by(|&a, &b| logp[b].total_cmp(&logp[a]).then(a.cmp(&b)));
+        assert_eq!(by_logprob(&logp), expected);
+        assert_eq!(&by_logprob(&logp)[..3], &[9, 5, 7]); // NaN, inf, then the first 2.25
+    }
 
     #[test]
     fn log_softmax_by_hand() {
