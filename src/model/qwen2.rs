@@ -458,7 +458,10 @@ fn few_rows_on_threads<const N: usize>(x: &Tensor<N>, weight: &Tensor<2>) -> Opt
     {
         return None;
     }
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    // Asked once: on Linux the answer reads cgroup files, and this runs for every product.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads =
+        *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |t| t.get()));
     let parts = (2..=threads.min(8)).rev().find(|p| n % p == 0)?;
     let blocks = weight
         .clone()

@@ -57,8 +57,8 @@ pub fn log_softmax(logits: &[f32], temperature: f32) -> Vec<f32> {
 
 /// Ids from the highest logprob to the lowest; ties broken by the lower id so the order is
 /// deterministic. Each id is sorted as one u64 key, descending logprob (in `f32::total_cmp`'s
-/// order) above ascending id: the order of comparing the pairs, several times faster over a 32K
-/// vocabulary.
+/// order) above ascending id: the order of comparing the pairs, in about half the time (32,000
+/// ids: 0.8 against 1.6 ms here).
 fn by_logprob(logp: &[f32]) -> Vec<usize> {
     let mut keys: Vec<u64> = logp
         .iter()
