@@ -4,9 +4,10 @@
 //! [`Lab::iterate`] is one PPO iteration ([`walkthrough`]): the page steps through its result
 //! or, while training, only charts its metrics.
 
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
+use crate::adamw::AdamW;
 use crate::compute::{BackendKind, Compute, now_ms};
 use crate::data::gsm_mini;
 use crate::model::chat::gsm8k_prompt;
@@ -329,7 +330,7 @@ impl Lab {
         Ok(Self {
             policy: Some(policy),
             reference,
-            optim: AdamWConfig::new().with_weight_decay(0.0).init(),
+            optim: AdamW::new(0.0).init(),
             tokenizer,
             tasks,
             eos_ids,

@@ -10,6 +10,7 @@
 //!
 //! [`Device`]: burn::tensor::Device
 
+pub mod adamw;
 pub mod adamw8bit;
 pub mod compute;
 pub mod data;

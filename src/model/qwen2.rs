@@ -110,15 +110,10 @@ impl Attention {
         let [b, t, _] = x.dims();
         let (h, k, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
 
-        let q = linear(&self.q_proj, x.clone())
-            .reshape([b, t, h, hd])
-            .swap_dims(1, 2); // [B, H, T, hd]
-        let key = linear(&self.k_proj, x.clone())
-            .reshape([b, t, k, hd])
-            .swap_dims(1, 2); // [B, K, T, hd]
-        let value = linear(&self.v_proj, x)
-            .reshape([b, t, k, hd])
-            .swap_dims(1, 2); // [B, K, T, hd]
+        let [q, key, value] = linears([&self.q_proj, &self.k_proj, &self.v_proj], x);
+        let q = q.reshape([b, t, h, hd]).swap_dims(1, 2); // [B, H, T, hd]
+        let key = key.reshape([b, t, k, hd]).swap_dims(1, 2); // [B, K, T, hd]
+        let value = value.reshape([b, t, k, hd]).swap_dims(1, 2); // [B, K, T, hd]
 
         let q = apply_rope(q, rope);
         let key = apply_rope(key, rope);
@@ -171,8 +166,8 @@ pub struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(linear(&self.gate_proj, x.clone())); // [B, T, I]
-        linear(&self.down_proj, gate * linear(&self.up_proj, x)) // [B, T, D]
+        let [gate, up] = linears([&self.gate_proj, &self.up_proj], x); // [B, T, I] each
+        linear(&self.down_proj, silu(gate) * up) // [B, T, D]
     }
 }
 
@@ -355,7 +350,9 @@ impl Qwen2Model {
                 let d = hidden.dims()[2];
                 let flat = head_in.reshape([b * logits_len, d]); // [B * L, D]
                 let embed = cast_to(self.embed_tokens.weight.val(), self.compute_dtype);
-                let logits = flat.matmul(embed.transpose()); // [B * L, V]
+                let embed_t = embed.transpose(); // [D, V], a view of [V, D]
+                let logits =
+                    few_rows(&flat, &embed_t, None).unwrap_or_else(|| flat.matmul(embed_t)); // [B * L, V]
                 logits.reshape([b, logits_len, self.config.vocab_size])
             }
         }; // [B, L, V]
@@ -417,11 +414,9 @@ fn cast_to<const N: usize>(x: Tensor<N>, dtype: DType) -> Tensor<N> {
 fn linear<const N: usize>(layer: &Linear, x: Tensor<N>) -> Tensor<N> {
     let dtype = x.dtype();
     if layer.weight.val().dtype() == dtype {
-        if let Some(y) = few_rows_on_threads(&x, &layer.weight.val()) {
-            return match &layer.bias {
-                Some(bias) => y + bias.val().unsqueeze(),
-                None => y,
-            };
+        let bias = layer.bias.as_ref().map(Param::val);
+        if let Some(y) = few_rows(&x, &layer.weight.val(), bias.as_ref()) {
+            return y;
         }
         return layer.forward(x);
     }
@@ -432,55 +427,56 @@ fn linear<const N: usize>(layer: &Linear, x: Tensor<N>) -> Tensor<N> {
     )
 }
 
-/// `x @ weight` for a product with few rows (decoding: one token per sequence) on flex, split
-/// across threads, or `None` to let `linear` run it.
-///
-/// Such a product streams the whole weight for little arithmetic. flex 0.22 hands a product under
-/// 192^3 multiply-adds to gemm on one thread, but runs the matrices of a batched product on
-/// separate threads once they total 128^3. So the weight `[K, N]` is viewed, without a copy, as
-/// `parts` column blocks `[parts, K, N / parts]`, multiplied as one batch, and the blocks are put
-/// side by side again. Measured on this project's 2-core machine, `[4, 512] @ [512, 1536]` over
-/// 30 different weights: 21.5 ms in one product each, 13.3 ms in two blocks.
-#[cfg(not(target_arch = "wasm32"))]
-fn few_rows_on_threads<const N: usize>(x: &Tensor<N>, weight: &Tensor<2>) -> Option<Tensor<N>> {
-    const ONE_THREAD_BELOW: usize = 192 * 192 * 192;
-    const BATCH_THREADS_FROM: usize = 128 * 128 * 128;
-    // Larger products keep gemm's own blocking (the tiny model's training products are in the
-    // range above too, and lost time split).
-    const FEW_ROWS: usize = 16;
-    let dims = x.dims();
-    let [k, n] = weight.dims();
-    let rows = dims[..N - 1].iter().product::<usize>();
-    let work = rows * k * n;
-    if rows > FEW_ROWS
-        || !(BATCH_THREADS_FROM..ONE_THREAD_BELOW).contains(&work)
-        || *x.device().as_dispatch() != *Device::flex().as_dispatch()
-    {
-        return None;
+/// Several Linear layers on the same input: in one [`few_rows::linear_many`] call when it takes
+/// them (decoding on flex), else one [`linear`] each.
+fn linears<const N: usize, const W: usize>(layers: [&Linear; W], x: Tensor<N>) -> [Tensor<N>; W] {
+    let dtype = x.dtype();
+    if layers.iter().all(|l| l.weight.val().dtype() == dtype) {
+        let weights = layers.map(|l| (l.weight.val(), l.bias.as_ref().map(Param::val)));
+        if let Some(ys) = few_rows_many(
+            &x,
+            std::array::from_fn(|i| (&weights[i].0, weights[i].1.as_ref())),
+        ) {
+            return ys;
+        }
     }
-    // Asked once: on Linux the answer reads cgroup files, and this runs for every product.
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let threads =
-        *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |t| t.get()));
-    let parts = (2..=threads.min(8)).rev().find(|p| n % p == 0)?;
-    let blocks = weight
-        .clone()
-        .reshape([k, parts, n / parts])
-        .swap_dims(0, 1); // [parts, K, N / parts], a view
-    let y = x
-        .clone()
-        .reshape([1, rows, k])
-        .matmul(blocks) // [parts, rows, N / parts]
-        .swap_dims(0, 1)
-        .reshape([rows, n]);
-    let mut out = dims;
-    out[N - 1] = n;
-    Some(y.reshape(out))
+    layers.map(|l| linear(l, x.clone()))
+}
+
+/// `x @ weight (+ bias)` through [`few_rows::linear`](super::few_rows::linear) when it takes
+/// the product (decoding on flex), else `None`.
+#[cfg(not(target_arch = "wasm32"))]
+fn few_rows<const N: usize>(
+    x: &Tensor<N>,
+    weight: &Tensor<2>,
+    bias: Option<&Tensor<1>>,
+) -> Option<Tensor<N>> {
+    super::few_rows::linear(x, weight, bias)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn few_rows_many<const N: usize, const W: usize>(
+    x: &Tensor<N>,
+    layers: [(&Tensor<2>, Option<&Tensor<1>>); W],
+) -> Option<[Tensor<N>; W]> {
+    super::few_rows::linear_many(x, layers)
 }
 
 #[cfg(target_arch = "wasm32")]
-fn few_rows_on_threads<const N: usize>(_: &Tensor<N>, _: &Tensor<2>) -> Option<Tensor<N>> {
-    None // flex has no threads in the page
+fn few_rows_many<const N: usize, const W: usize>(
+    _: &Tensor<N>,
+    _: [(&Tensor<2>, Option<&Tensor<1>>); W],
+) -> Option<[Tensor<N>; W]> {
+    None
+}
+
+#[cfg(target_arch = "wasm32")]
+fn few_rows<const N: usize>(
+    _: &Tensor<N>,
+    _: &Tensor<2>,
+    _: Option<&Tensor<1>>,
+) -> Option<Tensor<N>> {
+    None // the page's tiny model: burn's own product
 }
 
 fn to_f32<const N: usize>(x: Tensor<N>) -> Tensor<N> {
@@ -496,10 +492,11 @@ mod tests {
     use super::*;
     use burn::tensor::{Distribution, Tolerance};
 
-    /// A decoding-sized product (4 rows through a 512 x 1536 weight with a bias) runs split into
-    /// column blocks on flex, and gives the plain product's numbers, in the right columns.
+    /// A decoding-sized product (4 rows through a 512 x 1536 weight with a bias) and the tied LM
+    /// head (`x @ E^T` with `E [V, D]`) run in `few_rows` on flex and give burn's numbers; a
+    /// product with many rows, or on the autodiff device (which must record it), is left to burn.
     #[test]
-    fn few_rows_split_across_threads_give_the_plain_product() {
+    fn few_rows_products_give_burns_numbers() {
         let device = Device::flex();
         let layer = Linear {
             weight: Param::from_tensor(Tensor::random([512, 1536], Distribution::Default, &device)),
@@ -510,24 +507,27 @@ mod tests {
             ))),
         };
         let x = Tensor::<3>::random([4, 1, 512], Distribution::Default, &device);
-        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-        let split = few_rows_on_threads(&x, &layer.weight.val());
-        assert_eq!(
-            split.is_some(),
-            threads > 1,
-            "split only where there are threads"
-        );
-        let expected = x.clone().matmul(layer.weight.val().unsqueeze())
-            + layer.bias.as_ref().unwrap().val().unsqueeze();
-        let got = linear(&layer, x.clone());
+        let bias = layer.bias.as_ref().unwrap().val();
+        let expected = layer.forward(x.clone());
+        let got = few_rows(&x, &layer.weight.val(), Some(&bias)).expect("taken on flex");
         assert_eq!(got.dims(), [4, 1, 1536]);
         got.into_data()
             .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::rel_abs(1e-5, 1e-4));
-        // Many rows, or a small weight, keep the plain product.
+        assert_eq!(linear(&layer, x.clone()).dims(), [4, 1, 1536]);
+
+        let embed = Tensor::<2>::random([1000, 512], Distribution::Default, &device);
+        let flat = x.clone().reshape([4, 512]);
+        let head = few_rows(&flat, &embed.clone().transpose(), None).expect("transposed view");
+        head.into_data().assert_approx_eq::<f32>(
+            &flat.clone().matmul(embed.transpose()).into_data(),
+            Tolerance::rel_abs(1e-5, 1e-4),
+        );
+
         let rows = Tensor::<3>::random([4, 48, 512], Distribution::Default, &device);
-        assert!(few_rows_on_threads(&rows, &layer.weight.val()).is_none());
-        let small = Tensor::<2>::random([64, 192], Distribution::Default, &device);
-        let x_small = Tensor::<3>::random([4, 1, 64], Distribution::Default, &device);
-        assert!(few_rows_on_threads(&x_small, &small).is_none());
+        assert!(few_rows(&rows, &layer.weight.val(), None).is_none());
+        let ad = device.clone().autodiff();
+        let w_ad = Tensor::<2>::random([512, 64], Distribution::Default, &ad).require_grad();
+        let x_ad = Tensor::<2>::random([4, 512], Distribution::Default, &ad);
+        assert!(few_rows(&x_ad, &w_ad, None).is_none());
     }
 }

@@ -23,9 +23,10 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
 use burn::module::Module;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::adamw::AdamW;
 use crate::compute::{block_on, read_f32};
 use crate::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
 use crate::ppo::gae::{GaeParams, gae};
@@ -357,7 +358,7 @@ pub fn run(model_name: &str, iters: usize, device: &Device) -> Result<BenchResul
         )
         .map_err(|e| anyhow!("{e}"))?,
     );
-    let mut optim: ModuleOptimizer = AdamWConfig::new().with_weight_decay(0.0).init();
+    let mut optim: ModuleOptimizer = AdamW::new(0.0).init();
     let prompts = random_ids(&mut rng, config.vocab_size, PPO_ROLLOUTS, PPO_PROMPT);
     let mut runs: Vec<Phases> = Vec::new();
     reset_peak();

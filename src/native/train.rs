@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Module;
-use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,7 @@ use super::model_dir::{
     CONFIG, TOKENIZER, VALUE_HEAD, WEIGHTS, load_dir, open_device, write_dir_atomically,
 };
 use super::plots::write_plots;
+use crate::adamw::AdamW;
 use crate::adamw8bit::AdamW8bit;
 use crate::compute::block_on;
 use crate::data::gsm_mini::gsm_mini;
@@ -260,9 +261,7 @@ pub fn train(
         if p.use_8bit_adam {
             AdamW8bit::new(p.weight_decay as f32).init()
         } else {
-            AdamWConfig::new()
-                .with_weight_decay(p.weight_decay as f32)
-                .init()
+            AdamW::new(p.weight_decay as f32).init()
         }
     };
     let (mut policy, mut optim, state) = match resume {

@@ -165,7 +165,11 @@ pub(crate) fn global_norm<M: Module>(module: &M, grads: &GradientsParams) -> Opt
     impl ModuleVisitor for SumSquares<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(g) = self.0.get::<D>(param.id) {
-                let sq = g.powf_scalar(2.0).sum();
+                // On flex, one pass without a squared copy of the gradient (src/adamw.rs).
+                let sq = match crate::adamw::sum_of_squares(&g) {
+                    Some(s) => Tensor::from_floats([s as f32], &g.device()),
+                    None => g.powf_scalar(2.0).sum(),
+                };
                 self.1 = Some(match self.1.take() {
                     Some(total) => total + sq,
                     None => sq,

@@ -168,7 +168,12 @@ pub fn response_outputs(
     let r = s - prompt_len;
     // Logits only where a response token is predicted: positions P - 1 .. P + R - 2.
     let out = model.forward_window(ids.clone(), attention_mask, prompt_len - 1, r);
-    let logits = out.logits.div_scalar(temperature); // [B, R, V]
+    // x / 1 is x: at temperature 1 the division (forward and backward over [B, R, V]) is skipped.
+    let logits = if temperature == 1.0 {
+        out.logits
+    } else {
+        out.logits.div_scalar(temperature)
+    }; // [B, R, V]
     let targets = ids.narrow(1, prompt_len, r).unsqueeze_dim::<3>(2); // [B, R, 1]
     let picked = logits.clone().gather(2, targets); // [B, R, 1]
     let logprobs = (picked - logsumexp(logits.clone())).squeeze_dim::<2>(2); // [B, R]

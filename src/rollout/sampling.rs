@@ -60,14 +60,18 @@ pub fn log_softmax(logits: &[f32], temperature: f32) -> Vec<f32> {
 /// order) above ascending id: the order of comparing the pairs, in about half the time (32,000
 /// ids: 0.8 against 1.6 ms here).
 fn by_logprob(logp: &[f32]) -> Vec<usize> {
-    let mut keys: Vec<u64> = logp
-        .iter()
-        .enumerate()
-        .map(|(id, &lp)| (u64::from(!total_order_key(lp)) << 32) | id as u64)
-        .collect();
+    let mut keys = sort_keys(logp);
     keys.sort_unstable();
     keys.iter()
         .map(|&key| (key & 0xffff_ffff) as usize)
+        .collect()
+}
+
+/// One key per id: descending logprob above ascending id.
+fn sort_keys(logp: &[f32]) -> Vec<u64> {
+    logp.iter()
+        .enumerate()
+        .map(|(id, &lp)| (u64::from(!total_order_key(lp)) << 32) | id as u64)
         .collect()
 }
 
@@ -82,45 +86,84 @@ fn total_order_key(x: f32) -> u32 {
 }
 
 /// Sample one id from `logits` with `params`, reporting `n_top` candidates.
+///
+/// With top-k or top-p the kept ids are the most likely ones, so the ids are sorted by logprob
+/// and the draw walks them in that order. Without either, every id is kept and the draw walks
+/// them in id order: the same distribution, without sorting the vocabulary at every step (a
+/// 32,000-id sort took about 0.8 ms, most of a step's sampling).
 pub fn sample(logits: &[f32], params: &SamplingParams, n_top: usize, rng: &mut Rng) -> Sampled {
     let logp = log_softmax(logits, params.temperature);
-    let order = by_logprob(&logp);
-
-    let mut keep = order.len();
-    if params.top_k > 0 {
-        keep = keep.min(params.top_k);
-    }
-    if params.top_p < 1.0 {
-        let mut mass = 0.0f64;
-        for (i, &id) in order.iter().enumerate().take(keep) {
-            mass += (logp[id] as f64).exp();
-            if mass >= params.top_p as f64 {
-                keep = i + 1;
-                break;
+    let truncated = (params.top_k > 0 && params.top_k < logp.len()) || params.top_p < 1.0;
+    let chosen = if truncated {
+        let order = by_logprob(&logp);
+        let mut keep = order.len();
+        if params.top_k > 0 {
+            keep = keep.min(params.top_k);
+        }
+        if params.top_p < 1.0 {
+            let mut mass = 0.0f64;
+            for (i, &id) in order.iter().enumerate().take(keep) {
+                mass += (logp[id] as f64).exp();
+                if mass >= params.top_p as f64 {
+                    keep = i + 1;
+                    break;
+                }
             }
         }
-    }
-    let kept = &order[..keep.max(1)];
-    let total: f64 = kept.iter().map(|&id| (logp[id] as f64).exp()).sum();
-    let mut u = rng.unit() * total;
-    let mut chosen = kept[kept.len() - 1];
-    for &id in kept {
-        u -= (logp[id] as f64).exp();
-        if u < 0.0 {
-            chosen = id;
-            break;
-        }
-    }
-    let top = order
-        .iter()
-        .take(n_top)
-        .map(|&id| (id as u32, (logp[id] as f64).exp() as f32))
+        draw(order[..keep.max(1)].iter().copied(), &logp, rng)
+    } else {
+        draw(0..logp.len(), &logp, rng)
+    };
+    let top = most_likely(&logp, n_top)
+        .into_iter()
+        .map(|id| (id as u32, (logp[id] as f64).exp() as f32))
         .collect();
     Sampled {
         id: chosen as u32,
         logprob: logp[chosen],
         top,
     }
+}
+
+/// One id of `ids` with probability proportional to exp(logp): the first id at which the
+/// running sum of probabilities passes a uniform draw over their total.
+fn draw<I>(ids: I, logp: &[f32], rng: &mut Rng) -> usize
+where
+    I: IntoIterator<Item = usize> + Clone,
+{
+    let total: f64 = ids
+        .clone()
+        .into_iter()
+        .map(|id| (logp[id] as f64).exp())
+        .sum();
+    let mut u = rng.unit() * total;
+    let mut last = 0;
+    for id in ids {
+        u -= (logp[id] as f64).exp();
+        if u < 0.0 {
+            return id;
+        }
+        last = id;
+    }
+    last // rounding left a sliver of u: the last id
+}
+
+/// The `n` most likely ids, highest first, in [`by_logprob`]'s order (ties to the lower id),
+/// selected without sorting the whole vocabulary.
+fn most_likely(logp: &[f32], n: usize) -> Vec<usize> {
+    let n = n.min(logp.len());
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut keys = sort_keys(logp);
+    if n < keys.len() {
+        keys.select_nth_unstable(n - 1);
+        keys.truncate(n);
+    }
+    keys.sort_unstable();
+    keys.iter()
+        .map(|&key| (key & 0xffff_ffff) as usize)
+        .collect()
 }
 
 #[cfg(test)]
@@ -150,6 +193,14 @@ mod tests {
         expected.sort_by(|&a, &b| logp[b].total_cmp(&logp[a]).then(a.cmp(&b)));
         assert_eq!(by_logprob(&logp), expected);
         assert_eq!(&by_logprob(&logp)[..3], &[9, 5, 7]); // NaN, inf, then the first 2.25
+        // The top candidates are the sort's first ids, for every n.
+        for n in [0, 1, 2, 3, 7, 40, logp.len(), logp.len() + 5] {
+            assert_eq!(
+                most_likely(&logp, n),
+                expected[..n.min(logp.len())],
+                "n = {n}"
+            );
+        }
     }
 
     #[test]

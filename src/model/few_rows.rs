@@ -1,0 +1,823 @@
+//! Matrix products with few rows on the CPU: what decoding does (one new token per sequence, so
+//! `x [m, K]` with m = the batch, 4 or 8), natively on flex.
+//!
+//! Such a product reads every weight once for only `m` multiply-adds each: its speed is how fast
+//! the weight streams from memory. gemm (flex's matrix product) packs the weight into panels
+//! first and runs products this small on one thread, so on this project's 2-core machine it
+//! reached 2 to 9 GB/s where the machine reads about 20. Here each thread takes a range of output
+//! columns and streams its part of the weight once, straight from where it lies:
+//!
+//! - [`Weight::Rows`]: the weight is `[K, N]` in row-major order (a `Linear`'s `[d_in, d_out]`).
+//!   A tile of `R` rows by `C` vectors of columns keeps its sums in registers; each step over k
+//!   loads `C` vectors of one weight row (prefetched a few rows ahead) and multiplies them by `R`
+//!   broadcast inputs.
+//! - [`Weight::Cols`]: the weight's transpose `[N, K]` is what lies in memory (the embedding
+//!   `[V, D]` of a tied LM head, used as `x @ E^T`). Each output is a dot product of two
+//!   contiguous rows; one weight row at a time meets `R` input rows, `R` vector sums.
+//!
+//! Products that read the same input (q, k and v; gate and up) go in one call, [`linear_many`],
+//! so that the threads are woken once for all of them.
+//!
+//! AVX-512 and AVX2+FMA are chosen at run time; elsewhere plain loops do the same work. The sums
+//! run over k in the same order in every path, so every path gives the same products to within
+//! float rounding of the vector lanes' partial sums (tested against burn's product).
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, Tensor, TensorData};
+
+/// Products with at most this many rows run here; more rows have enough arithmetic per weight
+/// for gemm's blocking to win.
+pub const FEW_ROWS: usize = 16;
+
+/// Below this many weight values (256 KiB) the products stay on one thread: handing out the work
+/// would cost more than it saves.
+const THREADS_FROM: usize = 64 * 1024;
+
+/// `x [.., K] @ weight [K, N] (+ bias [N])` computed here, or `None` to let burn run it: when a
+/// tensor is not a plain flex tensor (an autodiff tensor, another backend), is not f32, when x
+/// has more than [`FEW_ROWS`] rows, or when the weight is neither `[K, N]` nor the transpose of
+/// a row-major `[N, K]` in memory.
+pub fn linear<const D: usize>(
+    x: &Tensor<D>,
+    weight: &Tensor<2>,
+    bias: Option<&Tensor<1>>,
+) -> Option<Tensor<D>> {
+    let [y] = linear_many(x, [(weight, bias)])?;
+    Some(y)
+}
+
+/// [`linear`] for several weights that read the same `x` (q, k and v; gate and up): one call
+/// shares their columns out between the threads, so the threads wake once instead of once per
+/// product. `None` unless every product can run here.
+pub fn linear_many<const D: usize, const W: usize>(
+    x: &Tensor<D>,
+    layers: [(&Tensor<2>, Option<&Tensor<1>>); W],
+) -> Option<[Tensor<D>; W]> {
+    let dims = x.dims();
+    let m: usize = dims[..D - 1].iter().product();
+    let k = dims[D - 1];
+    if m > FEW_ROWS || x.dtype() != DType::F32 {
+        return None;
+    }
+    let x = contiguous(x.clone().try_into_primitive::<Flex>().ok()?);
+    let mut weights = Vec::with_capacity(W);
+    for (weight, bias) in layers {
+        let [wk, n] = weight.dims();
+        let w = weight.clone().try_into_primitive::<Flex>().ok()?;
+        let bias = match bias {
+            Some(b) => Some(contiguous(b.clone().try_into_primitive::<Flex>().ok()?)),
+            None => None,
+        };
+        let f32s = |t: &FlexTensor| t.dtype() == DType::F32;
+        if wk != k
+            || !f32s(&w)
+            || bias
+                .as_ref()
+                .is_some_and(|b| !f32s(b) || b.layout().num_elements() != n)
+        {
+            return None;
+        }
+        let layout = match w.layout().strides() {
+            [s, 1] if *s == n as isize => Layout::Rows,
+            [1, s] if *s == k as isize => Layout::Cols,
+            _ => return None,
+        };
+        weights.push((w, layout, bias, n));
+    }
+    let jobs: Vec<Product<'_>> = weights
+        .iter()
+        .map(|(w, layout, bias, n)| {
+            let values = &w.storage::<f32>()[w.layout().start_offset()..];
+            Product {
+                weight: match layout {
+                    Layout::Rows => Weight::Rows(values),
+                    Layout::Cols => Weight::Cols(values),
+                },
+                n: *n,
+                bias: bias.as_ref().and_then(|b| b.as_slice::<f32>()),
+            }
+        })
+        .collect();
+    let values: usize = jobs.iter().map(|j| j.n * k).sum();
+    let threads = if values >= THREADS_FROM {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let outs = matmul_many(x.as_slice::<f32>()?, (m, k), &jobs, threads, simd());
+    let mut outs = outs.into_iter().zip(&jobs).map(|(out, job)| {
+        let mut shape = dims;
+        shape[D - 1] = job.n;
+        let out = FlexTensor::from_data(TensorData::new(out, shape));
+        Tensor::from_primitive::<Flex>(out)
+    });
+    Some(std::array::from_fn(|_| {
+        outs.next().expect("one output per weight")
+    }))
+}
+
+#[derive(Clone, Copy)]
+enum Layout {
+    Rows,
+    Cols,
+}
+
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.layout().contiguous_offsets().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// [`Simd::detect`], asked once.
+fn simd() -> Simd {
+    static SIMD: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+    *SIMD.get_or_init(Simd::detect)
+}
+
+/// Where the weight of `x @ W` (`W [K, N]`) lies in memory.
+#[derive(Clone, Copy, Debug)]
+pub enum Weight<'a> {
+    /// `W[k][j]` at `k * N + j`.
+    Rows(&'a [f32]),
+    /// `W[k][j]` at `j * K + k` (the transpose is row-major).
+    Cols(&'a [f32]),
+}
+
+/// The instruction sets a product can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Simd {
+    /// Plain Rust loops.
+    Scalar,
+    /// x86-64 AVX2 with FMA: 8 lanes.
+    Avx2,
+    /// x86-64 AVX-512F: 16 lanes.
+    Avx512,
+}
+
+impl Simd {
+    /// The widest this CPU has.
+    pub fn detect() -> Simd {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Simd::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Simd::Avx2;
+            }
+        }
+        Simd::Scalar
+    }
+
+    /// Every level this CPU can run (for tests).
+    pub fn available() -> Vec<Simd> {
+        let best = Simd::detect();
+        [Simd::Scalar, Simd::Avx2, Simd::Avx512]
+            .into_iter()
+            .filter(|&s| s as u8 <= best as u8)
+            .collect()
+    }
+}
+
+/// One product of [`matmul_many`]: `x @ weight (+ bias)`, `weight [K, n]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Product<'a> {
+    pub weight: Weight<'a>,
+    pub n: usize,
+    pub bias: Option<&'a [f32]>,
+}
+
+/// Every product's `[m, n]` output, for products that share `x [m, K]`: all their columns
+/// together are cut into `threads` runs of about equal length (whole 64-column tiles), and each
+/// thread computes its run, which may cross from one product into the next.
+pub fn matmul_many(
+    x: &[f32],
+    (m, k): (usize, usize),
+    products: &[Product<'_>],
+    threads: usize,
+    simd: Simd,
+) -> Vec<Vec<f32>> {
+    assert!(
+        x.len() >= m * k,
+        "x holds {} values, [{m}, {k}] needs more",
+        x.len()
+    );
+    for p in products {
+        let n = p.n;
+        let w_len = match p.weight {
+            Weight::Rows(w) | Weight::Cols(w) => w.len(),
+        };
+        assert!(
+            w_len >= k * n,
+            "the weight holds {w_len} values, [{k}, {n}] needs more"
+        );
+        if let Some(b) = p.bias {
+            assert!(
+                b.len() >= n,
+                "the bias holds {} values, {n} needed",
+                b.len()
+            );
+        }
+    }
+    let mut outs: Vec<Vec<f32>> = products.iter().map(|p| vec![0f32; m * p.n]).collect();
+    if m == 0 {
+        return outs;
+    }
+    // The runs: (product, first column, end column), split at tile boundaries.
+    let total: usize = products.iter().map(|p| p.n).sum();
+    let parts = threads.clamp(1, total.div_ceil(64).max(1));
+    let per_part = total.div_ceil(parts).div_ceil(64) * 64;
+    let mut runs: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); parts];
+    let (mut part, mut room) = (0, per_part);
+    for (i, p) in products.iter().enumerate() {
+        let mut j = 0;
+        while j < p.n {
+            let len = room.min(p.n - j);
+            runs[part].push((i, j, j + len));
+            j += len;
+            room -= len;
+            if room == 0 && part + 1 < parts {
+                part += 1;
+                room = per_part;
+            }
+        }
+    }
+    let out_ptrs: Vec<SendPtr> = outs.iter_mut().map(|o| SendPtr(o.as_mut_ptr())).collect();
+    let run = |list: &[(usize, usize, usize)]| {
+        for &(i, j0, j1) in list {
+            let p = &products[i];
+            let out = out_ptrs[i];
+            // SAFETY: the slices were checked above; runs write disjoint column ranges.
+            unsafe { columns(x, (m, k, p.n), p.weight, p.bias, out.0, (j0, j1), simd) };
+        }
+    };
+    match runs.split_first() {
+        Some((first, rest)) if !rest.is_empty() => rayon::scope(|s| {
+            for list in rest {
+                s.spawn(move |_| run(list));
+            }
+            run(first);
+        }),
+        Some((first, _)) => run(first),
+        None => {}
+    }
+    outs
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the pointer is only written through at disjoint column ranges (see `matmul`).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// Columns `j0..j1` of the product, written into `out` (row stride N).
+///
+/// # Safety
+/// `x`, the weight, `bias` and `out` must hold the shapes' values; no other thread may touch
+/// these columns of `out`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn columns(
+    x: &[f32],
+    shape: (usize, usize, usize),
+    weight: Weight<'_>,
+    bias: Option<&[f32]>,
+    out: *mut f32,
+    range: (usize, usize),
+    simd: Simd,
+) {
+    let x = x.as_ptr();
+    let bias = bias.map(<[f32]>::as_ptr);
+    match (simd, weight) {
+        #[cfg(target_arch = "x86_64")]
+        (Simd::Avx512, Weight::Rows(w)) => unsafe {
+            x86::rows_avx512(x, shape, w.as_ptr(), bias, out, range)
+        },
+        #[cfg(target_arch = "x86_64")]
+        (Simd::Avx512, Weight::Cols(w)) => unsafe {
+            x86::cols_avx512(x, shape, w.as_ptr(), bias, out, range)
+        },
+        #[cfg(target_arch = "x86_64")]
+        (Simd::Avx2, Weight::Rows(w)) => unsafe {
+            x86::rows_avx2(x, shape, w.as_ptr(), bias, out, range)
+        },
+        #[cfg(target_arch = "x86_64")]
+        (Simd::Avx2, Weight::Cols(w)) => unsafe {
+            x86::cols_avx2(x, shape, w.as_ptr(), bias, out, range)
+        },
+        (_, Weight::Rows(w)) => unsafe {
+            generic::rows::<f32, 4, 4>(x, shape, w.as_ptr(), bias, out, range)
+        },
+        (_, Weight::Cols(w)) => unsafe {
+            generic::cols::<f32, 4>(x, shape, w.as_ptr(), bias, out, range)
+        },
+    }
+}
+
+/// A vector of f32 lanes (one register). Implemented for plain `f32` (one lane) and, on x86-64,
+/// for AVX2 and AVX-512 registers; the kernels are written once over it.
+trait Lanes: Copy {
+    const N: usize;
+    unsafe fn zero() -> Self;
+    unsafe fn splat(x: f32) -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn store(self, p: *mut f32);
+    /// `self * b + c`
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self;
+    unsafe fn sum(self) -> f32;
+}
+
+impl Lanes for f32 {
+    const N: usize = 1;
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        0.0
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self {
+        x
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { *p }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { *p = self }
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+        self * b + c
+    }
+    #[inline(always)]
+    unsafe fn sum(self) -> f32 {
+        self
+    }
+}
+
+/// The kernels, generic over the register type. Every function is `inline(always)` so that it
+/// compiles inside the `target_feature` functions of `x86` with their instructions.
+mod generic {
+    use super::Lanes;
+
+    /// Row tiles read the weight `PF_ROWS` rows ahead of their use (a strided stream, which the
+    /// hardware prefetcher follows less well than a sequential one).
+    const PF_ROWS: usize = 16;
+
+    /// Ask for the cache line at `p` ahead of its use (a hint; nothing off x86-64).
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(p as *const i8)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = p;
+    }
+
+    /// [`Weight::Rows`](super::Weight::Rows): tiles of `R` rows by `C` vectors of columns, then
+    /// narrower tiles for the last columns, then one column at a time.
+    #[inline(always)]
+    pub unsafe fn rows<V: Lanes, const R: usize, const C: usize>(
+        x: *const f32,
+        (m, k, n): (usize, usize, usize),
+        w: *const f32,
+        bias: Option<*const f32>,
+        out: *mut f32,
+        (j0, j1): (usize, usize),
+    ) {
+        let mut j = j0;
+        while j + C * V::N <= j1 {
+            unsafe { rows_block::<V, R, C>(x, (m, k, n), w, bias, out, j) };
+            j += C * V::N;
+        }
+        while j + V::N <= j1 {
+            unsafe { rows_block::<V, R, 1>(x, (m, k, n), w, bias, out, j) };
+            j += V::N;
+        }
+        while j < j1 {
+            unsafe { rows_block::<f32, R, 1>(x, (m, k, n), w, bias, out, j) };
+            j += 1;
+        }
+    }
+
+    /// Columns `j .. j + C * V::N` for every row, `R` rows at a time.
+    #[inline(always)]
+    unsafe fn rows_block<V: Lanes, const R: usize, const C: usize>(
+        x: *const f32,
+        (m, k, n): (usize, usize, usize),
+        w: *const f32,
+        bias: Option<*const f32>,
+        out: *mut f32,
+        j: usize,
+    ) {
+        let mut i = 0;
+        while i + R <= m {
+            unsafe { rows_tile::<V, R, C>(x.add(i * k), (k, n), w, bias, out.add(i * n), j) };
+            i += R;
+        }
+        // The last m % R rows, one at a time.
+        while i < m {
+            unsafe { rows_tile::<V, 1, C>(x.add(i * k), (k, n), w, bias, out.add(i * n), j) };
+            i += 1;
+        }
+    }
+
+    /// One tile: rows `x[0..R]` (stride k) times columns `j .. j + C * V::N` of `W [K, N]`.
+    #[inline(always)]
+    unsafe fn rows_tile<V: Lanes, const R: usize, const C: usize>(
+        x: *const f32,
+        (k, n): (usize, usize),
+        w: *const f32,
+        bias: Option<*const f32>,
+        out: *mut f32,
+        j: usize,
+    ) {
+        unsafe {
+            let mut acc = [[V::zero(); C]; R];
+            for kk in 0..k {
+                let row = w.add(kk * n + j);
+                if kk + PF_ROWS < k {
+                    let ahead = row.add(PF_ROWS * n);
+                    for line in 0..(C * V::N).div_ceil(16) {
+                        prefetch(ahead.add(line * 16));
+                    }
+                }
+                let mut wv = [V::zero(); C];
+                for (c, v) in wv.iter_mut().enumerate() {
+                    *v = V::load(row.add(c * V::N));
+                }
+                for (r, sums) in acc.iter_mut().enumerate() {
+                    let xv = V::splat(*x.add(r * k + kk));
+                    for c in 0..C {
+                        sums[c] = xv.mul_add(wv[c], sums[c]);
+                    }
+                }
+            }
+            for (r, sums) in acc.iter().enumerate() {
+                for (c, &s) in sums.iter().enumerate() {
+                    let col = j + c * V::N;
+                    let s = match bias {
+                        Some(b) => add(s, V::load(b.add(col))),
+                        None => s,
+                    };
+                    s.store(out.add(r * n + col));
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn add<V: Lanes>(a: V, b: V) -> V {
+        unsafe { V::splat(1.0).mul_add(a, b) }
+    }
+
+    /// [`Weight::Cols`](super::Weight::Cols): one weight row at a time against `R` input rows,
+    /// each output a dot product over k (vectors, then the last k % V::N values one by one).
+    /// Reading one weight row at a time keeps the weight a single sequential stream, which the
+    /// hardware prefetcher follows; four rows at once (four short streams) measured slower here.
+    #[inline(always)]
+    pub unsafe fn cols<V: Lanes, const R: usize>(
+        x: *const f32,
+        (m, k, n): (usize, usize, usize),
+        w: *const f32,
+        bias: Option<*const f32>,
+        out: *mut f32,
+        (j0, j1): (usize, usize),
+    ) {
+        for j in j0..j1 {
+            unsafe { cols_block::<V, R, 1>(x, (m, k, n), w, bias, out, j) };
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn cols_block<V: Lanes, const R: usize, const J: usize>(
+        x: *const f32,
+        (m, k, n): (usize, usize, usize),
+        w: *const f32,
+        bias: Option<*const f32>,
+        out: *mut f32,
+        j: usize,
+    ) {
+        let mut i = 0;
+        while i + R <= m {
+            unsafe { cols_tile::<V, R, J>(x.add(i * k), (k, n), w, bias, out.add(i * n), j) };
+            i += R;
+        }
+        while i < m {
+            unsafe { cols_tile::<V, 1, J>(x.add(i * k), (k, n), w, bias, out.add(i * n), j) };
+            i += 1;
+        }
+    }
+
+    /// One tile: rows `x[0..R]` dotted with weight rows `j .. j + J` of `W^T [N, K]`.
+    #[inline(always)]
+    unsafe fn cols_tile<V: Lanes, const R: usize, const J: usize>(
+        x: *const f32,
+        (k, n): (usize, usize),
+        w: *const f32,
+        bias: Option<*const f32>,
+        out: *mut f32,
+        j: usize,
+    ) {
+        unsafe {
+            let mut acc = [[V::zero(); J]; R];
+            let body = k - k % V::N;
+            let mut kk = 0;
+            while kk < body {
+                let mut wv = [V::zero(); J];
+                for (c, v) in wv.iter_mut().enumerate() {
+                    *v = V::load(w.add((j + c) * k + kk));
+                }
+                for (r, sums) in acc.iter_mut().enumerate() {
+                    let xv = V::load(x.add(r * k + kk));
+                    for c in 0..J {
+                        sums[c] = xv.mul_add(wv[c], sums[c]);
+                    }
+                }
+                kk += V::N;
+            }
+            for (r, sums) in acc.iter().enumerate() {
+                for (c, &s) in sums.iter().enumerate() {
+                    let mut total = s.sum();
+                    for t in body..k {
+                        total += *x.add(r * k + t) * *w.add((j + c) * k + t);
+                    }
+                    if let Some(b) = bias {
+                        total += *b.add(j + c);
+                    }
+                    *out.add(r * n + j + c) = total;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Lanes, generic};
+    use std::arch::x86_64::*;
+
+    #[derive(Clone, Copy)]
+    struct Avx2(__m256);
+    #[derive(Clone, Copy)]
+    struct Avx512(__m512);
+
+    impl Lanes for Avx2 {
+        const N: usize = 8;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Avx2(unsafe { _mm256_setzero_ps() })
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            Avx2(unsafe { _mm256_set1_ps(x) })
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Avx2(unsafe { _mm256_loadu_ps(p) })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm256_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+            Avx2(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
+        }
+        #[inline(always)]
+        unsafe fn sum(self) -> f32 {
+            unsafe {
+                let halves = _mm_add_ps(
+                    _mm256_castps256_ps128(self.0),
+                    _mm256_extractf128_ps(self.0, 1),
+                );
+                let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
+                _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)))
+            }
+        }
+    }
+
+    impl Lanes for Avx512 {
+        const N: usize = 16;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Avx512(unsafe { _mm512_setzero_ps() })
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            Avx512(unsafe { _mm512_set1_ps(x) })
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Avx512(unsafe { _mm512_loadu_ps(p) })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn mul_add(self, b: Self, c: Self) -> Self {
+            Avx512(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
+        }
+        #[inline(always)]
+        unsafe fn sum(self) -> f32 {
+            unsafe { _mm512_reduce_add_ps(self.0) }
+        }
+    }
+
+    type Shape = (usize, usize, usize);
+
+    // Register budgets: AVX-512 has 32 registers, so 4 rows x 4 vectors (64 columns) of sums
+    // plus 4 weight vectors fit; AVX2 has 16, so 4 rows x 2 vectors (16 columns). Dot products
+    // keep 4 sums (4 input rows, one weight row).
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn rows_avx512(
+        x: *const f32,
+        shape: Shape,
+        w: *const f32,
+        bias: Option<*const f32>,
+        out: *mut f32,
+        range: (usize, usize),
+    ) {
+        unsafe { generic::rows::<Avx512, 4, 4>(x, shape, w, bias, out, range) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn cols_avx512(
+        x: *const f32,
+        shape: Shape,
+        w: *const f32,
+        bias: Option<*const f32>,
+        out: *mut f32,
+        range: (usize, usize),
+    ) {
+        unsafe { generic::cols::<Avx512, 4>(x, shape, w, bias, out, range) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn rows_avx2(
+        x: *const f32,
+        shape: Shape,
+        w: *const f32,
+        bias: Option<*const f32>,
+        out: *mut f32,
+        range: (usize, usize),
+    ) {
+        unsafe { generic::rows::<Avx2, 4, 2>(x, shape, w, bias, out, range) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn cols_avx2(
+        x: *const f32,
+        shape: Shape,
+        w: *const f32,
+        bias: Option<*const f32>,
+        out: *mut f32,
+        range: (usize, usize),
+    ) {
+        unsafe { generic::cols::<Avx2, 4>(x, shape, w, bias, out, range) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The product in f64, one output at a time.
+    fn reference(
+        x: &[f32],
+        (m, k, n): (usize, usize, usize),
+        w_kn: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Vec<f64> {
+        let mut out = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = bias.map_or(0.0, |b| b[j] as f64);
+                for t in 0..k {
+                    s += x[i * k + t] as f64 * w_kn[t * n + j] as f64;
+                }
+                out[i * n + j] = s;
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut rng = crate::rng::Rng::new(seed);
+        (0..len).map(|_| rng.unit() as f32 * 2.0 - 1.0).collect()
+    }
+
+    /// Every instruction set, both layouts, with and without a bias, on one and two threads,
+    /// with shapes that leave partial tiles in rows (m % 4), columns (n % 64, n % 16) and k
+    /// (k % 16): each output within float rounding of the f64 product.
+    #[test]
+    fn every_path_gives_the_product() {
+        for simd in Simd::available() {
+            for &(m, k, n) in &[
+                (1, 16, 64),
+                (3, 37, 131),
+                (4, 64, 200),
+                (5, 512, 97),
+                (9, 100, 1030),
+                (16, 33, 7),
+            ] {
+                let x = values(m * k, 1);
+                let w_kn = values(k * n, 2);
+                // The same weight stored transposed: [N, K].
+                let mut w_nk = vec![0f32; k * n];
+                for t in 0..k {
+                    for j in 0..n {
+                        w_nk[j * k + t] = w_kn[t * n + j];
+                    }
+                }
+                let b = values(n, 3);
+                for bias in [None, Some(b.as_slice())] {
+                    let expected = reference(&x, (m, k, n), &w_kn, bias);
+                    for (layout, weight) in
+                        [("rows", Weight::Rows(&w_kn)), ("cols", Weight::Cols(&w_nk))]
+                    {
+                        for threads in [1, 2] {
+                            let product = Product { weight, n, bias };
+                            let out = matmul_many(&x, (m, k), &[product], threads, simd).remove(0);
+                            for (idx, (&got, &want)) in out.iter().zip(&expected).enumerate() {
+                                let tol = 1e-5 * (k as f64).sqrt() + 1e-6;
+                                assert!(
+                                    (got as f64 - want).abs() <= tol,
+                                    "{simd:?} {layout} [{m},{k}]x[{k},{n}] bias {} threads {threads}: \
+                                     out[{}][{}] = {got}, expected {want}",
+                                    bias.is_some(),
+                                    idx / n,
+                                    idx % n
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Several products in one call, their columns cut into runs that cross from one product
+    /// into the next: each output equals its own product's.
+    #[test]
+    fn products_sharing_an_input_give_their_own_outputs() {
+        let (m, k) = (4, 40);
+        let x = values(m * k, 4);
+        let ns = [100, 7, 130];
+        let ws: Vec<Vec<f32>> = ns
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| values(k * n, 5 + i as u64))
+            .collect();
+        let bias = values(130, 9);
+        let products: Vec<Product<'_>> = ns
+            .iter()
+            .zip(&ws)
+            .enumerate()
+            .map(|(i, (&n, w))| Product {
+                weight: Weight::Rows(w),
+                n,
+                bias: (i == 2).then_some(&bias[..n]),
+            })
+            .collect();
+        for simd in Simd::available() {
+            for threads in [1, 2, 3] {
+                let outs = matmul_many(&x, (m, k), &products, threads, simd);
+                for (i, p) in products.iter().enumerate() {
+                    let want = reference(&x, (m, k, p.n), &ws[i], p.bias);
+                    for (idx, (&got, &w)) in outs[i].iter().zip(&want).enumerate() {
+                        assert!(
+                            (got as f64 - w).abs() <= 1e-5,
+                            "{simd:?} threads {threads}: product {i} out[{idx}] = {got}, expected {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn short_buffers_are_refused_by_name() {
+        let x = vec![0f32; 4];
+        let w = vec![0f32; 8];
+        let err = std::panic::catch_unwind(move || {
+            let product = Product {
+                weight: Weight::Rows(&w),
+                n: 4,
+                bias: None,
+            };
+            matmul_many(&x, (1, 4), &[product], 1, Simd::Scalar)
+        })
+        .unwrap_err();
+        let message = err.downcast_ref::<String>().unwrap();
+        assert!(message.contains("the weight holds 8 values"), "{message}");
+    }
+}
