@@ -177,6 +177,27 @@ pub fn sum_of_squares<const D: usize>(t: &Tensor<D>) -> Option<f64> {
     Some(part(values))
 }
 
+/// `t * s` (gradient clipping's scale): on flex (f32) in place on every core, as burn's
+/// `mul_scalar` computes it (`x * (s as f32)`); elsewhere `mul_scalar` itself.
+pub fn scale<const D: usize>(t: Tensor<D>, s: f64) -> Tensor<D> {
+    if t.dtype() != DType::F32 || t.clone().try_into_primitive::<Flex>().is_err() {
+        return t.mul_scalar(s);
+    }
+    let mut t = dense(t.try_into_primitive::<Flex>().expect("checked: flex"));
+    let n = t.layout().num_elements();
+    let s = s as f32;
+    let values = &mut t.storage_mut::<f32>()[..n];
+    let part = |c: &mut [f32]| c.iter_mut().for_each(|x| *x *= s);
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        values.par_chunks_mut(CHUNK).for_each(part);
+    }
+    #[cfg(target_arch = "wasm32")]
+    part(values);
+    Tensor::from_primitive::<Flex>(t)
+}
+
 /// A flex tensor whose storage is exactly its values in order (a copy when it was a view).
 fn dense(t: FlexTensor) -> FlexTensor {
     let n = t.layout().num_elements();
@@ -295,6 +316,28 @@ mod tests {
                 values(theirs.weight.val().inner())
             );
         }
+    }
+
+    /// The gradient-norm helpers: the sum of squares by hand, and the scale equal to
+    /// `mul_scalar`'s bit for bit, for a tensor shared with another (left unchanged).
+    #[test]
+    fn sum_of_squares_and_scale_match_burn() {
+        let device = Device::flex();
+        let g = Tensor::<2>::random([300, 700], Distribution::Default, &device);
+        let want: f64 = g
+            .clone()
+            .into_data()
+            .iter::<f32>()
+            .map(|x| (x as f64) * (x as f64))
+            .sum();
+        let got = sum_of_squares(&g).unwrap();
+        assert!((got - want).abs() <= 1e-9 * want, "{got} vs {want}");
+        let small = Tensor::<1>::from_floats([3.0, -4.0], &device);
+        assert_eq!(sum_of_squares(&small), Some(25.0));
+        let before = values(g.clone());
+        let scaled = scale(g.clone(), 0.37); // shares g's buffer: copied, not overwritten
+        assert_eq!(values(g.clone()), before);
+        assert_eq!(values(scaled), values(g.mul_scalar(0.37)));
     }
 
     /// A parameter shared with another tensor (a `valid()` copy of the model, say) is not

@@ -188,7 +188,9 @@ fn scale_grads<M: Module>(module: &M, grads: &mut GradientsParams, scale: f64) {
     impl ModuleVisitor for Scale<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(g) = self.0.remove::<D>(param.id) {
-                self.0.register::<D>(param.id, g.mul_scalar(self.1));
+                // On flex, in place on every core (src/adamw.rs); the same numbers as mul_scalar.
+                self.0
+                    .register::<D>(param.id, crate::adamw::scale(g, self.1));
             }
         }
     }
