@@ -167,14 +167,13 @@ pub fn sum_of_squares<const D: usize>(t: &Tensor<D>) -> Option<f64> {
     let t = t.clone().try_into_primitive::<Flex>().ok()?;
     let t = dense(t);
     let values = &t.storage::<f32>()[..t.layout().num_elements()];
-    let part = |c: &[f32]| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
     #[cfg(not(target_arch = "wasm32"))]
     {
         use rayon::prelude::*;
-        Some(values.par_chunks(CHUNK).map(part).sum())
+        Some(values.par_chunks(CHUNK).map(squares).sum())
     }
     #[cfg(target_arch = "wasm32")]
-    Some(part(values))
+    Some(squares(values))
 }
 
 /// `t * s` (gradient clipping's scale): on flex (f32) in place on every core, as burn's
@@ -234,10 +233,58 @@ fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: StepConstan
 /// delta = (m / (1 - beta_1^t)) / (sqrt(v / (1 - beta_2^t)) + epsilon)
 /// p = p * (1 - lr * weight_decay) - delta * lr  (no decay term without weight decay)
 /// ```
+/// Every operation is one IEEE operation per value (no fused multiply-add), so the vector
+/// versions below give the same bits as burn's tensor operations.
 fn update_values(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: StepConstants) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { update_avx512(p, g, m, v, c) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { update_avx2(p, g, m, v, c) };
+        }
+    }
+    update_any(p, g, m, v, c);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn update_avx512(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: StepConstants) {
+    update_any(p, g, m, v, c);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn update_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: StepConstants) {
+    update_any(p, g, m, v, c);
+}
+
+/// One loop per case, so that each loop body has no branch and compiles to vector code.
+#[inline(always)]
+fn update_any(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: StepConstants) {
+    match (c.first, c.decay) {
+        (true, None) => update_loop::<true, false>(p, g, m, v, c, 1.0),
+        (true, Some(d)) => update_loop::<true, true>(p, g, m, v, c, d),
+        (false, None) => update_loop::<false, false>(p, g, m, v, c, 1.0),
+        (false, Some(d)) => update_loop::<false, true>(p, g, m, v, c, d),
+    }
+}
+
+#[inline(always)]
+fn update_loop<const FIRST: bool, const DECAY: bool>(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    c: StepConstants,
+    decay: f32,
+) {
     for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
         let squared = g * g;
-        if c.first {
+        if FIRST {
             *m = g * c.factor_1;
             *v = squared * c.factor_2;
         } else {
@@ -245,12 +292,22 @@ fn update_values(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: Step
             *v = *v * c.beta_2 + squared * c.factor_2;
         }
         let delta = (*m / c.correction_1) / ((*v / c.correction_2).sqrt() + c.epsilon);
-        let decayed = match c.decay {
-            Some(d) => *p * d,
-            None => *p,
-        };
+        let decayed = if DECAY { *p * decay } else { *p };
         *p = decayed - delta * c.lr;
     }
+}
+
+/// `sum(x^2)` of one chunk in f64, in 8 independent sums (so that it vectorizes).
+fn squares(values: &[f32]) -> f64 {
+    let mut sums = [0f64; 8];
+    let blocks = values.chunks_exact(8);
+    let rest = blocks.remainder();
+    for block in blocks {
+        for (s, &x) in sums.iter_mut().zip(block) {
+            *s += (x as f64) * (x as f64);
+        }
+    }
+    sums.iter().sum::<f64>() + rest.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()
 }
 
 #[cfg(test)]
