@@ -4,8 +4,8 @@
 //! Such a product reads every weight once for only `m` multiply-adds each: its speed is how fast
 //! the weight streams from memory. gemm (flex's matrix product) packs the weight into panels
 //! first and runs products this small on one thread, so on this project's 2-core machine it
-//! reached 2 to 9 GB/s where the machine reads about 20. Here each thread takes a range of output
-//! columns and streams its part of the weight once, straight from where it lies:
+//! streamed 4 to 6 GB/s where the machine reads 20 to 40. Here each thread takes a range of
+//! output columns and streams its part of the weight once, straight from where it lies:
 //!
 //! - [`Weight::Rows`]: the weight is `[K, N]` in row-major order (a `Linear`'s `[d_in, d_out]`).
 //!   A tile of `R` rows by `C` vectors of columns keeps its sums in registers; each step over k
@@ -18,9 +18,8 @@
 //! Products that read the same input (q, k and v; gate and up) go in one call, [`linear_many`],
 //! so that the threads are woken once for all of them.
 //!
-//! AVX-512 and AVX2+FMA are chosen at run time; elsewhere plain loops do the same work. The sums
-//! run over k in the same order in every path, so every path gives the same products to within
-//! float rounding of the vector lanes' partial sums (tested against burn's product).
+//! AVX-512 and AVX2+FMA are chosen at run time; elsewhere plain loops do the same work. Every
+//! path is tested against the product in f64, and the model's shapes against burn's product.
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
@@ -174,7 +173,8 @@ impl Simd {
         Simd::Scalar
     }
 
-    /// Every level this CPU can run (for tests).
+    /// Every level this CPU can run (for tests): each level's instructions include the ones
+    /// before it.
     pub fn available() -> Vec<Simd> {
         let best = Simd::detect();
         [Simd::Scalar, Simd::Avx2, Simd::Avx512]
@@ -241,9 +241,13 @@ pub fn matmul_many(
             runs[part].push((i, j, j + len));
             j += len;
             room -= len;
-            if room == 0 && part + 1 < parts {
-                part += 1;
-                room = per_part;
+            if room == 0 {
+                // The last run takes whatever is left (the runs' room covers every column).
+                (part, room) = if part + 1 < parts {
+                    (part + 1, per_part)
+                } else {
+                    (part, usize::MAX)
+                };
             }
         }
     }
@@ -271,7 +275,7 @@ pub fn matmul_many(
 
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
-// SAFETY: the pointer is only written through at disjoint column ranges (see `matmul`).
+// SAFETY: the pointer is only written through at disjoint column ranges (see `matmul_many`).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
@@ -406,6 +410,25 @@ mod generic {
         }
     }
 
+    /// Row groups: `full(i)` for rows `i .. i + R` while R rows are left, then `one(i)` for each
+    /// of the last m % R rows.
+    #[inline(always)]
+    fn row_groups<const R: usize>(
+        m: usize,
+        mut full: impl FnMut(usize),
+        mut one: impl FnMut(usize),
+    ) {
+        let mut i = 0;
+        while i + R <= m {
+            full(i);
+            i += R;
+        }
+        while i < m {
+            one(i);
+            i += 1;
+        }
+    }
+
     /// Columns `j .. j + C * V::N` for every row, `R` rows at a time.
     #[inline(always)]
     unsafe fn rows_block<V: Lanes, const R: usize, const C: usize>(
@@ -416,16 +439,15 @@ mod generic {
         out: *mut f32,
         j: usize,
     ) {
-        let mut i = 0;
-        while i + R <= m {
-            unsafe { rows_tile::<V, R, C>(x.add(i * k), (k, n), w, bias, out.add(i * n), j) };
-            i += R;
-        }
-        // The last m % R rows, one at a time.
-        while i < m {
-            unsafe { rows_tile::<V, 1, C>(x.add(i * k), (k, n), w, bias, out.add(i * n), j) };
-            i += 1;
-        }
+        let (x_at, out_at) = (
+            |i: usize| unsafe { x.add(i * k) },
+            |i: usize| unsafe { out.add(i * n) },
+        );
+        row_groups::<R>(
+            m,
+            |i| unsafe { rows_tile::<V, R, C>(x_at(i), (k, n), w, bias, out_at(i), j) },
+            |i| unsafe { rows_tile::<V, 1, C>(x_at(i), (k, n), w, bias, out_at(i), j) },
+        );
     }
 
     /// One tile: rows `x[0..R]` (stride k) times columns `j .. j + C * V::N` of `W [K, N]`.
@@ -504,15 +526,15 @@ mod generic {
         out: *mut f32,
         j: usize,
     ) {
-        let mut i = 0;
-        while i + R <= m {
-            unsafe { cols_tile::<V, R, J>(x.add(i * k), (k, n), w, bias, out.add(i * n), j) };
-            i += R;
-        }
-        while i < m {
-            unsafe { cols_tile::<V, 1, J>(x.add(i * k), (k, n), w, bias, out.add(i * n), j) };
-            i += 1;
-        }
+        let (x_at, out_at) = (
+            |i: usize| unsafe { x.add(i * k) },
+            |i: usize| unsafe { out.add(i * n) },
+        );
+        row_groups::<R>(
+            m,
+            |i| unsafe { cols_tile::<V, R, J>(x_at(i), (k, n), w, bias, out_at(i), j) },
+            |i| unsafe { cols_tile::<V, 1, J>(x_at(i), (k, n), w, bias, out_at(i), j) },
+        );
     }
 
     /// One tile: rows `x[0..R]` dotted with weight rows `j .. j + J` of `W^T [N, K]`.
@@ -636,54 +658,25 @@ mod x86 {
     // Register budgets: AVX-512 has 32 registers, so 4 rows x 4 vectors (64 columns) of sums
     // plus 4 weight vectors fit; AVX2 has 16, so 4 rows x 2 vectors (16 columns). Dot products
     // keep 4 sums (4 input rows, one weight row).
-
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn rows_avx512(
-        x: *const f32,
-        shape: Shape,
-        w: *const f32,
-        bias: Option<*const f32>,
-        out: *mut f32,
-        range: (usize, usize),
-    ) {
-        unsafe { generic::rows::<Avx512, 4, 4>(x, shape, w, bias, out, range) }
+    macro_rules! kernel {
+        ($name:ident, $features:literal, $kernel:ident::<$($params:tt),*>) => {
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(
+                x: *const f32,
+                shape: Shape,
+                w: *const f32,
+                bias: Option<*const f32>,
+                out: *mut f32,
+                range: (usize, usize),
+            ) {
+                unsafe { generic::$kernel::<$($params),*>(x, shape, w, bias, out, range) }
+            }
+        };
     }
-
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn cols_avx512(
-        x: *const f32,
-        shape: Shape,
-        w: *const f32,
-        bias: Option<*const f32>,
-        out: *mut f32,
-        range: (usize, usize),
-    ) {
-        unsafe { generic::cols::<Avx512, 4>(x, shape, w, bias, out, range) }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn rows_avx2(
-        x: *const f32,
-        shape: Shape,
-        w: *const f32,
-        bias: Option<*const f32>,
-        out: *mut f32,
-        range: (usize, usize),
-    ) {
-        unsafe { generic::rows::<Avx2, 4, 2>(x, shape, w, bias, out, range) }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn cols_avx2(
-        x: *const f32,
-        shape: Shape,
-        w: *const f32,
-        bias: Option<*const f32>,
-        out: *mut f32,
-        range: (usize, usize),
-    ) {
-        unsafe { generic::cols::<Avx2, 4>(x, shape, w, bias, out, range) }
-    }
+    kernel!(rows_avx512, "avx512f", rows::<Avx512, 4, 4>);
+    kernel!(cols_avx512, "avx512f", cols::<Avx512, 4>);
+    kernel!(rows_avx2, "avx2,fma", rows::<Avx2, 4, 2>);
+    kernel!(cols_avx2, "avx2,fma", cols::<Avx2, 4>);
 }
 
 #[cfg(test)]

@@ -427,7 +427,7 @@ fn linear<const N: usize>(layer: &Linear, x: Tensor<N>) -> Tensor<N> {
     )
 }
 
-/// Several Linear layers on the same input: in one [`few_rows::linear_many`] call when it takes
+/// Several Linear layers on the same input: in one [`linear_many`](super::few_rows::linear_many) call when it takes
 /// them (decoding on flex), else one [`linear`] each.
 fn linears<const N: usize, const W: usize>(layers: [&Linear; W], x: Tensor<N>) -> [Tensor<N>; W] {
     let dtype = x.dtype();
