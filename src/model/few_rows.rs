@@ -513,12 +513,13 @@ mod generic {
         (j0, j1): (usize, usize),
     ) {
         for j in j0..j1 {
-            unsafe { cols_block::<V, R, 1>(x, (m, k, n), w, bias, out, j) };
+            unsafe { cols_block::<V, R>(x, (m, k, n), w, bias, out, j) };
         }
     }
 
+    /// Column `j` (weight row `j` of `W^T [N, K]`) for every row, `R` rows at a time.
     #[inline(always)]
-    unsafe fn cols_block<V: Lanes, const R: usize, const J: usize>(
+    unsafe fn cols_block<V: Lanes, const R: usize>(
         x: *const f32,
         (m, k, n): (usize, usize, usize),
         w: *const f32,
@@ -532,14 +533,14 @@ mod generic {
         );
         row_groups::<R>(
             m,
-            |i| unsafe { cols_tile::<V, R, J>(x_at(i), (k, n), w, bias, out_at(i), j) },
-            |i| unsafe { cols_tile::<V, 1, J>(x_at(i), (k, n), w, bias, out_at(i), j) },
+            |i| unsafe { cols_tile::<V, R>(x_at(i), (k, n), w, bias, out_at(i), j) },
+            |i| unsafe { cols_tile::<V, 1>(x_at(i), (k, n), w, bias, out_at(i), j) },
         );
     }
 
-    /// One tile: rows `x[0..R]` dotted with weight rows `j .. j + J` of `W^T [N, K]`.
+    /// One tile: rows `x[0..R]` dotted with weight row `j` of `W^T [N, K]`.
     #[inline(always)]
-    unsafe fn cols_tile<V: Lanes, const R: usize, const J: usize>(
+    unsafe fn cols_tile<V: Lanes, const R: usize>(
         x: *const f32,
         (k, n): (usize, usize),
         w: *const f32,
@@ -548,33 +549,26 @@ mod generic {
         j: usize,
     ) {
         unsafe {
-            let mut acc = [[V::zero(); J]; R];
+            let row = w.add(j * k);
+            let mut acc = [V::zero(); R];
             let body = k - k % V::N;
             let mut kk = 0;
             while kk < body {
-                let mut wv = [V::zero(); J];
-                for (c, v) in wv.iter_mut().enumerate() {
-                    *v = V::load(w.add((j + c) * k + kk));
-                }
-                for (r, sums) in acc.iter_mut().enumerate() {
-                    let xv = V::load(x.add(r * k + kk));
-                    for c in 0..J {
-                        sums[c] = xv.mul_add(wv[c], sums[c]);
-                    }
+                let wv = V::load(row.add(kk));
+                for (r, sum) in acc.iter_mut().enumerate() {
+                    *sum = V::load(x.add(r * k + kk)).mul_add(wv, *sum);
                 }
                 kk += V::N;
             }
-            for (r, sums) in acc.iter().enumerate() {
-                for (c, &s) in sums.iter().enumerate() {
-                    let mut total = s.sum();
-                    for t in body..k {
-                        total += *x.add(r * k + t) * *w.add((j + c) * k + t);
-                    }
-                    if let Some(b) = bias {
-                        total += *b.add(j + c);
-                    }
-                    *out.add(r * n + j + c) = total;
+            for (r, &s) in acc.iter().enumerate() {
+                let mut total = s.sum();
+                for t in body..k {
+                    total += *x.add(r * k + t) * *row.add(t);
                 }
+                if let Some(b) = bias {
+                    total += *b.add(j);
+                }
+                *out.add(r * n + j) = total;
             }
         }
     }
