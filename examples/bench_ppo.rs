@@ -79,6 +79,7 @@ fn main() {
                 returns: values.clone(),
                 response_mask: mask.clone(),
                 logits: None,
+                token_entropy: None,
             },
             coeffs,
         )

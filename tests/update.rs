@@ -178,6 +178,7 @@ fn grad_norm_is_the_global_norm_before_clipping() {
             returns: rows(&b.returns),
             response_mask: rows(&b.response_mask),
             logits: Some(out.logits),
+            token_entropy: out.entropy,
         },
         COEFFS,
     );

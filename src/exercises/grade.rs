@@ -1016,6 +1016,7 @@ mod tests {
                             returns: minibatch.returns,
                             response_mask: minibatch.response_mask,
                             logits: Some(logits),
+                            token_entropy: None,
                         },
                         config.coeffs,
                     ))

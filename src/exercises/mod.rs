@@ -278,12 +278,18 @@ pub mod active {
         )
     }
 
-    pub fn masked_entropy(logits: Tensor<3>, response_mask: Tensor<2>) -> Tensor<1> {
+    /// Exercise 3 on the logits; the reference uses the forward pass's token entropies where
+    /// it has them.
+    pub fn masked_entropy(
+        logits: Tensor<3>,
+        response_mask: Tensor<2>,
+        token_entropy: Option<Tensor<2>>,
+    ) -> Tensor<1> {
         let copy = (logits.clone(), response_mask.clone());
         dispatch(
             3,
             || ex3_entropy::masked_entropy(copy.0, copy.1),
-            || crate::ppo::entropy::masked_entropy(logits, response_mask),
+            || crate::ppo::losses::reference_masked_entropy(logits, response_mask, token_entropy),
         )
     }
 

@@ -95,6 +95,10 @@ enum Command {
         /// One JSON line per model instead of the table.
         #[arg(long)]
         json: bool,
+        /// MiB of freed large blocks the allocator keeps for reuse (0: the plain system
+        /// allocator, to measure what the cache saves).
+        #[arg(long, default_value_t = super::block_cache::BUDGET >> 20)]
+        block_cache_mib: usize,
     },
     /// Grade your five exercises (exercises/*.rs) and say which ones the trainer and the page
     /// will run: yours where written (with the `exercises` feature), the reference elsewhere.
@@ -147,7 +151,9 @@ pub fn main() -> ExitCode {
             models,
             iters,
             json,
+            block_cache_mib,
         } => (|| {
+            super::block_cache::set_budget(block_cache_mib << 20);
             let device = crate::compute::Compute::flex().device;
             for model in &models {
                 let result = super::bench::run(model, iters, &device)?;

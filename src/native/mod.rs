@@ -1,6 +1,7 @@
 //! Native face of ppo-lens: the command line and what only runs outside a browser.
 
 pub mod bench;
+pub mod block_cache;
 pub mod cli;
 pub mod config;
 pub mod doctor;

@@ -175,6 +175,7 @@ pub fn losses_command(input: &Path) -> Result<String> {
             returns: tensor(&returns),
             response_mask: tensor(&mask),
             logits,
+            token_entropy: None,
         },
         coeffs,
     );

@@ -3,6 +3,7 @@
 use burn::tensor::Tensor;
 
 use super::entropy::{masked_entropy, masked_entropy_ref};
+use super::masked::masked_mean;
 use super::policy_loss::{PolicyLoss, PolicyTrace, policy_loss, policy_loss_ref};
 use super::value_loss::{ValueLoss, ValueTrace, value_loss, value_loss_ref};
 
@@ -28,6 +29,10 @@ pub struct LossInputs {
     pub response_mask: Tensor<2>,
     /// Without logits the entropy term is left out (entropy is `None`).
     pub logits: Option<Tensor<3>>,
+    /// `[B, T]`: each token's entropy where the forward pass already computed it from the logits
+    /// ([`ResponseOutputs::entropy`](crate::rollout::generate::ResponseOutputs::entropy)); the
+    /// reference entropy piece then averages it instead of recomputing it.
+    pub token_entropy: Option<Tensor<2>>,
 }
 
 /// Every loss and diagnostic, each a one-element tensor; `total` carries the gradient.
@@ -46,15 +51,30 @@ pub struct Losses {
 pub struct Pieces {
     pub policy_loss: fn(Tensor<2>, Tensor<2>, Tensor<2>, Tensor<2>, f32) -> PolicyLoss,
     pub value_loss: fn(Tensor<2>, Tensor<2>, Tensor<2>, Tensor<2>, f32) -> ValueLoss,
-    pub masked_entropy: fn(Tensor<3>, Tensor<2>) -> Tensor<1>,
+    /// `(logits, response_mask, token_entropy)`: the token entropies are the forward pass's,
+    /// when it computed them (see [`LossInputs::token_entropy`]).
+    pub masked_entropy: fn(Tensor<3>, Tensor<2>, Option<Tensor<2>>) -> Tensor<1>,
 }
 
 /// The reference pieces of `src/ppo/`.
 pub const REFERENCE_PIECES: Pieces = Pieces {
     policy_loss,
     value_loss,
-    masked_entropy,
+    masked_entropy: reference_masked_entropy,
 };
+
+/// The reference entropy piece: the mean of the forward pass's token entropies where it has
+/// them, else [`masked_entropy`] of the logits (the same value; tested in `fused_scores`).
+pub fn reference_masked_entropy(
+    logits: Tensor<3>,
+    response_mask: Tensor<2>,
+    token_entropy: Option<Tensor<2>>,
+) -> Tensor<1> {
+    match token_entropy {
+        Some(entropy) => masked_mean(entropy, response_mask),
+        None => masked_entropy(logits, response_mask),
+    }
+}
 
 /// The objective from the reference pieces.
 pub fn ppo_losses(inputs: LossInputs, coeffs: LossCoeffs) -> Losses {
@@ -78,9 +98,10 @@ pub fn ppo_losses_with(pieces: &Pieces, inputs: LossInputs, coeffs: LossCoeffs) 
         mask.clone(),
         coeffs.clip_range_value,
     );
+    let token_entropy = inputs.token_entropy;
     let entropy = inputs
         .logits
-        .map(|logits| (pieces.masked_entropy)(logits, mask));
+        .map(|logits| (pieces.masked_entropy)(logits, mask, token_entropy));
 
     // The entropy bonus is subtracted: higher entropy lowers the loss.
     let mut total = policy.loss.clone() + value.loss.clone() * coeffs.vf_coef;
@@ -195,6 +216,7 @@ mod tests {
                         TensorData::new(logits.concat(), [batch, len, vocab]),
                         &device,
                     )),
+                    token_entropy: None,
                 },
                 coeffs,
             );

@@ -105,6 +105,7 @@ pub fn minibatch_losses_with(
             returns: minibatch.returns,
             response_mask: minibatch.response_mask,
             logits: Some(out.logits),
+            token_entropy: out.entropy,
         },
         config.coeffs,
     )

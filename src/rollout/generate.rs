@@ -153,6 +153,10 @@ pub struct ResponseOutputs {
     pub values: Tensor<2>,
     /// `[B, R, V]`: the tempered logits that scored them (for the entropy bonus).
     pub logits: Tensor<3>,
+    /// `[B, R]`: the entropy of each of those distributions, where the same pass over the logits
+    /// gave it (flex natively, [`fused_scores`](super::fused_scores)); `None` elsewhere, and the
+    /// entropy is computed from `logits`.
+    pub entropy: Option<Tensor<2>>,
 }
 
 /// One pass over `ids [B, P + R]`: the logits at position P - 1 + t score response token t.
@@ -174,15 +178,58 @@ pub fn response_outputs(
     } else {
         out.logits.div_scalar(temperature)
     }; // [B, R, V]
-    let targets = ids.narrow(1, prompt_len, r).unsqueeze_dim::<3>(2); // [B, R, 1]
-    let picked = logits.clone().gather(2, targets); // [B, R, 1]
-    let logprobs = (picked - logsumexp(logits.clone())).squeeze_dim::<2>(2); // [B, R]
+    let targets = ids.narrow(1, prompt_len, r); // [B, R]
     let values = out.values.narrow(1, prompt_len - 1, r); // [B, R]
+    if let Some((logprobs, entropy)) = fused(&logits, &targets) {
+        return ResponseOutputs {
+            logprobs,
+            values,
+            logits,
+            entropy: Some(entropy),
+        };
+    }
+    let picked = logits.clone().gather(2, targets.unsqueeze_dim::<3>(2)); // [B, R, 1]
+    let logprobs = (picked - logsumexp(logits.clone())).squeeze_dim::<2>(2); // [B, R]
     ResponseOutputs {
         logprobs,
         values,
         logits,
+        entropy: None,
     }
+}
+
+/// Logprobs and entropies `[B, R]` of `logits [B, R, V]` at `targets [B, R]` in one pass on
+/// flex ([`fused_scores`](super::fused_scores)); `None` where it does not run.
+#[cfg(not(target_arch = "wasm32"))]
+fn fused(logits: &Tensor<3>, targets: &Tensor<2, Int>) -> Option<(Tensor<2>, Tensor<2>)> {
+    let [b, r, v] = logits.dims();
+    // Only flex takes it, and flex reads its ids back at once.
+    let flat = logits.clone().reshape([b * r, v]);
+    if flat
+        .clone()
+        .try_into_primitive::<burn::backend::Flex>()
+        .is_err()
+        && flat
+            .clone()
+            .try_into_primitive::<burn::backend::Autodiff<burn::backend::Flex>>()
+            .is_err()
+    {
+        return None;
+    }
+    let ids: Vec<u32> = targets
+        .clone()
+        .into_data()
+        .iter::<i64>()
+        .map(|id| u32::try_from(id).unwrap_or(u32::MAX))
+        .collect();
+    let scores = super::fused_scores::logprobs_and_entropy(&flat, &ids)?; // [B * R, 2]
+    let column = |c: usize| scores.clone().narrow(1, c, 1).reshape([b, r]);
+    Some((column(0), column(1)))
+}
+
+#[cfg(target_arch = "wasm32")]
+fn fused(_: &Tensor<3>, _: &Tensor<2, Int>) -> Option<(Tensor<2>, Tensor<2>)> {
+    None // the page composes burn's ops (WebGPU, or flex in the browser)
 }
 
 /// Rows of `u32`/`u8` as an Int tensor (ids or masks for [`response_outputs`]).
