@@ -37,11 +37,6 @@ pub fn set_budget(bytes: usize) {
     ALLOCATOR.set_budget(bytes);
 }
 
-/// Bytes the process's allocator holds for reuse now.
-pub fn cached_bytes() -> usize {
-    ALLOCATOR.cached_bytes()
-}
-
 #[derive(Clone, Copy)]
 struct Block {
     ptr: *mut u8,
@@ -82,7 +77,8 @@ impl BlockCache {
     /// Keep at most `bytes` from now on; the oldest blocks over it go back to the system.
     pub fn set_budget(&self, bytes: usize) {
         self.budget.store(bytes, Ordering::Relaxed);
-        unsafe { self.make_room(0, bytes) };
+        let evicted = evict(&mut self.lock(), 0, bytes);
+        unsafe { release(evicted) };
     }
 
     /// Bytes held in the cache now.
@@ -138,12 +134,6 @@ impl BlockCache {
             slots.bytes += layout.size();
             evicted
         };
-        unsafe { release(evicted) };
-    }
-
-    /// Evicts until `incoming` more bytes fit in `budget` (and a slot is free when `incoming` > 0).
-    unsafe fn make_room(&self, incoming: usize, budget: usize) {
-        let evicted = evict(&mut self.lock(), incoming, budget);
         unsafe { release(evicted) };
     }
 }

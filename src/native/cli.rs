@@ -153,7 +153,7 @@ pub fn main() -> ExitCode {
             json,
             block_cache_mib,
         } => (|| {
-            super::block_cache::set_budget(block_cache_mib << 20);
+            super::block_cache::set_budget(block_cache_mib.saturating_mul(1 << 20));
             let device = crate::compute::Compute::flex().device;
             for model in &models {
                 let result = super::bench::run(model, iters, &device)?;

@@ -25,6 +25,7 @@
 //! two equal, gradients included.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
@@ -53,7 +54,7 @@ pub fn logprobs_and_entropy(logits: &Tensor<2>, targets: &[u32]) -> Option<Tenso
     let z = dense(z);
     let (scores, stats) = forward(&z, targets);
     let out = match FusedScores
-        .prepare::<burn::backend::autodiff::checkpoint::strategy::NoCheckpointing>([node])
+        .prepare::<NoCheckpointing>([node])
         .compute_bound()
         .stateful()
     {
