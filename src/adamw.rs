@@ -198,7 +198,7 @@ pub fn scale<const D: usize>(t: Tensor<D>, s: f64) -> Tensor<D> {
 }
 
 /// A flex tensor whose storage is exactly its values in order (a copy when it was a view).
-fn dense(t: FlexTensor) -> FlexTensor {
+pub(crate) fn dense(t: FlexTensor) -> FlexTensor {
     let n = t.layout().num_elements();
     if t.layout().contiguous_offsets() == Some((0, n)) && t.storage::<f32>().len() == n {
         t

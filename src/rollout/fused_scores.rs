@@ -33,6 +33,8 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
+use crate::adamw::dense;
+
 /// `[N, 2]`: each row's logprob of its target (column 0) and entropy (column 1), from logits
 /// `[N, V]` (f32) and `targets` (N ids below V); gradients flow back to the logits when they are
 /// tracked. `None` when the logits are not f32 on flex (plain or `device.autodiff()`).
@@ -146,16 +148,6 @@ fn row_stats(z: &[f32]) -> (f32, f32) {
     }
     let lse = max as f64 + sum.ln();
     ((lse) as f32, (lse - weighted / sum) as f32)
-}
-
-/// A flex tensor whose storage is exactly its values in row-major order (a copy when a view).
-fn dense(t: FlexTensor) -> FlexTensor {
-    let n = t.layout().num_elements();
-    if t.layout().contiguous_offsets() == Some((0, n)) && t.storage::<f32>().len() == n {
-        t
-    } else {
-        t.to_contiguous()
-    }
 }
 
 #[cfg(test)]
