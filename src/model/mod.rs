@@ -8,6 +8,8 @@ pub mod chat;
 pub mod config;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod few_rows;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod gemm_linear;
 pub mod init;
 pub mod qwen2;
 pub mod tokenizer;

@@ -350,9 +350,10 @@ impl Qwen2Model {
                 let d = hidden.dims()[2];
                 let flat = head_in.reshape([b * logits_len, d]); // [B * L, D]
                 let embed = cast_to(self.embed_tokens.weight.val(), self.compute_dtype);
-                let embed_t = embed.transpose(); // [D, V], a view of [V, D]
-                let logits =
-                    few_rows(&flat, &embed_t, None).unwrap_or_else(|| flat.matmul(embed_t)); // [B * L, V]
+                let embed_t = embed.clone().transpose(); // [D, V], a view of [V, D]
+                let logits = few_rows(&flat, &embed_t, None)
+                    .or_else(|| gemm_linear(&flat, &embed, None, true))
+                    .unwrap_or_else(|| flat.matmul(embed_t)); // [B * L, V]
                 logits.reshape([b, logits_len, self.config.vocab_size])
             }
         }; // [B, L, V]
@@ -418,6 +419,9 @@ fn linear<const N: usize>(layer: &Linear, x: Tensor<N>) -> Tensor<N> {
         if let Some(y) = few_rows(&x, &layer.weight.val(), bias.as_ref()) {
             return y;
         }
+        if let Some(y) = gemm_linear(&x, &layer.weight.val(), bias.as_ref(), false) {
+            return y;
+        }
         return layer.forward(x);
     }
     burn::tensor::module::linear(
@@ -460,6 +464,28 @@ fn few_rows_many<const N: usize, const W: usize>(
     layers: [(&Tensor<2>, Option<&Tensor<1>>); W],
 ) -> Option<[Tensor<N>; W]> {
     super::few_rows::linear_many(x, layers)
+}
+
+/// `x @ weight (+ bias)` (`weight^T` when `transposed`) through
+/// [`gemm_linear::linear`](super::gemm_linear::linear) on flex, forward and backward, else `None`.
+#[cfg(not(target_arch = "wasm32"))]
+fn gemm_linear<const N: usize>(
+    x: &Tensor<N>,
+    weight: &Tensor<2>,
+    bias: Option<&Tensor<1>>,
+    transposed: bool,
+) -> Option<Tensor<N>> {
+    super::gemm_linear::linear(x, weight, bias, transposed)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn gemm_linear<const N: usize>(
+    _: &Tensor<N>,
+    _: &Tensor<2>,
+    _: Option<&Tensor<1>>,
+    _: bool,
+) -> Option<Tensor<N>> {
+    None
 }
 
 #[cfg(target_arch = "wasm32")]

@@ -1,0 +1,136 @@
+//! Benchmark of the few-row products (decoding's matrix products) on the 50M model's shapes.
+//!
+//! `cargo run --example bench_few_rows` (add `-- --rows 8 --threads 1 --iters 20` to change
+//! them). Prints, as GB/s of weights read:
+//! - a plain sum over the LM head's 65 MB on one thread and on `--threads`: what memory gives;
+//! - each kernel on a 1 MiB weight that stays in cache: what the kernel gives without memory's
+//!   limit;
+//! - one decode step's products (10 layers of q, k, v, o, gate, up, down, then the tied LM head),
+//!   the median of `--iters` runs.
+
+use std::time::Instant;
+
+use ppo_lens::model::few_rows::{Product, Simd, Weight, matmul_many};
+use rayon::prelude::*;
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn timed(iters: usize, mut f: impl FnMut()) -> f64 {
+    median(
+        (0..iters)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+/// A sum with 64 independent lanes over `values` in `threads` parts.
+fn plain_sum(values: &[f32], threads: usize) -> f32 {
+    let part = |part: &[f32]| {
+        let mut acc = [0f32; 64];
+        for chunk in part.chunks_exact(64) {
+            for (a, &x) in acc.iter_mut().zip(chunk) {
+                *a += x;
+            }
+        }
+        acc.iter().sum::<f32>()
+    };
+    values
+        .par_chunks(values.len().div_ceil(threads))
+        .map(part)
+        .sum()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.parse().expect("a whole number"))
+            .unwrap_or(default)
+    };
+    let m = arg("--rows", 4);
+    let threads = arg("--threads", rayon::current_num_threads());
+    let iters = arg("--iters", 20).max(1);
+    let (d, f, v, kv, layers) = (512, 1536, 32_000, 256, 10);
+    let fill = |len: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+            .collect()
+    };
+    let shapes = [(d, d), (d, kv), (d, kv), (d, d), (d, f), (d, f), (f, d)];
+    let weights: Vec<Vec<Vec<f32>>> = (0..layers)
+        .map(|_| shapes.iter().map(|&(k, n)| fill(k * n)).collect())
+        .collect();
+    let head = fill(v * d);
+    let (xd, xf) = (fill(m * d), fill(m * f));
+    let simd = Simd::detect();
+    let gb = |bytes: usize, seconds: f64| bytes as f64 / seconds / 1e9;
+    let head_bytes = head.len() * 4;
+    let layer_bytes: usize = weights.iter().flatten().map(Vec::len).sum::<usize>() * 4;
+
+    for t in [1, threads] {
+        let s = timed(iters, || {
+            std::hint::black_box(plain_sum(&head, t));
+        });
+        println!(
+            "plain sum over 65 MB, {t} thread(s): {:.1} GB/s",
+            gb(head_bytes, s)
+        );
+    }
+    let hot = &head[..d * d];
+    for (name, weight) in [("rows", Weight::Rows(hot)), ("cols", Weight::Cols(hot))] {
+        let s = timed(iters, || {
+            for _ in 0..64 {
+                let p = Product {
+                    weight,
+                    n: d,
+                    bias: None,
+                };
+                std::hint::black_box(matmul_many(&xd, (m, d), &[p], 1, simd));
+            }
+        });
+        println!(
+            "{name} kernel, 1 MiB weight in cache, 1 thread: {:.1} GB/s",
+            gb(64 * d * d * 4, s)
+        );
+    }
+    let layer_s = timed(iters, || {
+        for w in &weights {
+            let p = |i: usize| Product {
+                weight: Weight::Rows(&w[i]),
+                n: shapes[i].1,
+                bias: None,
+            };
+            std::hint::black_box(matmul_many(&xd, (m, d), &[p(0), p(1), p(2)], threads, simd));
+            std::hint::black_box(matmul_many(&xd, (m, d), &[p(3)], threads, simd));
+            std::hint::black_box(matmul_many(&xd, (m, d), &[p(4), p(5)], threads, simd));
+            std::hint::black_box(matmul_many(&xf, (m, f), &[p(6)], threads, simd));
+        }
+    });
+    let head_s = timed(iters, || {
+        let p = Product {
+            weight: Weight::Cols(&head),
+            n: v,
+            bias: None,
+        };
+        std::hint::black_box(matmul_many(&xd, (m, d), &[p], threads, simd));
+    });
+    println!(
+        "decode step, {simd:?}, {m} rows, {threads} thread(s): layers {:.2} ms ({:.1} GB/s), \
+         LM head {:.2} ms ({:.1} GB/s), together {:.2} ms ({:.1} GB/s)",
+        layer_s * 1e3,
+        gb(layer_bytes, layer_s),
+        head_s * 1e3,
+        gb(head_bytes, head_s),
+        (layer_s + head_s) * 1e3,
+        gb(layer_bytes + head_bytes, layer_s + head_s)
+    );
+}
