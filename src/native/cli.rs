@@ -124,6 +124,29 @@ enum Command {
 
 /// Parses the arguments, runs the subcommand, and turns an error into a message and exit code 1.
 pub fn main() -> ExitCode {
+    on_worker_thread(run)
+}
+
+/// Stack for rayon's threads, which run the whole command (the main thread has 8 MiB).
+const WORKER_STACK: usize = 8 << 20;
+
+/// Runs `f` on one of rayon's threads, the calling thread waiting.
+///
+/// Matrix products, AdamW and many tensor ops share their work out through rayon. Called from
+/// a thread outside the pool, each such call hands its whole job to the pool and sleeps until it
+/// is done: two thread wake-ups per call, and decoding makes about fifty calls per token. From
+/// a thread of the pool, the caller works on one part itself and the other threads take the
+/// rest. Measured on the 50M model, one run after the other on 2 cores: the PPO update 2.2-2.7 s
+/// on the main thread, 1.7-2.3 s here; decode about 8% faster.
+fn on_worker_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    // Fails only when the pool was already made (then it is used as it is).
+    let _ = rayon::ThreadPoolBuilder::new()
+        .stack_size(WORKER_STACK)
+        .build_global();
+    rayon::scope(|_| f())
+}
+
+fn run() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Train {
         config,
@@ -230,5 +253,14 @@ mod tests {
     #[test]
     fn command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// The command runs on a thread of rayon's pool (its stack size is the pool's, set only
+    /// when nothing used rayon before, as in the binary; other tests here may have).
+    #[test]
+    fn commands_run_on_a_pool_thread() {
+        assert_eq!(rayon::current_thread_index(), None, "a test thread");
+        let index = on_worker_thread(rayon::current_thread_index);
+        assert!(index.is_some(), "ran outside the pool");
     }
 }
