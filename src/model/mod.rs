@@ -12,6 +12,8 @@ pub mod few_rows;
 pub mod gemm_linear;
 pub mod init;
 pub mod qwen2;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod swiglu;
 pub mod tokenizer;
 pub mod weights;
 

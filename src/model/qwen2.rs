@@ -167,7 +167,8 @@ pub struct Mlp {
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [gate, up] = linears([&self.gate_proj, &self.up_proj], x); // [B, T, I] each
-        linear(&self.down_proj, silu(gate) * up) // [B, T, D]
+        let hidden = swiglu(&gate, &up).unwrap_or_else(|| silu(gate) * up);
+        linear(&self.down_proj, hidden) // [B, T, D]
     }
 }
 
@@ -476,6 +477,17 @@ fn gemm_linear<const N: usize>(
     transposed: bool,
 ) -> Option<Tensor<N>> {
     super::gemm_linear::linear(x, weight, bias, transposed)
+}
+
+/// `silu(gate) * up` through [`swiglu::swiglu`](super::swiglu::swiglu) on flex, else `None`.
+#[cfg(not(target_arch = "wasm32"))]
+fn swiglu<const N: usize>(gate: &Tensor<N>, up: &Tensor<N>) -> Option<Tensor<N>> {
+    super::swiglu::swiglu(gate, up)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn swiglu<const N: usize>(_: &Tensor<N>, _: &Tensor<N>) -> Option<Tensor<N>> {
+    None
 }
 
 #[cfg(target_arch = "wasm32")]

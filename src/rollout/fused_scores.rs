@@ -34,6 +34,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::adamw::dense;
+use crate::fast_exp::{self, exp, simd_fn};
 
 /// `[N, 2]`: each row's logprob of its target (column 0) and entropy (column 1), from logits
 /// `[N, V]` (f32) and `targets` (N ids below V); gradients flow back to the logits when they are
@@ -107,12 +108,8 @@ impl Backward<Flex, 1> for FusedScores {
             .enumerate()
             .for_each(|(row, (dz, z))| {
                 let (lse, entropy) = stats[row];
-                let (g_lp, g_h) = (g[2 * row], g[2 * row + 1]);
-                for (d, &zi) in dz.iter_mut().zip(z) {
-                    let centred = zi - lse; // ln p_i
-                    *d = -centred.exp() * (g_lp + g_h * (centred + entropy));
-                }
-                dz[targets[row] as usize] += g_lp;
+                row_backward(dz, z, (lse, entropy), (g[2 * row], g[2 * row + 1]));
+                dz[targets[row] as usize] += g[2 * row];
             });
         let dz = FlexTensor::from_data(TensorData::new(dz, [targets.len(), v]));
         grads.register::<Flex>(parent.id, dz);
@@ -137,17 +134,25 @@ fn forward(logits: &FlexTensor, targets: &[u32]) -> (FlexTensor, Vec<(f32, f32)>
     )
 }
 
-/// `(logsumexp(z), entropy of softmax(z))` of one row; the sums in f64.
+/// `(logsumexp(z), entropy of softmax(z))` of one row; the sums in f64, the exponentials
+/// SIMD ([`fast_exp`](crate::fast_exp)).
 fn row_stats(z: &[f32]) -> (f32, f32) {
-    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let (mut sum, mut weighted) = (0f64, 0f64);
-    for &zi in z {
-        let e = (zi - max).exp() as f64;
-        sum += e;
-        weighted += e * zi as f64;
-    }
+    let max = fast_exp::max(z);
+    let (sum, weighted) = fast_exp::exp_sums(z, max);
     let lse = max as f64 + sum.ln();
-    ((lse) as f32, (lse - weighted / sum) as f32)
+    (lse as f32, (lse - weighted / sum) as f32)
+}
+
+simd_fn! {
+    /// One row's `dz_i = -p_i (g_lp + g_H (z_i - lse + H))`, `ln p_i = z_i - lse` (the target's
+    /// `+ g_lp` is added by the caller).
+    fn row_backward(dz: &mut [f32], z: &[f32], stats: (f32, f32), upstream: (f32, f32)) {
+        let ((lse, entropy), (g_lp, g_h)) = (stats, upstream);
+        for (d, &zi) in dz.iter_mut().zip(z) {
+            let centred = zi - lse;
+            *d = -exp(centred) * (g_lp + g_h * (centred + entropy));
+        }
+    }
 }
 
 #[cfg(test)]
