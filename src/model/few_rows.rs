@@ -98,22 +98,123 @@ pub fn linear_many<const D: usize, const W: usize>(
             }
         })
         .collect();
+    Some(run_products(x.as_slice::<f32>()?, dims, (m, k), &jobs))
+}
+
+/// `x @ W (+ bias)` for `W` products sharing `x [m, k]`, as tensors shaped like `dims` with the
+/// last dimension each product's n.
+fn run_products<const D: usize, const W: usize>(
+    x: &[f32],
+    dims: [usize; D],
+    (m, k): (usize, usize),
+    jobs: &[Product<'_>],
+) -> [Tensor<D>; W] {
     let values: usize = jobs.iter().map(|j| j.n * k).sum();
     let threads = if values >= THREADS_FROM {
         rayon::current_num_threads()
     } else {
         1
     };
-    let outs = matmul_many(x.as_slice::<f32>()?, (m, k), &jobs, threads, simd());
-    let mut outs = outs.into_iter().zip(&jobs).map(|(out, job)| {
+    let outs = matmul_many(x, (m, k), jobs, threads, simd());
+    let mut outs = outs.into_iter().zip(jobs).map(|(out, job)| {
         let mut shape = dims;
         shape[D - 1] = job.n;
         let out = FlexTensor::from_data(TensorData::new(out, shape));
         Tensor::from_primitive::<Flex>(out)
     });
-    Some(std::array::from_fn(|_| {
-        outs.next().expect("one output per weight")
-    }))
+    std::array::from_fn(|_| outs.next().expect("one output per weight"))
+}
+
+/// Columns per panel of [`Weight::Panels`]: one AVX-512 tile of the rows kernel.
+pub const PANEL: usize = 64;
+
+/// `w [K, N]` (row-major) in [`Weight::Panels`]' layout.
+pub fn pack_panels(w: &[f32], k: usize, n: usize) -> Vec<f32> {
+    assert!(
+        w.len() >= k * n,
+        "the weight holds {} values, [{k}, {n}] needs more",
+        w.len()
+    );
+    let panels = n.div_ceil(PANEL);
+    let mut packed = vec![0f32; panels * k * PANEL];
+    for (p, panel) in packed.chunks_exact_mut(k * PANEL).enumerate() {
+        let (from, to) = (p * PANEL, ((p + 1) * PANEL).min(n));
+        for (row, dst) in panel.chunks_exact_mut(PANEL).enumerate() {
+            dst[..to - from].copy_from_slice(&w[row * n + from..row * n + to]);
+        }
+    }
+    packed
+}
+
+/// A Linear layer's weight `[K, N]` packed in panels ([`Weight::Panels`]) for decoding: made
+/// once per generation (prefill), read at every step.
+#[derive(Clone, Debug)]
+pub struct Panels {
+    values: Vec<f32>,
+    k: usize,
+    n: usize,
+}
+
+impl Panels {
+    /// The packed copy of `weight [K, N]` when it is f32 on plain flex (any strides), else `None`.
+    pub fn of(weight: &Tensor<2>) -> Option<Panels> {
+        if weight.dtype() != DType::F32 {
+            return None;
+        }
+        let [k, n] = weight.dims();
+        let w = weight
+            .clone()
+            .try_into_primitive::<Flex>()
+            .ok()?
+            .to_contiguous();
+        let values = pack_panels(&w.storage::<f32>()[w.layout().start_offset()..], k, n);
+        Some(Panels { values, k, n })
+    }
+
+    /// Bytes of f32 values held.
+    pub fn bytes(&self) -> usize {
+        self.values.len() * 4
+    }
+}
+
+/// [`linear_many`] with packed weights: `x [.., K] @ W (+ bias)` for each `(W, bias)`. `None`
+/// when x is not f32 on plain flex, has more than [`FEW_ROWS`] rows, or does not match a
+/// weight's K or a bias' N.
+pub fn linear_panels<const D: usize, const W: usize>(
+    x: &Tensor<D>,
+    layers: [(&Panels, Option<&Tensor<1>>); W],
+) -> Option<[Tensor<D>; W]> {
+    let dims = x.dims();
+    let m: usize = dims[..D - 1].iter().product();
+    let k = dims[D - 1];
+    if m > FEW_ROWS || x.dtype() != DType::F32 {
+        return None;
+    }
+    let x = contiguous(x.clone().try_into_primitive::<Flex>().ok()?);
+    let mut biases = Vec::with_capacity(W);
+    for &(panels, bias) in &layers {
+        let bias = match bias {
+            Some(b) => Some(contiguous(b.clone().try_into_primitive::<Flex>().ok()?)),
+            None => None,
+        };
+        let fits = bias
+            .as_ref()
+            .is_none_or(|b| b.dtype() == DType::F32 && b.layout().num_elements() == panels.n);
+        if panels.k != k || !fits {
+            return None;
+        }
+        biases.push(bias);
+    }
+    let jobs: Vec<Product<'_>> = layers
+        .iter()
+        .zip(&biases)
+        .map(|((panels, _), bias)| Product {
+            weight: Weight::Panels(&panels.values),
+            n: panels.n,
+            bias: bias.as_ref().and_then(|b| b.as_slice::<f32>()),
+        })
+        .collect();
+    Some(run_products(x.as_slice::<f32>()?, dims, (m, k), &jobs))
 }
 
 #[derive(Clone, Copy)]
@@ -143,6 +244,11 @@ pub enum Weight<'a> {
     Rows(&'a [f32]),
     /// `W[k][j]` at `j * K + k` (the transpose is row-major).
     Cols(&'a [f32]),
+    /// Panels of [`PANEL`] columns ([`pack_panels`]): `W[k][j]` at
+    /// `(j / PANEL) * K * PANEL + k * PANEL + j % PANEL`, the last panel padded with zeros. Each
+    /// tile of columns then reads one contiguous block, which the hardware prefetcher follows,
+    /// where `Rows` reads 256 bytes from every row of the matrix.
+    Panels(&'a [f32]),
 }
 
 /// The instruction sets a product can run on.
@@ -209,11 +315,12 @@ pub fn matmul_many(
     );
     for p in products {
         let n = p.n;
-        let w_len = match p.weight {
-            Weight::Rows(w) | Weight::Cols(w) => w.len(),
+        let (w_len, needed) = match p.weight {
+            Weight::Rows(w) | Weight::Cols(w) => (w.len(), k * n),
+            Weight::Panels(w) => (w.len(), k * n.div_ceil(PANEL) * PANEL),
         };
         assert!(
-            w_len >= k * n,
+            w_len >= needed,
             "the weight holds {w_len} values, [{k}, {n}] needs more"
         );
         if let Some(b) = p.bias {
@@ -287,38 +394,75 @@ unsafe impl Sync for SendPtr {}
 #[allow(clippy::too_many_arguments)]
 unsafe fn columns(
     x: &[f32],
-    shape: (usize, usize, usize),
+    (m, k, n): (usize, usize, usize),
     weight: Weight<'_>,
     bias: Option<&[f32]>,
     out: *mut f32,
-    range: (usize, usize),
+    (j0, j1): (usize, usize),
     simd: Simd,
 ) {
     let x = x.as_ptr();
     let bias = bias.map(<[f32]>::as_ptr);
-    match (simd, weight) {
+    match weight {
+        Weight::Rows(w) => unsafe {
+            kernel(x, (m, k, n, n), Layout::Rows, w, bias, out, (j0, j1), simd)
+        },
+        Weight::Cols(w) => unsafe {
+            kernel(x, (m, k, n, k), Layout::Cols, w, bias, out, (j0, j1), simd)
+        },
+        Weight::Panels(w) => {
+            // Each panel is a [K, PANEL] row-major matrix of its own, with its own columns of
+            // `out` and of the bias.
+            for p in j0 / PANEL..j1.div_ceil(PANEL) {
+                let at = p * PANEL;
+                let range = (j0.max(at) - at, j1.min(at + PANEL) - at);
+                let panel = &w[p * k * PANEL..(p + 1) * k * PANEL];
+                // SAFETY: as the caller's; the offsets stay inside this panel's columns.
+                unsafe {
+                    kernel(
+                        x,
+                        (m, k, n, PANEL),
+                        Layout::Rows,
+                        panel,
+                        bias.map(|b| b.add(at)),
+                        out.add(at),
+                        range,
+                        simd,
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// The kernel for a layout and an instruction set: `shape` is `(m, k, n, the weight's row
+/// stride)`, `out`'s row stride is n.
+///
+/// # Safety
+/// As [`columns`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel(
+    x: *const f32,
+    shape: (usize, usize, usize, usize),
+    layout: Layout,
+    w: &[f32],
+    bias: Option<*const f32>,
+    out: *mut f32,
+    range: (usize, usize),
+    simd: Simd,
+) {
+    let w = w.as_ptr();
+    match (simd, layout) {
         #[cfg(target_arch = "x86_64")]
-        (Simd::Avx512, Weight::Rows(w)) => unsafe {
-            x86::rows_avx512(x, shape, w.as_ptr(), bias, out, range)
-        },
+        (Simd::Avx512, Layout::Rows) => unsafe { x86::rows_avx512(x, shape, w, bias, out, range) },
         #[cfg(target_arch = "x86_64")]
-        (Simd::Avx512, Weight::Cols(w)) => unsafe {
-            x86::cols_avx512(x, shape, w.as_ptr(), bias, out, range)
-        },
+        (Simd::Avx512, Layout::Cols) => unsafe { x86::cols_avx512(x, shape, w, bias, out, range) },
         #[cfg(target_arch = "x86_64")]
-        (Simd::Avx2, Weight::Rows(w)) => unsafe {
-            x86::rows_avx2(x, shape, w.as_ptr(), bias, out, range)
-        },
+        (Simd::Avx2, Layout::Rows) => unsafe { x86::rows_avx2(x, shape, w, bias, out, range) },
         #[cfg(target_arch = "x86_64")]
-        (Simd::Avx2, Weight::Cols(w)) => unsafe {
-            x86::cols_avx2(x, shape, w.as_ptr(), bias, out, range)
-        },
-        (_, Weight::Rows(w)) => unsafe {
-            generic::rows::<f32, 4, 4>(x, shape, w.as_ptr(), bias, out, range)
-        },
-        (_, Weight::Cols(w)) => unsafe {
-            generic::cols::<f32, 4, 1>(x, shape, w.as_ptr(), bias, out, range)
-        },
+        (Simd::Avx2, Layout::Cols) => unsafe { x86::cols_avx2(x, shape, w, bias, out, range) },
+        (_, Layout::Rows) => unsafe { generic::rows::<f32, 4, 4>(x, shape, w, bias, out, range) },
+        (_, Layout::Cols) => unsafe { generic::cols::<f32, 4, 1>(x, shape, w, bias, out, range) },
     }
 }
 
@@ -389,7 +533,7 @@ mod generic {
     #[inline(always)]
     pub unsafe fn rows<V: Lanes, const R: usize, const C: usize>(
         x: *const f32,
-        (m, k, n): (usize, usize, usize),
+        (m, k, n, ws): (usize, usize, usize, usize),
         w: *const f32,
         bias: Option<*const f32>,
         out: *mut f32,
@@ -397,15 +541,15 @@ mod generic {
     ) {
         let mut j = j0;
         while j + C * V::N <= j1 {
-            unsafe { rows_block::<V, R, C>(x, (m, k, n), w, bias, out, j) };
+            unsafe { rows_block::<V, R, C>(x, (m, k, n, ws), w, bias, out, j) };
             j += C * V::N;
         }
         while j + V::N <= j1 {
-            unsafe { rows_block::<V, R, 1>(x, (m, k, n), w, bias, out, j) };
+            unsafe { rows_block::<V, R, 1>(x, (m, k, n, ws), w, bias, out, j) };
             j += V::N;
         }
         while j < j1 {
-            unsafe { rows_block::<f32, R, 1>(x, (m, k, n), w, bias, out, j) };
+            unsafe { rows_block::<f32, R, 1>(x, (m, k, n, ws), w, bias, out, j) };
             j += 1;
         }
     }
@@ -433,7 +577,7 @@ mod generic {
     #[inline(always)]
     unsafe fn rows_block<V: Lanes, const R: usize, const C: usize>(
         x: *const f32,
-        (m, k, n): (usize, usize, usize),
+        (m, k, n, ws): (usize, usize, usize, usize),
         w: *const f32,
         bias: Option<*const f32>,
         out: *mut f32,
@@ -445,16 +589,17 @@ mod generic {
         );
         row_groups::<R>(
             m,
-            |i| unsafe { rows_tile::<V, R, C>(x_at(i), (k, n), w, bias, out_at(i), j) },
-            |i| unsafe { rows_tile::<V, 1, C>(x_at(i), (k, n), w, bias, out_at(i), j) },
+            |i| unsafe { rows_tile::<V, R, C>(x_at(i), (k, n, ws), w, bias, out_at(i), j) },
+            |i| unsafe { rows_tile::<V, 1, C>(x_at(i), (k, n, ws), w, bias, out_at(i), j) },
         );
     }
 
-    /// One tile: rows `x[0..R]` (stride k) times columns `j .. j + C * V::N` of `W [K, N]`.
+    /// One tile: rows `x[0..R]` (stride k) times columns `j .. j + C * V::N` of `W [K, ..]`
+    /// (row stride `ws`), into `out` (row stride n).
     #[inline(always)]
     unsafe fn rows_tile<V: Lanes, const R: usize, const C: usize>(
         x: *const f32,
-        (k, n): (usize, usize),
+        (k, n, ws): (usize, usize, usize),
         w: *const f32,
         bias: Option<*const f32>,
         out: *mut f32,
@@ -463,9 +608,9 @@ mod generic {
         unsafe {
             let mut acc = [[V::zero(); C]; R];
             for kk in 0..k {
-                let row = w.add(kk * n + j);
+                let row = w.add(kk * ws + j);
                 if kk + PF_ROWS < k {
-                    let ahead = row.add(PF_ROWS * n);
+                    let ahead = row.add(PF_ROWS * ws);
                     for line in 0..(C * V::N).div_ceil(16) {
                         prefetch(ahead.add(line * 16));
                     }
@@ -507,7 +652,7 @@ mod generic {
     #[inline(always)]
     pub unsafe fn cols<V: Lanes, const R: usize, const J: usize>(
         x: *const f32,
-        (m, k, n): (usize, usize, usize),
+        (m, k, n, _): (usize, usize, usize, usize),
         w: *const f32,
         bias: Option<*const f32>,
         out: *mut f32,
@@ -662,7 +807,8 @@ mod x86 {
         }
     }
 
-    type Shape = (usize, usize, usize);
+    /// `(m, k, n, the weight's row stride)`.
+    type Shape = (usize, usize, usize, usize);
 
     // Register budgets: AVX-512 has 32 registers, so 4 rows x 4 vectors (64 columns) of sums
     // plus 4 weight vectors fit; AVX2 has 16, so 4 rows x 2 vectors (16 columns). Dot products
@@ -742,11 +888,14 @@ mod tests {
                     }
                 }
                 let b = values(n, 3);
+                let panels = pack_panels(&w_kn, k, n);
                 for bias in [None, Some(b.as_slice())] {
                     let expected = reference(&x, (m, k, n), &w_kn, bias);
-                    for (layout, weight) in
-                        [("rows", Weight::Rows(&w_kn)), ("cols", Weight::Cols(&w_nk))]
-                    {
+                    for (layout, weight) in [
+                        ("rows", Weight::Rows(&w_kn)),
+                        ("cols", Weight::Cols(&w_nk)),
+                        ("panels", Weight::Panels(&panels)),
+                    ] {
                         for threads in [1, 2] {
                             let product = Product { weight, n, bias };
                             let out = matmul_many(&x, (m, k), &[product], threads, simd).remove(0);
@@ -805,6 +954,86 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `[2, 70]` in panels: columns 0..64 first, row by row, then 64..70 padded to 64.
+    #[test]
+    fn panels_by_hand() {
+        let (k, n) = (2, 70);
+        let w: Vec<f32> = (0..k * n).map(|i| i as f32).collect();
+        let p = pack_panels(&w, k, n);
+        assert_eq!(p.len(), 2 * k * PANEL);
+        assert_eq!(&p[..3], &[0.0, 1.0, 2.0]);
+        assert_eq!(p[PANEL], 70.0, "row 1 of panel 0 starts at W[1][0]");
+        assert_eq!(
+            &p[2 * PANEL..2 * PANEL + 6],
+            &[64.0, 65.0, 66.0, 67.0, 68.0, 69.0]
+        );
+        assert!(
+            p[2 * PANEL + 6..3 * PANEL].iter().all(|&v| v == 0.0),
+            "padding"
+        );
+        assert_eq!(p[3 * PANEL], 134.0, "row 1 of panel 1 starts at W[1][64]");
+    }
+
+    /// Packed weights through tensors: q, k and v of 8 rows in one call, with biases, equal the
+    /// product by hand; a wrong K or bias length, or too many rows, is refused.
+    #[test]
+    fn linear_panels_gives_the_products() {
+        use burn::tensor::Device;
+        let device = Device::flex();
+        let (m, k) = (8, 96);
+        let x = values(m * k, 11);
+        let xt = Tensor::<2>::from_data(TensorData::new(x.clone(), [m, k]), &device);
+        let ns = [96, 48, 130];
+        let ws: Vec<Vec<f32>> = ns.iter().map(|&n| values(k * n, n as u64)).collect();
+        let bs: Vec<Vec<f32>> = ns.iter().map(|&n| values(n, 7 + n as u64)).collect();
+        let tensor2 = |v: &Vec<f32>, n: usize| {
+            Tensor::<2>::from_data(TensorData::new(v.clone(), [k, n]), &device)
+        };
+        let panels: Vec<Panels> = ns
+            .iter()
+            .zip(&ws)
+            .map(|(&n, w)| Panels::of(&tensor2(w, n)).expect("flex"))
+            .collect();
+        let biases: Vec<Tensor<1>> = bs
+            .iter()
+            .map(|b| Tensor::<1>::from_data(TensorData::new(b.clone(), [b.len()]), &device))
+            .collect();
+        let outs = linear_panels(
+            &xt,
+            [
+                (&panels[0], Some(&biases[0])),
+                (&panels[1], None),
+                (&panels[2], Some(&biases[2])),
+            ],
+        )
+        .expect("taken");
+        for (i, out) in outs.into_iter().enumerate() {
+            let bias = (i != 1).then_some(bs[i].as_slice());
+            let want = reference(&x, (m, k, ns[i]), &ws[i], bias);
+            let got: Vec<f32> = out.into_data().iter::<f32>().collect();
+            for (j, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g as f64 - w).abs() <= 1e-4,
+                    "product {i} out[{j}]: {g} vs {w}"
+                );
+            }
+        }
+        let short = Tensor::<2>::from_data(TensorData::new(x[..m * 95].to_vec(), [m, 95]), &device);
+        assert!(
+            linear_panels(&short, [(&panels[0], None)]).is_none(),
+            "K differs"
+        );
+        assert!(
+            linear_panels(&xt, [(&panels[1], Some(&biases[0]))]).is_none(),
+            "bias of 96 for 48"
+        );
+        let many = Tensor::<2>::zeros([FEW_ROWS + 1, k], &device);
+        assert!(
+            linear_panels(&many, [(&panels[0], None)]).is_none(),
+            "too many rows"
+        );
     }
 
     #[test]
