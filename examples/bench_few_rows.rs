@@ -6,11 +6,12 @@
 //! - each kernel on a 1 MiB weight that stays in cache: what the kernel gives without memory's
 //!   limit;
 //! - one decode step's products (10 layers of q, k, v, o, gate, up, down, then the tied LM head),
-//!   the median of `--iters` runs.
+//!   the median of `--iters` runs, the layers' weights as they lie (`[K, N]`) and in panels (as
+//!   decoding reads them after a prefill).
 
 use std::time::Instant;
 
-use ppo_lens::model::few_rows::{Product, Simd, Weight, matmul_many};
+use ppo_lens::model::few_rows::{Product, Simd, Weight, matmul_many, pack_panels};
 use rayon::prelude::*;
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -115,6 +116,29 @@ fn main() {
             std::hint::black_box(matmul_many(&xf, (m, f), &[p(6)], threads, simd));
         }
     });
+    // The same weights in panels, as decoding reads them after a prefill.
+    let packed: Vec<Vec<Vec<f32>>> = weights
+        .iter()
+        .map(|ws| {
+            ws.iter()
+                .zip(&shapes)
+                .map(|(w, &(k, n))| pack_panels(w, k, n))
+                .collect()
+        })
+        .collect();
+    let panel_s = timed(iters, || {
+        for w in &packed {
+            let p = |i: usize| Product {
+                weight: Weight::Panels(&w[i]),
+                n: shapes[i].1,
+                bias: None,
+            };
+            std::hint::black_box(matmul_many(&xd, (m, d), &[p(0), p(1), p(2)], threads, simd));
+            std::hint::black_box(matmul_many(&xd, (m, d), &[p(3)], threads, simd));
+            std::hint::black_box(matmul_many(&xd, (m, d), &[p(4), p(5)], threads, simd));
+            std::hint::black_box(matmul_many(&xf, (m, f), &[p(6)], threads, simd));
+        }
+    });
     let head_s = timed(iters, || {
         let p = Product {
             weight: Weight::Cols(&head),
@@ -125,12 +149,15 @@ fn main() {
     });
     println!(
         "decode step, {simd:?}, {m} rows, {threads} thread(s): layers {:.2} ms ({:.1} GB/s), \
-         LM head {:.2} ms ({:.1} GB/s), together {:.2} ms ({:.1} GB/s)",
+         in panels {:.2} ms ({:.1} GB/s); LM head {:.2} ms ({:.1} GB/s); panels and head \
+         {:.2} ms ({:.1} GB/s)",
         layer_s * 1e3,
         gb(layer_bytes, layer_s),
+        panel_s * 1e3,
+        gb(layer_bytes, panel_s),
         head_s * 1e3,
         gb(head_bytes, head_s),
-        (layer_s + head_s) * 1e3,
-        gb(layer_bytes + head_bytes, layer_s + head_s)
+        (panel_s + head_s) * 1e3,
+        gb(layer_bytes + head_bytes, panel_s + head_s)
     );
 }
