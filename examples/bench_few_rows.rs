@@ -103,10 +103,15 @@ fn main() {
             gb(64 * d * d * 4, s)
         );
     }
-    let layer_s = timed(iters, || {
-        for w in &weights {
+    // One step's layer products, the weights `[K, N]` as they lie or in panels.
+    let layers_step = |layers: &[Vec<Vec<f32>>], in_panels: bool| {
+        for w in layers {
             let p = |i: usize| Product {
-                weight: Weight::Rows(&w[i]),
+                weight: if in_panels {
+                    Weight::Panels(&w[i])
+                } else {
+                    Weight::Rows(&w[i])
+                },
                 n: shapes[i].1,
                 bias: None,
             };
@@ -115,7 +120,8 @@ fn main() {
             std::hint::black_box(matmul_many(&xd, (m, d), &[p(4), p(5)], threads, simd));
             std::hint::black_box(matmul_many(&xf, (m, f), &[p(6)], threads, simd));
         }
-    });
+    };
+    let layer_s = timed(iters, || layers_step(&weights, false));
     // The same weights in panels, as decoding reads them after a prefill.
     let packed: Vec<Vec<Vec<f32>>> = weights
         .iter()
@@ -126,19 +132,7 @@ fn main() {
                 .collect()
         })
         .collect();
-    let panel_s = timed(iters, || {
-        for w in &packed {
-            let p = |i: usize| Product {
-                weight: Weight::Panels(&w[i]),
-                n: shapes[i].1,
-                bias: None,
-            };
-            std::hint::black_box(matmul_many(&xd, (m, d), &[p(0), p(1), p(2)], threads, simd));
-            std::hint::black_box(matmul_many(&xd, (m, d), &[p(3)], threads, simd));
-            std::hint::black_box(matmul_many(&xd, (m, d), &[p(4), p(5)], threads, simd));
-            std::hint::black_box(matmul_many(&xf, (m, f), &[p(6)], threads, simd));
-        }
-    });
+    let panel_s = timed(iters, || layers_step(&packed, true));
     let head_s = timed(iters, || {
         let p = Product {
             weight: Weight::Cols(&head),

@@ -53,28 +53,13 @@ pub fn linear_many<const D: usize, const W: usize>(
     x: &Tensor<D>,
     layers: [(&Tensor<2>, Option<&Tensor<1>>); W],
 ) -> Option<[Tensor<D>; W]> {
-    let dims = x.dims();
-    let m: usize = dims[..D - 1].iter().product();
-    let k = dims[D - 1];
-    if m > FEW_ROWS || x.dtype() != DType::F32 {
-        return None;
-    }
-    let x = contiguous(x.clone().try_into_primitive::<Flex>().ok()?);
+    let (x, dims, (m, k)) = few_rows_input(x)?;
     let mut weights = Vec::with_capacity(W);
     for (weight, bias) in layers {
         let [wk, n] = weight.dims();
         let w = weight.clone().try_into_primitive::<Flex>().ok()?;
-        let bias = match bias {
-            Some(b) => Some(contiguous(b.clone().try_into_primitive::<Flex>().ok()?)),
-            None => None,
-        };
-        let f32s = |t: &FlexTensor| t.dtype() == DType::F32;
-        if wk != k
-            || !f32s(&w)
-            || bias
-                .as_ref()
-                .is_some_and(|b| !f32s(b) || b.layout().num_elements() != n)
-        {
+        let bias = flex_bias(bias, n)?;
+        if wk != k || w.dtype() != DType::F32 {
             return None;
         }
         let layout = match w.layout().strides() {
@@ -99,6 +84,30 @@ pub fn linear_many<const D: usize, const W: usize>(
         })
         .collect();
     Some(run_products(x.as_slice::<f32>()?, dims, (m, k), &jobs))
+}
+
+/// `x [.., K]` as a contiguous flex tensor, its dims and `(m, K)` (m the product of the leading
+/// dims), when it is f32 on plain flex with at most [`FEW_ROWS`] rows.
+fn few_rows_input<const D: usize>(
+    x: &Tensor<D>,
+) -> Option<(FlexTensor, [usize; D], (usize, usize))> {
+    let dims = x.dims();
+    let m: usize = dims[..D - 1].iter().product();
+    if m > FEW_ROWS || x.dtype() != DType::F32 {
+        return None;
+    }
+    let x = contiguous(x.clone().try_into_primitive::<Flex>().ok()?);
+    Some((x, dims, (m, dims[D - 1])))
+}
+
+/// A bias as a contiguous flex tensor: `Some(None)` without one, `None` (refused) when it is not
+/// f32 on plain flex or does not hold `n` values.
+fn flex_bias(bias: Option<&Tensor<1>>, n: usize) -> Option<Option<FlexTensor>> {
+    let Some(b) = bias else {
+        return Some(None);
+    };
+    let b = contiguous(b.clone().try_into_primitive::<Flex>().ok()?);
+    (b.dtype() == DType::F32 && b.layout().num_elements() == n).then_some(Some(b))
 }
 
 /// `x @ W (+ bias)` for `W` products sharing `x [m, k]`, as tensors shaped like `dims` with the
@@ -162,11 +171,7 @@ impl Panels {
             return None;
         }
         let [k, n] = weight.dims();
-        let w = weight
-            .clone()
-            .try_into_primitive::<Flex>()
-            .ok()?
-            .to_contiguous();
+        let w = contiguous(weight.clone().try_into_primitive::<Flex>().ok()?);
         let values = pack_panels(&w.storage::<f32>()[w.layout().start_offset()..], k, n);
         Some(Panels { values, k, n })
     }
@@ -184,26 +189,13 @@ pub fn linear_panels<const D: usize, const W: usize>(
     x: &Tensor<D>,
     layers: [(&Panels, Option<&Tensor<1>>); W],
 ) -> Option<[Tensor<D>; W]> {
-    let dims = x.dims();
-    let m: usize = dims[..D - 1].iter().product();
-    let k = dims[D - 1];
-    if m > FEW_ROWS || x.dtype() != DType::F32 {
-        return None;
-    }
-    let x = contiguous(x.clone().try_into_primitive::<Flex>().ok()?);
+    let (x, dims, (m, k)) = few_rows_input(x)?;
     let mut biases = Vec::with_capacity(W);
     for &(panels, bias) in &layers {
-        let bias = match bias {
-            Some(b) => Some(contiguous(b.clone().try_into_primitive::<Flex>().ok()?)),
-            None => None,
-        };
-        let fits = bias
-            .as_ref()
-            .is_none_or(|b| b.dtype() == DType::F32 && b.layout().num_elements() == panels.n);
-        if panels.k != k || !fits {
+        if panels.k != k {
             return None;
         }
-        biases.push(bias);
+        biases.push(flex_bias(bias, panels.n)?);
     }
     let jobs: Vec<Product<'_>> = layers
         .iter()

@@ -376,23 +376,23 @@ impl<const N: usize> Backward<Flex, N> for LinearBackward {
         let dw = || {
             dw_parent.map(|_| {
                 let (rows, cols) = if transposed { (n, k) } else { (k, n) };
-                let (lhs, rhs, inner) = if transposed {
+                let (lhs, rhs) = if transposed {
                     // dW = dy^T @ x: [n, m] @ [m, k], laid out like the stored [N, K] weight
-                    (Mat::dense(dys, n).t(), Mat::dense(xs, k), m)
+                    (Mat::dense(dys, n).t(), Mat::dense(xs, k))
                 } else {
                     // dW = x^T @ dy: [k, m] @ [m, n]
-                    (Mat::dense(xs, k).t(), Mat::dense(dys, n), m)
+                    (Mat::dense(xs, k).t(), Mat::dense(dys, n))
                 };
                 let mut dw = Vec::with_capacity(rows * cols);
                 // SAFETY: as for dx.
                 unsafe {
                     product(
                         dw.as_mut_ptr(),
-                        (rows, inner, cols),
+                        (rows, m, cols),
                         lhs,
                         rhs,
                         false,
-                        parts_for(rows, inner, cols, dw_threads),
+                        parts_for(rows, m, cols, dw_threads),
                     );
                     dw.set_len(rows * cols);
                 }
