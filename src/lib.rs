@@ -16,7 +16,6 @@ pub mod compute;
 pub mod data;
 pub mod exercises;
 pub mod faq;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod fast_exp;
 pub mod lab;
 pub mod model;

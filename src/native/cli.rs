@@ -138,7 +138,7 @@ const WORKER_STACK: usize = 8 << 20;
 /// a thread of the pool, the caller works on one part itself and the other threads take the
 /// rest. Measured on the 50M model, one run after the other on 2 cores: the PPO update 2.2-2.7 s
 /// on the main thread, 1.7-2.3 s here; decode about 8% faster.
-fn on_worker_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+pub fn on_worker_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     // Fails only when the pool was already made (then it is used as it is).
     let _ = rayon::ThreadPoolBuilder::new()
         .stack_size(WORKER_STACK)

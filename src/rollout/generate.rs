@@ -10,7 +10,7 @@
 
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::sampling::{SamplingParams, sample};
+use super::sampling::{SamplingParams, sample_rows};
 use crate::compute::{read_f32, yield_to_browser};
 use crate::model::Qwen2Model;
 use crate::ppo::entropy::logsumexp;
@@ -99,6 +99,12 @@ pub async fn rollout(
     let mut finished = vec![false; b];
     for step in 0..max_new_tokens {
         yield_to_browser().await;
+        // One uniform draw per unfinished row, in row order, then the rows sampled at once.
+        let draws: Vec<(usize, f64)> = (0..b)
+            .filter(|&row| !finished[row])
+            .map(|row| (row, rng.unit()))
+            .collect();
+        let mut sampled = sample_rows(&logits, vocab, &draws, params, n_top).into_iter();
         let mut next = Vec::with_capacity(b);
         for row in 0..b {
             if finished[row] {
@@ -109,7 +115,7 @@ pub async fn rollout(
                 top[row].push(Vec::new());
                 continue;
             }
-            let s = sample(&logits[row * vocab..(row + 1) * vocab], params, n_top, rng);
+            let s = sampled.next().expect("one sample per unfinished row");
             next.push(s.id);
             response_mask[row].push(1.0);
             logprobs[row].push(s.logprob);

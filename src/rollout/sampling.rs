@@ -5,6 +5,7 @@
 //! update's teacher-forced pass can recompute (it divides by the same temperature), so the first
 //! epoch's ratio starts at exactly 1.
 
+use crate::fast_exp;
 use crate::rng::Rng;
 
 /// How tokens are drawn.
@@ -44,15 +45,34 @@ pub struct Sampled {
     pub top: Vec<(u32, f32)>,
 }
 
-/// log softmax(logits / temperature) in f64 for accuracy, returned as f32.
+/// log softmax(logits / temperature), the normaliser's sum in f64.
 pub fn log_softmax(logits: &[f32], temperature: f32) -> Vec<f32> {
-    let scaled: Vec<f64> = logits
-        .iter()
-        .map(|&x| x as f64 / temperature as f64)
-        .collect();
-    let max = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let lse = max + scaled.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
-    scaled.iter().map(|x| (x - lse) as f32).collect()
+    Tempered::of(logits, temperature).logp
+}
+
+/// One row's tempered distribution: `z = logits / temperature`, `weights_i = e^(z_i - max z)`
+/// (SIMD, [`fast_exp`]), `sum` their total in f64, and `logp_i = z_i - max z - ln sum`.
+struct Tempered {
+    logp: Vec<f32>,
+    weights: Vec<f32>,
+    sum: f64,
+}
+
+impl Tempered {
+    fn of(logits: &[f32], temperature: f32) -> Tempered {
+        let z: Vec<f32> = logits.iter().map(|&x| x / temperature).collect();
+        let max = fast_exp::max(&z);
+        let mut weights = vec![0f32; z.len()];
+        let sum = fast_exp::exp_into(&mut weights, &z, max);
+        let lse = max as f64 + sum.ln();
+        let logp = z.iter().map(|&v| (v as f64 - lse) as f32).collect();
+        Tempered { logp, weights, sum }
+    }
+
+    /// The probability of `id`.
+    fn probability(&self, id: usize) -> f64 {
+        self.weights[id] as f64 / self.sum
+    }
 }
 
 /// Ids from the highest logprob to the lowest; ties broken by the lower id so the order is
@@ -85,17 +105,24 @@ fn total_order_key(x: f32) -> u32 {
     }
 }
 
-/// Sample one id from `logits` with `params`, reporting `n_top` candidates.
+/// Sample one id from `logits` with `params`, reporting `n_top` candidates; one uniform draw
+/// from `rng`.
+pub fn sample(logits: &[f32], params: &SamplingParams, n_top: usize, rng: &mut Rng) -> Sampled {
+    sample_with(logits, params, n_top, rng.unit())
+}
+
+/// [`sample`] with its uniform draw `u` in [0, 1) given.
 ///
 /// With top-k or top-p the kept ids are the most likely ones, so the ids are sorted by logprob
 /// and the draw walks them in that order. Without either, every id is kept and the draw walks
 /// them in id order: the same distribution, without sorting the vocabulary at every step (a
 /// 32,000-id sort took about 0.8 ms, most of a step's sampling).
-pub fn sample(logits: &[f32], params: &SamplingParams, n_top: usize, rng: &mut Rng) -> Sampled {
-    let logp = log_softmax(logits, params.temperature);
+pub fn sample_with(logits: &[f32], params: &SamplingParams, n_top: usize, u: f64) -> Sampled {
+    let dist = Tempered::of(logits, params.temperature);
+    let logp = &dist.logp;
     let truncated = (params.top_k > 0 && params.top_k < logp.len()) || params.top_p < 1.0;
     let chosen = if truncated {
-        let order = by_logprob(&logp);
+        let order = by_logprob(logp);
         let mut keep = order.len();
         if params.top_k > 0 {
             keep = keep.min(params.top_k);
@@ -103,20 +130,22 @@ pub fn sample(logits: &[f32], params: &SamplingParams, n_top: usize, rng: &mut R
         if params.top_p < 1.0 {
             let mut mass = 0.0f64;
             for (i, &id) in order.iter().enumerate().take(keep) {
-                mass += (logp[id] as f64).exp();
+                mass += dist.probability(id);
                 if mass >= params.top_p as f64 {
                     keep = i + 1;
                     break;
                 }
             }
         }
-        draw(order[..keep.max(1)].iter().copied(), &logp, rng)
+        let kept = &order[..keep.max(1)];
+        let total = kept.iter().map(|&id| dist.weights[id] as f64).sum();
+        draw(kept.iter().copied(), &dist.weights, total, u)
     } else {
-        draw(0..logp.len(), &logp, rng)
+        draw(0..logp.len(), &dist.weights, dist.sum, u)
     };
-    let top = most_likely(&logp, n_top)
+    let top = most_likely(logp, n_top)
         .into_iter()
-        .map(|id| (id as u32, (logp[id] as f64).exp() as f32))
+        .map(|id| (id as u32, dist.probability(id) as f32))
         .collect();
     Sampled {
         id: chosen as u32,
@@ -125,27 +154,49 @@ pub fn sample(logits: &[f32], params: &SamplingParams, n_top: usize, rng: &mut R
     }
 }
 
-/// One id of `ids` with probability proportional to exp(logp): the first id at which the
-/// running sum of probabilities passes a uniform draw over their total.
-fn draw<I>(ids: I, logp: &[f32], rng: &mut Rng) -> usize
+/// [`sample_with`] for several rows of `logits` (`[rows, vocab]`, row-major): `rows` lists
+/// `(row, u)`, one uniform draw each, and the results come in that order. Natively the rows are
+/// shared between the cores; in the page they run one after the other.
+pub fn sample_rows(
+    logits: &[f32],
+    vocab: usize,
+    rows: &[(usize, f64)],
+    params: &SamplingParams,
+    n_top: usize,
+) -> Vec<Sampled> {
+    let one = |&(row, u): &(usize, f64)| {
+        sample_with(&logits[row * vocab..(row + 1) * vocab], params, n_top, u)
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use rayon::prelude::*;
+        rows.par_iter().map(one).collect()
+    }
+    #[cfg(target_arch = "wasm32")]
+    rows.iter().map(one).collect()
+}
+
+/// One of `ids` with probability proportional to `weights[id]`: the first id at which the running
+/// sum of weights passes `u * total`, `total` the sum of the weights of `ids`. Should rounding
+/// leave a sliver of the draw after the last id, the last id of positive weight is taken (never
+/// an id of weight 0).
+fn draw<I>(ids: I, weights: &[f32], total: f64, u: f64) -> usize
 where
-    I: IntoIterator<Item = usize> + Clone,
+    I: IntoIterator<Item = usize>,
 {
-    let total: f64 = ids
-        .clone()
-        .into_iter()
-        .map(|id| (logp[id] as f64).exp())
-        .sum();
-    let mut u = rng.unit() * total;
-    let mut last = 0;
+    let mut u = u * total;
+    let mut last = None;
     for id in ids {
-        u -= (logp[id] as f64).exp();
+        let w = weights[id] as f64;
+        u -= w;
         if u < 0.0 {
             return id;
         }
-        last = id;
+        if w > 0.0 || last.is_none() {
+            last = Some(id);
+        }
     }
-    last // rounding left a sliver of u: the last id
+    last.unwrap_or(0) // no ids at all: the callers always pass at least one
 }
 
 /// The `n` most likely ids, highest first, in [`by_logprob`]'s order (ties to the lower id),
@@ -254,6 +305,55 @@ mod tests {
                 want[i]
             );
         }
+    }
+
+    /// Rows sampled together (on every core) are the rows sampled one by one with the same
+    /// draws, in the order asked for; top-k and top-p included.
+    #[test]
+    fn rows_sampled_together_equal_rows_sampled_alone() {
+        let mut rng = Rng::new(4);
+        let (rows, vocab) = (6, 301);
+        let logits: Vec<f32> = (0..rows * vocab)
+            .map(|_| rng.unit() as f32 * 8.0 - 4.0)
+            .collect();
+        for params in [
+            SamplingParams::new(1.0, 0, 1.0).unwrap(),
+            SamplingParams::new(0.7, 20, 0.9).unwrap(),
+        ] {
+            let asked: Vec<(usize, f64)> = [4, 0, 5, 2].iter().map(|&r| (r, rng.unit())).collect();
+            let together = sample_rows(&logits, vocab, &asked, &params, 3);
+            let alone: Vec<Sampled> = asked
+                .iter()
+                .map(|&(r, u)| sample_with(&logits[r * vocab..(r + 1) * vocab], &params, 3, u))
+                .collect();
+            assert_eq!(together, alone);
+        }
+        // `sample` takes exactly one draw from the generator.
+        let params = SamplingParams::new(1.0, 0, 1.0).unwrap();
+        let (mut a, mut b) = (Rng::new(8), Rng::new(8));
+        let row = &logits[..vocab];
+        assert_eq!(
+            sample(row, &params, 2, &mut a),
+            sample_with(row, &params, 2, b.unit())
+        );
+        assert_eq!(a.unit(), b.unit());
+    }
+
+    /// The draw walks the running sum; a draw that rounding leaves past the last id takes the
+    /// last id of positive weight, never one of weight 0.
+    #[test]
+    fn the_draw_by_hand() {
+        let weights = [0.25f32, 0.0, 0.5, 0.25, 0.0];
+        let all = 0..weights.len();
+        assert_eq!(draw(all.clone(), &weights, 1.0, 0.0), 0);
+        assert_eq!(draw(all.clone(), &weights, 1.0, 0.2499), 0);
+        assert_eq!(draw(all.clone(), &weights, 1.0, 0.25), 2);
+        assert_eq!(draw(all.clone(), &weights, 1.0, 0.7499), 2);
+        assert_eq!(draw(all.clone(), &weights, 1.0, 0.75), 3);
+        // A total a little above the weights' sum: u near 1 runs past the end.
+        assert_eq!(draw(all.clone(), &weights, 1.0 + 1e-6, 0.999_999_9), 3);
+        // Over a subset, in the order given.
+        assert_eq!(draw([3, 0].into_iter(), &weights, 0.5, 0.6), 0);
     }
 
     #[test]
