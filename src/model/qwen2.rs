@@ -403,7 +403,9 @@ impl Qwen2Model {
             self.config.rope_theta,
             self.dtype(),
         );
-        let mut x = cast_to(self.embed_tokens.forward(ids), self.compute_dtype); // [B, T, D]
+        let embedded = embedding(&self.embed_tokens.weight.val(), &ids)
+            .unwrap_or_else(|| self.embed_tokens.forward(ids));
+        let mut x = cast_to(embedded, self.compute_dtype); // [B, T, D]
         // Decoding's weights: the cache's, or packed now for the steps after a prefill.
         let decode_weights = match &cache {
             Some(c) => c.decode_weights.clone(),
@@ -589,6 +591,18 @@ fn gemm_linear<const N: usize>(
     transposed: bool,
 ) -> Option<Tensor<N>> {
     super::gemm_linear::linear(x, weight, bias, transposed)
+}
+
+/// The token embedding's lookup through [`embedding::lookup`](super::embedding::lookup) on
+/// flex with autodiff (its backward adds into the tied head's gradient), else `None`.
+#[cfg(not(target_arch = "wasm32"))]
+fn embedding(weight: &Tensor<2>, ids: &Tensor<2, Int>) -> Option<Tensor<3>> {
+    super::embedding::lookup(weight, ids)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn embedding(_: &Tensor<2>, _: &Tensor<2, Int>) -> Option<Tensor<3>> {
+    None
 }
 
 /// `silu(gate) * up` through [`swiglu::swiglu`](super::swiglu::swiglu) on flex, else `None`.
