@@ -297,17 +297,21 @@ fn update_loop<const FIRST: bool, const DECAY: bool>(
     }
 }
 
-/// `sum(x^2)` of one chunk in f64, in 8 independent sums (so that it vectorizes).
-fn squares(values: &[f32]) -> f64 {
-    let mut sums = [0f64; 8];
-    let blocks = values.chunks_exact(8);
-    let rest = blocks.remainder();
-    for block in blocks {
-        for (s, &x) in sums.iter_mut().zip(block) {
-            *s += (x as f64) * (x as f64);
+crate::fast_exp::simd_fn! {
+    /// `sum(x^2)` of one chunk in f64, in 16 independent sums, compiled for AVX-512 or AVX2
+    /// where the CPU has them (the baseline x86-64 build converts and adds two values per
+    /// instruction). Over 192 MB on this project's 2 cores: 10-12 GB/s before, 11-14 after.
+    fn squares(values: &[f32]) -> f64 {
+        let mut sums = [0f64; 16];
+        let blocks = values.chunks_exact(16);
+        let rest = blocks.remainder();
+        for block in blocks {
+            for (s, &x) in sums.iter_mut().zip(block) {
+                *s += (x as f64) * (x as f64);
+            }
         }
+        sums.iter().sum::<f64>() + rest.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()
     }
-    sums.iter().sum::<f64>() + rest.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()
 }
 
 #[cfg(test)]

@@ -63,8 +63,6 @@ macro_rules! simd_fn {
         }
     };
 }
-// The page has no caller yet: only native modules compile their loops with it.
-#[cfg_attr(target_arch = "wasm32", allow(unused_imports))]
 pub(crate) use simd_fn;
 
 simd_fn! {
