@@ -2,13 +2,18 @@
 # ppo-lens beside PyTorch + transformers on this CPU, the same workloads, as ratios:
 #   scripts/bench.sh              both models (tiny, 50M)
 #   scripts/bench.sh tiny         one
+#   ROUNDS=3 scripts/bench.sh 50M the two sides alternately, three times each
 # ppo-lens runs on flex (`ppo-lens bench`); the reference is scripts/bench_reference.py. Each
-# model runs in its own process on each side, so peak memory is that model's. PYTHON must have
+# model runs in its own process on each side, so peak memory is that model's. With ROUNDS > 1
+# the table holds each side's medians over the rounds, and the targets' ratios are given for
+# every round (a noisy machine moves both sides by tens of percent between runs). PYTHON must have
 # torch and transformers; without it a venv is made in ~/.cache/ppo-lens/pyenv from PyPI.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
 models="${1:-tiny,50M}"
 iters="${ITERS:-3}"
+rounds="${ROUNDS:-1}"
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a whole number of at least 1, got '$rounds'" >&2; exit 2; }
 PYTHON="${PYTHON:-$HOME/.cache/ppo-lens/pyenv/bin/python}"
 
 step "PyTorch and transformers ($PYTHON)"
@@ -26,21 +31,46 @@ bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/ppo-lens"
 
 ours="" theirs=""
 for model in ${models//,/ }; do
-    step "$model: ppo-lens (flex)"
-    line="$("$bin" bench --models "$model" --iters "$iters" --json)"
-    echo "    $line"
-    ours+="$line"$'\n'
-    step "$model: PyTorch + transformers"
-    line="$("$PYTHON" scripts/bench_reference.py --models "$model" --iters "$iters")"
-    echo "    $line"
-    theirs+="$line"$'\n'
+    for round in $(seq "$rounds"); do
+        step "$model: ppo-lens (flex), round $round of $rounds"
+        line="$("$bin" bench --models "$model" --iters "$iters" --json)"
+        echo "    $line"
+        ours+="$line"$'\n'
+        step "$model: PyTorch + transformers, round $round of $rounds"
+        line="$("$PYTHON" scripts/bench_reference.py --models "$model" --iters "$iters")"
+        echo "    $line"
+        theirs+="$line"$'\n'
+    done
 done
 
 step "Ratios (ppo-lens / reference; above 1 means ppo-lens is faster for rates, slower for times)"
 "$PYTHON" - "$ours" "$theirs" <<'PY'
-import json, os, sys
-ours = {r["model"]: r for r in (json.loads(l) for l in sys.argv[1].splitlines() if l.strip())}
-theirs = {r["model"]: r for r in (json.loads(l) for l in sys.argv[2].splitlines() if l.strip())}
+import json, os, statistics, sys
+
+
+def by_model(lines):
+    """Each model's runs, in the order they ran."""
+    runs = {}
+    for r in (json.loads(l) for l in lines.splitlines() if l.strip()):
+        runs.setdefault(r["model"], []).append(r)
+    return runs
+
+
+def medians(runs):
+    """One result: the median of every figure over the runs (None where a run lacks it)."""
+    out = dict(runs[0])
+    for key, value in runs[0].items():
+        if key in ("params", "threads"):
+            continue  # the same in every run
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = [r.get(key) for r in runs]
+            out[key] = None if None in values else statistics.median(values)
+    return out
+
+
+our_runs, their_runs = by_model(sys.argv[1]), by_model(sys.argv[2])
+ours = {m: medians(r) for m, r in our_runs.items()}
+theirs = {m: medians(r) for m, r in their_runs.items()}
 rows = [
     ("forward tokens/s", "forward_tokens_per_s", "rate"),
     ("decode tokens/s (KV cache)", "decode_tokens_per_s", "rate"),
@@ -57,8 +87,10 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
     if os.path.exists("/proc/cpuinfo") else "?"
 for name, o in ours.items():
     t = theirs[name]
+    rounds = len(our_runs[name])
     print(f"\n{name}: {o['params']:,} parameters (reference {t['params']:,}); {cpu}")
-    print(f"  ppo-lens flex, {o['threads']} threads; {t['impl']}, {t['threads']} threads")
+    print(f"  ppo-lens flex, {o['threads']} threads; {t['impl']}, {t['threads']} threads"
+          + (f"; medians of {rounds} alternated rounds" if rounds > 1 else ""))
     print(f"  {'':30} {'ppo-lens':>12} {'reference':>12} {'ratio':>8}")
     for label, key, kind in rows:
         a, b = o.get(key), t.get(key)
@@ -67,6 +99,12 @@ for name, o in ours.items():
             continue
         # Rates: ours / theirs (2x = twice as fast). Times and memory: ours / theirs (0.5x = half).
         print(f"  {label:30} {a:>12,.1f} {b:>12,.1f} {a / b:>7.2f}x")
+    if rounds > 1:
+        pairs = list(zip(our_runs[name], their_runs[name]))
+        its = ", ".join(f"{a['iteration_ms'] / b['iteration_ms']:.2f}x" for a, b in pairs)
+        decs = ", ".join(f"{a['decode_tokens_per_s'] / b['decode_tokens_per_s']:.2f}x"
+                         for a, b in pairs)
+        print(f"  each round: PPO iteration {its}; decode {decs}")
     it = o["iteration_ms"] / t["iteration_ms"]
     dec = o["decode_tokens_per_s"] / t["decode_tokens_per_s"]
     print(f"  targets: PPO iteration at most 0.7x PyTorch's time: {it:.2f}x "
