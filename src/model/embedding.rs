@@ -101,14 +101,22 @@ impl Backward<Flex, 1> for EmbeddingBackward {
             .try_into_primitive::<Autodiff<Flex>>()
             .expect("checked when looked up");
         let n = vocab * dim;
-        // The gradient the weight has so far (the tied head's), when it is one this op can add
-        // into; it leaves the store, so registering the sum below adds nothing more.
-        let existing = grads
-            .get::<Flex>(&weight)
-            .filter(|g| g.dtype() == DType::F32 && g.layout().shape().dims::<2>() == [vocab, dim]);
-        let mut dw = match existing {
-            Some(_) => dense(grads.remove::<Flex>(&weight).expect("just found")),
-            None => FlexTensor::from_data(TensorData::new(vec![0f32; n], [vocab, dim])),
+        // The gradient the weight has so far (the tied head's) leaves the store, and the rows are
+        // added into it in place, so registering the sum below adds nothing more. It is taken
+        // out, not looked at first: a second handle on its buffer would make the in-place add
+        // copy all of it. One this op cannot add into goes back, and `register` adds the two.
+        let fresh = || FlexTensor::from_data(TensorData::new(vec![0f32; n], [vocab, dim]));
+        let mut dw = match grads.remove::<Flex>(&weight) {
+            Some(g)
+                if g.dtype() == DType::F32 && g.layout().shape().dims::<2>() == [vocab, dim] =>
+            {
+                dense(g)
+            }
+            Some(g) => {
+                grads.register::<Flex>(parent.id, g);
+                fresh()
+            }
+            None => fresh(),
         };
         {
             let g = &mut dw.storage_mut::<f32>()[..n];
