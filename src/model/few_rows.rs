@@ -118,13 +118,7 @@ fn run_products<const D: usize, const W: usize>(
     (m, k): (usize, usize),
     jobs: &[Product<'_>],
 ) -> [Tensor<D>; W] {
-    let values: usize = jobs.iter().map(|j| j.n * k).sum();
-    let threads = if values >= THREADS_FROM {
-        rayon::current_num_threads()
-    } else {
-        1
-    };
-    let outs = matmul_many(x, (m, k), jobs, threads, simd());
+    let outs = products(x, (m, k), jobs);
     let mut outs = outs.into_iter().zip(jobs).map(|(out, job)| {
         let mut shape = dims;
         shape[D - 1] = job.n;
@@ -132,6 +126,18 @@ fn run_products<const D: usize, const W: usize>(
         Tensor::from_primitive::<Flex>(out)
     });
     std::array::from_fn(|_| outs.next().expect("one output per weight"))
+}
+
+/// Every product's `[m, n]` output ([`matmul_many`]) on this CPU's widest instructions, shared
+/// between the threads when the weights hold at least [`THREADS_FROM`] values.
+pub fn products(x: &[f32], (m, k): (usize, usize), jobs: &[Product<'_>]) -> Vec<Vec<f32>> {
+    let values: usize = jobs.iter().map(|j| j.n * k).sum();
+    let threads = if values >= THREADS_FROM {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    matmul_many(x, (m, k), jobs, threads, simd())
 }
 
 /// Columns per panel of [`Weight::Panels`]: one AVX-512 tile of the rows kernel.
@@ -179,6 +185,20 @@ impl Panels {
     /// Bytes of f32 values held.
     pub fn bytes(&self) -> usize {
         self.values.len() * 4
+    }
+
+    /// `(K, N)` of the weight.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+
+    /// The product `x @ W (+ bias)` with this weight, for [`products`].
+    pub fn product<'a>(&'a self, bias: Option<&'a [f32]>) -> Product<'a> {
+        Product {
+            weight: Weight::Panels(&self.values),
+            n: self.n,
+            bias,
+        }
     }
 }
 

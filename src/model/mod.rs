@@ -7,6 +7,8 @@
 pub mod chat;
 pub mod config;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod decode_step;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod embedding;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod few_rows;

@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 use super::config::Qwen2Config;
 #[cfg(not(target_arch = "wasm32"))]
+use super::decode_step::NativeKv;
+#[cfg(not(target_arch = "wasm32"))]
 use super::few_rows::Panels;
 
 /// Added to the score of a key a query may not see. Finite, so a row with nothing to see (a pad
@@ -48,26 +50,40 @@ impl RmsNorm {
 }
 
 /// Keys and values of every layer for the positions seen so far, plus what the next step needs.
+/// A cache belongs to the model that made it.
 #[derive(Clone, Debug)]
 pub struct KvCache {
-    /// Per layer, `(keys, values)`, each `[B, K, P, hd]`, rotary embedding already applied.
-    pub layers: Vec<(Tensor<4>, Tensor<4>)>,
-    /// Attention mask of the cached positions, `[B, P]` (1 = real token, 0 = left padding).
-    pub mask: Tensor<2, Int>,
-    /// Position id the next token of each row gets, `[B, 1]`.
-    pub next_position: Tensor<2, Int>,
+    pub(super) kv: Kv,
     /// The model's Linear weights packed for decoding's few-row products, made by
-    /// [`Qwen2Model::prefill`] on flex natively (`None` elsewhere). A cache belongs to the model
-    /// that made it, as its keys and values do.
-    decode_weights: Option<Arc<DecodeWeights>>,
+    /// [`Qwen2Model::prefill`] on flex natively (`None` elsewhere).
+    pub(super) decode_weights: Option<Arc<DecodeWeights>>,
+}
+
+// One cache per generation, moved once per step: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub(super) enum Kv {
+    /// As burn tensors.
+    Tensors {
+        /// Per layer, `(keys, values)`, each `[B, K, P, hd]`, rotary embedding already applied.
+        layers: Vec<(Tensor<4>, Tensor<4>)>,
+        /// Attention mask of the cached positions, `[B, P]` (1 = real token, 0 = left padding).
+        mask: Tensor<2, Int>,
+        /// Position id the next token of each row gets, `[B, 1]`.
+        next_position: Tensor<2, Int>,
+    },
+    /// In plain memory with room to grow, for [`decode_step`](super::decode_step) (natively on
+    /// flex in f32, when the weights were packed).
+    #[cfg(not(target_arch = "wasm32"))]
+    Native(NativeKv),
 }
 
 /// Every layer's Linear weights in panels ([`Panels`]): decoding reads each weight once per token,
 /// and in panels each tile of columns is one contiguous block (the layers' products measured
 /// 15-20% faster than reading 256 bytes from every row of the `[K, N]` weights).
-struct DecodeWeights {
+pub(super) struct DecodeWeights {
     /// Per layer: q, k, v, o, gate, up, down.
-    layers: Vec<[Panels; 7]>,
+    pub(super) layers: Vec<[Panels; 7]>,
 }
 
 impl std::fmt::Debug for DecodeWeights {
@@ -113,9 +129,62 @@ impl DecodeWeights {
 }
 
 impl KvCache {
+    /// The same cache as burn tensors, without packed weights: the next steps then run through
+    /// burn's ops (for tests that compare the two paths).
+    #[cfg(test)]
+    pub(super) fn through_burn(self, device: &Device) -> KvCache {
+        let (layers, mask, next_position) = self.tensors(device);
+        KvCache {
+            kv: Kv::Tensors {
+                layers,
+                mask,
+                next_position,
+            },
+            decode_weights: None,
+        }
+    }
+
+    /// The cache's tensors (for tests).
+    #[cfg(test)]
+    #[allow(clippy::type_complexity)]
+    pub(super) fn tensors_for_test(
+        self,
+    ) -> (Vec<(Tensor<4>, Tensor<4>)>, Tensor<2, Int>, Tensor<2, Int>) {
+        self.tensors(&Device::flex())
+    }
+
+    /// Whether the next one-token steps run in [`decode_step`](super::decode_step).
+    #[cfg(all(test, not(target_arch = "wasm32")))]
+    pub(super) fn is_native(&self) -> bool {
+        matches!(self.kv, Kv::Native(_)) && self.decode_weights.is_some()
+    }
+
     /// Number of cached positions P.
     pub fn len(&self) -> usize {
-        self.mask.dims()[1]
+        match &self.kv {
+            Kv::Tensors { mask, .. } => mask.dims()[1],
+            #[cfg(not(target_arch = "wasm32"))]
+            Kv::Native(kv) => kv.len(),
+        }
+    }
+
+    /// Per layer `(keys, values)` `[B, K, P, hd]`, the mask `[B, P]` and the next position ids
+    /// `[B, 1]` as tensors on `device`.
+    #[allow(clippy::type_complexity)]
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
+    fn tensors(
+        self,
+        device: &Device,
+    ) -> (Vec<(Tensor<4>, Tensor<4>)>, Tensor<2, Int>, Tensor<2, Int>) {
+        match self.kv {
+            Kv::Tensors {
+                layers,
+                mask,
+                next_position,
+            } => (layers, mask, next_position),
+            #[cfg(not(target_arch = "wasm32"))]
+            Kv::Native(kv) => kv.to_tensors(device),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -360,10 +429,51 @@ impl Qwen2Model {
     pub fn decode(&self, ids: Tensor<2, Int>, cache: KvCache) -> (ForwardOutput, KvCache) {
         let [b, t] = ids.dims();
         let device = ids.device();
+        #[cfg(not(target_arch = "wasm32"))]
+        let mut cache = cache;
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(out) = self.decode_step(&ids, &mut cache) {
+            return (out, cache);
+        }
+        let decode_weights = cache.decode_weights.clone();
+        let (layers, past_mask, next_position) = cache.tensors(&device);
         let mask = Tensor::<2, Int>::ones([b, t], &device);
         let steps = Tensor::<1, Int>::arange(0..t as i64, &device).unsqueeze::<2>(); // [1, T]
-        let positions = cache.next_position.clone() + steps; // [B, T]
+        let positions = next_position.clone() + steps; // [B, T]
+        let cache = KvCache {
+            kv: Kv::Tensors {
+                layers,
+                mask: past_mask,
+                next_position,
+            },
+            decode_weights,
+        };
         self.run(ids, mask, positions, Some(cache), (0, t), false, false)
+    }
+
+    /// A one-token step through [`decode_step`](super::decode_step) when the cache is held
+    /// there (the cache then holds the new position), else `None` with the cache untouched.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn decode_step(&self, ids: &Tensor<2, Int>, cache: &mut KvCache) -> Option<ForwardOutput> {
+        let [b, t] = ids.dims();
+        let (Kv::Native(kv), Some(weights)) = (&mut cache.kv, &cache.decode_weights) else {
+            return None;
+        };
+        if t != 1 || ids.device() != self.device() {
+            return None;
+        }
+        let ids: Vec<i64> = ids.to_data().iter::<i64>().collect();
+        let out = super::decode_step::step(self, &weights.layers, kv, &ids)?;
+        let device = self.device();
+        let v = self.config.vocab_size;
+        Some(ForwardOutput {
+            logits: Tensor::from_data(
+                burn::tensor::TensorData::new(out.logits, [b, 1, v]),
+                &device,
+            ),
+            values: Tensor::from_data(burn::tensor::TensorData::new(out.values, [b, 1]), &device),
+            attentions: None,
+        })
     }
 
     fn run(
@@ -380,11 +490,18 @@ impl Qwen2Model {
         let device = ids.device();
         let past = cache.as_ref().map_or(0, KvCache::len);
         let s = past + t;
+        // Decoding's weights: the cache's, or packed now for the steps after a prefill.
+        let decode_weights = match &cache {
+            Some(c) => c.decode_weights.clone(),
+            None if pack_for_decoding && b <= FEW_ROWS => DecodeWeights::of(self),
+            None => None,
+        };
+        let cache = cache.map(|c| c.tensors(&device));
 
         // Attention bias [B, 1, T, S]: query i (absolute position past + i) sees key j when
         // j <= past + i and key j is a real token.
         let key_mask = match &cache {
-            Some(c) => Tensor::cat(vec![c.mask.clone(), new_mask.clone()], 1),
+            Some((_, mask, _)) => Tensor::cat(vec![mask.clone(), new_mask.clone()], 1),
             None => new_mask.clone(),
         }; // [B, S]
         let query_index =
@@ -406,16 +523,10 @@ impl Qwen2Model {
         let embedded = embedding(&self.embed_tokens.weight.val(), &ids)
             .unwrap_or_else(|| self.embed_tokens.forward(ids));
         let mut x = cast_to(embedded, self.compute_dtype); // [B, T, D]
-        // Decoding's weights: the cache's, or packed now for the steps after a prefill.
-        let decode_weights = match &cache {
-            Some(c) => c.decode_weights.clone(),
-            None if pack_for_decoding && b <= FEW_ROWS => DecodeWeights::of(self),
-            None => None,
-        };
         let mut new_layers = Vec::with_capacity(self.layers.len());
         let mut attentions = want_attentions.then(Vec::new);
         for (i, layer) in self.layers.iter().enumerate() {
-            let past_kv = cache.as_ref().map(|c| &c.layers[i]);
+            let past_kv = cache.as_ref().map(|(layers, _, _)| &layers[i]);
             let packed = decode_weights.as_ref().map(|w| &w.layers[i]);
             let (attn, kv, probs) = layer.self_attn.forward(
                 layer.input_layernorm.forward(x.clone()),
@@ -457,12 +568,25 @@ impl Qwen2Model {
         let values = linear(&self.v_head.summary, hidden).reshape([b, t]); // [B, T]
 
         let next_position = positions.narrow(1, t - 1, 1) + 1; // [B, 1]
-        let cache = KvCache {
+        let kv = Kv::Tensors {
             layers: new_layers,
             mask: key_mask,
             next_position,
-            decode_weights,
         };
+        // With packed weights, the next steps run in plain memory.
+        #[cfg(not(target_arch = "wasm32"))]
+        let kv = match (&decode_weights, &kv) {
+            (
+                Some(_),
+                Kv::Tensors {
+                    layers,
+                    mask,
+                    next_position,
+                },
+            ) => NativeKv::of(layers, mask, next_position).map_or(kv, Kv::Native),
+            _ => kv,
+        };
+        let cache = KvCache { kv, decode_weights };
         let out = ForwardOutput {
             logits: to_f32(logits),
             values: to_f32(values),
@@ -484,13 +608,18 @@ fn rope_tables(
     let [b, t] = positions.dims();
     let device = positions.device();
     let half = head_dim / 2;
-    let inv_freq: Vec<f32> = (0..half)
-        .map(|i| (1.0 / theta.powf((2 * i) as f64 / head_dim as f64)) as f32)
-        .collect();
+    let inv_freq = rope_inv_freq(head_dim, theta);
     let inv_freq = Tensor::<1>::from_floats(inv_freq.as_slice(), &device).reshape([1, 1, half]);
     let angles = positions.clone().float().reshape([b, t, 1]) * inv_freq; // [B, T, hd/2]
     let angles = Tensor::cat(vec![angles.clone(), angles], 2).reshape([b, 1, t, head_dim]);
     (angles.clone().cos().cast(dtype), angles.sin().cast(dtype))
+}
+
+/// The rotary frequencies theta^(-2i / hd) for i < hd/2, in f32.
+pub(super) fn rope_inv_freq(head_dim: usize, theta: f64) -> Vec<f32> {
+    (0..head_dim / 2)
+        .map(|i| (1.0 / theta.powf((2 * i) as f64 / head_dim as f64)) as f32)
+        .collect()
 }
 
 /// `x * cos + rotate_half(x) * sin`, with rotate_half([x1, x2]) = [-x2, x1]; `x [B, N, T, hd]`.
@@ -625,7 +754,7 @@ use super::few_rows::FEW_ROWS;
 /// On wasm32 nothing is packed: the page's tiny model decodes through burn.
 #[cfg(target_arch = "wasm32")]
 #[derive(Clone, Debug)]
-struct Panels;
+pub(super) struct Panels;
 
 #[cfg(target_arch = "wasm32")]
 impl Panels {

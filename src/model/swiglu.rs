@@ -77,7 +77,8 @@ fn forward(g: &FlexTensor, u: &FlexTensor) -> FlexTensor {
 }
 
 simd_fn! {
-    fn forward_chunk(y: &mut [f32], g: &[f32], u: &[f32]) {
+    /// `y = silu(g) * u`, element by element.
+    pub(crate) fn forward_chunk(y: &mut [f32], g: &[f32], u: &[f32]) {
         for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
             *y = g * u / (1.0 + exp(-g));
         }
