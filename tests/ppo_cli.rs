@@ -44,23 +44,21 @@ fn assert_close(got: &[f64], want: &[f64], tol: f64) {
     }
 }
 
-/// Writes `json` to a fresh file and runs `args` on it; returns the output.
+/// Writes `json` to a fresh file and runs `args` on it; returns the output. The file is removed
+/// afterwards.
 fn run_on(json: &str, args: &[&str]) -> Output {
-    let dir = std::env::temp_dir().join(format!("ppo-lens-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{:x}.json", fxhash(json)));
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path =
+        std::env::temp_dir().join(format!("ppo-lens-cli-{}-{call}.json", std::process::id()));
     std::fs::write(&path, json).unwrap();
     let mut full: Vec<&str> = args.to_vec();
     let path_str = path.to_str().unwrap().to_string();
     full.push("--input");
     full.push(&path_str);
-    ppo_lens(&full)
-}
-
-fn fxhash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf29ce484222325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-    })
+    let out = ppo_lens(&full);
+    let _ = std::fs::remove_file(&path);
+    out
 }
 
 fn refused(out: &Output, needles: &[&str]) {
