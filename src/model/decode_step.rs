@@ -15,6 +15,7 @@
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use rayon::prelude::*;
 
 use super::few_rows::{Panels, Product, Weight, products};
 use super::qwen2::{Qwen2Model, rope_inv_freq};
@@ -353,7 +354,23 @@ pub fn step(
     let v_weight = dense_f32(model.v_head.summary.weight.val())?;
     let v_bias = bias_of(&model.v_head.summary)?;
     let embed_values = values_of(&embed);
-    if embed_values.len() != v * d || values_of(&v_weight).len() != d {
+    let len_is = |t: &FlexTensor, n: usize| values_of(t).len() == n;
+    let bias_len_is = |b: &Option<FlexTensor>, n: usize| b.as_ref().is_none_or(|b| len_is(b, n));
+    let lengths_match = len_is(&embed, v * d)
+        && len_is(&final_norm, d)
+        && len_is(&v_weight, d)
+        && bias_len_is(&v_bias, 1)
+        && head
+            .as_ref()
+            .is_none_or(|(w, bias)| len_is(w, d * v) && bias_len_is(bias, v))
+        && small.iter().all(|s| {
+            len_is(&s.input_norm, d)
+                && len_is(&s.post_norm, d)
+                && (s.bias.iter())
+                    .zip([h * hd, k * hd, k * hd])
+                    .all(|(b, n)| bias_len_is(b, n))
+        });
+    if !lengths_match {
         return None;
     }
 
@@ -384,7 +401,6 @@ pub fn step(
         .collect(); // [B, D]
     let mut normed = Vec::with_capacity(b * d);
     let mut attended = vec![0f32; b * h * hd];
-    let mut scores = vec![0f32; p + 1];
     let scale = 1.0 / (hd as f32).sqrt();
     let rep = h / k;
     for (l, (panels, small)) in packed.iter().zip(&small).enumerate() {
@@ -420,24 +436,30 @@ pub fn step(
             }
         }
 
-        // Attention of each query head over the row's visible positions.
-        for row in 0..b {
-            let mask = &kv.mask[row * cap..row * cap + p + 1];
-            for head in 0..h {
-                let at = (row * k + head / rep) * cap * hd;
-                let span = at..at + (p + 1) * hd;
-                let query = (row * h + head) * hd..(row * h + head + 1) * hd;
-                attend(
-                    &mut attended[query.clone()],
-                    &mut scores,
-                    &q[query],
-                    &keys[span.clone()],
-                    &values[span],
-                    mask,
-                    scale,
-                );
-            }
-        }
+        // Attention of each query head over the row's visible positions, the rows shared
+        // between the threads (which also keeps them awake for the next product).
+        let (keys, values, masks) = (&*keys, &*values, &kv.mask);
+        attended
+            .par_chunks_mut(h * hd)
+            .enumerate()
+            .for_each(|(row, out)| {
+                let mask = &masks[row * cap..row * cap + p + 1];
+                let mut scores = vec![0f32; p + 1];
+                for (head, out) in out.chunks_exact_mut(hd).enumerate() {
+                    let at = (row * k + head / rep) * cap * hd;
+                    let span = at..at + (p + 1) * hd;
+                    let query = (row * h + head) * hd..(row * h + head + 1) * hd;
+                    attend(
+                        out,
+                        &mut scores,
+                        &q[query],
+                        &keys[span.clone()],
+                        &values[span],
+                        mask,
+                        scale,
+                    );
+                }
+            });
         let [o] = run(&attended, (b, h * hd), [panels[3].product(None)]);
         x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
 
