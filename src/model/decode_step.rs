@@ -4,10 +4,10 @@
 //! per layer around its matrix products: the norms, the rotary embedding's narrows and cats, the
 //! cache's `cat` (which copies every cached key and value), the attention's small matmuls and
 //! softmax, the mask's bookkeeping. Each allocates its output and runs on one thread while the
-//! other waits. Measured on this project's 2-core machine, they took 5 of the 14 ms of a step
-//! whose products take 8.7. Here a step is the products ([`few_rows`](super::few_rows)) with
-//! loops over a few thousand values between them, and the keys and values go into a cache with
-//! room to grow, written in place.
+//! other waits. Measured on this project's 2-core machine, they took about 5 of the 14 ms of a
+//! step whose products take 9 to 10. Here a step is the products ([`few_rows`](super::few_rows))
+//! with loops over a few thousand values between them, and the keys and values go into a cache
+//! with room to grow, written in place.
 //!
 //! It computes what [`Qwen2Model::decode`] computes through burn, up to the order in which floats
 //! are added; the tests hold the two together, step by step, with left padding.
