@@ -17,7 +17,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::few_rows::{Panels, Product, Weight, products};
+use super::few_rows::{Panels, Product, Weight, contiguous, products};
 use super::qwen2::{Qwen2Model, rope_inv_freq};
 use super::swiglu::forward_chunk as swiglu_into;
 use crate::fast_exp::simd_fn;
@@ -169,12 +169,7 @@ fn dense_f32<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
     if t.dtype() != DType::F32 {
         return None;
     }
-    let t = t.try_into_primitive::<Flex>().ok()?;
-    Some(if t.layout().contiguous_offsets().is_some() {
-        t
-    } else {
-        t.to_contiguous()
-    })
+    Some(contiguous(t.try_into_primitive::<Flex>().ok()?))
 }
 
 /// The values of a contiguous flex tensor.

@@ -235,7 +235,8 @@ enum Layout {
     Cols,
 }
 
-fn contiguous(t: FlexTensor) -> FlexTensor {
+/// `t` itself when its values lie contiguously, else a contiguous copy.
+pub(crate) fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.layout().contiguous_offsets().is_some() {
         t
     } else {
