@@ -15,11 +15,12 @@
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
-use rayon::prelude::*;
+use std::sync::Mutex;
 
 use super::few_rows::{Panels, Product, Weight, contiguous, products};
 use super::qwen2::{Qwen2Model, rope_inv_freq};
 use super::swiglu::forward_chunk as swiglu_into;
+use super::team;
 use crate::fast_exp::simd_fn;
 
 /// The keys and values of every layer with room for more positions, for decoding on flex.
@@ -432,29 +433,29 @@ pub fn step(
         }
 
         // Attention of each query head over the row's visible positions, the rows shared
-        // between the threads (which also keeps them awake for the next product).
+        // between the team's threads.
         let (keys, values, masks) = (&*keys, &*values, &kv.mask);
-        attended
-            .par_chunks_mut(h * hd)
-            .enumerate()
-            .for_each(|(row, out)| {
-                let mask = &masks[row * cap..row * cap + p + 1];
-                let mut scores = vec![0f32; p + 1];
-                for (head, out) in out.chunks_exact_mut(hd).enumerate() {
-                    let at = (row * k + head / rep) * cap * hd;
-                    let span = at..at + (p + 1) * hd;
-                    let query = (row * h + head) * hd..(row * h + head + 1) * hd;
-                    attend(
-                        out,
-                        &mut scores,
-                        &q[query],
-                        &keys[span.clone()],
-                        &values[span],
-                        mask,
-                        scale,
-                    );
-                }
-            });
+        let rows: Vec<Mutex<&mut [f32]>> = attended.chunks_mut(h * hd).map(Mutex::new).collect();
+        team::run(b, &|row| {
+            let mut out = rows[row].lock().unwrap_or_else(|p| p.into_inner());
+            let mask = &masks[row * cap..row * cap + p + 1];
+            let mut scores = vec![0f32; p + 1];
+            for (head, out) in out.chunks_exact_mut(hd).enumerate() {
+                let at = (row * k + head / rep) * cap * hd;
+                let span = at..at + (p + 1) * hd;
+                let query = (row * h + head) * hd..(row * h + head + 1) * hd;
+                attend(
+                    out,
+                    &mut scores,
+                    &q[query],
+                    &keys[span.clone()],
+                    &values[span],
+                    mask,
+                    scale,
+                );
+            }
+        });
+        drop(rows);
         let [o] = run(&attended, (b, h * hd), [panels[3].product(None)]);
         x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
 

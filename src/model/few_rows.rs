@@ -15,8 +15,9 @@
 //!   `[V, D]` of a tied LM head, used as `x @ E^T`). Each output is a dot product of two
 //!   contiguous rows; one weight row at a time meets `R` input rows, `R` vector sums.
 //!
-//! Products that read the same input (q, k and v; gate and up) go in one call, [`linear_many`],
-//! so that the threads are woken once for all of them.
+//! The threads are a [`team`](super::team) whose helpers stay awake between the products of a
+//! decoding step. Products that read the same input (q, k and v; gate and up) go in one call,
+//! [`linear_many`], and share one hand-out of work.
 //!
 //! AVX-512 and AVX2+FMA are chosen at run time; elsewhere plain loops do the same work. Every
 //! path is tested against the product in f64, and the model's shapes against burn's product.
@@ -133,7 +134,7 @@ fn run_products<const D: usize, const W: usize>(
 pub fn products(x: &[f32], (m, k): (usize, usize), jobs: &[Product<'_>]) -> Vec<Vec<f32>> {
     let values: usize = jobs.iter().map(|j| j.n * k).sum();
     let threads = if values >= THREADS_FROM {
-        rayon::current_num_threads()
+        super::team::size()
     } else {
         1
     };
@@ -380,16 +381,7 @@ pub fn matmul_many(
             unsafe { columns(x, (m, k, p.n), p.weight, p.bias, out.0, (j0, j1), simd) };
         }
     };
-    match runs.split_first() {
-        Some((first, rest)) if !rest.is_empty() => rayon::scope(|s| {
-            for list in rest {
-                s.spawn(move |_| run(list));
-            }
-            run(first);
-        }),
-        Some((first, _)) => run(first),
-        None => {}
-    }
+    super::team::run(runs.len(), &|i| run(&runs[i]));
     outs
 }
 

@@ -18,6 +18,8 @@ pub mod init;
 pub mod qwen2;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod swiglu;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod team;
 pub mod tokenizer;
 pub mod weights;
 
