@@ -152,11 +152,13 @@ pub fn pack_panels(w: &[f32], k: usize, n: usize) -> Vec<f32> {
         w.len()
     );
     let panels = n.div_ceil(PANEL);
-    let mut packed = vec![0f32; panels * k * PANEL];
-    for (p, panel) in packed.chunks_exact_mut(k * PANEL).enumerate() {
+    // Each value written once (no zeroing first: a reused block would be cleared for nothing).
+    let mut packed = Vec::with_capacity(panels * k * PANEL);
+    for p in 0..panels {
         let (from, to) = (p * PANEL, ((p + 1) * PANEL).min(n));
-        for (row, dst) in panel.chunks_exact_mut(PANEL).enumerate() {
-            dst[..to - from].copy_from_slice(&w[row * n + from..row * n + to]);
+        for row in 0..k {
+            packed.extend_from_slice(&w[row * n + from..row * n + to]);
+            packed.extend(std::iter::repeat_n(0f32, PANEL - (to - from)));
         }
     }
     packed

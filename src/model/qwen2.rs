@@ -110,20 +110,34 @@ impl DecodeWeights {
         if params * 4 > DECODE_WEIGHTS_MAX {
             return None;
         }
-        let mut layers = Vec::with_capacity(model.layers.len());
-        for layer in &model.layers {
-            let (a, m) = (&layer.self_attn, &layer.mlp);
-            let pack = |l: &Linear| Panels::of(&l.weight.val());
-            layers.push([
-                pack(&a.q_proj)?,
-                pack(&a.k_proj)?,
-                pack(&a.v_proj)?,
-                pack(&a.o_proj)?,
-                pack(&m.gate_proj)?,
-                pack(&m.up_proj)?,
-                pack(&m.down_proj)?,
-            ]);
-        }
+        let weights: Vec<Tensor<2>> = model
+            .layers
+            .iter()
+            .flat_map(|layer| {
+                let (a, m) = (&layer.self_attn, &layer.mlp);
+                [
+                    &a.q_proj,
+                    &a.k_proj,
+                    &a.v_proj,
+                    &a.o_proj,
+                    &m.gate_proj,
+                    &m.up_proj,
+                    &m.down_proj,
+                ]
+                .map(|l| l.weight.val())
+            })
+            .collect();
+        // One core copies at about half of what memory gives: the weights are packed in parallel
+        // (the 50M model's 120 MB in 15-19 ms, against 37 one at a time).
+        use rayon::prelude::*;
+        let mut packed = weights
+            .par_iter()
+            .map(Panels::of)
+            .collect::<Option<Vec<Panels>>>()?
+            .into_iter();
+        let layers = (0..model.layers.len())
+            .map(|_| std::array::from_fn(|_| packed.next().expect("7 weights per layer")))
+            .collect();
         Some(Arc::new(DecodeWeights { layers }))
     }
 }
