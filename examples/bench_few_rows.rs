@@ -2,17 +2,22 @@
 //!
 //! `cargo run --example bench_few_rows` (add `-- --rows 8 --threads 1 --iters 20` to change
 //! them). Prints, as GB/s of weights read:
-//! - a plain sum over the LM head's 65 MB on one thread and on `--threads`: what memory gives;
+//! - a plain sum over the LM head's 65 MB on one thread and on `--threads` (it stays in this
+//!   machine's cache when read again and again), and over 1 GiB: what memory itself gives;
 //! - each kernel on a 1 MiB weight that stays in cache: what the kernel gives without memory's
 //!   limit;
 //! - one decode step's products (10 layers of q, k, v, o, gate, up, down, then the tied LM head),
 //!   the median of `--iters` runs, the layers' weights as they lie (`[K, N]`) and in panels (as
-//!   decoding reads them after a prefill).
+//!   decoding reads them after a prefill);
+//! - a whole step's products in the order decoding runs them: the layers' 120 MB push the head
+//!   out of the cache, so it comes from memory as it does in the model.
 
 use std::time::Instant;
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use ppo_lens::model::few_rows::{Product, Simd, Weight, matmul_many, pack_panels};
-use rayon::prelude::*;
+use ppo_lens::model::team;
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
@@ -31,9 +36,10 @@ fn timed(iters: usize, mut f: impl FnMut()) -> f64 {
     )
 }
 
-/// A sum with 64 independent lanes over `values` in `threads` parts.
+/// A sum with 64 independent lanes over `values` in `threads` parts, on the same team of threads
+/// as the products.
 fn plain_sum(values: &[f32], threads: usize) -> f32 {
-    let part = |part: &[f32]| {
+    let sum = |part: &[f32]| {
         let mut acc = [0f32; 64];
         for chunk in part.chunks_exact(64) {
             for (a, &x) in acc.iter_mut().zip(chunk) {
@@ -42,9 +48,13 @@ fn plain_sum(values: &[f32], threads: usize) -> f32 {
         }
         acc.iter().sum::<f32>()
     };
-    values
-        .par_chunks(values.len().div_ceil(threads))
-        .map(part)
+    let parts: Vec<&[f32]> = values.chunks(values.len().div_ceil(threads)).collect();
+    let sums: Vec<AtomicU32> = parts.iter().map(|_| AtomicU32::new(0)).collect();
+    team::run(parts.len(), &|i| {
+        sums[i].store(sum(parts[i]).to_bits(), Ordering::Relaxed)
+    });
+    sums.iter()
+        .map(|s| f32::from_bits(s.load(Ordering::Relaxed)))
         .sum()
 }
 
@@ -82,8 +92,19 @@ fn main() {
             std::hint::black_box(plain_sum(&head, t));
         });
         println!(
-            "plain sum over 65 MB, {t} thread(s): {:.1} GB/s",
+            "plain sum over 65 MB (cached when repeated), {t} thread(s): {:.1} GB/s",
             gb(head_bytes, s)
+        );
+    }
+    {
+        // Larger than any cache: what memory itself gives.
+        let big = fill(1 << 28);
+        let s = timed(iters.min(5), || {
+            std::hint::black_box(plain_sum(&big, threads));
+        });
+        println!(
+            "plain sum over 1 GiB, {threads} thread(s): {:.1} GB/s",
+            gb(big.len() * 4, s)
         );
     }
     let hot = &head[..d * d];
@@ -133,14 +154,22 @@ fn main() {
         })
         .collect();
     let panel_s = timed(iters, || layers_step(&packed, true));
-    let head_s = timed(iters, || {
+    let head_product = || {
         let p = Product {
             weight: Weight::Cols(&head),
             n: v,
             bias: None,
         };
         std::hint::black_box(matmul_many(&xd, (m, d), &[p], threads, simd));
+    };
+    let head_s = timed(iters, head_product);
+    // A whole step as decoding reads it: the layers, then the head, which the layers' 120 MB
+    // have pushed out of the cache by then (alone, a repeated head stays cached).
+    let step_s = timed(iters, || {
+        layers_step(&packed, true);
+        head_product();
     });
+
     println!(
         "decode step, {simd:?}, {m} rows, {threads} thread(s): layers {:.2} ms ({:.1} GB/s), \
          in panels {:.2} ms ({:.1} GB/s); LM head {:.2} ms ({:.1} GB/s); panels and head \
@@ -153,5 +182,12 @@ fn main() {
         gb(head_bytes, head_s),
         (panel_s + head_s) * 1e3,
         gb(layer_bytes + head_bytes, panel_s + head_s)
+    );
+    let step_bytes = layer_bytes + head_bytes;
+    println!(
+        "one step's products in order (panels, then the head, {} MB): {:.2} ms ({:.1} GB/s)",
+        step_bytes >> 20,
+        step_s * 1e3,
+        gb(step_bytes, step_s),
     );
 }
