@@ -523,6 +523,11 @@ mod generic {
     /// hardware prefetcher follows less well than a sequential one).
     const PF_ROWS: usize = 16;
 
+    /// Dot-product tiles read the weight rows `PF_COLS` rows ahead of their use: 16 KiB ahead
+    /// on the 50M model's tied head, whose steps it made 10% faster (7.95 against 8.79 ms, the
+    /// median of 8 alternated runs; 16 rows ahead measured the same as 8).
+    const PF_COLS: usize = 8;
+
     /// Ask for the cache line at `p` ahead of its use (a hint; nothing off x86-64).
     #[inline(always)]
     unsafe fn prefetch(p: *const f32) {
@@ -715,6 +720,11 @@ mod generic {
             while kk < body {
                 let mut wv = [V::zero(); J];
                 for (c, v) in wv.iter_mut().enumerate() {
+                    // The same offset PF_COLS rows further on, once per cache line (past the
+                    // end it is only a hint: a prefetch never faults, nothing is read there).
+                    if V::N >= 16 || kk.is_multiple_of(16) {
+                        prefetch(w.wrapping_add((j + c + PF_COLS) * k + kk));
+                    }
                     *v = V::load(row(c).add(kk));
                 }
                 for (r, sums) in acc.iter_mut().enumerate() {
