@@ -152,7 +152,7 @@ impl KvCache {
     /// burn's ops (for tests that compare the two paths).
     #[cfg(test)]
     pub(super) fn through_burn(self, device: &Device) -> KvCache {
-        let (layers, mask, next_position) = self.tensors(device);
+        let (layers, mask, next_position) = self.kv.into_tensors(device);
         KvCache {
             kv: Kv::Tensors {
                 layers,
@@ -165,11 +165,8 @@ impl KvCache {
 
     /// The cache's tensors (for tests).
     #[cfg(test)]
-    #[allow(clippy::type_complexity)]
-    pub(super) fn tensors_for_test(
-        self,
-    ) -> (Vec<(Tensor<4>, Tensor<4>)>, Tensor<2, Int>, Tensor<2, Int>) {
-        self.tensors(&Device::flex())
+    pub(super) fn tensors_for_test(self) -> PastTensors {
+        self.kv.into_tensors(&Device::flex())
     }
 
     /// Whether the next one-token steps run in [`decode_step`](super::decode_step).
@@ -187,15 +184,20 @@ impl KvCache {
         }
     }
 
-    /// Per layer `(keys, values)` `[B, K, P, hd]`, the mask `[B, P]` and the next position ids
-    /// `[B, 1]` as tensors on `device`.
-    #[allow(clippy::type_complexity)]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A cache as burn tensors: per layer `(keys, values)` `[B, K, P, hd]`, the mask `[B, P]` and
+/// the next position ids `[B, 1]`.
+pub(super) type PastTensors = (Vec<(Tensor<4>, Tensor<4>)>, Tensor<2, Int>, Tensor<2, Int>);
+
+impl Kv {
+    /// The keys, values, mask and next positions as tensors on `device`.
     #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
-    fn tensors(
-        self,
-        device: &Device,
-    ) -> (Vec<(Tensor<4>, Tensor<4>)>, Tensor<2, Int>, Tensor<2, Int>) {
-        match self.kv {
+    fn into_tensors(self, device: &Device) -> PastTensors {
+        match self {
             Kv::Tensors {
                 layers,
                 mask,
@@ -204,10 +206,6 @@ impl KvCache {
             #[cfg(not(target_arch = "wasm32"))]
             Kv::Native(kv) => kv.to_tensors(device),
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -454,20 +452,13 @@ impl Qwen2Model {
         if let Some(out) = self.decode_step(&ids, &mut cache) {
             return (out, cache);
         }
-        let decode_weights = cache.decode_weights.clone();
-        let (layers, past_mask, next_position) = cache.tensors(&device);
+        let KvCache { kv, decode_weights } = cache;
+        let past = kv.into_tensors(&device);
         let mask = Tensor::<2, Int>::ones([b, t], &device);
         let steps = Tensor::<1, Int>::arange(0..t as i64, &device).unsqueeze::<2>(); // [1, T]
-        let positions = next_position.clone() + steps; // [B, T]
-        let cache = KvCache {
-            kv: Kv::Tensors {
-                layers,
-                mask: past_mask,
-                next_position,
-            },
-            decode_weights,
-        };
-        self.run(ids, mask, positions, Some(cache), (0, t), false, false)
+        let positions = past.2.clone() + steps; // [B, T]
+        let cache = Some((past, decode_weights));
+        self.run(ids, mask, positions, cache, (0, t), false, false)
     }
 
     /// A one-token step through [`decode_step`](super::decode_step) when the cache is held
@@ -500,22 +491,21 @@ impl Qwen2Model {
         ids: Tensor<2, Int>,
         new_mask: Tensor<2, Int>,
         positions: Tensor<2, Int>,
-        cache: Option<KvCache>,
+        cache: Option<(PastTensors, Option<Arc<DecodeWeights>>)>,
         (logits_from, logits_len): (usize, usize),
         want_attentions: bool,
         pack_for_decoding: bool,
     ) -> (ForwardOutput, KvCache) {
         let [b, t] = ids.dims();
         let device = ids.device();
-        let past = cache.as_ref().map_or(0, KvCache::len);
-        let s = past + t;
         // Decoding's weights: the cache's, or packed now for the steps after a prefill.
-        let decode_weights = match &cache {
-            Some(c) => c.decode_weights.clone(),
-            None if pack_for_decoding && b <= FEW_ROWS => DecodeWeights::of(self),
-            None => None,
+        let (cache, decode_weights) = match cache {
+            Some((past, weights)) => (Some(past), weights),
+            None if pack_for_decoding && b <= FEW_ROWS => (None, DecodeWeights::of(self)),
+            None => (None, None),
         };
-        let cache = cache.map(|c| c.tensors(&device));
+        let past = cache.as_ref().map_or(0, |(_, mask, _)| mask.dims()[1]);
+        let s = past + t;
 
         // Attention bias [B, 1, T, S]: query i (absolute position past + i) sees key j when
         // j <= past + i and key j is a real token.
