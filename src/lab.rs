@@ -91,6 +91,8 @@ impl Default for LabSettings {
 pub struct SettingKey {
     pub key: &'static str,
     pub label: &'static str,
+    /// What the setting does, in a line (the page shows it beside the field).
+    pub about: &'static str,
 }
 
 /// Every setting, in the order the page lists them.
@@ -98,62 +100,77 @@ pub const SETTING_KEYS: &[SettingKey] = &[
     SettingKey {
         key: "seed",
         label: "seed",
+        about: "the random seed of sampling and shuffling; applied on reset",
     },
     SettingKey {
         key: "rollouts",
         label: "rollouts per iteration",
+        about: "how many responses one iteration samples (2 to 64)",
     },
     SettingKey {
         key: "max_new_tokens",
         label: "max new tokens",
+        about: "the longest response; one cut here is treated as terminal (1 to 96)",
     },
     SettingKey {
         key: "temperature",
         label: "temperature",
+        about: "divides the logits before sampling: below 1 sharper, above 1 flatter",
     },
     SettingKey {
         key: "gamma",
         label: "γ (gamma)",
+        about: "the discount of future rewards in GAE; 1 leaves them undiscounted",
     },
     SettingKey {
         key: "lam",
         label: "λ (lambda)",
+        about: "GAE's trade-off: 0 trusts the critic (one-step δ), 1 sums every reward to the end",
     },
     SettingKey {
         key: "clip",
         label: "clip ε",
+        about: "the policy clip: once a token's ratio has left [1 − ε, 1 + ε] on the side its advantage pushes, its gradient is 0",
     },
     SettingKey {
         key: "vclip",
         label: "value clip",
+        about: "the value clip c: the loss takes the larger of the unclipped and the clipped squared error, so once V_new has left [V_old − c, V_old + c] on the side away from the return, that token's value gradient is 0; elsewhere the unclipped error trains it",
     },
     SettingKey {
         key: "kl",
         label: "kl_coeff β",
+        about: "β: each token's reward is −β × its KL to the frozen reference (plus the score on the last token)",
     },
     SettingKey {
         key: "ent",
         label: "entropy_coeff",
+        about: "the weight of the entropy bonus in the total loss",
     },
     SettingKey {
         key: "vf",
         label: "vf_coef",
+        about: "the weight of the value loss in the total loss",
     },
     SettingKey {
         key: "lr",
         label: "learning rate",
+        about: "AdamW's learning rate",
     },
     SettingKey {
         key: "epochs",
         label: "epochs",
+        about: "how many passes the update makes over one batch",
     },
     SettingKey {
         key: "minibatch",
         label: "mini-batch rows",
+        about: "rows per optimizer step",
     },
     SettingKey {
         key: "whiten",
         label: "whiten advantages",
+        about: "shift the batch's advantages to mean 0 and scale them to std 1 before the update",
     },
 ];
 

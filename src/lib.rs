@@ -15,6 +15,7 @@ pub mod adamw8bit;
 pub mod compute;
 pub mod data;
 pub mod exercises;
+pub mod explain;
 pub mod faq;
 pub mod fast_exp;
 pub mod lab;

@@ -126,6 +126,11 @@ async fn one_iteration_steps_through_every_stage_on_webgpu() {
     );
     assert!(page.text("backend-value").await.starts_with("WebGPU"));
     assert_eq!(page.text("iteration").await, "iteration 1");
+    // The page opens on the overview; space goes on to the rollout.
+    assert!(page.exists("stage-overview").await);
+    assert!(page.has_class("loop-node-policy", "lit").await);
+    page.screenshot("stage-0-overview.png").await;
+    page.press(" ").await;
 
     for (i, stage) in ["rollout", "score", "values", "gae", "update", "mask"]
         .into_iter()
@@ -470,4 +475,534 @@ fn the_page_runs_its_constructors_once() {
         "{}: wasm-ld wrapped the exports in constructor calls",
         wasm.display()
     );
+}
+
+// ---- The page teaches: the current step in sight, one token followed everywhere, where a
+// ---- number comes from, the loop and the tour, notes computed from the batch.
+
+/// The stages in tab order.
+const STAGES: [&str; 7] = [
+    "overview", "rollout", "score", "values", "gae", "update", "mask",
+];
+
+/// Where an element is in the viewport: `[top, bottom, innerHeight, sticky bar's bottom]`.
+async fn placement(page: &Page, selector: &str) -> [f64; 4] {
+    let script = format!(
+        "const el = document.querySelector('{selector}'); if (!el) return null;
+         const r = el.getBoundingClientRect();
+         const bar = document.querySelector('.sticky-bar').getBoundingClientRect();
+         return [r.top, r.bottom, window.innerHeight, bar.bottom];"
+    );
+    let v = page.js(&script).await;
+    assert!(!v.is_null(), "no element matches {selector}");
+    let at = |i: usize| v[i].as_f64().unwrap();
+    [at(0), at(1), at(2), at(3)]
+}
+
+/// The page's numbers of one kind, by token: `data-v` of `prefix-0`, `prefix-1`, …
+async fn column(page: &Page, prefix: &str) -> Vec<f64> {
+    let script = format!(
+        "const out = []; for (let t = 0; ; t++) {{
+           const el = document.querySelector('[data-testid=\"{prefix}-' + t + '\"]');
+           if (!el) return out; out.push(parseFloat(el.dataset.v)); }}"
+    );
+    page.js(&script)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+async fn no_console_errors(page: &Page, context: &str) {
+    let errors: Vec<_> = page
+        .console()
+        .await
+        .into_iter()
+        .filter(|(level, _)| level == "SEVERE")
+        .collect();
+    assert!(errors.is_empty(), "{context}: console errors {errors:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn at_1280x800_every_stage_shows_its_data_on_the_first_screen() {
+    let page = Page::open("?backend=flex&rollouts=16").await;
+    page.set_viewport(1280, 800).await;
+    wait_ready(&page, STARTUP).await;
+    // A new student lands on the overview.
+    assert!(page.exists("stage-overview").await);
+    for presenter in [false, true] {
+        if presenter {
+            page.press("f").await;
+        }
+        for stage in STAGES {
+            page.click(&format!("tab-{stage}")).await;
+            // After the stage has scrolled its current step into view: back to the top.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            page.js("window.scrollTo(0, 0); return null;").await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let [top, _, height, _] = placement(&page, ".stage .stage-data").await;
+            assert!(
+                top < height - 200.0,
+                "{stage} (presenter {presenter}): the data starts at {top}px of {height}"
+            );
+            let mode = if presenter { "presenter" } else { "normal" };
+            page.screenshot(&format!("first-screen-{mode}-{stage}.png"))
+                .await;
+            // The bar (controls, tabs, step counter, responses) stays on screen while the
+            // stage scrolls.
+            page.js("window.scrollTo(0, 1200); return null;").await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let [bar_top, bar_bottom, _, _] = placement(&page, ".sticky-bar").await;
+            let scrolled = page.js("return window.scrollY;").await.as_f64().unwrap();
+            if scrolled > 0.0 {
+                assert!(
+                    bar_top.abs() < 1.0,
+                    "{stage}: the bar scrolled away ({bar_top})"
+                );
+            }
+            for part in ["btn-step", "tab-gae", "stage-progress", "row-0"] {
+                let [t, b, _, _] = placement(&page, &format!("[data-testid=\"{part}\"]")).await;
+                assert!(
+                    t >= 0.0 && b <= bar_bottom + 1.0,
+                    "{stage}: {part} out of sight"
+                );
+            }
+        }
+    }
+    page.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn stepping_keeps_the_current_row_and_its_formula_in_sight() {
+    let page = Page::open("?backend=flex&rollouts=4&stage=gae").await;
+    page.set_viewport(1280, 800).await;
+    wait_ready(&page, STARTUP).await;
+    assert!(page.exists("stage-gae").await);
+    let rows = column(&page, "gae-reward").await.len();
+    assert!(rows >= 2, "the first response has {rows} tokens");
+    // The sweep runs from the last token back; after every step the row it filled and the
+    // formula with its numbers are both on screen, below the sticky bar.
+    for step in 0..rows {
+        let current = rows - 1 - step;
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let row = format!("[data-testid=\"gae-row-{current}\"]");
+        assert!(
+            page.has_class(&format!("gae-row-{current}"), "current")
+                .await
+        );
+        let [top, bottom, height, bar] = placement(&page, &row).await;
+        assert!(
+            top >= bar - 1.0 && bottom <= height + 1.0,
+            "step {step}: row {current} at {top}..{bottom}, bar ends at {bar}, window {height}"
+        );
+        let [ftop, fbottom, _, _] = placement(&page, "[data-testid=\"gae-formula\"]").await;
+        assert!(
+            ftop >= bar - 1.0 && fbottom <= height + 1.0,
+            "step {step}: formula at {ftop}..{fbottom}"
+        );
+        assert_eq!(
+            page.attr("gae-formula", "data-t").await,
+            current.to_string()
+        );
+        // The formula's A_t is the row's A_t.
+        assert_eq!(
+            page.number("gae-adv-formula").await,
+            page.number(&format!("gae-adv-{current}")).await
+        );
+        if step == rows / 2 {
+            page.screenshot("gae-sweep-in-sight.png").await;
+        }
+        page.press(" ").await;
+    }
+    // Then whitening, with the batch's mean and std beside the table.
+    assert!(page.text("gae-formula").await.contains("whitening"));
+    page.screenshot("gae-whitened.png").await;
+
+    // The rollout too: the newest token's row stays in sight.
+    page.click("tab-rollout").await;
+    let tokens = rows.min(12);
+    for t in 0..tokens {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let [top, bottom, height, bar] =
+            placement(&page, &format!("[data-testid=\"ro-row-{t}\"]")).await;
+        assert!(
+            top >= bar - 1.0 && bottom <= height + 1.0,
+            "rollout step {t}"
+        );
+        page.press(" ").await;
+    }
+    page.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn one_token_is_followed_through_every_view_and_shared_by_url() {
+    let page = Page::open("?backend=flex&rollouts=4&stage=rollout").await;
+    wait_ready(&page, STARTUP).await;
+    page.click("btn-all").await;
+    let real = column(&page, "logp").await.len();
+    let t = 3.min(real - 1);
+    page.click(&format!("resp-tok-{t}")).await;
+    let mut lit = Vec::new();
+    let mut check = |view: String, on: bool| {
+        assert!(on, "{view} is not highlighted for token {t}");
+        lit.push(view);
+    };
+    check(
+        format!("resp-tok-{t}"),
+        page.has_class(&format!("resp-tok-{t}"), "sel").await,
+    );
+    check(
+        "candidates".into(),
+        page.has_class("candidates-box", "sel").await,
+    );
+    assert_eq!(page.attr("candidates-box", "data-t").await, t.to_string());
+    check(
+        format!("ro-row-{t}"),
+        page.has_class(&format!("ro-row-{t}"), "sel").await,
+    );
+    for (stage, row) in [
+        ("score", "kl-row"),
+        ("values", "vbar-row"),
+        ("gae", "gae-row"),
+        ("update", "upd-row"),
+    ] {
+        page.click(&format!("tab-{stage}")).await;
+        page.click("btn-all").await;
+        check(
+            format!("{row}-{t}"),
+            page.has_class(&format!("{row}-{t}"), "sel").await,
+        );
+        // Only that token's row.
+        let other = if t == 0 { 1 } else { 0 };
+        assert!(!page.has_class(&format!("{row}-{other}"), "sel").await);
+        assert!(page.has_class(&format!("resp-tok-{t}"), "sel").await);
+    }
+    page.click("tab-mask").await;
+    for kind in ["row", "col"] {
+        check(
+            format!("attention {kind}"),
+            page.has_class(&format!("attn-sel-{kind}-0-0"), "sel").await,
+        );
+    }
+    // The outlined row sits at position P + t of the map.
+    let style = page.attr("attn-sel-row-0-0", "style").await;
+    assert!(style.contains("top:"), "{style}");
+    assert_eq!(lit.len(), 9, "{lit:?}");
+    page.screenshot("token-followed-mask.png").await;
+    let url = page.url().await;
+    assert!(
+        url.contains(&format!("iteration=1&response=1&token={t}")),
+        "{url}"
+    );
+
+    // Keyboard: ↓ on a focused row moves the pick to the next token.
+    page.click("tab-gae").await;
+    page.click("btn-all").await;
+    page.js(&format!(
+        "document.querySelector('[data-testid=\"gae-row-{t}\"]').focus(); return null;"
+    ))
+    .await;
+    page.press("\u{E015}").await; // arrow down
+    let next = t + 1;
+    if next < real {
+        assert!(page.has_class(&format!("gae-row-{next}"), "sel").await);
+        assert!(page.url().await.contains(&format!("token={next}")));
+    }
+    // Hovering another token lights it everywhere while the pointer stays.
+    page.js(
+        "document.querySelector('[data-testid=\"resp-tok-0\"]').dispatchEvent(new MouseEvent('mouseenter')); return null;",
+    )
+    .await;
+    assert!(page.has_class("gae-row-0", "sel").await);
+    page.js(
+        "document.querySelector('[data-testid=\"resp-tok-0\"]').dispatchEvent(new MouseEvent('mouseleave')); return null;",
+    )
+    .await;
+    assert!(!page.has_class("gae-row-0", "sel").await || next >= real);
+    page.finish().await;
+
+    // A shared link opens the same token of the same response of the same iteration.
+    let page =
+        Page::open("?backend=flex&rollouts=4&stage=gae&iteration=2&response=2&token=1").await;
+    page.wait_text("iteration", STARTUP, |t| t == "iteration 2")
+        .await;
+    wait_ready(&page, STARTUP).await;
+    page.wait_text("picked-token", Duration::from_secs(30), |t| {
+        t.starts_with("token t = 1")
+    })
+    .await;
+    assert!(page.has_class("row-1", "selected").await);
+    assert!(page.exists("stage-gae").await);
+    assert!(page.has_class("gae-row-1", "sel").await);
+    page.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn a_picked_number_shows_where_it_comes_from() {
+    let page = Page::open("?backend=flex&rollouts=4&stage=gae").await;
+    wait_ready(&page, STARTUP).await;
+    page.click("btn-all").await;
+    let inputs: serde_json::Value =
+        serde_json::from_str(&page.text_content("gae-json").await).unwrap();
+    let (gamma, lam) = (
+        inputs["gamma"].as_f64().unwrap(),
+        inputs["lam"].as_f64().unwrap(),
+    );
+    let real = column(&page, "gae-adv").await.len();
+    assert!(real >= 3);
+    let t = 1;
+    page.click(&format!("gae-adv-{t}")).await;
+    assert_eq!(page.attr("provenance", "data-quantity").await, "adv");
+    let terms = page.attr("provenance", "data-terms").await;
+    let expected = [
+        "gae-reward-1",
+        "gae-value-1",
+        "gae-value-2",
+        "gae-adv-2",
+        "gae-delta-1",
+    ];
+    assert_eq!(terms, expected.join(","));
+    for term in expected {
+        assert!(page.has_class(term, "src").await, "{term} is not lit");
+    }
+    assert!(!page.has_class("gae-reward-0", "src").await);
+    assert!(page.has_class("gae-adv-1", "explained").await);
+    // The arithmetic, done here on the lit cells, is the shown A_t.
+    let n = |id: &'static str| page.number(id);
+    let a = n("gae-reward-1").await + gamma * n("gae-value-2").await - n("gae-value-1").await
+        + gamma * lam * n("gae-adv-2").await;
+    let shown = n("gae-adv-1").await;
+    assert!((a - shown).abs() < 1e-5, "{a} against {shown}");
+    assert!((n("prov-recomputed").await - shown).abs() < 1e-6);
+    let arith = page.text("prov-arith").await;
+    assert!(arith.contains("A_1 = δ_1 + γ · λ · A_2"), "{arith}");
+    page.screenshot("provenance-advantage.png").await;
+
+    // A return is A_t + V_t.
+    page.click("gae-ret-1").await;
+    assert_eq!(
+        page.attr("provenance", "data-terms").await,
+        "gae-adv-1,gae-value-1"
+    );
+    let r = n("gae-adv-1").await + n("gae-value-1").await;
+    assert!((r - n("gae-ret-1").await).abs() < 1e-5);
+
+    // A token reward: −β·KL_t, plus the score on the last token.
+    let beta: f64 = page.attr("set-kl", "value").await.parse().unwrap();
+    page.click("tab-score").await;
+    page.click("btn-all").await;
+    let last = real - 1;
+    page.click(&format!("reward-{last}")).await;
+    let terms = page.attr("provenance", "data-terms").await;
+    assert!(terms.ends_with("score-0"), "{terms}");
+    assert!(page.has_class("score-0", "src").await);
+    let reward = -beta * page.number(&format!("kl-{last}")).await + n("score-0").await;
+    assert!((reward - page.number(&format!("reward-{last}")).await).abs() < 1e-5);
+    page.click("reward-0").await;
+    assert!(
+        !page
+            .attr("provenance", "data-terms")
+            .await
+            .contains("score")
+    );
+
+    // A ratio: exp(new − old).
+    page.click("tab-update").await;
+    page.click("btn-all").await;
+    page.click("upd-ratio-0").await;
+    assert_eq!(
+        page.attr("provenance", "data-terms").await,
+        "upd-new-0,upd-old-0"
+    );
+    let ratio = (n("upd-new-0").await - n("upd-old-0").await).exp();
+    assert!((ratio - n("upd-ratio-0").await).abs() < 1e-5);
+    page.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn the_loop_diagram_the_tour_and_the_glossary_guide_a_beginner() {
+    let page = Page::open("?backend=flex&rollouts=4&max_new_tokens=12").await;
+    page.set_viewport(1280, 800).await;
+    wait_ready(&page, STARTUP).await;
+    assert!(page.exists("stage-overview").await);
+    assert!(page.has_class("loop-node-policy", "lit").await);
+    assert!(!page.has_class("loop-node-gae", "lit").await);
+    // Each arrow carries its tensor with this batch's shape.
+    assert_eq!(page.text("loop-edge-1").await, "ids, log π_old [4 × 12]");
+    assert_eq!(page.text("loop-edge-3").await, "V(s_t) [4 × 12]");
+    page.screenshot("overview.png").await;
+    // A box opens its stage; the small loop in its head lights it.
+    page.js("document.querySelector('[data-testid=\"loop-node-gae\"] rect').dispatchEvent(new MouseEvent('click', {bubbles: true})); return null;").await;
+    assert!(page.exists("stage-gae").await);
+    assert!(page.has_class("mini-loop-gae", "lit").await);
+    assert!(!page.has_class("mini-loop-rollout", "lit").await);
+
+    // The tour: t starts it, next walks the stages, Esc leaves.
+    page.press("t").await;
+    assert_eq!(page.attr("tour", "data-stop").await, "0");
+    assert!(page.exists("stage-overview").await);
+    let texts: Vec<String> = ppo_lens::explain::TOUR
+        .iter()
+        .map(|(_, s)| s.to_string())
+        .collect();
+    for (i, stage) in STAGES.iter().enumerate() {
+        assert!(
+            page.exists(&format!("stage-{stage}")).await,
+            "tour stop {i}"
+        );
+        assert_eq!(page.text("tour-text").await, texts[i]);
+        if i == 4 {
+            page.screenshot("tour-gae.png").await;
+        }
+        if i + 1 < STAGES.len() {
+            page.click("tour-next").await;
+        }
+    }
+    page.click("tour-prev").await;
+    assert!(page.exists("stage-update").await);
+    page.press("\u{E00C}").await; // Escape
+    assert!(!page.exists("tour").await);
+
+    // Glossary terms explain themselves on focus (or hover), and hide again.
+    let visibility = "const g = document.querySelector('.stage dfn.term .gloss'); return getComputedStyle(g).visibility;";
+    assert_eq!(page.js(visibility).await, "hidden");
+    page.js("document.querySelector('.stage dfn.term').focus(); return null;")
+        .await;
+    assert_eq!(page.js(visibility).await, "visible");
+    let word = page
+        .js("return document.querySelector('.stage dfn.term').dataset.term;")
+        .await;
+    let word = word.as_str().unwrap();
+    let gloss = page
+        .js("return document.querySelector('.stage dfn.term .gloss').textContent;")
+        .await;
+    assert_eq!(gloss.as_str(), ppo_lens::explain::gloss(word));
+    page.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn every_note_is_true_of_the_numbers_on_screen() {
+    let page = Page::open("?backend=flex&rollouts=6&stage=gae").await;
+    wait_ready(&page, STARTUP).await;
+    page.click("btn-all").await;
+    // Whitening: the sign flips the note lists are exactly the tokens whose sign changed.
+    let adv = column(&page, "gae-adv").await;
+    let white = column(&page, "gae-white").await;
+    let listed: Vec<usize> = page
+        .attr("note-sign-flip", "data-tokens")
+        .await
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    for t in 0..adv.len() {
+        let flipped = adv[t] != 0.0 && (adv[t] > 0.0) != (white[t] > 0.0);
+        assert_eq!(
+            listed.contains(&t),
+            flipped,
+            "t {t}: {} -> {}",
+            adv[t],
+            white[t]
+        );
+    }
+    // The last token's advantage is its delta.
+    let last = adv.len() - 1;
+    assert_eq!(page.number("note-last-delta").await, adv[last]);
+    assert_eq!(page.number(&format!("gae-delta-{last}")).await, adv[last]);
+
+    // Score, iteration 1: KL is rounding only, and the note says how small.
+    page.click("tab-score").await;
+    page.click("btn-all").await;
+    let bound = page.number("note-kl-zero").await;
+    assert!(bound < 1e-3, "{bound}");
+    assert!(column(&page, "kl").await.iter().all(|k| k.abs() <= bound));
+    assert_eq!(
+        page.attr("note-score-last", "data-tokens").await,
+        last.to_string()
+    );
+
+    // Update: the largest move is the largest |ratio − 1|; the rollout's most uncertain step
+    // is the highest entropy of the response.
+    page.click("tab-update").await;
+    page.click("btn-all").await;
+    let ratios = column(&page, "upd-ratio").await;
+    let t: usize = page
+        .attr("note-largest-move", "data-tokens")
+        .await
+        .parse()
+        .unwrap();
+    assert!(
+        ratios
+            .iter()
+            .all(|r| (r - 1.0).abs() <= (ratios[t] - 1.0).abs())
+    );
+    assert_eq!(
+        page.number("note-policy-loss-zero").await,
+        page.number("grad-norm").await
+    );
+    let entropy = column(&page, "upd-ent").await;
+    page.click("tab-rollout").await;
+    let t: usize = page
+        .attr("note-most-uncertain", "data-tokens")
+        .await
+        .parse()
+        .unwrap();
+    assert!(entropy.iter().all(|e| *e <= entropy[t]));
+    // "show t" picks the token the note is about.
+    page.click("note-jump-most-uncertain").await;
+    assert!(page.has_class(&format!("resp-tok-{t}"), "sel").await);
+    page.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn every_max_new_tokens_renders_every_stage() {
+    // Each length as a URL would give it: the settings field, then a fresh iteration.
+    let page = Page::open("?backend=flex&rollouts=2&minibatch=2&max_new_tokens=1&stage=mask").await;
+    wait_ready(&page, STARTUP).await;
+    assert!(page.exists("stage-mask").await);
+    assert_eq!(
+        page.text("align-0").await.contains("response token 0"),
+        true
+    );
+    assert!(!page.exists("align-1").await);
+    for n in 1..=96usize {
+        if n > 1 {
+            page.type_into("set-max_new_tokens", &n.to_string()).await;
+            page.click("apply-settings").await;
+            page.click("btn-iterate").await;
+            page.wait_text("iteration", STARTUP, |t| t == format!("iteration {n}"))
+                .await;
+            wait_ready(&page, STARTUP).await;
+        }
+        for stage in STAGES {
+            page.click(&format!("tab-{stage}")).await;
+            page.click("btn-all").await;
+            assert!(page.exists(&format!("stage-{stage}")).await, "{n}: {stage}");
+        }
+        // Padding after the end is named as padding in the alignment table.
+        let real = page
+            .js("return document.querySelectorAll('.stage [data-testid^=\"resp-tok-\"]').length;")
+            .await
+            .as_u64()
+            .unwrap() as usize;
+        for t in 0..n.min(4) {
+            let text = page.text(&format!("align-{t}")).await;
+            assert_eq!(
+                text.contains("padding"),
+                t >= real,
+                "{n} tokens, t {t}, {real} real: {text}"
+            );
+        }
+        no_console_errors(&page, &format!("max_new_tokens={n}")).await;
+    }
+    page.finish().await;
 }

@@ -61,6 +61,8 @@ pub struct Experience {
     pub advantages: Vec<Vec<f32>>,
     pub returns: Vec<Vec<f32>>,
     pub kl_coeff: f32,
+    /// The estimator `kl` was computed with.
+    pub kl_estimator: KlEstimator,
 }
 
 /// A flat `[B * width]` read-back as rows.
@@ -231,6 +233,7 @@ pub async fn collect_experience_timed(
         advantages: to_rows(read_f32(advantages).await?, r),
         returns: to_rows(read_f32(g.returns).await?, r),
         kl_coeff: config.kl_coeff,
+        kl_estimator: config.kl_estimator,
         rollout,
     };
     times.gae_ms = lap();

@@ -9,7 +9,9 @@
 mod bench;
 mod charts;
 mod faq;
+mod guide;
 mod sandbox;
+mod select;
 mod stages;
 mod state;
 pub mod worker;
@@ -67,8 +69,36 @@ enum CheckState {
     Failed(String),
 }
 
+/// What the URL asks the page to show once it is ready: an iteration (reached by computing the
+/// ones before it with the same settings and seed), a response and a token of it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct UrlTarget {
+    stage: Stage,
+    iteration: usize,
+    /// The response's index (the URL counts from 1, as the picker does).
+    row: Option<usize>,
+    token: Option<usize>,
+}
+
+/// The most iterations `?iteration=` may ask the page to compute before it shows one.
+const MAX_URL_ITERATION: usize = 200;
+
+/// `?key=` as a whole number in `lo..=hi`, with a notice naming the key when it is not one.
+fn url_count(key: &str, lo: usize, hi: usize, notices: &mut Vec<Notice>) -> Option<usize> {
+    let value = url_param(key)?;
+    match value.parse::<usize>() {
+        Ok(n) if (lo..=hi).contains(&n) => Some(n),
+        _ => {
+            notices.push(Notice::Info(format!(
+                "Ignoring ?{key}={value} from the URL: expected a whole number from {lo} to {hi}."
+            )));
+            None
+        }
+    }
+}
+
 /// The settings, stage and presenter mode the URL asks for, with a notice for each refused value.
-fn settings_from_url() -> (LabSettings, Stage, bool, Vec<Notice>) {
+fn settings_from_url() -> (LabSettings, UrlTarget, bool, Vec<Notice>) {
     let mut settings = LabSettings::default();
     let mut notices = Vec::new();
     for key in SETTING_KEYS {
@@ -83,22 +113,28 @@ fn settings_from_url() -> (LabSettings, Stage, bool, Vec<Notice>) {
         }
     }
     let stage = match url_param("stage") {
-        None => Stage::Rollout,
+        None => Stage::Overview,
         Some(key) => Stage::parse(&key).unwrap_or_else(|| {
             notices.push(Notice::Info(format!(
-                "Ignoring ?stage={key}: expected one of rollout, score, values, gae, update, mask."
+                "Ignoring ?stage={key}: expected one of overview, rollout, score, values, gae, update, mask."
             )));
-            Stage::Rollout
+            Stage::Overview
         }),
     };
     let presenter = url_param("presenter").is_some_and(|v| v == "1" || v == "true");
-    (settings, stage, presenter, notices)
+    let target = UrlTarget {
+        stage,
+        iteration: url_count("iteration", 1, MAX_URL_ITERATION, &mut notices).unwrap_or(1),
+        row: url_count("response", 1, settings.rollouts, &mut notices).map(|r| r - 1),
+        token: url_count("token", 0, settings.max_new_tokens - 1, &mut notices),
+    };
+    (settings, target, presenter, notices)
 }
 
 #[component]
 fn App() -> impl IntoView {
-    let (settings, stage, presenter, url_notices) = settings_from_url();
-    let state = AppState::new(settings, stage, presenter);
+    let (settings, target, presenter, url_notices) = settings_from_url();
+    let state = AppState::new(settings, target.stage, presenter);
     let backend = RwSignal::new(BackendState::Starting);
     let notices = RwSignal::new(url_notices);
     let check = RwSignal::new(CheckState::Running);
@@ -156,17 +192,43 @@ fn App() -> impl IntoView {
     listen_to_keys(state);
     watch_long_tasks(state);
     play_timer(state);
-    // The stage asked for by the URL is shown once the first iteration is ready.
-    let first_stage = stage;
+    select::keep_current_in_sight(state);
+    // What the URL asks for is shown once its iteration is ready: the iterations before it
+    // are computed first, then the stage, response and token are set.
     Effect::new(move |done: Option<bool>| {
         if done == Some(true) {
             return true;
         }
-        if state.walk.with(Option::is_some) {
-            state.goto(first_stage);
-            return true;
+        if state.walk.with(Option::is_none) || state.activity.get() != Activity::Idle {
+            return false;
         }
-        false
+        if state.iteration() < target.iteration {
+            state.next_iteration(false);
+            return false;
+        }
+        state.goto(target.stage);
+        if let Some(row) = target.row {
+            state.show_row(row);
+        }
+        if let Some(t) = target.token {
+            let real = state.walk.with_untracked(|w| {
+                w.as_ref().map_or(0, |w| {
+                    crate::explain::real_len(w, state.row.get_untracked())
+                })
+            });
+            if t < real {
+                state.pick(Some(t));
+            } else {
+                notices.update(|n| {
+                    n.push(Notice::Info(format!(
+                        "Ignoring ?token={t}: response {} has {real} tokens (t = 0 to {}).",
+                        state.row.get_untracked() + 1,
+                        real.saturating_sub(1)
+                    )))
+                });
+            }
+        }
+        true
     });
 
     view! {
@@ -176,12 +238,17 @@ fn App() -> impl IntoView {
                 <Notices notices=notices.read_only() />
                 {bench_iterations.map(|_| view! { <bench::BenchCard state=bench_state settings=bench_settings.clone() /> })}
                 <ExercisesBanner state=state />
-                <Controls state=state />
+                <div class="sticky-bar" data-testid="sticky-bar">
+                    <Controls state=state />
+                    <div class="bar-row">
+                        <StageTabs state=state />
+                        <stages::StepCounter state=state />
+                    </div>
+                    <stages::RowPicker state=state />
+                </div>
                 <LiveRollout state=state />
-                <stages::RowPicker state=state />
-                <StageTabs state=state />
-                <faq::StageQuestions state=state />
                 <stages::StagePanel state=state />
+                <faq::StageQuestions state=state />
                 <charts::Charts state=state />
                 <Settings state=state />
                 <sandbox::Sandbox />
@@ -204,8 +271,20 @@ fn keep_url_in_sync(state: AppState) {
             pairs.push((k.into(), v));
         }
         let stage = state.stage.get();
-        if stage != Stage::Rollout {
+        if stage != Stage::Overview {
             pairs.push(("stage".into(), stage.key().into()));
+        }
+        let iteration = state.iteration();
+        let row = state.row.get();
+        let token = state.token.get();
+        if iteration > 1 || token.is_some() {
+            pairs.push(("iteration".into(), iteration.to_string()));
+        }
+        if row > 0 || token.is_some() {
+            pairs.push(("response".into(), (row + 1).to_string()));
+        }
+        if let Some(t) = token {
+            pairs.push(("token".into(), t.to_string()));
         }
         if state.presenter.get() {
             pairs.push(("presenter".into(), "1".into()));
@@ -222,7 +301,8 @@ fn keep_url_in_sync(state: AppState) {
     });
 }
 
-/// space: step · ← →: stages · p: play/pause · f: presenter mode. Ignored while typing.
+/// space: step · ← →: stages · p: play/pause · f: presenter mode · t: tour · Esc: leave the
+/// tour, else clear the picked token. Ignored while typing.
 fn listen_to_keys(state: AppState) {
     let handle = window_event_listener(leptos::ev::keydown, move |ev: web_sys::KeyboardEvent| {
         if ev.ctrl_key() || ev.alt_key() || ev.meta_key() {
@@ -244,6 +324,15 @@ fn listen_to_keys(state: AppState) {
             "ArrowLeft" => state.shift_stage(-1),
             "p" => state.playing.update(|p| *p = !*p),
             "f" => state.presenter.update(|p| *p = !*p),
+            "t" => state.tour_to(0),
+            "Escape" => {
+                if state.tour.get_untracked().is_some() {
+                    state.tour.set(None);
+                } else {
+                    state.focus.set(None);
+                    state.pick(None);
+                }
+            }
             _ => {}
         }
     });
@@ -366,8 +455,9 @@ fn Controls(state: AppState) -> impl IntoView {
             <button data-testid="btn-presenter" title="large type for projectors (f)" on:click=move |_| state.presenter.update(|p| *p = !*p)>
                 {move || if state.presenter.get() { "normal view" } else { "presenter" }}
             </button>
+            <button data-testid="btn-tour" title="a short tour of the stages (t)" on:click=move |_| state.tour_to(0)>"tour"</button>
             <span class="status" data-testid="status" data-state=move || state.activity.get().key()>{status}</span>
-            <span class="keys">"space step · ← → stage · p play · f presenter"</span>
+            <span class="keys" title="keyboard">"space step · ← → stage · ↑ ↓ token · p play · f presenter · t tour · Esc"</span>
         </section>
     }
 }
@@ -433,8 +523,9 @@ fn Settings(state: AppState) -> impl IntoView {
         .map(|(i, key)| {
             let error = move || errors.with(|e| e.iter().find(|(j, _)| *j == i).map(|(_, m)| m.clone()));
             view! {
-                <label class="setting">
+                <label class="setting" title=key.about>
                     <span>{key.label}</span>
+                    <span class="about" data-testid=format!("set-about-{}", key.key)>{key.about}</span>
                     <input
                         type="text"
                         data-testid=format!("set-{}", key.key)

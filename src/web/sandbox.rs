@@ -3,7 +3,8 @@
 
 use leptos::prelude::*;
 
-use super::stages::{exact, num};
+use super::select::exact;
+use crate::explain::num;
 use crate::ppo::check_suffix_mask;
 use crate::ppo::gae::{GaeParams, GaeTrace, gae_ref};
 

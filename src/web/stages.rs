@@ -1,42 +1,46 @@
 //! One component per stage of a PPO iteration. Each reads the iteration's [`Walkthrough`], the
-//! selected sequence and the step cursor, and shows how far the stage has got.
+//! selected response and the step cursor, and shows how far the stage has got: the data on the
+//! left (the token strip first, then the stage's table), and beside it, in a column that stays
+//! in sight while the table scrolls, the formula with this step's numbers, where a picked
+//! number comes from, what to notice in this batch, and why the stage exists.
 
 use std::sync::Arc;
 
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
+use super::guide::{self, TourCard, mini_loop, notes_view, provenance_view, term};
+use super::select::{
+    cell, exact, explain_cell, response_token, show_token, token_row, token_strip,
+};
 use super::state::{AppState, Stage};
+use crate::explain::{Quantity, format_ratio, math, notes, num, real_len};
 use crate::ppo::policy_loss::PolicyClip;
+use crate::ppo::rewards::KlEstimator;
 use crate::ppo::walkthrough::{AttentionMaps, Walkthrough};
 use crate::reward::GsmScore;
 
-/// A number for people: 3 decimals, a real minus sign.
-pub fn num(x: f32) -> String {
-    let s = format!("{x:.3}");
-    if s == "-0.000" {
-        "0.000".into()
-    } else {
-        s.replace('-', "−")
-    }
-}
-
-/// A number for tests and for copying: the shortest text that reads back as the same f32.
-pub fn exact(x: f32) -> String {
-    format!("{x:?}")
-}
-
-/// A table cell with a number: shown rounded, exact in `data-v`.
-fn cell(testid: String, x: f32) -> impl IntoView {
+/// A number cell that nothing else refers to: rounded, exact in `data-v`.
+fn plain_cell(testid: String, x: f32) -> impl IntoView {
     view! { <td class="num" data-testid=testid data-v=exact(x)>{num(x)}</td> }
+}
+
+/// MathML made by [`crate::explain::math`] (numbers and fixed symbols only).
+fn mathml(markup: String) -> impl IntoView {
+    view! { <div class="math" inner_html=markup></div> }
 }
 
 /// A number the student's code and the reference disagree on (exercises on): `x` as the table
 /// shows it, marked, with the other side's value under it. `other` is `("yours", y)` where the
 /// table shows the reference's number and `("reference", y)` where it shows what ran.
-fn compared_cell(testid: String, x: f32, other: Option<(&'static str, f32)>) -> AnyView {
+fn compared_cell(
+    state: AppState,
+    testid: String,
+    x: f32,
+    other: Option<(&'static str, f32)>,
+) -> AnyView {
     match other {
-        None => cell(testid, x).into_any(),
+        None => cell(state, testid, x).into_any(),
         Some((side, y)) => {
             let title = format!(
                 "differs from the {}: {side} {}",
@@ -55,14 +59,6 @@ fn compared_cell(testid: String, x: f32, other: Option<(&'static str, f32)>) -> 
             }
             .into_any()
         }
-    }
-}
-
-/// A token as text, spaces made visible.
-pub fn show_token(text: &str) -> String {
-    match text {
-        "\n" => "⏎".into(),
-        t => t.replace(' ', "·"),
     }
 }
 
@@ -92,23 +88,25 @@ pub fn StagePanel(state: AppState) -> impl IntoView {
         let stage = state.stage.get();
         let row = state.row.get().min(walk.gae.len().saturating_sub(1));
         let cursor = state.cursor.get();
+        let iteration = state
+            .history
+            .with_untracked(|h| h.last().map_or(1, |p| p.iteration));
         let body = match stage {
-            Stage::Rollout => rollout(&walk, row, cursor).into_any(),
-            Stage::Score => score(state, &walk, row, cursor).into_any(),
-            Stage::Values => values(&walk, row).into_any(),
-            Stage::Gae => gae(&walk, row, cursor).into_any(),
-            Stage::Update => update(&walk, row, cursor).into_any(),
-            Stage::Mask => view! { <MaskStage walk=walk.clone() /> }.into_any(),
+            Stage::Overview => guide::overview(state, &walk).into_any(),
+            Stage::Rollout => rollout(state, &walk, row, cursor, iteration).into_any(),
+            Stage::Score => score(state, &walk, row, cursor, iteration).into_any(),
+            Stage::Values => values(state, &walk, row, iteration).into_any(),
+            Stage::Gae => gae(state, &walk, row, cursor, iteration).into_any(),
+            Stage::Update => update(state, &walk, row, cursor, iteration).into_any(),
+            Stage::Mask => mask(state, walk.clone(), row, iteration).into_any(),
         };
-        let steps = stage.steps(&walk, row);
         view! {
             <section class="card stage" data-testid=format!("stage-{}", stage.key()) data-cursor=cursor>
                 <div class="stage-head">
                     <h2>{stage.title()}</h2>
-                    <span class="progress" data-testid="stage-progress">
-                        {format!("step {} of {steps}", cursor.min(steps - 1) + 1)}
-                    </span>
+                    {mini_loop(state, stage)}
                 </div>
+                <TourCard state=state />
                 {body}
             </section>
         }
@@ -116,7 +114,23 @@ pub fn StagePanel(state: AppState) -> impl IntoView {
     }
 }
 
-/// The row picker: one button per sampled response, marked by its score.
+/// Which step of the stage is on show, for the sticky bar.
+#[component]
+pub fn StepCounter(state: AppState) -> impl IntoView {
+    move || {
+        let walk = state.walk.get()?;
+        let stage = state.stage.get();
+        let row = state.row.get().min(walk.gae.len().saturating_sub(1));
+        let steps = stage.steps(&walk, row);
+        Some(view! {
+            <span class="progress" data-testid="stage-progress">
+                {format!("step {} of {steps}", state.cursor.get().min(steps - 1) + 1)}
+            </span>
+        })
+    }
+}
+
+/// The row picker: one button per sampled response, marked by its score; and the picked token.
 #[component]
 pub fn RowPicker(state: AppState) -> impl IntoView {
     move || {
@@ -135,120 +149,82 @@ pub fn RowPicker(state: AppState) -> impl IntoView {
                         class:selected=b == selected
                         title=label
                         data-testid=format!("row-{b}")
-                        on:click=move |_| {
-                            state.row.set(b);
-                            state.cursor.set(0);
-                        }
+                        on:click=move |_| state.show_row(b)
                     >
                         {b + 1}
                     </button>
                 }
             })
             .collect_view();
+        let picked = {
+            let walk = walk.clone();
+            move || {
+                let row = state.row.get().min(walk.gae.len().saturating_sub(1));
+                let t = state.shown_token()?;
+                (t < real_len(&walk, row)).then(|| {
+                    view! {
+                        <span class="picked" data-testid="picked-token">
+                            {format!("token t = {t}: ")}<code>{show_token(&response_token(&walk, row, t))}</code>
+                            <button class="link" data-testid="unpick" on:click=move |_| state.pick(None)>"clear"</button>
+                        </span>
+                    }
+                })
+            }
+        };
         Some(view! {
             <div class="row-picker" aria-label="Which response the stages show">
                 <span class="label">"response"</span>
                 {buttons}
+                {picked}
             </div>
         })
     }
 }
 
-fn prompt_tokens(walk: &Walkthrough, row: usize) -> Vec<String> {
+/// The stage's two columns: the data, and beside it what explains it.
+fn columns(main: AnyView, side: AnyView) -> impl IntoView {
+    view! {
+        <div class="stage-body">
+            <div class="stage-main">{main}</div>
+            <aside class="stage-side" data-testid="stage-side">{side}</aside>
+        </div>
+    }
+}
+
+/// A "why" paragraph at the foot of the side column.
+fn why(question: &'static str, body: AnyView) -> impl IntoView {
+    view! {
+        <details class="why" open>
+            <summary>{question}</summary>
+            <div class="explain">{body}</div>
+        </details>
+    }
+}
+
+fn prompt_text(walk: &Walkthrough, row: usize) -> String {
     let p = walk.experience.rollout.prompt_len;
     walk.tokens[row][..p]
         .iter()
         .zip(&walk.experience.rollout.attention_mask[row][..p])
         .filter(|(_, m)| **m == 1)
-        .map(|(t, _)| t.clone())
+        .map(|(t, _)| t.as_str())
         .collect()
 }
 
-fn response_token(walk: &Walkthrough, row: usize, t: usize) -> String {
-    walk.tokens[row][walk.experience.rollout.prompt_len + t].clone()
-}
-
-fn rollout(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
-    let ro = &walk.experience.rollout;
-    let real = walk.gae[row].steps.len();
-    let t = cursor.min(real.saturating_sub(1));
-    let prompt: String = prompt_tokens(walk, row).concat();
-    let chips = (0..real)
-        .map(|i| {
-            let class = if i == t {
-                "tok current"
-            } else if i < t {
-                "tok"
-            } else {
-                "tok hidden"
-            };
-            let text = if i <= t {
-                show_token(&response_token(walk, row, i))
-            } else {
-                "·".into()
-            };
-            view! { <span class=class data-testid=format!("resp-tok-{i}")>{text}</span> }
-        })
-        .collect_view();
-    let sampled = ro.ids[row][ro.prompt_len + t];
-    let top = ro.top[row][t].clone();
-    let candidates = top
-        .iter()
-        .enumerate()
-        .map(|(k, (id, p))| {
-            view! {
-                <tr class:sampled=*id == sampled data-testid=format!("cand-{k}")>
-                    <td class="tokcell">{candidate_text(walk, *id)}</td>
-                    <td class="num" data-v=exact(*p)>{format!("{:.1}%", p * 100.0)}</td>
-                    <td class="barcell"><span class="bar" style=format!("width:{:.1}%", p * 100.0)></span></td>
-                    <td>{if *id == sampled { "← sampled" } else { "" }}</td>
-                </tr>
-            }
-        })
-        .collect_view();
-    let history = (0..=t)
-        .map(|i| {
-            view! {
-                <tr class:current=i == t>
-                    <td class="num">{i}</td>
-                    <td class="tokcell">{show_token(&response_token(walk, row, i))}</td>
-                    {cell(format!("logp-{i}"), ro.logprobs[row][i])}
-                    {cell(format!("value-{i}"), ro.values[row][i])}
-                </tr>
-            }
-        })
-        .collect_view();
+/// The prompt, folded: its last line in the summary, the whole chat template inside.
+fn prompt_view(walk: &Walkthrough, row: usize) -> impl IntoView {
+    let prompt = prompt_text(walk, row);
+    let last = prompt
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .to_string();
     view! {
-        <p class="explain">
-            "The policy writes its answer one token at a time. At each step it turns the logits at the "
-            "last position into probabilities, " <code>"softmax(logits / temperature)"</code>
-            ", and samples. We keep the sampled token's log-probability "
-            <code>"log π_old(token | s_t)"</code> " and, from the value head on the same hidden state, "
-            <code>"V(s_t)"</code> ": the critic's guess of the reward to come, made before the token is chosen."
-        </p>
-        <div class="prompt" data-testid="prompt"><span class="label">"prompt"</span>{prompt}</div>
-        <div class="response" data-testid="response-tokens">{chips}</div>
-        <div class="split">
-            <div>
-                <h3>{format!("step t = {t}: candidates")}</h3>
-                <table class="numbers" data-testid="candidates">
-                    <thead><tr><th>"token"</th><th>"probability"</th><th></th><th></th></tr></thead>
-                    <tbody>{candidates}</tbody>
-                </table>
-                <p class="note">
-                    "sampled " <code>{show_token(&response_token(walk, row, t))}</code>
-                    " with log-probability " <strong data-testid="current-logp">{num(ro.logprobs[row][t])}</strong>
-                    "; value of the state before it " <strong data-testid="current-value">{num(ro.values[row][t])}</strong>
-                </p>
-            </div>
-            <div>
-                <h3>"kept for PPO"</h3>
-                <table class="numbers" data-testid="rollout-table">
-                    <thead><tr><th>"t"</th><th>"token"</th><th>"log π_old"</th><th>"V(s_t)"</th></tr></thead>
-                    <tbody>{history}</tbody>
-                </table>
-            </div>
-        </div>
+        <details class="prompt" data-testid="prompt">
+            <summary><span class="label">"prompt"</span>{last}</summary>
+            <pre>{prompt}</pre>
+        </details>
     }
 }
 
@@ -259,10 +235,111 @@ fn candidate_text(walk: &Walkthrough, id: u32) -> String {
         .unwrap_or_else(|| format!("#{id}"))
 }
 
-fn score(state: AppState, walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
+fn rollout(
+    state: AppState,
+    walk: &Arc<Walkthrough>,
+    row: usize,
+    cursor: usize,
+    iteration: usize,
+) -> impl IntoView {
+    let ro = &walk.experience.rollout;
+    let real = real_len(walk, row);
+    let t = cursor.min(real.saturating_sub(1));
+    let history = (0..=t)
+        .map(|i| {
+            token_row(
+                state,
+                "ro-row",
+                i,
+                String::new(),
+                i == t,
+                view! {
+                    <td class="num">{i}</td>
+                    <td class="tokcell">{show_token(&response_token(walk, row, i))}</td>
+                    {cell(state, format!("logp-{i}"), ro.logprobs[row][i])}
+                    {cell(state, format!("value-{i}"), ro.values[row][i])}
+                },
+            )
+        })
+        .collect_view();
+    // The candidates of the picked token once it is sampled, else of the current step.
+    let candidates = {
+        let walk = walk.clone();
+        move || {
+            let picked = state.shown_token().filter(|&s| s <= t);
+            let s = picked.unwrap_or(t);
+            let ro = &walk.experience.rollout;
+            let sampled = ro.ids[row][ro.prompt_len + s];
+            let rows = ro.top[row][s]
+                .iter()
+                .enumerate()
+                .map(|(k, (id, p))| {
+                    view! {
+                        <tr class:sampled=*id == sampled data-testid=format!("cand-{k}")>
+                            <td class="tokcell">{candidate_text(&walk, *id)}</td>
+                            <td class="num" data-v=exact(*p)>{format!("{:.1}%", p * 100.0)}</td>
+                            <td class="barcell"><span class="bar" style=format!("width:{:.1}%", p * 100.0)></span></td>
+                            <td>{if *id == sampled { "← sampled" } else { "" }}</td>
+                        </tr>
+                    }
+                })
+                .collect_view();
+            view! {
+                <div class="candidates" class:sel=picked.is_some() data-testid="candidates-box" data-t=s>
+                    <h3>{format!("step t = {s}: the 5 most likely next tokens")}</h3>
+                    <table class="numbers" data-testid="candidates">
+                        <thead><tr><th>"token"</th><th>"probability"</th><th></th><th></th></tr></thead>
+                        <tbody>{rows}</tbody>
+                    </table>
+                    <p class="note">
+                        "sampled " <code>{show_token(&response_token(&walk, row, s))}</code>
+                        " with log-probability " <strong data-testid="current-logp">{num(ro.logprobs[row][s])}</strong>
+                        "; value of the state before it " <strong data-testid="current-value">{num(ro.values[row][s])}</strong>
+                    </p>
+                </div>
+            }
+        }
+    };
+    let main = view! {
+        {token_strip(state, walk, row, real, Some(t))}
+        <div class="split stage-data">
+            {candidates}
+            <div>
+                <h3>"kept for PPO"</h3>
+                <table class="numbers" data-testid="rollout-table">
+                    <thead><tr><th>"t"</th><th>"token"</th><th>"log π_old"</th><th>"V(s_t)"</th></tr></thead>
+                    <tbody>{history}</tbody>
+                </table>
+            </div>
+        </div>
+        {prompt_view(walk, row)}
+    }
+    .into_any();
+    let side = view! {
+        {mathml(math::sampling(walk.update.temperature))}
+        {notes_view(state, notes(walk, Stage::Rollout, row, iteration))}
+        {why("What is kept, and why", view! {
+            "The policy writes its answer one token at a time: it turns the last position's logits "
+            "into probabilities and samples. PPO keeps the sampled token's log-probability "
+            <code>"log π_old"</code> " and, from the " {term("value", "value")} " head on the same hidden "
+            "state, " <code>"V(s_t)"</code> ": the critic's guess of the reward to come, made before the "
+            "token is chosen."
+        }.into_any())}
+    }
+    .into_any();
+    columns(main, side)
+}
+
+fn score(
+    state: AppState,
+    walk: &Walkthrough,
+    row: usize,
+    cursor: usize,
+    iteration: usize,
+) -> impl IntoView {
     let exp = &walk.experience;
     let ro = &exp.rollout;
-    let real = walk.gae[row].steps.len();
+    let real = real_len(walk, row);
     let responses = exp
         .scores
         .iter()
@@ -272,11 +349,12 @@ fn score(state: AppState, walk: &Walkthrough, row: usize, cursor: usize) -> impl
             let text = exp.responses[b].clone();
             view! {
                 <tr class:selected=b == row data-testid=format!("score-row-{b}") data-kind=kind
-                    on:click=move |_| state.row.set(b)>
+                    data-current=(b == row && cursor == 0).then_some("1")
+                    on:click=move |_| state.show_row(b)>
                     <td class="num">{b + 1}</td>
                     <td class="response-text">{text}</td>
                     <td><span class=format!("badge {kind}")>{label}</span></td>
-                    {cell(format!("score-{b}"), s.reward())}
+                    {cell(state, format!("score-{b}"), s.reward())}
                 </tr>
             }
         })
@@ -284,50 +362,69 @@ fn score(state: AppState, walk: &Walkthrough, row: usize, cursor: usize) -> impl
     let kl_rows = (0..real)
         .map(|t| {
             let reward = exp.rewards[row][t];
-            view! {
-                <tr>
+            token_row(
+                state,
+                "kl-row",
+                t,
+                String::new(),
+                false,
+                view! {
                     <td class="num">{t}</td>
                     <td class="tokcell">{show_token(&response_token(walk, row, t))}</td>
-                    {cell(format!("kl-logp-{t}"), ro.logprobs[row][t])}
-                    {cell(format!("kl-ref-{t}"), exp.ref_logprobs[row][t])}
-                    {cell(format!("kl-{t}"), exp.kl[row][t])}
-                    {(cursor >= 2).then(|| cell(format!("reward-{t}"), reward))}
-                </tr>
-            }
+                    {cell(state, format!("kl-logp-{t}"), ro.logprobs[row][t])}
+                    {cell(state, format!("kl-ref-{t}"), exp.ref_logprobs[row][t])}
+                    {cell(state, format!("kl-{t}"), exp.kl[row][t])}
+                    {(cursor >= 2).then(|| explain_cell(state, format!("reward-{t}"), num(reward), reward, t, Quantity::Reward))}
+                },
+            )
         })
         .collect_view();
     let beta = exp.kl_coeff;
-    view! {
-        <p class="explain">
-            "The reward model here is a rule: the number after " <code>"####"</code>
-            " must equal the reference answer (1.0); the right format with a wrong number earns 0.1; "
-            "anything else 0. A response only gets its score at the end, on its last token."
-        </p>
-        <table class="numbers responses" data-testid="score-table">
+    let estimator = match exp.kl_estimator {
+        KlEstimator::K1 => {
+            "k1: KL_t = log π − log π_ref, the one-sample estimate. It can be negative for a token (then the penalty is a bonus there); only its average over samples is the KL."
+        }
+        KlEstimator::K2 => "k2: KL_t = ½ (log π_ref − log π)², never negative, biased.",
+        KlEstimator::K3 => "k3: KL_t = π_ref/π − 1 − log(π_ref/π), never negative and unbiased.",
+    };
+    let main = view! {
+        {token_strip(state, walk, row, real, None)}
+        <table class="numbers responses stage-data" data-testid="score-table">
             <thead><tr><th>"#"</th><th>"response"</th><th>"verdict"</th><th>"score"</th></tr></thead>
             <tbody>{responses}</tbody>
         </table>
         {(cursor >= 1).then(|| view! {
-            <p class="explain">
-                "Why a frozen reference? The policy is rewarded for drifting only as far as the task "
-                "needs. Each token pays " <code>{format!("β · (log π − log π_ref)")}</code>
-                " with β = " {beta.to_string()} ", measured against a copy of the starting model that never "
-                "trains. Without it the policy can find text that games the score and forgets how to write."
-            </p>
+            <h3 data-current="1">{format!("Response {}, token by token", row + 1)}</h3>
             <table class="numbers" data-testid="kl-table">
                 <thead><tr>
                     <th>"t"</th><th>"token"</th><th>"log π_old"</th><th>"log π_ref"</th><th>"KL_t"</th>
-                    {(cursor >= 2).then(|| view! { <th>"r_t = −β·KL_t (+ score at the end)"</th> })}
+                    {(cursor >= 2).then(|| view! { <th>"r_t"</th> })}
                 </tr></thead>
                 <tbody>{kl_rows}</tbody>
             </table>
         })}
     }
+    .into_any();
+    let side = view! {
+        {mathml(math::reward(beta))}
+        <p class="note" data-testid="kl-estimator">{format!("The KL estimator is {estimator}")}</p>
+        {provenance_view(state, Stage::Score)}
+        {notes_view(state, notes(walk, Stage::Score, row, iteration))}
+        {why("Why a frozen reference?", view! {
+            "The score is a rule: the number after " <code>"####"</code> " must equal the reference answer "
+            "(1.0); the right format with a wrong number earns 0.1; anything else 0, given on the last token. "
+            "Drifting from the starting model is penalised: each token pays β times its "
+            {term("KL", "KL")} " to a copy of the starting model that never trains. Without that "
+            "penalty the policy can find text that games the score and forget how to write."
+        }.into_any())}
+    }
+    .into_any();
+    columns(main, side)
 }
 
-fn values(walk: &Walkthrough, row: usize) -> impl IntoView {
+fn values(state: AppState, walk: &Walkthrough, row: usize, iteration: usize) -> impl IntoView {
     let ro = &walk.experience.rollout;
-    let real = walk.gae[row].steps.len();
+    let real = real_len(walk, row);
     let max = (0..real)
         .map(|t| ro.values[row][t].abs())
         .fold(1e-6f32, f32::max);
@@ -342,7 +439,15 @@ fn values(walk: &Walkthrough, row: usize) -> impl IntoView {
                 format!("left:{:.1}%;width:{width:.1}%", 50.0 - width)
             };
             view! {
-                <div class="vbar-row">
+                <div
+                    class="vbar-row"
+                    class:sel=move || state.shown_token() == Some(t)
+                    data-testid=format!("vbar-row-{t}")
+                    on:click=move |_| state.pick(Some(t))
+                    on:mouseenter=move |_| state.hover.set(Some(t))
+                    on:mouseleave=move |_| state.hover.set(None)
+                >
+                    <span class="num">{t}</span>
                     <span class="tokcell">{show_token(&response_token(walk, row, t))}</span>
                     <span class="vbar-track"><span class=bar_class style=style></span></span>
                     <span class="num" data-testid=format!("vbar-{t}") data-v=exact(v)>{num(v)}</span>
@@ -350,18 +455,31 @@ fn values(walk: &Walkthrough, row: usize) -> impl IntoView {
             }
         })
         .collect_view();
-    view! {
-        <p class="explain">
-            "Why a value for every token? The score arrives only at the end, but the policy needs to know "
-            "which of its choices helped. The critic estimates the return from every state, so each token "
-            "can be judged against what was expected just before it: that comparison is the advantage. "
-            "The value head is one linear layer on the same hidden states as the policy."
-        </p>
-        <div class="vbars" data-testid="value-bars">{bars}</div>
+    let main = view! {
+        {token_strip(state, walk, row, real, None)}
+        <div class="vbars stage-data" data-testid="value-bars">{bars}</div>
     }
+    .into_any();
+    let side = view! {
+        {notes_view(state, notes(walk, Stage::Values, row, iteration))}
+        {why("Why a value for every token?", view! {
+            "The score arrives only at the end, but the policy needs to know which of its choices helped. "
+            "The critic estimates the return from every state, so each token can be judged against what "
+            "was expected just before it: that comparison is the " {term("advantage", "advantage")} ". "
+            "The value head is one linear layer on the same hidden states as the policy."
+        }.into_any())}
+    }
+    .into_any();
+    columns(main, side)
 }
 
-fn gae(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
+fn gae(
+    state: AppState,
+    walk: &Walkthrough,
+    row: usize,
+    cursor: usize,
+    iteration: usize,
+) -> impl IntoView {
     let trace = &walk.gae[row];
     let params = trace.params;
     let real = trace.steps.len();
@@ -374,8 +492,7 @@ fn gae(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
         trace.steps[done - 1].t
     };
     let current = trace.steps.get(cursor.min(real.saturating_sub(1))).cloned();
-    let r_len = walk.experience.rollout.response_len();
-    let offset: usize = walk.gae[..row].iter().map(|_| r_len).sum();
+    let offset = row * walk.experience.rollout.response_len();
     let whiten = walk.whiten.clone();
     let compared = walk.exercises.as_ref().and_then(|c| c.gae.as_ref());
     let yours = |column: &str, t: usize| {
@@ -387,35 +504,48 @@ fn gae(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
         .map(|t| {
             let filled = t >= first_done_t;
             let is_current = current.as_ref().is_some_and(|s| s.t == t) && !whitened_shown;
-            view! {
-                <tr class:current=is_current class:pending=!filled data-testid=format!("gae-row-{t}")>
+            let class = match (is_current, filled) {
+                (true, _) => "current",
+                (false, false) => "pending",
+                _ => "",
+            };
+            let explainable = |name: &'static str, x: f32, q: Quantity| match yours(name, t) {
+                None => explain_cell(state, format!("gae-{name}-{t}"), num(x), x, t, q).into_any(),
+                other => compared_cell(state, format!("gae-{name}-{t}"), x, other),
+            };
+            token_row(
+                state,
+                "gae-row",
+                t,
+                class.into(),
+                is_current || (whitened_shown && t == 0),
+                view! {
                     <td class="num">{t}</td>
                     <td class="tokcell">{show_token(&response_token(walk, row, t))}</td>
-                    {cell(format!("gae-reward-{t}"), walk.experience.rewards[row][t])}
-                    {cell(format!("gae-value-{t}"), walk.experience.rollout.values[row][t])}
+                    {cell(state, format!("gae-reward-{t}"), walk.experience.rewards[row][t])}
+                    {cell(state, format!("gae-value-{t}"), walk.experience.rollout.values[row][t])}
                     {if filled {
                         view! {
-                            {compared_cell(format!("gae-delta-{t}"), trace.deltas[t], yours("delta", t))}
-                            {compared_cell(format!("gae-adv-{t}"), trace.advantages[t], yours("adv", t))}
-                            {compared_cell(format!("gae-ret-{t}"), trace.returns[t], yours("ret", t))}
+                            {compared_cell(state, format!("gae-delta-{t}"), trace.deltas[t], yours("delta", t))}
+                            {explainable("adv", trace.advantages[t], Quantity::Advantage)}
+                            {explainable("ret", trace.returns[t], Quantity::Return)}
                         }.into_any()
                     } else {
                         view! { <td class="num">"·"</td><td class="num">"·"</td><td class="num">"·"</td> }.into_any()
                     }}
                     {match (&whiten, whitened_shown) {
-                        (Some(w), true) => compared_cell(format!("gae-white-{t}"), w.whitened[offset + t], yours("white", t)),
+                        (Some(w), true) => compared_cell(state, format!("gae-white-{t}"), w.whitened[offset + t], yours("white", t)),
                         _ => view! { <td class="num">"·"</td> }.into_any(),
                     }}
-                </tr>
-            }
+                },
+            )
         })
         .collect_view();
     let formula = match (&current, whitened_shown, &walk.whiten) {
         (_, true, Some(w)) => view! {
             <div class="formula" data-testid="gae-formula">
-                <div>{format!("whitening over the batch's {} real tokens:", w.count)}</div>
-                <div>{format!("mean = {}, std = {} (unbiased)", num(w.mean), num(w.std))}</div>
-                <div>"Â_t = (A_t − mean) / std"</div>
+                <div>{format!("whitening over the batch's {} real tokens (mean {}, std {}, unbiased):", w.count, num(w.mean), num(w.std))}</div>
+                {mathml(math::whiten(w.mean, w.std))}
             </div>
         }
         .into_any(),
@@ -423,50 +553,74 @@ fn gae(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
             <div class="formula" data-testid="gae-formula">"whitening is off: the update uses A_t as computed"</div>
         }
         .into_any(),
-        (Some(step), false, _) => view! {
-            <div class="formula" data-testid="gae-formula">
-                <div class="general">"δ_t = r_t + γ · V(s_t+1) · m_t+1 − V(s_t)"</div>
-                <div data-testid="gae-delta-formula">{step.delta_formula(params.gamma)}</div>
-                <div class="general">"A_t = δ_t + γ · λ · m_t+1 · A_t+1"</div>
-                <div data-testid="gae-adv-formula">{step.advantage_formula(params)}</div>
-                <div>{format!("R_{t} = A_{t} + V(s_{t}) = {}", num(step.ret), t = step.t)}</div>
-            </div>
+        (Some(step), false, _) => {
+            let [delta_general, delta_filled] = math::delta(step, params.gamma);
+            let [adv_general, adv_filled] = math::advantage(step, params);
+            let last = step.next_mask == 0.0;
+            view! {
+                <div class="formula" data-testid="gae-formula" data-t=step.t>
+                    <div class="general">{mathml(delta_general)}</div>
+                    <div data-testid="gae-delta-formula" data-v=exact(step.delta)>{mathml(delta_filled)}</div>
+                    <div class="general">{mathml(adv_general)}</div>
+                    <div data-testid="gae-adv-formula" data-v=exact(step.advantage)>{mathml(adv_filled)}</div>
+                    {mathml(math::ret(step))}
+                    {last.then(|| view! {
+                        <p class="note" data-testid="gae-terminal">
+                            {format!("t = {} is the last token: m", step.t)}<sub>{step.t + 1}</sub>
+                            " = 0 drops V(s"<sub>{step.t + 1}</sub>") and A"<sub>{step.t + 1}</sub>
+                            ". A response cut at max_new_tokens without an end token is treated the same \
+                             way, as terminal: nothing after it is bootstrapped."
+                        </p>
+                    })}
+                </div>
+            }
+            .into_any()
         }
-        .into_any(),
         (None, false, _) => ().into_any(),
     };
-    view! {
-        <p class="explain">
-            "Why backwards? Each advantage is this token's surprise " <code>"δ_t"</code>
-            " plus a discounted share of the next token's advantage: "
-            <code>"A_t = δ_t + γλ·A_t+1"</code> ". Starting from the last token, " <code>"A_t+1"</code>
-            " is always ready, so one sweep from the end computes them all. Past the last token there "
-            "is nothing: " <code>"m_t+1 = 0"</code> " drops both " <code>"V(s_t+1)"</code> " and "
-            <code>"A_t+1"</code> ", so the last token's advantage is its δ alone."
-        </p>
-        {formula}
+    let main = view! {
+        {token_strip(state, walk, row, real, None)}
         {gae_comparison(walk)}
-        <table class="numbers" data-testid="gae-table">
+        <table class="numbers stage-data" data-testid="gae-table">
             <thead><tr>
                 <th>"t"</th><th>"token"</th><th>"r_t"</th><th>"V(s_t)"</th><th>"δ_t"</th>
                 <th>"A_t"</th><th>"R_t = A_t + V(s_t)"</th><th>"Â_t (whitened)"</th>
             </tr></thead>
             <tbody>{rows}</tbody>
         </table>
-        {whitened_shown.then(|| view! {
-            <p class="explain">
-                "Why whiten? Advantages can be all positive or tiny in one batch and huge in the next. "
-                "Shifting them to mean 0 and scaling to std 1 over the batch keeps the step size steady "
-                "and makes roughly half the tokens pushed up, half pushed down. The returns R_t, the "
-                "critic's targets, are not whitened."
-            </p>
-        })}
         <details class="cli" data-testid="gae-cli">
             <summary>"Check these numbers with the command line"</summary>
             <p>"Save this as " <code>"gae.json"</code> " and run " <code>"ppo-lens gae --table --whiten --input gae.json"</code> ":"</p>
             <pre data-testid="gae-json">{gae_json(walk)}</pre>
         </details>
     }
+    .into_any();
+    let side = view! {
+        {formula}
+        {provenance_view(state, Stage::Gae)}
+        {notes_view(state, notes(walk, Stage::Gae, row, iteration))}
+        {if whitened_shown {
+            why("Why whiten?", view! {
+                "Advantages can be all positive or tiny in one batch and huge in the next. "
+                {term("whitening", "Whitening")} " shifts them to mean 0 and scales them to std 1 over the "
+                "batch, which keeps the step size steady. Mean 0 is not half up, half down: with sparse "
+                "end-of-response scores the spread is lopsided, and subtracting the mean turns any "
+                "0 < A_t < mean negative. The returns R_t, the critic's targets, are not whitened."
+            }.into_any()).into_any()
+        } else {
+            why("Why backwards?", view! {
+                "Each " {term("advantage", "advantage")} " is this token's surprise δ"<sub>"t"</sub>
+                " plus a discounted share of the next token's: A"<sub>"t"</sub>" = δ"<sub>"t"</sub>
+                " + γλ·A"<sub>"t+1"</sub>". Starting from the last token, A"<sub>"t+1"</sub>
+                " is always ready, so one sweep from the end computes them all. Past the last token m"
+                <sub>"t+1"</sub>" = 0 drops both V(s"<sub>"t+1"</sub>") and A"<sub>"t+1"</sub>
+                ": the last token's advantage is its δ alone. Each " {term("return", "return")}
+                " R"<sub>"t"</sub>" = A"<sub>"t"</sub>" + V(s"<sub>"t"</sub>") is the critic's target."
+            }.into_any()).into_any()
+        }}
+    }
+    .into_any();
+    columns(main, side)
 }
 
 /// With exercises on: whether the student's `gae` matches the reference on this batch.
@@ -520,7 +674,13 @@ fn gae_json(walk: &Walkthrough) -> String {
     )
 }
 
-fn update(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
+fn update(
+    state: AppState,
+    walk: &Walkthrough,
+    row: usize,
+    cursor: usize,
+    iteration: usize,
+) -> impl IntoView {
     let stats = &walk.stats;
     let exp = &walk.experience;
     let policy = &walk.policy_after[row];
@@ -562,15 +722,21 @@ fn update(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
                 PolicyClip::BelowBand => "▼ clipped (A < 0)",
                 PolicyClip::No => "",
             };
-            view! {
-                <tr class:clipped=p.clip != PolicyClip::No data-testid=format!("upd-row-{t}")>
+            let class = if p.clip != PolicyClip::No { "clipped" } else { "" };
+            token_row(
+                state,
+                "upd-row",
+                t,
+                class.into(),
+                false,
+                view! {
                     <td class="num">{t}</td>
                     <td class="tokcell">{show_token(&response_token(walk, row, t))}</td>
-                    {compared_cell(format!("upd-adv-{t}"), p.advantage, reference("white", t))}
-                    {cell(format!("upd-old-{t}"), p.logp_old)}
+                    {compared_cell(state, format!("upd-adv-{t}"), p.advantage, reference("white", t))}
+                    {cell(state, format!("upd-old-{t}"), p.logp_old)}
                     {(cursor >= 1).then(|| view! {
-                        {cell(format!("upd-new-{t}"), p.logp_new)}
-                        {cell(format!("upd-ratio-{t}"), p.ratio)}
+                        {cell(state, format!("upd-new-{t}"), p.logp_new)}
+                        {explain_cell(state, format!("upd-ratio-{t}"), format_ratio(p.ratio), p.ratio, t, Quantity::Ratio)}
                         <td class="band">
                             <span class="band-track">
                                 <span class="band-ok" style=format!("left:{lo:.1}%;width:{:.1}%", hi - lo)></span>
@@ -578,13 +744,13 @@ fn update(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
                             </span>
                         </td>
                         <td class="clipmark" data-testid=format!("upd-clip-{t}")>{marker}</td>
-                        {cell(format!("upd-vold-{t}"), v.value_old)}
-                        {cell(format!("upd-vnew-{t}"), v.value_new)}
-                        {compared_cell(format!("upd-ret-{t}"), v.ret, reference("ret", t))}
+                        {plain_cell(format!("upd-vold-{t}"), v.value_old)}
+                        {plain_cell(format!("upd-vnew-{t}"), v.value_new)}
+                        {compared_cell(state, format!("upd-ret-{t}"), v.ret, reference("ret", t))}
                     })}
-                    {cell(format!("upd-ent-{t}"), walk.entropy[row][t])}
-                </tr>
-            }
+                    {plain_cell(format!("upd-ent-{t}"), walk.entropy[row][t])}
+                },
+            )
         })
         .collect_view();
     let minibatches = exp
@@ -592,17 +758,9 @@ fn update(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
         .ids
         .len()
         .div_ceil(walk.update.mini_batch_size.max(1));
-    view! {
-        <p class="explain">
-            "Why several epochs on one batch? Sampling is the expensive part, so PPO reuses each batch "
-            {format!("for {} epochs of {} mini-batches. ", walk.update.epochs, minibatches)}
-            "Once the policy moves, its tokens' probabilities no longer match those it sampled with: "
-            "the ratio " <code>"π_new / π_old"</code> " measures how far. The clipped objective "
-            <code>"max(−A·ratio, −A·clip(ratio, 1−ε, 1+ε))"</code>
-            " stops rewarding a token once its ratio leaves the band on the side its advantage pushes "
-            "it: that is what keeps the update proximal."
-        </p>
-        <div class="stats" data-testid="update-stats">
+    let main = view! {
+        {token_strip(state, walk, row, real_len(walk, row), None)}
+        <div class="stats stage-data" data-testid="update-stats">
             {stat("loss-policy", "policy loss", stats.loss_policy)}
             {stat("loss-value", "value loss", stats.loss_value)}
             {stat("loss-entropy", "entropy", stats.loss_entropy)}
@@ -614,12 +772,12 @@ fn update(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
         </div>
         <p class="note">
             {format!(
-                "Means over the update's {} optimizer steps. total = policy + {} · value − {} · entropy.",
-                stats.optimizer_steps, walk.update.coeffs.vf_coef, walk.update.coeffs.entropy_coeff
+                "Means over the update's {} optimizer steps ({} epochs × {} mini-batches). total = policy + {} · value − {} · entropy.",
+                stats.optimizer_steps, walk.update.epochs, minibatches, walk.update.coeffs.vf_coef, walk.update.coeffs.entropy_coeff
             )}
         </p>
         {(cursor >= 1).then(|| view! {
-            <p class="explain" data-testid="after-update">
+            <p class="explain" data-testid="after-update" data-current="1">
                 {format!(
                     "After {} AdamW steps: the new log-probabilities beside the old ones, for response {}. \
                      The band is [{:.2}, {:.2}]; ▲/▼ mark tokens the clip would hold still in a further epoch.",
@@ -628,18 +786,164 @@ fn update(walk: &Walkthrough, row: usize, cursor: usize) -> impl IntoView {
             </p>
         })}
         {loss_comparison(walk)}
-        <table class="numbers" data-testid="update-table">
-            <thead><tr>
-                <th>"t"</th><th>"token"</th><th>"Â_t"</th><th>"log π_old"</th>
-                {(cursor >= 1).then(|| view! {
-                    <th>"log π_new"</th><th>"ratio"</th><th>"clip band"</th><th></th>
-                    <th>"V_old"</th><th>"V_new"</th><th>"R_t"</th>
-                })}
-                <th>"entropy"</th>
-            </tr></thead>
-            <tbody>{rows}</tbody>
-        </table>
+        <div class="table-scroll">
+            <table class="numbers" data-testid="update-table">
+                <thead><tr>
+                    <th>"t"</th><th>"token"</th><th>"Â_t"</th><th>"log π_old"</th>
+                    {(cursor >= 1).then(|| view! {
+                        <th>"log π_new"</th><th>"ratio"</th><th>"clip band"</th><th></th>
+                        <th>"V_old"</th><th>"V_new"</th><th>"R_t"</th>
+                    })}
+                    <th>"entropy"</th>
+                </tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </div>
     }
+    .into_any();
+    let vclip = walk.update.coeffs.clip_range_value;
+    let side = view! {
+        {mathml(math::clipped_objective(eps))}
+        {provenance_view(state, Stage::Update)}
+        {notes_view(state, notes(walk, Stage::Update, row, iteration))}
+        {why("Why several epochs, and why clip?", view! {
+            "Sampling is the expensive part, so PPO reuses each batch for several epochs. Once the policy "
+            "moves, its tokens' probabilities no longer match those it sampled with: the "
+            {term("ratio", "ratio")} " π_new / π_old measures how far. The " {term("clip", "clip")}
+            " stops rewarding a token once its ratio has left [1 − ε, 1 + ε] on the side its advantage "
+            "pushes: there its gradient is 0. That is what keeps the update proximal. "
+            {format!(
+                "The value loss takes max(unclipped, clipped) squared error with V_old ± {vclip}: once V_new has \
+                 left that band on the side away from the return, the clipped error is the larger and \
+                 the critic's gradient for that token is 0; everywhere else the unclipped error trains it."
+            )}
+            " The " {term("entropy", "entropy")} " column is the rollout policy's, per token."
+        }.into_any())}
+    }
+    .into_any();
+    columns(main, side)
+}
+
+fn mask(state: AppState, walk: Arc<Walkthrough>, row: usize, iteration: usize) -> impl IntoView {
+    let Some(att) = walk.attention.clone() else {
+        return view! { <p class="explain">"No attention maps kept for this iteration."</p> }
+            .into_any();
+    };
+    let p = walk.experience.rollout.prompt_len;
+    let att_row = att.row;
+    let mask = walk.experience.rollout.attention_mask[att_row].clone();
+    let layers = att.maps.len();
+    let heads = att.maps.first().map_or(0, Vec::len);
+    let n = att.len;
+    let att = Arc::new(att);
+    // The picked token's row and column, over the map (the maps show response `att_row`).
+    let overlay = move |kind: &'static str, l: usize, h: usize| {
+        let style = move || {
+            let pos = p + state.shown_token()?;
+            (pos < n).then(|| {
+                let (start, size) = (100.0 * pos as f64 / n as f64, 100.0 / n as f64);
+                if kind == "row" {
+                    format!("top:{start:.2}%;height:{size:.2}%")
+                } else {
+                    format!("left:{start:.2}%;width:{size:.2}%")
+                }
+            })
+        };
+        view! {
+            <span
+                class=format!("attn-sel attn-sel-{kind}")
+                class:sel=move || style().is_some()
+                data-testid=format!("attn-sel-{kind}-{l}-{h}")
+                style=move || style().unwrap_or_else(|| "display:none".into())
+            ></span>
+        }
+    };
+    let canvases = (0..layers)
+        .flat_map(|l| (0..heads).map(move |h| (l, h)))
+        .map(|(l, h)| {
+            let node = NodeRef::<leptos::html::Canvas>::new();
+            let att = att.clone();
+            let mask = mask.clone();
+            Effect::new(move |_| {
+                if let Some(canvas) = node.get() {
+                    draw_attention(&canvas, &att, l, h, &mask, p);
+                }
+            });
+            view! {
+                <figure class="attn">
+                    <div class="attn-box">
+                        <canvas node_ref=node width="240" height="240" data-testid=format!("attn-{l}-{h}")></canvas>
+                        {overlay("row", l, h)}
+                        {overlay("col", l, h)}
+                    </div>
+                    <figcaption>{format!("layer {l}, head {h}")}</figcaption>
+                </figure>
+            }
+        })
+        .collect_view();
+    let diff = walk.teacher_forced_max_diff;
+    let real = real_len(&walk, att_row);
+    let r_len = walk.experience.rollout.response_len();
+    // The first response tokens (at most four; fewer when the response is shorter).
+    let align = (0..r_len.min(4))
+        .map(|t| {
+            let pos = p - 1 + t;
+            let target = if t < real {
+                format!(
+                    "response token {t}: {}",
+                    show_token(&walk.tokens[att_row][p + t])
+                )
+            } else {
+                format!("padding after the end of the response (position {})", p + t)
+            };
+            view! {
+                <tr data-testid=format!("align-{t}")>
+                    <td class="num">{pos}</td>
+                    <td class="tokcell">{show_token(&walk.tokens[att_row][pos])}</td>
+                    <td>"→ predicts"</td>
+                    <td class="tokcell">{target}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let shown_row = if att_row == row {
+        format!("The maps show response {} (the one on show).", att_row + 1)
+    } else {
+        format!(
+            "The maps show response {}, the one this iteration kept attention for; the other stages show response {}.",
+            att_row + 1,
+            row + 1
+        )
+    };
+    let main = view! {
+        {token_strip(state, &walk, att_row, real, None)}
+        <p class="note" data-testid="attn-row-note">{shown_row}</p>
+        <div class="attn-grid stage-data" data-testid="attention-maps">{canvases}</div>
+        <p class="explain">
+            "Why the " <code>"prompt_len − 1"</code> " slice? The logits at position i predict the token at "
+            "position i + 1. Response token t sits at position " <code>"P + t"</code>
+            ", so it is scored by the logits at " <code>"P − 1 + t"</code> {format!(" (P = {p} here):")}
+        </p>
+        <table class="numbers" data-testid="alignment">{align}</table>
+        <p class="check" data-testid="tf-check" data-state=if diff < 1e-4 { "passed" } else { "failed" }>
+            "Live check: one teacher-forced pass over all rollouts reproduces the log-probabilities "
+            "recorded token by token. max |difference| = "
+            <strong data-testid="tf-max-diff" data-v=exact(diff)>{format!("{diff:.2e}")}</strong>
+        </p>
+    }
+    .into_any();
+    let side = view! {
+        {notes_view(state, notes(&walk, Stage::Mask, att_row, iteration))}
+        {why("Why one pass is enough", view! {
+            "During the update PPO needs the new log-probability of every response token, and it gets "
+            "them all from one teacher-forced pass over prompt + response. The causal mask makes that "
+            "exact: position i attends only to positions ≤ i (the grey triangle is masked, as is the "
+            "left padding), so the hidden state at position i is the state the rollout was in there. "
+            "The picked token's row (what it attends to) and column (who attends to it) are outlined."
+        }.into_any())}
+    }
+    .into_any();
+    columns(main, side).into_any()
 }
 
 /// With exercises on: exercises 1, 2, 3 and 5, the student's beside the reference's, on this
@@ -671,7 +975,7 @@ fn loss_comparison(walk: &Walkthrough) -> Option<impl IntoView> {
                     <td>{format!("{} {}", ex.number, ex.function)}</td>
                     <td>{c.label.clone()}</td>
                     {yours}
-                    {cell(format!("check-{key}-ref"), c.reference)}
+                    {plain_cell(format!("check-{key}-ref"), c.reference)}
                 </tr>
             }
         })
@@ -695,74 +999,6 @@ fn loss_comparison(walk: &Walkthrough) -> Option<impl IntoView> {
             </table>
         </details>
     })
-}
-
-#[component]
-fn MaskStage(walk: Arc<Walkthrough>) -> impl IntoView {
-    let Some(att) = walk.attention.clone() else {
-        return view! { <p class="explain">"No attention maps kept for this iteration."</p> }
-            .into_any();
-    };
-    let p = walk.experience.rollout.prompt_len;
-    let row = att.row;
-    let mask = walk.experience.rollout.attention_mask[row].clone();
-    let layers = att.maps.len();
-    let heads = att.maps.first().map_or(0, Vec::len);
-    let att = Arc::new(att);
-    let canvases = (0..layers)
-        .flat_map(|l| (0..heads).map(move |h| (l, h)))
-        .map(|(l, h)| {
-            let node = NodeRef::<leptos::html::Canvas>::new();
-            let att = att.clone();
-            let mask = mask.clone();
-            Effect::new(move |_| {
-                if let Some(canvas) = node.get() {
-                    draw_attention(&canvas, &att, l, h, &mask, p);
-                }
-            });
-            view! {
-                <figure class="attn">
-                    <canvas node_ref=node width="240" height="240" data-testid=format!("attn-{l}-{h}")></canvas>
-                    <figcaption>{format!("layer {l}, head {h}")}</figcaption>
-                </figure>
-            }
-        })
-        .collect_view();
-    let diff = walk.teacher_forced_max_diff;
-    let align = (0..4usize)
-        .map(|t| {
-            let pos = p - 1 + t;
-            view! {
-                <tr>
-                    <td class="num">{pos}</td>
-                    <td class="tokcell">{show_token(&walk.tokens[row][pos])}</td>
-                    <td>"→ predicts"</td>
-                    <td class="tokcell">{format!("response token {t}: {}", show_token(&walk.tokens[row][p + t]))}</td>
-                </tr>
-            }
-        })
-        .collect_view();
-    view! {
-        <p class="explain">
-            "During the update PPO needs the new log-probability of every response token, and it gets "
-            "them all from one teacher-forced pass over prompt + response. The causal mask makes that "
-            "exact: position i attends only to positions ≤ i (the grey triangle is masked, as is the "
-            "left padding), so the hidden state at position i is the state the rollout was in there."
-        </p>
-        <div class="attn-grid" data-testid="attention-maps">{canvases}</div>
-        <p class="explain">
-            "Why the " <code>"prompt_len − 1"</code> " slice? The logits at position i predict the token at "
-            "position i + 1. Response token t sits at position " <code>"P + t"</code>
-            ", so it is scored by the logits at " <code>"P − 1 + t"</code> {format!(" (P = {p} here):")}
-        </p>
-        <table class="numbers" data-testid="alignment">{align}</table>
-        <p class="check" data-testid="tf-check" data-state=if diff < 1e-4 { "passed" } else { "failed" }>
-            "Live check: one teacher-forced pass over all rollouts reproduces the log-probabilities "
-            "recorded token by token. max |difference| = "
-            <strong data-testid="tf-max-diff" data-v=exact(diff)>{format!("{diff:.2e}")}</strong>
-        </p>
-    }
-    .into_any()
 }
 
 /// Draws one head's attention: query rows down, key columns across; blue by weight, grey where

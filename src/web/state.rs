@@ -7,78 +7,13 @@ use std::sync::Arc;
 use leptos::prelude::*;
 
 use super::worker;
+use crate::explain::{Provenance, Quantity, provenance, real_len};
 use crate::lab::LabSettings;
 use crate::ppo::walkthrough::{StageTimes, Walkthrough};
 use crate::wire::{Iterated, Sampling};
 
-/// The six stages of one iteration, in the order the page steps through them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Stage {
-    Rollout,
-    Score,
-    Values,
-    Gae,
-    Update,
-    Mask,
-}
-
-impl Stage {
-    pub const ALL: [Stage; 6] = [
-        Stage::Rollout,
-        Stage::Score,
-        Stage::Values,
-        Stage::Gae,
-        Stage::Update,
-        Stage::Mask,
-    ];
-
-    pub fn key(self) -> &'static str {
-        match self {
-            Stage::Rollout => "rollout",
-            Stage::Score => "score",
-            Stage::Values => "values",
-            Stage::Gae => "gae",
-            Stage::Update => "update",
-            Stage::Mask => "mask",
-        }
-    }
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Stage::Rollout => "1 · Rollout",
-            Stage::Score => "2 · Score",
-            Stage::Values => "3 · Values",
-            Stage::Gae => "4 · GAE",
-            Stage::Update => "5 · Update",
-            Stage::Mask => "6 · Causal mask",
-        }
-    }
-
-    pub fn parse(key: &str) -> Option<Stage> {
-        Stage::ALL.into_iter().find(|s| s.key() == key)
-    }
-
-    pub fn index(self) -> usize {
-        Stage::ALL.iter().position(|&s| s == self).unwrap_or(0)
-    }
-
-    /// How many steps the stage has for one sequence of `walk`.
-    pub fn steps(self, walk: &Walkthrough, row: usize) -> usize {
-        let real = walk.gae.get(row).map_or(0, |g| g.steps.len()).max(1);
-        match self {
-            // One token at a time.
-            Stage::Rollout => real,
-            // Score, then the KL row, then the token rewards.
-            Stage::Score => 3,
-            Stage::Values => 1,
-            // One step per token from the back, then whitening.
-            Stage::Gae => real + 1,
-            // Ratios and losses, then the optimizer step with the new logprobs.
-            Stage::Update => 2,
-            Stage::Mask => 1,
-        }
-    }
-}
+/// The stages of one iteration, in the order the page steps through them (0 is the overview).
+pub use crate::explain::StageKey as Stage;
 
 /// One point of every chart: the metrics of one iteration.
 #[derive(Clone, Debug, PartialEq)]
@@ -143,16 +78,34 @@ pub struct AppState {
     pub exercises_ran: RwSignal<String>,
     /// The rollout of the iteration being computed, token by token (None before its first).
     pub sampling: RwSignal<Option<Sampling>>,
+    /// The response token picked by a click, the keyboard or the URL (`t`, from 0).
+    pub token: RwSignal<Option<usize>>,
+    /// The response token under the pointer; it wins over `token` while it lasts.
+    pub hover: RwSignal<Option<usize>>,
+    /// Which number of the picked token is explained from its inputs.
+    pub focus: RwSignal<Option<Quantity>>,
+    /// Where the explained number comes from (None without a picked token and quantity).
+    pub provenance: Memo<Option<Provenance>>,
+    /// The tour's step while it runs.
+    pub tour: RwSignal<Option<usize>>,
 }
 
 impl AppState {
     pub fn new(settings: LabSettings, stage: Stage, presenter: bool) -> Self {
+        let walk = RwSignal::new(None::<Arc<Walkthrough>>);
+        let row = RwSignal::new(0);
+        let token = RwSignal::new(None);
+        let focus = RwSignal::new(None);
+        let explained = Memo::new(move |_| {
+            let walk = walk.get()?;
+            provenance(&walk, row.get(), token.get()?, focus.get()?)
+        });
         Self {
             settings: RwSignal::new(settings),
-            walk: RwSignal::new(None),
+            walk,
             stage: RwSignal::new(stage),
             cursor: RwSignal::new(0),
-            row: RwSignal::new(0),
+            row,
             playing: RwSignal::new(false),
             speed_ms: RwSignal::new(600),
             activity: RwSignal::new(Activity::Loading),
@@ -164,6 +117,58 @@ impl AppState {
             ready_ms: RwSignal::new(None),
             exercises_ran: RwSignal::new(crate::exercises::ran_summary()),
             sampling: RwSignal::new(None),
+            token,
+            hover: RwSignal::new(None),
+            focus,
+            provenance: explained,
+            tour: RwSignal::new(None),
+        }
+    }
+
+    /// The token every view highlights: the one under the pointer, else the picked one.
+    pub fn shown_token(&self) -> Option<usize> {
+        self.hover.get().or(self.token.get())
+    }
+
+    /// Picks response token `t` (None clears), keeping the explained quantity.
+    pub fn pick(self, t: Option<usize>) {
+        self.token.set(t);
+        if t.is_none() {
+            self.focus.set(None);
+        }
+    }
+
+    /// Picks token `t` and explains its `quantity`.
+    pub fn explain(self, t: usize, quantity: Quantity) {
+        self.token.set(Some(t));
+        self.focus.set(Some(quantity));
+    }
+
+    /// Shows response `row`; the picked token stays when that response has it.
+    pub fn show_row(self, row: usize) {
+        self.row.set(row);
+        self.cursor.set(0);
+        let real = self
+            .walk
+            .with_untracked(|w| w.as_ref().map_or(0, |w| real_len(w, row)));
+        if self.token.get_untracked().is_some_and(|t| t >= real) {
+            self.pick(None);
+        }
+    }
+
+    /// The iteration the stages show (0 before the first).
+    pub fn iteration(&self) -> usize {
+        self.history.with(|h| h.last().map_or(0, |p| p.iteration))
+    }
+
+    /// Starts the tour at its first stop, or moves it to stop `i`; past the end it closes.
+    pub fn tour_to(self, i: usize) {
+        match crate::explain::TOUR.get(i) {
+            Some((stage, _)) => {
+                self.tour.set(Some(i));
+                self.goto(*stage);
+            }
+            None => self.tour.set(None),
         }
     }
 
@@ -212,6 +217,8 @@ impl AppState {
                     super::next_task().await;
                     self.row.set(row);
                     self.cursor.set(0);
+                    self.token.set(None);
+                    self.focus.set(None);
                     self.stage.set(Stage::Rollout);
                     self.walk.set(Some(Arc::new(walk)));
                     self.activity.set(Activity::Idle);
@@ -327,7 +334,7 @@ impl AppState {
 
     pub fn shift_stage(self, by: isize) {
         let i = self.stage.get_untracked().index() as isize + by;
-        if let Some(&s) = Stage::ALL.get(i.clamp(0, 5) as usize) {
+        if let Some(&s) = Stage::ALL.get(i.clamp(0, Stage::ALL.len() as isize - 1) as usize) {
             self.goto(s);
         }
     }

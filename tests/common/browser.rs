@@ -263,6 +263,54 @@ impl Page {
         self.client.execute(&script, vec![]).await.expect("scroll");
     }
 
+    /// Runs `script` (a function body: `return` gives the result) in the page.
+    pub async fn js(&self, script: &str) -> Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|err| panic!("script failed: {err}\n{script}"))
+    }
+
+    /// Whether the element `testid` has the class `class`.
+    pub async fn has_class(&self, testid: &str, class: &str) -> bool {
+        let script = format!(
+            "const el = document.querySelector('{}'); return el ? el.classList.contains('{class}') : null;",
+            testid_css(testid).replace('\'', "\\'")
+        );
+        match self.js(&script).await {
+            Value::Bool(b) => b,
+            other => panic!("no element with data-testid={testid} ({other})"),
+        }
+    }
+
+    /// Sets the viewport to `width` x `height` CSS pixels (the window is resized until the
+    /// page's innerWidth and innerHeight are those).
+    pub async fn set_viewport(&self, width: u32, height: u32) {
+        let (mut w, mut h) = (width, height);
+        for _ in 0..3 {
+            self.client
+                .set_window_size(w, h)
+                .await
+                .expect("resize window");
+            let inner = self
+                .js("return [window.innerWidth, window.innerHeight];")
+                .await;
+            let (iw, ih) = (
+                inner[0].as_u64().unwrap() as u32,
+                inner[1].as_u64().unwrap() as u32,
+            );
+            if (iw, ih) == (width, height) {
+                return;
+            }
+            w += width - iw.min(width);
+            h += height - ih.min(height);
+        }
+        let inner = self
+            .js("return [window.innerWidth, window.innerHeight];")
+            .await;
+        panic!("could not set the viewport to {width}x{height}: it is {inner}");
+    }
+
     /// The page's current address.
     pub async fn url(&self) -> String {
         self.client
