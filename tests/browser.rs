@@ -703,11 +703,7 @@ async fn one_token_is_followed_through_every_view_and_shared_by_url() {
     // Keyboard: ↓ on a focused row moves the pick to the next token.
     page.click("tab-gae").await;
     page.click("btn-all").await;
-    page.js(&format!(
-        "document.querySelector('[data-testid=\"gae-row-{t}\"]').focus(); return null;"
-    ))
-    .await;
-    page.press("\u{E015}").await; // arrow down
+    page.press_on(&format!("gae-row-{t}"), "\u{E015}").await; // arrow down
     let next = t + 1;
     if next < real {
         assert!(page.has_class(&format!("gae-row-{next}"), "sel").await);
@@ -794,7 +790,13 @@ async fn a_picked_number_shows_where_it_comes_from() {
     assert!((r - n("gae-ret-1").await).abs() < 1e-5);
 
     // A token reward: −β·KL_t, plus the score on the last token.
-    let beta: f64 = page.attr("set-kl", "value").await.parse().unwrap();
+    let beta: f64 = page
+        .js("return document.querySelector('[data-testid=\"set-kl\"]').value;")
+        .await
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     page.click("tab-score").await;
     page.click("btn-all").await;
     let last = real - 1;

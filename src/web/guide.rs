@@ -57,7 +57,7 @@ fn loop_svg(walk: &Walkthrough, lit: Stage) -> String {
     };
     let (w, h) = (176.0, 46.0);
     let mut svg = String::from(
-        "<svg viewBox=\"0 0 960 440\" role=\"img\" aria-label=\"The PPO loop\" class=\"loop-svg\">\
+        "<svg viewBox=\"-175 -5 1310 450\" role=\"img\" aria-label=\"The PPO loop\" class=\"loop-svg\">\
          <defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" \
          markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" \
          class=\"arrow-head\"/></marker></defs>",

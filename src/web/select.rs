@@ -164,7 +164,6 @@ pub fn token_strip(
                     class:current=current
                     class:hidden=hidden
                     class:sel=move || state.shown_token() == Some(t)
-                    data-current=current.then_some("1")
                     data-testid=format!("resp-tok-{t}")
                     title=format!("token t = {t}: follow it through every view")
                     on:click=move |_| state.pick(if state.token.get_untracked() == Some(t) { None } else { Some(t) })

@@ -215,6 +215,17 @@ impl Page {
         body.send_keys(key).await.expect("send key");
     }
 
+    /// Presses a key with the element `testid` focused (a table row, a cell).
+    pub async fn press_on(&self, testid: &str, key: &str) {
+        self.client
+            .find(Locator::Css(&testid_css(testid)))
+            .await
+            .unwrap_or_else(|err| panic!("no element with data-testid={testid}: {err}"))
+            .send_keys(key)
+            .await
+            .expect("send key");
+    }
+
     /// Waits until `check` holds for the text of `testid`.
     pub async fn wait_text(
         &self,
