@@ -55,9 +55,9 @@ fn loop_svg(walk: &Walkthrough, lit: Stage) -> String {
         let angle = -std::f64::consts::FRAC_PI_2 + i as f64 * std::f64::consts::TAU / 7.0;
         (cx + rx * angle.cos(), cy + ry * angle.sin())
     };
-    let (w, h) = (176.0, 46.0);
+    let (w, h) = (240.0, 50.0);
     let mut svg = String::from(
-        "<svg viewBox=\"-175 -5 1310 450\" role=\"img\" aria-label=\"The PPO loop\" class=\"loop-svg\">\
+        "<svg viewBox=\"-290 -5 1540 450\" role=\"img\" aria-label=\"The PPO loop\" class=\"loop-svg\">\
          <defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" \
          markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" \
          class=\"arrow-head\"/></marker></defs>",
@@ -102,7 +102,7 @@ fn loop_svg(walk: &Walkthrough, lit: Stage) -> String {
             stage = node.stage.key(),
             rx = x - w / 2.0,
             ry = y - h / 2.0,
-            ty = y + 6.0,
+            ty = y + 7.0,
             label = node.label,
         ));
     }
