@@ -277,7 +277,7 @@ pub fn provenance_view(state: AppState, stage: Stage) -> impl IntoView {
                 data-t=p.t
                 data-terms=ids.join(",")
             >
-                <h3>{format!("Where {} comes from", p.terms.last().map_or(String::new(), |_| symbol(p.quantity, p.t)))}</h3>
+                <h3>{format!("Where {} comes from", symbol(p.quantity, p.t))}</h3>
                 <ul class="terms">{terms}{constants}</ul>
                 <div class="arith" data-testid="prov-arith">{lines}</div>
                 <p class="note">
