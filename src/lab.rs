@@ -4,6 +4,9 @@
 //! [`Lab::iterate`] is one PPO iteration ([`walkthrough`]): the page steps through its result
 //! or, while training, only charts its metrics.
 
+use std::collections::VecDeque;
+
+use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
@@ -14,11 +17,14 @@ use crate::model::chat::gsm8k_prompt;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, WeightFiles, load_model};
 use crate::ppo::gae::GaeParams;
-use crate::ppo::iteration::{ExperienceConfig, Task};
+use crate::ppo::iteration::{Experience, ExperienceConfig, Task};
 use crate::ppo::losses::LossCoeffs;
 use crate::ppo::rewards::KlEstimator;
 use crate::ppo::update::UpdateConfig;
-use crate::ppo::walkthrough::{StageTimes, Walkthrough, WalkthroughConfig, walkthrough};
+use crate::ppo::walkthrough::{
+    AttentionMaps, Replay, StageTimes, UpdateStart, Walkthrough, WalkthroughConfig, attention_maps,
+    replay_update, walkthrough,
+};
 use crate::rng::Rng;
 use crate::rollout::sampling::SamplingParams;
 use crate::selfcheck;
@@ -297,6 +303,10 @@ pub struct Lab {
     rng: Rng,
     /// Iterations done so far.
     pub iteration: usize,
+    /// A problem every iteration asks, in row 0 (None: all drawn at random).
+    pub pinned: Option<usize>,
+    problems: Vec<usize>,
+    snapshots: VecDeque<Snapshot>,
 }
 
 fn load_tiny(seed: u64, device: &Device) -> Result<Qwen2Model, String> {
@@ -354,6 +364,9 @@ impl Lab {
             pad_id,
             rng: Rng::new(settings.seed),
             iteration: 0,
+            pinned: None,
+            problems: Vec::new(),
+            snapshots: VecDeque::new(),
         })
     }
 
@@ -397,6 +410,16 @@ impl Lab {
             let j = i + self.rng.below(order.len() - i);
             order.swap(i, j);
         }
+        // A pinned problem takes row 0; the draw itself is the same as without it.
+        if let Some(pinned) = self.pinned {
+            let at = order.iter().position(|&i| i == pinned).ok_or_else(|| {
+                format!(
+                    "pinned problem {pinned} is not one of the {} problems",
+                    self.tasks.len()
+                )
+            })?;
+            order.swap(0, at);
+        }
         let batch: Vec<Task> = order[..n].iter().map(|&i| self.tasks[i].clone()).collect();
         let experience = ExperienceConfig {
             sampling: SamplingParams::new(settings.temperature, 0, 1.0)?,
@@ -437,14 +460,15 @@ impl Lab {
                 finished,
             });
         };
-        let (policy, walk) = walkthrough(
+        let update = settings.update_config();
+        let (policy, start, walk) = walkthrough(
             policy,
             &mut self.optim,
             &self.reference,
             &self.tokenizer,
             &batch,
             &experience,
-            &settings.update_config(),
+            &update,
             WalkthroughConfig { attention_row },
             &mut self.rng,
             &mut on_step,
@@ -452,8 +476,82 @@ impl Lab {
         .await?;
         self.policy = Some(policy);
         self.iteration += 1;
+        self.problems = order[..n].to_vec();
+        if self.snapshots.len() == KEPT_ITERATIONS {
+            self.snapshots.pop_front();
+        }
+        self.snapshots.push_back(Snapshot {
+            iteration: self.iteration,
+            start,
+            experience: walk.experience.clone(),
+            update,
+        });
         Ok(walk)
     }
+
+    fn snapshot(&self, iteration: usize) -> Result<&Snapshot, String> {
+        self.snapshots
+            .iter()
+            .find(|s| s.iteration == iteration)
+            .ok_or_else(|| {
+                format!(
+                    "iteration {iteration} is no longer kept: the last {KEPT_ITERATIONS} are (now {}..={})",
+                    self.snapshots.front().map_or(0, |s| s.iteration),
+                    self.iteration
+                )
+            })
+    }
+
+    /// Runs `iteration`'s update again on its own batch from its own start, with learning rate
+    /// `lr` and `epochs` (everything else as it ran). The model the lab trains is not changed.
+    pub async fn replay(&self, iteration: usize, lr: f64, epochs: usize) -> Result<Replay, String> {
+        if !(lr.is_finite() && lr > 0.0 && lr <= 1.0) {
+            return Err(format!("replay learning rate {lr} is outside (0, 1]"));
+        }
+        if !(1..=MAX_REPLAY_EPOCHS).contains(&epochs) {
+            return Err(format!(
+                "replay epochs {epochs} is outside 1..={MAX_REPLAY_EPOCHS}"
+            ));
+        }
+        let snapshot = self.snapshot(iteration)?;
+        let config = UpdateConfig {
+            lr,
+            epochs,
+            ..snapshot.update
+        };
+        replay_update(&snapshot.start, &snapshot.experience, &config, iteration).await
+    }
+
+    /// The attention maps of response `row` of `iteration`, under the policy that sampled it.
+    pub async fn attention(&self, iteration: usize, row: usize) -> Result<AttentionMaps, String> {
+        let snapshot = self.snapshot(iteration)?;
+        attention_maps(
+            &snapshot.start.policy.valid(),
+            &snapshot.experience.rollout,
+            row,
+        )
+        .await
+    }
+
+    /// Which problem (of [`PROBLEMS`]) each row of the last iteration asked.
+    pub fn problems(&self) -> &[usize] {
+        &self.problems
+    }
+}
+
+/// How many iterations the lab keeps the start of (for replays and attention maps), and the
+/// page keeps the batches of: the last 20.
+pub const KEPT_ITERATIONS: usize = 20;
+
+/// The most epochs a replay may run.
+pub const MAX_REPLAY_EPOCHS: usize = 32;
+
+/// One iteration's update as it started, with its batch.
+struct Snapshot {
+    iteration: usize,
+    start: UpdateStart,
+    experience: Experience,
+    update: UpdateConfig,
 }
 
 /// The page's benchmark mode on one backend: milliseconds per stage of the page's own
@@ -552,7 +650,23 @@ impl LabServer {
             Request::Iterate {
                 settings,
                 attention_row,
-            } => Reply::Iteration(self.iterate(&settings, attention_row, progress).await),
+                pinned,
+            } => Reply::Iteration(
+                self.iterate(&settings, attention_row, pinned, progress)
+                    .await,
+            ),
+            Request::Replay {
+                iteration,
+                lr,
+                epochs,
+            } => Reply::Replay(match &self.lab {
+                Some(lab) => lab.replay(iteration, lr, epochs).await.map(Box::new),
+                None => Err("the model is not loaded: reset first".into()),
+            }),
+            Request::Attention { iteration, row } => Reply::Attention(match &self.lab {
+                Some(lab) => lab.attention(iteration, row).await.map(Box::new),
+                None => Err("the model is not loaded: reset first".into()),
+            }),
         }
     }
 
@@ -560,12 +674,14 @@ impl LabServer {
         &mut self,
         settings: &LabSettings,
         attention_row: Option<usize>,
+        pinned: Option<usize>,
         progress: &dyn Fn(Progress),
     ) -> Result<Box<Iterated>, String> {
         let lab = self
             .lab
             .as_mut()
             .ok_or("the model is not loaded: reset first")?;
+        lab.pinned = pinned;
         let walk = lab
             .iterate_watched(settings, attention_row, &mut |s| {
                 progress(Progress::Sampling(s))
@@ -573,6 +689,7 @@ impl LabServer {
             .await?;
         Ok(Box::new(Iterated {
             iteration: lab.iteration,
+            problems: lab.problems().to_vec(),
             walk,
             exercises_ran: crate::exercises::ran_summary(),
         }))

@@ -16,6 +16,7 @@ pub mod compute;
 pub mod data;
 pub mod exercises;
 pub mod explain;
+pub mod explore;
 pub mod faq;
 pub mod fast_exp;
 pub mod lab;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compute::BackendKind;
 use crate::lab::{LabSettings, StageBench};
-use crate::ppo::walkthrough::Walkthrough;
+use crate::ppo::walkthrough::{AttentionMaps, Replay, Walkthrough};
 use crate::selfcheck::SelfCheck;
 
 /// What the page asks of the worker.
@@ -33,11 +33,22 @@ pub enum Request {
     },
     /// A fresh run: the pretrained model, a new optimizer, the problems drawn with the seed.
     Reset(LabSettings),
-    /// The next PPO iteration with these settings, keeping the attention maps of one row.
+    /// The next PPO iteration with these settings, keeping the attention maps of one row;
+    /// `pinned` (a problem's index) is asked in row 0.
     Iterate {
         settings: LabSettings,
         attention_row: Option<usize>,
+        pinned: Option<usize>,
     },
+    /// A kept iteration's update run again on its batch from its start, with learning rate
+    /// `lr` and `epochs`. Answered by [`Reply::Replay`]; the trained model is not changed.
+    Replay {
+        iteration: usize,
+        lr: f64,
+        epochs: usize,
+    },
+    /// The attention maps of one response of a kept iteration. Answered by [`Reply::Attention`].
+    Attention { iteration: usize, row: usize },
 }
 
 /// Something the page must tell the reader about the backend.
@@ -62,6 +73,8 @@ pub struct BenchResults {
 pub struct Iterated {
     /// Iterations done so far in this run, this one included.
     pub iteration: usize,
+    /// Which problem each row asked (indices into the lab's problems).
+    pub problems: Vec<usize>,
     pub walk: Walkthrough,
     /// With the `exercises` feature: whose code each exercise ran (`exercises::ran_summary`).
     pub exercises_ran: String,
@@ -81,6 +94,8 @@ pub enum Reply {
     Bench(Result<Box<BenchResults>, String>),
     Reset(Result<(), String>),
     Iteration(Result<Box<Iterated>, String>),
+    Replay(Result<Box<Replay>, String>),
+    Attention(Result<Box<AttentionMaps>, String>),
     /// The request came before the worker could answer it (anything before `Start`).
     Refused(String),
 }
@@ -158,6 +173,16 @@ mod tests {
             Request::Iterate {
                 settings,
                 attention_row: Some(2),
+                pinned: Some(7),
+            },
+            Request::Replay {
+                iteration: 3,
+                lr: 3e-4,
+                epochs: 8,
+            },
+            Request::Attention {
+                iteration: 3,
+                row: 1,
             },
         ];
         for request in requests {

@@ -277,6 +277,7 @@ fn the_worker_server_answers_the_page_with_the_labs_numbers() {
     let iterate = Request::Iterate {
         settings: settings.clone(),
         attention_row: Some(1),
+        pinned: None,
     };
 
     let Reply::Iteration(Err(err)) = ask(iterate.clone()) else {

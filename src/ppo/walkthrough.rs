@@ -27,6 +27,7 @@ use crate::exercises::compare::{IterationComparison, compare_iteration};
 use crate::model::Qwen2Model;
 use crate::model::tokenizer::TextTokenizer;
 use crate::rng::Rng;
+use crate::rollout::Rollout;
 use crate::rollout::generate::{response_outputs, rows_tensor};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
@@ -113,7 +114,8 @@ pub struct Walkthrough {
     pub exercises: Option<IterationComparison>,
 }
 
-/// Runs one PPO iteration on `tasks` and returns the updated policy with the walkthrough.
+/// Runs one PPO iteration on `tasks` and returns the updated policy, the update's starting
+/// point and the walkthrough.
 /// `policy` lives on an autodiff device; `reference` is frozen. `on_step` sees the rollout's
 /// sampled ids step by step.
 #[allow(clippy::too_many_arguments)]
@@ -128,7 +130,7 @@ pub async fn walkthrough(
     config: WalkthroughConfig,
     rng: &mut Rng,
     on_step: &mut dyn FnMut(&[u32]),
-) -> Result<(Qwen2Model, Walkthrough), String> {
+) -> Result<(Qwen2Model, UpdateStart, Walkthrough), String> {
     let rollout_policy = policy.valid();
     let (experience, times) = collect_experience_timed(
         &rollout_policy,
@@ -175,12 +177,10 @@ pub async fn walkthrough(
     let started = now_ms();
     yield_to_browser().await;
     let device = rollout_policy.device();
-    let ids = rows_tensor(&rollout.ids, &device);
-    let attention_mask = rows_tensor(&rollout.attention_mask, &device);
     let tf = response_outputs(
         &rollout_policy,
-        ids.clone(),
-        attention_mask.clone(),
+        rows_tensor(&rollout.ids, &device),
+        rows_tensor(&rollout.attention_mask, &device),
         rollout.prompt_len,
         experience_config.sampling.temperature,
     );
@@ -198,38 +198,21 @@ pub async fn walkthrough(
         }
     }
     let attention = match config.attention_row {
-        Some(row) if row < tasks.len() => {
-            yield_to_browser().await;
-            let out = rollout_policy.forward(
-                ids.clone().narrow(0, row, 1),
-                attention_mask.clone().narrow(0, row, 1),
-                true,
-            );
-            let len = rollout.ids[row].len();
-            let mut maps = Vec::new();
-            for layer in out.attentions.unwrap_or_default() {
-                let [_, heads, _, _] = layer.dims();
-                let flat = read_f32(layer).await?;
-                maps.push(
-                    flat.chunks(len * len)
-                        .take(heads)
-                        .map(<[f32]>::to_vec)
-                        .collect(),
-                );
-            }
-            Some(AttentionMaps { row, len, maps })
-        }
         Some(row) => {
-            return Err(format!(
-                "attention row {row} is outside the batch of {}",
-                tasks.len()
-            ));
+            yield_to_browser().await;
+            Some(attention_maps(&rollout_policy, rollout, row).await?)
         }
         None => None,
     };
     stage_times.mask_ms = now_ms() - started;
 
-    // The update: epochs over shuffled mini-batches, exactly as the trainer runs it.
+    // The update: epochs over shuffled mini-batches, exactly as the trainer runs it. Its
+    // starting point is kept, so the page can replay it with other settings.
+    let start = UpdateStart {
+        policy: policy.clone(),
+        optim: optim.clone(),
+        rng: rng.clone(),
+    };
     let started = now_ms();
     let (policy, stats) =
         ppo_update(policy, optim, &experience.batch(), update_config, rng).await?;
@@ -239,39 +222,7 @@ pub async fn walkthrough(
     let started = now_ms();
     yield_to_browser().await;
     let updated = policy.valid();
-    let device = updated.device();
-    let after = response_outputs(
-        &updated,
-        rows_tensor(&rollout.ids, &device),
-        rows_tensor(&rollout.attention_mask, &device),
-        rollout.prompt_len,
-        update_config.temperature,
-    );
-    let new_logprobs = to_rows(read_f32(after.logprobs).await?, r);
-    let new_values = to_rows(read_f32(after.values).await?, r);
-    let coeffs = update_config.coeffs;
-    let policy_after = (0..tasks.len())
-        .map(|b| {
-            policy_loss_ref(
-                &new_logprobs[b],
-                &rollout.logprobs[b],
-                &experience.advantages[b],
-                &mask[b],
-                coeffs.clip_ratio,
-            )
-        })
-        .collect();
-    let value_after = (0..tasks.len())
-        .map(|b| {
-            value_loss_ref(
-                &new_values[b],
-                &rollout.values[b],
-                &experience.returns[b],
-                &mask[b],
-                coeffs.clip_range_value,
-            )
-        })
-        .collect();
+    let (policy_after, value_after) = after_update(&updated, &experience, update_config).await?;
     stage_times.after_ms = now_ms() - started;
 
     let exercises = if crate::exercises::ENABLED {
@@ -307,6 +258,7 @@ pub async fn walkthrough(
         .collect();
     Ok((
         policy,
+        start,
         Walkthrough {
             tokens,
             texts,
@@ -325,4 +277,138 @@ pub async fn walkthrough(
             experience,
         },
     ))
+}
+
+/// The attention probabilities of sequence `row` of `rollout` under `policy` (an inference
+/// model), every layer and head.
+pub async fn attention_maps(
+    policy: &Qwen2Model,
+    rollout: &Rollout,
+    row: usize,
+) -> Result<AttentionMaps, String> {
+    let rows = rollout.ids.len();
+    if row >= rows {
+        return Err(format!(
+            "attention row {row} is outside the batch of {rows}"
+        ));
+    }
+    let device = policy.device();
+    let out = policy.forward(
+        rows_tensor(&rollout.ids[row..=row], &device),
+        rows_tensor(&rollout.attention_mask[row..=row], &device),
+        true,
+    );
+    let len = rollout.ids[row].len();
+    let mut maps = Vec::new();
+    for layer in out.attentions.unwrap_or_default() {
+        let [_, heads, _, _] = layer.dims();
+        let flat = read_f32(layer).await?;
+        maps.push(
+            flat.chunks(len * len)
+                .take(heads)
+                .map(<[f32]>::to_vec)
+                .collect(),
+        );
+    }
+    Ok(AttentionMaps { row, len, maps })
+}
+
+/// One pass of `updated` (an inference model) over the batch: each sequence's tokens against
+/// the clip band, and its new values against the old ones and the returns.
+pub async fn after_update(
+    updated: &Qwen2Model,
+    experience: &Experience,
+    update_config: &UpdateConfig,
+) -> Result<(Vec<PolicyTrace>, Vec<ValueTrace>), String> {
+    let rollout = &experience.rollout;
+    let r = rollout.response_len();
+    let mask = &rollout.response_mask;
+    let device = updated.device();
+    let after = response_outputs(
+        updated,
+        rows_tensor(&rollout.ids, &device),
+        rows_tensor(&rollout.attention_mask, &device),
+        rollout.prompt_len,
+        update_config.temperature,
+    );
+    let new_logprobs = to_rows(read_f32(after.logprobs).await?, r);
+    let new_values = to_rows(read_f32(after.values).await?, r);
+    let coeffs = update_config.coeffs;
+    let policy_after = (0..rollout.ids.len())
+        .map(|b| {
+            policy_loss_ref(
+                &new_logprobs[b],
+                &rollout.logprobs[b],
+                &experience.advantages[b],
+                &mask[b],
+                coeffs.clip_ratio,
+            )
+        })
+        .collect();
+    let value_after = (0..rollout.ids.len())
+        .map(|b| {
+            value_loss_ref(
+                &new_values[b],
+                &rollout.values[b],
+                &experience.returns[b],
+                &mask[b],
+                coeffs.clip_range_value,
+            )
+        })
+        .collect();
+    Ok((policy_after, value_after))
+}
+
+/// Where an iteration's update started: the policy (on its autodiff device) and the optimizer
+/// before the first step, and the random state its shuffles drew from.
+#[derive(Clone)]
+pub struct UpdateStart {
+    pub policy: Qwen2Model,
+    pub optim: ModuleOptimizer,
+    pub rng: Rng,
+}
+
+/// The same batch's update run again from the same start with other settings.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Replay {
+    /// The iteration whose batch was replayed.
+    pub iteration: usize,
+    /// The settings it ran with (the iteration's own, except the learning rate and epochs).
+    pub update: UpdateConfig,
+    pub stats: UpdateStats,
+    pub policy_after: Vec<PolicyTrace>,
+    pub value_after: Vec<ValueTrace>,
+    pub millis: f64,
+}
+
+/// Runs `experience`'s update again from `start` with `config`; `start` itself is untouched,
+/// so the run the page trains goes on as before. With the iteration's own config this
+/// reproduces its update exactly.
+pub async fn replay_update(
+    start: &UpdateStart,
+    experience: &Experience,
+    config: &UpdateConfig,
+    iteration: usize,
+) -> Result<Replay, String> {
+    let started = now_ms();
+    let mut optim = start.optim.clone();
+    let mut rng = start.rng.clone();
+    let (policy, stats) = ppo_update(
+        start.policy.clone(),
+        &mut optim,
+        &experience.batch(),
+        config,
+        &mut rng,
+    )
+    .await?;
+    yield_to_browser().await;
+    let (policy_after, value_after) = after_update(&policy.valid(), experience, config).await?;
+    Ok(Replay {
+        iteration,
+        update: *config,
+        stats,
+        policy_after,
+        value_after,
+        millis: now_ms() - started,
+    })
 }

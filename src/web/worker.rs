@@ -23,6 +23,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::compute::{BackendKind, Compute};
 use crate::lab::{LabServer, LabSettings};
+use crate::ppo::walkthrough::{AttentionMaps, Replay};
 use crate::selfcheck::SelfCheck;
 use crate::wire::{self, BenchResults, Iterated, Message, Notice, Progress, Reply, Request};
 
@@ -222,6 +223,8 @@ fn unexpected(reply: Reply) -> String {
         Reply::Bench(_) => "Bench",
         Reply::Reset(_) => "Reset",
         Reply::Iteration(_) => "Iteration",
+        Reply::Replay(_) => "Replay",
+        Reply::Attention(_) => "Attention",
         Reply::Refused(_) => "Refused",
     };
     format!("the worker answered out of order (a {name} reply)")
@@ -269,14 +272,38 @@ pub async fn reset(settings: LabSettings) -> Result<(), String> {
 pub async fn iterate(
     settings: LabSettings,
     attention_row: Option<usize>,
+    pinned: Option<usize>,
 ) -> Result<Iterated, String> {
     match call(Request::Iterate {
         settings,
         attention_row,
+        pinned,
     })
     .await?
     {
         Reply::Iteration(result) => result.map(|b| *b),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Replays a kept iteration's update with learning rate `lr` and `epochs`.
+pub async fn replay(iteration: usize, lr: f64, epochs: usize) -> Result<Replay, String> {
+    match call(Request::Replay {
+        iteration,
+        lr,
+        epochs,
+    })
+    .await?
+    {
+        Reply::Replay(result) => result.map(|b| *b),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The attention maps of response `row` of a kept iteration.
+pub async fn attention(iteration: usize, row: usize) -> Result<AttentionMaps, String> {
+    match call(Request::Attention { iteration, row }).await? {
+        Reply::Attention(result) => result.map(|b| *b),
         other => Err(unexpected(other)),
     }
 }

@@ -1,0 +1,398 @@
+//! What the page's classroom views compute: where each token sits against the policy and value
+//! clips, and the what-if recompute of a batch's rewards and advantages under other settings.
+//!
+//! - [`policy_case`] and [`value_case`]: for one token, which branch of the clipped objective
+//!   counts and whether the token still has a gradient; [`clip_cases`] counts the batch's
+//!   tokens in each of the six cases (sign of A × below / inside / above the band);
+//! - [`what_if`]: the token rewards, GAE, returns and whitened advantages of a batch, with
+//!   other γ, λ, β, KL estimator and whitening, computed by the same scalar functions whose
+//!   equality with the trainer's tensor code the `ppo` tests prove; no model pass.
+//!
+//! No UI here: the page draws these, `tests/explore.rs` checks them.
+
+use crate::ppo::gae::{GaeParams, gae_ref};
+use crate::ppo::iteration::Experience;
+use crate::ppo::policy_loss::PolicyTrace;
+use crate::ppo::rewards::{KlEstimator, token_rewards_ref};
+use crate::ppo::whiten::masked_whiten_ref;
+
+/// Where a ratio (or a value) lies against its clip band.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Band {
+    Below,
+    Inside,
+    Above,
+}
+
+impl Band {
+    pub const ALL: [Band; 3] = [Band::Below, Band::Inside, Band::Above];
+
+    pub fn of(x: f32, lo: f32, hi: f32) -> Band {
+        if x < lo {
+            Band::Below
+        } else if x > hi {
+            Band::Above
+        } else {
+            Band::Inside
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Band::Below => "below",
+            Band::Inside => "inside",
+            Band::Above => "above",
+        }
+    }
+}
+
+/// One token against the policy clip: the objective is `min(ρ·A, clip(ρ, 1 − ε, 1 + ε)·A)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PolicyCase {
+    pub ratio: f32,
+    pub advantage: f32,
+    pub eps: f32,
+    pub band: Band,
+    /// `ρ·A`.
+    pub unclipped: f32,
+    /// `clip(ρ, 1 − ε, 1 + ε)·A`.
+    pub clipped: f32,
+    /// The clipped branch is the smaller one, so the objective is flat in ρ here.
+    pub clipped_wins: bool,
+    /// The token's objective still depends on ρ: its gradient is not 0.
+    pub pushes: bool,
+}
+
+/// The clipped surrogate `min(ρ·A, clip(ρ, 1 − ε, 1 + ε)·A)` at `ratio`.
+pub fn surrogate(ratio: f32, advantage: f32, eps: f32) -> f32 {
+    let clipped = ratio.clamp(1.0 - eps, 1.0 + eps) * advantage;
+    (ratio * advantage).min(clipped)
+}
+
+pub fn policy_case(ratio: f32, advantage: f32, eps: f32) -> PolicyCase {
+    let unclipped = ratio * advantage;
+    let clipped = ratio.clamp(1.0 - eps, 1.0 + eps) * advantage;
+    // The same test as the loss (`-A·clip(ρ) > -A·ρ`): strictly, so a tie is unclipped.
+    let clipped_wins = clipped < unclipped;
+    PolicyCase {
+        ratio,
+        advantage,
+        eps,
+        band: Band::of(ratio, 1.0 - eps, 1.0 + eps),
+        unclipped,
+        clipped,
+        clipped_wins,
+        pushes: !clipped_wins && advantage != 0.0,
+    }
+}
+
+impl PolicyCase {
+    /// One line: which branch counted, and what that means for the token's gradient.
+    pub fn verdict(&self) -> String {
+        let side = if self.advantage > 0.0 {
+            "A > 0: the update wants this token more likely"
+        } else if self.advantage < 0.0 {
+            "A < 0: the update wants this token less likely"
+        } else {
+            "A = 0: nothing to push"
+        };
+        if self.clipped_wins {
+            let edge = if self.advantage > 0.0 {
+                "1 + ε"
+            } else {
+                "1 − ε"
+            };
+            format!(
+                "{side}, and ρ = {} is already past {edge}: min() takes the clipped branch clip(ρ)·A = {}, which is flat in ρ, so this token's gradient is 0.",
+                crate::explain::num(self.ratio),
+                crate::explain::num(self.clipped),
+            )
+        } else if self.advantage == 0.0 {
+            format!("{side}: both branches are 0, so the token adds no gradient.")
+        } else {
+            format!(
+                "{side}; min() takes the unclipped branch ρ·A = {}, so the token still pushes the gradient.",
+                crate::explain::num(self.unclipped),
+            )
+        }
+    }
+}
+
+/// One token against the value clip: the loss is `max((V_new − R)², (clip(V_new, V_old − c,
+/// V_old + c) − R)²)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ValueCase {
+    pub value_old: f32,
+    pub value_new: f32,
+    pub ret: f32,
+    pub c: f32,
+    pub band: Band,
+    pub unclipped: f32,
+    pub clipped: f32,
+    /// The clipped error is the larger, so it counts.
+    pub clipped_wins: bool,
+    /// The counted error depends on V_new: the critic still learns from this token.
+    pub learns: bool,
+}
+
+pub fn value_case(value_old: f32, value_new: f32, ret: f32, c: f32) -> ValueCase {
+    let v_clip = value_new.clamp(value_old - c, value_old + c);
+    let unclipped = (value_new - ret).powi(2);
+    let clipped = (v_clip - ret).powi(2);
+    // The same test as the loss: the clipped error counts only when strictly larger.
+    let clipped_wins = clipped > unclipped;
+    ValueCase {
+        value_old,
+        value_new,
+        ret,
+        c,
+        band: Band::of(value_new, value_old - c, value_old + c),
+        unclipped,
+        clipped,
+        clipped_wins,
+        learns: !clipped_wins && value_new != ret,
+    }
+}
+
+impl ValueCase {
+    pub fn verdict(&self) -> String {
+        use crate::explain::num;
+        if self.clipped_wins {
+            format!(
+                "V_new = {} has left [{}, {}] on the side away from R = {}: max() takes the clipped error {} (its V is held at the band's edge), so this token's value gradient is 0.",
+                num(self.value_new),
+                num(self.value_old - self.c),
+                num(self.value_old + self.c),
+                num(self.ret),
+                num(self.clipped),
+            )
+        } else {
+            format!(
+                "max() takes the unclipped error (V_new − R)² = {}: the critic still learns from this token.",
+                num(self.unclipped),
+            )
+        }
+    }
+}
+
+/// How many real tokens sit in each case: `[sign][band]`, sign 0 for A > 0 and 1 for A < 0,
+/// band in [`Band::ALL`] order. Tokens with A = 0 exactly are in `zero`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClipCases {
+    pub counts: [[usize; 3]; 2],
+    pub zero: usize,
+    /// Tokens whose gradient the clip set to 0 (A > 0 above, A < 0 below).
+    pub clipped: usize,
+    pub total: usize,
+}
+
+pub fn clip_cases(policy: &[PolicyTrace], eps: f32) -> ClipCases {
+    let mut cases = ClipCases::default();
+    for token in policy.iter().flat_map(|p| &p.tokens) {
+        let case = policy_case(token.ratio, token.advantage, eps);
+        cases.total += 1;
+        cases.clipped += usize::from(case.clipped_wins);
+        let sign = if token.advantage > 0.0 {
+            0
+        } else if token.advantage < 0.0 {
+            1
+        } else {
+            cases.zero += 1;
+            continue;
+        };
+        let band = Band::ALL.iter().position(|b| *b == case.band).unwrap_or(1);
+        cases.counts[sign][band] += 1;
+    }
+    cases
+}
+
+/// The settings a what-if recompute changes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WhatIf {
+    pub gamma: f32,
+    pub lam: f32,
+    pub kl_coeff: f32,
+    pub estimator: KlEstimator,
+    pub whiten: bool,
+}
+
+impl WhatIf {
+    /// The settings `experience` was computed with.
+    pub fn of(experience: &Experience, gae: GaeParams, whiten: bool) -> Self {
+        Self {
+            gamma: gae.gamma,
+            lam: gae.lam,
+            kl_coeff: experience.kl_coeff,
+            estimator: experience.kl_estimator,
+            whiten,
+        }
+    }
+}
+
+/// A batch's rewards and advantages recomputed under [`WhatIf`]; rows `[B][R]`, 0 on padding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WhatIfResult {
+    pub settings: WhatIf,
+    pub kl: Vec<Vec<f32>>,
+    pub rewards: Vec<Vec<f32>>,
+    /// GAE advantages before whitening.
+    pub advantages: Vec<Vec<f32>>,
+    pub returns: Vec<Vec<f32>>,
+    /// The advantages the update would use: whitened over the batch, or `advantages`.
+    pub used: Vec<Vec<f32>>,
+}
+
+pub fn what_if(experience: &Experience, settings: WhatIf) -> Result<WhatIfResult, String> {
+    let params = GaeParams::new(settings.gamma, settings.lam)?;
+    if !settings.kl_coeff.is_finite() || settings.kl_coeff < 0.0 {
+        return Err(format!("β = {} must be a number ≥ 0", settings.kl_coeff));
+    }
+    let rollout = &experience.rollout;
+    let mask = &rollout.response_mask;
+    let (mut kl, mut rewards, mut advantages, mut returns) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (b, score) in experience.scores.iter().enumerate() {
+        let (r, steps) = token_rewards_ref(
+            score.reward(),
+            &rollout.logprobs[b],
+            &experience.ref_logprobs[b],
+            &mask[b],
+            settings.kl_coeff,
+            settings.estimator,
+        );
+        let mut k = vec![0.0; mask[b].len()];
+        for s in &steps {
+            k[s.t] = s.kl;
+        }
+        let g = gae_ref(&r, &rollout.values[b], &mask[b], params);
+        kl.push(k);
+        rewards.push(r);
+        advantages.push(g.advantages);
+        returns.push(g.returns);
+    }
+    let used = if settings.whiten {
+        let flat: Vec<f32> = advantages.concat();
+        let white = masked_whiten_ref(&flat, &mask.concat())?.whitened;
+        white
+            .chunks(rollout.response_len().max(1))
+            .map(<[f32]>::to_vec)
+            .collect()
+    } else {
+        advantages.clone()
+    };
+    Ok(WhatIfResult {
+        settings,
+        kl,
+        rewards,
+        advantages,
+        returns,
+        used,
+    })
+}
+
+/// Rows as a JSON array, every number exact (`{:?}` of an `f32` round-trips).
+fn json_rows(rows: &[Vec<f32>]) -> String {
+    let rows: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let xs: Vec<String> = r.iter().map(|x| format!("{x:?}")).collect();
+            format!("[{}]", xs.join(", "))
+        })
+        .collect();
+    format!("[\n    {}\n  ]", rows.join(",\n    "))
+}
+
+/// GAE inputs in `ppo-lens gae`'s input format, exact.
+pub fn gae_input_json(
+    rewards: &[Vec<f32>],
+    values: &[Vec<f32>],
+    mask: &[Vec<f32>],
+    gamma: f32,
+    lam: f32,
+) -> String {
+    format!(
+        "{{\n  \"rewards\": {},\n  \"values\": {},\n  \"mask\": {},\n  \"gamma\": {gamma:?},\n  \"lam\": {lam:?}\n}}",
+        json_rows(rewards),
+        json_rows(values),
+        json_rows(mask),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ppo::policy_loss::{PolicyClip, policy_loss_ref};
+    use crate::ppo::value_loss::value_loss_ref;
+
+    #[test]
+    fn the_six_policy_cases_by_hand() {
+        // ε = 0.2. (ρ, A) → (band, clipped wins).
+        let cases = [
+            (0.7, 1.0, Band::Below, false), // A > 0, below: ρA = 0.7 < 0.8: unclipped, pushes up
+            (1.1, 1.0, Band::Inside, false), // inside: both 1.1
+            (1.5, 1.0, Band::Above, true),  // A > 0 above: 1.5 vs 1.2: clipped, flat
+            (0.7, -1.0, Band::Below, true), // A < 0 below: −0.7 vs −0.8: clipped, flat
+            (1.0, -1.0, Band::Inside, false),
+            (1.5, -1.0, Band::Above, false), // A < 0 above: −1.5 < −1.2: unclipped, pushes down
+        ];
+        for (ratio, adv, band, clipped) in cases {
+            let c = policy_case(ratio, adv, 0.2);
+            assert_eq!(
+                (c.band, c.clipped_wins, c.pushes),
+                (band, clipped, !clipped)
+            );
+            assert_eq!(surrogate(ratio, adv, 0.2), c.unclipped.min(c.clipped));
+            // The loss's own flag agrees (its mask is 1, its logprobs give the ratio).
+            let trace = policy_loss_ref(&[ratio.ln()], &[0.0], &[adv], &[1.0], 0.2);
+            assert_eq!(
+                trace.tokens[0].clip != PolicyClip::No,
+                clipped,
+                "{ratio} {adv}"
+            );
+            assert!(c.verdict().contains(if clipped {
+                "gradient is 0"
+            } else {
+                "still pushes"
+            }));
+        }
+        assert!(!policy_case(1.5, 0.0, 0.2).pushes);
+    }
+
+    #[test]
+    fn the_value_clip_by_hand() {
+        // c = 0.2, V_old = 1. V_new 2, R 2: v_clip 1.2: errors 0 and 0.64: clipped counts.
+        let c = value_case(1.0, 2.0, 2.0, 0.2);
+        assert_eq!(
+            (c.band, c.clipped_wins, c.learns),
+            (Band::Above, true, false)
+        );
+        assert!((c.clipped - 0.64).abs() < 1e-6);
+        // V_new 2, R 0: v_clip 1.2: errors 4 and 1.44: unclipped counts, the critic learns.
+        let c = value_case(1.0, 2.0, 0.0, 0.2);
+        assert_eq!(
+            (c.band, c.clipped_wins, c.learns),
+            (Band::Above, false, true)
+        );
+        for (old, new, ret) in [(1.0, 2.0, 2.0), (1.0, 2.0, 0.0), (0.0, 0.1, 1.0)] {
+            let trace = value_loss_ref(&[new], &[old], &[ret], &[1.0], 0.2);
+            assert_eq!(
+                trace.tokens[0].was_clipped,
+                value_case(old, new, ret, 0.2).clipped_wins
+            );
+        }
+    }
+
+    #[test]
+    fn gae_input_json_is_exact() {
+        let json = gae_input_json(
+            &[vec![0.1, -1.0 / 3.0]],
+            &[vec![0.5, 2.0]],
+            &[vec![1.0, 1.0]],
+            0.9,
+            0.95,
+        );
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["rewards"][0][1].as_f64().unwrap() as f32, -1.0f32 / 3.0);
+        assert_eq!(v["gamma"].as_f64().unwrap() as f32, 0.9f32);
+    }
+}

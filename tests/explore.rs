@@ -1,0 +1,276 @@
+//! The classroom views' numbers on real iterations of the tiny model: a replay with the
+//! iteration's own settings is its update again, pushing harder makes tokens clip, a pinned
+//! problem stays in row 0, attention maps of any kept row, and the what-if recompute.
+
+use std::process::Command;
+
+use burn::tensor::Device;
+use ppo_lens::compute::block_on;
+use ppo_lens::explore::{WhatIf, clip_cases, gae_input_json, policy_case, what_if};
+use ppo_lens::lab::{KEPT_ITERATIONS, Lab, LabSettings};
+use ppo_lens::ppo::gae::GaeParams;
+use ppo_lens::ppo::rewards::KlEstimator;
+
+fn settings() -> LabSettings {
+    LabSettings {
+        rollouts: 6,
+        minibatch: 3,
+        max_new_tokens: 16,
+        ..LabSettings::default()
+    }
+}
+
+#[test]
+fn a_replay_with_the_iterations_own_settings_is_its_update_and_pushing_harder_clips() {
+    let s = settings();
+    let mut lab = Lab::new(&s, &Device::flex()).unwrap();
+    let first = block_on(lab.iterate(&s, Some(0))).unwrap();
+    let second = block_on(lab.iterate(&s, Some(0))).unwrap();
+    for (iteration, walk) in [(1, &first), (2, &second)] {
+        let same = block_on(lab.replay(iteration, s.lr, s.epochs)).unwrap();
+        assert_eq!(same.stats, walk.stats, "iteration {iteration}");
+        assert_eq!(same.policy_after, walk.policy_after);
+        assert_eq!(same.value_after, walk.value_after);
+    }
+    // The replay changed nothing: the next iteration is the one a lab without replays makes.
+    let third = block_on(lab.iterate(&s, Some(0))).unwrap();
+    let mut plain = Lab::new(&s, &Device::flex()).unwrap();
+    for _ in 0..2 {
+        block_on(plain.iterate(&s, Some(0))).unwrap();
+    }
+    let mut expected = block_on(plain.iterate(&s, Some(0))).unwrap();
+    expected.times = third.times;
+    assert_eq!(third, expected);
+
+    let eps = s.clip;
+    let normal = clip_cases(&first.policy_after, eps);
+    let harder = block_on(lab.replay(1, s.lr * 10.0, 8)).unwrap();
+    let pushed = clip_cases(&harder.policy_after, eps);
+    assert_eq!(harder.update.epochs, 8);
+    assert!(
+        pushed.clipped > normal.clipped
+            && harder.stats.policy_clip_frac > first.stats.policy_clip_frac,
+        "normal {normal:?} {:?}, pushed {pushed:?} {:?}",
+        first.stats,
+        harder.stats
+    );
+    assert!(harder.stats.policy_clip_frac > 0.0 && harder.stats.approx_kl > first.stats.approx_kl);
+    // The six cases count every real token once, and the clipped ones are where the loss says.
+    let real: usize = harder.policy_after.iter().map(|p| p.tokens.len()).sum();
+    let counted: usize = pushed.counts.iter().flatten().sum::<usize>() + pushed.zero;
+    assert_eq!((pushed.total, counted), (real, real));
+    let flagged = harder
+        .policy_after
+        .iter()
+        .flat_map(|p| &p.tokens)
+        .filter(|t| t.clip != ppo_lens::ppo::policy_loss::PolicyClip::No)
+        .count();
+    assert_eq!(pushed.clipped, flagged);
+    assert_eq!(pushed.clipped, pushed.counts[0][2] + pushed.counts[1][0]);
+    for t in harder.policy_after.iter().flat_map(|p| &p.tokens) {
+        assert_eq!(
+            policy_case(t.ratio, t.advantage, eps).clipped_wins,
+            t.clip != ppo_lens::ppo::policy_loss::PolicyClip::No
+        );
+    }
+
+    for (lr, epochs, needle) in [
+        (0.0, 2, "learning rate 0"),
+        (1e-4, 0, "epochs 0"),
+        (1e-4, 99, "epochs 99"),
+    ] {
+        let err = block_on(lab.replay(1, lr, epochs)).unwrap_err();
+        assert!(err.contains(needle), "{err}");
+    }
+    let err = block_on(lab.replay(7, s.lr, 1)).unwrap_err();
+    assert!(err.contains("iteration 7"), "{err}");
+}
+
+#[test]
+fn only_the_last_iterations_are_kept() {
+    let s = LabSettings {
+        rollouts: 2,
+        minibatch: 2,
+        max_new_tokens: 2,
+        epochs: 1,
+        ..LabSettings::default()
+    };
+    let mut lab = Lab::new(&s, &Device::flex()).unwrap();
+    for _ in 0..KEPT_ITERATIONS + 1 {
+        block_on(lab.iterate(&s, None)).unwrap();
+    }
+    let err = block_on(lab.attention(1, 0)).unwrap_err();
+    assert!(
+        err.contains("no longer kept") && err.contains("the last 20"),
+        "{err}"
+    );
+    assert!(block_on(lab.attention(2, 0)).is_ok());
+}
+
+#[test]
+fn a_pinned_problem_is_asked_in_row_0_and_attention_follows_any_row() {
+    let s = settings();
+    let mut lab = Lab::new(&s, &Device::flex()).unwrap();
+    let walk = block_on(lab.iterate(&s, Some(2))).unwrap();
+    let problems = lab.problems().to_vec();
+    assert_eq!(problems.len(), s.rollouts);
+    // The maps the iteration kept for row 2 are the ones asked for afterwards.
+    assert_eq!(
+        block_on(lab.attention(1, 2)).unwrap(),
+        walk.attention.unwrap()
+    );
+    let other = block_on(lab.attention(1, 4)).unwrap();
+    assert_eq!(other.row, 4);
+    assert!(
+        block_on(lab.attention(1, 6))
+            .unwrap_err()
+            .contains("outside the batch of 6")
+    );
+
+    let pinned = problems[3];
+    lab.pinned = Some(pinned);
+    for _ in 0..3 {
+        let walk = block_on(lab.iterate(&s, None)).unwrap();
+        assert_eq!(lab.problems()[0], pinned);
+        let mut sorted = lab.problems().to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), s.rollouts, "distinct problems");
+        assert_eq!(walk.experience.responses.len(), s.rollouts);
+    }
+    lab.pinned = Some(10_000);
+    let err = block_on(lab.iterate(&s, None)).unwrap_err();
+    assert!(err.contains("pinned problem 10000"), "{err}");
+}
+
+fn ppo_lens_gae(json: &str, name: &str) -> serde_json::Value {
+    let path = std::env::temp_dir().join(format!(
+        "ppo-lens-explore-{name}-{}.json",
+        std::process::id()
+    ));
+    std::fs::write(&path, json).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ppo-lens"))
+        .args(["gae", "--whiten", "--input", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn assert_rows(name: &str, got: &[Vec<f32>], expected: &[Vec<f32>], tol: f32) {
+    assert_eq!(got.len(), expected.len(), "{name}");
+    for (b, (g, e)) in got.iter().zip(expected).enumerate() {
+        for (t, (g, e)) in g.iter().zip(e).enumerate() {
+            assert!((g - e).abs() <= tol, "{name}[{b}][{t}]: {g} vs {e}");
+        }
+    }
+}
+
+fn rows_of(v: &serde_json::Value, key: &str) -> Vec<Vec<f32>> {
+    v[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn what_if_with_the_batch_settings_is_the_batch_and_other_settings_match_the_cli() {
+    let s = settings();
+    let mut lab = Lab::new(&s, &Device::flex()).unwrap();
+    let walk = block_on(lab.iterate(&s, None)).unwrap();
+    let exp = &walk.experience;
+    let params = walk.gae[0].params;
+    let own = what_if(exp, WhatIf::of(exp, params, true)).unwrap();
+    assert_rows("kl", &own.kl, &exp.kl, 1e-6);
+    assert_rows("rewards", &own.rewards, &exp.rewards, 1e-6);
+    assert_rows("advantages", &own.advantages, &exp.raw_advantages, 1e-5);
+    assert_rows("returns", &own.returns, &exp.returns, 1e-5);
+    assert_rows("used", &own.used, &exp.advantages, 1e-5);
+
+    for estimator in [KlEstimator::K1, KlEstimator::K2, KlEstimator::K3] {
+        let w = WhatIf {
+            gamma: 0.9,
+            lam: 0.5,
+            kl_coeff: 0.3,
+            estimator,
+            whiten: true,
+        };
+        let got = what_if(exp, w).unwrap();
+        for (b, row) in got.kl.iter().enumerate() {
+            for (t, k) in row.iter().enumerate() {
+                let m = exp.rollout.response_mask[b][t];
+                let want =
+                    m * estimator.estimate(exp.rollout.logprobs[b][t], exp.ref_logprobs[b][t]);
+                assert_eq!(*k, want, "{estimator:?} kl[{b}][{t}]");
+            }
+        }
+        let cli = ppo_lens_gae(
+            &gae_input_json(
+                &got.rewards,
+                &exp.rollout.values,
+                &exp.rollout.response_mask,
+                w.gamma,
+                w.lam,
+            ),
+            &format!("{estimator:?}"),
+        );
+        assert_rows(
+            "advantages vs cli",
+            &got.advantages,
+            &rows_of(&cli, "advantages"),
+            1e-6,
+        );
+        assert_rows(
+            "returns vs cli",
+            &got.returns,
+            &rows_of(&cli, "returns"),
+            1e-6,
+        );
+        assert_rows(
+            "whitened vs cli",
+            &got.used,
+            &rows_of(&cli, "whitened"),
+            1e-6,
+        );
+    }
+    let off = what_if(
+        exp,
+        WhatIf {
+            whiten: false,
+            ..WhatIf::of(exp, params, true)
+        },
+    )
+    .unwrap();
+    assert_eq!(off.used, off.advantages);
+    let err = what_if(
+        exp,
+        WhatIf {
+            gamma: 1.5,
+            ..WhatIf::of(exp, GaeParams::new(1.0, 0.95).unwrap(), true)
+        },
+    )
+    .unwrap_err();
+    assert!(err.contains("gamma = 1.5"), "{err}");
+    let err = what_if(
+        exp,
+        WhatIf {
+            kl_coeff: -1.0,
+            ..WhatIf::of(exp, params, true)
+        },
+    )
+    .unwrap_err();
+    assert!(err.contains("β = -1"), "{err}");
+}
