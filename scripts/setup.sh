@@ -86,6 +86,23 @@ ensure_page_tools() {
     ensure_wasm_bindgen
 }
 
+# axe-core, the accessibility checker the browser tests run inside the page (from npm).
+AXE_VERSION="4.11.0"
+AXE_DIR="${PPO_LENS_NPM_DIR:-$HOME/.cache/ppo-lens/npm}"
+ensure_axe() {
+    step "axe-core $AXE_VERSION (npm) for the accessibility checks"
+    if [ -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ] && grep -q "\"version\": \"$AXE_VERSION\"" "$AXE_DIR/node_modules/axe-core/package.json"; then
+        note "installed in $AXE_DIR"
+    else
+        if ! command -v npm >/dev/null 2>&1; then
+            ensure_debian_packages npm
+        fi
+        mkdir -p "$AXE_DIR"
+        run npm install --prefix "$AXE_DIR" --no-audit --no-fund "axe-core@$AXE_VERSION"
+    fi
+    export PPO_LENS_AXE="$AXE_DIR/node_modules/axe-core/axe.min.js"
+}
+
 build_page() {
     step "Build the page (wasm32, release) into dist/"
     cd "$ROOT"

@@ -5,6 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 ensure_page_tools
 ensure_debian_packages chromium chromium-driver
+ensure_axe
 cd "$ROOT"
 
 step "Formatting (cargo fmt --check)"
@@ -19,7 +20,7 @@ run bash scripts/exercise_loop.sh
 build_page
 
 step "Browser tests: the built page in headless Chromium"
-run cargo test --test browser -- --ignored --test-threads=1
+run cargo test --test browser --test browser_classroom -- --ignored --test-threads=1
 
 step "All tests passed"
 note "screenshots: ${CARGO_TARGET_DIR:-$ROOT/target}/screenshots/"

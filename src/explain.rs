@@ -15,11 +15,21 @@ use crate::ppo::policy_loss::PolicyClip;
 use crate::ppo::rewards::KlEstimator;
 use crate::ppo::walkthrough::Walkthrough;
 
-/// A number for people: 3 decimals, a real minus sign, never "−0.000".
+/// A number for people, with the precision it needs: 3 decimals from 0.01 up, 3 significant
+/// digits below (so a KL of 0.00042 does not read 0.000), an exponent below 10⁻⁵; a real minus
+/// sign, and never "−0".
 pub fn num(x: f32) -> String {
-    let s = format!("{x:.3}");
-    if s == "-0.000" {
-        "0.000".into()
+    let a = x.abs();
+    let s = if a == 0.0 || !a.is_finite() || a >= 0.01 {
+        format!("{x:.3}")
+    } else if a >= 1e-5 {
+        let decimals = (2 - a.log10().floor() as i32).clamp(3, 7) as usize;
+        format!("{x:.decimals$}")
+    } else {
+        format!("{x:.2e}")
+    };
+    if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
+        s[1..].to_string()
     } else {
         s.replace('-', "−")
     }

@@ -396,3 +396,19 @@ mod tests {
         assert_eq!(v["gamma"].as_f64().unwrap() as f32, 0.9f32);
     }
 }
+
+#[cfg(test)]
+mod num_tests {
+    use crate::explain::num;
+
+    #[test]
+    fn numbers_get_the_precision_they_need() {
+        assert_eq!(num(1.23456), "1.235");
+        assert_eq!(num(-0.5), "−0.500");
+        assert_eq!(num(0.00042), "0.000420");
+        assert_eq!(num(-0.0031), "−0.00310");
+        assert_eq!(num(-2e-7), "−2.00e−7");
+        assert_eq!(num(-0.0), "0.000");
+        assert_eq!(num(0.0), "0.000");
+    }
+}

@@ -21,6 +21,7 @@ pub mod faq;
 pub mod fast_exp;
 pub mod lab;
 pub mod model;
+pub mod palette;
 pub mod ppo;
 pub mod reward;
 pub mod rng;

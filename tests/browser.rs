@@ -15,6 +15,7 @@ const STARTUP: Duration = Duration::from_secs(240);
 /// The hand-worked numbers of the self-check (see src/selfcheck.rs): H([1,2,3]) = 0.8323956,
 /// H(uniform over 3) = ln 3, and the gradient of logsumexp is softmax.
 async fn assert_self_check_numbers(page: &Page) {
+    page.open_diagnostics().await;
     assert_eq!(page.text("entropy-0").await, "0.832396");
     assert_eq!(page.text("entropy-1").await, "1.098612");
     assert_eq!(page.text("grad-0").await, "[0.090031, 0.244728, 0.665241]");
@@ -84,6 +85,7 @@ async fn wait_ready(page: &Page, timeout: Duration) {
 
 /// The page's milliseconds per stage for the last iteration, for the session note.
 async fn report_timings(page: &Page, label: &str) {
+    page.open_diagnostics().await;
     let mut parts = Vec::new();
     for key in [
         "rollout", "score", "gae", "mask", "update", "after", "total", "mean", "ready",
@@ -150,6 +152,8 @@ async fn one_iteration_steps_through_every_stage_on_webgpu() {
             assert_eq!(page.attr("tf-check", "data-state").await, "passed");
             assert!(page.number("tf-max-diff").await < 1e-4);
             assert!(page.exists("attn-1-3").await, "2 layers x 4 heads");
+            assert_eq!(page.attr("attn-big", "data-row").await, "0");
+            assert!(page.exists("attn-ylabel-0").await || page.exists("attn-big-canvas").await);
             assert!(page.url().await.contains("stage=mask"));
         }
         // Every step of the stage, shown, then the screenshot.
@@ -161,6 +165,14 @@ async fn one_iteration_steps_through_every_stage_on_webgpu() {
             assert!(page.number("loss-value").await.is_finite());
             assert!(page.number("grad-norm").await > 0.0);
             assert!(page.exists("upd-ratio-0").await);
+            // The clip explorer reads the same numbers on WebGPU.
+            let t = page.attr("clip-explorer", "data-t").await;
+            let dot: f64 = page
+                .js("return Number(document.querySelector('[data-testid=clip-dot-after]').dataset.ratio);")
+                .await
+                .as_f64()
+                .unwrap();
+            assert_eq!(dot, page.number(&format!("upd-ratio-{t}")).await);
         }
         if stage == "gae" {
             assert!(page.text("gae-formula").await.contains("whitening"));

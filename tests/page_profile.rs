@@ -97,6 +97,7 @@ async fn profile_the_page_while_training() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     stop_profiler(&page, "page-training.cpuprofile").await;
+    page.open_diagnostics().await;
     eprintln!(
         "longest task while training, ms: {}",
         page.text("longest-block-training").await
@@ -118,6 +119,7 @@ async fn profile_the_page_starting() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     page.wait_state("status", "idle", STARTUP).await;
     stop_profiler(&page, "page-start.cpuprofile").await;
+    page.open_diagnostics().await;
     eprintln!(
         "longest task since the reload, ms: {}",
         page.text("longest-block").await

@@ -9,7 +9,11 @@ use plotters_backend::{
 use plotters_canvas::CanvasBackend;
 use wasm_bindgen::JsCast;
 
+use super::classroom::{canvas_by_id, fit_canvas, handout_buttons, scale};
+use super::select::show_token;
 use super::state::{AppState, Point};
+use crate::explain::num;
+use crate::lab::KEPT_ITERATIONS;
 
 /// One chart: a title and the series it draws from each point.
 struct ChartSpec {
@@ -187,8 +191,28 @@ impl DrawingBackend for Canvas {
     }
 }
 
-fn draw(canvas: web_sys::HtmlCanvasElement, spec: &ChartSpec, points: &[Point]) -> Option<()> {
-    let root = Canvas::new(canvas)?.into_drawing_area();
+/// The chart's size in CSS pixels at normal size (presenter mode scales it).
+const CHART_W: f64 = 340.0;
+const CHART_H: f64 = 220.0;
+
+/// Where the plot area lies: iterations `x0..x1` across CSS pixels `left..right`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct XAxis {
+    x0: f64,
+    x1: f64,
+    left: f64,
+    right: f64,
+}
+
+/// Draws `spec` over `points` on `root`, every length times `k` (backing pixels per CSS pixel
+/// at normal size); returns the x axis in the root's pixels.
+fn plot<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    spec: &ChartSpec,
+    points: &[Point],
+    k: f64,
+) -> Option<XAxis> {
+    let px = |x: f64| (x * k).round() as i32;
     root.fill(&WHITE).ok()?;
     let xs = points.iter().map(|p| p.iteration as f64);
     let (x0, x1) = (
@@ -222,10 +246,10 @@ fn draw(canvas: web_sys::HtmlCanvasElement, spec: &ChartSpec, points: &[Point]) 
     // Enough decimals that neighbouring labels differ.
     let decimals = (-((y1 - y0) / 5.0).log10().floor()).clamp(2.0, 5.0) as usize;
     let mut chart = ChartBuilder::on(&root)
-        .caption(spec.title, ("sans-serif", 18).into_font().color(&INK))
-        .margin(8)
-        .x_label_area_size(26)
-        .y_label_area_size(48)
+        .caption(spec.title, ("sans-serif", 18.0 * k).into_font().color(&INK))
+        .margin(px(8.0))
+        .x_label_area_size(px(26.0))
+        .y_label_area_size(px(52.0))
         .build_cartesian_2d(x0..x1, y0..y1)
         .ok()?;
     chart
@@ -235,7 +259,7 @@ fn draw(canvas: web_sys::HtmlCanvasElement, spec: &ChartSpec, points: &[Point]) 
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| format!("{y:.decimals$}"))
         .light_line_style(RGBColor(235, 238, 242))
-        .label_style(("sans-serif", 13))
+        .label_style(("sans-serif", 13.0 * k).into_font().color(&INK))
         .draw()
         .ok()?;
     for (_, f, color) in spec.series {
@@ -245,16 +269,71 @@ fn draw(canvas: web_sys::HtmlCanvasElement, spec: &ChartSpec, points: &[Point]) 
             .filter(|(_, y)| y.is_finite())
             .collect();
         chart
-            .draw_series(LineSeries::new(data.clone(), Color::stroke_width(color, 2)))
+            .draw_series(LineSeries::new(
+                data.clone(),
+                Color::stroke_width(color, px(2.0) as u32),
+            ))
             .ok()?;
         chart
             .draw_series(
                 data.into_iter()
-                    .map(|(x, y)| Circle::new((x, y), 3, color.filled())),
+                    .map(|(x, y)| Circle::new((x, y), px(3.5) as u32, color.filled())),
             )
             .ok()?;
     }
-    root.present().ok()
+    let (xr, _) = chart.plotting_area().get_pixel_range();
+    root.present().ok()?;
+    Some(XAxis {
+        x0,
+        x1,
+        left: xr.start as f64,
+        right: xr.end as f64,
+    })
+}
+
+/// Draws on the page's canvas at `scale` × the normal size and the device pixel ratio.
+fn draw(
+    canvas: web_sys::HtmlCanvasElement,
+    spec: &ChartSpec,
+    points: &[Point],
+    scale: f64,
+) -> Option<XAxis> {
+    let dpr = fit_canvas(&canvas, CHART_W * scale, CHART_H * scale);
+    let axis = plot(
+        Canvas::new(canvas)?.into_drawing_area(),
+        spec,
+        points,
+        scale * dpr,
+    )?;
+    Some(XAxis {
+        left: axis.left / dpr,
+        right: axis.right / dpr,
+        ..axis
+    })
+}
+
+/// The chart as an SVG file, twice the normal size.
+fn chart_svg(spec: &ChartSpec, points: &[Point]) -> Option<String> {
+    let mut out = String::new();
+    {
+        let root =
+            SVGBackend::with_string(&mut out, ((CHART_W * 2.0) as u32, (CHART_H * 2.0) as u32))
+                .into_drawing_area();
+        plot(root, spec, points, 2.0)?;
+    }
+    Some(out)
+}
+
+/// The kept iteration nearest to a click at CSS pixel `x` of a chart.
+fn clicked_iteration(axis: XAxis, x: f64, kept: &[usize]) -> Option<usize> {
+    if axis.right <= axis.left {
+        return None;
+    }
+    let at = axis.x0 + (x - axis.left) / (axis.right - axis.left) * (axis.x1 - axis.x0);
+    kept.iter()
+        .copied()
+        .min_by(|a, b| (*a as f64 - at).abs().total_cmp(&(*b as f64 - at).abs()))
+        .filter(|i| (*i as f64 - at).abs() <= 0.5 + (axis.x1 - axis.x0) * 0.04)
 }
 
 #[component]
@@ -263,12 +342,24 @@ pub fn Charts(state: AppState) -> impl IntoView {
         .iter()
         .map(|spec| {
             let node = NodeRef::<leptos::html::Canvas>::new();
+            let axis = StoredValue::new(XAxis::default());
             Effect::new(move |_| {
                 let points = state.history.get();
+                let s = scale(state);
                 if let Some(canvas) = node.get() {
-                    draw(canvas, spec, &points);
+                    if let Some(a) = draw(canvas.clone(), spec, &points, s) {
+                        axis.set_value(a);
+                        let _ = canvas.set_attribute("data-axis", &format!("{} {} {} {}", a.x0, a.x1, a.left, a.right));
+                    }
                 }
             });
+            let on_click = move |ev: web_sys::MouseEvent| {
+                let kept: Vec<usize> = state.kept.with_untracked(|k| k.iter().map(|k| k.iteration).collect());
+                if let Some(i) = clicked_iteration(axis.get_value(), ev.offset_x() as f64, &kept) {
+                    let row = pinned_row(state, i).unwrap_or(0);
+                    state.reopen(i, row);
+                }
+            };
             // The legend: each series' colour, name and last value.
             let last = move || {
                 let history = state.history.get();
@@ -281,7 +372,7 @@ pub fn Charts(state: AppState) -> impl IntoView {
                             view! {
                                 {(i > 0).then_some(" · ")}
                                 <span class="swatch" style=format!("background: rgb({r}, {g}, {b})")></span>
-                                {format!("{name} {:.3}", f(p))}
+                                {format!("{name} {}", num(f(p) as f32))}
                             }
                         })
                         .collect_view(),
@@ -289,8 +380,17 @@ pub fn Charts(state: AppState) -> impl IntoView {
             };
             view! {
                 <figure class="chart">
-                    <canvas node_ref=node width="340" height="220" data-testid=format!("chart-{}", spec.id)></canvas>
-                    <figcaption data-testid=format!("chart-{}-last", spec.id)>{last}</figcaption>
+                    <canvas node_ref=node data-testid=format!("chart-{}", spec.id) on:click=on_click
+                        title="click a point to reopen that iteration's batch"></canvas>
+                    <figcaption>
+                        <span data-testid=format!("chart-{}-last", spec.id)>{last}</span>
+                        " " {handout_buttons(
+                            format!("chart-{}", spec.id),
+                            true,
+                            move || canvas_by_id(&format!("chart-{}", spec.id)),
+                            move || state.history.with_untracked(|h| chart_svg(spec, h)),
+                        )}
+                    </figcaption>
                 </figure>
             }
         })
@@ -307,7 +407,85 @@ pub fn Charts(state: AppState) -> impl IntoView {
     view! {
         <section class="card" data-testid="charts">
             <h2>"Across iterations"</h2>
+            <p class="note" data-testid="kept-note">
+                {move || format!(
+                    "Click a point to reopen that iteration's batch in the stages. The page keeps the last {KEPT_ITERATIONS} iterations' batches in memory (now {}).",
+                    state.kept.with(|k| k.len())
+                )}
+            </p>
             <div class="charts" data-testid="reward-history" data-values=rewards>{charts}</div>
+            <PinnedOverTime state=state />
         </section>
+    }
+}
+
+/// The row of kept iteration `i` that asked the pinned problem.
+fn pinned_row(state: AppState, i: usize) -> Option<usize> {
+    let pinned = state.pinned.get_untracked()?;
+    state.kept.with_untracked(|k| {
+        k.iter()
+            .find(|k| k.iteration == i)?
+            .problems
+            .iter()
+            .position(|&p| p == pinned)
+    })
+}
+
+/// The pinned problem across the kept iterations: its response, score, first value and mean
+/// advantage each time; a row reopens that batch at the pinned response.
+#[component]
+fn PinnedOverTime(state: AppState) -> impl IntoView {
+    move || {
+        let Some(pinned) = state.pinned.get() else {
+            return view! {
+                <p class="note" data-testid="pinned-none">
+                    "Pin a response's prompt (the pin button beside the responses) to follow it across iterations while the page trains."
+                </p>
+            }
+            .into_any();
+        };
+        let rows = state.kept.with(|kept| {
+            kept.iter()
+                .filter_map(|k| {
+                    let row = k.problems.iter().position(|&p| p == pinned)?;
+                    let walk = &k.walk;
+                    let exp = &walk.experience;
+                    let real = crate::explain::real_len(walk, row);
+                    let mean_adv = if real == 0 {
+                        0.0
+                    } else {
+                        exp.advantages[row][..real].iter().sum::<f32>() / real as f32
+                    };
+                    let iteration = k.iteration;
+                    let text: String = (0..real.min(24))
+                        .map(|t| show_token(&super::select::response_token(walk, row, t)))
+                        .collect();
+                    Some(view! {
+                        <tr data-testid=format!("pinned-{iteration}") class:selected=move || state.shown.get() == iteration
+                            tabindex="0" on:click=move |_| { state.reopen(iteration, row); }>
+                            <td class="num">{iteration}</td>
+                            <td class="num">{row + 1}</td>
+                            <td class="tokcell response-text">{text}{(real > 24).then_some("…")}</td>
+                            <td class="num" data-testid=format!("pinned-{iteration}-score")>{num(exp.scores[row].reward())}</td>
+                            <td class="num" data-testid=format!("pinned-{iteration}-v0")>{num(exp.rollout.values[row][0])}</td>
+                            <td class="num" data-testid=format!("pinned-{iteration}-adv")>{num(mean_adv)}</td>
+                        </tr>
+                    })
+                })
+                .collect_view()
+        });
+        view! {
+            <div class="pinned" data-testid="pinned">
+                <h3>{format!("Pinned problem #{pinned} across the kept iterations ")}
+                    <button class="link" data-testid="unpin" on:click=move |_| state.pinned.set(None)>"unpin"</button>
+                </h3>
+                <p class="note">"From the next iteration on it is asked in row 1 of every batch. Click a row to open that batch at this response."</p>
+                <table class="numbers" data-testid="pinned-table">
+                    <thead><tr><th>"iteration"</th><th>"response"</th><th>"text"</th><th>"score"</th><th>"V(s₀)"</th><th>"mean Â"</th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            </div>
+        }
+        .into_any()
     }
 }

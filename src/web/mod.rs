@@ -6,8 +6,10 @@
 //! play, trains continuously with live charts, or edits the GAE sandbox. The setup lives in the
 //! URL (`?backend=flex&gamma=0.9&stage=gae&presenter=1`), so a teacher can share it.
 
+mod attention;
 mod bench;
 mod charts;
+mod classroom;
 mod faq;
 mod guide;
 mod sandbox;
@@ -253,8 +255,11 @@ fn App() -> impl IntoView {
                 <Settings state=state />
                 <sandbox::Sandbox />
                 <faq::Faq state=state />
-                <Timings state=state backend=backend.read_only() />
-                <SelfCheckCard check=check.read_only() />
+                <details class="card diagnostics" data-testid="diagnostics">
+                    <summary>"Diagnostics: timings per stage and the backend self-check"</summary>
+                    <Timings state=state backend=backend.read_only() />
+                    <SelfCheckCard check=check.read_only() />
+                </details>
             </main>
         </div>
     }
@@ -420,10 +425,14 @@ fn Controls(state: AppState) -> impl IntoView {
             "training: iteration {} done",
             state.history.with(|h| h.last().map_or(0, |p| p.iteration))
         ),
-        Activity::Idle => format!(
-            "iteration {} ready",
-            state.history.with(|h| h.last().map_or(0, |p| p.iteration))
-        ),
+        Activity::Idle => {
+            let (shown, latest) = (state.iteration(), state.latest());
+            if shown == latest {
+                format!("iteration {latest} ready")
+            } else {
+                format!("iteration {shown} reopened (latest {latest})")
+            }
+        }
         Activity::Failed(err) => format!("FAILED: {err}"),
     };
     let training = move || state.activity.get() == Activity::Training;

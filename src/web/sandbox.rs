@@ -165,6 +165,7 @@ pub fn Sandbox() -> impl IntoView {
                                             type="text"
                                             inputmode="decimal"
                                             data-testid=testid
+                                            aria-label=format!("{} at t = {t}", COLUMNS[c])
                                             class:bad=move || err().is_some()
                                             title=move || err2().unwrap_or_default()
                                             prop:value=move || rows.with(|r| r.get(t).map(|row| row[c].clone()).unwrap_or_default())

@@ -7,17 +7,19 @@
 use std::sync::Arc;
 
 use leptos::prelude::*;
-use wasm_bindgen::JsCast;
 
+use super::attention::attention_view;
+use super::classroom::{clip_explorer, push_harder, what_if_panel};
 use super::guide::{self, TourCard, mini_loop, notes_view, provenance_view, term};
 use super::select::{
     cell, exact, explain_cell, response_token, show_token, token_row, token_strip,
 };
 use super::state::{AppState, Stage};
 use crate::explain::{Quantity, format_ratio, math, notes, num, real_len};
+use crate::explore::gae_input_json;
 use crate::ppo::policy_loss::PolicyClip;
 use crate::ppo::rewards::KlEstimator;
-use crate::ppo::walkthrough::{AttentionMaps, Walkthrough};
+use crate::ppo::walkthrough::Walkthrough;
 use crate::reward::GsmScore;
 
 /// A number cell that nothing else refers to: rounded, exact in `data-v`.
@@ -88,9 +90,7 @@ pub fn StagePanel(state: AppState) -> impl IntoView {
         let stage = state.stage.get();
         let row = state.row.get().min(walk.gae.len().saturating_sub(1));
         let cursor = state.cursor.get();
-        let iteration = state
-            .history
-            .with_untracked(|h| h.last().map_or(1, |p| p.iteration));
+        let iteration = state.shown.get_untracked().max(1);
         let body = match stage {
             Stage::Overview => guide::overview(state, &walk).into_any(),
             Stage::Rollout => rollout(state, &walk, row, cursor, iteration).into_any(),
@@ -171,11 +171,23 @@ pub fn RowPicker(state: AppState) -> impl IntoView {
                 })
             }
         };
+        let pin = move || {
+            let problem = state.problem_of(state.row.get())?;
+            let pinned = state.pinned.get() == Some(problem);
+            Some(view! {
+                <button class="link" data-testid="pin" aria-pressed=pinned.to_string()
+                    title="ask this prompt in every iteration, to follow it over time"
+                    on:click=move |_| state.pinned.set(if pinned { None } else { Some(problem) })>
+                    {if pinned { format!("problem #{problem} pinned (unpin)") } else { "pin this prompt".to_string() }}
+                </button>
+            })
+        };
         Some(view! {
             <div class="row-picker" aria-label="Which response the stages show">
                 <span class="label">"response"</span>
                 {buttons}
                 {picked}
+                {pin}
             </div>
         })
     }
@@ -475,7 +487,7 @@ fn values(state: AppState, walk: &Walkthrough, row: usize, iteration: usize) -> 
 
 fn gae(
     state: AppState,
-    walk: &Walkthrough,
+    walk: &Arc<Walkthrough>,
     row: usize,
     cursor: usize,
     iteration: usize,
@@ -593,6 +605,7 @@ fn gae(
             <p>"Save this as " <code>"gae.json"</code> " and run " <code>"ppo-lens gae --table --whiten --input gae.json"</code> ":"</p>
             <pre data-testid="gae-json">{gae_json(walk)}</pre>
         </details>
+        {what_if_panel(state, walk, row)}
     }
     .into_any();
     let side = view! {
@@ -651,24 +664,11 @@ fn gae_comparison(walk: &Walkthrough) -> Option<impl IntoView> {
 
 /// The GAE inputs of the whole batch, in `ppo-lens gae`'s input format, exact.
 fn gae_json(walk: &Walkthrough) -> String {
-    let rows = |m: &Vec<Vec<f32>>| {
-        let rows: Vec<String> = m
-            .iter()
-            .map(|r| {
-                format!(
-                    "[{}]",
-                    r.iter().map(|x| exact(*x)).collect::<Vec<_>>().join(", ")
-                )
-            })
-            .collect();
-        format!("[\n    {}\n  ]", rows.join(",\n    "))
-    };
     let params = walk.gae.first().map(|g| g.params);
-    format!(
-        "{{\n  \"rewards\": {},\n  \"values\": {},\n  \"mask\": {},\n  \"gamma\": {},\n  \"lam\": {}\n}}",
-        rows(&walk.experience.rewards),
-        rows(&walk.experience.rollout.values),
-        rows(&walk.experience.rollout.response_mask),
+    gae_input_json(
+        &walk.experience.rewards,
+        &walk.experience.rollout.values,
+        &walk.experience.rollout.response_mask,
         params.map_or(1.0, |p| p.gamma),
         params.map_or(0.95, |p| p.lam),
     )
@@ -676,7 +676,7 @@ fn gae_json(walk: &Walkthrough) -> String {
 
 fn update(
     state: AppState,
-    walk: &Walkthrough,
+    walk: &Arc<Walkthrough>,
     row: usize,
     cursor: usize,
     iteration: usize,
@@ -711,8 +711,7 @@ fn update(
     let rows = policy
         .tokens
         .iter()
-        .zip(&value.tokens)
-        .map(|(p, v)| {
+        .map(|p| {
             let t = p.t;
             // The band drawn from 0.5 to 1.5: where the ratio falls against [1 - eps, 1 + eps].
             let pos = ((p.ratio - 0.5).clamp(0.0, 1.0)) * 100.0;
@@ -744,10 +743,31 @@ fn update(
                             </span>
                         </td>
                         <td class="clipmark" data-testid=format!("upd-clip-{t}")>{marker}</td>
-                        {plain_cell(format!("upd-vold-{t}"), v.value_old)}
-                        {plain_cell(format!("upd-vnew-{t}"), v.value_new)}
-                        {compared_cell(state, format!("upd-ret-{t}"), v.ret, reference("ret", t))}
                     })}
+                    {(cursor == 0).then(|| plain_cell(format!("upd-ent-{t}"), walk.entropy[row][t]))}
+                },
+            )
+        })
+        .collect_view();
+    // The critic's columns in a table of their own, so each table fits a projector.
+    let critic_rows = value
+        .tokens
+        .iter()
+        .map(|v| {
+            let t = v.t;
+            token_row(
+                state,
+                "upd-vrow",
+                t,
+                if v.was_clipped { "clipped".into() } else { String::new() },
+                false,
+                view! {
+                    <td class="num">{t}</td>
+                    <td class="tokcell">{show_token(&response_token(walk, row, t))}</td>
+                    {plain_cell(format!("upd-vold-{t}"), v.value_old)}
+                    {plain_cell(format!("upd-vnew-{t}"), v.value_new)}
+                    {compared_cell(state, format!("upd-ret-{t}"), v.ret, reference("ret", t))}
+                    <td class="clipmark" data-testid=format!("upd-vclip-{t}")>{if v.was_clipped { "clipped error counts" } else { "" }}</td>
                     {plain_cell(format!("upd-ent-{t}"), walk.entropy[row][t])}
                 },
             )
@@ -788,17 +808,28 @@ fn update(
         {loss_comparison(walk)}
         <div class="table-scroll">
             <table class="numbers" data-testid="update-table">
+                <caption>"The policy: each token's ratio against the clip band"</caption>
                 <thead><tr>
                     <th>"t"</th><th>"token"</th><th>"Â_t"</th><th>"log π_old"</th>
                     {(cursor >= 1).then(|| view! {
-                        <th>"log π_new"</th><th>"ratio"</th><th>"clip band"</th><th></th>
-                        <th>"V_old"</th><th>"V_new"</th><th>"R_t"</th>
+                        <th>"log π_new"</th><th>"ratio"</th><th>"clip band"</th><th>"clip"</th>
                     })}
-                    <th>"entropy"</th>
+                    {(cursor == 0).then(|| view! { <th>"entropy"</th> })}
                 </tr></thead>
                 <tbody>{rows}</tbody>
             </table>
         </div>
+        {(cursor >= 1).then(|| view! {
+            <div class="table-scroll">
+                <table class="numbers" data-testid="critic-table">
+                    <caption>"The critic: each token's new value against the old one and the return"</caption>
+                    <thead><tr><th>"t"</th><th>"token"</th><th>"V_old"</th><th>"V_new"</th><th>"R_t"</th><th>"value clip"</th><th>"entropy"</th></tr></thead>
+                    <tbody>{critic_rows}</tbody>
+                </table>
+            </div>
+            {clip_explorer(state, walk, row)}
+            {push_harder(state, walk, row)}
+        })}
     }
     .into_any();
     let vclip = walk.update.coeffs.clip_range_value;
@@ -825,64 +856,9 @@ fn update(
 }
 
 fn mask(state: AppState, walk: Arc<Walkthrough>, row: usize, iteration: usize) -> impl IntoView {
-    let Some(att) = walk.attention.clone() else {
-        return view! { <p class="explain">"No attention maps kept for this iteration."</p> }
-            .into_any();
-    };
     let p = walk.experience.rollout.prompt_len;
-    let att_row = att.row;
-    let mask = walk.experience.rollout.attention_mask[att_row].clone();
-    let layers = att.maps.len();
-    let heads = att.maps.first().map_or(0, Vec::len);
-    let n = att.len;
-    let att = Arc::new(att);
-    // The picked token's row and column, over the map (the maps show response `att_row`).
-    let overlay = move |kind: &'static str, l: usize, h: usize| {
-        let style = move || {
-            let pos = p + state.shown_token()?;
-            (pos < n).then(|| {
-                let (start, size) = (100.0 * pos as f64 / n as f64, 100.0 / n as f64);
-                if kind == "row" {
-                    format!("top:{start:.2}%;height:{size:.2}%")
-                } else {
-                    format!("left:{start:.2}%;width:{size:.2}%")
-                }
-            })
-        };
-        view! {
-            <span
-                class=format!("attn-sel attn-sel-{kind}")
-                class:sel=move || style().is_some()
-                data-testid=format!("attn-sel-{kind}-{l}-{h}")
-                style=move || style().unwrap_or_else(|| "display:none".into())
-            ></span>
-        }
-    };
-    let canvases = (0..layers)
-        .flat_map(|l| (0..heads).map(move |h| (l, h)))
-        .map(|(l, h)| {
-            let node = NodeRef::<leptos::html::Canvas>::new();
-            let att = att.clone();
-            let mask = mask.clone();
-            Effect::new(move |_| {
-                if let Some(canvas) = node.get() {
-                    draw_attention(&canvas, &att, l, h, &mask, p);
-                }
-            });
-            view! {
-                <figure class="attn">
-                    <div class="attn-box">
-                        <canvas node_ref=node width="240" height="240" data-testid=format!("attn-{l}-{h}")></canvas>
-                        {overlay("row", l, h)}
-                        {overlay("col", l, h)}
-                    </div>
-                    <figcaption>{format!("layer {l}, head {h}")}</figcaption>
-                </figure>
-            }
-        })
-        .collect_view();
     let diff = walk.teacher_forced_max_diff;
-    let real = real_len(&walk, att_row);
+    let real = real_len(&walk, row);
     let r_len = walk.experience.rollout.response_len();
     // The first response tokens (at most four; fewer when the response is shorter).
     let align = (0..r_len.min(4))
@@ -891,40 +867,30 @@ fn mask(state: AppState, walk: Arc<Walkthrough>, row: usize, iteration: usize) -
             let target = if t < real {
                 format!(
                     "response token {t}: {}",
-                    show_token(&walk.tokens[att_row][p + t])
+                    show_token(&walk.tokens[row][p + t])
                 )
             } else {
                 format!("padding after the end of the response (position {})", p + t)
             };
             view! {
-                <tr data-testid=format!("align-{t}")>
+                <tr data-testid=format!("align-{t}") class:p-minus-1={t == 0}>
                     <td class="num">{pos}</td>
-                    <td class="tokcell">{show_token(&walk.tokens[att_row][pos])}</td>
+                    <td class="tokcell">{show_token(&walk.tokens[row][pos])}</td>
                     <td>"→ predicts"</td>
                     <td class="tokcell">{target}</td>
                 </tr>
             }
         })
         .collect_view();
-    let shown_row = if att_row == row {
-        format!("The maps show response {} (the one on show).", att_row + 1)
-    } else {
-        format!(
-            "The maps show response {}, the one this iteration kept attention for; the other stages show response {}.",
-            att_row + 1,
-            row + 1
-        )
-    };
     let main = view! {
-        {token_strip(state, &walk, att_row, real, None)}
-        <p class="note" data-testid="attn-row-note">{shown_row}</p>
-        <div class="attn-grid stage-data" data-testid="attention-maps">{canvases}</div>
+        {token_strip(state, &walk, row, real, None)}
+        {attention_view(state, walk.clone(), row)}
         <p class="explain">
             "Why the " <code>"prompt_len − 1"</code> " slice? The logits at position i predict the token at "
             "position i + 1. Response token t sits at position " <code>"P + t"</code>
             ", so it is scored by the logits at " <code>"P − 1 + t"</code> {format!(" (P = {p} here):")}
         </p>
-        <table class="numbers" data-testid="alignment">{align}</table>
+        <table class="numbers" id="alignment" data-testid="alignment">{align}</table>
         <p class="check" data-testid="tf-check" data-state=if diff < 1e-4 { "passed" } else { "failed" }>
             "Live check: one teacher-forced pass over all rollouts reproduces the log-probabilities "
             "recorded token by token. max |difference| = "
@@ -933,13 +899,14 @@ fn mask(state: AppState, walk: Arc<Walkthrough>, row: usize, iteration: usize) -
     }
     .into_any();
     let side = view! {
-        {notes_view(state, notes(&walk, Stage::Mask, att_row, iteration))}
+        {notes_view(state, notes(&walk, Stage::Mask, row, iteration))}
         {why("Why one pass is enough", view! {
             "During the update PPO needs the new log-probability of every response token, and it gets "
             "them all from one teacher-forced pass over prompt + response. The causal mask makes that "
-            "exact: position i attends only to positions ≤ i (the grey triangle is masked, as is the "
-            "left padding), so the hidden state at position i is the state the rollout was in there. "
-            "The picked token's row (what it attends to) and column (who attends to it) are outlined."
+            "exact: position i attends only to positions ≤ i (the grey triangle is masked; left padding "
+            "is hatched), so the hidden state at position i is the state the rollout was in there. "
+            "The picked token's row (what it attends to) and column (who attends to it) are outlined "
+            "on the small maps."
         }.into_any())}
     }
     .into_any();
@@ -999,54 +966,4 @@ fn loss_comparison(walk: &Walkthrough) -> Option<impl IntoView> {
             </table>
         </details>
     })
-}
-
-/// Draws one head's attention: query rows down, key columns across; blue by weight, grey where
-/// masked (above the diagonal, or a padded key); a line where the response begins.
-fn draw_attention(
-    canvas: &web_sys::HtmlCanvasElement,
-    att: &AttentionMaps,
-    layer: usize,
-    head: usize,
-    mask: &[u8],
-    prompt_len: usize,
-) {
-    let Some(ctx) = canvas
-        .get_context("2d")
-        .ok()
-        .flatten()
-        .and_then(|c| c.dyn_into::<web_sys::CanvasRenderingContext2d>().ok())
-    else {
-        return;
-    };
-    let n = att.len;
-    let size = canvas.width() as f64;
-    let cell = size / n as f64;
-    ctx.set_fill_style_str("#ffffff");
-    ctx.fill_rect(0.0, 0.0, size, size);
-    for q in 0..n {
-        for k in 0..n {
-            let masked = k > q || mask[k] == 0 || mask[q] == 0;
-            if masked {
-                ctx.set_fill_style_str("#d5d8de");
-            } else {
-                // sqrt spreads the small weights apart so the pattern is visible.
-                let w = att.weight(layer, head, q, k).clamp(0.0, 1.0).sqrt();
-                // White (no attention) to deep blue (all of it).
-                let mix = |full: f32| (255.0 - (255.0 - full) * w) as u8;
-                ctx.set_fill_style_str(&format!("rgb({},{},{})", mix(20.0), mix(60.0), mix(170.0)));
-            }
-            ctx.fill_rect(k as f64 * cell, q as f64 * cell, cell.ceil(), cell.ceil());
-        }
-    }
-    // Where the response starts, on both axes.
-    let edge = prompt_len as f64 * cell;
-    ctx.set_stroke_style_str("#e76f51");
-    ctx.set_line_width(1.5);
-    ctx.begin_path();
-    ctx.move_to(edge, 0.0);
-    ctx.line_to(edge, size);
-    ctx.move_to(0.0, edge);
-    ctx.line_to(size, edge);
-    ctx.stroke();
 }

@@ -2,14 +2,15 @@
 //! (step, play, run an iteration, train). The model itself lives in the page's Web Worker
 //! ([`super::worker`]); the page holds only what each iteration computed.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use leptos::prelude::*;
 
 use super::worker;
 use crate::explain::{Provenance, Quantity, provenance, real_len};
-use crate::lab::LabSettings;
-use crate::ppo::walkthrough::{StageTimes, Walkthrough};
+use crate::lab::{KEPT_ITERATIONS, LabSettings};
+use crate::ppo::walkthrough::{AttentionMaps, Replay, StageTimes, Walkthrough};
 use crate::wire::{Iterated, Sampling};
 
 /// The stages of one iteration, in the order the page steps through them (0 is the overview).
@@ -26,6 +27,24 @@ pub struct Point {
     pub loss_value: f64,
     pub entropy: f64,
     pub times: StageTimes,
+}
+
+/// One iteration's batch, kept so a chart click can reopen it.
+#[derive(Clone)]
+pub struct Kept {
+    pub iteration: usize,
+    pub walk: Arc<Walkthrough>,
+    /// Which problem each row asked.
+    pub problems: Vec<usize>,
+}
+
+/// A request to the worker about the batch on show, and how it went.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Asked<T> {
+    Idle,
+    Running,
+    Done(Arc<T>),
+    Failed(String),
 }
 
 /// What the page is doing right now.
@@ -88,6 +107,18 @@ pub struct AppState {
     pub provenance: Memo<Option<Provenance>>,
     /// The tour's step while it runs.
     pub tour: RwSignal<Option<usize>>,
+    /// The iteration whose batch the stages show (0 before the first).
+    pub shown: RwSignal<usize>,
+    /// The last [`KEPT_ITERATIONS`] batches, oldest first.
+    pub kept: RwSignal<VecDeque<Kept>>,
+    /// A problem every iteration asks in row 0 (None: all drawn at random).
+    pub pinned: RwSignal<Option<usize>>,
+    /// The "push harder" replay of the shown batch's update.
+    pub replay: RwSignal<Asked<Replay>>,
+    /// Attention maps of the shown response when the iteration kept another row's.
+    pub attention: RwSignal<Asked<AttentionMaps>>,
+    /// The layer and head the causal-mask stage enlarges.
+    pub head: RwSignal<(usize, usize)>,
 }
 
 impl AppState {
@@ -122,6 +153,12 @@ impl AppState {
             focus,
             provenance: explained,
             tour: RwSignal::new(None),
+            shown: RwSignal::new(0),
+            kept: RwSignal::new(VecDeque::new()),
+            pinned: RwSignal::new(None),
+            replay: RwSignal::new(Asked::Idle),
+            attention: RwSignal::new(Asked::Idle),
+            head: RwSignal::new((0, 0)),
         }
     }
 
@@ -158,7 +195,98 @@ impl AppState {
 
     /// The iteration the stages show (0 before the first).
     pub fn iteration(&self) -> usize {
+        self.shown.get()
+    }
+
+    /// The latest iteration computed (0 before the first).
+    pub fn latest(&self) -> usize {
         self.history.with(|h| h.last().map_or(0, |p| p.iteration))
+    }
+
+    /// Shows a batch: its iteration, from the first stage on; what was asked about the batch
+    /// before is dropped.
+    fn show(self, iteration: usize, walk: Arc<Walkthrough>) {
+        self.replay.set(Asked::Idle);
+        self.attention.set(Asked::Idle);
+        self.shown.set(iteration);
+        self.walk.set(Some(walk));
+    }
+
+    /// Reopens a kept iteration's batch (from a chart or the pinned table), at `row`.
+    pub fn reopen(self, iteration: usize, row: usize) -> bool {
+        let Some(kept) = self
+            .kept
+            .with_untracked(|k| k.iter().find(|k| k.iteration == iteration).cloned())
+        else {
+            return false;
+        };
+        self.playing.set(false);
+        self.token.set(None);
+        self.focus.set(None);
+        self.cursor.set(0);
+        self.row.set(row.min(kept.problems.len().saturating_sub(1)));
+        self.show(kept.iteration, kept.walk);
+        true
+    }
+
+    /// Which problem response `row` of the shown batch asked.
+    pub fn problem_of(&self, row: usize) -> Option<usize> {
+        let shown = self.shown.get();
+        self.kept.with(|k| {
+            k.iter()
+                .find(|k| k.iteration == shown)?
+                .problems
+                .get(row)
+                .copied()
+        })
+    }
+
+    /// Asks the worker to replay the shown batch's update with `lr` and `epochs`.
+    pub fn push_harder(self, lr: f64, epochs: usize) {
+        if self.busy() || self.replay.get_untracked() == Asked::Running {
+            return;
+        }
+        let iteration = self.shown.get_untracked();
+        self.replay.set(Asked::Running);
+        wasm_bindgen_futures::spawn_local(async move {
+            let result = worker::replay(iteration, lr, epochs).await;
+            // The answer counts only if the same batch is still on show.
+            if self.shown.get_untracked() == iteration {
+                self.replay.set(match result {
+                    Ok(replay) => Asked::Done(Arc::new(replay)),
+                    Err(err) => Asked::Failed(err),
+                });
+            }
+        });
+    }
+
+    /// Asks the worker for the shown response's attention maps, unless the batch has them.
+    pub fn fetch_attention(self) {
+        let Some(walk) = self.walk.get_untracked() else {
+            return;
+        };
+        let row = self.row.get_untracked();
+        let have = |a: &AttentionMaps| a.row == row;
+        if walk.attention.as_ref().is_some_and(have)
+            || matches!(self.attention.get_untracked(), Asked::Done(ref a) if have(a))
+            || self.attention.get_untracked() == Asked::Running
+        {
+            return;
+        }
+        let iteration = self.shown.get_untracked();
+        self.attention.set(Asked::Running);
+        wasm_bindgen_futures::spawn_local(async move {
+            let result = worker::attention(iteration, row).await;
+            if self.shown.get_untracked() == iteration {
+                self.attention.set(match result {
+                    Ok(maps) => Asked::Done(Arc::new(maps)),
+                    Err(err) => Asked::Failed(err),
+                });
+                if self.row.get_untracked() != row {
+                    self.fetch_attention();
+                }
+            }
+        });
     }
 
     /// Starts the tour at its first stop, or moves it to stop `i`; past the end it closes.
@@ -196,6 +324,8 @@ impl AppState {
                 return;
             }
             self.history.set(Vec::new());
+            self.kept.set(VecDeque::new());
+            self.shown.set(0);
             self.walk.set(None);
             self.activity.set(Activity::Idle);
             self.next_iteration(false);
@@ -211,16 +341,17 @@ impl AppState {
         wasm_bindgen_futures::spawn_local(async move {
             let row = 0;
             self.sampling.set(None);
-            match worker::iterate(self.settings.get_untracked(), Some(row)).await {
+            let pinned = self.pinned.get_untracked();
+            match worker::iterate(self.settings.get_untracked(), Some(row), pinned).await {
                 Ok(done) => {
-                    let walk = self.record(done);
+                    let (iteration, walk) = self.record(done);
                     super::next_task().await;
                     self.row.set(row);
                     self.cursor.set(0);
                     self.token.set(None);
                     self.focus.set(None);
                     self.stage.set(Stage::Rollout);
-                    self.walk.set(Some(Arc::new(walk)));
+                    self.show(iteration, walk);
                     self.activity.set(Activity::Idle);
                     self.playing.set(then_play);
                     if self.ready_ms.get_untracked().is_none() {
@@ -246,16 +377,17 @@ impl AppState {
         wasm_bindgen_futures::spawn_local(async move {
             while !self.stop_requested.get_untracked() {
                 self.sampling.set(None);
-                match worker::iterate(self.settings.get_untracked(), Some(0)).await {
+                let pinned = self.pinned.get_untracked();
+                match worker::iterate(self.settings.get_untracked(), Some(0), pinned).await {
                     Ok(done) => {
-                        let walk = self.record(done);
+                        let (iteration, walk) = self.record(done);
                         // The charts draw in this task, the stage in the next one: two short
                         // tasks rather than one long one.
                         super::next_task().await;
                         self.row.set(0);
                         self.cursor
                             .set(Stage::Rollout.steps(&walk, 0).saturating_sub(1));
-                        self.walk.set(Some(Arc::new(walk)));
+                        self.show(iteration, walk);
                     }
                     Err(err) => {
                         self.activity.set(Activity::Failed(err));
@@ -272,10 +404,11 @@ impl AppState {
         self.stop_requested.set(true);
     }
 
-    /// Charts an iteration's metrics; returns its walkthrough.
-    fn record(self, done: Iterated) -> Walkthrough {
+    /// Charts an iteration's metrics and keeps its batch; returns its walkthrough.
+    fn record(self, done: Iterated) -> (usize, Arc<Walkthrough>) {
         let Iterated {
             iteration,
+            problems,
             walk,
             exercises_ran,
         } = done;
@@ -293,7 +426,18 @@ impl AppState {
                 times: walk.times,
             })
         });
-        walk
+        let walk = Arc::new(walk);
+        self.kept.update(|k| {
+            if k.len() == KEPT_ITERATIONS {
+                k.pop_front();
+            }
+            k.push_back(Kept {
+                iteration,
+                walk: walk.clone(),
+                problems,
+            });
+        });
+        (iteration, walk)
     }
 
     /// One step forward: the next token, sweep step or stage; after the last stage, the next

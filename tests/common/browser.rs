@@ -141,6 +141,13 @@ impl Page {
         panic!("{testid} did not reach `{state}` in {timeout:?}; last seen {last}");
     }
 
+    /// Unfolds the page's Diagnostics section (timings, the backend self-check), so that
+    /// their text is rendered and can be read.
+    pub async fn open_diagnostics(&self) {
+        self.js("const d = document.querySelector('[data-testid=diagnostics]'); if (d) { d.open = true; } return null;")
+            .await;
+    }
+
     /// The visible text of the element with `data-testid=testid`.
     pub async fn text(&self, testid: &str) -> String {
         self.client

@@ -1,0 +1,476 @@
+//! The page in a classroom, in headless Chromium on flex: the clip explorer and the push-harder
+//! replay, what-if against `ppo-lens gae`, readable attention that follows the response picker,
+//! charts that reopen a kept batch and a pinned prompt over time, handouts, presenter mode at
+//! 1280x800, and an axe-core accessibility scan of every stage.
+//!
+//! Like tests/browser.rs these need the page built by `trunk build`, Chromium and (for the scan)
+//! axe-core from npm; `scripts/test.sh` provides all three and runs them with `--ignored`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::browser::Page;
+use serde_json::Value;
+
+const STARTUP: Duration = Duration::from_secs(240);
+const STAGES: [&str; 7] = [
+    "overview", "rollout", "score", "values", "gae", "update", "mask",
+];
+
+async fn wait_ready(page: &Page) {
+    page.wait_state("status", "idle", STARTUP).await;
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * (1.0 + b.abs())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn the_clip_explorer_reads_the_token_and_pushing_harder_makes_tokens_clip() {
+    let page = Page::open("?backend=flex&stage=update").await;
+    page.set_viewport(1280, 800).await;
+    wait_ready(&page).await;
+    page.click("btn-all").await;
+    let eps = 0.2;
+    for pick in [None, Some(2usize)] {
+        if let Some(t) = pick {
+            page.click(&format!("upd-row-{t}")).await;
+        }
+        let t: usize = page.attr("clip-explorer", "data-t").await.parse().unwrap();
+        if let Some(want) = pick {
+            assert_eq!(t, want, "the explorer follows the picked token");
+        }
+        let ratio = page.number(&format!("upd-ratio-{t}")).await;
+        let adv = page.number(&format!("upd-adv-{t}")).await;
+        // The dot sits at the shown ratio on the plot's axis.
+        let geo = page
+            .js("const s = document.querySelector('[data-testid=clip-plot]'); const d = document.querySelector('[data-testid=clip-dot-after]'); \
+                 return [s.dataset.x0, s.dataset.x1, s.dataset.left, s.dataset.right, d.getAttribute('cx'), d.dataset.ratio].map(Number);")
+            .await;
+        let g: Vec<f64> = geo
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let at = g[0] + (g[4] - g[2]) / (g[3] - g[2]) * (g[1] - g[0]);
+        assert!(
+            (at - ratio).abs() < 0.01 && close(g[5], ratio, 1e-6),
+            "token {t}: the dot is at ρ = {at}, the table says {ratio}"
+        );
+        // The branch the text names is the one the numbers give.
+        let clipped = (adv > 0.0 && ratio > 1.0 + eps) || (adv < 0.0 && ratio < 1.0 - eps);
+        assert_eq!(
+            page.attr("clip-verdict", "data-clipped").await,
+            clipped.to_string()
+        );
+        let verdict = page.text("clip-verdict").await;
+        let expected = if clipped {
+            "gradient is 0"
+        } else if adv == 0.0 {
+            "no gradient"
+        } else {
+            "still pushes"
+        };
+        assert!(
+            verdict.contains(expected),
+            "token {t} (ρ {ratio}, A {adv}): {verdict}"
+        );
+        assert!(
+            verdict.contains(if adv > 0.0 { "A > 0" } else { "A < 0" }),
+            "{verdict}"
+        );
+        // The value clip: the verdict matches max() over the two errors.
+        let (vold, vnew, ret) = (
+            page.number(&format!("upd-vold-{t}")).await,
+            page.number(&format!("upd-vnew-{t}")).await,
+            page.number(&format!("upd-ret-{t}")).await,
+        );
+        let vclip = vnew.clamp(vold - 0.2, vold + 0.2);
+        let value_clipped = (vclip - ret).powi(2) > (vnew - ret).powi(2) + 1e-9;
+        assert_eq!(
+            page.attr("value-verdict", "data-clipped").await,
+            value_clipped.to_string()
+        );
+    }
+    let normal_frac = page.number("ph-policy-clip-frac-normal").await;
+    let normal_kl = page.number("ph-approx-kl-normal").await;
+    let normal_clipped: usize = page
+        .attr("cases-normal", "data-clipped")
+        .await
+        .parse()
+        .unwrap();
+    assert!(
+        normal_frac < 0.05,
+        "the normal update barely clips: {normal_frac}"
+    );
+    page.screenshot("classroom-clip-explorer.png").await;
+
+    page.click("btn-push").await;
+    page.wait_state("push-status", "done", Duration::from_secs(240))
+        .await;
+    let pushed_frac = page.number("ph-policy-clip-frac-pushed").await;
+    let pushed_kl = page.number("ph-approx-kl-pushed").await;
+    let pushed_clipped: usize = page
+        .attr("cases-pushed", "data-clipped")
+        .await
+        .parse()
+        .unwrap();
+    assert!(
+        pushed_frac > 0.0 && pushed_frac > normal_frac && pushed_kl > normal_kl,
+        "pushed: clip {pushed_frac} vs {normal_frac}, KL {pushed_kl} vs {normal_kl}"
+    );
+    assert!(
+        pushed_clipped > normal_clipped,
+        "{pushed_clipped} vs {normal_clipped}"
+    );
+    assert!(page.exists("clip-dot-pushed").await);
+    assert!(page.text("push-stopped").await.contains("response 1"));
+    page.scroll_to("push-harder").await;
+    page.screenshot("classroom-push-harder.png").await;
+    page.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn what_if_recomputes_the_batch_as_the_command_line_does() {
+    let page = Page::open("?backend=flex&rollouts=4&seed=7&stage=gae").await;
+    wait_ready(&page).await;
+    assert!(
+        page.text("wi-summary")
+            .await
+            .contains("batch's own settings")
+    );
+    assert!(!page.has_class("wi-adv-0", "changed").await);
+    // Move the sliders and the estimator as a student would (input and change events).
+    page.js(
+        "const set = (id, v, ev) => { const el = document.querySelector(`[data-testid=${id}]`); el.value = v; el.dispatchEvent(new Event(ev, { bubbles: true })); };\
+         set('wi-gamma', '0.9', 'input'); set('wi-lam', '0.5', 'input'); set('wi-beta', '0.2', 'input'); set('wi-estimator', 'k3', 'change'); return null;",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(page.text("wi-gamma-value").await, "0.90");
+    let input = page.text_content("wi-json").await;
+    let inputs: Value = serde_json::from_str(&input).unwrap();
+    assert!(
+        close(inputs["gamma"].as_f64().unwrap(), 0.9, 1e-6)
+            && close(inputs["lam"].as_f64().unwrap(), 0.5, 1e-6)
+    );
+    let file = std::env::temp_dir().join(format!("ppo-lens-whatif-{}.json", std::process::id()));
+    std::fs::write(&file, &input).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ppo-lens"))
+        .args(["gae", "--whiten", "--input"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut changed = 0;
+    let mut t = 0;
+    while page.exists(&format!("wi-row-{t}")).await {
+        assert_eq!(
+            page.number(&format!("wi-reward-{t}")).await,
+            inputs["rewards"][0][t].as_f64().unwrap()
+        );
+        for (cell, key) in [
+            ("adv", "advantages"),
+            ("ret", "returns"),
+            ("white", "whitened"),
+        ] {
+            let shown = page.number(&format!("wi-{cell}-{t}")).await;
+            let expected = cli[key][0][t].as_f64().unwrap();
+            assert!(
+                (shown - expected).abs() <= 1e-6,
+                "t {t} {key}: page {shown}, cli {expected}"
+            );
+        }
+        changed += usize::from(page.has_class(&format!("wi-adv-{t}"), "changed").await);
+        t += 1;
+    }
+    assert!(t > 0 && changed > 0, "{t} rows, {changed} marked changed");
+    page.scroll_to("what-if").await;
+    page.screenshot("classroom-what-if.png").await;
+    // Back to the batch's settings: nothing is marked.
+    page.click("wi-reset").await;
+    assert!(!page.has_class("wi-adv-0", "changed").await);
+    page.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn attention_is_labelled_readable_and_follows_the_response_picker() {
+    let page = Page::open("?backend=flex&rollouts=4&stage=mask").await;
+    page.set_viewport(1280, 800).await;
+    wait_ready(&page).await;
+    for row in [0usize, 2] {
+        if row > 0 {
+            page.click(&format!("row-{row}")).await;
+            let want = format!("Response {},", row + 1);
+            page.wait_text("attn-row-note", Duration::from_secs(120), |t| {
+                t.starts_with(&want)
+            })
+            .await;
+        }
+        assert_eq!(page.attr("attn-big", "data-row").await, row.to_string());
+        // The axis labels are the response's tokens, in order, on both axes.
+        let mut t = 0;
+        while page.exists(&format!("resp-tok-{t}")).await {
+            let token = page.text_content(&format!("resp-tok-{t}")).await;
+            let pos = page
+                .js(&format!(
+                    "return Number(document.querySelector('[data-t=\"{t}\"].ax-y').dataset.pos);"
+                ))
+                .await
+                .as_f64()
+                .unwrap() as usize;
+            for axis in ["y", "x"] {
+                assert_eq!(
+                    page.text_content(&format!("attn-{axis}label-{pos}"))
+                        .await
+                        .trim(),
+                    token.trim(),
+                    "response {} token {t} on the {axis} axis",
+                    row + 1
+                );
+            }
+            t += 1;
+        }
+        assert!(t > 0);
+    }
+    assert!(page.exists("attn-p1-marker").await);
+    assert!(page.text("attn-legend").await.contains("√weight"));
+    // Point at a cell: the readout names both tokens and the weight.
+    page.js(
+        "const c = document.querySelector('[data-testid=attn-big-canvas]'); const r = c.getBoundingClientRect();\
+         c.dispatchEvent(new MouseEvent('mousemove', { clientX: r.left + r.width - 3, clientY: r.top + r.height - 3, bubbles: true })); return null;",
+    )
+    .await;
+    let readout = page.text("attn-readout").await;
+    assert!(
+        readout.contains("query") && readout.contains("weight"),
+        "{readout}"
+    );
+    // Another head, and a handout of it.
+    page.click("attn-pick-1-2").await;
+    assert_eq!(page.attr("attn-big", "data-head").await, "2");
+    page.click("handout-attention-l1-h2-response3-png").await;
+    let href = page
+        .attr("handout-attention-l1-h2-response3-link", "href")
+        .await;
+    assert!(
+        href.starts_with("data:image/png;base64,") && href.len() > 4000,
+        "{}",
+        &href[..href.len().min(80)]
+    );
+    page.screenshot("classroom-attention.png").await;
+    page.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn a_pinned_prompt_is_followed_and_a_chart_point_reopens_its_batch() {
+    let page = Page::open("?backend=flex&rollouts=4&max_new_tokens=12").await;
+    wait_ready(&page).await;
+    assert!(page.exists("pinned-none").await);
+    page.click("pin").await;
+    let pinned = page.text("pin").await;
+    assert!(
+        pinned.contains("pinned") && page.attr("pin", "aria-pressed").await == "true",
+        "{pinned}"
+    );
+    page.click("btn-train").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let n = page
+            .attr("reward-history", "data-values")
+            .await
+            .split(',')
+            .count();
+        if n >= 4 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "training got to {n} iterations"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    page.click("btn-train").await;
+    wait_ready(&page).await;
+    let latest = page
+        .attr("reward-history", "data-values")
+        .await
+        .split(',')
+        .count();
+    // The pinned problem is in row 1 of every iteration after it was pinned.
+    for i in 2..=latest {
+        assert!(
+            page.exists(&format!("pinned-{i}")).await,
+            "iteration {i} not in the pinned table"
+        );
+    }
+    assert!(page.text("kept-note").await.contains(&format!(
+        "last 20 iterations' batches in memory (now {latest})"
+    )));
+    // Click iteration 2's point on the reward chart.
+    let axis = page.attr("chart-reward", "data-axis").await;
+    let a: Vec<f64> = axis.split(' ').map(|x| x.parse().unwrap()).collect();
+    let x = a[2] + (2.0 - a[0]) / (a[1] - a[0]) * (a[3] - a[2]);
+    page.js(&format!(
+        "const c = document.querySelector('[data-testid=chart-reward]'); const r = c.getBoundingClientRect();\
+         c.dispatchEvent(new MouseEvent('click', {{ clientX: r.left + 1 + {x}, clientY: r.top + r.height / 2, bubbles: true }})); return null;"
+    ))
+    .await;
+    let want = format!("iteration 2 reopened (latest {latest})");
+    page.wait_text("status", Duration::from_secs(10), |t| t == want)
+        .await;
+    assert!(page.has_class("pinned-2", "selected").await);
+    // The reopened batch's numbers are its own: its score is the pinned table's.
+    page.click("tab-score").await;
+    assert_eq!(
+        page.text("score-0").await,
+        page.text("pinned-2-score").await
+    );
+    // Handouts of a chart.
+    page.click("handout-chart-reward-png").await;
+    assert!(
+        page.attr("handout-chart-reward-link", "href")
+            .await
+            .starts_with("data:image/png;base64,")
+    );
+    page.click("handout-chart-reward-svg").await;
+    let svg = page.attr("handout-chart-reward-link", "href").await;
+    assert!(
+        svg.starts_with("data:image/svg+xml") && svg.contains("%3Csvg"),
+        "{}",
+        &svg[..svg.len().min(80)]
+    );
+    page.scroll_to("charts").await;
+    page.screenshot("classroom-pinned.png").await;
+    page.finish().await;
+}
+
+/// The CSS width of every canvas, by test id.
+async fn canvas_widths(page: &Page) -> Vec<(String, f64)> {
+    let v = page
+        .js("return [...document.querySelectorAll('canvas[data-testid]')].map(c => [c.dataset.testid, c.getBoundingClientRect().width]);")
+        .await;
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_f64().unwrap()))
+        .collect()
+}
+
+/// Runs axe-core on the page and returns its contrast and label violations.
+async fn axe_violations(page: &Page, axe: &str) -> Vec<String> {
+    let loaded = page.js("return typeof window.axe !== 'undefined';").await;
+    if loaded != Value::Bool(true) {
+        page.client
+            .execute(axe, vec![])
+            .await
+            .expect("load axe-core");
+    }
+    let result = page
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             axe.run(document, { runOnly: { type: 'rule', values: ['color-contrast', 'label', 'button-name', 'select-name', 'link-name', 'input-button-name', 'aria-input-field-name', 'image-alt', 'svg-img-alt'] } })\
+               .then(r => done(r.violations.map(v => v.id + ': ' + v.nodes.slice(0, 3).map(n => n.target.join(' ') + ' ' + (n.any[0] ? n.any[0].message : '')).join(' | '))))\
+               .catch(e => done(['axe failed: ' + e]));",
+            vec![],
+        )
+        .await
+        .expect("axe.run");
+    result
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk, Debian's chromium and axe-core; run scripts/test.sh"]
+async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe() {
+    let axe_path = std::env::var("PPO_LENS_AXE").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/ppo-lens/npm/node_modules/axe-core/axe.min.js",
+            std::env::var("HOME").unwrap()
+        )
+    });
+    let axe = std::fs::read_to_string(&axe_path).unwrap_or_else(|err| {
+        panic!("{axe_path}: {err}; scripts/test.sh installs axe-core from npm")
+    });
+    let page = Page::open("?backend=flex&rollouts=8").await;
+    page.set_viewport(1280, 800).await;
+    wait_ready(&page).await;
+    page.click("btn-iterate").await;
+    wait_ready(&page).await;
+    // The developer cards are folded away.
+    assert_eq!(
+        page.js("return document.querySelector('[data-testid=diagnostics]').open;")
+            .await,
+        Value::Bool(false)
+    );
+    let mut normal = Vec::new();
+    let mut failures = Vec::new();
+    for presenter in [false, true] {
+        if presenter {
+            page.press("f").await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let mode = if presenter { "presenter" } else { "normal" };
+        for stage in STAGES {
+            page.click(&format!("tab-{stage}")).await;
+            page.click("btn-all").await;
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            if stage == "mask" {
+                page.wait_state("tf-check", "passed", Duration::from_secs(30))
+                    .await;
+            }
+            // No table is wider than the viewport.
+            let wide = page
+                .js("return [...document.querySelectorAll('table')].filter(t => t.offsetParent !== null)\
+                     .map(t => [t.dataset.testid || t.className, t.getBoundingClientRect().right])\
+                     .filter(([, right]) => right > window.innerWidth + 0.5);")
+                .await;
+            assert_eq!(
+                wide,
+                Value::Array(vec![]),
+                "{mode} {stage}: tables wider than 1280 px"
+            );
+            let widths = canvas_widths(&page).await;
+            if presenter {
+                for (id, w) in &widths {
+                    if let Some((_, n)) = normal.iter().find(|(i, _): &&(String, f64)| i == id) {
+                        assert!(
+                            *w >= 1.5 * n - 0.5,
+                            "{stage}: canvas {id} is {w} px in presenter mode, {n} px normally"
+                        );
+                    }
+                }
+            } else {
+                normal.extend(widths);
+            }
+            for v in axe_violations(&page, &axe).await {
+                failures.push(format!("{mode} {stage}: {v}"));
+            }
+            page.screenshot(&format!("classroom-{mode}-{stage}.png"))
+                .await;
+        }
+    }
+    assert!(
+        normal.iter().any(|(id, _)| id == "attn-big-canvas")
+            && normal.iter().any(|(id, _)| id == "chart-reward")
+    );
+    assert!(failures.is_empty(), "axe-core:\n{}", failures.join("\n"));
+    page.finish().await;
+}
