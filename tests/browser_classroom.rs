@@ -22,6 +22,16 @@ async fn wait_ready(page: &Page) {
     page.wait_state("status", "idle", STARTUP).await;
 }
 
+/// Scrolls `testid` to just below the sticky bar, for a screenshot.
+async fn show(page: &Page, testid: &str) {
+    page.js(&format!(
+        "const el = document.querySelector('[data-testid={testid}]'); const bar = document.querySelector('.sticky-bar').getBoundingClientRect().height;\
+         window.scrollTo(0, window.scrollY + el.getBoundingClientRect().top - bar - 8); return null;"
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+}
+
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * (1.0 + b.abs())
 }
@@ -106,6 +116,7 @@ async fn the_clip_explorer_reads_the_token_and_pushing_harder_makes_tokens_clip(
         normal_frac < 0.05,
         "the normal update barely clips: {normal_frac}"
     );
+    show(&page, "clip-explorer").await;
     page.screenshot("classroom-clip-explorer.png").await;
 
     page.click("btn-push").await;
@@ -128,7 +139,7 @@ async fn the_clip_explorer_reads_the_token_and_pushing_harder_makes_tokens_clip(
     );
     assert!(page.exists("clip-dot-pushed").await);
     assert!(page.text("push-stopped").await.contains("response 1"));
-    page.scroll_to("push-harder").await;
+    show(&page, "push-harder").await;
     page.screenshot("classroom-push-harder.png").await;
     page.finish().await;
 }
@@ -195,7 +206,7 @@ async fn what_if_recomputes_the_batch_as_the_command_line_does() {
         t += 1;
     }
     assert!(t > 0 && changed > 0, "{t} rows, {changed} marked changed");
-    page.scroll_to("what-if").await;
+    show(&page, "what-if").await;
     page.screenshot("classroom-what-if.png").await;
     // Back to the batch's settings: nothing is marked.
     page.click("wi-reset").await;
@@ -269,6 +280,7 @@ async fn attention_is_labelled_readable_and_follows_the_response_picker() {
         "{}",
         &href[..href.len().min(80)]
     );
+    show(&page, "attn-big").await;
     page.screenshot("classroom-attention.png").await;
     page.finish().await;
 }
@@ -302,8 +314,13 @@ async fn a_pinned_prompt_is_followed_and_a_chart_point_reopens_its_batch() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    page.click("btn-train").await;
-    wait_ready(&page).await;
+    // A click on a chart point while training stops it and then opens that batch. Iteration
+    // 1's point is the chart's left edge however many iterations the chart has.
+    click_chart_at(&page, 1).await;
+    page.wait_text("status", Duration::from_secs(120), |t| {
+        t.starts_with("iteration 1 reopened")
+    })
+    .await;
     let latest = page
         .attr("reward-history", "data-values")
         .await
@@ -319,15 +336,7 @@ async fn a_pinned_prompt_is_followed_and_a_chart_point_reopens_its_batch() {
     assert!(page.text("kept-note").await.contains(&format!(
         "last 20 iterations' batches in memory (now {latest})"
     )));
-    // Click iteration 2's point on the reward chart.
-    let axis = page.attr("chart-reward", "data-axis").await;
-    let a: Vec<f64> = axis.split(' ').map(|x| x.parse().unwrap()).collect();
-    let x = a[2] + (2.0 - a[0]) / (a[1] - a[0]) * (a[3] - a[2]);
-    page.js(&format!(
-        "const c = document.querySelector('[data-testid=chart-reward]'); const r = c.getBoundingClientRect();\
-         c.dispatchEvent(new MouseEvent('click', {{ clientX: r.left + 1 + {x}, clientY: r.top + r.height / 2, bubbles: true }})); return null;"
-    ))
-    .await;
+    click_chart_at(&page, 2).await;
     let want = format!("iteration 2 reopened (latest {latest})");
     page.wait_text("status", Duration::from_secs(10), |t| t == want)
         .await;
@@ -352,9 +361,21 @@ async fn a_pinned_prompt_is_followed_and_a_chart_point_reopens_its_batch() {
         "{}",
         &svg[..svg.len().min(80)]
     );
-    page.scroll_to("charts").await;
+    show(&page, "pinned").await;
     page.screenshot("classroom-pinned.png").await;
     page.finish().await;
+}
+
+/// Clicks the reward chart where iteration `i`'s point is.
+async fn click_chart_at(page: &Page, i: usize) {
+    let axis = page.attr("chart-reward", "data-axis").await;
+    let a: Vec<f64> = axis.split(' ').map(|x| x.parse().unwrap()).collect();
+    let x = a[2] + (i as f64 - a[0]) / (a[1] - a[0]) * (a[3] - a[2]);
+    page.js(&format!(
+        "const c = document.querySelector('[data-testid=chart-reward]'); const r = c.getBoundingClientRect();\
+         c.dispatchEvent(new MouseEvent('click', {{ clientX: r.left + 1 + {x}, clientY: r.top + r.height / 2, bubbles: true }})); return null;"
+    ))
+    .await;
 }
 
 /// The CSS width of every canvas, by test id.

@@ -190,7 +190,7 @@ fn axis_label(
         <span
             class=format!("ax ax-{axis}")
             class:p-minus-1={pos + 1 == prompt_len}
-            class:response={pos >= prompt_len}
+            class:in-response={pos >= prompt_len}
             data-testid=format!("attn-{axis}label-{pos}")
             data-pos=pos
             data-t=(pos >= prompt_len).then(|| (pos - prompt_len).to_string())

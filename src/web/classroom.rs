@@ -408,7 +408,10 @@ pub fn clip_explorer(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
                         {pushed_line}
                         <figure class="plot">
                             <div inner_html=value_line(&vcase, pushed_v)></div>
-                            <figcaption>{format!("The value clip: band [{}, {}], R = {}, V_new = {}.", num(v.value_old - c), num(v.value_old + c), num(v.ret), num(v.value_new))}</figcaption>
+                            <figcaption>
+                                {format!("The value clip: band [{}, {}], R = {}, V_new = {}. ", num(v.value_old - c), num(v.value_old + c), num(v.ret), num(v.value_new))}
+                                {handout_buttons("value-line".into(), false, || None, || svg_markup("value-line"))}
+                            </figcaption>
                         </figure>
                         <p class="verdict" data-testid="value-verdict" data-clipped=vcase.clipped_wins.to_string()>{vcase.verdict()}</p>
                     </div>

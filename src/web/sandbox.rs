@@ -129,9 +129,10 @@ pub fn Sandbox() -> impl IntoView {
     };
     view! {
         <section class="card" data-testid="sandbox">
-            <h2>"GAE sandbox"</h2>
+            <h2>"GAE sandbox: numbers you type"</h2>
             <p class="explain">
-                "Change any number and the sweep runs again. It starts on the tutorial's example: three "
+                "To change the real batch's settings, use " <em>"What if?"</em> " in the GAE stage. Here the "
+                "numbers are yours: change any of them and the sweep runs again. It starts on the tutorial's example: three "
                 "tokens, γ = 0.9, λ = 0.95. A mask of 0 marks padding after the response, so padding may "
                 "only come after every real token."
             </p>

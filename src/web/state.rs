@@ -119,6 +119,8 @@ pub struct AppState {
     pub attention: RwSignal<Asked<AttentionMaps>>,
     /// The layer and head the causal-mask stage enlarges.
     pub head: RwSignal<(usize, usize)>,
+    /// A kept batch (iteration, row) to open once training stops.
+    pub reopen_after_training: RwSignal<Option<(usize, usize)>>,
 }
 
 impl AppState {
@@ -159,6 +161,7 @@ impl AppState {
             replay: RwSignal::new(Asked::Idle),
             attention: RwSignal::new(Asked::Idle),
             head: RwSignal::new((0, 0)),
+            reopen_after_training: RwSignal::new(None),
         }
     }
 
@@ -212,8 +215,17 @@ impl AppState {
         self.walk.set(Some(walk));
     }
 
-    /// Reopens a kept iteration's batch (from a chart or the pinned table), at `row`.
+    /// Reopens a kept iteration's batch (from a chart or the pinned table), at `row`. While
+    /// training, training stops first (after the iteration under way).
     pub fn reopen(self, iteration: usize, row: usize) -> bool {
+        if self.activity.get_untracked() == Activity::Training {
+            self.reopen_after_training.set(Some((iteration, row)));
+            self.stop_training();
+            return true;
+        }
+        if self.busy() {
+            return false;
+        }
         let Some(kept) = self
             .kept
             .with_untracked(|k| k.iter().find(|k| k.iteration == iteration).cloned())
@@ -397,6 +409,11 @@ impl AppState {
             }
             self.stage.set(Stage::Rollout);
             self.activity.set(Activity::Idle);
+            // A batch asked for while training opens once the training has stopped.
+            if let Some((iteration, row)) = self.reopen_after_training.get_untracked() {
+                self.reopen_after_training.set(None);
+                self.reopen(iteration, row);
+            }
         });
     }
 
