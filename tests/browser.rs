@@ -210,20 +210,7 @@ async fn gae_table_equals_the_command_line() {
     wait_ready(&page, STARTUP).await;
     assert!(page.exists("stage-gae").await);
     let input = page.text_content("gae-json").await;
-    let file = std::env::temp_dir().join(format!("ppo-lens-page-gae-{}.json", std::process::id()));
-    std::fs::write(&file, &input).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ppo-lens"))
-        .args(["gae", "--whiten", "--input"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&file);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cli = common::cli::gae_whiten(&input, "page-gae");
     let inputs: serde_json::Value = serde_json::from_str(&input).unwrap();
     let at = |v: &serde_json::Value, key: &str, b: usize, t: usize| v[key][b][t].as_f64().unwrap();
 

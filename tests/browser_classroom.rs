@@ -169,20 +169,7 @@ async fn what_if_recomputes_the_batch_as_the_command_line_does() {
         close(inputs["gamma"].as_f64().unwrap(), 0.9, 1e-6)
             && close(inputs["lam"].as_f64().unwrap(), 0.5, 1e-6)
     );
-    let file = std::env::temp_dir().join(format!("ppo-lens-whatif-{}.json", std::process::id()));
-    std::fs::write(&file, &input).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ppo-lens"))
-        .args(["gae", "--whiten", "--input"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&file);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cli = common::cli::gae_whiten(&input, "page-what-if");
     let mut changed = 0;
     let mut t = 0;
     while page.exists(&format!("wi-row-{t}")).await {

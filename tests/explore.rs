@@ -2,7 +2,7 @@
 //! iteration's own settings is its update again, pushing harder makes tokens clip, a pinned
 //! problem stays in row 0, attention maps of any kept row, and the what-if recompute.
 
-use std::process::Command;
+mod common;
 
 use burn::tensor::Device;
 use ppo_lens::compute::block_on;
@@ -143,25 +143,6 @@ fn a_pinned_problem_is_asked_in_row_0_and_attention_follows_any_row() {
     assert!(err.contains("pinned problem 10000"), "{err}");
 }
 
-fn ppo_lens_gae(json: &str, name: &str) -> serde_json::Value {
-    let path = std::env::temp_dir().join(format!(
-        "ppo-lens-explore-{name}-{}.json",
-        std::process::id()
-    ));
-    std::fs::write(&path, json).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ppo-lens"))
-        .args(["gae", "--whiten", "--input", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&path);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn assert_rows(name: &str, got: &[Vec<f32>], expected: &[Vec<f32>], tol: f32) {
     assert_eq!(got.len(), expected.len(), "{name}");
     for (b, (g, e)) in got.iter().zip(expected).enumerate() {
@@ -217,7 +198,7 @@ fn what_if_with_the_batch_settings_is_the_batch_and_other_settings_match_the_cli
                 assert_eq!(*k, want, "{estimator:?} kl[{b}][{t}]");
             }
         }
-        let cli = ppo_lens_gae(
+        let cli = common::cli::gae_whiten(
             &gae_input_json(
                 &got.rewards,
                 &exp.rollout.values,
@@ -225,7 +206,7 @@ fn what_if_with_the_batch_settings_is_the_batch_and_other_settings_match_the_cli
                 w.gamma,
                 w.lam,
             ),
-            &format!("{estimator:?}"),
+            &format!("explore-{estimator:?}"),
         );
         assert_rows(
             "advantages vs cli",

@@ -352,38 +352,25 @@ pub fn attention_view(state: AppState, walk: Arc<Walkthrough>, row: usize) -> im
             move || Some(map_svg(&att, &tokens, &mask, l, h, window()))
         };
         let name = format!("attention-l{l}-h{h}-response{}", row + 1);
-        let (xl, yl) = {
-            let tokens = tokens.clone();
-            let f = move || {
-                let (start, end) = window();
-                let c = BIG * s / (end - start) as f64;
-                let font = (c * 0.85).clamp(6.0, 15.0 * s);
-                let step = (font / c).ceil().max(1.0) as usize;
-                let shown: Vec<usize> = (start..end)
-                    .filter(|pos| (pos - start) % step == 0 || *pos + 1 == p)
-                    .collect();
-                (start, c, font, shown)
-            };
-            let f2 = f;
-            let t2 = tokens.clone();
-            (
+        // The tokens on one axis: every one, or every k-th when the cells are smaller than
+        // the font (row P − 1 always).
+        let labels = {
+            let tokens = Arc::new(tokens.clone());
+            move |axis: &'static str| {
+                let tokens = tokens.clone();
                 move || {
-                    let (start, c, font, shown) = f();
-                    shown
-                        .into_iter()
+                    let (start, end) = window();
+                    let c = BIG * s / (end - start) as f64;
+                    let font = (c * 0.85).clamp(6.0, 15.0 * s);
+                    let step = (font / c).ceil().max(1.0) as usize;
+                    (start..end)
+                        .filter(|pos| (pos - start) % step == 0 || *pos + 1 == p)
                         .map(|pos| {
-                            axis_label(show_token(&tokens[pos]), "x", pos, start, c, font, p)
+                            axis_label(show_token(&tokens[pos]), axis, pos, start, c, font, p)
                         })
                         .collect_view()
-                },
-                move || {
-                    let (start, c, font, shown) = f2();
-                    shown
-                        .into_iter()
-                        .map(|pos| axis_label(show_token(&t2[pos]), "y", pos, start, c, font, p))
-                        .collect_view()
-                },
-            )
+                }
+            }
         };
         view! {
             <div class="attn-big stage-data" data-testid="attn-big" data-layer=l data-head=h data-row=row>
@@ -415,8 +402,8 @@ pub fn attention_view(state: AppState, walk: Arc<Walkthrough>, row: usize) -> im
                 </p>
                 <div class="attn-frame" style=move || format!("--attn-size:{:.0}px", BIG * s)>
                     <div class="attn-corner">"query ↓ key →"</div>
-                    <div class="attn-xlabels" data-testid="attn-xlabels">{xl}</div>
-                    <div class="attn-ylabels" data-testid="attn-ylabels">{yl}</div>
+                    <div class="attn-xlabels" data-testid="attn-xlabels">{labels("x")}</div>
+                    <div class="attn-ylabels" data-testid="attn-ylabels">{labels("y")}</div>
                     <div class="attn-canvas-box">
                         <canvas node_ref=big data-testid="attn-big-canvas" on:mousemove=on_move on:mouseleave=move |_| hover.set(None)></canvas>
                         <a class="attn-p1" href="#alignment" data-testid="attn-p1-marker" title="row P − 1: its logits predict response token 0 (see the alignment table)"

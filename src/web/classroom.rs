@@ -354,20 +354,14 @@ pub fn clip_explorer(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
             Asked::Done(r) => Some(r),
             _ => None,
         };
-        let pushed_p = replay.as_ref().and_then(|r| {
-            r.policy_after[row]
-                .tokens
-                .iter()
-                .find(|p| p.t == t)
-                .map(|p| p.ratio)
+        // The same token after the push-harder replay, when there is one.
+        let pushed = replay.as_ref().and_then(|r| {
+            let q = r.policy_after[row].tokens.iter().find(|q| q.t == t)?;
+            let w = r.value_after[row].tokens.iter().find(|w| w.t == t)?;
+            Some((q.ratio, q.advantage, w.value_new))
         });
-        let pushed_v = replay.as_ref().and_then(|r| {
-            r.value_after[row]
-                .tokens
-                .iter()
-                .find(|v| v.t == t)
-                .map(|v| v.value_new)
-        });
+        let pushed_p = pushed.map(|(ratio, _, _)| ratio);
+        let pushed_v = pushed.map(|(_, _, value)| value);
         let case = policy_case(p.ratio, p.advantage, eps);
         let vcase = value_case(v.value_old, v.value_new, v.ret, c);
         let token = show_token(&response_token(&walk, row, t));
@@ -376,14 +370,13 @@ pub fn clip_explorer(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
         } else {
             format!("token t = {t}, the one whose ratio moved most (pick another token to see it)")
         };
-        let pushed_line = replay.as_ref().and_then(|r| {
-            let q = r.policy_after[row].tokens.iter().find(|p| p.t == t)?;
-            let pc = policy_case(q.ratio, q.advantage, eps);
-            Some(view! {
+        let pushed_line = pushed.map(|(ratio, advantage, _)| {
+            let pc = policy_case(ratio, advantage, eps);
+            view! {
                 <p class="verdict pushed" data-testid="clip-verdict-pushed" data-clipped=pc.clipped_wins.to_string()>
                     <strong>"Pushed harder: "</strong>{pc.verdict()}
                 </p>
-            })
+            }
         });
         let normal_cases = clip_cases(&walk.policy_after, eps);
         let pushed_cases = replay.as_ref().map(|r| clip_cases(&r.policy_after, eps));
