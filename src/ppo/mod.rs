@@ -1,5 +1,6 @@
 //! The five PPO pieces, each in its own file: token rewards with a KL penalty, reverse GAE,
-//! masked whitening, the clipped policy and value losses, and entropy.
+//! masked whitening, the clipped policy and value losses, and entropy; and GRPO's two beside
+//! them (group-relative advantages, its objective with the KL as a loss term).
 //!
 //! Every piece has two forms that tests prove equal:
 //! - a tensor form over batched `[B, T]` tensors on any burn `Device`, which training runs;
@@ -12,6 +13,8 @@
 
 pub mod entropy;
 pub mod gae;
+pub mod group_advantages;
+pub mod grpo_loss;
 pub mod iteration;
 pub mod kl_control;
 pub mod losses;
