@@ -16,7 +16,10 @@ use crate::data::gsm_mini;
 use crate::model::chat::gsm8k_prompt;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, WeightFiles, load_model};
+use crate::ppo::Algorithm;
 use crate::ppo::gae::GaeParams;
+use crate::ppo::group_advantages::{GroupParams, RewardScale};
+use crate::ppo::grpo_loss::{GrpoCoeffs, LossAgg};
 use crate::ppo::iteration::{Experience, ExperienceConfig, Task};
 use crate::ppo::losses::LossCoeffs;
 use crate::ppo::rewards::KlEstimator;
@@ -67,6 +70,15 @@ pub struct LabSettings {
     /// Rows per forward/backward pass of the update.
     pub minibatch: usize,
     pub whiten: bool,
+    /// Which advantages the update uses.
+    pub algo: Algorithm,
+    /// Samples per prompt: 1 draws a different problem for every row; G > 1 arranges the batch
+    /// as rollouts / G problems times G samples, so GRPO's group advantages can be computed.
+    pub group: usize,
+    /// GRPO: divide by the group's std (`group`) or not (`none`).
+    pub scale: RewardScale,
+    /// GRPO: the weight of the KL term in the loss.
+    pub beta: f32,
 }
 
 impl Default for LabSettings {
@@ -89,6 +101,10 @@ impl Default for LabSettings {
             epochs: 2,
             minibatch: 8,
             whiten: true,
+            algo: Algorithm::Ppo,
+            group: 1,
+            scale: RewardScale::Group,
+            beta: 0.04,
         }
     }
 }
@@ -178,6 +194,26 @@ pub const SETTING_KEYS: &[SettingKey] = &[
         label: "whiten advantages",
         about: "shift the batch's advantages to mean 0 and scale them to std 1 before the update",
     },
+    SettingKey {
+        key: "algo",
+        label: "algorithm",
+        about: "ppo: GAE on the critic's values; grpo: each response's reward against its group's, no critic (needs samples per prompt > 1)",
+    },
+    SettingKey {
+        key: "group",
+        label: "samples per prompt",
+        about: "G: the batch is rollouts / G problems, each sampled G times (1: all different); must divide the rollouts",
+    },
+    SettingKey {
+        key: "scale",
+        label: "GRPO std scaling",
+        about: "group: A = (r − mean) / (std + 1e-4); none: A = r − mean",
+    },
+    SettingKey {
+        key: "beta",
+        label: "GRPO β",
+        about: "GRPO's weight of the k3 KL to the reference, a loss term (PPO puts its KL in the reward)",
+    },
 ];
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
@@ -219,6 +255,10 @@ impl LabSettings {
             "epochs" => self.epochs.to_string(),
             "minibatch" => self.minibatch.to_string(),
             "whiten" => self.whiten.to_string(),
+            "algo" => self.algo.name().to_lowercase(),
+            "group" => self.group.to_string(),
+            "scale" => self.scale.name().to_string(),
+            "beta" => self.beta.to_string(),
             _ => return None,
         })
     }
@@ -251,6 +291,19 @@ impl LabSettings {
                     other => return Err(format!("`{key}`: `{other}` is not true or false")),
                 }
             }
+            "algo" => {
+                self.algo = match value.trim() {
+                    "ppo" => Algorithm::Ppo,
+                    "grpo" => Algorithm::Grpo,
+                    other => return Err(format!("`{key}`: `{other}` is not ppo or grpo")),
+                }
+            }
+            "group" => self.group = in_range(key, number(key, value)?, 1, 16)?,
+            "scale" => {
+                self.scale =
+                    RewardScale::parse(value.trim()).map_err(|e| format!("`{key}`: {e}"))?
+            }
+            "beta" => self.beta = in_range(key, number(key, value)?, 0.0, 10.0)?,
             other => return Err(format!("unknown setting `{other}`")),
         }
         Ok(())
@@ -287,7 +340,31 @@ impl LabSettings {
                 vf_coef: self.vf,
                 entropy_coeff: self.ent,
             },
+            grpo: (self.algo == Algorithm::Grpo).then_some(GrpoCoeffs {
+                beta: self.beta,
+                agg: LossAgg::SeqMeanTokenMean,
+            }),
         }
+    }
+
+    /// The batch's grouping, or what is wrong with it (naming both settings).
+    pub fn groups(&self) -> Result<Option<GroupParams>, String> {
+        if self.group > 1 && !self.rollouts.is_multiple_of(self.group) {
+            return Err(format!(
+                "`group`: {} samples per prompt do not divide `rollouts` {}",
+                self.group, self.rollouts
+            ));
+        }
+        if self.algo == Algorithm::Grpo && self.group < 2 {
+            return Err(
+                "`algo`: GRPO compares samples of one prompt: set `group` (samples per prompt) to 2 or more"
+                    .into(),
+            );
+        }
+        Ok((self.group > 1).then_some(GroupParams {
+            group_size: self.group,
+            scale: self.scale,
+        }))
     }
 }
 
@@ -403,7 +480,9 @@ impl Lab {
         attention_row: Option<usize>,
         mut watch: Option<&mut dyn FnMut(Sampling)>,
     ) -> Result<Walkthrough, String> {
-        let n = settings.rollouts.min(self.tasks.len());
+        let group = settings.groups()?;
+        let g = group.map_or(1, |g| g.group_size);
+        let n = (settings.rollouts / g).min(self.tasks.len());
         // `n` distinct problems: a partial Fisher-Yates shuffle.
         let mut order: Vec<usize> = (0..self.tasks.len()).collect();
         for i in 0..n {
@@ -420,7 +499,12 @@ impl Lab {
             })?;
             order.swap(0, at);
         }
-        let batch: Vec<Task> = order[..n].iter().map(|&i| self.tasks[i].clone()).collect();
+        // Each problem `g` times in consecutive rows (once without groups).
+        let rows: Vec<usize> = order[..n]
+            .iter()
+            .flat_map(|&i| std::iter::repeat_n(i, g))
+            .collect();
+        let batch: Vec<Task> = rows.iter().map(|&i| self.tasks[i].clone()).collect();
         let experience = ExperienceConfig {
             sampling: SamplingParams::new(settings.temperature, 0, 1.0)?,
             max_new_tokens: settings.max_new_tokens,
@@ -431,6 +515,8 @@ impl Lab {
             kl_coeff: settings.kl,
             kl_estimator: KlEstimator::K1,
             whiten_advantages: settings.whiten,
+            group,
+            algorithm: settings.algo,
         };
         let policy = self
             .policy
@@ -476,7 +562,7 @@ impl Lab {
         .await?;
         self.policy = Some(policy);
         self.iteration += 1;
-        self.problems = order[..n].to_vec();
+        self.problems = rows;
         if self.snapshots.len() == KEPT_ITERATIONS {
             self.snapshots.pop_front();
         }

@@ -255,3 +255,81 @@ fn what_if_with_the_batch_settings_is_the_batch_and_other_settings_match_the_cli
     .unwrap_err();
     assert!(err.contains("β = -1"), "{err}");
 }
+
+/// Samples per prompt: the lab arranges the batch as groups of one problem, computes GRPO's
+/// advantages beside PPO's on the same responses, and trains with either.
+#[test]
+fn grouped_batches_carry_both_advantages_and_grpo_trains() {
+    use ppo_lens::explore::compare_advantages;
+    use ppo_lens::ppo::Algorithm;
+    use ppo_lens::ppo::group_advantages::{RewardScale, broadcast_rows, group_advantages_ref};
+
+    let mut s = LabSettings {
+        rollouts: 8,
+        minibatch: 4,
+        max_new_tokens: 16,
+        group: 4,
+        ..LabSettings::default()
+    };
+    let mut lab = Lab::new(&s, &Device::flex()).unwrap();
+    let ppo = block_on(lab.iterate(&s, Some(0))).unwrap();
+    let exp = &ppo.experience;
+    // Rows 0-3 ask one problem, rows 4-7 another.
+    let prompts: Vec<&Vec<u32>> = exp.rollout.ids.iter().map(|ids| ids).collect();
+    let p = exp.rollout.prompt_len;
+    for b in 1..4 {
+        assert_eq!(prompts[b][..p], prompts[0][..p]);
+        assert_eq!(prompts[4 + b][..p], prompts[4][..p]);
+    }
+    assert_ne!(prompts[0][..p], prompts[4][..p]);
+    let scores: Vec<f32> = exp.scores.iter().map(|s| s.reward()).collect();
+    let want = group_advantages_ref(&scores, 4, RewardScale::Group).unwrap();
+    assert_eq!(exp.group.as_ref(), Some(&want));
+    let rows = broadcast_rows(&want.advantages(), &exp.rollout.response_mask);
+    for (got, want) in exp
+        .group_advantages
+        .iter()
+        .flatten()
+        .zip(rows.iter().flatten())
+    {
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+    // PPO trained on GAE's advantages: the value loss ran.
+    assert_eq!(exp.algorithm, Algorithm::Ppo);
+    assert!(ppo.stats.loss_value > 0.0 && ppo.stats.loss_kl == 0.0);
+    let c = compare_advantages(exp).unwrap();
+    assert_eq!(
+        c.real_tokens,
+        exp.rollout
+            .response_mask
+            .iter()
+            .flatten()
+            .filter(|&&m| m == 1.0)
+            .count()
+    );
+    for (b, tokens) in c.disagree.iter().enumerate() {
+        for &t in tokens {
+            assert!(exp.advantages[b][t] * exp.group_advantages[b][t] < 0.0);
+        }
+    }
+
+    // GRPO: the group advantages are the update's; no value loss, the KL term is there.
+    s.algo = Algorithm::Grpo;
+    let grpo = block_on(lab.iterate(&s, Some(0))).unwrap();
+    assert_eq!(grpo.experience.algorithm, Algorithm::Grpo);
+    assert_eq!(grpo.update.grpo.map(|g| g.beta), Some(s.beta));
+    assert_eq!(grpo.stats.loss_value, 0.0);
+    assert!(grpo.stats.loss_kl.is_finite() && grpo.stats.optimizer_steps == 4);
+    assert_eq!(
+        grpo.experience.batch().advantages,
+        grpo.experience.group_advantages
+    );
+
+    // Settings that cannot be grouped are refused by name.
+    s.group = 3;
+    let err = block_on(lab.iterate(&s, Some(0))).unwrap_err();
+    assert!(err.contains("`group`") && err.contains("rollouts"), "{err}");
+    s.group = 1;
+    let err = block_on(lab.iterate(&s, Some(0))).unwrap_err();
+    assert!(err.contains("`algo`"), "{err}");
+}

@@ -353,6 +353,94 @@ fn bad_input_is_refused_by_name() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// GRPO on the same loop: configs/config_debug_grpo.yaml raises the reward too, and its rows
+/// carry GRPO's metrics and none of the critic's.
+#[test]
+fn grpo_debug_config_raises_the_reward() {
+    let out = out_dir("grpo");
+    let run = ppo_lens(&[
+        "train",
+        "--config",
+        "configs/config_debug_grpo.yaml",
+        "training.total_ppo_steps=20",
+        "training.save_every=0",
+        &format!("training.output_dir={}", out.display()),
+    ])
+    .output()
+    .unwrap();
+    ok(&run);
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("ppo-lens train: GRPO"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let rows = metrics(&out);
+    assert_eq!(rows.len(), 20);
+    for name in [
+        "rollout/reward_mean",
+        "loss/policy",
+        "loss/kl",
+        "loss/entropy",
+        "loss/total",
+        "params/approx_kl",
+        "params/policy_clip_frac",
+        "params/grad_norm",
+        "grpo/reward_std",
+        "grpo/zero_std_frac",
+    ] {
+        assert!(rows.iter().all(|r| r[name].is_number()), "no {name}");
+    }
+    for name in ["loss/value", "params/value_clip_frac", "params/kl_coeff"] {
+        assert!(
+            rows.iter().all(|r| !r.contains_key(name)),
+            "{name} in a GRPO row"
+        );
+    }
+    // 8 groups per step: the share of groups with equal rewards is a multiple of 1/8.
+    for r in &rows {
+        let z = r["grpo/zero_std_frac"].as_f64().unwrap() * 8.0;
+        assert!(
+            (z - z.round()).abs() < 1e-9 && (0.0..=8.0).contains(&z),
+            "{z}"
+        );
+    }
+    let (first, last) = (
+        mean(&rows[..4], "rollout/reward_mean"),
+        mean(&rows[16..], "rollout/reward_mean"),
+    );
+    assert!(
+        last > first + 0.1,
+        "GRPO reward mean: first fifth {first:.3}, last fifth {last:.3}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn bad_grpo_keys_are_refused_by_name() {
+    let out = out_dir("bad-grpo");
+    let o = format!("training.output_dir={}", out.display());
+    let base = ["train", "--config", "configs/config_debug_grpo.yaml", &o];
+    fails_with(
+        &[&base[..], &["grpo.group_size=3"]].concat(),
+        "grpo.group_size",
+    );
+    fails_with(
+        &[&base[..], &["grpo.group_size=1"]].concat(),
+        "grpo.group_size",
+    );
+    fails_with(
+        &[&base[..], &["grpo.scale_rewards=batch"]].concat(),
+        "grpo.scale_rewards",
+    );
+    fails_with(
+        &[&base[..], &["grpo.loss_agg_mode=grpo"]].concat(),
+        "grpo.loss_agg_mode",
+    );
+    fails_with(&[&base[..], &["grpo.beta=-1"]].concat(), "grpo.beta");
+    fails_with(&[&base[..], &["algorithm=dpo"]].concat(), "algorithm");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// With `ppo.adaptive_kl`, the coefficient each step used follows the controller: after a step
 /// whose KL is above the target it rises, by at most the clipped rate.
 #[test]

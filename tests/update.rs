@@ -69,6 +69,7 @@ fn batch(model: &Qwen2Model) -> PpoBatch {
         ids: r.ids,
         attention_mask: r.attention_mask,
         response_mask: r.response_mask,
+        ref_logprobs: r.logprobs.clone(),
         old_logprobs: r.logprobs,
         old_values: r.values,
         advantages,
@@ -85,6 +86,7 @@ fn config(epochs: usize, mini: usize, accum: usize, lr: f64) -> UpdateConfig {
         lr,
         temperature: 1.0,
         coeffs: COEFFS,
+        grpo: None,
     }
 }
 

@@ -662,6 +662,7 @@ pub(crate) fn minibatch_case(device: &Device) -> (Qwen2Model, MiniBatch, UpdateC
             vf_coef: 0.5,
             entropy_coeff: 0.05,
         },
+        grpo: None,
     };
     let mut rng = Rng::new(5050);
     let current = response_outputs(&model, int(ids), int(attention), 3, update.temperature);
@@ -681,6 +682,7 @@ pub(crate) fn minibatch_case(device: &Device) -> (Qwen2Model, MiniBatch, UpdateC
         ids: int(ids),
         attention_mask: int(attention),
         response_mask: t(response_mask.to_vec()),
+        ref_logprobs: old_logprobs.clone(),
         old_logprobs,
         old_values,
         advantages: t(uniform(12, -1.5, 1.5, &mut rng)),

@@ -212,6 +212,7 @@ pub fn update_config() -> UpdateConfig {
             vf_coef: 0.1,
             entropy_coeff: 0.01,
         },
+        grpo: None,
     }
 }
 
@@ -285,6 +286,7 @@ async fn ppo_iteration(
         response_mask: ro.response_mask.clone(),
         old_logprobs: ro.logprobs.clone(),
         old_values: ro.values.clone(),
+        ref_logprobs: ro.logprobs.clone(),
         advantages: to_rows(advantages, r),
         returns: to_rows(returns, r),
     };

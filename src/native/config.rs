@@ -1,4 +1,5 @@
-//! Training configs: YAML files with sections `model`, `data`, `training`, `rollout` and `ppo`.
+//! Training configs: YAML files with sections `model`, `data`, `training`, `rollout`, `ppo` and
+//! `grpo`, and the key `algorithm`.
 //!
 //! A file may start with `inherit: other.yaml` (a path relative to it): the other file is read
 //! first and this one's keys replace its keys, section by section (`configs/config_debug.yaml`
@@ -19,7 +20,11 @@ pub struct TrainConfig {
     pub data: DataSection,
     pub training: TrainingSection,
     pub rollout: RolloutSection,
+    /// `ppo` (GAE on a learned critic) or `grpo` (group-relative advantages, no critic).
+    pub algorithm: AlgorithmName,
     pub ppo: PpoSection,
+    /// Read when `algorithm` is `grpo`.
+    pub grpo: GrpoSection,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -107,6 +112,28 @@ pub struct PpoSection {
     pub adaptive_kl: Option<AdaptiveKl>,
     pub whiten_advantages: bool,
     pub use_8bit_adam: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlgorithmName {
+    Ppo,
+    Grpo,
+}
+
+/// GRPO's own keys; the update's other settings (epochs, mini-batches, learning rate, clip
+/// ratio, entropy bonus, gradient clipping, optimizer) are the `ppo` section's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpoSection {
+    /// Responses sampled per prompt; `rollout.batch_size` counts responses.
+    pub group_size: usize,
+    /// `group` or `none` (TRL's `scale_rewards`).
+    pub scale_rewards: String,
+    /// `seq-mean-token-mean` or `token-mean` (verl's `loss_agg_mode`).
+    pub loss_agg_mode: String,
+    /// The weight of the k3 KL to the reference in the loss.
+    pub beta: f64,
 }
 
 /// Read `path` with its `inherit` chain as one YAML mapping.
@@ -372,6 +399,39 @@ impl TrainConfig {
             "must be k1, k2 or k3",
             p.kl_estimator.clone(),
         )?;
+        if self.algorithm == AlgorithmName::Grpo {
+            let g = &self.grpo;
+            check(
+                g.group_size >= 2 && r.batch_size.is_multiple_of(g.group_size),
+                "grpo.group_size",
+                &format!(
+                    "must be at least 2 and divide rollout.batch_size ({})",
+                    r.batch_size
+                ),
+                g.group_size.to_string(),
+            )?;
+            check(
+                matches!(g.scale_rewards.as_str(), "group" | "none"),
+                "grpo.scale_rewards",
+                "must be group or none",
+                g.scale_rewards.clone(),
+            )?;
+            check(
+                matches!(
+                    g.loss_agg_mode.as_str(),
+                    "seq-mean-token-mean" | "token-mean"
+                ),
+                "grpo.loss_agg_mode",
+                "must be seq-mean-token-mean or token-mean",
+                g.loss_agg_mode.clone(),
+            )?;
+            check(
+                g.beta >= 0.0,
+                "grpo.beta",
+                "must be >= 0",
+                g.beta.to_string(),
+            )?;
+        }
         if let Some(a) = &p.adaptive_kl {
             check(
                 a.target > 0.0,

@@ -1,8 +1,10 @@
-//! `ppo-lens train`: the PPO loop on a config file, with metrics, plots and checkpoints.
+//! `ppo-lens train`: the PPO (or GRPO) loop on a config file, with metrics, plots and checkpoints.
 //!
 //! Each step: pick `rollout.batch_size` problems, collect experience with the current policy
 //! (rollout, GSM8K scores, reference logprobs, token rewards, GAE, whitening), run the update,
-//! adapt the KL coefficient, append one row to `metrics.jsonl`. Every `save_every` steps and at
+//! adapt the KL coefficient, append one row to `metrics.jsonl`. With `algorithm: grpo` each
+//! prompt is sampled `grpo.group_size` times and the update uses the group-relative advantages
+//! and GRPO's objective (the same loop otherwise). Every `save_every` steps and at
 //! the end a checkpoint and the plots are written; Ctrl-C finishes the running step, saves, and
 //! exits.
 //!
@@ -27,7 +29,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::config::{DataSource, TrainConfig, load_config};
+use super::config::{AlgorithmName, DataSource, TrainConfig, load_config};
 use super::model_dir::{
     CONFIG, TOKENIZER, VALUE_HEAD, WEIGHTS, load_dir, open_device, write_dir_atomically,
 };
@@ -40,7 +42,10 @@ use crate::data::gsm8k::{Problem, parse_gsm8k_jsonl};
 use crate::model::chat::gsm8k_prompt;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{Precision, ValueHeadInit, save_model, save_value_head, weights::saved_config};
+use crate::ppo::Algorithm;
 use crate::ppo::gae::GaeParams;
+use crate::ppo::group_advantages::{GroupParams, RewardScale};
+use crate::ppo::grpo_loss::{GrpoCoeffs, LossAgg};
 use crate::ppo::iteration::{ExperienceConfig, Task, collect_experience, metrics};
 use crate::ppo::kl_control::KlController;
 use crate::ppo::losses::LossCoeffs;
@@ -230,10 +235,16 @@ pub fn train(
     )?;
 
     let problems = load_problems(&config)?;
-    if r.batch_size > problems.len() {
+    // Prompts per step: every response its own under PPO, `group_size` responses each under GRPO.
+    let group_size = match config.algorithm {
+        AlgorithmName::Ppo => 1,
+        AlgorithmName::Grpo => config.grpo.group_size,
+    };
+    if r.batch_size / group_size > problems.len() {
         bail!(
-            "key `rollout.batch_size` is {} but there are only {} problems (data.num_samples)",
+            "key `rollout.batch_size` is {} ({} prompts) but there are only {} problems (data.num_samples)",
             r.batch_size,
+            r.batch_size / group_size,
             problems.len()
         );
     }
@@ -332,7 +343,26 @@ pub fn train(
             .map_err(|e| anyhow!("ppo.adaptive_kl: {e}"))?,
     };
     let mut rng = Rng::from_state(state.rng_state);
+    // GRPO: `group_size` samples of each prompt, advantages from the group, GRPO's objective.
+    let (algorithm, group, grpo) = match config.algorithm {
+        AlgorithmName::Ppo => (Algorithm::Ppo, None, None),
+        AlgorithmName::Grpo => {
+            let g = &config.grpo;
+            let group = GroupParams {
+                group_size: g.group_size,
+                scale: RewardScale::parse(&g.scale_rewards)
+                    .map_err(|e| anyhow!("grpo.scale_rewards: {e}"))?,
+            };
+            let coeffs = GrpoCoeffs {
+                beta: g.beta as f32,
+                agg: LossAgg::parse(&g.loss_agg_mode)
+                    .map_err(|e| anyhow!("grpo.loss_agg_mode: {e}"))?,
+            };
+            (Algorithm::Grpo, Some(group), Some(coeffs))
+        }
+    };
     let update = UpdateConfig {
+        grpo,
         epochs: p.epochs,
         mini_batch_size: p.mini_batch_size,
         gradient_accumulation_steps: p.gradient_accumulation_steps,
@@ -426,7 +456,8 @@ pub fn train(
         None => eprintln!("{line}"),
     };
     say(format!(
-        "ppo-lens train: {} on {}, {} problems, steps {}..={total}, output {}",
+        "ppo-lens train: {} {} on {}, {} problems, steps {}..={total}, output {}",
+        algorithm.name(),
         config.model.path.display(),
         compute.kind.label(),
         tasks.len(),
@@ -438,9 +469,10 @@ pub fn train(
     while step < total {
         let started = Instant::now();
         step += 1;
-        let batch: Vec<Task> = pick(tasks.len(), r.batch_size, &mut rng)
+        // `batch_size / group_size` prompts, each `group_size` times in consecutive rows.
+        let batch: Vec<Task> = pick(tasks.len(), r.batch_size / group_size, &mut rng)
             .into_iter()
-            .map(|i| tasks[i].clone())
+            .flat_map(|i| std::iter::repeat_n(tasks[i].clone(), group_size))
             .collect();
         let experience_config = ExperienceConfig {
             sampling,
@@ -452,6 +484,8 @@ pub fn train(
             kl_coeff: kl.value as f32,
             kl_estimator: estimator,
             whiten_advantages: p.whiten_advantages,
+            group,
+            algorithm,
         };
         let experience = block_on(collect_experience(
             &policy.valid(),

@@ -50,6 +50,14 @@ impl RewardScale {
     }
 }
 
+/// How the batch is grouped and scaled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupParams {
+    /// Consecutive rows sampled from the same prompt.
+    pub group_size: usize,
+    pub scale: RewardScale,
+}
+
 /// Checks that `rows` responses split into groups of `group_size` (at least 2: one sample has no
 /// baseline to be compared with).
 pub fn check_groups(rows: usize, group_size: usize) -> Result<usize, String> {
@@ -58,7 +66,7 @@ pub fn check_groups(rows: usize, group_size: usize) -> Result<usize, String> {
             "group_size is {group_size}: GRPO needs at least 2 samples per prompt"
         ));
     }
-    if rows == 0 || rows % group_size != 0 {
+    if rows == 0 || !rows.is_multiple_of(group_size) {
         return Err(format!(
             "{rows} responses do not split into groups of {group_size}"
         ));

@@ -89,6 +89,14 @@ impl LossAgg {
     }
 }
 
+/// GRPO's own coefficients of the update.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GrpoCoeffs {
+    /// The weight of the KL term.
+    pub beta: f32,
+    pub agg: LossAgg,
+}
+
 /// What [`grpo_loss`] returns, each a one-element tensor; `loss = policy + beta * kl`.
 pub struct GrpoLoss {
     pub loss: Tensor<1>,

@@ -5,7 +5,11 @@
 
 use burn::tensor::{Tensor, TensorData};
 
+use super::Algorithm;
 use super::gae::GaeParams;
+use super::group_advantages::{
+    GroupParams, GroupTrace, check_groups, group_advantages, group_advantages_ref, scores_tensor,
+};
 use super::rewards::{KlEstimator, token_rewards};
 use super::update::{PpoBatch, UpdateStats};
 use super::whiten::masked_whiten;
@@ -40,6 +44,10 @@ pub struct ExperienceConfig {
     pub kl_coeff: f32,
     pub kl_estimator: KlEstimator,
     pub whiten_advantages: bool,
+    /// The rows come in groups of samples of one prompt: GRPO's advantages are computed too.
+    pub group: Option<GroupParams>,
+    /// Which advantages the update uses (GRPO needs `group`).
+    pub algorithm: Algorithm,
 }
 
 /// Everything one iteration computed before the update, rows `[B][R]` (0 on padding).
@@ -63,6 +71,12 @@ pub struct Experience {
     pub kl_coeff: f32,
     /// The estimator `kl` was computed with.
     pub kl_estimator: KlEstimator,
+    /// GRPO's advantages of the same responses, group by group (when the rows are grouped).
+    pub group: Option<GroupTrace>,
+    /// Those advantages on every real token `[B][R]` (empty without groups).
+    pub group_advantages: Vec<Vec<f32>>,
+    /// Which advantages [`Experience::batch`] hands to the update.
+    pub algorithm: Algorithm,
 }
 
 /// A flat `[B * width]` read-back as rows.
@@ -138,6 +152,13 @@ pub async fn collect_experience_timed(
         clock = now;
         ms
     };
+    match (config.algorithm, config.group) {
+        (Algorithm::Grpo, None) => return Err("GRPO needs the rows grouped by prompt".into()),
+        (_, Some(g)) => {
+            check_groups(tasks.len(), g.group_size)?;
+        }
+        _ => {}
+    }
     if config.eos_ids.contains(&config.pad_id) {
         return Err(format!(
             "the pad id {} is also an EOS id: padding would end responses",
@@ -192,7 +213,10 @@ pub async fn collect_experience_timed(
     let mask = rows_f32(mask_rows, &device);
     let score_values: Vec<f32> = scores.iter().map(GsmScore::reward).collect();
     let tr = token_rewards(
-        Tensor::from_data(TensorData::new(score_values, [tasks.len()]), &device),
+        Tensor::from_data(
+            TensorData::new(score_values.clone(), [tasks.len()]),
+            &device,
+        ),
         rows_f32(&rollout.logprobs, &device),
         rows_f32(&ref_rows, &device),
         mask.clone(),
@@ -222,7 +246,24 @@ pub async fn collect_experience_timed(
     } else {
         g.advantages.clone()
     };
+    // GRPO's advantages from the same scores: each response against its group.
+    let (group, group_rows) = match config.group {
+        Some(params) => {
+            let trace = group_advantages_ref(&score_values, params.group_size, params.scale)?;
+            let rows = group_advantages(
+                scores_tensor(&score_values, &device),
+                rows_f32(mask_rows, &device),
+                params.group_size,
+                params.scale,
+            );
+            (Some(trace), to_rows(read_f32(rows).await?, r))
+        }
+        None => (None, Vec::new()),
+    };
     let experience = Experience {
+        group,
+        group_advantages: group_rows,
+        algorithm: config.algorithm,
         responses,
         scores,
         ref_logprobs: ref_rows,
@@ -241,16 +282,22 @@ pub async fn collect_experience_timed(
 }
 
 impl Experience {
-    /// What the update needs.
+    /// What the update needs: GAE's whitened advantages for PPO, the group-relative ones for
+    /// GRPO.
     pub fn batch(&self) -> PpoBatch {
+        let advantages = match self.algorithm {
+            Algorithm::Ppo => self.advantages.clone(),
+            Algorithm::Grpo => self.group_advantages.clone(),
+        };
         PpoBatch {
+            ref_logprobs: self.ref_logprobs.clone(),
             prompt_len: self.rollout.prompt_len,
             ids: self.rollout.ids.clone(),
             attention_mask: self.rollout.attention_mask.clone(),
             response_mask: self.rollout.response_mask.clone(),
             old_logprobs: self.rollout.logprobs.clone(),
             old_values: self.rollout.values.clone(),
-            advantages: self.advantages.clone(),
+            advantages,
             returns: self.returns.clone(),
         }
     }
@@ -297,7 +344,7 @@ impl Experience {
 
 /// One row of `metrics.jsonl` and one point of every chart, named as in DESIGN.md.
 pub fn metrics(experience: &Experience, stats: &UpdateStats) -> Vec<(&'static str, f64)> {
-    vec![
+    let mut rows = vec![
         ("rollout/reward_mean", experience.reward_mean()),
         ("rollout/correct_frac", experience.correct_frac()),
         ("rollout/kl_mean", experience.kl_mean()),
@@ -313,5 +360,20 @@ pub fn metrics(experience: &Experience, stats: &UpdateStats) -> Vec<(&'static st
         ("params/kl_coeff", experience.kl_coeff as f64),
         ("update/optimizer_steps", stats.optimizer_steps as f64),
         ("update/skipped_steps", stats.skipped_steps as f64),
-    ]
+    ];
+    if experience.algorithm == Algorithm::Grpo {
+        // No critic and no KL penalty in the reward: GRPO's KL is a loss term.
+        rows.retain(|(name, _)| {
+            !matches!(
+                *name,
+                "loss/value" | "params/value_clip_frac" | "params/kl_coeff"
+            )
+        });
+        rows.push(("loss/kl", stats.loss_kl as f64));
+    }
+    if let Some(group) = &experience.group {
+        rows.push(("grpo/reward_std", group.reward_std_mean()));
+        rows.push(("grpo/zero_std_frac", group.zero_spread_frac()));
+    }
+    rows
 }

@@ -28,6 +28,26 @@ pub mod whiten;
 
 pub use masked::{masked_mean, masked_sum};
 
+/// Where the update's advantages come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Algorithm {
+    /// GAE on the critic's values, whitened; the value loss trains the critic.
+    #[default]
+    Ppo,
+    /// Each response's reward against its group's ([`group_advantages`]); no critic, the KL to
+    /// the reference in the loss ([`grpo_loss`]).
+    Grpo,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Ppo => "PPO",
+            Algorithm::Grpo => "GRPO",
+        }
+    }
+}
+
 /// Checks that `mask` is 1 on a prefix of real tokens and 0 on the padding after it: only 0 and
 /// 1, and never a 1 after a 0. `what` names the mask in the error, with the offending position.
 pub fn check_suffix_mask(mask: &[f32], what: &str) -> Result<(), String> {

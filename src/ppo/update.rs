@@ -2,7 +2,8 @@
 //! mini-batches, one teacher-forced pass gives new logprobs, values and logits for every response
 //! token at once; the clipped policy loss, the clipped value loss and the entropy bonus are
 //! combined; gradients are accumulated over `gradient_accumulation_steps` mini-batches, clipped
-//! to `max_grad_norm` by their global norm, and AdamW takes a step.
+//! to `max_grad_norm` by their global norm, and AdamW takes a step. With `grpo` set, GRPO's
+//! objective replaces PPO's (same pass, same steps; see [`grpo_minibatch_losses`]).
 //!
 //! The model must live on an autodiff device (`device.autodiff()`).
 
@@ -10,7 +11,11 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::losses::{LossCoeffs, LossInputs, Losses, Pieces, REFERENCE_PIECES, ppo_losses_with};
+use super::grpo_loss::{GrpoCoeffs, grpo_loss};
+use super::losses::{
+    LossCoeffs, LossInputs, Losses, Pieces, REFERENCE_PIECES, ppo_losses_with,
+    reference_masked_entropy,
+};
 use crate::compute::{read_f32, yield_to_browser};
 use crate::model::Qwen2Model;
 use crate::rng::Rng;
@@ -27,7 +32,9 @@ pub struct PpoBatch {
     pub response_mask: Vec<Vec<f32>>,
     pub old_logprobs: Vec<Vec<f32>>,
     pub old_values: Vec<Vec<f32>>,
-    /// Whitened advantages.
+    /// The frozen reference's logprobs of the sampled tokens (GRPO's KL term).
+    pub ref_logprobs: Vec<Vec<f32>>,
+    /// Whitened advantages (PPO) or group-relative ones (GRPO).
     pub advantages: Vec<Vec<f32>>,
     pub returns: Vec<Vec<f32>>,
 }
@@ -49,6 +56,7 @@ impl PpoBatch {
             response_mask: pick(&self.response_mask),
             old_logprobs: pick(&self.old_logprobs),
             old_values: pick(&self.old_values),
+            ref_logprobs: pick(&self.ref_logprobs),
             advantages: pick(&self.advantages),
             returns: pick(&self.returns),
         }
@@ -68,7 +76,9 @@ pub struct MiniBatch {
     /// `[B, R]`, from the rollout: the sampled tokens' logprobs and the values before them.
     pub old_logprobs: Tensor<2>,
     pub old_values: Tensor<2>,
-    /// `[B, R]`, whitened advantages and the value targets.
+    /// `[B, R]`, the frozen reference's logprobs of the same tokens.
+    pub ref_logprobs: Tensor<2>,
+    /// `[B, R]`, the advantages and the value targets.
     pub advantages: Tensor<2>,
     pub returns: Tensor<2>,
 }
@@ -111,6 +121,47 @@ pub fn minibatch_losses_with(
     )
 }
 
+/// GRPO's objective in one mini-batch: the same teacher-forced pass, [`grpo_loss`] instead of
+/// the PPO pieces (no value loss), the entropy bonus as in PPO. Also returns the KL term.
+pub fn grpo_minibatch_losses(
+    model: &Qwen2Model,
+    minibatch: MiniBatch,
+    config: &UpdateConfig,
+    grpo: GrpoCoeffs,
+) -> (Losses, Tensor<1>) {
+    let out = response_outputs(
+        model,
+        minibatch.ids,
+        minibatch.attention_mask,
+        minibatch.prompt_len,
+        config.temperature,
+    );
+    let mask = minibatch.response_mask;
+    let g = grpo_loss(
+        out.logprobs,
+        minibatch.old_logprobs,
+        minibatch.ref_logprobs,
+        minibatch.advantages,
+        mask.clone(),
+        config.coeffs.clip_ratio,
+        grpo.beta,
+        grpo.agg,
+    );
+    let entropy = reference_masked_entropy(out.logits, mask, out.entropy);
+    let total = g.loss - entropy.clone() * config.coeffs.entropy_coeff;
+    let zero = Tensor::zeros([1], &total.device());
+    let losses = Losses {
+        total,
+        policy: g.policy,
+        value: zero.clone(),
+        entropy: Some(entropy),
+        policy_clip_frac: g.clip_frac,
+        value_clip_frac: zero,
+        approx_kl: g.approx_kl,
+    };
+    (losses, g.kl)
+}
+
 /// The update's settings (the `ppo.*` keys of a config).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UpdateConfig {
@@ -125,6 +176,8 @@ pub struct UpdateConfig {
     /// The sampling temperature: the update scores tokens under the same tempered distribution.
     pub temperature: f32,
     pub coeffs: LossCoeffs,
+    /// GRPO's objective instead of PPO's (None: PPO).
+    pub grpo: Option<GrpoCoeffs>,
 }
 
 /// Means over the optimizer steps of one update (metric names as in DESIGN.md).
@@ -137,6 +190,8 @@ pub struct UpdateStats {
     pub approx_kl: f32,
     pub policy_clip_frac: f32,
     pub value_clip_frac: f32,
+    /// GRPO's KL term (0 for PPO, whose KL is in the reward).
+    pub loss_kl: f32,
     /// Global gradient norm before clipping.
     pub grad_norm: f32,
     pub optimizer_steps: usize,
@@ -228,7 +283,7 @@ pub async fn ppo_update(
     }
     let device = model.device();
     let mut stats = UpdateStats::default();
-    let mut sums = [0f64; 8];
+    let mut sums = [0f64; 9];
     for _epoch in 0..config.epochs {
         // Fisher-Yates shuffle of the rows, seeded.
         let mut order: Vec<usize> = (0..n).collect();
@@ -238,15 +293,18 @@ pub async fn ppo_update(
         let minibatches: Vec<&[usize]> = order.chunks(config.mini_batch_size).collect();
         for group in minibatches.chunks(config.gradient_accumulation_steps) {
             let mut acc: Option<GradientsParams> = None;
-            let mut step_metrics = [0f64; 7];
+            let mut step_metrics = [0f64; 8];
             let mut finite = true;
             for rows in group {
                 yield_to_browser().await;
-                let losses = crate::exercises::active::minibatch_losses(
-                    &model,
-                    batch.minibatch(rows, &device),
-                    config,
-                );
+                let minibatch = batch.minibatch(rows, &device);
+                let (losses, kl) = match config.grpo {
+                    Some(grpo) => grpo_minibatch_losses(&model, minibatch, config, grpo),
+                    None => (
+                        crate::exercises::active::minibatch_losses(&model, minibatch, config),
+                        Tensor::zeros([1], &device),
+                    ),
+                };
                 let scaled = losses.total.clone().div_scalar(group.len() as f64);
                 let mut grads = GradientsParams::from_grads(scaled.backward(), &model);
                 match acc.as_mut() {
@@ -263,6 +321,7 @@ pub async fn ppo_update(
                     losses.approx_kl,
                     losses.policy_clip_frac,
                     losses.value_clip_frac,
+                    kl,
                 ];
                 for (k, m) in metrics.into_iter().enumerate() {
                     let v = read_f32(m.detach()).await?[0] as f64;
@@ -289,10 +348,10 @@ pub async fn ppo_update(
             }
             model = optim.step(config.lr, model, grads);
             stats.optimizer_steps += 1;
-            for k in 0..7 {
+            for k in 0..8 {
                 sums[k] += step_metrics[k];
             }
-            sums[7] += norm as f64;
+            sums[8] += norm as f64;
         }
     }
     let steps = stats.optimizer_steps.max(1) as f64;
@@ -304,6 +363,7 @@ pub async fn ppo_update(
     stats.approx_kl = mean(4);
     stats.policy_clip_frac = mean(5);
     stats.value_clip_frac = mean(6);
-    stats.grad_norm = mean(7);
+    stats.loss_kl = mean(7);
+    stats.grad_norm = mean(8);
     Ok((model, stats))
 }
