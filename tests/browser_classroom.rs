@@ -482,3 +482,178 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
     assert!(failures.is_empty(), "axe-core:\n{}", failures.join("\n"));
     page.finish().await;
 }
+
+/// Waits until the reward chart holds `n` points of this run.
+async fn wait_points(page: &Page, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let values = page.attr("reward-history", "data-values").await;
+        let got = values.split(',').filter(|v| !v.is_empty()).count();
+        if got >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "training got to {got} iterations"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// PPO beside GRPO: the page arranges the batch as groups, its group advantages and sign
+/// disagreements are the core functions' on the page's own batch, and GRPO trains in the page
+/// with its reward curve overlaid on PPO's after a reset.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn grpo_beside_ppo_on_the_pages_batch() {
+    use ppo_lens::ppo::group_advantages::{RewardScale, group_advantages_ref};
+
+    let page = Page::open("?backend=flex&rollouts=8&max_new_tokens=12&stage=gae").await;
+    page.set_viewport(1280, 800).await;
+    wait_ready(&page).await;
+    // Without groups the panel offers to make them.
+    page.click("grpo-arrange").await;
+    page.wait_text("status", STARTUP, |t| t == "iteration 2 ready")
+        .await;
+    assert!(page.url().await.contains("group=4"), "{}", page.url().await);
+    let group = page
+        .js("return document.querySelector('[data-testid=set-group]').value;")
+        .await;
+    assert_eq!(
+        group.as_str(),
+        Some("4"),
+        "the settings form shows the new value"
+    );
+    page.click("tab-gae").await;
+    page.click("btn-all").await;
+
+    // The groups' numbers are group_advantages_ref's on the rewards the page shows.
+    let rewards: Vec<f32> = shown_rewards(&page, 8).await;
+    let want = group_advantages_ref(&rewards, 4, RewardScale::Group).unwrap();
+    for (k, g) in want.groups.iter().enumerate() {
+        assert!(close(
+            page.number(&format!("grpo-mean-{k}")).await,
+            g.mean as f64,
+            1e-6
+        ));
+        assert!(close(
+            page.number(&format!("grpo-std-{k}")).await,
+            g.std as f64,
+            1e-6
+        ));
+        assert_eq!(
+            page.has_class(&format!("grpo-group-{k}"), "zero").await,
+            g.zero_spread
+        );
+    }
+    for (b, a) in want.advantages().iter().enumerate() {
+        let shown = page.number(&format!("grpo-a-{b}")).await;
+        assert!(
+            close(shown, *a as f64, 1e-6),
+            "A[{b}]: page {shown}, core {a}"
+        );
+    }
+    // Each response's tokens: GRPO's column is its one advantage, PPO's the whitened Â_t of the
+    // GAE table, and the marked tokens are exactly those with opposite signs; summed over the
+    // batch they are the summary's count.
+    let mut disagree = 0;
+    for b in 0..8 {
+        page.click(&format!("grpo-r-{b}")).await;
+        // Picking a response starts its stage over: show every step again (Â_t included).
+        page.click("btn-all").await;
+        let real = page
+            .js("return document.querySelectorAll('[data-testid^=grpo-tok-]').length;")
+            .await
+            .as_u64()
+            .unwrap() as usize;
+        for t in 0..real {
+            let ppo = page.number(&format!("grpo-ppo-{t}")).await;
+            let grpo = page.number(&format!("grpo-grpo-{t}")).await;
+            assert!(
+                close(grpo, want.advantages()[b] as f64, 1e-6),
+                "row {b} token {t}"
+            );
+            assert!(close(
+                ppo,
+                page.number(&format!("gae-white-{t}")).await,
+                1e-6
+            ));
+            let marked = page.attr(&format!("grpo-tok-{t}"), "data-disagree").await == "1";
+            assert_eq!(
+                marked,
+                ppo * grpo < 0.0,
+                "row {b} token {t}: {ppo} vs {grpo}"
+            );
+            disagree += usize::from(marked);
+        }
+    }
+    let summary: usize = page
+        .attr("grpo-summary", "data-disagree")
+        .await
+        .parse()
+        .unwrap();
+    assert_eq!(summary, disagree);
+    let zero_groups: usize = page
+        .attr("grpo-summary", "data-zero-groups")
+        .await
+        .parse()
+        .unwrap();
+    assert_eq!(
+        zero_groups,
+        want.groups.iter().filter(|g| g.zero_spread).count()
+    );
+    // The critic's cost is the core's count for the tiny model.
+    let tiny = ppo_lens::model::Qwen2Config::from_json(ppo_lens::lab::TINY_CONFIG, "tiny").unwrap();
+    let cost = ppo_lens::explore::CriticCost::of(&tiny);
+    assert_eq!(
+        page.attr("grpo-critic", "data-head").await,
+        cost.shared_head_params.to_string()
+    );
+    assert_eq!(
+        page.attr("grpo-critic", "data-policy").await,
+        cost.policy_params.to_string()
+    );
+    show(&page, "grpo-compare").await;
+    page.screenshot("classroom-grpo.png").await;
+
+    // Train with GRPO, reset, train with PPO: the reward chart overlays the GRPO run.
+    page.click("grpo-switch").await;
+    assert!(
+        page.url().await.contains("algo=grpo"),
+        "{}",
+        page.url().await
+    );
+    page.click("btn-train").await;
+    wait_points(&page, 5).await;
+    page.click("btn-train").await;
+    wait_ready(&page).await;
+    let grpo_run = page.attr("reward-history", "data-values").await;
+    page.js("const i = document.querySelector('[data-testid=set-algo]'); i.value = 'ppo'; i.dispatchEvent(new Event('input', {bubbles: true})); return null;")
+        .await;
+    page.click("apply-settings").await;
+    page.click("btn-reset").await;
+    page.wait_text("status", STARTUP, |t| t == "iteration 1 ready")
+        .await;
+    assert_eq!(page.attr("reward-history", "data-previous").await, grpo_run);
+    page.click("btn-train").await;
+    wait_points(&page, 3).await;
+    page.click("btn-train").await;
+    wait_ready(&page).await;
+    let legend = page.text("chart-reward-last").await;
+    assert!(
+        legend.contains("this run (PPO)") && legend.contains("previous run (GRPO)"),
+        "{legend}"
+    );
+    show(&page, "charts").await;
+    page.screenshot("classroom-grpo-overlay.png").await;
+    page.finish().await;
+}
+
+/// The rewards of the first `n` responses as the comparison's group table shows them.
+async fn shown_rewards(page: &Page, n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n);
+    for b in 0..n {
+        out.push(page.number(&format!("grpo-r-{b}")).await as f32);
+    }
+    out
+}

@@ -206,20 +206,24 @@ struct XAxis {
 
 /// Draws `spec` over `points` on `root`, every length times `k` (backing pixels per CSS pixel
 /// at normal size); returns the x axis in the root's pixels.
+/// `previous` (the run before the last reset) is drawn in orange under the reward chart's own
+/// series, so two runs from the same start compare by iteration.
 fn plot<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     spec: &ChartSpec,
     points: &[Point],
+    previous: &[Point],
     k: f64,
 ) -> Option<XAxis> {
     let px = |x: f64| (x * k).round() as i32;
     root.fill(&WHITE).ok()?;
-    let xs = points.iter().map(|p| p.iteration as f64);
+    let previous = if spec.id == "reward" { previous } else { &[] };
+    let xs = points.iter().chain(previous).map(|p| p.iteration as f64);
     let (x0, x1) = (
         xs.clone().fold(f64::INFINITY, f64::min),
         xs.fold(f64::NEG_INFINITY, f64::max),
     );
-    let (x0, x1) = if points.is_empty() {
+    let (x0, x1) = if points.is_empty() && previous.is_empty() {
         (0.0, 1.0)
     } else if x1 - x0 < 1.0 {
         (x0 - 0.5, x1 + 0.5)
@@ -228,6 +232,7 @@ fn plot<DB: DrawingBackend>(
     };
     let ys = points
         .iter()
+        .chain(previous)
         .flat_map(|p| spec.series.iter().map(move |(_, f, _)| f(p)))
         .filter(|y| y.is_finite());
     let (y0, y1) = ys
@@ -262,7 +267,13 @@ fn plot<DB: DrawingBackend>(
         .label_style(("sans-serif", 13.0 * k).into_font().color(&INK))
         .draw()
         .ok()?;
-    for (_, f, color) in spec.series {
+    let own = spec.series.iter().map(|(_, f, color)| (points, *f, *color));
+    let before = spec
+        .series
+        .first()
+        .filter(|_| !previous.is_empty())
+        .map(|(_, f, _)| (previous, *f, ORANGE));
+    for (points, f, color) in before.into_iter().chain(own) {
         let data: Vec<(f64, f64)> = points
             .iter()
             .map(|p| (p.iteration as f64, f(p)))
@@ -271,7 +282,7 @@ fn plot<DB: DrawingBackend>(
         chart
             .draw_series(LineSeries::new(
                 data.clone(),
-                Color::stroke_width(color, px(2.0) as u32),
+                Color::stroke_width(&color, px(2.0) as u32),
             ))
             .ok()?;
         chart
@@ -296,6 +307,7 @@ fn draw(
     canvas: web_sys::HtmlCanvasElement,
     spec: &ChartSpec,
     points: &[Point],
+    previous: &[Point],
     scale: f64,
 ) -> Option<XAxis> {
     let dpr = fit_canvas(&canvas, CHART_W * scale, CHART_H * scale);
@@ -303,6 +315,7 @@ fn draw(
         Canvas::new(canvas)?.into_drawing_area(),
         spec,
         points,
+        previous,
         scale * dpr,
     )?;
     Some(XAxis {
@@ -313,13 +326,13 @@ fn draw(
 }
 
 /// The chart as an SVG file, twice the normal size.
-fn chart_svg(spec: &ChartSpec, points: &[Point]) -> Option<String> {
+fn chart_svg(spec: &ChartSpec, points: &[Point], previous: &[Point]) -> Option<String> {
     let mut out = String::new();
     {
         let root =
             SVGBackend::with_string(&mut out, ((CHART_W * 2.0) as u32, (CHART_H * 2.0) as u32))
                 .into_drawing_area();
-        plot(root, spec, points, 2.0)?;
+        plot(root, spec, points, previous, 2.0)?;
     }
     Some(out)
 }
@@ -345,38 +358,66 @@ pub fn Charts(state: AppState) -> impl IntoView {
             let axis = StoredValue::new(XAxis::default());
             Effect::new(move |_| {
                 let points = state.history.get();
+                let previous = state.previous_run.get();
                 let s = scale(state);
                 if let Some(canvas) = node.get() {
-                    if let Some(a) = draw(canvas.clone(), spec, &points, s) {
+                    if let Some(a) = draw(canvas.clone(), spec, &points, &previous, s) {
                         axis.set_value(a);
-                        let _ = canvas.set_attribute("data-axis", &format!("{} {} {} {}", a.x0, a.x1, a.left, a.right));
+                        let _ = canvas.set_attribute(
+                            "data-axis",
+                            &format!("{} {} {} {}", a.x0, a.x1, a.left, a.right),
+                        );
                     }
                 }
             });
             let on_click = move |ev: web_sys::MouseEvent| {
-                let kept: Vec<usize> = state.kept.with_untracked(|k| k.iter().map(|k| k.iteration).collect());
+                let kept: Vec<usize> = state
+                    .kept
+                    .with_untracked(|k| k.iter().map(|k| k.iteration).collect());
                 if let Some(i) = clicked_iteration(axis.get_value(), ev.offset_x() as f64, &kept) {
                     let row = pinned_row(state, i).unwrap_or(0);
                     state.reopen(i, row);
                 }
             };
             // The legend: each series' colour, name and last value.
+            // The reward chart names each run's algorithm, this run's and the one before a reset.
             let last = move || {
                 let history = state.history.get();
                 let p = history.last()?;
-                Some(
-                    spec.series
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (name, f, RGBColor(r, g, b)))| {
-                            view! {
-                                {(i > 0).then_some(" · ")}
-                                <span class="swatch" style=format!("background: rgb({r}, {g}, {b})")></span>
-                                {format!("{name} {}", num(f(p) as f32))}
-                            }
-                        })
-                        .collect_view(),
-                )
+                let previous = state.previous_run.get();
+                let overlay = (spec.id == "reward")
+                    .then(|| previous.last().cloned())
+                    .flatten();
+                let run_name = |p: &Point, which: &str| format!("{which} ({})", p.algorithm.name());
+                let swatch = |RGBColor(r, g, b): RGBColor| {
+                    view! {
+                        <span class="swatch" style=format!("background: rgb({r}, {g}, {b})")></span>
+                    }
+                };
+                let own = spec
+                    .series
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, f, color))| {
+                        let name = if overlay.is_some() {
+                            run_name(p, "this run")
+                        } else {
+                            name.to_string()
+                        };
+                        view! {
+                            {(i > 0).then_some(" · ")}
+                            {swatch(*color)}
+                            {format!("{name} {}", num(f(p) as f32))}
+                        }
+                    })
+                    .collect_view();
+                let before = overlay.map(|q| view! {
+                    " · " {swatch(ORANGE)}
+                    <span data-testid="chart-reward-previous">
+                        {format!("{} {}", run_name(&q, "previous run"), num(q.reward_mean as f32))}
+                    </span>
+                });
+                Some(view! { {own} {before} })
             };
             view! {
                 <figure class="chart">
@@ -388,7 +429,9 @@ pub fn Charts(state: AppState) -> impl IntoView {
                             format!("chart-{}", spec.id),
                             true,
                             move || canvas_by_id(&format!("chart-{}", spec.id)),
-                            move || state.history.with_untracked(|h| chart_svg(spec, h)),
+                            move || state.history.with_untracked(|h| {
+                                state.previous_run.with_untracked(|p| chart_svg(spec, h, p))
+                            }),
                         )}
                     </figcaption>
                 </figure>
@@ -404,6 +447,15 @@ pub fn Charts(state: AppState) -> impl IntoView {
             .collect::<Vec<_>>()
             .join(",")
     };
+    let previous = move || {
+        state
+            .previous_run
+            .get()
+            .iter()
+            .map(|p| format!("{:?}", p.reward_mean))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     view! {
         <section class="card" data-testid="charts">
             <h2>"Across iterations"</h2>
@@ -413,7 +465,7 @@ pub fn Charts(state: AppState) -> impl IntoView {
                     state.kept.with(|k| k.len())
                 )}
             </p>
-            <div class="charts" data-testid="reward-history" data-values=rewards>{charts}</div>
+            <div class="charts" data-testid="reward-history" data-values=rewards data-previous=previous>{charts}</div>
             <PinnedOverTime state=state />
         </section>
     }

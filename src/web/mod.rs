@@ -11,6 +11,7 @@ mod bench;
 mod charts;
 mod classroom;
 mod faq;
+mod grpo;
 mod guide;
 mod sandbox;
 mod select;
@@ -510,6 +511,16 @@ fn Settings(state: AppState) -> impl IntoView {
     );
     let errors = RwSignal::new(Vec::<(usize, String)>::new());
     let applied = RwSignal::new(false);
+    // A setting changed elsewhere on the page (the GRPO comparison's buttons) shows here too.
+    Effect::new(move |_| {
+        let now = state.settings.get();
+        draft.set(
+            SETTING_KEYS
+                .iter()
+                .map(|k| now.get(k.key).unwrap_or_default())
+                .collect(),
+        );
+    });
     let apply = move || {
         let mut next = state.settings.get_untracked();
         let mut found = Vec::new();
@@ -520,6 +531,18 @@ fn Settings(state: AppState) -> impl IntoView {
                 }
             }
         });
+        // Settings that are fine alone but not together: samples per prompt and the algorithm.
+        if found.is_empty() {
+            if let Err(err) = next.groups() {
+                let key = if err.starts_with("`algo`") {
+                    "algo"
+                } else {
+                    "group"
+                };
+                let i = SETTING_KEYS.iter().position(|k| k.key == key).unwrap_or(0);
+                found.push((i, err));
+            }
+        }
         applied.set(found.is_empty());
         if found.is_empty() {
             state.settings.set(next);

@@ -10,6 +10,7 @@ use leptos::prelude::*;
 
 use super::attention::attention_view;
 use super::classroom::{clip_explorer, push_harder, what_if_panel};
+use super::grpo::grpo_panel;
 use super::guide::{self, TourCard, mini_loop, notes_view, provenance_view, term};
 use super::select::{
     cell, exact, explain_cell, response_token, show_token, token_row, token_strip,
@@ -606,6 +607,7 @@ fn gae(
             <pre data-testid="gae-json">{gae_json(walk)}</pre>
         </details>
         {what_if_panel(state, walk, row)}
+        {grpo_panel(state, walk, row)}
     }
     .into_any();
     let side = view! {
@@ -790,11 +792,17 @@ fn update(
             {stat("value-clip-frac", "value clip frac", stats.value_clip_frac)}
             {stat("grad-norm", "grad norm (before clip to 1)", stats.grad_norm)}
         </div>
-        <p class="note">
-            {format!(
-                "Means over the update's {} optimizer steps ({} epochs × {} mini-batches). total = policy + {} · value − {} · entropy.",
-                stats.optimizer_steps, walk.update.epochs, minibatches, walk.update.coeffs.vf_coef, walk.update.coeffs.entropy_coeff
-            )}
+        <p class="note" data-testid="update-objective">
+            {match walk.update.grpo {
+                None => format!(
+                    "Means over the update's {} optimizer steps ({} epochs × {} mini-batches). total = policy + {} · value − {} · entropy.",
+                    stats.optimizer_steps, walk.update.epochs, minibatches, walk.update.coeffs.vf_coef, walk.update.coeffs.entropy_coeff
+                ),
+                Some(g) => format!(
+                    "GRPO: means over the update's {} optimizer steps ({} epochs × {} mini-batches). total = policy + {} · KL − {} · entropy, with the k3 KL to the reference {} ({}); no value loss: the critic columns show a value head this update did not train. The advantages are each response's against its group (GAE stage).",
+                    stats.optimizer_steps, walk.update.epochs, minibatches, g.beta, walk.update.coeffs.entropy_coeff, num(stats.loss_kl), g.agg.name()
+                ),
+            }}
         </p>
         {(cursor >= 1).then(|| view! {
             <p class="explain" data-testid="after-update" data-current="1">

@@ -10,6 +10,7 @@ use leptos::prelude::*;
 use super::worker;
 use crate::explain::{Provenance, Quantity, provenance, real_len};
 use crate::lab::{KEPT_ITERATIONS, LabSettings};
+use crate::ppo::Algorithm;
 use crate::ppo::walkthrough::{AttentionMaps, Replay, StageTimes, Walkthrough};
 use crate::wire::{Iterated, Sampling};
 
@@ -27,6 +28,8 @@ pub struct Point {
     pub loss_value: f64,
     pub entropy: f64,
     pub times: StageTimes,
+    /// Whose advantages the update used.
+    pub algorithm: Algorithm,
 }
 
 /// One iteration's batch, kept so a chart click can reopen it.
@@ -84,6 +87,9 @@ pub struct AppState {
     pub speed_ms: RwSignal<u32>,
     pub activity: RwSignal<Activity>,
     pub history: RwSignal<Vec<Point>>,
+    /// The run before the last reset, whose reward curve the reward chart overlays (to compare
+    /// PPO with GRPO from the same pretrained model).
+    pub previous_run: RwSignal<Vec<Point>>,
     pub presenter: RwSignal<bool>,
     /// Set when training should stop after the current iteration.
     pub stop_requested: RwSignal<bool>,
@@ -143,6 +149,7 @@ impl AppState {
             speed_ms: RwSignal::new(600),
             activity: RwSignal::new(Activity::Loading),
             history: RwSignal::new(Vec::new()),
+            previous_run: RwSignal::new(Vec::new()),
             presenter: RwSignal::new(presenter),
             stop_requested: RwSignal::new(false),
             longest_block_ms: RwSignal::new(0.0),
@@ -335,6 +342,10 @@ impl AppState {
                 self.activity.set(Activity::Failed(err));
                 return;
             }
+            let run = self.history.get_untracked();
+            if !run.is_empty() {
+                self.previous_run.set(run);
+            }
             self.history.set(Vec::new());
             self.kept.set(VecDeque::new());
             self.shown.set(0);
@@ -441,6 +452,7 @@ impl AppState {
                 loss_value: stats.loss_value as f64,
                 entropy: stats.loss_entropy as f64,
                 times: walk.times,
+                algorithm: walk.experience.algorithm,
             })
         });
         let walk = Arc::new(walk);

@@ -1,0 +1,292 @@
+//! PPO beside GRPO on the same batch (in the GAE stage): the batch as groups of samples of one
+//! prompt, each response's group-relative advantage next to PPO's per-token advantages, the
+//! tokens where the two disagree in sign, the groups GRPO learns nothing from, and what the
+//! critic costs. Every number comes from the experience the worker computed
+//! ([`Experience::group`](crate::ppo::iteration::Experience::group)) and
+//! [`compare_advantages`]; the page only arranges them.
+
+use std::sync::Arc;
+
+use leptos::prelude::*;
+
+use super::select::{cell, exact, response_token, show_token};
+use super::state::AppState;
+use crate::explain::num;
+use crate::explore::{CriticCost, compare_advantages};
+use crate::lab::TINY_CONFIG;
+use crate::model::Qwen2Config;
+use crate::ppo::Algorithm;
+use crate::ppo::group_advantages::{GROUP_EPS, GroupStep, RewardScale};
+use crate::ppo::walkthrough::Walkthrough;
+
+/// Qwen1.5-1.8B-Chat's shape (its config.json's numbers), for the critic's cost at full size.
+const QWEN_18B: &str = r#"{"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+  "hidden_act": "silu", "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5504,
+  "num_hidden_layers": 24, "num_attention_heads": 16, "num_key_value_heads": 16,
+  "max_position_embeddings": 32768, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+  "tie_word_embeddings": false, "torch_dtype": "bfloat16"}"#;
+
+/// The samples per prompt the page offers when the batch is not grouped yet.
+fn offered_group(rollouts: usize) -> usize {
+    [4, 2]
+        .into_iter()
+        .find(|g| rollouts.is_multiple_of(*g))
+        .unwrap_or(2)
+}
+
+/// The user's question of `row`'s prompt, shortened.
+fn question(walk: &Walkthrough, row: usize) -> String {
+    let p = walk.experience.rollout.prompt_len;
+    let text: String = walk.tokens[row][..p]
+        .iter()
+        .zip(&walk.experience.rollout.attention_mask[row][..p])
+        .filter(|(_, m)| **m == 1)
+        .map(|(t, _)| t.as_str())
+        .collect();
+    let user = text
+        .rsplit("<|im_start|>user")
+        .next()
+        .unwrap_or(&text)
+        .split("<|im_end|>")
+        .next()
+        .unwrap_or("")
+        .trim();
+    let short: String = user.chars().take(70).collect();
+    if short.len() < user.len() {
+        format!("{short}…")
+    } else {
+        short
+    }
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `1,234,567`.
+fn grouped_digits(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The comparison panel for the batch on show, following the response picker (`row`).
+pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl IntoView {
+    let exp = &walk.experience;
+    let Some(group) = exp.group.clone() else {
+        let g = offered_group(state.settings.with_untracked(|s| s.rollouts));
+        let arrange = move |_| {
+            state.settings.update(|s| s.group = g);
+            state.next_iteration(false);
+        };
+        return view! {
+            <section class="card grpo" data-testid="grpo-compare">
+                <h3>"PPO beside GRPO"</h3>
+                <p>
+                    "GRPO drops the critic: it samples several responses to the same prompt and "
+                    "uses their mean reward as the baseline. This batch asks a different problem in "
+                    "every row, so there is no group to compare with."
+                </p>
+                <button data-testid="grpo-arrange" on:click=arrange disabled=move || state.busy()>
+                    {format!("Sample {g} responses per prompt and compare")}
+                </button>
+            </section>
+        }
+        .into_any();
+    };
+    let comparison = compare_advantages(exp);
+    let g = group.group_size;
+    let (disagree, real, zero_tokens) = comparison.as_ref().map_or((0, 0, 0), |c| {
+        (c.disagree_total(), c.real_tokens, c.zero_tokens)
+    });
+    let zero_groups = group.groups.iter().filter(|s| s.zero_spread).count();
+    let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
+    let formula_text = |step: &GroupStep, i: usize| -> String {
+        let r = step.rewards[i];
+        match (step.zero_spread, group.scale) {
+            (true, _) => format!(
+                "every reward of the group is {}: A = r − mean = 0",
+                num(step.rewards[0])
+            ),
+            (false, RewardScale::Group) => format!(
+                "A = (r − mean) / (std + {GROUP_EPS}) = ({} − {}) / ({} + {GROUP_EPS}) = {}",
+                num(r),
+                num(step.mean),
+                num(step.std),
+                num(step.advantages[i])
+            ),
+            (false, RewardScale::None) => format!(
+                "A = r − mean = {} − {} = {}",
+                num(r),
+                num(step.mean),
+                num(step.advantages[i])
+            ),
+        }
+    };
+    let picked_group = group.group_of(row);
+    let groups = group
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(k, step)| {
+            let responses = (0..g)
+                .map(|i| {
+                    let b = step.first_row + i;
+                    view! {
+                        <td class="num response-pick" class:sel=move || state.row.get() == b
+                            data-testid=format!("grpo-r-{b}") data-v=exact(step.rewards[i])
+                            tabindex="0" title=format!("response {}: show its tokens", b + 1)
+                            on:click=move |_| state.show_row(b)
+                            on:keydown=move |ev| if ev.key() == "Enter" { state.show_row(b) }>
+                            {num(step.rewards[i])}
+                        </td>
+                    }
+                })
+                .collect_view();
+            let advantages = (0..g)
+                .map(|i| {
+                    let b = step.first_row + i;
+                    cell(state, format!("grpo-a-{b}"), step.advantages[i])
+                })
+                .collect_view();
+            view! {
+                <tr class:zero=step.zero_spread class:picked={k == picked_group}
+                    data-testid=format!("grpo-group-{k}")>
+                    <td class="num">{k + 1}</td>
+                    <td class="question">{question(walk, step.first_row)}</td>
+                    {responses}
+                    {cell(state, format!("grpo-mean-{k}"), step.mean)}
+                    {cell(state, format!("grpo-std-{k}"), step.std)}
+                    {advantages}
+                    <td>{step.zero_spread.then_some("all equal: A = 0, nothing learned")}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let header_r = (1..=g)
+        .map(|i| view! { <th>"r"<sub>{i}</sub></th> })
+        .collect_view();
+    let header_a = (1..=g)
+        .map(|i| view! { <th>"A"<sub>{i}</sub></th> })
+        .collect_view();
+
+    // The picked response, token by token.
+    let step = &group.groups[picked_group];
+    let i = row - step.first_row;
+    let real_row = crate::explain::real_len(walk, row);
+    let row_disagree = comparison
+        .as_ref()
+        .map_or(&[][..], |c| &c.disagree[row][..]);
+    let tokens = (0..real_row)
+        .map(|t| {
+            let differs = row_disagree.contains(&t);
+            view! {
+                <tr class:disagree=differs class:sel=move || state.shown_token() == Some(t)
+                    data-testid=format!("grpo-tok-{t}") data-disagree=if differs { "1" } else { "0" }
+                    on:click=move |_| state.pick(Some(t))>
+                    <td class="num">{t}</td>
+                    <td class="tokcell">{show_token(&response_token(walk, row, t))}</td>
+                    {cell(state, format!("grpo-ppo-{t}"), exp.advantages[row][t])}
+                    {cell(state, format!("grpo-grpo-{t}"), exp.group_advantages[row][t])}
+                    <td>{differs.then_some("≠ opposite signs")}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+
+    let tiny = Qwen2Config::from_json(TINY_CONFIG, "tiny/config.json").ok();
+    let big = Qwen2Config::from_json(QWEN_18B, "Qwen1.5-1.8B").ok();
+    let critic = tiny.zip(big).map(|(tiny, big)| {
+        let (t, b) = (CriticCost::of(&tiny), CriticCost::of(&big));
+        view! {
+            <div class="critic-cost" data-testid="grpo-critic"
+                data-head=t.shared_head_params data-separate=t.separate_critic_params data-policy=t.policy_params>
+                <h4>"What the critic costs"</h4>
+                <p>
+                    {format!(
+                        "Here PPO's critic is one Linear on the policy's trunk: {} parameters beside the policy's {} ({:.2}%), trained in the same backward pass.",
+                        grouped_digits(t.shared_head_params),
+                        grouped_digits(t.policy_params),
+                        pct(t.shared_head_params, t.policy_params)
+                    )}
+                </p>
+                <p>
+                    {format!(
+                        "Most PPO trainers (verl, OpenRLHF, TRL's PPOTrainer) keep a separate critic of the policy's size: {} more parameters for this model; for Qwen1.5-1.8B {} more, {:.1} GB of f32 weights and AdamW moments, and one more forward and backward pass per mini-batch.",
+                        grouped_digits(t.separate_critic_params),
+                        grouped_digits(b.separate_critic_params),
+                        b.separate_critic_bytes() as f64 / 1e9
+                    )}
+                </p>
+                <p>
+                    {format!(
+                        "GRPO has no critic. It pays with samples instead: {g} responses per prompt, so {} prompts per batch of {} responses.",
+                        group.groups.len(),
+                        exp.rollout.ids.len()
+                    )}
+                </p>
+            </div>
+        }
+    });
+
+    let used = match exp.algorithm {
+        Algorithm::Ppo => "This iteration's update used PPO's advantages (the left column).",
+        Algorithm::Grpo => "This iteration's update used GRPO's advantages (the right column).",
+    };
+    let other = match exp.algorithm {
+        Algorithm::Ppo => Algorithm::Grpo,
+        Algorithm::Grpo => Algorithm::Ppo,
+    };
+    let switch = move |_| {
+        state.settings.update(|s| s.algo = other);
+    };
+    view! {
+        <section class="card grpo" data-testid="grpo-compare">
+            <h3>"PPO beside GRPO on this batch"</h3>
+            <p class="note" data-testid="grpo-summary" data-disagree=disagree data-real=real
+                data-zero-groups=zero_groups data-zero-tokens=zero_tokens>
+                {format!(
+                    "{} × {g} samples. GRPO gives each response one advantage, its reward against its group's; PPO's advantage changes token by token with the critic's values. They have opposite signs on {} of {} tokens ({:.0}%). {} of {} have all rewards equal: GRPO gives their {} advantage 0, nothing is learned from them.",
+                    count(group.groups.len(), "prompt", "prompts"),
+                    disagree,
+                    real,
+                    pct(disagree, real),
+                    zero_groups,
+                    count(group.groups.len(), "group", "groups"),
+                    count(zero_tokens, "token", "tokens"),
+                )}
+            </p>
+            <p class="note">{used} " "
+                <button data-testid="grpo-switch" on:click=switch>
+                    {format!("Train the next iterations with {}", other.name())}
+                </button>
+            </p>
+            <div class="scroll">
+                <table class="numbers" data-testid="grpo-groups">
+                    <caption>"Groups: the rewards of each prompt's samples, their mean and sample std, and each response's advantage (click a reward to show that response)"</caption>
+                    <thead><tr>
+                        <th>"group"</th><th>"problem"</th>{header_r}<th>"mean"</th><th>"std"</th>{header_a}<th></th>
+                    </tr></thead>
+                    <tbody>{groups}</tbody>
+                </table>
+            </div>
+            <div class="formula" data-testid="grpo-formula">
+                {format!("response {} (group {}, sample {}): ", row + 1, picked_group + 1, i + 1)}
+                {formula_text(step, i)}
+            </div>
+            <table class="numbers" data-testid="grpo-tokens">
+                <caption>{format!("Response {}: PPO's advantage of each token (as the update uses it) beside GRPO's one number", row + 1)}</caption>
+                <thead><tr><th>"t"</th><th>"token"</th><th>"PPO Â_t"</th><th>"GRPO A"</th><th></th></tr></thead>
+                <tbody>{tokens}</tbody>
+            </table>
+            {critic}
+        </section>
+    }
+    .into_any()
+}
