@@ -508,7 +508,7 @@ async fn wait_points(page: &Page, n: usize) {
 async fn grpo_beside_ppo_on_the_pages_batch() {
     use ppo_lens::ppo::group_advantages::{RewardScale, group_advantages_ref};
 
-    let page = Page::open("?backend=flex&rollouts=8&max_new_tokens=12&stage=gae").await;
+    let page = Page::open("?backend=flex&rollouts=8&stage=gae").await;
     page.set_viewport(1280, 800).await;
     wait_ready(&page).await;
     // Without groups the panel offers to make them.
@@ -602,6 +602,12 @@ async fn grpo_beside_ppo_on_the_pages_batch() {
         zero_groups,
         want.groups.iter().filter(|g| g.zero_spread).count()
     );
+    // The batch has something to compare: a group with a spread, and tokens where PPO and GRPO
+    // disagree.
+    assert!(
+        zero_groups < 2 && disagree > 0,
+        "{rewards:?}: {disagree} disagreeing tokens"
+    );
     // The critic's cost is the core's count for the tiny model.
     let tiny = ppo_lens::model::Qwen2Config::from_json(ppo_lens::lab::TINY_CONFIG, "tiny").unwrap();
     let cost = ppo_lens::explore::CriticCost::of(&tiny);
@@ -616,15 +622,19 @@ async fn grpo_beside_ppo_on_the_pages_batch() {
     show(&page, "grpo-compare").await;
     page.screenshot("classroom-grpo.png").await;
 
-    // Train with GRPO, reset, train with PPO: the reward chart overlays the GRPO run.
+    // A GRPO run from the pretrained model, then a PPO run: the reward chart overlays the
+    // GRPO run's curve under the PPO run's.
     page.click("grpo-switch").await;
     assert!(
         page.url().await.contains("algo=grpo"),
         "{}",
         page.url().await
     );
+    page.click("btn-reset").await;
+    page.wait_text("status", STARTUP, |t| t == "iteration 1 ready")
+        .await;
     page.click("btn-train").await;
-    wait_points(&page, 5).await;
+    wait_points(&page, 4).await;
     page.click("btn-train").await;
     wait_ready(&page).await;
     let grpo_run = page.attr("reward-history", "data-values").await;

@@ -275,7 +275,7 @@ fn grouped_batches_carry_both_advantages_and_grpo_trains() {
     let ppo = block_on(lab.iterate(&s, Some(0))).unwrap();
     let exp = &ppo.experience;
     // Rows 0-3 ask one problem, rows 4-7 another.
-    let prompts: Vec<&Vec<u32>> = exp.rollout.ids.iter().map(|ids| ids).collect();
+    let prompts: Vec<&Vec<u32>> = exp.rollout.ids.iter().collect();
     let p = exp.rollout.prompt_len;
     for b in 1..4 {
         assert_eq!(prompts[b][..p], prompts[0][..p]);

@@ -2,6 +2,7 @@
 
 use leptos::prelude::*;
 use plotters::prelude::*;
+use plotters::series::DashedLineSeries;
 use plotters_backend::{
     BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingBackend, DrawingErrorKind,
     FontTransform,
@@ -206,8 +207,8 @@ struct XAxis {
 
 /// Draws `spec` over `points` on `root`, every length times `k` (backing pixels per CSS pixel
 /// at normal size); returns the x axis in the root's pixels.
-/// `previous` (the run before the last reset) is drawn in orange under the reward chart's own
-/// series, so two runs from the same start compare by iteration.
+/// `previous` (the run before the last reset) is drawn dashed in orange over the reward chart's
+/// own series, so two runs from the same start compare by iteration.
 fn plot<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     spec: &ChartSpec,
@@ -267,13 +268,7 @@ fn plot<DB: DrawingBackend>(
         .label_style(("sans-serif", 13.0 * k).into_font().color(&INK))
         .draw()
         .ok()?;
-    let own = spec.series.iter().map(|(_, f, color)| (points, *f, *color));
-    let before = spec
-        .series
-        .first()
-        .filter(|_| !previous.is_empty())
-        .map(|(_, f, _)| (previous, *f, ORANGE));
-    for (points, f, color) in before.into_iter().chain(own) {
+    for (_, f, color) in spec.series {
         let data: Vec<(f64, f64)> = points
             .iter()
             .map(|p| (p.iteration as f64, f(p)))
@@ -282,13 +277,32 @@ fn plot<DB: DrawingBackend>(
         chart
             .draw_series(LineSeries::new(
                 data.clone(),
-                Color::stroke_width(&color, px(2.0) as u32),
+                Color::stroke_width(color, px(2.0) as u32),
             ))
             .ok()?;
         chart
             .draw_series(
                 data.into_iter()
                     .map(|(x, y)| Circle::new((x, y), px(3.5) as u32, color.filled())),
+            )
+            .ok()?;
+    }
+    // The previous run on top, dashed with hollow rings: where both runs sampled the same
+    // rewards (same seed, same start) the solid line shows through.
+    if let Some((_, f, _)) = spec.series.first().filter(|_| !previous.is_empty()) {
+        let data: Vec<(f64, f64)> = previous
+            .iter()
+            .map(|p| (p.iteration as f64, f(p)))
+            .filter(|(_, y)| y.is_finite())
+            .collect();
+        let style = Color::stroke_width(&ORANGE, px(2.0) as u32);
+        chart
+            .draw_series(DashedLineSeries::new(data.clone(), px(6.0), px(4.0), style))
+            .ok()?;
+        chart
+            .draw_series(
+                data.into_iter()
+                    .map(|(x, y)| Circle::new((x, y), px(6.0) as u32, style)),
             )
             .ok()?;
     }

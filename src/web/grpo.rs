@@ -130,6 +130,7 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
         }
     };
     let picked_group = group.group_of(row);
+    // One row per response, grouped under its prompt: the group's mean and std span its rows.
     let groups = group
         .groups
         .iter()
@@ -138,44 +139,40 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
             let responses = (0..g)
                 .map(|i| {
                     let b = step.first_row + i;
+                    let spans = (i == 0).then(|| {
+                        view! {
+                            <td class="num" rowspan=g data-testid=format!("grpo-mean-{k}") data-v=exact(step.mean)>{num(step.mean)}</td>
+                            <td class="num" rowspan=g data-testid=format!("grpo-std-{k}") data-v=exact(step.std)>{num(step.std)}</td>
+                        }
+                    });
                     view! {
-                        <td class="num response-pick" class:sel=move || state.row.get() == b
-                            data-testid=format!("grpo-r-{b}") data-v=exact(step.rewards[i])
-                            tabindex="0" title=format!("response {}: show its tokens", b + 1)
-                            on:click=move |_| state.show_row(b)
-                            on:keydown=move |ev| if ev.key() == "Enter" { state.show_row(b) }>
-                            {num(step.rewards[i])}
-                        </td>
+                        <tr class:zero=step.zero_spread class:sel=move || state.row.get() == b>
+                            <td class="response-pick" data-testid=format!("grpo-r-{b}") data-v=exact(step.rewards[i])
+                                tabindex="0" title="show this response's tokens"
+                                on:click=move |_| state.show_row(b)
+                                on:keydown=move |ev| if ev.key() == "Enter" { state.show_row(b) }>
+                                {format!("response {}", b + 1)}
+                            </td>
+                            <td class="num">{num(step.rewards[i])}</td>
+                            {spans}
+                            {cell(state, format!("grpo-a-{b}"), step.advantages[i])}
+                        </tr>
                     }
                 })
                 .collect_view();
-            let advantages = (0..g)
-                .map(|i| {
-                    let b = step.first_row + i;
-                    cell(state, format!("grpo-a-{b}"), step.advantages[i])
-                })
-                .collect_view();
             view! {
-                <tr class:zero=step.zero_spread class:picked={k == picked_group}
-                    data-testid=format!("grpo-group-{k}")>
-                    <td class="num">{k + 1}</td>
-                    <td class="question">{question(walk, step.first_row)}</td>
+                <tbody data-testid=format!("grpo-group-{k}") class:zero=step.zero_spread class:picked={k == picked_group}>
+                    <tr class="group-head">
+                        <th colspan="5" scope="rowgroup">
+                            {format!("Group {}: {}", k + 1, question(walk, step.first_row))}
+                            {step.zero_spread.then_some(" · all rewards equal: A = 0, nothing learned")}
+                        </th>
+                    </tr>
                     {responses}
-                    {cell(state, format!("grpo-mean-{k}"), step.mean)}
-                    {cell(state, format!("grpo-std-{k}"), step.std)}
-                    {advantages}
-                    <td>{step.zero_spread.then_some("all equal: A = 0, nothing learned")}</td>
-                </tr>
+                </tbody>
             }
         })
         .collect_view();
-    let header_r = (1..=g)
-        .map(|i| view! { <th>"r"<sub>{i}</sub></th> })
-        .collect_view();
-    let header_a = (1..=g)
-        .map(|i| view! { <th>"A"<sub>{i}</sub></th> })
-        .collect_view();
-
     // The picked response, token by token.
     let step = &group.groups[picked_group];
     let i = row - step.first_row;
@@ -269,11 +266,15 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
             </p>
             <div class="scroll">
                 <table class="numbers" data-testid="grpo-groups">
-                    <caption>"Groups: the rewards of each prompt's samples, their mean and sample std, and each response's advantage (click a reward to show that response)"</caption>
+                    <caption>"Each prompt's samples: their rewards, the group's mean and sample std, and each response's advantage (click a response to show its tokens)"</caption>
                     <thead><tr>
-                        <th>"group"</th><th>"problem"</th>{header_r}<th>"mean"</th><th>"std"</th>{header_a}<th></th>
+                        <th>"response"</th><th>"reward r"</th><th>"group mean"</th><th>"group std"</th>
+                        <th>{match group.scale {
+                            RewardScale::Group => "A = (r − mean) / (std + ε)",
+                            RewardScale::None => "A = r − mean",
+                        }}</th>
                     </tr></thead>
-                    <tbody>{groups}</tbody>
+                    {groups}
                 </table>
             </div>
             <div class="formula" data-testid="grpo-formula">
