@@ -452,24 +452,17 @@ pub fn Charts(state: AppState) -> impl IntoView {
             }
         })
         .collect_view();
-    let rewards = move || {
-        state
-            .history
-            .get()
-            .iter()
-            .map(|p| format!("{:?}", p.reward_mean))
-            .collect::<Vec<_>>()
-            .join(",")
+    // Each run's rewards, exact, for tests and scripts to read.
+    let listed = |run: RwSignal<Vec<Point>>| {
+        move || {
+            run.get()
+                .iter()
+                .map(|p| format!("{:?}", p.reward_mean))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
     };
-    let previous = move || {
-        state
-            .previous_run
-            .get()
-            .iter()
-            .map(|p| format!("{:?}", p.reward_mean))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let (rewards, previous) = (listed(state.history), listed(state.previous_run));
     view! {
         <section class="card" data-testid="charts">
             <h2>"Across iterations"</h2>

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 
 use super::select::{cell, exact, response_token, show_token};
+use super::stages::prompt_text;
 use super::state::AppState;
 use crate::explain::num;
 use crate::explore::{CriticCost, compare_advantages};
@@ -36,13 +37,7 @@ fn offered_group(rollouts: usize) -> usize {
 
 /// The user's question of `row`'s prompt, shortened.
 fn question(walk: &Walkthrough, row: usize) -> String {
-    let p = walk.experience.rollout.prompt_len;
-    let text: String = walk.tokens[row][..p]
-        .iter()
-        .zip(&walk.experience.rollout.attention_mask[row][..p])
-        .filter(|(_, m)| **m == 1)
-        .map(|(t, _)| t.as_str())
-        .collect();
+    let text = prompt_text(walk, row);
     let user = text
         .rsplit("<|im_start|>user")
         .next()

@@ -214,7 +214,7 @@ fn why(question: &'static str, body: AnyView) -> impl IntoView {
     }
 }
 
-fn prompt_text(walk: &Walkthrough, row: usize) -> String {
+pub(super) fn prompt_text(walk: &Walkthrough, row: usize) -> String {
     let p = walk.experience.rollout.prompt_len;
     walk.tokens[row][..p]
         .iter()
