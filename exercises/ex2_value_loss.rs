@@ -14,9 +14,14 @@
 //! and `clip_frac`, without gradient: the share of real tokens where the clipped error is
 //! strictly larger than the unclipped one.
 //!
-//! Why: the critic may not jump further than `c` from what it predicted during the rollout in
-//! one update; taking the larger error means a jump past `c` earns no reward for the critic.
-//! The 0.5 makes the gradient `V_new - R`.
+//! Why: as with the policy clip, the critic gets no reward for moving a token's value more than
+//! `c` toward the return in one update. Once `values_new` has left the band
+//! `[values_old - c, values_old + c]` moving toward `R` (and has not overshot `R` by more than
+//! the band's edge is short of it), the clipped error is the larger; it does not depend on
+//! `values_new`, so that token's gradient is 0. Outside the band on the side away from `R`, the
+//! unclipped error is the larger and pulls `values_new` back toward `R`. It is not a cap:
+//! `values_new` can still end up further than `c` from `values_old`.
+//! The 0.5 makes the gradient of the unclipped error `V_new - R`.
 //!
 //! Useful burn calls: `clamp`, `powf_scalar(2.0)`, `max_pair`, `greater(..).float()`,
 //! `detach`, `crate::ppo::masked_mean`.

@@ -21,7 +21,7 @@
 //!
 //! Check it: `cargo test --features exercises --test exercises ex5` (it uses your exercises
 //! 1-3: make those pass first). The solution is `minibatch_losses` in src/ppo/update.rs; the
-//! page's stage 6 shows why one pass reproduces the rollout's logprobs.
+//! page's stage 6 shows why one pass reproduces the rollout's logprobs (up to float rounding).
 
 use crate::exercises::Todo;
 use crate::model::Qwen2Model;

@@ -508,17 +508,42 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                 ));
             }
             let last = real - 1;
+            let score = exp.scores[row].reward();
+            // The largest penalty among the tokens before the last, computed, not assumed.
+            let others = exp.rewards[row][..last]
+                .iter()
+                .fold(0f32, |m, r| m.max(r.abs()));
+            let rest = if last == 0 {
+                "This response has one token, so its reward is the score plus its own KL penalty."
+                    .to_string()
+            } else if others <= 1e-4 {
+                format!(
+                    "Every other token's reward is its KL penalty alone, about 0 here (largest \
+                     |r_t| {}).",
+                    num(others)
+                )
+            } else if others < 0.1 * score.abs() {
+                format!(
+                    "Every other token's reward is its KL penalty alone, at most {} in size here, \
+                     small beside the score.",
+                    num(others)
+                )
+            } else {
+                format!(
+                    "Every other token's reward is its KL penalty alone, up to {} in size here{}.",
+                    num(others),
+                    if score == 0.0 {
+                        ": with a score of 0 the penalties are all the reward this response gets"
+                    } else {
+                        ", not small beside the score"
+                    }
+                )
+            };
             out.push(note(
                 "score-last",
                 format!(
-                    "The score {} lands on the last token only (t = {last}); every other \
-                     token's reward is its KL penalty, {}.",
-                    num(exp.scores[row].reward()),
-                    if max_abs <= 1e-4 {
-                        "about 0 here"
-                    } else {
-                        "small beside the score"
-                    }
+                    "The score {} lands on the last token only (t = {last}). {rest}",
+                    num(score)
                 ),
                 vec![last],
                 Some(exp.rewards[row][last]),
@@ -541,12 +566,25 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                 let jumps: Vec<f32> = values.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
                 if let Some(t) = argmax(&jumps) {
                     let n = t + 1;
+                    let gamma = walk.gae[row].params.gamma;
+                    let reading = if gamma == 1.0 {
+                        format!(
+                            "With γ = 1, δ_{t} = r_{t} + V_{n} − V_{t} is r_{t} plus that jump, so \
+                             this token is credited (or blamed) for it."
+                        )
+                    } else {
+                        format!(
+                            "δ_{t} = r_{t} + γ·V_{n} − V_{t} picks that jump up (with γ = {}, \
+                             plus (γ − 1)·V_{n} = {}), so this token is credited (or blamed) for it.",
+                            num(gamma),
+                            num((gamma - 1.0) * values[n])
+                        )
+                    };
                     out.push(note(
                         "value-jump",
                         format!(
                             "The critic changed its mind most after token t = {t}: V moved by {} \
-                             from V_{t} to V_{n}. δ_{t} = r_{t} + γ·V_{n} − V_{t} picks that jump \
-                             up, so this token is credited (or blamed) for it.",
+                             from V_{t} to V_{n}. {reading}",
                             num(values[n] - values[t])
                         ),
                         vec![t],
@@ -590,15 +628,19 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                         num(w.mean)
                     )
                 } else {
+                    let m = num(w.mean);
                     format!(
-                        "Whitening changed the sign of {} of this response's advantages: \
-                         subtracting the batch mean {} turns any 0 < A_t < mean negative{}.",
+                        "Whitening changed the sign of {} of this response's advantages: {}.",
                         flipped.len(),
-                        num(w.mean),
-                        if w.mean < 0.0 {
-                            " (the mean is negative here, so it turns A_t between mean and 0 positive)"
+                        if w.mean > 0.0 {
+                            format!(
+                                "subtracting the batch mean {m} turns any 0 < A_t < {m} negative"
+                            )
                         } else {
-                            ""
+                            format!(
+                                "the batch mean {m} is negative here, so subtracting it turns any \
+                                 {m} < A_t < 0 positive"
+                            )
                         }
                     )
                 };
@@ -631,23 +673,28 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
             out.push(note(
                 "policy-loss-zero",
                 format!(
-                    "At the update's first step every ratio is exactly 1, so the policy loss \
-                     is −mean(Â) of that mini-batch; over the batch Â has mean {}. {} Its \
-                     gradient, −Σ Â ∇log π, is not 0: the grad norm is {}.",
-                    num(mean_adv),
-                    if stats.loss_policy.abs() <= 0.05 {
-                        format!(
-                            "That is why the policy loss, {}, is near 0.",
-                            num(stats.loss_policy)
-                        )
+                    "At the update's first step the new log-probabilities come from one \
+                     teacher-forced pass and the old ones from the token-by-token rollout; they \
+                     differ by at most {} here (the Mask stage shows it), so every ratio starts \
+                     at 1 up to rounding. A step's policy loss at ratio 1 is −mean(Â) over its \
+                     mini-batch, which is not 0 in general: {}. The policy loss shown, {}, is the \
+                     mean over the update's {} steps. The gradient is not 0 either: the grad norm \
+                     shown, {}, is the norm of the total loss's gradient ({} terms together) \
+                     before clipping, averaged over those steps.",
+                    num(walk.teacher_forced_max_diff),
+                    if walk.whiten.is_some() {
+                        format!("whitening makes Â's mean 0 over the whole batch ({} here), not over each mini-batch", num(mean_adv))
                     } else {
-                        format!(
-                            "The loss shown, {}, is the mean over all the update's steps: it \
-                             moved away from 0 as the ratios left 1.",
-                            num(stats.loss_policy)
-                        )
+                        format!("whitening is off, and Â's mean over the whole batch is {}", num(mean_adv))
                     },
-                    num(stats.grad_norm)
+                    num(stats.loss_policy),
+                    stats.optimizer_steps,
+                    num(stats.grad_norm),
+                    if walk.update.grpo.is_some() {
+                        "policy, KL and entropy"
+                    } else {
+                        "policy, value and entropy"
+                    }
                 ),
                 vec![],
                 Some(stats.grad_norm),
@@ -809,10 +856,12 @@ pub fn loop_edges(walk: &Walkthrough) -> [String; 7] {
 }
 
 /// What one PPO iteration optimises, in one sentence.
-pub const OBJECTIVE: &str = "PPO raises the probability of tokens that did better than the \
-    critic expected (advantage Â > 0) and lowers those that did worse, a little per batch: the \
-    clip stops each token's probability ratio from moving past 1 ± ε, and a KL penalty keeps the \
-    policy near the frozen reference.";
+pub const OBJECTIVE: &str = "PPO raises the probability of tokens with a positive advantage Â \
+    and lowers those with a negative one, a little per batch. Â is the advantage A (how much better \
+    the token turned out than the critic expected) whitened over the batch, so Â > 0 means A above \
+    the batch's mean. Once a token's probability ratio has left [1 − ε, 1 + ε] on the side its \
+    advantage pushes, the clip gives that token's own term no gradient (it zeroes a push; it does \
+    not cap the ratio), and a KL penalty in the reward keeps the policy near the frozen reference.";
 
 /// The tour: one sentence per stage.
 pub const TOUR: [(StageKey, &str); 7] = [
@@ -838,7 +887,7 @@ pub const TOUR: [(StageKey, &str); 7] = [
     ),
     (
         StageKey::Update,
-        "The update moves each token's probability in the direction of its advantage, and the clip stops it once the ratio has left the band.",
+        "The update moves each token's probability in the direction of its advantage Â; once the token's ratio has left the band on that side, the clip stops its own term from pushing further.",
     ),
     (
         StageKey::Mask,
@@ -850,7 +899,7 @@ pub const TOUR: [(StageKey, &str); 7] = [
 pub const GLOSSARY: &[(&str, &str)] = &[
     (
         "advantage",
-        "How much better a token turned out than the critic expected: A_t > 0 pushes its probability up, A_t < 0 down.",
+        "How much better a token turned out than the critic expected (A_t). The update uses Â_t, A_t whitened over the batch: Â_t > 0 (A_t above the batch's mean) pushes its probability up, Â_t < 0 down.",
     ),
     (
         "return",
@@ -866,11 +915,15 @@ pub const GLOSSARY: &[(&str, &str)] = &[
     ),
     (
         "clip",
-        "PPO keeps the ratio's benefit inside [1 − ε, 1 + ε]: past the band on the side the advantage pushes, the token's gradient is 0.",
+        "PPO keeps the ratio's benefit inside [1 − ε, 1 + ε]: past the band on the side the advantage pushes, that token's own term has gradient 0 (the ratio itself can still move).",
     ),
     (
         "KL",
-        "How far the policy has drifted from the frozen reference; here estimated per token from the two log-probabilities and charged as a penalty.",
+        "How far the policy has drifted from the frozen reference; here estimated per token from the two log-probabilities and charged as a penalty in the reward.",
+    ),
+    (
+        "approx KL",
+        "How far one update moved the policy from the one that sampled the batch: ½·mean((log π_new − log π_old)²), a gauge of the step's size. Not the KL to the reference.",
     ),
     (
         "whitening",
@@ -1033,7 +1086,8 @@ pub mod math {
         ])
     }
 
-    /// r_t = −β·KL_t + [t = T]·score.
+    /// r_t = −β·KL_t + [t = t_last]·score, t_last the response's last real token (not the padded
+    /// length, which exercise 4 calls T).
     pub fn reward(beta: f32) -> String {
         block(&[
             sub("r", "t"),
@@ -1043,7 +1097,7 @@ pub mod math {
             mo("·"),
             sub("KL", "t"),
             mo("+"),
-            "<mrow><mo>[</mo><mi>t</mi><mo>=</mo><mi>T</mi><mo>]</mo></mrow>".into(),
+            "<mrow><mo>[</mo><mi>t</mi><mo>=</mo><msub><mi>t</mi><mi>last</mi></msub><mo>]</mo></mrow>".into(),
             mo("·"),
             mi("score"),
         ])

@@ -90,11 +90,11 @@ impl PolicyCase {
     /// One line: which branch counted, and what that means for the token's gradient.
     pub fn verdict(&self) -> String {
         let side = if self.advantage > 0.0 {
-            "A > 0: the update wants this token more likely"
+            "Â > 0: the update wants this token more likely"
         } else if self.advantage < 0.0 {
-            "A < 0: the update wants this token less likely"
+            "Â < 0: the update wants this token less likely"
         } else {
-            "A = 0: nothing to push"
+            "Â = 0: nothing to push"
         };
         if self.clipped_wins {
             let edge = if self.advantage > 0.0 {
@@ -103,23 +103,61 @@ impl PolicyCase {
                 "1 − ε"
             };
             format!(
-                "{side}, and ρ = {} is already past {edge}: min() takes the clipped branch clip(ρ)·A = {}, which is flat in ρ, so this token's gradient is 0.",
+                "{side}, and ρ = {} is already past {edge}: min() takes the clipped branch clip(ρ)·Â = {}, which is flat in ρ, so this token's own term gives gradient 0. The ratio is not capped: shared weights and other tokens can still move it.",
                 crate::explain::num(self.ratio),
                 crate::explain::num(self.clipped),
             )
         } else if self.advantage == 0.0 {
-            format!("{side}: both branches are 0, so the token adds no gradient.")
+            format!("{side}: both branches are 0, so this token's term gives gradient 0.")
         } else {
             format!(
-                "{side}; min() takes the unclipped branch ρ·A = {}, so the token still pushes the gradient.",
+                "{side}; min() takes the unclipped branch ρ·Â = {}, so the token still pushes the gradient.",
                 crate::explain::num(self.unclipped),
             )
         }
     }
 }
 
+/// Which way the value head's prediction moved in the update, measured against the return: the
+/// value clip treats a move toward R and a move away from R differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueMove {
+    /// V_new = V_old.
+    Still,
+    /// V_new moved from V_old in R's direction (it may have passed R).
+    Toward,
+    /// V_new moved from V_old in the direction opposite to R (or R = V_old and V_new moved).
+    Away,
+}
+
+impl ValueMove {
+    pub fn of(value_old: f32, value_new: f32, ret: f32) -> ValueMove {
+        let moved = value_new - value_old;
+        if moved == 0.0 {
+            ValueMove::Still
+        } else if (ret - value_old) * moved > 0.0 {
+            ValueMove::Toward
+        } else {
+            ValueMove::Away
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            ValueMove::Still => "still",
+            ValueMove::Toward => "toward",
+            ValueMove::Away => "away",
+        }
+    }
+}
+
 /// One token against the value clip: the loss is `max((V_new − R)², (clip(V_new, V_old − c,
 /// V_old + c) − R)²)`.
+///
+/// The clipped error is the larger (and the token's value gradient 0) exactly when V_new has
+/// left the band after moving toward R, without passing R by as much as the band's edge is
+/// from R. Outside the band on the side away from R, or after overshooting R by more than that,
+/// the unclipped error is the larger and its gradient pulls V_new back toward R.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ValueCase {
     pub value_old: f32,
@@ -127,48 +165,122 @@ pub struct ValueCase {
     pub ret: f32,
     pub c: f32,
     pub band: Band,
+    /// Which way V_new moved from V_old, against R.
+    pub moved: ValueMove,
+    /// How far V_new went past R, when it moved toward R and passed it; 0 otherwise.
+    pub overshoot: f32,
     pub unclipped: f32,
     pub clipped: f32,
-    /// The clipped error is the larger, so it counts.
+    /// The clipped error is the larger, so it counts (the loss's own test, which inside the band
+    /// can come out either way by float rounding, the two errors being equal there).
     pub clipped_wins: bool,
+    /// The clipped error counts and V_new is outside the band, where V_clip is the band's edge:
+    /// the clip has set this token's value gradient to 0.
+    pub clip_zeroes: bool,
     /// The counted error depends on V_new: the critic still learns from this token.
     pub learns: bool,
 }
 
 pub fn value_case(value_old: f32, value_new: f32, ret: f32, c: f32) -> ValueCase {
-    let v_clip = value_new.clamp(value_old - c, value_old + c);
+    // The same arithmetic as the loss, so the same tokens count as clipped.
+    let v_clip = value_old + (value_new - value_old).clamp(-c, c);
     let unclipped = (value_new - ret).powi(2);
     let clipped = (v_clip - ret).powi(2);
     // The same test as the loss: the clipped error counts only when strictly larger.
     let clipped_wins = clipped > unclipped;
+    let band = Band::of(value_new, value_old - c, value_old + c);
+    let clip_zeroes = clipped_wins && band != Band::Inside;
+    let moved = ValueMove::of(value_old, value_new, ret);
+    let passed = (value_new - ret) * (value_old - ret) < 0.0;
     ValueCase {
         value_old,
         value_new,
         ret,
         c,
-        band: Band::of(value_new, value_old - c, value_old + c),
+        band,
+        moved,
+        overshoot: if moved == ValueMove::Toward && passed {
+            (value_new - ret).abs()
+        } else {
+            0.0
+        },
         unclipped,
         clipped,
         clipped_wins,
-        learns: !clipped_wins && value_new != ret,
+        clip_zeroes,
+        learns: !clip_zeroes && value_new != ret,
     }
 }
 
 impl ValueCase {
+    /// The band edge V_new is past (or nearest, inside the band).
+    fn edge(&self) -> f32 {
+        if self.value_new >= self.value_old {
+            self.value_old + self.c
+        } else {
+            self.value_old - self.c
+        }
+    }
+
+    /// One line: which way V_new moved, which error counted, and whether the critic learns.
     pub fn verdict(&self) -> String {
         use crate::explain::num;
-        if self.clipped_wins {
+        let (lo, hi) = (self.value_old - self.c, self.value_old + self.c);
+        let edge = self.edge();
+        let from = format!(
+            "V_new = {} moved {} R = {} from V_old = {}",
+            num(self.value_new),
+            match self.moved {
+                ValueMove::Toward => "toward",
+                _ => "away from",
+            },
+            num(self.ret),
+            num(self.value_old),
+        );
+        if self.band == Band::Inside {
+            return if self.value_new == self.ret {
+                format!(
+                    "V_new = {} is inside [{}, {}] and equals R: the error is 0, so this token has no value gradient.",
+                    num(self.value_new),
+                    num(lo),
+                    num(hi)
+                )
+            } else {
+                format!(
+                    "V_new = {} is inside [{}, {}], so V_clip = V_new and both errors are {}: the critic learns from this token.",
+                    num(self.value_new),
+                    num(lo),
+                    num(hi),
+                    num(self.unclipped),
+                )
+            };
+        }
+        if self.clip_zeroes {
+            let passed = if self.overshoot > 0.0 {
+                format!(
+                    ", passing R by {}, less than the edge's {} from R",
+                    num(self.overshoot),
+                    num((edge - self.ret).abs())
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "V_new = {} has left [{}, {}] on the side away from R = {}: max() takes the clipped error {} (its V is held at the band's edge), so this token's value gradient is 0.",
-                num(self.value_new),
-                num(self.value_old - self.c),
-                num(self.value_old + self.c),
-                num(self.ret),
+                "{from} and left the band past its edge {}{passed}: max() takes the clipped error (edge − R)² = {}, which no longer depends on V_new, so this token's value gradient is 0. The clip takes away the reason to move further toward R in this update.",
+                num(edge),
                 num(self.clipped),
+            )
+        } else if self.moved == ValueMove::Toward {
+            format!(
+                "{from} but passed R by {}, at least the edge's {} from R: the unclipped error (V_new − R)² = {} is the larger and counts, and its gradient pulls V_new back toward R.",
+                num(self.overshoot),
+                num((edge - self.ret).abs()),
+                num(self.unclipped),
             )
         } else {
             format!(
-                "max() takes the unclipped error (V_new − R)² = {}: the critic still learns from this token.",
+                "{from} and left the band past its edge {}: the unclipped error (V_new − R)² = {} is the larger and counts, and its gradient pulls V_new back toward R.",
+                num(edge),
                 num(self.unclipped),
             )
         }
@@ -318,6 +430,27 @@ pub fn gae_input_json(
     )
 }
 
+/// What still acts on the tokens of a GRPO group whose rewards are all equal: their advantage
+/// is 0, so the clipped surrogate gives them no gradient (no reward signal), but the k3 KL term
+/// (when `beta > 0`) and the entropy bonus (when its coefficient is > 0) do, and the tokens count
+/// in the aggregation's denominator either way. `tests/verdicts.rs` checks the KL half against
+/// the gradient of [`grpo_loss`](crate::ppo::grpo_loss::grpo_loss).
+pub fn zero_spread_effects(beta: f32, entropy_coeff: f32) -> String {
+    let acting = match (beta > 0.0, entropy_coeff > 0.0) {
+        (true, true) => format!(
+            "the KL term (β = {}) and the entropy bonus still act on them",
+            crate::explain::num(beta)
+        ),
+        (true, false) => format!(
+            "the KL term (β = {}) still acts on them",
+            crate::explain::num(beta)
+        ),
+        (false, true) => "with β = 0 only the entropy bonus still acts on them".to_string(),
+        (false, false) => "with β = 0 and no entropy bonus nothing else acts on them".to_string(),
+    };
+    format!("No reward signal: {acting}, and they still count in the loss's average.")
+}
+
 /// PPO's and GRPO's advantages on the same batch, token by token (what the comparison view
 /// shows and counts).
 #[derive(Clone, Debug, PartialEq)]
@@ -326,7 +459,7 @@ pub struct AdvantageComparison {
     /// opposite signs.
     pub disagree: Vec<Vec<usize>>,
     /// Real tokens in the batch, and those in groups whose rewards are all equal (GRPO gives
-    /// them 0: nothing is learned from them).
+    /// them 0: no reward signal, though GRPO's KL term and the entropy bonus still act on them).
     pub real_tokens: usize,
     pub zero_tokens: usize,
     /// Groups whose rewards are all equal.
@@ -452,7 +585,7 @@ mod tests {
                 "{ratio} {adv}"
             );
             assert!(c.verdict().contains(if clipped {
-                "gradient is 0"
+                "gives gradient 0"
             } else {
                 "still pushes"
             }));
@@ -469,12 +602,17 @@ mod tests {
             (Band::Above, true, false)
         );
         assert!((c.clipped - 0.64).abs() < 1e-6);
+        // It moved up, toward R = 2, and landed on R: V_new left the band toward R.
+        assert_eq!(c.moved, ValueMove::Toward);
+        assert!(c.verdict().contains("moved toward R"), "{}", c.verdict());
         // V_new 2, R 0: v_clip 1.2: errors 4 and 1.44: unclipped counts, the critic learns.
         let c = value_case(1.0, 2.0, 0.0, 0.2);
         assert_eq!(
             (c.band, c.clipped_wins, c.learns),
             (Band::Above, false, true)
         );
+        assert_eq!(c.moved, ValueMove::Away);
+        assert!(c.verdict().contains("moved away from R"), "{}", c.verdict());
         for (old, new, ret) in [(1.0, 2.0, 2.0), (1.0, 2.0, 0.0), (0.0, 0.1, 1.0)] {
             let trace = value_loss_ref(&[new], &[old], &[ret], &[1.0], 0.2);
             assert_eq!(

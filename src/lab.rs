@@ -152,12 +152,12 @@ pub const SETTING_KEYS: &[SettingKey] = &[
     SettingKey {
         key: "clip",
         label: "clip ε",
-        about: "the policy clip: once a token's ratio has left [1 − ε, 1 + ε] on the side its advantage pushes, its gradient is 0",
+        about: "the policy clip: once a token's ratio has left [1 − ε, 1 + ε] on the side its advantage pushes, its own term's gradient is 0 (the ratio is not capped)",
     },
     SettingKey {
         key: "vclip",
         label: "value clip",
-        about: "the value clip c: the loss takes the larger of the unclipped and the clipped squared error, so once V_new has left [V_old − c, V_old + c] on the side away from the return, that token's value gradient is 0; elsewhere the unclipped error trains it",
+        about: "the value clip c: the loss takes the larger of the unclipped and the clipped squared error, so once V_new has left [V_old − c, V_old + c] after moving toward the return R (without passing R by as much as the band's edge is from R), that token's value gradient is 0; moved away from R, the unclipped error is the larger and pulls it back",
     },
     SettingKey {
         key: "kl",

@@ -20,6 +20,7 @@ pub mod explore;
 pub mod faq;
 pub mod fast_exp;
 pub mod lab;
+pub mod misconceptions;
 pub mod model;
 pub mod palette;
 pub mod ppo;

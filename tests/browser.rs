@@ -532,6 +532,8 @@ async fn at_1280x800_every_stage_shows_its_data_on_the_first_screen() {
     wait_ready(&page, STARTUP).await;
     // A new student lands on the overview.
     assert!(page.exists("stage-overview").await);
+    // How many stages were long enough to check that their head stays pinned under the bar.
+    let mut pinned = 0;
     for presenter in [false, true] {
         if presenter {
             page.press("f").await;
@@ -562,6 +564,18 @@ async fn at_1280x800_every_stage_shows_its_data_on_the_first_screen() {
                     "{stage}: the bar scrolled away ({bar_top})"
                 );
             }
+            // The stage's head stays whole, pinned just under the bar, rather than cut off
+            // under it.
+            // (While the stage's card reaches below the bar: a short stage scrolls away whole.)
+            let [head_top, head_bottom, _, _] = placement(&page, ".stage .stage-head").await;
+            let [_, card_bottom, _, _] = placement(&page, ".stage").await;
+            if scrolled > 0.0 && card_bottom > bar_bottom + (head_bottom - head_top) + 20.0 {
+                pinned += 1;
+                assert!(
+                    head_top >= bar_bottom - 2.0,
+                    "{stage}: the stage's head is at {head_top}, the bar ends at {bar_bottom}"
+                );
+            }
             for part in ["btn-step", "tab-gae", "stage-progress", "row-0"] {
                 let [t, b, _, _] = placement(&page, &format!("[data-testid=\"{part}\"]")).await;
                 assert!(
@@ -571,6 +585,10 @@ async fn at_1280x800_every_stage_shows_its_data_on_the_first_screen() {
             }
         }
     }
+    assert!(
+        pinned >= 2,
+        "only {pinned} stages were long enough to check the pinned head"
+    );
     page.finish().await;
 }
 
@@ -583,6 +601,18 @@ async fn stepping_keeps_the_current_row_and_its_formula_in_sight() {
     assert!(page.exists("stage-gae").await);
     let rows = column(&page, "gae-reward").await.len();
     assert!(rows >= 2, "the first response has {rows} tokens");
+    // The table keeps to its column: wide numbers scroll it sideways instead of running under
+    // the side column.
+    let clear = page
+        .js("const t = document.querySelector('[data-testid=\"gae-table\"]').parentElement.getBoundingClientRect();
+             const s = document.querySelector('.stage-side').getBoundingClientRect();
+             return [t.right, s.left];")
+        .await;
+    let (right, side) = (clear[0].as_f64().unwrap(), clear[1].as_f64().unwrap());
+    assert!(
+        right <= side + 1.0,
+        "the GAE table ends at {right}px, the side column starts at {side}px"
+    );
     // The sweep runs from the last token back; after every step the row it filled and the
     // formula with its numbers are both on screen, below the sticky bar.
     for step in 0..rows {
@@ -593,10 +623,12 @@ async fn stepping_keeps_the_current_row_and_its_formula_in_sight() {
             page.has_class(&format!("gae-row-{current}"), "current")
                 .await
         );
-        let [top, bottom, height, bar] = placement(&page, &row).await;
+        let [top, bottom, height, _] = placement(&page, &row).await;
+        // Below the bar and the stage's head pinned under it.
+        let [_, bar, _, _] = placement(&page, ".stage .stage-head").await;
         assert!(
             top >= bar - 1.0 && bottom <= height + 1.0,
-            "step {step}: row {current} at {top}..{bottom}, bar ends at {bar}, window {height}"
+            "step {step}: row {current} at {top}..{bottom}, the head ends at {bar}, window {height}"
         );
         let [ftop, fbottom, _, _] = placement(&page, "[data-testid=\"gae-formula\"]").await;
         assert!(
@@ -838,6 +870,25 @@ async fn the_loop_diagram_the_tour_and_the_glossary_guide_a_beginner() {
     // Each arrow carries its tensor with this batch's shape.
     assert_eq!(page.text("loop-edge-1").await, "ids, log π_old [4 × 12]");
     assert_eq!(page.text("loop-edge-3").await, "V(s_t) [4 × 12]");
+    // Every box holds its label, and no arrow's label sits on a box or under an arrow.
+    let layout = page
+        .js("const boxes = [...document.querySelectorAll('.loop-node')].map(g => [g.dataset.testid, g.querySelector('rect').getBBox(), g.querySelector('text').getBBox()]);
+             const out = [];
+             for (const [id, r, t] of boxes) if (t.x < r.x || t.x + t.width > r.x + r.width) out.push(id + ' spills out of its box');
+             const hit = (b, x, y) => x >= b.x && x <= b.x + b.width && y >= b.y && y <= b.y + b.height;
+             const meet = (a, b) => a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+             const lines = [...document.querySelectorAll('.loop-arrow')];
+             for (const label of document.querySelectorAll('.loop-edge')) {
+               const l = label.getBBox();
+               for (const [id, r] of boxes) if (meet(l, r)) out.push(label.dataset.testid + ' on ' + id);
+               lines.forEach((line, i) => {
+                 const [x1, y1, x2, y2] = ['x1', 'y1', 'x2', 'y2'].map(k => line[k].baseVal.value);
+                 for (let s = 0; s <= 20; s++) if (hit(l, x1 + (x2 - x1) * s / 20, y1 + (y2 - y1) * s / 20)) { out.push(label.dataset.testid + ' under arrow ' + i); break; }
+               });
+             }
+             return out;")
+        .await;
+    assert_eq!(layout, serde_json::json!([]), "the loop diagram's layout");
     page.screenshot("overview.png").await;
     // A box opens its stage; the small loop in its head lights it.
     page.js("document.querySelector('[data-testid=\"loop-node-gae\"] rect').dispatchEvent(new MouseEvent('click', {bubbles: true})); return null;").await;
@@ -885,6 +936,43 @@ async fn the_loop_diagram_the_tour_and_the_glossary_guide_a_beginner() {
         .js("return document.querySelector('.stage dfn.term .gloss').textContent;")
         .await;
     assert_eq!(gloss.as_str(), ppo_lens::explain::gloss(word));
+
+    // The misconceptions card: six questions, closed until a student opens one; each answer is
+    // written on this batch and takes the student to the stage that shows it.
+    page.click("tab-overview").await;
+    let keys = [
+        "advantage-not-reward",
+        "clip-not-cap",
+        "whitening-flips",
+        "kl-reward-or-loss",
+        "approx-kl",
+        "value-clip",
+    ];
+    let shown = page
+        .js("return [...document.querySelectorAll('details.misconception')].map(d => [d.dataset.testid, d.open]);")
+        .await;
+    let expected: Vec<_> = keys
+        .iter()
+        .map(|k| serde_json::json!([format!("mis-{k}"), false]))
+        .collect();
+    assert_eq!(shown, serde_json::Value::Array(expected));
+    page.js("document.querySelector('[data-testid=\"mis-clip-not-cap\"] summary').click(); document.querySelector('[data-testid=\"mis-value-clip\"] summary').click(); return null;")
+        .await;
+    let answer = page.text("mis-clip-not-cap-answer").await;
+    let outside = page.attr("mis-clip-not-cap", "data-v").await;
+    assert!(
+        answer.contains(&format!("After this update {outside} of the batch's")),
+        "{answer}"
+    );
+    assert!(
+        page.text("mis-value-clip-answer")
+            .await
+            .contains("moving toward the return R")
+    );
+    page.show("misconceptions").await;
+    page.screenshot("misconceptions.png").await;
+    page.click("mis-clip-not-cap-go").await;
+    assert!(page.exists("stage-update").await);
     page.finish().await;
 }
 

@@ -22,16 +22,6 @@ async fn wait_ready(page: &Page) {
     page.wait_state("status", "idle", STARTUP).await;
 }
 
-/// Scrolls `testid` to just below the sticky bar, for a screenshot.
-async fn show(page: &Page, testid: &str) {
-    page.js(&format!(
-        "const el = document.querySelector('[data-testid={testid}]'); const bar = document.querySelector('.sticky-bar').getBoundingClientRect().height;\
-         window.scrollTo(0, window.scrollY + el.getBoundingClientRect().top - bar - 8); return null;"
-    ))
-    .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-}
-
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * (1.0 + b.abs())
 }
@@ -77,10 +67,8 @@ async fn the_clip_explorer_reads_the_token_and_pushing_harder_makes_tokens_clip(
             clipped.to_string()
         );
         let verdict = page.text("clip-verdict").await;
-        let expected = if clipped {
-            "gradient is 0"
-        } else if adv == 0.0 {
-            "no gradient"
+        let expected = if clipped || adv == 0.0 {
+            "gives gradient 0"
         } else {
             "still pushes"
         };
@@ -89,7 +77,7 @@ async fn the_clip_explorer_reads_the_token_and_pushing_harder_makes_tokens_clip(
             "token {t} (ρ {ratio}, A {adv}): {verdict}"
         );
         assert!(
-            verdict.contains(if adv > 0.0 { "A > 0" } else { "A < 0" }),
+            verdict.contains(if adv > 0.0 { "Â > 0" } else { "Â < 0" }),
             "{verdict}"
         );
         // The value clip: the verdict matches max() over the two errors.
@@ -104,6 +92,30 @@ async fn the_clip_explorer_reads_the_token_and_pushing_harder_makes_tokens_clip(
             page.attr("value-verdict", "data-clipped").await,
             value_clipped.to_string()
         );
+        // It names the way V_new moved, toward R or away from it, as the numbers have it.
+        let moved = if vnew == vold {
+            "still"
+        } else if (vnew - vold) * (ret - vold) > 0.0 {
+            "toward"
+        } else {
+            "away"
+        };
+        assert_eq!(page.attr("value-verdict", "data-moved").await, moved);
+        let verdict = page.text("value-verdict").await;
+        let outside = vnew < vold - 0.2 || vnew > vold + 0.2;
+        if outside {
+            let words = if moved == "toward" {
+                "moved toward R"
+            } else {
+                "moved away from R"
+            };
+            assert!(verdict.contains(words), "token {t}: {verdict}");
+        }
+        assert_eq!(
+            verdict.contains("gradient is 0"),
+            value_clipped,
+            "token {t}: {verdict}"
+        );
     }
     let normal_frac = page.number("ph-policy-clip-frac-normal").await;
     let normal_kl = page.number("ph-approx-kl-normal").await;
@@ -116,7 +128,7 @@ async fn the_clip_explorer_reads_the_token_and_pushing_harder_makes_tokens_clip(
         normal_frac < 0.05,
         "the normal update barely clips: {normal_frac}"
     );
-    show(&page, "clip-explorer").await;
+    page.show("clip-explorer").await;
     page.screenshot("classroom-clip-explorer.png").await;
 
     page.click("btn-push").await;
@@ -139,7 +151,7 @@ async fn the_clip_explorer_reads_the_token_and_pushing_harder_makes_tokens_clip(
     );
     assert!(page.exists("clip-dot-pushed").await);
     assert!(page.text("push-stopped").await.contains("response 1"));
-    show(&page, "push-harder").await;
+    page.show("push-harder").await;
     page.screenshot("classroom-push-harder.png").await;
     page.finish().await;
 }
@@ -193,7 +205,7 @@ async fn what_if_recomputes_the_batch_as_the_command_line_does() {
         t += 1;
     }
     assert!(t > 0 && changed > 0, "{t} rows, {changed} marked changed");
-    show(&page, "what-if").await;
+    page.show("what-if").await;
     page.screenshot("classroom-what-if.png").await;
     // Back to the batch's settings: nothing is marked.
     page.click("wi-reset").await;
@@ -267,7 +279,7 @@ async fn attention_is_labelled_readable_and_follows_the_response_picker() {
         "{}",
         &href[..href.len().min(80)]
     );
-    show(&page, "attn-big").await;
+    page.show("attn-big").await;
     page.screenshot("classroom-attention.png").await;
     page.finish().await;
 }
@@ -348,7 +360,7 @@ async fn a_pinned_prompt_is_followed_and_a_chart_point_reopens_its_batch() {
         "{}",
         &svg[..svg.len().min(80)]
     );
-    show(&page, "pinned").await;
+    page.show("pinned").await;
     page.screenshot("classroom-pinned.png").await;
     page.finish().await;
 }
@@ -619,7 +631,7 @@ async fn grpo_beside_ppo_on_the_pages_batch() {
         page.attr("grpo-critic", "data-policy").await,
         cost.policy_params.to_string()
     );
-    show(&page, "grpo-compare").await;
+    page.show("grpo-compare").await;
     page.screenshot("classroom-grpo.png").await;
 
     // A GRPO run from the pretrained model, then a PPO run: the reward chart overlays the
@@ -654,7 +666,7 @@ async fn grpo_beside_ppo_on_the_pages_batch() {
         legend.contains("this run (PPO)") && legend.contains("previous run (GRPO)"),
         "{legend}"
     );
-    show(&page, "charts").await;
+    page.show("charts").await;
     page.screenshot("classroom-grpo-overlay.png").await;
     page.finish().await;
 }

@@ -5,7 +5,7 @@
 use burn::tensor::Device;
 use ppo_lens::compute::block_on;
 use ppo_lens::explain::{
-    LOOP, Quantity, StageKey, TOUR, loop_edges, math, notes, provenance, real_len,
+    LOOP, Quantity, StageKey, TOUR, loop_edges, math, notes, num, provenance, real_len,
 };
 use ppo_lens::lab::{Lab, LabSettings};
 use ppo_lens::ppo::walkthrough::Walkthrough;
@@ -187,7 +187,20 @@ fn every_note_holds_for_its_batch() {
                                 assert_eq!(n.tokens.contains(&t), exp.kl[row][t] < 0.0);
                             }
                         }
-                        "score-last" => assert_eq!(n.tokens, [real - 1]),
+                        "score-last" => {
+                            assert_eq!(n.tokens, [real - 1]);
+                            // "Small beside the score" only where it is.
+                            let others = exp.rewards[row][..real - 1]
+                                .iter()
+                                .fold(0f32, |m, r| m.max(r.abs()));
+                            let score = exp.scores[row].reward().abs();
+                            assert_eq!(
+                                n.text.contains("small beside the score"),
+                                real > 1 && others > 1e-4 && others < 0.1 * score,
+                                "{}",
+                                n.text
+                            );
+                        }
                         "first-value" => assert_eq!(n.value, Some(exp.rollout.values[row][0])),
                         "value-jump" => {
                             let v = &exp.rollout.values[row][..real];
@@ -206,10 +219,20 @@ fn every_note_holds_for_its_batch() {
                                 let (a, white) = (g.advantages[t], w.whitened[row * r_len + t]);
                                 let flipped = a != 0.0 && (a > 0.0) != (white > 0.0);
                                 assert_eq!(n.tokens.contains(&t), flipped, "t {t}");
-                                // Whitening turns 0 < A < mean negative.
-                                if a > 0.0 && a < w.mean {
-                                    assert!(flipped, "t {t}: {a} < mean {}", w.mean);
+                                // Whitening turns 0 < A < mean negative, and mean < A < 0
+                                // positive when the mean is negative.
+                                if (a > 0.0 && a < w.mean) || (a < 0.0 && a > w.mean) {
+                                    assert!(flipped, "t {t}: {a}, mean {}", w.mean);
                                 }
+                            }
+                            // The clause the note picks follows the mean's sign.
+                            if !n.tokens.is_empty() {
+                                assert_eq!(
+                                    n.text.contains("is negative here"),
+                                    w.mean < 0.0,
+                                    "{}",
+                                    n.text
+                                );
                             }
                         }
                         "pushed-up" => {
@@ -222,7 +245,19 @@ fn every_note_holds_for_its_batch() {
                                 .count();
                             assert_eq!(n.value, Some(up as f32));
                         }
-                        "policy-loss-zero" => assert_eq!(n.value, Some(walk.stats.grad_norm)),
+                        "policy-loss-zero" => {
+                            assert_eq!(n.value, Some(walk.stats.grad_norm));
+                            // Every number it names is the number it says.
+                            for named in [
+                                num(walk.teacher_forced_max_diff),
+                                num(walk.stats.loss_policy),
+                                num(walk.stats.grad_norm),
+                                format!("{} steps", walk.stats.optimizer_steps),
+                            ] {
+                                assert!(n.text.contains(&named), "{named}: {}", n.text);
+                            }
+                            assert!(!n.text.contains("exactly 1"), "{}", n.text);
+                        }
                         "largest-move" => {
                             let t = n.tokens[0];
                             let tokens = &walk.policy_after[row].tokens;
@@ -309,5 +344,104 @@ fn formulas_are_mathml_with_the_step_numbers() {
             + filled.matches(&format!("<{tag} ")).count();
         let close = filled.matches(&format!("</{tag}>")).count();
         assert_eq!(open, close, "{tag} in {filled}");
+    }
+}
+
+/// The misconceptions card: every number an answer turns on, recomputed from the batch, and
+/// each answer pointing at a stage.
+#[test]
+fn every_misconception_is_answered_with_its_batchs_numbers() {
+    use ppo_lens::explore::{ValueMove, value_case};
+    use ppo_lens::misconceptions::misconceptions;
+    let (first, second) = two_iterations(&settings());
+    for walk in [&first, &second] {
+        let exp = &walk.experience;
+        let r_len = exp.rollout.response_len();
+        let real: Vec<(usize, usize)> = (0..walk.gae.len())
+            .flat_map(|b| (0..real_len(walk, b)).map(move |t| (b, t)))
+            .collect();
+        let all = misconceptions(walk);
+        let keys: Vec<&str> = all.iter().map(|m| m.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "advantage-not-reward",
+                "clip-not-cap",
+                "whitening-flips",
+                "kl-reward-or-loss",
+                "approx-kl",
+                "value-clip"
+            ]
+        );
+        for m in &all {
+            assert!(m.question.ends_with('?'), "{}", m.question);
+            assert_ne!(m.stage, StageKey::Overview, "{}: points nowhere", m.key);
+            let expected = match m.key {
+                "advantage-not-reward" => real
+                    .iter()
+                    .filter(|&&(b, t)| exp.rewards[b][t] * exp.advantages[b][t] < 0.0)
+                    .count() as f32,
+                "clip-not-cap" => {
+                    let eps = walk.update.coeffs.clip_ratio;
+                    walk.policy_after
+                        .iter()
+                        .flat_map(|p| &p.tokens)
+                        .filter(|p| p.ratio < 1.0 - eps || p.ratio > 1.0 + eps)
+                        .count() as f32
+                }
+                "whitening-flips" => {
+                    let w = walk.whiten.as_ref().unwrap();
+                    real.iter()
+                        .filter(|&&(b, t)| {
+                            let a = walk.gae[b].advantages[t];
+                            let white = w.whitened[b * r_len + t];
+                            a != 0.0 && (a > 0.0) != (white > 0.0)
+                        })
+                        .count() as f32
+                }
+                "kl-reward-or-loss" => {
+                    let sum: f64 = real.iter().map(|&(b, t)| exp.kl[b][t] as f64).sum();
+                    (sum / real.len() as f64) as f32
+                }
+                "approx-kl" => walk.stats.approx_kl,
+                "value-clip" => {
+                    let c = walk.update.coeffs.clip_range_value;
+                    let zeroed: Vec<_> = walk
+                        .value_after
+                        .iter()
+                        .flat_map(|v| &v.tokens)
+                        .map(|v| value_case(v.value_old, v.value_new, v.ret, c))
+                        .filter(|case| case.clip_zeroes)
+                        .collect();
+                    // Every token the value clip zeroes moved toward its return.
+                    assert!(zeroed.iter().all(|case| case.moved == ValueMove::Toward));
+                    // The same count as the trace's own flag, outside the band (inside it the
+                    // two errors are equal, and rounding may flag either).
+                    let flagged = walk
+                        .value_after
+                        .iter()
+                        .flat_map(|v| &v.tokens)
+                        .filter(|v| v.was_clipped && (v.value_new - v.value_old).abs() > c)
+                        .count();
+                    assert_eq!(zeroed.len(), flagged);
+                    zeroed.len() as f32
+                }
+                other => panic!("a misconception without a check: {other}"),
+            };
+            assert_eq!(m.value, expected, "{}", m.key);
+            // The number is in the answer, as the page prints it.
+            let printed =
+                if m.value.fract() == 0.0 && m.key != "kl-reward-or-loss" && m.key != "approx-kl" {
+                    format!("{}", m.value as usize)
+                } else {
+                    num(m.value)
+                };
+            assert!(
+                m.answer.contains(&printed),
+                "{}: {printed} in {}",
+                m.key,
+                m.answer
+            );
+        }
     }
 }

@@ -10,7 +10,10 @@
 //! A_i  =  r_i - mean                                    scale = none  (Dr. GRPO)
 //! ```
 //! and every token of response `i` gets the same `A_i` (0 on padding). A group whose rewards are
-//! all equal has `A_i = 0` for every response: the policy learns nothing from that prompt. With
+//! all equal has `A_i = 0` for every response: that prompt gives no reward signal. The
+//! policy-gradient term of its tokens is 0, but the update's loss still acts on them through the
+//! `beta * k3` KL term and the entropy bonus, and they still count in the loss's average (the
+//! token count for `token-mean`, the response count for `seq-mean-token-mean`). With
 //! `scale = group`, a prompt that is nearly always solved (or nearly never) has a tiny std, so its
 //! one odd response gets a large advantage; `scale = none` keeps the reward's own units.
 //!
@@ -223,7 +226,7 @@ mod tests {
     #[test]
     fn hand_worked_groups() {
         // Group 0: rewards 1, 0, 0, 1: mean 0.5, sample std sqrt(4 * 0.25 / 3) = 0.57735.
-        // Group 1: all 0: nothing to learn. Group 2: 1, 0, 0, 0: mean 0.25,
+        // Group 1: all 0: no reward signal. Group 2: 1, 0, 0, 0: mean 0.25,
         // std sqrt((0.5625 + 3 * 0.0625) / 3) = 0.5.
         let scores = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0];
         let t = group_advantages_ref(&scores, 4, RewardScale::Group).unwrap();

@@ -4,14 +4,22 @@
 //! ```text
 //! loss = masked_mean( max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)) )
 //! ```
+//! `A` is the advantage as the update uses it. With whitening on it is `(A_raw - mean) / std`
+//! over the batch, positive when the token's raw advantage `A_raw` is above the batch mean (not
+//! when it is above 0); under GRPO it is the response's group advantage.
+//!
 //! Minimising the larger (more pessimistic) of the two terms means a token stops pulling once
 //! its probability has moved far enough in the direction its advantage asks for: when `A > 0`
 //! and `ratio > 1 + eps`, or `A < 0` and `ratio < 1 - eps`, the clipped term wins, it does not
-//! depend on `logp_new`, and the token's gradient is zero. Moves in the wrong direction are
-//! never clipped, so they are always corrected.
+//! depend on `logp_new`, and the gradient of this token's term is zero. The clip is one-sided
+//! and is not a cap: the token's probability can still move further, through the weights it
+//! shares with other tokens and AdamW's momentum. Moves in the wrong direction are never
+//! clipped, so their gradient always pulls them back.
 //!
 //! Diagnostics, both without gradient: `policy_clip_frac`, the share of real tokens where the
-//! clipped term is strictly larger; `approx_kl = 0.5 * masked_mean((logp_new - logp_old)^2)`.
+//! clipped term is strictly larger; `approx_kl = 0.5 * masked_mean((logp_new - logp_old)^2)`,
+//! an estimate of the KL between the policy that sampled the batch and the policy being
+//! trained (a measure of the update's step size, not the KL to the reference).
 
 use burn::tensor::Tensor;
 
@@ -56,9 +64,11 @@ pub fn policy_loss(
 pub enum PolicyClip {
     /// The unclipped term counts: the token's gradient flows.
     No,
-    /// `A > 0` and `ratio > 1 + eps`: the token is already more likely than the clip allows.
+    /// `A > 0` and `ratio > 1 + eps`: the token's probability rose past the band, so its term
+    /// no longer rewards raising it.
     AboveBand,
-    /// `A < 0` and `ratio < 1 - eps`: the token is already less likely than the clip allows.
+    /// `A < 0` and `ratio < 1 - eps`: the token's probability fell past the band, so its term
+    /// no longer rewards lowering it.
     BelowBand,
 }
 

@@ -1,11 +1,23 @@
 //! The clipped value loss.
 //!
-//! The value head's new prediction may move at most `c` away from its rollout-time prediction
-//! before the clipped version takes over, and the larger error of the two counts:
+//! Per token, the larger of two squared errors counts:
 //! ```text
 //! v_clip = V_old + clip(V_new - V_old, -c, c)
 //! loss   = 0.5 * masked_mean( max((V_new - R)^2, (v_clip - R)^2) )
 //! ```
+//! Inside the band `[V_old - c, V_old + c]` the two errors are equal and the value head learns
+//! as usual. Outside it `v_clip` is the band's edge, which does not change with `V_new`, so when
+//! the clipped error is the larger the token's value gradient is 0. That happens exactly when
+//! `V_new` left the band moving toward the return `R` (so `R` lies beyond the edge it crossed)
+//! and has not overshot `R` by more than that edge's distance from `R`. Outside the band on the
+//! side away from `R`, or after a larger overshoot, the unclipped error is the larger and its
+//! gradient pulls `V_new` back toward `R`.
+//!
+//! So the clip does not cap how far the value moves: it removes the incentive to move a token's
+//! value more than `c` toward `R` in one rollout's update. `V_new` can still end up further than
+//! `c` from `V_old`, moved by other tokens' gradients through the weights they share, or by
+//! AdamW's momentum.
+//!
 //! `value_clip_frac` is the share of real tokens where the clipped error is strictly larger.
 
 use burn::tensor::Tensor;

@@ -4,8 +4,14 @@
 //! `mean = masked_mean(x)`, `var = sum(m (x - mean)^2) / (sum(m) - 1)` (unbiased), and
 //! `whitened = (x - mean) / sqrt(var + 1e-8)`, set to 0 on padding: the convention of TRL and
 //! verl. Raw advantages change scale as the critic and the rewards change; whitening keeps the
-//! policy gradient's step size steady, and its zero mean makes about half the tokens "better
-//! than expected" in every batch.
+//! policy gradient's step size steady.
+//!
+//! Mean 0 is not median 0: whitening does not make half the tokens positive. With a sparse
+//! score at the end of each response the advantages are often lopsided, and many more (or
+//! fewer) than half the tokens end up with a positive whitened advantage. Subtracting the mean
+//! can also flip a sign: with a positive batch mean, a token with `0 < A < mean` gets a negative
+//! whitened advantage and is pushed down; with a negative mean, a token with `mean < A < 0` is
+//! pushed up.
 
 use burn::tensor::Tensor;
 

@@ -2,8 +2,11 @@
 //!
 //! The logprob recorded for PPO is log softmax(logits / temperature) at the sampled id, over the
 //! whole vocabulary, not the truncated top-k/top-p distribution: that is the distribution the
-//! update's teacher-forced pass can recompute (it divides by the same temperature), so the first
-//! epoch's ratio starts at exactly 1.
+//! update's teacher-forced pass can recompute (it divides by the same temperature). So at the
+//! update's first step the ratio is 1 up to float rounding, not exactly: the rollout computes
+//! each logprob token by token with the KV cache, the update in one teacher-forced pass, and the
+//! two add up their numbers in different orders (the page's Causal mask stage shows the largest
+//! difference).
 
 use crate::fast_exp;
 use crate::rng::Rng;

@@ -15,6 +15,7 @@ use crate::explore::{
     Band, ClipCases, PolicyCase, ValueCase, WhatIf, clip_cases, gae_input_json, policy_case,
     surrogate, value_case, what_if,
 };
+use crate::ppo::Algorithm;
 use crate::ppo::policy_loss::PolicyTrace;
 use crate::ppo::rewards::KlEstimator;
 use crate::ppo::walkthrough::{Replay, Walkthrough};
@@ -339,6 +340,16 @@ fn cases_table(testid: &'static str, title: &'static str, cases: ClipCases) -> i
     }
 }
 
+/// What the update's advantage Â is in this iteration: GRPO's group advantage, or PPO's GAE
+/// advantage whitened over the batch or used as it is.
+fn advantage_kind(walk: &Walkthrough) -> &'static str {
+    match (walk.experience.algorithm, walk.whiten.is_some()) {
+        (Algorithm::Grpo, _) => "GRPO's group advantage, used as it is",
+        (Algorithm::Ppo, true) => "the GAE advantage, whitened over the batch",
+        (Algorithm::Ppo, false) => "the GAE advantage; whitening is off",
+    }
+}
+
 /// For the picked token (or the one that moved most): its objective against ρ, which branch
 /// counted and whether it still pushes; the same for the value clip; the batch's six cases.
 pub fn clip_explorer(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl IntoView {
@@ -387,7 +398,7 @@ pub fn clip_explorer(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
                     <figure class="plot">
                         <div inner_html=clip_plot(&case, pushed_p)></div>
                         <figcaption>
-                            {format!("min(ρ·A, clip(ρ, {:.2}, {:.2})·A) with A = {} (the whitened advantage). ", 1.0 - eps, 1.0 + eps, num(p.advantage))}
+                            {format!("min(ρ·Â, clip(ρ, {:.2}, {:.2})·Â) with Â = {} ({}). ", 1.0 - eps, 1.0 + eps, num(p.advantage), advantage_kind(&walk))}
                             <span class="legend-dot before"></span>" before (ρ = 1) "
                             <span class="legend-dot after"></span>" after this update "
                             {pushed_p.map(|_| view! { <span class="legend-dot pushed"></span>" after pushing harder" })}
@@ -406,7 +417,7 @@ pub fn clip_explorer(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
                                 {handout_buttons("value-line".into(), false, || None, || svg_markup("value-line"))}
                             </figcaption>
                         </figure>
-                        <p class="verdict" data-testid="value-verdict" data-clipped=vcase.clipped_wins.to_string()>{vcase.verdict()}</p>
+                        <p class="verdict" data-testid="value-verdict" data-clipped=vcase.clip_zeroes.to_string() data-moved=vcase.moved.key()>{vcase.verdict()}</p>
                     </div>
                 </div>
                 <div class="cases-row">
@@ -468,7 +479,7 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
                 <tbody>
                     {stat_row("policy clip fraction", "policy-clip-frac", s.policy_clip_frac, r.as_ref().map(|r| r.policy_clip_frac))}
                     {stat_row("value clip fraction", "value-clip-frac", s.value_clip_frac, r.as_ref().map(|r| r.value_clip_frac))}
-                    {stat_row("approx KL", "approx-kl", s.approx_kl, r.as_ref().map(|r| r.approx_kl))}
+                    {stat_row("approx KL (π_new vs π_old)", "approx-kl", s.approx_kl, r.as_ref().map(|r| r.approx_kl))}
                     {stat_row("policy loss", "loss-policy", s.loss_policy, r.as_ref().map(|r| r.loss_policy))}
                     {stat_row("value loss", "loss-value", s.loss_value, r.as_ref().map(|r| r.loss_value))}
                 </tbody>
@@ -500,9 +511,11 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
                         format!("No token of response {} left the band on the side its advantage pushes.", row + 1)
                     } else {
                         format!(
-                            "What clipping stops: in response {}, {n} tokens went past the band on the side their advantage pushes. \
-                             From there min() takes the flat clipped branch, so further epochs no longer push them: \
-                             without the clip their ratio would keep growing with every step.",
+                            "What clipping stops: in response {}, {n} tokens went past the band on the side their advantage pushes \
+                             (▲: Â > 0 and ρ above 1 + ε; ▼: Â < 0 and ρ below 1 − ε). From there min() takes the flat clipped branch, \
+                             so each token's own term no longer pushes it in further epochs; shared weights, other tokens and \
+                             AdamW's momentum can still move it. Without the clip that term would keep pushing: a ▲ token's ratio \
+                             further up, a ▼ token's further down.",
                             row + 1
                         )
                     }}

@@ -1,6 +1,6 @@
 //! PPO beside GRPO on the same batch (in the GAE stage): the batch as groups of samples of one
 //! prompt, each response's group-relative advantage next to PPO's per-token advantages, the
-//! tokens where the two disagree in sign, the groups GRPO learns nothing from, and what the
+//! tokens where the two disagree in sign, the groups that give GRPO no reward signal, and what the
 //! critic costs. Every number comes from the experience the worker computed
 //! ([`Experience::group`](crate::ppo::iteration::Experience::group)) and
 //! [`compare_advantages`]; the page only arranges them.
@@ -13,7 +13,7 @@ use super::select::{cell, exact, response_token, show_token};
 use super::stages::prompt_text;
 use super::state::AppState;
 use crate::explain::num;
-use crate::explore::{CriticCost, compare_advantages};
+use crate::explore::{CriticCost, compare_advantages, zero_spread_effects};
 use crate::lab::TINY_CONFIG;
 use crate::model::Qwen2Config;
 use crate::ppo::Algorithm;
@@ -96,6 +96,12 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
         .into_any();
     };
     let comparison = compare_advantages(exp);
+    // GRPO's β: this update's when it trained with GRPO, the settings' otherwise.
+    let beta = walk
+        .update
+        .grpo
+        .as_ref()
+        .map_or_else(|| state.settings.get_untracked().beta, |g| g.beta);
     let g = group.group_size;
     let (disagree, real, zero_tokens) = comparison.as_ref().map_or((0, 0, 0), |c| {
         (c.disagree_total(), c.real_tokens, c.zero_tokens)
@@ -160,7 +166,7 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
                     <tr class="group-head">
                         <th colspan="5" scope="rowgroup">
                             {format!("Group {}: {}", k + 1, question(walk, step.first_row))}
-                            {step.zero_spread.then_some(" · all rewards equal: A = 0, nothing learned")}
+                            {step.zero_spread.then_some(" · all rewards equal: A = 0, no reward signal")}
                         </th>
                     </tr>
                     {responses}
@@ -244,14 +250,21 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
             <p class="note" data-testid="grpo-summary" data-disagree=disagree data-real=real
                 data-zero-groups=zero_groups data-zero-tokens=zero_tokens>
                 {format!(
-                    "{} × {g} samples. GRPO gives each response one advantage, its reward against its group's; PPO's advantage changes token by token with the critic's values. They have opposite signs on {} of {} tokens ({:.0}%). {} of {} have all rewards equal: GRPO gives their {} advantage 0, nothing is learned from them.",
+                    "{} × {g} samples. GRPO gives each response one advantage, its reward against its group's; PPO's advantage changes token by token with the critic's values. They have opposite signs on {} of {} tokens ({:.0}%). {}",
                     count(group.groups.len(), "prompt", "prompts"),
                     disagree,
                     real,
                     pct(disagree, real),
-                    zero_groups,
-                    count(group.groups.len(), "group", "groups"),
-                    count(zero_tokens, "token", "tokens"),
+                    if zero_groups == 0 {
+                        format!("None of the {} has all rewards equal.", count(group.groups.len(), "group", "groups"))
+                    } else {
+                        format!(
+                            "{zero_groups} of {} have all rewards equal: GRPO gives their {} advantage 0. {}",
+                            count(group.groups.len(), "group", "groups"),
+                            count(zero_tokens, "token", "tokens"),
+                            zero_spread_effects(beta, walk.update.coeffs.entropy_coeff)
+                        )
+                    },
                 )}
             </p>
             <p class="note">{used} " "

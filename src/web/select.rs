@@ -192,6 +192,8 @@ pub fn keep_current_in_sight(state: AppState) {
         state.row.track();
         state.walk.track();
         request_animation_frame(|| {
+            // The stage's head may have changed height with the stage.
+            set_bar_height();
             let Some(document) = web_sys::window().and_then(|w| w.document()) else {
                 return;
             };
@@ -223,7 +225,8 @@ fn query(selector: &str) -> Option<web_sys::Element> {
         .flatten()
 }
 
-/// `--bar-h` on the document: the sticky bar's height in px.
+/// `--bar-h` on the document: the sticky bar's height in px; and `--head-h`, the height of the
+/// stage's head, which stays pinned under the bar (so that no half-hidden row of it is left).
 fn set_bar_height() {
     let (Some(bar), Some(root)) = (
         query(".sticky-bar"),
@@ -234,9 +237,10 @@ fn set_bar_height() {
         return;
     };
     let height = bar.get_bounding_client_rect().height();
+    let head = query(".stage-head").map_or(0.0, |h| h.get_bounding_client_rect().height());
     if let Ok(root) = root.dyn_into::<web_sys::HtmlElement>() {
-        let _ = root
-            .style()
-            .set_property("--bar-h", &format!("{:.0}px", height));
+        let style = root.style();
+        let _ = style.set_property("--bar-h", &format!("{:.0}px", height));
+        let _ = style.set_property("--head-h", &format!("{:.0}px", head));
     }
 }

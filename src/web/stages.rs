@@ -17,7 +17,7 @@ use super::select::{
 };
 use super::state::{AppState, Stage};
 use crate::explain::{Quantity, format_ratio, math, notes, num, real_len};
-use crate::explore::gae_input_json;
+use crate::explore::{clip_cases, gae_input_json};
 use crate::ppo::policy_loss::PolicyClip;
 use crate::ppo::rewards::KlEstimator;
 use crate::ppo::walkthrough::Walkthrough;
@@ -594,13 +594,17 @@ fn gae(
     let main = view! {
         {token_strip(state, walk, row, real, None)}
         {gae_comparison(walk)}
-        <table class="numbers stage-data" data-testid="gae-table">
-            <thead><tr>
-                <th>"t"</th><th>"token"</th><th>"r_t"</th><th>"V(s_t)"</th><th>"δ_t"</th>
-                <th>"A_t"</th><th>"R_t = A_t + V(s_t)"</th><th>"Â_t (whitened)"</th>
-            </tr></thead>
-            <tbody>{rows}</tbody>
-        </table>
+        // Scrolls sideways within its column when its numbers are wide, rather than running
+        // under the side column.
+        <div class="table-scroll">
+            <table class="numbers stage-data" data-testid="gae-table">
+                <thead><tr>
+                    <th>"t"</th><th>"token"</th><th>"r_t"</th><th>"V(s_t)"</th><th>"δ_t"</th>
+                    <th>"A_t"</th><th>"R_t = A_t + V(s_t)"</th><th>"Â_t (whitened)"</th>
+                </tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </div>
         <details class="cli" data-testid="gae-cli">
             <summary>"Check these numbers with the command line"</summary>
             <p>"Save this as " <code>"gae.json"</code> " and run " <code>"ppo-lens gae --table --whiten --input gae.json"</code> ":"</p>
@@ -619,8 +623,9 @@ fn gae(
                 "Advantages can be all positive or tiny in one batch and huge in the next. "
                 {term("whitening", "Whitening")} " shifts them to mean 0 and scales them to std 1 over the "
                 "batch, which keeps the step size steady. Mean 0 is not half up, half down: with sparse "
-                "end-of-response scores the spread is lopsided, and subtracting the mean turns any "
-                "0 < A_t < mean negative. The returns R_t, the critic's targets, are not whitened."
+                "end-of-response scores the spread is lopsided. Subtracting the mean can flip signs: a positive "
+                "mean turns any 0 < A_t < mean negative, a negative one turns any mean < A_t < 0 positive. "
+                "The returns R_t, the critic's targets, are not whitened."
             }.into_any()).into_any()
         } else {
             why("Why backwards?", view! {
@@ -688,6 +693,8 @@ fn update(
     let policy = &walk.policy_after[row];
     let value = &walk.value_after[row];
     let eps = walk.update.coeffs.clip_ratio;
+    // The ▲/▼ marks over the whole batch, after the update.
+    let marked = clip_cases(&walk.policy_after, eps);
     let stat = |testid: &'static str, label: &'static str, x: f32| {
         view! {
             <div class="stat">
@@ -787,7 +794,7 @@ fn update(
             {stat("loss-value", "value loss", stats.loss_value)}
             {stat("loss-entropy", "entropy", stats.loss_entropy)}
             {stat("loss-total", "total loss", stats.loss_total)}
-            {stat("approx-kl", "approx KL", stats.approx_kl)}
+            {stat("approx-kl", "approx KL (π_new vs π_old)", stats.approx_kl)}
             {stat("policy-clip-frac", "policy clip frac", stats.policy_clip_frac)}
             {stat("value-clip-frac", "value clip frac", stats.value_clip_frac)}
             {stat("grad-norm", "grad norm (before clip to 1)", stats.grad_norm)}
@@ -808,8 +815,13 @@ fn update(
             <p class="explain" data-testid="after-update" data-current="1">
                 {format!(
                     "After {} AdamW steps: the new log-probabilities beside the old ones, for response {}. \
-                     The band is [{:.2}, {:.2}]; ▲/▼ mark tokens the clip would hold still in a further epoch.",
-                    stats.optimizer_steps, row + 1, 1.0 - eps, 1.0 + eps
+                     The band is [{:.2}, {:.2}]. ▲ (Â > 0, ρ above {:.2}) and ▼ (Â < 0, ρ below {:.2}) mark tokens \
+                     whose own term would give no gradient in a further epoch; the clip does not hold them still: \
+                     shared weights, other tokens and AdamW's momentum can still move them. The marks count the \
+                     batch after the update ({} of its {} tokens); the policy clip fraction above is a mean over \
+                     the update's steps, each measured before its step.",
+                    stats.optimizer_steps, row + 1, 1.0 - eps, 1.0 + eps, 1.0 + eps, 1.0 - eps,
+                    marked.clipped, marked.total
                 )}
             </p>
         })}
@@ -852,9 +864,12 @@ fn update(
             " stops rewarding a token once its ratio has left [1 − ε, 1 + ε] on the side its advantage "
             "pushes: there its gradient is 0. That is what keeps the update proximal. "
             {format!(
-                "The value loss takes max(unclipped, clipped) squared error with V_old ± {vclip}: once V_new has \
-                 left that band on the side away from the return, the clipped error is the larger and \
-                 the critic's gradient for that token is 0; everywhere else the unclipped error trains it."
+                "The value loss takes the larger of the unclipped and the clipped squared error, with the band \
+                 V_old ± {vclip}. When V_new has left the band after moving toward the return R (and has not \
+                 passed R by as much as the band's edge is from R), the clipped error is the larger and the \
+                 critic's gradient for that token is 0: no reward for moving further toward R in this update. \
+                 Outside the band on the side away from R, the unclipped error is the larger and pulls V_new \
+                 back; inside the band the two are equal and train it as usual."
             )}
             " The " {term("entropy", "entropy")} " column is the rollout policy's, per token."
         }.into_any())}

@@ -338,6 +338,18 @@ impl Page {
             .to_string()
     }
 
+    /// Scrolls `testid` to just below the sticky bar (and the stage's head pinned under it),
+    /// for a screenshot.
+    pub async fn show(&self, testid: &str) {
+        self.js(&format!(
+            "const el = document.querySelector('[data-testid={testid}]'); const head = document.querySelector('.stage .stage-head'); \
+             const bar = document.querySelector('.sticky-bar').getBoundingClientRect().height + (head ? head.getBoundingClientRect().height : 0);\
+             window.scrollTo(0, window.scrollY + el.getBoundingClientRect().top - bar - 8); return null;"
+        ))
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    }
+
     /// Saves a PNG screenshot under `<target>/screenshots/` and returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.expect("screenshot");

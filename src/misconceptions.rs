@@ -1,0 +1,229 @@
+//! The mistakes students make about PPO, as questions the page answers on the batch on show.
+//!
+//! Each answer is written from the batch's own numbers (how many tokens, which sign, what mean)
+//! and names the stage whose view shows it. `tests/explain.rs` recomputes every number from the
+//! walkthrough. No UI here: the page's Overview stage draws the card.
+
+use crate::explain::{StageKey, num, real_len};
+use crate::explore::{Band, ValueMove, clip_cases, value_case};
+use crate::ppo::Algorithm;
+use crate::ppo::walkthrough::Walkthrough;
+
+/// One misconception, answered on a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Misconception {
+    /// Stable name, for tests and the page's test ids.
+    pub key: &'static str,
+    /// The question, as a student would ask it.
+    pub question: &'static str,
+    /// The answer, with this batch's numbers.
+    pub answer: String,
+    /// The stage whose view shows it on this batch.
+    pub stage: StageKey,
+    /// The batch's number the answer turns on, exact, for tests.
+    pub value: f32,
+}
+
+/// Every real token of the batch, as `(row, t)`.
+fn real_tokens(walk: &Walkthrough) -> impl Iterator<Item = (usize, usize)> + '_ {
+    (0..walk.gae.len()).flat_map(move |b| (0..real_len(walk, b)).map(move |t| (b, t)))
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The six misconceptions, answered on `walk`.
+pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
+    let exp = &walk.experience;
+    let total = real_tokens(walk).count();
+    let tokens = count(total, "token", "tokens");
+    let mut out = Vec::new();
+
+    // 1. Advantage is not reward.
+    let opposite = real_tokens(walk)
+        .filter(|&(b, t)| {
+            let (r, a) = (exp.rewards[b][t], exp.advantages[b][t]);
+            r * a < 0.0
+        })
+        .count();
+    out.push(Misconception {
+        key: "advantage-not-reward",
+        question: "Is a token's advantage its reward?",
+        answer: format!(
+            "No. The reward r_t is what a token earned on its own: the score lands on the last \
+             token, every other token gets only its KL penalty. The advantage Â_t, the number the \
+             update uses, is how much better the rest of the response went than the critic \
+             expected at that token, measured against the batch (GAE, then whitening). On {} of \
+             the batch's {tokens}, r_t and Â_t have opposite signs.",
+            opposite
+        ),
+        stage: StageKey::Gae,
+        value: opposite as f32,
+    });
+
+    // 2. The clip zeroes a gradient; it does not cap the ratio.
+    let eps = walk.update.coeffs.clip_ratio;
+    let cases = clip_cases(&walk.policy_after, eps);
+    let outside = walk
+        .policy_after
+        .iter()
+        .flat_map(|p| &p.tokens)
+        .filter(|p| Band::of(p.ratio, 1.0 - eps, 1.0 + eps) != Band::Inside)
+        .count();
+    let furthest = walk
+        .policy_after
+        .iter()
+        .flat_map(|p| &p.tokens)
+        .map(|p| p.ratio)
+        .max_by(|a, b| (a - 1.0).abs().total_cmp(&(b - 1.0).abs()))
+        .unwrap_or(1.0);
+    out.push(Misconception {
+        key: "clip-not-cap",
+        question: "Does the clip keep every ratio inside [1 − ε, 1 + ε]?",
+        answer: format!(
+            "No. Once a token's ratio has left the band on the side its advantage pushes, the \
+             clip gives that token's own term no gradient; nothing stops the ratio itself, \
+             since shared weights and other tokens still move it. After this update {} of the \
+             batch's {tokens} have a ratio outside [{:.2}, {:.2}] (the furthest at ρ = {}), and \
+             {} of those are past the band on their advantage's side. {}",
+            outside,
+            1.0 - eps,
+            1.0 + eps,
+            num(furthest),
+            cases.clipped,
+            if outside == 0 {
+                "This update was a gentle one: push harder in the Update stage (a larger \
+                 learning rate, more epochs) and ratios go well past the band."
+            } else {
+                "Push harder in the Update stage to see ratios go further still."
+            }
+        ),
+        stage: StageKey::Update,
+        value: outside as f32,
+    });
+
+    // 3. Whitening can flip a sign.
+    let (answer, flipped) = match &walk.whiten {
+        Some(w) => {
+            let r = exp.rollout.response_len();
+            let flipped = real_tokens(walk)
+                .filter(|&(b, t)| {
+                    let (a, white) = (walk.gae[b].advantages[t], w.whitened[b * r + t]);
+                    a != 0.0 && (a > 0.0) != (white > 0.0)
+                })
+                .count();
+            let how = if w.mean >= 0.0 {
+                format!("every 0 < A_t < {} turns negative", num(w.mean))
+            } else {
+                format!("every {} < A_t < 0 turns positive", num(w.mean))
+            };
+            (
+                format!(
+                    "No. Whitening subtracts the batch's mean advantage ({}) before dividing by \
+                     the std, so {how}. In this batch {} of the {tokens} changed sign: a token can \
+                     do better than the critic expected and still be pushed down because the \
+                     batch did better still. The GAE stage's notes list them, response by \
+                     response.",
+                    num(w.mean),
+                    flipped
+                ),
+                flipped,
+            )
+        }
+        None => (
+            "Whitening is off in this iteration, so no sign changed. With it on, subtracting the \
+             batch's mean advantage turns every advantage between 0 and the mean to the other \
+             sign; try it in the GAE stage's What if? panel."
+                .to_string(),
+            0,
+        ),
+    };
+    out.push(Misconception {
+        key: "whitening-flips",
+        question: "Does whitening keep each advantage's sign?",
+        answer,
+        stage: StageKey::Gae,
+        value: flipped as f32,
+    });
+
+    // 4. PPO's KL is in the reward, GRPO's in the loss.
+    let (kl_sum, kl_n) = real_tokens(walk).fold((0f64, 0usize), |(s, n), (b, t)| {
+        (s + exp.kl[b][t] as f64, n + 1)
+    });
+    let kl_mean = if kl_n == 0 {
+        0.0
+    } else {
+        (kl_sum / kl_n as f64) as f32
+    };
+    let trained = match exp.algorithm {
+        Algorithm::Ppo => "This iteration trained with PPO.",
+        Algorithm::Grpo => "This iteration trained with GRPO.",
+    };
+    out.push(Misconception {
+        key: "kl-reward-or-loss",
+        question: "Is the KL to the reference part of the loss?",
+        answer: format!(
+            "In PPO, no: it is part of the reward. Each token's r_t includes −β·KL_t (β = {}; \
+             the mean KL_t over this batch is {}, a penalty of {} per token), and it reaches the \
+             update only through GAE's advantages. GRPO leaves the rewards alone and adds β·k3 to \
+             the loss instead. {trained} The Score stage shows r_t token by token; the GRPO panel \
+             in the GAE stage shows the other side.",
+            num(exp.kl_coeff),
+            num(kl_mean),
+            num(-exp.kl_coeff * kl_mean)
+        ),
+        stage: StageKey::Score,
+        value: kl_mean,
+    });
+
+    // 5. approx KL is not the KL to the reference.
+    let approx = walk.stats.approx_kl;
+    out.push(Misconception {
+        key: "approx-kl",
+        question: "Is the update's approx KL the KL to the reference?",
+        answer: format!(
+            "No. approx KL, {} here, is ½·mean((log π_new − log π_old)²) over the update's \
+             steps: how far this update moved the policy from the one that sampled the batch, \
+             a gauge of the step's size that starts from 0 at every update. The KL to the \
+             frozen reference, mean {} per token in this batch, is what the reward charges, and \
+             it builds up over many iterations. The Update stage shows the first, the Score \
+             stage the second.",
+            num(approx),
+            num(kl_mean)
+        ),
+        stage: StageKey::Update,
+        value: approx,
+    });
+
+    // 6. The value clip: zero gradient after moving toward R, not away.
+    let c = walk.update.coeffs.clip_range_value;
+    let (mut zeroed, mut pulled_back) = (0usize, 0usize);
+    for v in walk.value_after.iter().flat_map(|v| &v.tokens) {
+        let case = value_case(v.value_old, v.value_new, v.ret, c);
+        if case.clip_zeroes {
+            zeroed += 1;
+        } else if case.band != Band::Inside && case.moved != ValueMove::Still {
+            pulled_back += 1;
+        }
+    }
+    out.push(Misconception {
+        key: "value-clip",
+        question: "Does the value clip stop the critic from moving away from the return?",
+        answer: format!(
+            "No, the other way round. The clipped error wins, and a token's value gradient is 0, \
+             only when V_new has left the band V_old ± {} after moving toward the return R (and \
+             has not passed R by as much as the band's edge is from R). Outside the band on the \
+             side away from R the unclipped error is the larger and pulls V_new back. After this \
+             update {} sit where the clip zeroes the gradient, and {} left the band away from R \
+             or past it, where the error still trains them. The clip explorer in the Update \
+             stage draws one token's V_old, V_new and R.",
+            num(c),
+            count(zeroed, "token", "tokens"),
+            count(pulled_back, "token", "tokens")
+        ),
+        stage: StageKey::Update,
+        value: zeroed as f32,
+    });
+    out
+}
