@@ -62,8 +62,13 @@ grep -q "exercise 1 (policy_loss) is not written yet: in exercises/ex1_policy_lo
 note "ok: $(grep -o 'exercise 1 (policy_loss) is not written yet[^,]*' ex1.log | head -1)"
 
 step "ppo-lens exercises: exercise 4 is the student's and passes"
-cargo run -q --features exercises -- exercises >report.txt 2>&1 || true
+# Exit status 1 with a message while any exercise does not pass (here 1, 2, 3 and 5): a panic
+# (101) or a success would be wrong.
+status=0
+cargo run -q --features exercises -- exercises >report.txt 2>&1 || status=$?
 cat report.txt
+[[ $status == 1 ]] || { echo "ppo-lens exercises exited with status $status, expected 1" >&2; exit 1; }
+grep -q "not every exercise passes yet" report.txt
 grep -Eq "^exercise 4 gae +yours runs +passes" report.txt
 grep -Eq "^exercise 1 policy_loss +the reference runs +not written yet" report.txt
 
@@ -114,13 +119,17 @@ if cargo test --features exercises --test exercises ex4 >ex4.log 2>&1; then
     echo "exercise 4's graded test passed with R_t = A_t" >&2
     exit 1
 fi
-grep -q "returns\[0\]\[0\]" ex4.log || { cat ex4.log >&2; echo "the failure does not name returns[0][0]" >&2; exit 1; }
+# The worked example's R_0 is A_0 + V_0 = 0.689975 + 2: without V the test names both numbers.
+grep -q "returns\[0\]\[0\] is 0.689975, expected 2.689975" ex4.log \
+    || { cat ex4.log >&2; echo "the failure does not name returns[0][0] and its expected value" >&2; exit 1; }
 note "ok: $(grep -o 'case "[^"]*": returns\[0\]\[0\] is [^(]*' ex4.log | head -1)"
 if cargo test --features exercises --test exercises ex2 >ex2.log 2>&1; then
     echo "exercise 2's graded test passed without the 0.5" >&2
     exit 1
 fi
-grep -q "loss is" ex2.log || { cat ex2.log >&2; echo "the failure does not name the loss" >&2; exit 1; }
+# Without the 0.5 the hand-worked case's loss is twice its expected value.
+grep -q "loss is 0.745000, expected 0.372500" ex2.log \
+    || { cat ex2.log >&2; echo "the failure does not name the loss and its expected value" >&2; exit 1; }
 note "ok: $(grep -o 'case "[^"]*": loss is [^(]*' ex2.log | head -1)"
 
 step "The walkthrough's marks agree with what the update used"

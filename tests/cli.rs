@@ -14,10 +14,33 @@ fn every_subcommand_has_help() {
     let top = ppo_lens(&["--help"]);
     assert!(top.status.success());
     let top = String::from_utf8(top.stdout).unwrap();
-    assert!(top.contains("doctor"), "{top}");
-
+    // Every subcommand the top-level help lists (clap's "Commands:" section, up to the blank
+    // line), each with a description.
+    let commands: Vec<&str> = top
+        .split("Commands:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Commands section: {top}"))
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .collect();
+    for name in ["train", "doctor", "exercises", "score"] {
+        assert!(commands.contains(&name), "{name} missing from {commands:?}");
+    }
+    for name in commands {
+        let out = ppo_lens(&[name, "--help"]);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name} --help: {help}");
+        assert!(
+            help.contains(&format!("Usage: ppo-lens {name}")),
+            "{name} --help: {help}"
+        );
+        // A line of description before the usage line.
+        let described = help.lines().next().is_some_and(|l| !l.starts_with("Usage"));
+        assert!(described, "{name} --help has no description: {help}");
+    }
     let doctor = ppo_lens(&["doctor", "--help"]);
-    assert!(doctor.status.success());
     assert!(String::from_utf8_lossy(&doctor.stdout).contains("backends"));
 }
 

@@ -115,12 +115,16 @@ fn a_hand_worked_advantage_reads_as_its_formula() {
         "the first response has two tokens"
     );
     let p = provenance(&walk, row, t, Quantity::Advantage).unwrap();
-    let step = walk.gae[row].steps.iter().find(|s| s.t == t).unwrap();
-    let (g, l) = (walk.gae[row].params.gamma, walk.gae[row].params.lam);
-    assert_eq!(
+    // The arithmetic from the lit cells gives the advantage the trainer's tensor GAE computed
+    // (a different implementation: one batched sweep), and the one the table shows.
+    let exp = &walk.experience;
+    assert!(
+        (p.recomputed - exp.raw_advantages[row][t]).abs() < 1e-5,
+        "{} vs the tensor GAE's {}",
         p.recomputed,
-        (step.reward + g * step.next_value - step.value) + g * l * step.next_advantage
+        exp.raw_advantages[row][t]
     );
+    assert_eq!(p.value, walk.gae[row].advantages[t]);
     assert!(
         p.lines[0].starts_with("δ_0 = r_0 + γ · V_1 − V_0 = "),
         "{}",
@@ -303,8 +307,28 @@ fn a_one_token_response_renders_every_explanation() {
     for row in 0..2 {
         assert_eq!(real_len(&walk, row), 1);
         for stage in StageKey::ALL {
-            let _ = notes(&walk, stage, row, 1);
+            for n in notes(&walk, stage, row, 1) {
+                assert!(!n.text.is_empty(), "{}", n.key);
+                assert!(
+                    n.tokens.iter().all(|&t| t == 0),
+                    "{}: {:?}",
+                    n.key,
+                    n.tokens
+                );
+            }
         }
+        // The one token is the last: the sweep's first note says A_0 = δ_0, the score lands on
+        // it, and no note speaks of a second token.
+        let gae = notes(&walk, StageKey::Gae, row, 1);
+        let last = gae.iter().find(|n| n.key == "last-delta").unwrap();
+        assert!(
+            last.text.contains("t = 0") && last.tokens == [0],
+            "{}",
+            last.text
+        );
+        let score = notes(&walk, StageKey::Score, row, 1);
+        let on_last = score.iter().find(|n| n.key == "score-last").unwrap();
+        assert!(on_last.text.contains("has one token"), "{}", on_last.text);
         let a = provenance(&walk, row, 0, Quantity::Advantage).unwrap();
         assert!(a.lines[0].contains("last token"), "{}", a.lines[0]);
     }

@@ -307,10 +307,13 @@ fn grouped_batches_carry_both_advantages_and_grpo_trains() {
             .filter(|&&m| m == 1.0)
             .count()
     );
+    // Exactly the real tokens where the two advantages have opposite signs, each once.
     for (b, tokens) in c.disagree.iter().enumerate() {
-        for &t in tokens {
-            assert!(exp.advantages[b][t] * exp.group_advantages[b][t] < 0.0);
-        }
+        let want: Vec<usize> = (0..exp.rollout.response_len())
+            .filter(|&t| exp.rollout.response_mask[b][t] == 1.0)
+            .filter(|&t| exp.advantages[b][t] * exp.group_advantages[b][t] < 0.0)
+            .collect();
+        assert_eq!(tokens, &want, "row {b}");
     }
 
     // GRPO: the group advantages are the update's; no value loss, the KL term is there.

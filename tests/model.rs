@@ -134,13 +134,15 @@ fn check_parity(name: &str, tol: f64) {
 
 #[test]
 fn tied_f32_checkpoint_matches_transformers() {
-    check_parity("qwen2-tied", 1e-4);
+    // Measured here: at most 7.2e-7 (logprobs); the bound leaves a factor of 7 for other CPUs'
+    // kernels (AVX-512 against AVX2 sum in another order).
+    check_parity("qwen2-tied", 5e-6);
 }
 
 #[test]
 fn untied_gqa_bf16_checkpoint_matches_transformers() {
-    // The issue allows 2e-3 for bf16 weights; computed in f32 on flex they match as closely as f32 ones.
-    check_parity("qwen2-gqa-bf16", 1e-4);
+    // bf16 weights computed in f32 on flex match as closely as f32 ones: measured 4.8e-7.
+    check_parity("qwen2-gqa-bf16", 5e-6);
 }
 
 #[test]
@@ -480,7 +482,8 @@ fn bf16_compute_stays_close_to_f32() {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0f32, f32::max);
     println!("bf16 vs f32 compute: max |logprob diff| {worst:.3e}");
-    assert!(worst < 0.15, "bf16 logprobs differ from f32 by {worst}");
+    // Measured here: 1.3e-2 (bf16 keeps 8 bits of mantissa); the bound is 3 times that.
+    assert!(worst < 0.04, "bf16 logprobs differ from f32 by {worst}");
     assert!(
         worst > 0.0,
         "bf16 compute should round differently from f32"

@@ -4,7 +4,7 @@ use burn::tensor::Device;
 use ppo_lens::compute::{block_on, read_f32};
 use ppo_lens::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
 use ppo_lens::rng::Rng;
-use ppo_lens::rollout::generate::rows_tensor;
+use ppo_lens::rollout::generate::{ResponseOutputs, rows_tensor};
 use ppo_lens::rollout::{Rollout, SamplingParams, response_outputs, rollout};
 
 const VOCAB: usize = 48;
@@ -28,7 +28,22 @@ fn prompts() -> Vec<Vec<u32>> {
 }
 
 fn run(model: &Qwen2Model, eos: &[u32], seed: u64, max_new: usize) -> Rollout {
-    let params = SamplingParams::new(0.8, 0, 1.0).unwrap();
+    run_with(
+        model,
+        SamplingParams::new(0.8, 0, 1.0).unwrap(),
+        eos,
+        seed,
+        max_new,
+    )
+}
+
+fn run_with(
+    model: &Qwen2Model,
+    params: SamplingParams,
+    eos: &[u32],
+    seed: u64,
+    max_new: usize,
+) -> Rollout {
     let mut steps: Vec<Vec<u32>> = Vec::new();
     let r = block_on(rollout(
         model,
@@ -51,18 +66,23 @@ fn run(model: &Qwen2Model, eos: &[u32], seed: u64, max_new: usize) -> Rollout {
     r
 }
 
-#[test]
-fn teacher_forced_pass_reproduces_the_rollout_logprobs_and_values() {
-    let model = model();
-    let r = run(&model, &[1, 2], 7, 12);
+/// One teacher-forced pass over a rollout's sequences, at the rollout's temperature 0.8.
+fn teacher_forced(model: &Qwen2Model, r: &Rollout) -> ResponseOutputs {
     let device = Device::flex();
-    let out = response_outputs(
-        &model,
+    response_outputs(
+        model,
         rows_tensor(&r.ids, &device),
         rows_tensor(&r.attention_mask, &device),
         r.prompt_len,
         0.8,
-    );
+    )
+}
+
+#[test]
+fn teacher_forced_pass_reproduces_the_rollout_logprobs_and_values() {
+    let model = model();
+    let r = run(&model, &[1, 2], 7, 12);
+    let out = teacher_forced(&model, &r);
     let lp = block_on(read_f32(out.logprobs)).unwrap();
     let vs = block_on(read_f32(out.values)).unwrap();
     let rl = r.response_len();
@@ -160,4 +180,47 @@ fn bad_rollout_requests_are_errors() {
     ))
     .unwrap_err();
     assert!(err.contains("max_new_tokens"), "{err}");
+}
+
+/// top-k and top-p through a real rollout: every sampled id is among its step's k most likely
+/// and inside its nucleus, read from the step's own logits (one teacher-forced pass at the same
+/// temperature), not from anything the sampler reported.
+#[test]
+fn every_sampled_id_lies_in_its_steps_top_k_and_nucleus() {
+    let model = model();
+    for (k, p) in [(3, 0.5), (0, 0.5), (3, 1.0)] {
+        let params = SamplingParams::new(0.8, k, p).unwrap();
+        let r = run_with(&model, params, &[], 21, 16);
+        let out = teacher_forced(&model, &r);
+        let logits = block_on(read_f32(out.logits)).unwrap();
+        let rl = r.response_len();
+        let mut checked = 0;
+        for b in 0..r.ids.len() {
+            for t in 0..rl {
+                if r.response_mask[b][t] == 0.0 {
+                    continue;
+                }
+                let row = &logits[(b * rl + t) * VOCAB..(b * rl + t + 1) * VOCAB];
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let weights: Vec<f64> = row.iter().map(|&x| ((x - max) as f64).exp()).collect();
+                let total: f64 = weights.iter().sum();
+                let mut order: Vec<usize> = (0..VOCAB).collect();
+                order.sort_by(|&i, &j| weights[j].total_cmp(&weights[i]));
+                let id = r.ids[b][r.prompt_len + t] as usize;
+                let rank = order.iter().position(|&i| i == id).unwrap();
+                // The probability of every id ranked above it: the nucleus keeps an id while
+                // the mass before it is below p.
+                let before: f64 = order[..rank].iter().map(|&i| weights[i] / total).sum();
+                if k > 0 {
+                    assert!(rank < k, "k {k}, p {p}: row {b} t {t} sampled rank {rank}");
+                }
+                assert!(
+                    before < p as f64 + 1e-5,
+                    "k {k}, p {p}: row {b} t {t}: {before} of the mass ranks above the sampled id"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 30, "k {k}, p {p}: only {checked} tokens");
+    }
 }

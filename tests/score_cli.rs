@@ -56,8 +56,9 @@ fn text_is_scored_like_transformers() {
         assert_eq!(out["ids"], want["ids"]);
         assert_eq!(out["tokens"], want["tokens"]);
         assert!(out["logprobs"][0].is_null());
-        close(&out["logprobs"], &want["logprobs"], 1e-4);
-        close(&out["values"], &want["values"], 1e-4);
+        // The model's own parity bound (tests/model.rs): measured at most 7.2e-7.
+        close(&out["logprobs"], &want["logprobs"], 5e-6);
+        close(&out["values"], &want["values"], 5e-6);
     }
 }
 

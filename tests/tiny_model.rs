@@ -43,7 +43,8 @@ fn files_are_small_and_the_vocabulary_is_readable() {
         .iter()
         .map(|n| Path::new(DIR).join(n).metadata().unwrap().len())
         .sum();
-    assert!(total < 2 << 20, "{total} bytes");
+    // 428,351 bytes today (the weights 424,800): under half a MiB, as the README's 420 KB says.
+    assert!(total < 512 << 10, "{total} bytes");
 
     let loaded = load_tiny();
     let tok = loaded.tokenizer.unwrap();

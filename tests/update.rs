@@ -3,7 +3,7 @@
 //! NaN steps skipped.
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::{AdamWConfig, GradientsParams, SgdConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use ppo_lens::compute::{block_on, read_f32};
 use ppo_lens::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
@@ -156,14 +156,13 @@ fn host_grads(model: &Qwen2Model, grads: &GradientsParams) -> Vec<f32> {
     c.1
 }
 
-#[test]
-fn grad_norm_is_the_global_norm_before_clipping() {
-    let model = model();
-    let b = batch(&model);
+/// The gradient of the whole batch's PPO loss at `model`, computed directly (one backward),
+/// read back parameter by parameter.
+fn direct_grads(model: &Qwen2Model, b: &PpoBatch) -> Vec<f32> {
     // Direct computation: one backward over the whole batch, the norm summed on the host in f64.
     let d = model.device();
     let out = response_outputs(
-        &model,
+        model,
         rows_tensor(&b.ids, &d),
         rows_tensor(&b.attention_mask, &d),
         b.prompt_len,
@@ -184,8 +183,15 @@ fn grad_norm_is_the_global_norm_before_clipping() {
         },
         COEFFS,
     );
-    let grads = GradientsParams::from_grads(losses.total.backward(), &model);
-    let want = host_grads(&model, &grads)
+    let grads = GradientsParams::from_grads(losses.total.backward(), model);
+    host_grads(model, &grads)
+}
+
+#[test]
+fn grad_norm_is_the_global_norm_before_clipping() {
+    let model = model();
+    let b = batch(&model);
+    let want = direct_grads(&model, &b)
         .iter()
         .map(|&g| (g as f64).powi(2))
         .sum::<f64>()
@@ -201,6 +207,71 @@ fn grad_norm_is_the_global_norm_before_clipping() {
         want > 1.0,
         "the norm {want} should exceed max_grad_norm so that clipping is exercised"
     );
+}
+
+/// Every parameter read back to the host, in the order `host_grads` reads gradients.
+fn host_params(model: &Qwen2Model) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.extend(block_on(read_f32(param.val())).unwrap());
+        }
+    }
+    let mut c = Collect(Vec::new());
+    model.visit(&mut c);
+    c.0
+}
+
+/// The step the update takes is the clipped gradient: with plain SGD (whose step, unlike
+/// AdamW's, scales with the gradient) every parameter moves by −lr · g · max / ‖g‖ when the
+/// global norm ‖g‖ is above max_grad_norm, and by −lr · g when it is not.
+#[test]
+fn the_applied_step_is_the_gradient_scaled_down_to_max_grad_norm() {
+    let model = model();
+    let b = batch(&model);
+    let g = direct_grads(&model, &b);
+    let norm = g.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    let before = host_params(&model);
+    let lr = 1e-2;
+    for max in [Some(0.25 * norm), Some(4.0 * norm), None] {
+        let mut config = config(1, 4, 1, lr);
+        config.max_grad_norm = max.map(|m| m as f32);
+        let mut optim = SgdConfig::new().init();
+        let (after, stats) = block_on(ppo_update(
+            model.clone(),
+            &mut optim,
+            &b,
+            &config,
+            &mut Rng::new(0),
+        ))
+        .unwrap();
+        assert_eq!(stats.optimizer_steps, 1);
+        let scale = match max {
+            Some(m) if norm > m => m / (norm + 1e-6),
+            _ => 1.0,
+        };
+        let after = host_params(&after);
+        assert_eq!(after.len(), g.len());
+        // f32 parameters near 0.2 round to about 2e-8; the gradients agree to about 1e-5.
+        let off: Vec<(usize, f64, f64)> = (0..g.len())
+            .map(|i| {
+                (
+                    i,
+                    after[i] as f64 - before[i] as f64,
+                    -lr * g[i] as f64 * scale,
+                )
+            })
+            .filter(|&(_, moved, want)| (moved - want).abs() > 2e-7 + 1e-3 * want.abs())
+            .collect();
+        assert!(
+            off.is_empty(),
+            "max_grad_norm {max:?} (‖g‖ = {norm}): {} of {} parameters did not move by \
+             −lr·g·{scale}; the first (index, moved, expected): {:?}",
+            off.len(),
+            g.len(),
+            off[0]
+        );
+    }
 }
 
 #[test]

@@ -154,37 +154,66 @@ mod tests {
     }
 
     #[test]
-    fn score_lands_on_the_last_real_token_and_padding_stays_zero() {
+    fn k1_k2_and_k3_rewards_by_hand_in_both_forms_with_the_score_on_the_last_real_token() {
         let device = Compute::flex().device;
         let logp = [[-1.0, -0.5, -2.0, -3.0], [-0.1, -0.2, -0.3, -0.4]];
         let refp = [[-1.5, -0.5, -1.0, -9.0], [-0.1, -0.2, -0.3, -0.4]];
         let mask = [[1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]];
-        let out = token_rewards(
-            Tensor::<1>::from_floats([1.0, 0.1], &device),
-            Tensor::from_floats(logp, &device),
-            Tensor::from_floats(refp, &device),
-            Tensor::from_floats(mask, &device),
-            0.2,
-            KlEstimator::K1,
-        );
-        let rewards = block_on(read_f32(out.rewards)).unwrap();
-        // Row 0: k1 = [0.5, 0, -1]; r = -0.2 * k1, plus 1.0 on t = 2. Row 1: score 0.1 on t = 0.
-        let want = [-0.1, 0.0, 0.2 + 1.0, 0.0, 0.1, 0.0, 0.0, 0.0];
-        for (got, want) in rewards.iter().zip(want) {
-            assert!((got - want).abs() < 1e-6, "{rewards:?}");
-        }
-        for row in 0..2 {
-            let (scalar, steps) = token_rewards_ref(
-                [1.0, 0.1][row],
-                &logp[row],
-                &refp[row],
-                &mask[row],
+        // log r = ref - logp: row 0 [-0.5, 0, 1] (its padding, log r = -6, must stay out),
+        // row 1 all 0. r = -0.2 * kl, plus the score on the last real token: 1.0 at t = 2 of
+        // row 0, 0.1 at t = 0 of row 1. By hand, for each estimator:
+        let e = std::f32::consts::E;
+        let hand = [
+            (KlEstimator::K1, [0.5, 0.0, -1.0]),
+            (KlEstimator::K2, [0.125, 0.0, 0.5]),
+            (KlEstimator::K3, [(-0.5f32).exp() - 1.0 + 0.5, 0.0, e - 2.0]),
+        ];
+        for (estimator, kl_row0) in hand {
+            let out = token_rewards(
+                Tensor::<1>::from_floats([1.0, 0.1], &device),
+                Tensor::from_floats(logp, &device),
+                Tensor::from_floats(refp, &device),
+                Tensor::from_floats(mask, &device),
                 0.2,
-                KlEstimator::K1,
+                estimator,
             );
-            assert_eq!(steps.len(), [3, 1][row]);
-            for (got, want) in scalar.iter().zip(&rewards[4 * row..4 * row + 4]) {
-                assert!((got - want).abs() < 1e-6);
+            let kl = block_on(read_f32(out.kl)).unwrap();
+            let rewards = block_on(read_f32(out.rewards)).unwrap();
+            let want_kl = [kl_row0[0], kl_row0[1], kl_row0[2], 0.0, 0.0, 0.0, 0.0, 0.0];
+            let want = [
+                -0.2 * kl_row0[0],
+                -0.2 * kl_row0[1],
+                -0.2 * kl_row0[2] + 1.0,
+                0.0,
+                0.1,
+                0.0,
+                0.0,
+                0.0,
+            ];
+            for i in 0..8 {
+                assert!((kl[i] - want_kl[i]).abs() < 1e-6, "{estimator:?} kl {kl:?}");
+                assert!(
+                    (rewards[i] - want[i]).abs() < 1e-6,
+                    "{estimator:?} rewards {rewards:?}"
+                );
+            }
+            // The scalar form the page uses gives the same numbers.
+            for row in 0..2 {
+                let (scalar, steps) = token_rewards_ref(
+                    [1.0, 0.1][row],
+                    &logp[row],
+                    &refp[row],
+                    &mask[row],
+                    0.2,
+                    estimator,
+                );
+                assert_eq!(steps.len(), [3, 1][row]);
+                for (got, want) in scalar.iter().zip(&rewards[4 * row..4 * row + 4]) {
+                    assert!((got - want).abs() < 1e-6, "{estimator:?} row {row}");
+                }
+                for step in &steps {
+                    assert!((step.kl - kl[4 * row + step.t]).abs() < 1e-6);
+                }
             }
         }
     }
