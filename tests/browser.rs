@@ -327,7 +327,9 @@ async fn twenty_iterations_raise_the_reward() {
     report_timings(&page, "flex, 32 rollouts x 48 tokens (first iteration)").await;
     page.click("btn-train").await;
     let count = |s: &str| s.split(',').filter(|x| !x.is_empty()).count();
-    let deadline = std::time::Instant::now() + Duration::from_secs(900);
+    // A hang guard, not a speed check: the page's speed is measured by `?bench=N`.
+    let limit = common::hang_guard(Duration::from_secs(900));
+    let deadline = std::time::Instant::now() + limit;
     loop {
         let values = page.attr("reward-history", "data-values").await;
         if count(&values) >= 21 {
@@ -335,7 +337,7 @@ async fn twenty_iterations_raise_the_reward() {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "training too slow: {values}"
+            "no 21st iteration within the hang guard ({limit:?}); rewards so far: {values}"
         );
         assert_ne!(
             page.attr("status", "data-state").await,

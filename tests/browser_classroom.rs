@@ -173,8 +173,8 @@ async fn what_if_recomputes_the_batch_as_the_command_line_does() {
          set('wi-gamma', '0.9', 'input'); set('wi-lam', '0.5', 'input'); set('wi-beta', '0.2', 'input'); set('wi-estimator', 'k3', 'change'); return null;",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(page.text("wi-gamma-value").await, "0.90");
+    page.wait_text("wi-gamma-value", Duration::from_secs(10), |t| t == "0.90")
+        .await;
     let input = page.text_content("wi-json").await;
     let inputs: Value = serde_json::from_str(&input).unwrap();
     assert!(
@@ -297,7 +297,7 @@ async fn a_pinned_prompt_is_followed_and_a_chart_point_reopens_its_batch() {
         "{pinned}"
     );
     page.click("btn-train").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let deadline = std::time::Instant::now() + common::hang_guard(Duration::from_secs(300));
     loop {
         let n = page
             .attr("reward-history", "data-values")
@@ -497,7 +497,7 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
 
 /// Waits until the reward chart holds `n` points of this run.
 async fn wait_points(page: &Page, n: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let deadline = std::time::Instant::now() + common::hang_guard(Duration::from_secs(300));
     loop {
         let values = page.attr("reward-history", "data-values").await;
         let got = values.split(',').filter(|v| !v.is_empty()).count();

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const DEBUG: &str = "configs/config_debug.yaml";
 
@@ -278,11 +280,13 @@ fn ctrl_c_saves_a_checkpoint_and_exits() {
     .spawn()
     .unwrap();
     let started = Instant::now();
+    // A hang guard, not a speed check (`ppo-lens bench` measures speed).
+    let limit = common::hang_guard(Duration::from_secs(120));
     while !std::fs::read_to_string(out.join("metrics.jsonl")).is_ok_and(|t| t.lines().count() >= 2)
     {
         assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no step finished"
+            started.elapsed() < limit,
+            "no step finished within the hang guard ({limit:?})"
         );
         std::thread::sleep(Duration::from_millis(100));
     }

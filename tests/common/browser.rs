@@ -114,9 +114,10 @@ impl Page {
     }
 
     /// Waits until the element with `data-testid=testid` exists and its `data-state` is `state`.
-    /// Fails early with the element's text if it reaches `failed` instead.
+    /// Fails early with the element's text if it reaches `failed` instead. `timeout` is a hang
+    /// guard ([`super::hang_guard`]).
     pub async fn wait_state(&self, testid: &str, state: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + super::hang_guard(timeout);
         let mut last = String::from("(element not found)");
         while Instant::now() < deadline {
             if let Ok(el) = self.client.find(Locator::Css(&testid_css(testid))).await {
@@ -233,14 +234,15 @@ impl Page {
             .expect("send key");
     }
 
-    /// Waits until `check` holds for the text of `testid`.
+    /// Waits until `check` holds for the text of `testid`; `timeout` is a hang guard
+    /// ([`super::hang_guard`]).
     pub async fn wait_text(
         &self,
         testid: &str,
         timeout: Duration,
         check: impl Fn(&str) -> bool,
     ) -> String {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + super::hang_guard(timeout);
         let mut last = String::from("(element not found)");
         while Instant::now() < deadline {
             if let Ok(el) = self.client.find(Locator::Css(&testid_css(testid))).await {
