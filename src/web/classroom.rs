@@ -479,7 +479,7 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
                 <tbody>
                     {stat_row("policy clip fraction", "policy-clip-frac", s.policy_clip_frac, r.as_ref().map(|r| r.policy_clip_frac))}
                     {stat_row("value clip fraction", "value-clip-frac", s.value_clip_frac, r.as_ref().map(|r| r.value_clip_frac))}
-                    {stat_row("approx KL (π_new vs π_old)", "approx-kl", s.approx_kl, r.as_ref().map(|r| r.approx_kl))}
+                    {stat_row("approx KL (new vs old policy)", "approx-kl", s.approx_kl, r.as_ref().map(|r| r.approx_kl))}
                     {stat_row("policy loss", "loss-policy", s.loss_policy, r.as_ref().map(|r| r.loss_policy))}
                     {stat_row("value loss", "loss-value", s.loss_value, r.as_ref().map(|r| r.loss_value))}
                 </tbody>

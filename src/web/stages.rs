@@ -794,7 +794,7 @@ fn update(
             {stat("loss-value", "value loss", stats.loss_value)}
             {stat("loss-entropy", "entropy", stats.loss_entropy)}
             {stat("loss-total", "total loss", stats.loss_total)}
-            {stat("approx-kl", "approx KL (π_new vs π_old)", stats.approx_kl)}
+            {stat("approx-kl", "approx KL (new vs old policy)", stats.approx_kl)}
             {stat("policy-clip-frac", "policy clip frac", stats.policy_clip_frac)}
             {stat("value-clip-frac", "value clip frac", stats.value_clip_frac)}
             {stat("grad-norm", "grad norm (before clip to 1)", stats.grad_norm)}
