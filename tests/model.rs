@@ -86,6 +86,15 @@ fn flat(v: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// The reference's logprobs, row after row, less each row's first (null: no token before it).
+fn reference_logprobs(rows: &Value) -> Vec<Value> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap()[1..].to_vec())
+        .collect()
+}
+
 fn check_parity(name: &str, tol: f64) {
     let model = load(name, Precision::F32).model;
     let exp = expected(name);
@@ -95,12 +104,7 @@ fn check_parity(name: &str, tol: f64) {
     let [b, t] = ids.dims();
     let out = model.forward(ids.clone(), Tensor::ones([b, t], &Device::flex()), false);
     let lp = token_logprobs(&out, &ids);
-    let want: Vec<Value> = exp["logprobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.as_array().unwrap()[1..].to_vec())
-        .collect();
+    let want: Vec<Value> = reference_logprobs(&exp["logprobs"]);
     let d_lp = max_diff(&lp, &want);
     let d_v = max_diff(&read(out.values.clone()), &flat(&exp["values"]));
     let last = read(out.logits.clone().narrow(1, t - 1, 1));
@@ -115,12 +119,7 @@ fn check_parity(name: &str, tol: f64) {
     let pmask = int_tensor(&rows_i64(&exp["padded"]["mask"]));
     let pout = model.forward(pids.clone(), pmask, false);
     let plp = token_logprobs(&pout, &pids);
-    let pwant: Vec<Value> = exp["padded"]["logprobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.as_array().unwrap()[1..].to_vec())
-        .collect();
+    let pwant: Vec<Value> = reference_logprobs(&exp["padded"]["logprobs"]);
     let d_plp = max_diff(&plp, &pwant);
     let d_pv = max_diff(&read(pout.values), &flat(&exp["padded"]["values"]));
     assert!(
@@ -678,4 +677,99 @@ fn sharded_checkpoints_load_through_the_index() {
     let single = load("qwen2-gqa-bf16", Precision::F32).model;
     assert_eq!(param_bits(&sharded), param_bits(&single));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Writes `fixture`'s checkpoint to a fresh directory with every f32 tensor of
+/// model.safetensors replaced by `convert(values)`: (dtype written, its bytes).
+fn rewritten(
+    name: &str,
+    tag: &str,
+    convert: impl Fn(&[f32]) -> (safetensors::Dtype, Vec<u8>),
+) -> PathBuf {
+    let src = fixture(name);
+    let dir = temp_dir(tag);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["config.json", "tokenizer.json", "value_head.safetensors"] {
+        std::fs::copy(src.join(file), dir.join(file)).unwrap();
+    }
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let converted: Vec<(String, Vec<usize>, safetensors::Dtype, Vec<u8>)> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+            let values: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            let (dtype, bytes) = convert(&values);
+            (name, view.shape().to_vec(), dtype, bytes)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = converted
+        .iter()
+        .map(|(name, shape, dtype, bytes)| {
+            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes).unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    std::fs::write(
+        dir.join("model.safetensors"),
+        safetensors::serialize(views, None).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
+/// An f16 checkpoint (how many fine-tunes are published) goes through the loader: it computes
+/// exactly what an f32 checkpoint holding the same f16-rounded values computes, and stays close
+/// to transformers on the original weights.
+#[test]
+fn an_f16_checkpoint_loads_as_its_rounded_values() {
+    use burn::tensor::f16;
+    let half = rewritten("qwen2-tied", "f16", |v| {
+        let bytes = v
+            .iter()
+            .flat_map(|&x| f16::from_f32(x).to_bits().to_le_bytes())
+            .collect();
+        (safetensors::Dtype::F16, bytes)
+    });
+    let rounded = rewritten("qwen2-tied", "f16-as-f32", |v| {
+        let bytes = v
+            .iter()
+            .flat_map(|&x| f16::from_f32(x).to_f32().to_le_bytes())
+            .collect();
+        (safetensors::Dtype::F32, bytes)
+    });
+    let open = |dir: &Path| {
+        load_dir(
+            dir,
+            Precision::F32,
+            ValueHeadInit::Zeros,
+            0,
+            &Device::flex(),
+        )
+        .unwrap()
+        .model
+    };
+    let (half, rounded) = (open(&half), open(&rounded));
+    let exp = expected("qwen2-tied");
+    let ids = int_tensor(&rows_i64(&exp["ids"]));
+    let [b, t] = ids.dims();
+    let mask = || Tensor::ones([b, t], &Device::flex());
+    let lp_half = token_logprobs(&half.forward(ids.clone(), mask(), false), &ids);
+    let lp_rounded = token_logprobs(&rounded.forward(ids.clone(), mask(), false), &ids);
+    assert_eq!(
+        lp_half, lp_rounded,
+        "f16 weights must read as their exact values"
+    );
+    let want: Vec<Value> = reference_logprobs(&exp["logprobs"]);
+    let d = max_diff(&lp_half, &want);
+    println!("f16 weights vs transformers on f32 weights: max |logprob diff| {d:.2e}");
+    // f16 keeps 11 bits of mantissa; with weights this small the rounding moves logprobs by
+    // about 1e-3 at most. A loader that mistook the bytes (as bf16, or as raw f32) would be off
+    // by whole units.
+    assert!(d > 0.0 && d < 1e-2, "f16 logprobs differ by {d}");
 }

@@ -4,13 +4,16 @@
 
 use std::path::Path;
 
+use burn::module::Module;
 use burn::tensor::Device;
 use ppo_lens::compute::block_on;
 use ppo_lens::data::gsm_mini;
 use ppo_lens::model::Precision;
 use ppo_lens::model::ValueHeadInit;
 use ppo_lens::model::chat::gsm8k_prompt;
+use ppo_lens::model::weights::saved_config;
 use ppo_lens::native::model_dir::{LoadedModel, load_dir};
+use ppo_lens::native::tiny::{PretrainConfig, pretrain};
 use ppo_lens::reward::{GsmScore, gsm8k_reward};
 use ppo_lens::rng::Rng;
 use ppo_lens::rollout::{SamplingParams, rollout};
@@ -108,3 +111,109 @@ fn sampled_answers_are_well_formed_and_about_half_right() {
     let right = correct as f64 / n;
     assert!((0.3..0.75).contains(&right), "right {right}");
 }
+
+/// `examples/pretrain_tiny.rs` remakes what is committed: its corpus builds the committed
+/// tokenizer byte for byte and its settings the committed config.json.
+#[test]
+fn pretraining_remakes_the_committed_tokenizer_and_config() {
+    let config = PretrainConfig {
+        steps: 0,
+        ..PretrainConfig::default()
+    };
+    let made = block_on(pretrain(&config, |_, _, _| {})).unwrap();
+    let committed = |file: &str| std::fs::read_to_string(Path::new(DIR).join(file)).unwrap();
+    assert!(
+        made.tokenizer_json == committed("tokenizer.json"),
+        "the tokenizer built from the default corpus differs from www/models/tiny/tokenizer.json"
+    );
+    assert_eq!(
+        saved_config(&made.model.valid()).to_json(),
+        committed("config.json")
+    );
+}
+
+/// The first steps of the committed model's recipe, as measured: a change to the corpus, the
+/// initialisation, the batches drawn, the loss, the learning-rate warm-up or the optimiser moves
+/// these numbers. (The 1500-step run itself is not compared byte for byte: over that many steps
+/// the rounding of sums taken in another order, on another CPU's kernels, grows into different
+/// weights of the same quality.)
+#[test]
+fn the_first_pretraining_steps_are_the_recipes() {
+    let config = PretrainConfig {
+        steps: 10,
+        ..PretrainConfig::default()
+    };
+    let mut losses = Vec::new();
+    let made = block_on(pretrain(&config, |step, _, loss| losses.push((step, loss)))).unwrap();
+    let bytes = ppo_lens::model::save_model(&made.model.valid()).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut norms: Vec<(String, f64)> = tensors
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let sum: f64 = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+                .map(|x| x * x)
+                .sum();
+            (name, sum.sqrt())
+        })
+        .collect();
+    norms.sort_by(|a, b| a.0.cmp(&b.0));
+    println!("losses {losses:?}");
+    for (name, norm) in &norms {
+        println!("(\"{name}\", {norm:.9}),");
+    }
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * b.abs().max(1e-3);
+    assert_eq!(losses.len(), WANT_LOSSES.len(), "{losses:?}");
+    for ((step, loss), (want_step, want)) in losses.iter().zip(WANT_LOSSES) {
+        assert_eq!(step, want_step);
+        assert!(
+            close(*loss as f64, *want),
+            "loss at step {step}: {loss}, recipe {want}"
+        );
+    }
+    assert_eq!(norms.len(), WANT_NORMS.len());
+    for ((name, norm), (want_name, want)) in norms.iter().zip(WANT_NORMS) {
+        assert_eq!(name, want_name);
+        assert!(close(*norm, *want), "{name}: norm {norm}, recipe {want}");
+    }
+}
+
+/// Measured on this project's 2-core machine (`--nocapture` prints them).
+const WANT_LOSSES: &[(usize, f64)] = &[(0, 4.6681437), (9, 4.392596)];
+const WANT_NORMS: &[(&str, f64)] = &[
+    ("model.embed_tokens.weight", 1.622571081),
+    ("model.layers.0.input_layernorm.weight", 7.997670073),
+    ("model.layers.0.mlp.down_proj.weight", 2.245400161),
+    ("model.layers.0.mlp.gate_proj.weight", 2.243730477),
+    ("model.layers.0.mlp.up_proj.weight", 2.260622397),
+    (
+        "model.layers.0.post_attention_layernorm.weight",
+        8.014788114,
+    ),
+    ("model.layers.0.self_attn.k_proj.bias", 0.008238061),
+    ("model.layers.0.self_attn.k_proj.weight", 0.895550926),
+    ("model.layers.0.self_attn.o_proj.weight", 1.272943419),
+    ("model.layers.0.self_attn.q_proj.bias", 0.015845171),
+    ("model.layers.0.self_attn.q_proj.weight", 1.285389836),
+    ("model.layers.0.self_attn.v_proj.bias", 0.013149711),
+    ("model.layers.0.self_attn.v_proj.weight", 0.897586362),
+    ("model.layers.1.input_layernorm.weight", 8.004212335),
+    ("model.layers.1.mlp.down_proj.weight", 2.262036151),
+    ("model.layers.1.mlp.gate_proj.weight", 2.235545263),
+    ("model.layers.1.mlp.up_proj.weight", 2.235890282),
+    (
+        "model.layers.1.post_attention_layernorm.weight",
+        8.010051997,
+    ),
+    ("model.layers.1.self_attn.k_proj.bias", 0.008293988),
+    ("model.layers.1.self_attn.k_proj.weight", 0.940459362),
+    ("model.layers.1.self_attn.o_proj.weight", 1.319541913),
+    ("model.layers.1.self_attn.q_proj.bias", 0.015869262),
+    ("model.layers.1.self_attn.q_proj.weight", 1.292683132),
+    ("model.layers.1.self_attn.v_proj.bias", 0.012559463),
+    ("model.layers.1.self_attn.v_proj.weight", 0.938644421),
+    ("model.norm.weight", 8.005164558),
+];

@@ -11,7 +11,7 @@ use plotters_canvas::CanvasBackend;
 use wasm_bindgen::JsCast;
 
 use super::classroom::{canvas_by_id, fit_canvas, handout_buttons, scale};
-use super::select::show_token;
+use super::select::{exact, show_token};
 use super::state::{AppState, Point};
 use crate::explain::num;
 use crate::lab::KEPT_ITERATIONS;
@@ -418,10 +418,13 @@ pub fn Charts(state: AppState) -> impl IntoView {
                         } else {
                             name.to_string()
                         };
+                        // Each series' last value, exact in data-v for tests and scripts.
                         view! {
                             {(i > 0).then_some(" · ")}
                             {swatch(*color)}
-                            {format!("{name} {}", num(f(p) as f32))}
+                            <span data-testid=format!("chart-{}-{i}", spec.id) data-v=exact(f(p) as f32)>
+                                {format!("{name} {}", num(f(p) as f32))}
+                            </span>
                         }
                     })
                     .collect_view();

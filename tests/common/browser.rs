@@ -24,6 +24,10 @@ pub const CHROMIUM_FLAGS: &[&str] = &[
     "--disable-component-update",
     "--no-first-run",
     "--window-size=1280,900",
+    // Offline but for the page's own server: every other host fails to resolve, so anything
+    // the page fetched from elsewhere would break it in every test (and `Page::requests` lists
+    // what it asked for).
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ];
 
 /// Where `trunk build` put the page: `$PPO_LENS_DIST` or `dist/` in the crate.
@@ -47,6 +51,7 @@ pub struct Page {
     pub client: Client,
     pub server: SocketAddr,
     chromedriver: Child,
+    downloads: PathBuf,
     _profile: TempDir,
 }
 
@@ -75,6 +80,7 @@ impl Page {
         wait_for_port(port, Duration::from_secs(20));
 
         let profile = TempDir::new("ppo-lens-chromium");
+        let downloads = profile.0.join("downloads");
         let mut args: Vec<String> = CHROMIUM_FLAGS
             .iter()
             .filter(|flag| !left_out.contains(flag))
@@ -85,8 +91,17 @@ impl Page {
             std::env::var("PPO_LENS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let capabilities = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": { "binary": binary, "args": args },
-            "goog:loggingPrefs": { "browser": "ALL" },
+            "goog:chromeOptions": {
+                "binary": binary,
+                "args": args,
+                // Saved handouts land in the profile, where `Page::downloaded` reads them.
+                "prefs": {
+                    "download.default_directory": downloads.display().to_string(),
+                    "download.prompt_for_download": false,
+                },
+            },
+            // The browser log for console errors; the performance log for every request.
+            "goog:loggingPrefs": { "browser": "ALL", "performance": "ALL" },
         });
         let Value::Object(capabilities) = capabilities else {
             unreachable!()
@@ -105,6 +120,7 @@ impl Page {
             client,
             server,
             chromedriver,
+            downloads,
             _profile: profile,
         }
     }
@@ -186,6 +202,44 @@ impl Page {
         let v = self.attr(testid, "data-v").await;
         v.parse()
             .unwrap_or_else(|_| panic!("{testid}: data-v `{v}` is not a number"))
+    }
+
+    /// The exact values (`data-v`) of `<prefix>-0`, `<prefix>-1`, ... up to the first missing.
+    pub async fn column(&self, prefix: &str) -> Vec<f64> {
+        let script = format!(
+            "const out = []; for (let t = 0; ; t++) {{
+               const el = document.querySelector('[data-testid=\"{prefix}-' + t + '\"]');
+               if (!el) return out; out.push(parseFloat(el.dataset.v)); }}"
+        );
+        self.js(&script)
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    }
+
+    /// The reward mean of every iteration of this run, exact, from the charts' data.
+    pub async fn reward_history(&self) -> Vec<f64> {
+        self.attr("reward-history", "data-values")
+            .await
+            .split(',')
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("reward-history: `{v}` is not a number"))
+            })
+            .collect()
+    }
+
+    /// Runs `script` as an async function: it ends by calling `arguments[arguments.length - 1]`
+    /// with its result.
+    pub async fn js_async(&self, script: &str) -> Value {
+        self.client
+            .execute_async(script, vec![])
+            .await
+            .unwrap_or_else(|err| panic!("script failed: {err}\n{script}"))
     }
 
     pub async fn click(&self, testid: &str) {
@@ -349,7 +403,19 @@ impl Page {
              window.scrollTo(0, window.scrollY + el.getBoundingClientRect().top - bar - 8); return null;"
         ))
         .await;
-        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        self.settle().await;
+    }
+
+    /// Waits until the page has done what the last action set off: the tasks already queued
+    /// (Leptos runs its effects in them), then two animation frames: the page scrolls the
+    /// current step into view and measures its sticky bar in the first, and the second comes
+    /// after the layout of what that changed. A wait on the page's own events, not on a clock.
+    pub async fn settle(&self) {
+        self.js_async(
+            "const done = arguments[arguments.length - 1]; \
+             setTimeout(() => requestAnimationFrame(() => requestAnimationFrame(() => done(null))), 0);",
+        )
+        .await;
     }
 
     /// Saves a PNG screenshot under `<target>/screenshots/` and returns its path.
@@ -376,6 +442,45 @@ impl Page {
                 )
             })
             .collect()
+    }
+
+    /// The URL of every request the page and its workers sent since the last call (from
+    /// chromedriver's performance log).
+    pub async fn requests(&self) -> Vec<String> {
+        let logs = self
+            .chrome("se/log", r#"{"type":"performance"}"#.into())
+            .await
+            .expect("read performance log");
+        logs.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| {
+                let event: Value = serde_json::from_str(entry["message"].as_str()?).ok()?;
+                let event = &event["message"];
+                (event["method"] == "Network.requestWillBeSent")
+                    .then(|| event["params"]["request"]["url"].as_str().map(String::from))
+                    .flatten()
+            })
+            .collect()
+    }
+
+    /// The bytes of a file the page saved (a handout), once the download has finished. `timeout`
+    /// is a hang guard.
+    pub async fn downloaded(&self, name: &str, timeout: Duration) -> Vec<u8> {
+        let path = self.downloads.join(name);
+        let partial = self.downloads.join(format!("{name}.crdownload"));
+        let deadline = Instant::now() + super::hang_guard(timeout);
+        loop {
+            if path.is_file() && !partial.exists() {
+                return std::fs::read(&path).expect("read the saved file");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} was not saved to {} within {timeout:?}",
+                self.downloads.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Runs a Chrome DevTools Protocol command on the page (chromedriver's `goog/cdp/execute`)
