@@ -5,6 +5,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 ensure_page_tools
 ensure_debian_packages chromium chromium-driver
+# A Vulkan device on the CPU (lavapipe), for the tests that run burn's GPU kernels through wgpu.
+ensure_debian_packages mesa-vulkan-drivers
 ensure_axe
 cd "$ROOT"
 

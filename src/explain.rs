@@ -35,6 +35,11 @@ pub fn num(x: f32) -> String {
     }
 }
 
+/// `n` and the word for it: "1 token", "3 tokens".
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A number inside a formula: negative ones in parentheses, so `− (−0.5)` reads right.
 fn operand(x: f32) -> String {
     if num(x).starts_with('−') {
@@ -121,6 +126,21 @@ impl StageKey {
 /// How many response tokens of `row` are real (inside the response mask).
 pub fn real_len(walk: &Walkthrough, row: usize) -> usize {
     walk.gae.get(row).map_or(0, |g| g.steps.len())
+}
+
+/// The tokens of response `row` whose advantage whitening turned to the other sign (a nonzero
+/// GAE advantage A_t and its whitened Â_t on opposite sides of 0); none without whitening.
+pub fn whitening_flips(walk: &Walkthrough, row: usize) -> Vec<usize> {
+    let (Some(w), Some(trace)) = (&walk.whiten, walk.gae.get(row)) else {
+        return Vec::new();
+    };
+    let offset = row * walk.experience.rollout.response_len();
+    (0..real_len(walk, row))
+        .filter(|&t| {
+            let (a, white) = (trace.advantages[t], w.whitened[offset + t]);
+            a != 0.0 && (a > 0.0) != (white > 0.0)
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -614,13 +634,7 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                 Some(trace.advantages[last]),
             ));
             if let Some(w) = &walk.whiten {
-                let offset = row * exp.rollout.response_len();
-                let flipped: Vec<usize> = (0..real)
-                    .filter(|&t| {
-                        let (a, white) = (trace.advantages[t], w.whitened[offset + t]);
-                        (a > 0.0) != (white > 0.0) && a != 0.0
-                    })
-                    .collect();
+                let flipped = whitening_flips(walk, row);
                 let text = if flipped.is_empty() {
                     format!(
                         "Whitening (batch mean {}) changed the sign of no advantage of this \

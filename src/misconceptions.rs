@@ -4,7 +4,7 @@
 //! and names the stage whose view shows it. `tests/explain.rs` recomputes every number from the
 //! walkthrough. No UI here: the page's Overview stage draws the card.
 
-use crate::explain::{StageKey, num, real_len};
+use crate::explain::{StageKey, count, num, real_len, whitening_flips};
 use crate::explore::{Band, ValueMove, clip_cases, value_case};
 use crate::ppo::Algorithm;
 use crate::ppo::walkthrough::Walkthrough;
@@ -27,10 +27,6 @@ pub struct Misconception {
 /// Every real token of the batch, as `(row, t)`.
 fn real_tokens(walk: &Walkthrough) -> impl Iterator<Item = (usize, usize)> + '_ {
     (0..walk.gae.len()).flat_map(move |b| (0..real_len(walk, b)).map(move |t| (b, t)))
-}
-
-fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The six misconceptions, answered on `walk`.
@@ -106,13 +102,9 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
     // 3. Whitening can flip a sign.
     let (answer, flipped) = match &walk.whiten {
         Some(w) => {
-            let r = exp.rollout.response_len();
-            let flipped = real_tokens(walk)
-                .filter(|&(b, t)| {
-                    let (a, white) = (walk.gae[b].advantages[t], w.whitened[b * r + t]);
-                    a != 0.0 && (a > 0.0) != (white > 0.0)
-                })
-                .count();
+            let flipped: usize = (0..walk.gae.len())
+                .map(|b| whitening_flips(walk, b).len())
+                .sum();
             let how = if w.mean >= 0.0 {
                 format!("every 0 < A_t < {} turns negative", num(w.mean))
             } else {

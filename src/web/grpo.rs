@@ -12,7 +12,7 @@ use leptos::prelude::*;
 use super::select::{cell, exact, response_token, show_token};
 use super::stages::prompt_text;
 use super::state::AppState;
-use crate::explain::num;
+use crate::explain::{count, num};
 use crate::explore::{CriticCost, compare_advantages, zero_spread_effects};
 use crate::lab::TINY_CONFIG;
 use crate::model::Qwen2Config;
@@ -52,10 +52,6 @@ fn question(walk: &Walkthrough, row: usize) -> String {
     } else {
         short
     }
-}
-
-fn count(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// `1,234,567`.
