@@ -6,7 +6,48 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TRUNK_VERSION="0.21.14"
 
-step() { printf '\n\033[1;34m==>\033[0m \033[1m%s\033[0m\n' "$*"; }
+# One target dir for everything the scripts build, the exercise loop's copy of the checkout
+# included, so that each dependency compiles once: the caller's CARGO_TARGET_DIR, else this
+# checkout's target/.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+# Each step is timed: when the next one starts, the last one's minutes are printed, and
+# `print_step_times` prints them all. With PPO_LENS_STEP_TIMES=<file>, every finished step also
+# appends "seconds<TAB>step" to that file.
+STEP_NAMES=()
+STEP_SECONDS=()
+STEP_T0=""
+minutes() { awk -v s="$1" 'BEGIN { printf "%.1f", s / 60 }'; }
+step_done() {
+    [ -n "$STEP_T0" ] || return 0
+    local seconds=$(($(date +%s) - STEP_T0))
+    STEP_SECONDS+=("$seconds")
+    STEP_T0=""
+    printf '    (%s min)\n' "$(minutes "$seconds")"
+    if [ -n "${PPO_LENS_STEP_TIMES:-}" ]; then
+        printf '%s\t%s\n' "$seconds" "${STEP_NAMES[-1]}" >>"$PPO_LENS_STEP_TIMES"
+    fi
+}
+step() {
+    step_done
+    STEP_NAMES+=("$*")
+    STEP_T0="$(date +%s)"
+    printf '\n\033[1;34m==>\033[0m \033[1m%s\033[0m\n' "$*"
+}
+print_step_times() {
+    step_done
+    local total=0 i
+    printf '\n\033[1mMinutes per step\033[0m\n'
+    for i in "${!STEP_SECONDS[@]}"; do
+        total=$((total + STEP_SECONDS[i]))
+        printf '  %6s  %s\n' "$(minutes "${STEP_SECONDS[i]}")" "${STEP_NAMES[i]}"
+    done
+    printf '  %6s  in all\n' "$(minutes "$total")"
+}
+# The table when the script ends, whether it passed or not.
+time_steps() {
+    trap 'rc=$?; print_step_times; exit $rc' EXIT
+}
 note() { printf '    %s\n' "$*"; }
 run() { printf '    $ %s\n' "$*"; "$@"; }
 

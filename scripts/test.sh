@@ -2,6 +2,7 @@
 # Quick start 2: every test. Native unit and integration tests, the wasm32 build of the page,
 # and the browser tests in headless Chromium. Installs what is missing first.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+time_steps
 
 ensure_page_tools
 ensure_debian_packages chromium chromium-driver
@@ -24,5 +25,6 @@ build_page
 step "Browser tests: the built page in headless Chromium"
 run cargo test --test browser --test browser_classroom -- --ignored --test-threads=1
 
-step "All tests passed"
-note "screenshots: ${CARGO_TARGET_DIR:-$ROOT/target}/screenshots/"
+step_done
+printf '\n\033[1;32mAll tests passed\033[0m\n'
+note "screenshots: $CARGO_TARGET_DIR/screenshots/"
