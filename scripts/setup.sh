@@ -119,29 +119,53 @@ ensure_wasm_bindgen() {
     fi
 }
 
-# Everything `trunk build` needs, offline afterwards. (No wasm-opt: see Trunk.toml.)
+# The npm packages the scripts use (binaryen, axe-core), pinned, in one directory of their own.
+NPM_DIR="${PPO_LENS_NPM_DIR:-$HOME/.cache/ppo-lens/npm}"
+# npm_package NAME VERSION: installs it into $NPM_DIR unless that version is there already.
+npm_package() {
+    local name="$1" version="$2"
+    if grep -qs "\"version\": \"$version\"" "$NPM_DIR/node_modules/$name/package.json"; then
+        note "$name $version: installed in $NPM_DIR"
+    else
+        if ! command -v npm >/dev/null 2>&1; then
+            ensure_debian_packages npm
+        fi
+        mkdir -p "$NPM_DIR"
+        run npm install --prefix "$NPM_DIR" --no-audit --no-fund "$name@$version"
+    fi
+}
+
+# binaryen's wasm-opt, which Trunk runs on the page's wasm (Trunk.toml pins its version). Debian's
+# binaryen 108 breaks the reference-types table wasm-bindgen sets up; the npm registry's package
+# is current (binaryen compiled to wasm, run by Node.js). It is linked into cargo's bin directory,
+# which is on PATH, so that a plain `trunk build` finds it too.
+BINARYEN_VERSION="132.0.0"
+ensure_binaryen() {
+    step "binaryen $BINARYEN_VERSION (npm): wasm-opt"
+    npm_package binaryen "$BINARYEN_VERSION"
+    local bin="$NPM_DIR/node_modules/.bin/wasm-opt"
+    local link="${CARGO_HOME:-$HOME/.cargo}/bin/wasm-opt"
+    if [ "$(readlink "$link" 2>/dev/null)" != "$bin" ]; then
+        run ln -sf "$bin" "$link"
+    fi
+    note "$(wasm-opt --version)"
+}
+
+# Everything `trunk build` needs, offline afterwards.
 ensure_page_tools() {
     ensure_cargo
     ensure_wasm_target
     ensure_trunk
     ensure_wasm_bindgen
+    ensure_binaryen
 }
 
 # axe-core, the accessibility checker the browser tests run inside the page (from npm).
 AXE_VERSION="4.11.0"
-AXE_DIR="${PPO_LENS_NPM_DIR:-$HOME/.cache/ppo-lens/npm}"
 ensure_axe() {
     step "axe-core $AXE_VERSION (npm) for the accessibility checks"
-    if [ -f "$AXE_DIR/node_modules/axe-core/axe.min.js" ] && grep -q "\"version\": \"$AXE_VERSION\"" "$AXE_DIR/node_modules/axe-core/package.json"; then
-        note "installed in $AXE_DIR"
-    else
-        if ! command -v npm >/dev/null 2>&1; then
-            ensure_debian_packages npm
-        fi
-        mkdir -p "$AXE_DIR"
-        run npm install --prefix "$AXE_DIR" --no-audit --no-fund "axe-core@$AXE_VERSION"
-    fi
-    export PPO_LENS_AXE="$AXE_DIR/node_modules/axe-core/axe.min.js"
+    npm_package axe-core "$AXE_VERSION"
+    export PPO_LENS_AXE="$NPM_DIR/node_modules/axe-core/axe.min.js"
 }
 
 build_page() {

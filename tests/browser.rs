@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::browser::Page;
@@ -459,13 +460,31 @@ async fn benchmark_mode_times_every_stage_on_webgpu_and_flex() {
 fn the_page_runs_its_constructors_once() {
     // wasm-ld wraps every export of a module that never calls `__wasm_call_ctors` itself in a
     // `<name>.command_export` function that runs all the static constructors first; src/main.rs
-    // calls them once instead. The wrappers' names are in the wasm's name section.
-    let wasm = std::fs::read_dir(common::browser::dist_dir())
+    // calls them once instead. The wrappers' names are in the wasm's name section, which
+    // wasm-opt drops from dist/; Trunk keeps wasm-bindgen's output, names and all, in
+    // <target>/wasm-bindgen/release/. It is the build dist/ came from when the JS glue is the same.
+    let staged = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("wasm-bindgen/release");
+    let glue = std::fs::read_dir(common::browser::dist_dir())
         .expect("dist dir")
         .map(|entry| entry.expect("dist entry").path())
-        .find(|path| path.extension().is_some_and(|e| e == "wasm"))
-        .expect("a .wasm in dist/");
-    let bytes = std::fs::read(&wasm).expect("read the page's wasm");
+        .find(|path| {
+            path.extension().is_some_and(|e| e == "js")
+                && path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("ppo-lens-"))
+        })
+        .expect("the page's JS glue in dist/");
+    assert!(
+        std::fs::read(&glue).ok() == std::fs::read(staged.join("ppo-lens.js")).ok(),
+        "{} is not the glue of the last trunk build into this target dir ({})",
+        glue.display(),
+        staged.display()
+    );
+    let wasm = staged.join("ppo-lens_bg.wasm");
+    let bytes = std::fs::read(&wasm).expect("read the page's wasm before wasm-opt");
     let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
     assert!(
         has(b"\x04name"),

@@ -85,7 +85,11 @@ pub fn run() -> Result<()> {
             &["wasm-bindgen", "--version"],
             format!("needs {lock_version}, as in Cargo.lock"),
         ),
-        ("wasm-opt", &["wasm-opt", "--version"], String::new()),
+        (
+            "wasm-opt",
+            &["wasm-opt", "--version"],
+            "needs version 132 (npm binaryen), as in Trunk.toml".into(),
+        ),
         (
             "chromium",
             &["chromium", "--version"],

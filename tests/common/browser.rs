@@ -357,32 +357,36 @@ impl Page {
         }
     }
 
-    /// Sets the viewport to `width` x `height` CSS pixels (the window is resized until the
-    /// page's innerWidth and innerHeight are those).
+    /// Sets the viewport to `width` x `height` CSS pixels: the window is resized to that plus
+    /// the browser's own frame (outer less inner size), read after the last resize has reached
+    /// the page, until the page's innerWidth and innerHeight are those.
     pub async fn set_viewport(&self, width: u32, height: u32) {
-        let (mut w, mut h) = (width, height);
-        for _ in 0..3 {
-            self.client
-                .set_window_size(w, h)
-                .await
-                .expect("resize window");
-            let inner = self
-                .js("return [window.innerWidth, window.innerHeight];")
+        let sizes = || async {
+            self.settle().await;
+            let v = self
+                .js("return [window.innerWidth, window.innerHeight, window.outerWidth, window.outerHeight];")
                 .await;
-            let (iw, ih) = (
-                inner[0].as_u64().unwrap() as u32,
-                inner[1].as_u64().unwrap() as u32,
-            );
+            let at = |i: usize| v[i].as_u64().unwrap() as u32;
+            (at(0), at(1), at(2), at(3))
+        };
+        for _ in 0..5 {
+            let (iw, ih, ow, oh) = sizes().await;
             if (iw, ih) == (width, height) {
                 return;
             }
-            w += width - iw.min(width);
-            h += height - ih.min(height);
+            self.client
+                .set_window_size(
+                    width + ow.saturating_sub(iw),
+                    height + oh.saturating_sub(ih),
+                )
+                .await
+                .expect("resize window");
         }
-        let inner = self
-            .js("return [window.innerWidth, window.innerHeight];")
-            .await;
-        panic!("could not set the viewport to {width}x{height}: it is {inner}");
+        let (iw, ih, ..) = sizes().await;
+        assert!(
+            (iw, ih) == (width, height),
+            "could not set the viewport to {width}x{height}: it is {iw}x{ih}"
+        );
     }
 
     /// The page's current address.
