@@ -114,6 +114,65 @@ fn gae_whiten_gives_zero_mean_unit_std_over_real_tokens() {
     );
 }
 
+/// `gae --quiz` driven through stdin as a student types: one right, one wrong, one skipped,
+/// then the input ends.
+#[test]
+fn gae_quiz_reads_answers_from_stdin_and_tallies_them() {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ppo-lens"))
+        .args([
+            "gae",
+            "--quiz",
+            "--input",
+            data("gae_worked_example.json").to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ppo-lens");
+    // Pass 2 asks A_0 (0.689975 by hand); pass 3 asks A_1 (-0.655), then A_0 again.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"0.690\n-0.6\n\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("GAE quiz on sequence 0 (3 real tokens; gamma = 0.9, lambda = 0.95)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("right: A_0 = 1.250 + 0.9 × 0.95 × 1 × (-0.655) = 0.690"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not quite: you wrote -0.6. A_1 needs delta_1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("A_1 = 0.200 + 0.9 × 0.95 × 1 × (-1.000) = -0.655"),
+        "{text}"
+    );
+    assert!(text.contains("skipped: A_0"), "{text}");
+    assert!(text.contains("(no more answers)"), "{text}");
+    assert!(
+        text.trim_end().ends_with("1 of 2 right, 1 skipped."),
+        "{text}"
+    );
+    // --quiz asks on its own: not with --table or --whiten.
+    let both = ppo_lens(&["gae", "--quiz", "--table", "--input", "x.json"]);
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
+}
+
 #[test]
 fn gae_table_shows_the_reverse_sweep_with_numbers() {
     let out = ppo_lens(&[

@@ -44,6 +44,11 @@ enum Command {
         /// Print the reverse sweep as a table with every formula filled in, instead of JSON.
         #[arg(long)]
         table: bool,
+        /// A faded worked example on the first sequence: the sweep worked, then one more of its
+        /// last advantages left blank each pass for you to type in (read from stdin), checked to
+        /// 3 decimals with a hint on a miss.
+        #[arg(long, conflicts_with_all = ["whiten", "table"])]
+        quiz: bool,
     },
     /// The PPO losses (clipped policy, clipped value, entropy) on numbers from a JSON file.
     ///
@@ -185,9 +190,13 @@ fn run() -> ExitCode {
             Ok(())
         })(),
         Command::Gae {
+            input, quiz: true, ..
+        } => ppo_cmd::gae_quiz_command(&input),
+        Command::Gae {
             input,
             whiten,
             table,
+            quiz: false,
         } => ppo_cmd::gae_command(&input, whiten, table).map(|out| println!("{out}")),
         Command::Losses { input } => ppo_cmd::losses_command(&input).map(|out| println!("{out}")),
         Command::Score {

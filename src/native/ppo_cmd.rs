@@ -66,6 +66,29 @@ pub fn gae_command(input: &Path, whiten: bool, table: bool) -> Result<String> {
     Ok(serde_json::to_string_pretty(&result)?)
 }
 
+/// Runs `gae --quiz`: the faded worked example on the file's first sequence, answers from stdin.
+pub fn gae_quiz_command(input: &Path) -> Result<()> {
+    let file = InputFile::read(input, GAE_KEYS)?;
+    let rewards = file.rows("rewards")?;
+    let values = file.rows_like("values", &rewards, "rewards")?;
+    let mask = file.mask("mask", &rewards, "rewards")?;
+    let params = GaeParams::new(file.number("gamma")?, file.number("lam")?)
+        .map_err(|err| anyhow!("{}: {err}", input.display()))?;
+    let stdin = std::io::stdin();
+    let typed = std::io::IsTerminal::is_terminal(&stdin);
+    super::gae_quiz::gae_quiz(
+        &rewards,
+        &values,
+        &mask,
+        params,
+        stdin.lock(),
+        std::io::stdout().lock(),
+        !typed,
+    )
+    .map_err(|err| anyhow!("{}: {err}", input.display()))?;
+    Ok(())
+}
+
 /// The reverse sweep of every sequence as aligned text.
 fn gae_table(
     rewards: &Rows,
@@ -92,26 +115,7 @@ fn gae_table(
             trace.steps.len(),
             r.len()
         );
-        let _ = writeln!(
-            out,
-            "{:>4} {:>9} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9}",
-            "t", "r_t", "V_t", "V_(t+1)", "m_(t+1)", "delta_t", "A_(t+1)", "A_t", "R_t"
-        );
-        for step in &trace.steps {
-            let _ = writeln!(
-                out,
-                "{:>4} {:>9.4} {:>9.4} {:>9.4} {:>7} {:>9.4} {:>9.4} {:>9.4} {:>9.4}",
-                step.t,
-                step.reward,
-                step.value,
-                step.next_value,
-                step.next_mask,
-                step.delta,
-                step.next_advantage,
-                step.advantage,
-                step.ret
-            );
-        }
+        out.push_str(&super::gae_quiz::sweep_table(&trace, 0, true));
         for step in &trace.steps {
             let _ = writeln!(out, "  {}", step.delta_formula(params.gamma));
             let _ = writeln!(out, "  {}", step.advantage_formula(params));
