@@ -263,9 +263,9 @@ impl TrainConfig {
         )?;
         check(
             t.dtype != "bfloat16" || t.device == "cuda",
-            "training.dtype",
-            "bfloat16 needs training.device cuda",
-            t.dtype.clone(),
+            "training.device",
+            "must be cuda for training.dtype bfloat16",
+            t.device.clone(),
         )?;
         check(
             t.total_ppo_steps > 0,
@@ -537,7 +537,7 @@ mod tests {
             ("ppo=2", "ppo: invalid type: integer `2`"),
             (
                 "training.dtype=bfloat16",
-                "key `training.dtype` bfloat16 needs training.device cuda",
+                "key `training.device` must be cuda for training.dtype bfloat16, found cpu",
             ),
             (
                 "ppo.kl_estimator=k4",
