@@ -267,6 +267,15 @@ impl TrainConfig {
             "must be cuda for training.dtype bfloat16",
             t.device.clone(),
         )?;
+        // The 8-bit state is stored as i8 tensors; WGSL, the language of wgpu's kernels, has no
+        // 8-bit integers, and the step failed there with a shader compile error.
+        check(
+            !(p.use_8bit_adam && t.device == "wgpu"),
+            "ppo.use_8bit_adam",
+            "must be false on training.device wgpu (its shaders have no 8-bit integers to keep \
+             the state in; cpu and cuda have)",
+            "true".into(),
+        )?;
         check(
             t.total_ppo_steps > 0,
             "training.total_ppo_steps",
@@ -549,6 +558,12 @@ mod tests {
             assert!(e.contains(want), "{o}: {e}");
         }
         assert!(err(&file, &["nonsense"]).contains("expected key.sub=value"));
+        let e = err(&file, &["ppo.use_8bit_adam=true", "training.device=wgpu"]);
+        assert!(
+            e.contains("key `ppo.use_8bit_adam` must be false on training.device wgpu"),
+            "{e}"
+        );
+        assert!(load_config(&file, &["ppo.use_8bit_adam=true".to_string()]).is_ok());
     }
 
     #[test]
