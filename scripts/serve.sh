@@ -9,11 +9,11 @@ features=()
 if [ "${1:-}" = "--exercises" ]; then
     features=(--features exercises)
 fi
-step "Build the page${features:+ on your exercises} (wasm32, release)"
-run trunk build --offline "${features[@]}"
-# How long it took to get here, before the server takes over the terminal.
+# How long the installs took, before the server takes over the terminal. `trunk serve` builds the
+# page itself (printing the build's minutes) before it serves: a `trunk build` first would run
+# the build's last stages, wasm-bindgen and wasm-opt, twice.
 print_step_times
-step "Serve the page on http://127.0.0.1:8080 (Ctrl-C stops; edits rebuild it)"
+step "Build the page${features:+ on your exercises} and serve it on http://127.0.0.1:8080 (Ctrl-C stops; edits rebuild it)"
 if command -v xdg-open >/dev/null 2>&1 && [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
     (sleep 20 && xdg-open http://127.0.0.1:8080 >/dev/null 2>&1) &
 fi
