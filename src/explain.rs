@@ -35,6 +35,14 @@ pub fn num(x: f32) -> String {
     }
 }
 
+/// A token as text, spaces made visible.
+pub fn show_token(text: &str) -> String {
+    match text {
+        "\n" => "⏎".into(),
+        t => t.replace(' ', "·"),
+    }
+}
+
 /// `n` and the word for it: "1 token", "3 tokens".
 pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })

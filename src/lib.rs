@@ -24,6 +24,7 @@ pub mod misconceptions;
 pub mod model;
 pub mod palette;
 pub mod ppo;
+pub mod predict;
 pub mod reward;
 pub mod rng;
 pub mod rollout;

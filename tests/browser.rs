@@ -925,6 +925,14 @@ async fn the_loop_diagram_the_tour_and_the_glossary_guide_a_beginner() {
             "tour stop {i}"
         );
         assert_eq!(page.text("tour-text").await, texts[i]);
+        // The tour asks before it shows, where the stage has a question on this batch.
+        if *stage == "values" {
+            assert_eq!(
+                page.attr("predict-advantage-sign", "data-state").await,
+                "asking"
+            );
+            assert_eq!(page.attr("stage-view", "data-withheld").await, "true");
+        }
         if i == 4 {
             page.screenshot("tour-gae.png").await;
         }
@@ -936,6 +944,10 @@ async fn the_loop_diagram_the_tour_and_the_glossary_guide_a_beginner() {
     assert!(page.exists("stage-update").await);
     page.press("\u{E00C}").await; // Escape
     assert!(!page.exists("tour").await);
+    assert!(
+        !page.exists("predict").await,
+        "out of the tour, predict mode is off again"
+    );
 
     // Glossary terms explain themselves on focus (or hover), and hide again.
     let visibility = "const g = document.querySelector('.stage dfn.term .gloss'); return getComputedStyle(g).visibility;";

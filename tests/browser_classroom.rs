@@ -951,3 +951,296 @@ async fn the_url_sets_gamma_lambda_and_presenter_and_the_speed_control_paces_pla
     );
     page.finish().await;
 }
+
+/// One response's numbers as the stages show them (predict mode off), exact.
+struct Shown {
+    /// Update stage: the advantage the update used, the ratio after it, whether the page marks
+    /// the token clipped, and the critic's old and new values and the return.
+    adv: Vec<f64>,
+    ratio: Vec<f64>,
+    clip_marked: Vec<bool>,
+    v_old: Vec<f64>,
+    v_new: Vec<f64>,
+    ret: Vec<f64>,
+    /// GAE stage: δ_t, A_t and the whitened Â_t.
+    delta: Vec<f64>,
+    gae_adv: Vec<f64>,
+    white: Vec<f64>,
+    /// Score stage: the per-token KL.
+    kl: Vec<f64>,
+}
+
+async fn read_shown(page: &Page, row: usize) -> Shown {
+    page.click(&format!("row-{row}")).await;
+    page.click("tab-score").await;
+    page.click("btn-all").await;
+    let kl = page.column("kl").await;
+    page.click("tab-gae").await;
+    page.click("btn-all").await;
+    let (delta, gae_adv, white) = (
+        page.column("gae-delta").await,
+        page.column("gae-adv").await,
+        page.column("gae-white").await,
+    );
+    page.click("tab-update").await;
+    page.click("btn-all").await;
+    let adv = page.column("upd-adv").await;
+    let mut clip_marked = Vec::new();
+    for t in 0..adv.len() {
+        clip_marked.push(!page.text(&format!("upd-clip-{t}")).await.trim().is_empty());
+    }
+    Shown {
+        ratio: page.column("upd-ratio").await,
+        v_old: page.column("upd-vold").await,
+        v_new: page.column("upd-vnew").await,
+        ret: page.column("upd-ret").await,
+        adv,
+        clip_marked,
+        delta,
+        gae_adv,
+        white,
+        kl,
+    }
+}
+
+/// The question of `kind` on show: waits for it to ask, and returns the token it asks about.
+async fn asked(page: &Page, kind: &str) -> Option<usize> {
+    page.wait_state(&format!("predict-{kind}"), "asking", STARTUP)
+        .await;
+    assert_eq!(
+        page.attr("stage-view", "data-withheld").await,
+        "true",
+        "{kind}: the stage's numbers are withheld while it asks"
+    );
+    question_data(page, kind, "t").await.map(|t| t as usize)
+}
+
+/// A number the question of `kind` carries in `data-<name>` (the token, a supposed value).
+async fn question_data(page: &Page, kind: &str, name: &str) -> Option<f64> {
+    page.js(&format!(
+        "const el = document.querySelector('[data-testid=\"predict-{kind}\"]'); return el.dataset.{name} ?? null;"
+    ))
+    .await
+    .as_str()
+    .map(|v| v.parse().unwrap())
+}
+
+/// Answers a yes/no question (`yes` picks choice 0) and checks the reveal says `right`.
+async fn answer_choice(page: &Page, kind: &str, choice: usize, right: bool) {
+    page.click(&format!("predict-choice-{choice}")).await;
+    page.wait_state(&format!("predict-{kind}"), "revealed", STARTUP)
+        .await;
+    let verdict = format!("[data-testid=\"predict-{kind}\"] [data-testid=predict-verdict]");
+    let got = page
+        .js(&format!(
+            "return document.querySelector('{verdict}').dataset.right;"
+        ))
+        .await;
+    assert_eq!(
+        got.as_str(),
+        Some(if right { "true" } else { "false" }),
+        "{kind}: choice {choice}"
+    );
+}
+
+/// Predict mode on flex: each stage withholds its numbers and asks first, every kind of question
+/// is answered wrong on response 1 and right on response 2, and the reveal marks each answer
+/// right or wrong by the numbers the stages show for that batch (read first, with predict mode
+/// off): Â_t's sign from the Update stage, A_t and its whitened value from the GAE stage, the
+/// ratio and the clip band, the critic's values and the return, and every response's KL. The
+/// tally counts every answer.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn predict_mode_asks_first_and_marks_answers_by_the_batchs_numbers() {
+    let page =
+        Page::open("?backend=flex&rollouts=3&max_new_tokens=10&minibatch=3&iteration=2").await;
+    page.set_viewport(1280, 800).await;
+    wait_ready(&page).await;
+    page.wait_text("status", STARTUP, |t| t.contains("iteration 2 ready"))
+        .await;
+    let (eps, c) = (0.2, 0.2);
+    let mut shown = Vec::new();
+    for row in 0..3 {
+        shown.push(read_shown(&page, row).await);
+    }
+    let kl_sums: Vec<f64> = shown.iter().map(|s| s.kl.iter().sum()).collect();
+    let mut by_kl: Vec<usize> = (0..3).collect();
+    by_kl.sort_by(|&a, &b| kl_sums[b].total_cmp(&kl_sums[a]));
+
+    page.click("btn-predict").await;
+    assert_eq!(page.attr("btn-predict", "aria-pressed").await, "true");
+    assert!(
+        page.url().await.contains("predict=1"),
+        "{}",
+        page.url().await
+    );
+    let mut answered = 0;
+    for (row, right) in [(0usize, false), (1, true)] {
+        let s = &shown[row];
+        page.click(&format!("row-{row}")).await;
+
+        // Values: which tokens get Â_t > 0? Wrong: exactly the others; right: exactly those.
+        page.click("tab-values").await;
+        assert_eq!(asked(&page, "advantage-sign").await, None);
+        let positive: Vec<bool> = s.adv.iter().map(|&a| a > 0.0).collect();
+        for (t, &pos) in positive.iter().enumerate() {
+            if pos == right {
+                page.click(&format!("predict-token-{t}")).await;
+            }
+        }
+        page.click("predict-check").await;
+        page.wait_state("predict-advantage-sign", "revealed", STARTUP)
+            .await;
+        for (t, &pos) in positive.iter().enumerate() {
+            let want = match (pos, right) {
+                (true, true) => "hit",
+                (true, false) => "missed",
+                (false, true) => "rejected",
+                (false, false) => "wrong",
+            };
+            assert_eq!(
+                page.attr(&format!("predict-mark-{t}"), "data-mark").await,
+                want,
+                "row {row} token {t}"
+            );
+        }
+        assert_eq!(
+            page.attr("predict-verdict", "data-right").await,
+            right.to_string()
+        );
+        assert_eq!(
+            page.attr("stage-view", "data-withheld").await,
+            "false",
+            "answered: the stage shows its numbers"
+        );
+        answered += 1;
+
+        // Score: which response pays the most KL? Asked unless the two largest sums tie.
+        page.click("tab-score").await;
+        if kl_sums[by_kl[0]] - kl_sums[by_kl[1]] >= 1e-4 {
+            assert_eq!(asked(&page, "largest-kl").await, None);
+            let choice = if right { by_kl[0] } else { by_kl[1] };
+            answer_choice(&page, "largest-kl", choice, right).await;
+            answered += 1;
+        } else {
+            assert!(!page.exists("predict-largest-kl").await);
+        }
+
+        // GAE: A_t from δ_t and A_(t+1), typed; then whether whitening flips a sign.
+        page.click("tab-gae").await;
+        let t = asked(&page, "gae-step").await.unwrap();
+        let a = s.gae_adv[t];
+        let next = s.gae_adv.get(t + 1).copied().unwrap_or(0.0);
+        assert!(
+            close(a, s.delta[t] + 0.95 * next, 1e-5),
+            "A_t = δ_t + γλ A_(t+1) at t = {t}"
+        );
+        page.type_into("predict-number", "twelve").await;
+        page.click("predict-check").await;
+        assert!(
+            page.text("predict-problem")
+                .await
+                .contains("is not a number")
+        );
+        assert_eq!(
+            page.attr("predict-gae-step", "data-state").await,
+            "asking",
+            "a typo is not an answer"
+        );
+        let typed = if right {
+            format!("{a:.4}")
+        } else {
+            format!("{:.4}", a + 0.01)
+        };
+        page.type_into("predict-number", &typed).await;
+        page.press_on("predict-number", "\u{E007}").await;
+        page.wait_state("predict-gae-step", "revealed", STARTUP)
+            .await;
+        let verdict = page.text("predict-verdict").await;
+        assert_eq!(
+            page.attr("predict-verdict", "data-right").await,
+            right.to_string(),
+            "{verdict}"
+        );
+        if !right {
+            assert!(verdict.contains("off by 0.010"), "{verdict}");
+        }
+        if right && row == 1 {
+            page.screenshot("predict-gae-revealed").await;
+        }
+        let t = asked(&page, "whitening-flip").await.unwrap();
+        let flips = (s.gae_adv[t] > 0.0) != (s.white[t] > 0.0);
+        let choice = usize::from(flips != right);
+        answer_choice(&page, "whitening-flip", choice, right).await;
+        answered += 2;
+
+        // Update: does the clip switch this token's gradient off? Does the critic still learn?
+        page.click("tab-update").await;
+        // When the update left every ratio inside the band, the question supposes one outside.
+        let t = asked(&page, "ratio-clipped").await.unwrap();
+        let supposed = question_data(&page, "ratio-clipped", "supposed").await;
+        let ratio = supposed.unwrap_or(s.ratio[t]);
+        let clipped =
+            (s.adv[t] > 0.0 && ratio > 1.0 + eps) || (s.adv[t] < 0.0 && ratio < 1.0 - eps);
+        match supposed {
+            None => assert_eq!(
+                clipped, s.clip_marked[t],
+                "the Update stage marks token {t} the same way"
+            ),
+            Some(r) => {
+                assert!(
+                    s.ratio.iter().all(|&x| (x - 1.0).abs() <= eps),
+                    "a supposed ratio only when none left the band"
+                );
+                let prompt = page.text("predict-prompt").await;
+                assert!(
+                    (r - 1.0).abs() > eps && prompt.contains(&format!("{r:.3}")),
+                    "{r}: {prompt}"
+                );
+            }
+        }
+        if right && row == 1 {
+            page.screenshot("predict-update-asking").await;
+        }
+        answer_choice(&page, "ratio-clipped", usize::from(clipped != right), right).await;
+        let t = asked(&page, "critic-learns").await.unwrap();
+        let v_new = question_data(&page, "critic-learns", "supposed")
+            .await
+            .unwrap_or(s.v_new[t]);
+        let v_clip = v_new.clamp(s.v_old[t] - c, s.v_old[t] + c);
+        let zeroed = (v_clip - s.ret[t]).powi(2) > (v_new - s.ret[t]).powi(2) && v_clip != v_new;
+        let learns = !zeroed && v_new != s.ret[t];
+        answer_choice(&page, "critic-learns", usize::from(learns != right), right).await;
+        answered += 2;
+        assert_eq!(page.attr("stage-view", "data-withheld").await, "false");
+    }
+    assert_eq!(
+        page.attr("predict-tally", "data-asked").await,
+        answered.to_string()
+    );
+    assert_eq!(
+        page.attr("predict-tally", "data-right").await,
+        (answered / 2).to_string()
+    );
+
+    // Skipping reveals too, and is not counted; turning predict mode off shows everything.
+    page.click("row-2").await;
+    page.click("tab-values").await;
+    asked(&page, "advantage-sign").await;
+    page.click("predict-skip").await;
+    page.wait_state("predict-advantage-sign", "skipped", STARTUP)
+        .await;
+    assert_eq!(
+        page.attr("predict-tally", "data-asked").await,
+        answered.to_string()
+    );
+    page.click("tab-gae").await;
+    asked(&page, "gae-step").await;
+    page.click("btn-presenter").await;
+    page.screenshot("predict-gae-asking-presenter").await;
+    page.click("btn-presenter").await;
+    page.click("btn-predict").await;
+    assert!(!page.exists("predict").await);
+    assert_eq!(page.attr("stage-view", "data-withheld").await, "false");
+    page.finish().await;
+}

@@ -13,6 +13,7 @@ mod classroom;
 mod faq;
 mod grpo;
 mod guide;
+mod predict;
 mod sandbox;
 mod select;
 mod stages;
@@ -77,6 +78,8 @@ enum CheckState {
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct UrlTarget {
     stage: Stage,
+    /// `?predict=`: predict mode on from the start.
+    predict: bool,
     iteration: usize,
     /// The response's index (the URL counts from 1, as the picker does).
     row: Option<usize>,
@@ -125,8 +128,24 @@ fn settings_from_url() -> (LabSettings, UrlTarget, bool, Vec<Notice>) {
         }),
     };
     let presenter = url_param("presenter").is_some_and(|v| v == "1" || v == "true");
+    // `?predict=1`, or `?predict=<stage or question>` to start there (unless ?stage= says where).
+    let (predict, predict_stage) = match url_param("predict") {
+        None => (false, None),
+        Some(value) => match crate::predict::from_url(&value) {
+            Ok(at) => (true, at),
+            Err(err) => {
+                notices.push(Notice::Info(format!("Ignoring ?predict={value}: {err}.")));
+                (false, None)
+            }
+        },
+    };
+    let stage = match predict_stage {
+        Some(at) if url_param("stage").is_none() => at,
+        _ => stage,
+    };
     let target = UrlTarget {
         stage,
+        predict,
         iteration: url_count("iteration", 1, MAX_URL_ITERATION, &mut notices).unwrap_or(1),
         row: url_count("response", 1, settings.rollouts, &mut notices).map(|r| r - 1),
         token: url_count("token", 0, settings.max_new_tokens - 1, &mut notices),
@@ -137,7 +156,7 @@ fn settings_from_url() -> (LabSettings, UrlTarget, bool, Vec<Notice>) {
 #[component]
 fn App() -> impl IntoView {
     let (settings, target, presenter, url_notices) = settings_from_url();
-    let state = AppState::new(settings, target.stage, presenter);
+    let state = AppState::new(settings, target.stage, presenter, target.predict);
     let backend = RwSignal::new(BackendState::Starting);
     let notices = RwSignal::new(url_notices);
     let check = RwSignal::new(CheckState::Running);
@@ -295,6 +314,9 @@ fn keep_url_in_sync(state: AppState) {
         if state.presenter.get() {
             pairs.push(("presenter".into(), "1".into()));
         }
+        if state.predict.on.get() {
+            pairs.push(("predict".into(), "1".into()));
+        }
         let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let url = if query.is_empty() {
             window().location().pathname().unwrap_or_default()
@@ -353,6 +375,11 @@ fn play_timer(state: AppState) {
         let now = since_navigation_ms();
         if !state.playing.get_untracked() {
             last.set(now);
+            return;
+        }
+        // Play stops at a question: the student answers before the stage goes on.
+        if untrack(|| predict::pending(state)) {
+            state.playing.set(false);
             return;
         }
         if now - last.get() >= state.speed_ms.get_untracked() as f64 {
@@ -466,6 +493,11 @@ fn Controls(state: AppState) -> impl IntoView {
                 {move || if state.presenter.get() { "normal view" } else { "presenter" }}
             </button>
             <button data-testid="btn-tour" title="a short tour of the stages (t)" on:click=move |_| state.tour_to(0)>"tour"</button>
+            <button data-testid="btn-predict" title="ask me before showing each stage's answer"
+                aria-pressed=move || state.predict.on.get().to_string()
+                on:click=move |_| state.predict.on.update(|on| *on = !*on)>
+                {move || if state.predict.on.get() { "predict: on" } else { "predict: off" }}
+            </button>
             <span class="status" data-testid="status" data-state=move || state.activity.get().key()>{status}</span>
             <span class="keys" title="keyboard">"space step · ← → stage · ↑ ↓ token · p play · f presenter · t tour · Esc"</span>
         </section>

@@ -14,13 +14,7 @@ pub fn exact(x: f32) -> String {
     format!("{x:?}")
 }
 
-/// A token as text, spaces made visible.
-pub fn show_token(text: &str) -> String {
-    match text {
-        "\n" => "⏎".into(),
-        t => t.replace(' ', "·"),
-    }
-}
+pub use crate::explain::show_token;
 
 /// Response token `t` of `row` as text.
 pub fn response_token(walk: &Walkthrough, row: usize, t: usize) -> String {

@@ -92,6 +92,7 @@ pub fn StagePanel(state: AppState) -> impl IntoView {
         let row = state.row.get().min(walk.gae.len().saturating_sub(1));
         let cursor = state.cursor.get();
         let iteration = state.shown.get_untracked().max(1);
+        let withheld = super::predict::pending(state);
         let body = match stage {
             Stage::Overview => guide::overview(state, &walk).into_any(),
             Stage::Rollout => rollout(state, &walk, row, cursor, iteration).into_any(),
@@ -108,7 +109,11 @@ pub fn StagePanel(state: AppState) -> impl IntoView {
                     {mini_loop(state, stage)}
                 </div>
                 <TourCard state=state />
-                {body}
+                {super::predict::card(state, &walk, stage, row, iteration)}
+                <div class="stage-view" class:withheld=withheld inert=withheld aria-hidden=withheld.then_some("true")
+                    data-testid="stage-view" data-withheld=withheld.to_string()>
+                    {body}
+                </div>
             </section>
         }
         .into_any()

@@ -127,10 +127,12 @@ pub struct AppState {
     pub head: RwSignal<(usize, usize)>,
     /// A kept batch (iteration, row) to open once training stops.
     pub reopen_after_training: RwSignal<Option<(usize, usize)>>,
+    /// Predict mode: questions before answers (src/web/predict.rs).
+    pub predict: super::predict::Predict,
 }
 
 impl AppState {
-    pub fn new(settings: LabSettings, stage: Stage, presenter: bool) -> Self {
+    pub fn new(settings: LabSettings, stage: Stage, presenter: bool, predict: bool) -> Self {
         let walk = RwSignal::new(None::<Arc<Walkthrough>>);
         let row = RwSignal::new(0);
         let token = RwSignal::new(None);
@@ -169,6 +171,7 @@ impl AppState {
             attention: RwSignal::new(Asked::Idle),
             head: RwSignal::new((0, 0)),
             reopen_after_training: RwSignal::new(None),
+            predict: super::predict::Predict::new(predict),
         }
     }
 

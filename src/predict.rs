@@ -1,0 +1,778 @@
+//! Predict, then reveal: the questions the page asks before it shows an answer.
+//!
+//! Each question is made from the batch on show (the tokens, values and advantages of one
+//! response, the batch's KL), at a point where PPO surprises students: which tokens get a
+//! positive advantage, one step of the reverse GAE sweep, a sign that whitening flips, a ratio
+//! the clip switches off, a token the critic no longer learns from, the response that pays the
+//! most KL. [`reveal`] checks a student's answer against the batch and says why, with the
+//! numbers. A question whose answer the batch leaves undefined (no real token, no whitening, no
+//! critic, a tie for the largest KL) is not asked.
+//!
+//! No UI here: the page's predict card (src/web/predict.rs) draws them; tests/predict.rs
+//! answers every kind right and wrong on real iterations.
+
+use crate::explain::{StageKey, count, num, real_len, show_token};
+use crate::explore::{Band, policy_case, value_case};
+use crate::ppo::Algorithm;
+use crate::ppo::walkthrough::Walkthrough;
+
+/// The kinds of question, in the order of the stages that ask them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Values stage: which tokens of this response will get Â_t > 0?
+    AdvantageSign,
+    /// Score stage: which response pays the largest KL penalty?
+    LargestKl,
+    /// GAE stage: A_t from δ_t and A_{t+1}.
+    GaeStep,
+    /// GAE stage (its whitening step): does whitening flip this token's sign?
+    WhiteningFlip,
+    /// Update stage: does the clip switch this token's policy gradient off?
+    RatioClipped,
+    /// Update stage: does the critic still learn from this token?
+    CriticLearns,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::AdvantageSign,
+        Kind::LargestKl,
+        Kind::GaeStep,
+        Kind::WhiteningFlip,
+        Kind::RatioClipped,
+        Kind::CriticLearns,
+    ];
+
+    /// Stable name, for URLs (`?predict=`), tests and the page's test ids.
+    pub fn key(self) -> &'static str {
+        match self {
+            Kind::AdvantageSign => "advantage-sign",
+            Kind::LargestKl => "largest-kl",
+            Kind::GaeStep => "gae-step",
+            Kind::WhiteningFlip => "whitening-flip",
+            Kind::RatioClipped => "ratio-clipped",
+            Kind::CriticLearns => "critic-learns",
+        }
+    }
+
+    pub fn parse(key: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.key() == key)
+    }
+
+    /// The stage whose view holds the answer, and so asks the question.
+    pub fn stage(self) -> StageKey {
+        match self {
+            Kind::AdvantageSign => StageKey::Values,
+            Kind::LargestKl => StageKey::Score,
+            Kind::GaeStep | Kind::WhiteningFlip => StageKey::Gae,
+            Kind::RatioClipped | Kind::CriticLearns => StageKey::Update,
+        }
+    }
+}
+
+/// How the student answers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ask {
+    /// Pick any number of the response's real tokens (their texts, in order).
+    Tokens(Vec<String>),
+    /// Type a number: right within `tolerance` of the batch's.
+    Number { tolerance: f32 },
+    /// Pick one of these.
+    Choice(Vec<String>),
+}
+
+/// An answer: the student's, or the batch's.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Response {
+    /// Token positions `t` of the response, ascending.
+    Tokens(Vec<usize>),
+    Number(f32),
+    /// An index into [`Ask::Choice`].
+    Choice(usize),
+}
+
+/// One question on one batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Question {
+    pub kind: Kind,
+    /// The response asked about (for [`Kind::LargestKl`], the row on show when it was asked).
+    pub row: usize,
+    /// The token asked about, for questions about one token.
+    pub t: Option<usize>,
+    /// The question, with the numbers the student may use.
+    pub prompt: String,
+    pub ask: Ask,
+    /// The batch's answer.
+    pub answer: Response,
+    /// Why that is the answer, with this batch's numbers.
+    pub why: String,
+    /// The value the question supposes instead of the batch's: the ratio, or the critic's new
+    /// value, of a token after a harder push, when the update left every token of the response
+    /// inside its band. None when the question is about the batch's own numbers.
+    pub supposed: Option<f32>,
+}
+
+/// What the reveal says of one real token, for questions that pick tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mark {
+    /// Picked, and Â_t > 0.
+    Hit,
+    /// Not picked, but Â_t > 0.
+    Missed,
+    /// Picked, but Â_t ≤ 0.
+    Wrong,
+    /// Not picked, and Â_t ≤ 0.
+    Rejected,
+}
+
+impl Mark {
+    pub fn key(self) -> &'static str {
+        match self {
+            Mark::Hit => "hit",
+            Mark::Missed => "missed",
+            Mark::Wrong => "wrong",
+            Mark::Rejected => "rejected",
+        }
+    }
+
+    /// Whether the student got this token right.
+    pub fn right(self) -> bool {
+        matches!(self, Mark::Hit | Mark::Rejected)
+    }
+}
+
+/// The reveal of one answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reveal {
+    pub right: bool,
+    /// The student's answer beside the batch's, then the question's `why`.
+    pub verdict: String,
+    /// For [`Ask::Tokens`]: every real token's mark, in order; empty otherwise.
+    pub marks: Vec<Mark>,
+}
+
+/// How far a typed number may be from the batch's: the inputs the question shows are rounded to
+/// 3 decimals, so a right computation on them can be off by about 0.0015.
+pub const NUMBER_TOLERANCE: f32 = 0.002;
+
+/// Sums of per-token KL closer than this are a tie, and a largest sum below it is rounding, not
+/// a policy that moved: on the first iteration the policy is the reference, and the sampler's
+/// and the reference pass's logprobs differ only by float error (about 1e-7 a token).
+pub const KL_RESOLUTION: f32 = 1e-4;
+
+/// A deterministic pick among `n` candidates that changes with the iteration and the row, so
+/// the next batch asks about another token.
+fn pick(n: usize, iteration: usize, row: usize, kind: Kind) -> usize {
+    let salt = Kind::ALL.iter().position(|&k| k == kind).unwrap_or(0) as u64;
+    let mut x = (iteration as u64) << 32 ^ (row as u64) << 8 ^ salt;
+    // splitmix64's finaliser.
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x % n.max(1) as u64) as usize
+}
+
+/// Chooses among `candidates` where the answer is "yes" (`yes`) and "no" (the rest): half the
+/// iterations a yes, half a no, whenever both exist, so guessing one answer always is no help.
+fn pick_balanced(
+    yes: &[usize],
+    no: &[usize],
+    iteration: usize,
+    row: usize,
+    kind: Kind,
+) -> Option<usize> {
+    let r = pick(1 << 16, iteration, row, kind);
+    let pool = match (yes.is_empty(), no.is_empty()) {
+        (true, true) => return None,
+        (false, true) => yes,
+        (true, false) => no,
+        (false, false) if r % 2 == 0 => yes,
+        (false, false) => no,
+    };
+    Some(pool[(r >> 1) % pool.len()])
+}
+
+/// The text of token `t` of response `row`, quoted.
+fn token(walk: &Walkthrough, row: usize, t: usize) -> String {
+    let prompt_len = walk.experience.rollout.prompt_len;
+    let text = walk
+        .tokens
+        .get(row)
+        .and_then(|r| r.get(prompt_len + t))
+        .map_or("", String::as_str);
+    format!("“{}”", show_token(text))
+}
+
+/// The questions for response `row` of `walk`, one per kind the batch defines, in [`Kind::ALL`]
+/// order. `iteration` varies which token each asks about.
+pub fn questions(walk: &Walkthrough, row: usize, iteration: usize) -> Vec<Question> {
+    Kind::ALL
+        .into_iter()
+        .filter_map(|kind| question(walk, kind, row, iteration))
+        .collect()
+}
+
+/// One question of `kind` on response `row`, or None when this batch leaves its answer undefined.
+pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) -> Option<Question> {
+    let len = real_len(walk, row);
+    let exp = &walk.experience;
+    match kind {
+        Kind::AdvantageSign => {
+            if len == 0 {
+                return None;
+            }
+            let advantages = &exp.advantages[row][..len];
+            let positive: Vec<usize> = (0..len).filter(|&t| advantages[t] > 0.0).collect();
+            let texts = (0..len).map(|t| token(walk, row, t)).collect();
+            let what = match exp.algorithm {
+                Algorithm::Ppo => {
+                    "GAE then compares each token's reward and the critic's values V_t, which are on show, and whitening centres the result on the batch's mean"
+                }
+                Algorithm::Grpo => {
+                    "GRPO gives every token of a response its reward's distance from its group's mean, in the group's standard deviations"
+                }
+            };
+            Some(Question {
+                kind,
+                row,
+                t: None,
+                prompt: format!(
+                    "Response {} scored {}. {what}. Which of its {} will get a positive advantage Â_t, the number the update pushes each token's probability with? Pick them (or none).",
+                    row + 1,
+                    num(exp.scores[row].reward()),
+                    count(len, "token", "tokens"),
+                ),
+                ask: Ask::Tokens(texts),
+                why: format!(
+                    "Â_t > 0 on {} of {}: {}.",
+                    positive.len(),
+                    len,
+                    if positive.is_empty() {
+                        "none".to_string()
+                    } else {
+                        positive
+                            .iter()
+                            .map(|&t| format!("{} ({})", token(walk, row, t), num(advantages[t])))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+                answer: Response::Tokens(positive),
+                supposed: None,
+            })
+        }
+        Kind::LargestKl => {
+            let sums: Vec<f32> = (0..exp.kl.len())
+                .map(|b| exp.kl[b][..real_len(walk, b)].iter().sum())
+                .collect();
+            let (best, &max) = sums.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
+            let second = sums
+                .iter()
+                .enumerate()
+                .filter(|&(b, _)| b != best)
+                .map(|(_, &s)| s)
+                .fold(f32::NEG_INFINITY, f32::max);
+            // No one answer: a single response, a near tie, or (on the first iteration, when the
+            // policy is the reference) sums that are only rounding.
+            if sums.len() < 2 || max < KL_RESOLUTION || max - second < KL_RESOLUTION {
+                return None;
+            }
+            let beta = exp.kl_coeff;
+            let choices = (0..sums.len())
+                .map(|b| {
+                    format!(
+                        "response {} ({})",
+                        b + 1,
+                        count(real_len(walk, b), "token", "tokens")
+                    )
+                })
+                .collect();
+            Some(Question {
+                kind,
+                row,
+                t: None,
+                prompt: format!(
+                    "Every token pays β · KL_t to the frozen reference out of its reward, with β = {}. Which response pays the most in all?",
+                    num(beta)
+                ),
+                ask: Ask::Choice(choices),
+                answer: Response::Choice(best),
+                why: format!(
+                    "Response {} pays the most: its per-token KL sums to {} (β · ΣKL_t = {}); the next largest sum is {}. A long response pays more tokens' worth, and a token the policy now likes much more than the reference pays most.",
+                    best + 1,
+                    num(max),
+                    num(beta * max),
+                    num(second),
+                ),
+                supposed: None,
+            })
+        }
+        Kind::GaeStep => {
+            if exp.algorithm != Algorithm::Ppo || len == 0 {
+                return None;
+            }
+            let trace = &walk.gae[row];
+            // A token with a successor where there is one, so A_{t+1} is not simply 0.
+            let candidates = if len >= 2 { len - 1 } else { 1 };
+            let t = pick(candidates, iteration, row, kind);
+            let step = trace.steps.iter().find(|s| s.t == t)?;
+            let gl = trace.params.gamma * trace.params.lam;
+            Some(Question {
+                kind,
+                row,
+                t: Some(t),
+                prompt: format!(
+                    "The sweep runs from the last token back. At token {} ({}), δ_t = {}, and the token after it has A_(t+1) = {}; γλ = {}. What is A_t?",
+                    t,
+                    token(walk, row, t),
+                    num(step.delta),
+                    num(step.next_advantage),
+                    num(gl),
+                ),
+                ask: Ask::Number {
+                    tolerance: NUMBER_TOLERANCE,
+                },
+                answer: Response::Number(step.advantage),
+                why: format!(
+                    "A_t = δ_t + γλ · A_(t+1) = {} + {} × {} = {}.",
+                    num(step.delta),
+                    num(gl),
+                    num(step.next_advantage),
+                    num(step.advantage)
+                ),
+                supposed: None,
+            })
+        }
+        Kind::WhiteningFlip => {
+            let w = walk.whiten.as_ref()?;
+            if exp.algorithm != Algorithm::Ppo || len == 0 {
+                return None;
+            }
+            let trace = &walk.gae[row];
+            let offset = row * exp.rollout.response_len();
+            let flips = |t: usize| {
+                let (a, white) = (trace.advantages[t], w.whitened[offset + t]);
+                (a > 0.0) != (white > 0.0)
+            };
+            let nonzero: Vec<usize> = (0..len).filter(|&t| trace.advantages[t] != 0.0).collect();
+            let (yes, no): (Vec<usize>, Vec<usize>) = nonzero.iter().partition(|&&t| flips(t));
+            let t = pick_balanced(&yes, &no, iteration, row, kind)?;
+            let (a, white) = (trace.advantages[t], w.whitened[offset + t]);
+            let flipped = flips(t);
+            Some(Question {
+                kind,
+                row,
+                t: Some(t),
+                prompt: format!(
+                    "Token {} ({}) has A_t = {} from GAE. Whitening subtracts the mean of every real token's A_t in the batch, {}, and divides by their standard deviation, {}. Will the whitened Â_t have the other sign?",
+                    t,
+                    token(walk, row, t),
+                    num(a),
+                    num(w.mean),
+                    num(w.std),
+                ),
+                ask: Ask::Choice(vec!["yes".into(), "no".into()]),
+                answer: Response::Choice(usize::from(!flipped)),
+                why: format!(
+                    "Â_t = (A_t − mean) / std = ({} − {}) / {} = {}: {}. Whitening judges a token against the batch, not against zero.",
+                    num(a),
+                    num(w.mean),
+                    num(w.std),
+                    num(white),
+                    if flipped {
+                        format!(
+                            "A_t is {} the batch's mean, so the sign flips",
+                            if a > w.mean { "above" } else { "below" }
+                        )
+                    } else {
+                        "A_t and the batch's mean leave the sign as it was".to_string()
+                    }
+                ),
+                supposed: None,
+            })
+        }
+        Kind::RatioClipped => {
+            let eps = walk.update.coeffs.clip_ratio;
+            let tokens = &walk.policy_after.get(row)?.tokens;
+            let band = |r: f32| Band::of(r, 1.0 - eps, 1.0 + eps);
+            // Outside the band is where the question is worth asking: there the sign of Â
+            // decides. When no token of the response left it (a gentle update), the question
+            // supposes a harder push took a token to 1 ± 1.5ε, on either side.
+            let real: Vec<(usize, f32)> = (0..tokens.len())
+                .filter(|&i| band(tokens[i].ratio) != Band::Inside)
+                .map(|i| (i, tokens[i].ratio))
+                .collect();
+            let supposed = real.is_empty();
+            let candidates: Vec<(usize, f32)> = if supposed {
+                // Half as far again past each edge; below, kept above 0 (a ratio is positive).
+                let (lo, hi) = ((1.0 - 1.5 * eps).max(0.5 * (1.0 - eps)), 1.0 + 1.5 * eps);
+                (0..tokens.len())
+                    .filter(|&i| tokens[i].advantage != 0.0)
+                    .flat_map(|i| [(i, hi), (i, lo)])
+                    .collect()
+            } else {
+                real
+            };
+            let clipped =
+                |&(i, r): &(usize, f32)| policy_case(r, tokens[i].advantage, eps).clipped_wins;
+            let (yes, no): (Vec<usize>, Vec<usize>) =
+                (0..candidates.len()).partition(|&k| clipped(&candidates[k]));
+            let (i, ratio) = candidates[pick_balanced(&yes, &no, iteration, row, kind)?];
+            let p = &tokens[i];
+            let case = policy_case(ratio, p.advantage, eps);
+            let band_text = format!("[{}, {}]", num(1.0 - eps), num(1.0 + eps));
+            let prompt = if supposed {
+                format!(
+                    "After this update, token {} ({}) has the ratio ρ = π_new / π_old = {}, inside the clip band {band_text}, and the advantage Â = {}. Suppose a harder push had taken it to ρ = {}, {} the band. Would the clip then switch this token's own policy gradient off?",
+                    p.t,
+                    token(walk, row, p.t),
+                    num(p.ratio),
+                    num(p.advantage),
+                    num(ratio),
+                    if ratio > 1.0 { "above" } else { "below" },
+                )
+            } else {
+                format!(
+                    "After this update, token {} ({}) has the ratio ρ = π_new / π_old = {} and the advantage Â = {}; the clip band is {band_text}. Does the clip switch this token's own policy gradient off?",
+                    p.t,
+                    token(walk, row, p.t),
+                    num(ratio),
+                    num(p.advantage),
+                )
+            };
+            Some(Question {
+                kind,
+                row,
+                t: Some(p.t),
+                prompt,
+                ask: Ask::Choice(vec!["yes".into(), "no".into()]),
+                answer: Response::Choice(usize::from(!case.clipped_wins)),
+                why: case.verdict(),
+                supposed: supposed.then_some(ratio),
+            })
+        }
+        Kind::CriticLearns => {
+            if exp.algorithm != Algorithm::Ppo {
+                return None;
+            }
+            let c = walk.update.coeffs.clip_range_value;
+            let tokens = &walk.value_after.get(row)?.tokens;
+            let band = |v: &crate::ppo::value_loss::ValueToken, x: f32| {
+                Band::of(x, v.value_old - c, v.value_old + c)
+            };
+            // As for the ratio: a value outside its band if the update left one there, else a
+            // supposed V_new = V_old ± 1.5c, toward the return or away from it.
+            let real: Vec<(usize, f32)> = (0..tokens.len())
+                .filter(|&i| band(&tokens[i], tokens[i].value_new) != Band::Inside)
+                .map(|i| (i, tokens[i].value_new))
+                .collect();
+            let supposed = real.is_empty();
+            let candidates: Vec<(usize, f32)> = if supposed {
+                (0..tokens.len())
+                    .flat_map(|i| {
+                        let old = tokens[i].value_old;
+                        [(i, old + 1.5 * c), (i, old - 1.5 * c)]
+                    })
+                    .collect()
+            } else {
+                real
+            };
+            let learns = |&(i, x): &(usize, f32)| {
+                let v = &tokens[i];
+                value_case(v.value_old, x, v.ret, c).learns
+            };
+            let (yes, no): (Vec<usize>, Vec<usize>) =
+                (0..candidates.len()).partition(|&k| learns(&candidates[k]));
+            let (i, value_new) = candidates[pick_balanced(&yes, &no, iteration, row, kind)?];
+            let v = &tokens[i];
+            let case = value_case(v.value_old, value_new, v.ret, c);
+            let prompt = if supposed {
+                format!(
+                    "After this update, the critic's value at token {} ({}) went from V_old = {} to V_new = {}, inside the value clip's band V_old ± {}; its return is R = {}. Suppose a harder push had taken it to V_new = {}, outside the band. Would the critic then still learn from this token (a value gradient that is not 0)?",
+                    v.t,
+                    token(walk, row, v.t),
+                    num(v.value_old),
+                    num(v.value_new),
+                    num(c),
+                    num(v.ret),
+                    num(value_new),
+                )
+            } else {
+                format!(
+                    "After this update, the critic's value at token {} ({}) went from V_old = {} to V_new = {}; its return is R = {}, and the value clip's band is V_old ± {}. Does the critic still learn from this token (a value gradient that is not 0)?",
+                    v.t,
+                    token(walk, row, v.t),
+                    num(v.value_old),
+                    num(value_new),
+                    num(v.ret),
+                    num(c),
+                )
+            };
+            Some(Question {
+                kind,
+                row,
+                t: Some(v.t),
+                prompt,
+                ask: Ask::Choice(vec!["yes".into(), "no".into()]),
+                answer: Response::Choice(usize::from(!case.learns)),
+                why: case.verdict(),
+                supposed: supposed.then_some(value_new),
+            })
+        }
+    }
+}
+
+/// Checks `response` against the batch's answer to `question`.
+pub fn reveal(question: &Question, response: &Response) -> Reveal {
+    match (&question.ask, &question.answer, response) {
+        (Ask::Tokens(texts), Response::Tokens(answer), Response::Tokens(picked)) => {
+            let marks: Vec<Mark> = (0..texts.len())
+                .map(|t| match (picked.contains(&t), answer.contains(&t)) {
+                    (true, true) => Mark::Hit,
+                    (false, true) => Mark::Missed,
+                    (true, false) => Mark::Wrong,
+                    (false, false) => Mark::Rejected,
+                })
+                .collect();
+            let right_count = marks.iter().filter(|m| m.right()).count();
+            let right = right_count == marks.len();
+            let n = |m: Mark| marks.iter().filter(|&&x| x == m).count();
+            Reveal {
+                right,
+                verdict: format!(
+                    "{} of {} right: you picked {} of the {} with Â_t > 0{}{}. {}",
+                    right_count,
+                    marks.len(),
+                    n(Mark::Hit),
+                    answer.len(),
+                    match n(Mark::Wrong) {
+                        0 => String::new(),
+                        k => format!(", and {} with Â_t ≤ 0", count(k, "token", "tokens")),
+                    },
+                    if right { ": all right" } else { "" },
+                    question.why
+                ),
+                marks,
+            }
+        }
+        (Ask::Number { tolerance }, Response::Number(answer), Response::Number(said)) => {
+            let right = said.is_finite() && (said - answer).abs() <= *tolerance;
+            Reveal {
+                right,
+                verdict: format!(
+                    "You said {}; the batch's value is {}: {} (answers within {:.3} count, the \
+                     numbers shown being rounded). {}",
+                    num(*said),
+                    num(*answer),
+                    if right {
+                        "right".to_string()
+                    } else {
+                        format!("off by {}", num((said - answer).abs()))
+                    },
+                    tolerance,
+                    question.why
+                ),
+                marks: Vec::new(),
+            }
+        }
+        (Ask::Choice(choices), Response::Choice(answer), Response::Choice(said)) => {
+            let right = said == answer;
+            let name = |i: usize| choices.get(i).map_or("nothing", String::as_str);
+            Reveal {
+                right,
+                verdict: format!(
+                    "You said {}; the answer is {}{}. {}",
+                    name(*said),
+                    name(*answer),
+                    if right { ": right" } else { "" },
+                    question.why
+                ),
+                marks: Vec::new(),
+            }
+        }
+        _ => Reveal {
+            right: false,
+            verdict: format!(
+                "That answer does not fit the question (it asks for {}).",
+                match question.ask {
+                    Ask::Tokens(_) => "tokens",
+                    Ask::Number { .. } => "a number",
+                    Ask::Choice(_) => "one of its choices",
+                }
+            ),
+            marks: Vec::new(),
+        },
+    }
+}
+
+/// Right answers and questions asked, per stage, while the page is open.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// `(right, asked)` per stage, in [`StageKey::ALL`] order.
+    pub by_stage: [(usize, usize); StageKey::ALL.len()],
+}
+
+impl Tally {
+    pub fn record(&mut self, stage: StageKey, right: bool) {
+        let entry = &mut self.by_stage[stage.index()];
+        entry.0 += usize::from(right);
+        entry.1 += 1;
+    }
+
+    /// `(right, asked)` over every stage.
+    pub fn total(&self) -> (usize, usize) {
+        self.by_stage
+            .iter()
+            .fold((0, 0), |(r, a), &(sr, sa)| (r + sr, a + sa))
+    }
+}
+
+/// What `?predict=` asks for: predict mode on (`1`, `true`, `on`), and optionally the stage to
+/// start at (a stage's key, or a question's kind, which starts at its stage).
+pub fn from_url(value: &str) -> Result<Option<StageKey>, String> {
+    match value {
+        "1" | "true" | "on" => Ok(None),
+        other => StageKey::parse(other)
+            .or_else(|| Kind::parse(other).map(Kind::stage))
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "expected 1, a stage ({}) or a question ({})",
+                    StageKey::ALL.map(StageKey::key).join(", "),
+                    Kind::ALL.map(Kind::key).join(", ")
+                )
+            }),
+    }
+}
+
+/// A number as a student types it: a real minus sign and a decimal comma are read too.
+pub fn parse_number(text: &str) -> Option<f32> {
+    let cleaned = text.trim().replace('−', "-").replace(',', ".");
+    cleaned.parse::<f32>().ok().filter(|x| x.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_every_stage_named_exists() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::parse(kind.key()), Some(kind));
+            assert!(StageKey::ALL.contains(&kind.stage()));
+        }
+        assert_eq!(Kind::parse("nope"), None);
+    }
+
+    #[test]
+    fn balanced_picks_take_yes_and_no_alike() {
+        let (yes, no) = ([1, 2], [7]);
+        let picks: Vec<usize> = (0..200)
+            .filter_map(|i| pick_balanced(&yes, &no, i, 0, Kind::RatioClipped))
+            .collect();
+        let from_yes = picks.iter().filter(|p| yes.contains(p)).count();
+        assert!((60..=140).contains(&from_yes), "{from_yes} of 200 from yes");
+        assert!(picks.contains(&1) && picks.contains(&2) && picks.contains(&7));
+        assert_eq!(pick_balanced(&[], &[], 3, 0, Kind::RatioClipped), None);
+        assert_eq!(pick_balanced(&[], &[5], 3, 0, Kind::RatioClipped), Some(5));
+    }
+
+    fn choice_question() -> Question {
+        Question {
+            kind: Kind::WhiteningFlip,
+            row: 0,
+            t: Some(0),
+            prompt: String::new(),
+            ask: Ask::Choice(vec!["yes".into(), "no".into()]),
+            answer: Response::Choice(1),
+            why: "because".into(),
+            supposed: None,
+        }
+    }
+
+    #[test]
+    fn a_choice_is_right_only_when_it_is_the_answer() {
+        let q = choice_question();
+        let right = reveal(&q, &Response::Choice(1));
+        assert!(right.right);
+        assert_eq!(
+            right.verdict,
+            "You said no; the answer is no: right. because"
+        );
+        let wrong = reveal(&q, &Response::Choice(0));
+        assert!(!wrong.right);
+        assert_eq!(wrong.verdict, "You said yes; the answer is no. because");
+        assert!(!reveal(&q, &Response::Number(1.0)).right);
+    }
+
+    #[test]
+    fn a_number_is_right_within_the_tolerance_and_never_when_not_a_number() {
+        let q = Question {
+            kind: Kind::GaeStep,
+            ask: Ask::Number {
+                tolerance: NUMBER_TOLERANCE,
+            },
+            answer: Response::Number(0.689975),
+            ..choice_question()
+        };
+        assert!(reveal(&q, &Response::Number(0.690)).right);
+        assert!(reveal(&q, &Response::Number(0.6915)).right);
+        assert!(!reveal(&q, &Response::Number(0.693)).right);
+        assert!(!reveal(&q, &Response::Number(f32::NAN)).right);
+        assert!(reveal(&q, &Response::Number(0.5)).verdict.starts_with(
+            "You said 0.500; the batch's value is 0.690: off by 0.190 (answers within 0.002"
+        ));
+    }
+
+    #[test]
+    fn picked_tokens_are_marked_hit_missed_wrong_or_rejected() {
+        let q = Question {
+            kind: Kind::AdvantageSign,
+            ask: Ask::Tokens(vec!["a".into(), "b".into(), "c".into(), "d".into()]),
+            answer: Response::Tokens(vec![0, 2]),
+            ..choice_question()
+        };
+        let r = reveal(&q, &Response::Tokens(vec![0, 3]));
+        assert_eq!(
+            r.marks,
+            [Mark::Hit, Mark::Rejected, Mark::Missed, Mark::Wrong]
+        );
+        assert!(!r.right);
+        assert!(r.verdict.starts_with(
+            "2 of 4 right: you picked 1 of the 2 with Â_t > 0, and 1 token with Â_t ≤ 0. "
+        ));
+        let all = reveal(&q, &Response::Tokens(vec![0, 2]));
+        assert!(all.right);
+        assert!(
+            all.verdict
+                .starts_with("4 of 4 right: you picked 2 of the 2 with Â_t > 0: all right. ")
+        );
+    }
+
+    #[test]
+    fn the_tally_counts_per_stage() {
+        let mut tally = Tally::default();
+        tally.record(StageKey::Gae, true);
+        tally.record(StageKey::Gae, false);
+        tally.record(StageKey::Update, true);
+        assert_eq!(tally.by_stage[StageKey::Gae.index()], (1, 2));
+        assert_eq!(tally.total(), (2, 3));
+    }
+
+    #[test]
+    fn numbers_are_read_with_either_minus_and_either_decimal_mark() {
+        assert_eq!(parse_number(" −1,5 "), Some(-1.5));
+        assert_eq!(parse_number("0.42"), Some(0.42));
+        assert_eq!(parse_number("abc"), None);
+        assert_eq!(parse_number("inf"), None);
+    }
+
+    #[test]
+    fn the_url_turns_predict_on_at_a_stage_or_a_question() {
+        assert_eq!(from_url("1"), Ok(None));
+        assert_eq!(from_url("gae"), Ok(Some(StageKey::Gae)));
+        assert_eq!(from_url("critic-learns"), Ok(Some(StageKey::Update)));
+        assert!(from_url("gea").unwrap_err().contains("gae-step"));
+    }
+}
