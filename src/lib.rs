@@ -17,6 +17,7 @@ pub mod data;
 pub mod exercises;
 pub mod explain;
 pub mod explore;
+pub mod faded;
 pub mod faq;
 pub mod fast_exp;
 pub mod lab;

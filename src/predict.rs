@@ -628,22 +628,49 @@ impl Tally {
     }
 }
 
-/// What `?predict=` asks for: predict mode on (`1`, `true`, `on`), and optionally the stage to
-/// start at (a stage's key, or a question's kind, which starts at its stage).
-pub fn from_url(value: &str) -> Result<Option<StageKey>, String> {
-    match value {
-        "1" | "true" | "on" => Ok(None),
-        other => StageKey::parse(other)
-            .or_else(|| Kind::parse(other).map(Kind::stage))
-            .map(Some)
-            .ok_or_else(|| {
-                format!(
-                    "expected 1, a stage ({}) or a question ({})",
-                    StageKey::ALL.map(StageKey::key).join(", "),
-                    Kind::ALL.map(Kind::key).join(", ")
-                )
-            }),
+/// Where `?predict=` starts predict mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Start {
+    /// The stage to open (None: where the URL's `stage`, else the overview, says).
+    pub stage: Option<StageKey>,
+    /// The question to ask first in its stage (None: the stage's order).
+    pub first: Option<Kind>,
+}
+
+/// What `?predict=` asks for: predict mode on (`1`, `true`, `on`), at a stage (its key), or at a
+/// question (its kind: its stage opens, and it is asked first there), so that a class can vote
+/// on that question before the reveal.
+pub fn from_url(value: &str) -> Result<Start, String> {
+    if matches!(value, "1" | "true" | "on") {
+        return Ok(Start::default());
     }
+    if let Some(stage) = StageKey::parse(value) {
+        return Ok(Start {
+            stage: Some(stage),
+            first: None,
+        });
+    }
+    if let Some(kind) = Kind::parse(value) {
+        return Ok(Start {
+            stage: Some(kind.stage()),
+            first: Some(kind),
+        });
+    }
+    Err(format!(
+        "expected 1, a stage ({}) or a question ({})",
+        StageKey::ALL.map(StageKey::key).join(", "),
+        Kind::ALL.map(Kind::key).join(", ")
+    ))
+}
+
+/// The questions of `stage` among `questions`, `first` (when it is one of them) ahead of the rest.
+pub fn in_stage(questions: Vec<Question>, stage: StageKey, first: Option<Kind>) -> Vec<Question> {
+    let (mut lead, rest): (Vec<Question>, Vec<Question>) = questions
+        .into_iter()
+        .filter(|q| q.kind.stage() == stage)
+        .partition(|q| Some(q.kind) == first);
+    lead.extend(rest);
+    lead
 }
 
 /// A number as a student types it: a real minus sign and a decimal comma are read too.
@@ -770,9 +797,51 @@ mod tests {
 
     #[test]
     fn the_url_turns_predict_on_at_a_stage_or_a_question() {
-        assert_eq!(from_url("1"), Ok(None));
-        assert_eq!(from_url("gae"), Ok(Some(StageKey::Gae)));
-        assert_eq!(from_url("critic-learns"), Ok(Some(StageKey::Update)));
+        assert_eq!(from_url("1"), Ok(Start::default()));
+        assert_eq!(
+            from_url("gae"),
+            Ok(Start {
+                stage: Some(StageKey::Gae),
+                first: None
+            })
+        );
+        assert_eq!(
+            from_url("whitening-flip"),
+            Ok(Start {
+                stage: Some(StageKey::Gae),
+                first: Some(Kind::WhiteningFlip)
+            })
+        );
         assert!(from_url("gea").unwrap_err().contains("gae-step"));
+    }
+
+    #[test]
+    fn a_stage_asks_the_chosen_question_first() {
+        let q = |kind| Question {
+            kind,
+            ..choice_question()
+        };
+        let all = vec![
+            q(Kind::AdvantageSign),
+            q(Kind::GaeStep),
+            q(Kind::WhiteningFlip),
+        ];
+        let kinds = |qs: Vec<Question>| qs.into_iter().map(|q| q.kind).collect::<Vec<_>>();
+        assert_eq!(
+            kinds(in_stage(all.clone(), StageKey::Gae, None)),
+            [Kind::GaeStep, Kind::WhiteningFlip]
+        );
+        assert_eq!(
+            kinds(in_stage(
+                all.clone(),
+                StageKey::Gae,
+                Some(Kind::WhiteningFlip)
+            )),
+            [Kind::WhiteningFlip, Kind::GaeStep]
+        );
+        assert_eq!(
+            kinds(in_stage(all, StageKey::Values, Some(Kind::WhiteningFlip))),
+            [Kind::AdvantageSign]
+        );
     }
 }

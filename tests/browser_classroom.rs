@@ -1108,6 +1108,9 @@ async fn predict_mode_asks_first_and_marks_answers_by_the_batchs_numbers() {
             page.attr("predict-verdict", "data-right").await,
             right.to_string()
         );
+        if !right {
+            page.screenshot("predict-values-revealed").await;
+        }
         assert_eq!(
             page.attr("stage-view", "data-withheld").await,
             "false",
@@ -1242,5 +1245,107 @@ async fn predict_mode_asks_first_and_marks_answers_by_the_batchs_numbers() {
     page.click("btn-predict").await;
     assert!(!page.exists("predict").await);
     assert_eq!(page.attr("stage-view", "data-withheld").await, "false");
+    page.finish().await;
+
+    // A teacher's link: predict mode at a chosen question, large for a class to vote on.
+    let page = Page::open(
+        "?backend=flex&rollouts=3&max_new_tokens=10&minibatch=3&predict=whitening-flip&presenter=1",
+    )
+    .await;
+    page.set_viewport(1280, 800).await;
+    wait_ready(&page).await;
+    assert!(page.exists("stage-gae").await);
+    asked(&page, "whitening-flip").await.unwrap();
+    assert!(
+        !page.exists("predict-gae-step").await,
+        "the chosen question comes first"
+    );
+    let presenter = page
+        .js("return document.querySelector('.app').classList.contains('presenter');")
+        .await;
+    assert_eq!(presenter, true);
+    // The question is in sight, below the sticky controls, not the blurred table under it.
+    let top = page
+        .js("const q = document.querySelector('[data-testid=\"predict-whitening-flip\"]').getBoundingClientRect(); \
+             const bar = document.querySelector('[data-testid=sticky-bar]').getBoundingClientRect(); \
+             return [q.top - bar.bottom, window.innerHeight - q.bottom];")
+        .await;
+    let top: Vec<f64> = top
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        top[0] >= 0.0 && top[1] >= 0.0,
+        "the question's edges against the bar and the window: {top:?}"
+    );
+    page.screenshot("predict-vote-presenter").await;
+    page.click("predict-choice-0").await;
+    page.wait_state("predict-whitening-flip", "revealed", STARTUP)
+        .await;
+    asked(&page, "gae-step").await.unwrap();
+    page.finish().await;
+}
+
+/// The GAE stage's faded worked example on flex: the worked pass shows the GAE table's own
+/// numbers; the next pass leaves A_0, and a wrong entry is marked with a hint naming δ_0 and A_1
+/// while those two cells light up, a right one (the GAE table's A_0 to 4 decimals) is marked
+/// right; the pass after leaves A_1 and A_0, and a non-number is told apart from a wrong number.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn the_faded_sweep_checks_right_and_wrong_entries_against_the_batch() {
+    let page = Page::open("?backend=flex&rollouts=2&max_new_tokens=6&minibatch=2&stage=gae").await;
+    page.set_viewport(1280, 800).await;
+    wait_ready(&page).await;
+    page.click("btn-all").await;
+    let (delta, adv) = (page.column("gae-delta").await, page.column("gae-adv").await);
+    assert!(adv.len() >= 2, "{adv:?}");
+    assert_eq!(page.attr("gae-faded", "data-pass").await, "0");
+    assert_eq!(page.column("faded-delta").await, delta);
+    assert_eq!(
+        page.column("faded-a").await,
+        adv,
+        "the worked pass is the GAE table's sweep"
+    );
+
+    page.click("faded-next").await;
+    assert_eq!(page.attr("gae-faded", "data-pass").await, "1");
+    assert!(page.exists("faded-input-0").await && !page.exists("faded-input-1").await);
+    page.type_into("faded-input-0", &format!("{:.4}", adv[0] + 0.01))
+        .await;
+    page.click("faded-check").await;
+    assert_eq!(page.attr("faded-a-0", "data-state").await, "wrong");
+    let hint = page.text("faded-hint-0").await;
+    assert!(hint.starts_with("A_0 is made of δ_0 (row t = 0"), "{hint}");
+    assert!(page.has_class("faded-delta-0", "needed").await);
+    assert!(page.has_class("faded-a-1", "needed").await);
+    assert!(!page.has_class("faded-delta-1", "needed").await);
+    page.type_into("faded-input-0", &format!("{:.4}", adv[0]))
+        .await;
+    page.click("faded-check").await;
+    assert_eq!(page.attr("faded-a-0", "data-state").await, "right");
+    assert!(!page.exists("faded-hint-0").await);
+    assert_eq!(page.attr("faded-score", "data-right").await, "1");
+
+    page.click("faded-next").await;
+    assert!(page.exists("faded-input-1").await && page.exists("faded-input-0").await);
+    assert_eq!(
+        page.text("faded-next-0").await,
+        "?",
+        "A_1 is the student's to find"
+    );
+    page.type_into("faded-input-1", &format!("{:.4}", adv[1]))
+        .await;
+    page.type_into("faded-input-0", "about half").await;
+    page.click("faded-check").await;
+    assert_eq!(page.attr("faded-a-1", "data-state").await, "right");
+    assert_eq!(page.attr("faded-a-0", "data-state").await, "not-a-number");
+    page.js("document.querySelector('[data-testid=gae-faded]').scrollIntoView(); \
+             window.scrollBy(0, -document.querySelector('[data-testid=sticky-bar]').offsetHeight - 10); return null;")
+        .await;
+    page.screenshot("faded-sweep").await;
+    page.click("faded-restart").await;
+    assert_eq!(page.attr("gae-faded", "data-pass").await, "0");
     page.finish().await;
 }

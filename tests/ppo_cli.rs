@@ -154,7 +154,9 @@ fn gae_quiz_reads_answers_from_stdin_and_tallies_them() {
         "{text}"
     );
     assert!(
-        text.contains("not quite: you wrote -0.6. A_1 needs delta_1"),
+        text.contains(
+            "not quite: you wrote -0.6. A_1 is made of delta_1 (row t = 1, column delta_t)"
+        ),
         "{text}"
     );
     assert!(

@@ -2,19 +2,17 @@
 //!
 //! Pass 1 shows the whole sweep, worked. Each later pass blanks one more of its last steps (the
 //! advantages computed last, at the first tokens) for the student to type in, in the order the
-//! sweep computes them. Each answer is checked against the scalar trace to the three decimals the
-//! formulas show; a miss gets a hint that points at the two cells A_t is made of, then the
-//! arithmetic. It ends with the tally.
+//! sweep computes them ([`crate::faded`], shared with the page's GAE stage). Each answer is
+//! checked against the scalar trace to a unit of the third decimal; a miss gets a hint that
+//! points at the two cells A_t is made of, then the arithmetic. It ends with the tally.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, Write};
 
 use anyhow::{Result, bail};
 
-use crate::ppo::gae::{GaeParams, GaeStep, GaeTrace, gae_ref};
-
-/// How close an answer must be: half a unit of the third decimal.
-pub const TOLERANCE: f32 = 5e-4;
+use crate::faded::{self, Check};
+use crate::ppo::gae::{GaeParams, GaeTrace, gae_ref};
 
 /// The quiz's tally.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,7 +58,7 @@ pub fn gae_quiz(
         params.lam
     )?;
     let mut tally = Tally::default();
-    for blanks in 0..=n {
+    for blanks in 0..faded::passes(&trace) {
         writeln!(
             out,
             "\nPass {} of {}: {}",
@@ -83,7 +81,13 @@ pub fn gae_quiz(
             }
             continue;
         }
-        for step in &trace.steps[n - blanks..] {
+        for step in trace
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| faded::is_blank(&trace, blanks, i))
+            .map(|(_, s)| s)
+        {
             write!(out, "A_{} = ", step.t)?;
             out.flush()?;
             let mut line = String::new();
@@ -101,21 +105,19 @@ pub fn gae_quiz(
                 continue;
             }
             tally.asked += 1;
-            match answer.replace('−', "-").parse::<f32>() {
-                Ok(x) if (x - step.advantage).abs() <= TOLERANCE => {
+            match faded::check(step, answer, "delta") {
+                Check::Right => {
                     tally.right += 1;
                     writeln!(out, "  right: {}", step.advantage_formula(params))?;
                 }
-                Ok(x) => writeln!(
+                Check::Wrong(hint) => writeln!(
                     out,
-                    "  not quite: you wrote {x}. {}\n  {}",
-                    hint(step),
+                    "  not quite: you wrote {answer}. {hint}\n  {}",
                     step.advantage_formula(params)
                 )?,
-                Err(_) => writeln!(
+                Check::NotANumber(hint) => writeln!(
                     out,
-                    "  `{answer}` is not a number. {}\n  {}",
-                    hint(step),
+                    "  `{answer}` is not a number. {hint}\n  {}",
                     step.advantage_formula(params)
                 )?,
             }
@@ -138,28 +140,10 @@ fn finish(tally: Tally, mut out: impl Write) -> Result<Tally> {
     Ok(tally)
 }
 
-/// Where the two numbers A_t is made of are.
-fn hint(step: &GaeStep) -> String {
-    let t = step.t;
-    if step.next_mask == 0.0 {
-        format!(
-            "Token {t} is the last real one: nothing after it, so A_{t} is delta_{t} \
-             (row t = {t}, column delta_t)."
-        )
-    } else {
-        format!(
-            "A_{t} needs delta_{t} (row t = {t}, column delta_t) and A_{n} (row t = {n}, \
-             column A_t, or your answer just before this one).",
-            n = t + 1
-        )
-    }
-}
-
 /// The sweep's rows in the order computed, under their header, with the advantages of its last
 /// `blanks` steps (and where a row repeats one of them as A_(t+1)) left as `?`; the returns R_t
 /// in a last column when `returns` (never with blanks: R_t = A_t + V_t would give A_t away).
 pub fn sweep_table(trace: &GaeTrace, blanks: usize, returns: bool) -> String {
-    let n = trace.steps.len();
     let mut s = String::new();
     let _ = write!(
         s,
@@ -184,9 +168,9 @@ pub fn sweep_table(trace: &GaeTrace, blanks: usize, returns: bool) -> String {
         }
     };
     for (i, step) in trace.steps.iter().enumerate() {
-        let hidden = i + blanks >= n;
+        let hidden = faded::is_blank(trace, blanks, i);
         // A_(t+1) is the advantage the step before this one computed.
-        let next_hidden = i > 0 && i - 1 + blanks >= n;
+        let next_hidden = i > 0 && faded::is_blank(trace, blanks, i - 1);
         let _ = write!(
             s,
             "{:>4} {:>9.4} {:>9.4} {:>9.4} {:>7} {:>9.4} {:>9} {:>9}",
@@ -252,7 +236,7 @@ mod tests {
             out.contains("right: A_0 = 1.250 + 0.9 × 0.95 × 1 × (-0.655) = 0.690"),
             "{out}"
         );
-        assert!(out.contains("not quite: you wrote 0.7. A_0 needs delta_0"));
+        assert!(out.contains("not quite: you wrote 0.7. A_0 is made of delta_0 (row t = 0"));
         assert!(out.contains("skipped: A_2 = -1.000"), "{out}");
         assert!(out.contains("4 of 5 right, 1 skipped."));
     }

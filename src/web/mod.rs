@@ -10,6 +10,7 @@ mod attention;
 mod bench;
 mod charts;
 mod classroom;
+mod faded;
 mod faq;
 mod grpo;
 mod guide;
@@ -78,8 +79,8 @@ enum CheckState {
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct UrlTarget {
     stage: Stage,
-    /// `?predict=`: predict mode on from the start.
-    predict: bool,
+    /// `?predict=`: predict mode on from the start, and the question to ask first.
+    predict: Option<crate::predict::Start>,
     iteration: usize,
     /// The response's index (the URL counts from 1, as the picker does).
     row: Option<usize>,
@@ -129,17 +130,17 @@ fn settings_from_url() -> (LabSettings, UrlTarget, bool, Vec<Notice>) {
     };
     let presenter = url_param("presenter").is_some_and(|v| v == "1" || v == "true");
     // `?predict=1`, or `?predict=<stage or question>` to start there (unless ?stage= says where).
-    let (predict, predict_stage) = match url_param("predict") {
-        None => (false, None),
+    let predict = match url_param("predict") {
+        None => None,
         Some(value) => match crate::predict::from_url(&value) {
-            Ok(at) => (true, at),
+            Ok(start) => Some(start),
             Err(err) => {
                 notices.push(Notice::Info(format!("Ignoring ?predict={value}: {err}.")));
-                (false, None)
+                None
             }
         },
     };
-    let stage = match predict_stage {
+    let stage = match predict.and_then(|p| p.stage) {
         Some(at) if url_param("stage").is_none() => at,
         _ => stage,
     };
@@ -270,6 +271,7 @@ fn App() -> impl IntoView {
                 </div>
                 <LiveRollout state=state />
                 <stages::StagePanel state=state />
+                <faded::FadedSweep state=state />
                 <faq::StageQuestions state=state />
                 <charts::Charts state=state />
                 <Settings state=state />

@@ -13,7 +13,7 @@ use super::select::exact;
 use super::state::{AppState, Stage};
 use crate::ppo::walkthrough::Walkthrough;
 use crate::predict::{
-    Ask, Kind, Mark, Question, Response, Reveal, Tally, parse_number, questions, reveal,
+    Ask, Kind, Mark, Question, Response, Reveal, Tally, in_stage, parse_number, questions, reveal,
 };
 
 /// What became of one question.
@@ -28,14 +28,18 @@ pub enum Outcome {
 #[derive(Clone, Copy)]
 pub struct Predict {
     pub on: RwSignal<bool>,
+    /// The question a stage asks first (`?predict=<question>`).
+    pub first: Option<Kind>,
     pub outcomes: RwSignal<HashMap<(usize, usize, Kind), Outcome>>,
     pub tally: RwSignal<Tally>,
 }
 
 impl Predict {
-    pub fn new(on: bool) -> Self {
+    /// Off without a start from the URL.
+    pub fn new(start: Option<crate::predict::Start>) -> Self {
         Self {
-            on: RwSignal::new(on),
+            on: RwSignal::new(start.is_some()),
+            first: start.and_then(|s| s.first),
             outcomes: RwSignal::new(HashMap::new()),
             tally: RwSignal::new(Tally::default()),
         }
@@ -52,17 +56,15 @@ impl Predict {
     }
 }
 
-/// The questions `stage` asks on the batch on show.
+/// The questions `stage` asks on the batch on show, in the order it asks them.
 fn stage_questions(
+    state: AppState,
     walk: &Walkthrough,
     stage: Stage,
     row: usize,
     iteration: usize,
 ) -> Vec<Question> {
-    questions(walk, row, iteration)
-        .into_iter()
-        .filter(|q| q.kind.stage() == stage)
-        .collect()
+    in_stage(questions(walk, row, iteration), stage, state.predict.first)
 }
 
 /// Whether questions are asked: predict mode is on, or the tour runs (a tour that asks before it
@@ -81,7 +83,7 @@ pub fn pending(state: AppState) -> bool {
     };
     let iteration = state.shown.get().max(1);
     let row = state.row.get().min(walk.gae.len().saturating_sub(1));
-    let asked = stage_questions(&walk, state.stage.get(), row, iteration);
+    let asked = stage_questions(state, &walk, state.stage.get(), row, iteration);
     state.predict.outcomes.with(|o| {
         asked
             .iter()
@@ -101,7 +103,7 @@ pub fn card(
     if !asking_now(state) {
         return None;
     }
-    let asked = stage_questions(walk, stage, row, iteration);
+    let asked = stage_questions(state, walk, stage, row, iteration);
     if asked.is_empty() {
         return None;
     }

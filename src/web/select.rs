@@ -191,7 +191,19 @@ pub fn keep_current_in_sight(state: AppState) {
             let Some(document) = web_sys::window().and_then(|w| w.document()) else {
                 return;
             };
-            if let Ok(Some(current)) = document.query_selector(".stage [data-current]") {
+            // A question predict mode asks comes first: the class must see it, not the blurred
+            // stage under it.
+            let asking = document
+                .query_selector(".predict-q[data-state=\"asking\"]")
+                .ok()
+                .flatten();
+            let current = asking.or_else(|| {
+                document
+                    .query_selector(".stage [data-current]")
+                    .ok()
+                    .flatten()
+            });
+            if let Some(current) = current {
                 let options = web_sys::ScrollIntoViewOptions::new();
                 options.set_block(web_sys::ScrollLogicalPosition::Nearest);
                 current.scroll_into_view_with_scroll_into_view_options(&options);

@@ -132,7 +132,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(settings: LabSettings, stage: Stage, presenter: bool, predict: bool) -> Self {
+    pub fn new(
+        settings: LabSettings,
+        stage: Stage,
+        presenter: bool,
+        predict: Option<crate::predict::Start>,
+    ) -> Self {
         let walk = RwSignal::new(None::<Arc<Walkthrough>>);
         let row = RwSignal::new(0);
         let token = RwSignal::new(None);
