@@ -20,6 +20,7 @@ pub mod explore;
 pub mod faded;
 pub mod faq;
 pub mod fast_exp;
+pub mod health;
 pub mod lab;
 pub mod misconceptions;
 pub mod model;

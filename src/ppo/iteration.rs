@@ -330,6 +330,21 @@ impl Experience {
             / n
     }
 
+    /// The critic's explained variance over every real token, `1 − Var(R − V) / Var(R)`
+    /// ([`crate::health::explained_variance`]); None when the returns have no spread.
+    pub fn explained_variance(&self) -> Option<f64> {
+        let (mut returns, mut values) = (Vec::new(), Vec::new());
+        for (b, mask) in self.rollout.response_mask.iter().enumerate() {
+            for (t, &m) in mask.iter().enumerate() {
+                if m > 0.0 {
+                    returns.push(self.returns[b][t] as f64);
+                    values.push(self.rollout.values[b][t] as f64);
+                }
+            }
+        }
+        crate::health::explained_variance(&returns, &values)
+    }
+
     /// Mean number of response tokens (EOS included).
     pub fn response_len_mean(&self) -> f64 {
         let n = self.rollout.response_mask.len().max(1) as f64;
@@ -370,6 +385,10 @@ pub fn metrics(experience: &Experience, stats: &UpdateStats) -> Vec<(&'static st
             )
         });
         rows.push(("loss/kl", stats.loss_kl as f64));
+    } else if let Some(ev) = experience.explained_variance() {
+        // How much of the returns' spread the critic's values (before the update) explain; left
+        // out when every return is the same.
+        rows.push(("critic/explained_variance", ev));
     }
     if let Some(group) = &experience.group {
         rows.push(("grpo/reward_std", group.reward_std_mean()));

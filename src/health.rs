@@ -1,0 +1,564 @@
+//! Is this run healthy? Findings read from the metric history (the names of metrics.jsonl).
+//!
+//! The tutorial's FAQ says how to read a PPO run: reward should rise and plateau, the value loss
+//! fall and settle, approx KL stay small and stable, clip fractions stay low (below 0.1 or 0.2;
+//! above 0.5 the updates are too aggressive), a pre-clip gradient norm far above `max_grad_norm`
+//! means unstable gradients, and a constant value loss means the critic is not learning. Each
+//! [`Check`] here turns one of those sentences into a test on the history's last iterations,
+//! with its threshold a named constant, and says what it means and what to try.
+//!
+//! No I/O here: the trainer and the page pass their history in.
+
+use std::collections::BTreeMap;
+
+/// Policy clip fraction above which one iteration's update was too aggressive: "high
+/// `policy_clip_frac` (e.g., > 0.5) ... suggests instability" (the tutorial's FAQ).
+pub const POLICY_CLIP_HIGH: f64 = 0.5;
+/// Clip fractions "should be low (e.g., < 0.1 or 0.2)" (the FAQ): above this for
+/// [`SUSTAINED`] iterations in a row is a trend, not a noisy batch.
+pub const CLIP_SUSTAINED_HIGH: f64 = 0.2;
+/// Iterations in a row that make a high clip fraction a trend.
+pub const SUSTAINED: usize = 5;
+/// Value clip fraction above which the critic's updates are mostly clipped (the FAQ's 0.5 for
+/// the policy, applied to the critic's band).
+pub const VALUE_CLIP_HIGH: f64 = 0.5;
+/// Pre-clip gradient norm, as a multiple of `max_grad_norm`, that means exploding gradients:
+/// the FAQ's "consistently very high (e.g., > 10-100) when max_grad_norm is set to ~1.0", at
+/// its low end.
+pub const GRAD_NORM_FACTOR: f64 = 10.0;
+/// Iterations over which a trend (a falling value loss, a growing KL) is judged: two halves of
+/// this many, compared.
+pub const TREND_WINDOW: usize = 10;
+/// A value loss is "constant" when its spread over [`TREND_WINDOW`] iterations is below this
+/// fraction of its mean (float noise, not learning).
+pub const CONSTANT_RELATIVE: f64 = 1e-3;
+/// Approx KL (the update's policy change, in nats per token) above which it is no longer
+/// "relatively small": PPO implementations stop an epoch early at a target of 0.01 to 0.05
+/// (Stable-Baselines3's `target_kl`, OpenAI Spinning Up's 0.01 with a 1.5x margin); 0.05 is
+/// the loose end.
+pub const APPROX_KL_HIGH: f64 = 0.05;
+/// KL to the reference, summed over a response (nats), above which a growing KL is worth a
+/// look: a response of a few dozen tokens each a few hundredths of a nat off the reference.
+pub const KL_REF_HIGH: f64 = 1.0;
+/// How much the KL to the reference must grow across the window (second half's mean over the
+/// first half's) to count as rising.
+pub const KL_GROWTH: f64 = 2.0;
+/// A reward is "flat" when the second half of the window's mean is not above the first half's
+/// by this much (rewards are in [0, 1] for GSM8K's scorer).
+pub const REWARD_FLAT: f64 = 0.02;
+/// Entropy (nats per token) below which the policy has all but stopped exploring: a token
+/// sampled with this entropy is near-certain (about 0.1 nats is one alternative at 2%).
+pub const ENTROPY_FLOOR: f64 = 0.1;
+/// ... or a drop to this fraction of the run's first entropy.
+pub const ENTROPY_DROP: f64 = 0.1;
+/// Iterations in a row of explained variance below 0 (the critic predicts the returns worse
+/// than their mean would) before it is a finding: one noisy batch is not.
+pub const EV_WINDOW: usize = 3;
+
+/// The metric history: one row per iteration, by metric name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    rows: Vec<BTreeMap<String, f64>>,
+}
+
+impl History {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one iteration's metrics.
+    pub fn push<'a>(&mut self, row: impl IntoIterator<Item = (&'a str, f64)>) {
+        self.rows
+            .push(row.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The last `n` values of `metric` (fewer where the history is shorter), oldest first; None
+    /// when one of them is missing or not finite.
+    fn last(&self, metric: &str, n: usize) -> Option<Vec<f64>> {
+        let start = self.rows.len().checked_sub(n)?;
+        self.rows[start..]
+            .iter()
+            .map(|r| r.get(metric).copied().filter(|x| x.is_finite()))
+            .collect()
+    }
+
+    /// The first value of `metric` in the history.
+    fn first(&self, metric: &str) -> Option<f64> {
+        self.rows
+            .iter()
+            .find_map(|r| r.get(metric).copied().filter(|x| x.is_finite()))
+    }
+}
+
+/// What a run is checked against besides its metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RunSettings {
+    /// `ppo.max_grad_norm` (None: no clipping, and no gradient-norm finding).
+    pub max_grad_norm: Option<f64>,
+}
+
+/// One check on the history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Check {
+    PolicyClipHigh,
+    PolicyClipSustained,
+    ValueClipHigh,
+    GradNormExploding,
+    ValueLossFlat,
+    ApproxKlGrowing,
+    KlRefGrowing,
+    RewardFlatKlRising,
+    EntropyCollapsed,
+    CriticWorseThanMean,
+}
+
+impl Check {
+    pub const ALL: [Check; 10] = [
+        Check::PolicyClipHigh,
+        Check::PolicyClipSustained,
+        Check::ValueClipHigh,
+        Check::GradNormExploding,
+        Check::ValueLossFlat,
+        Check::ApproxKlGrowing,
+        Check::KlRefGrowing,
+        Check::RewardFlatKlRising,
+        Check::EntropyCollapsed,
+        Check::CriticWorseThanMean,
+    ];
+
+    /// Stable name, for findings.jsonl and the page.
+    pub fn key(self) -> &'static str {
+        match self {
+            Check::PolicyClipHigh => "policy-clip-high",
+            Check::PolicyClipSustained => "policy-clip-sustained",
+            Check::ValueClipHigh => "value-clip-high",
+            Check::GradNormExploding => "grad-norm-exploding",
+            Check::ValueLossFlat => "value-loss-flat",
+            Check::ApproxKlGrowing => "approx-kl-growing",
+            Check::KlRefGrowing => "kl-ref-growing",
+            Check::RewardFlatKlRising => "reward-flat-kl-rising",
+            Check::EntropyCollapsed => "entropy-collapsed",
+            Check::CriticWorseThanMean => "critic-worse-than-mean",
+        }
+    }
+}
+
+/// One finding: which check fired, on which metric and numbers, what it means and what to try.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    pub check: Check,
+    /// The metric it reads (as in metrics.jsonl).
+    pub metric: &'static str,
+    /// The threshold it crossed.
+    pub threshold: f64,
+    /// The iterations it looked at.
+    pub window: usize,
+    /// The number that crossed it (the last value, or the window's statistic).
+    pub value: f64,
+    /// What it means, with the numbers.
+    pub meaning: String,
+    /// What to try.
+    pub fix: &'static str,
+}
+
+/// The means of the window's first and second halves.
+fn halves(xs: &[f64]) -> (f64, f64) {
+    let h = xs.len() / 2;
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+    (mean(&xs[..h]), mean(&xs[xs.len() - h..]))
+}
+
+/// Every check that fires on the history as it stands (its last iterations), in [`Check::ALL`]
+/// order. A check without enough iterations, or without its metric (GRPO has no value loss),
+/// does not fire.
+pub fn findings(history: &History, settings: RunSettings) -> Vec<Finding> {
+    Check::ALL
+        .into_iter()
+        .filter_map(|check| run_check(check, history, settings))
+        .collect()
+}
+
+fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding> {
+    let found = |metric: &'static str,
+                 threshold: f64,
+                 window: usize,
+                 value: f64,
+                 meaning: String,
+                 fix: &'static str| {
+        Some(Finding {
+            check,
+            metric,
+            threshold,
+            window,
+            value,
+            meaning,
+            fix,
+        })
+    };
+    match check {
+        Check::PolicyClipHigh => {
+            let x = h.last("params/policy_clip_frac", 1)?[0];
+            (x > POLICY_CLIP_HIGH).then_some(())?;
+            found(
+                "params/policy_clip_frac",
+                POLICY_CLIP_HIGH,
+                1,
+                x,
+                format!(
+                    "{:.0}% of this update's tokens had a ratio past the clip band on the side their advantage pushes: the policy tried to move much further than the band allows.",
+                    100.0 * x
+                ),
+                "lower ppo.learning_rate or ppo.ppo_epochs; check that the advantages are whitened",
+            )
+        }
+        Check::PolicyClipSustained => {
+            let xs = h.last("params/policy_clip_frac", SUSTAINED)?;
+            xs.iter().all(|&x| x > CLIP_SUSTAINED_HIGH).then_some(())?;
+            let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
+            found(
+                "params/policy_clip_frac",
+                CLIP_SUSTAINED_HIGH,
+                SUSTAINED,
+                min,
+                format!(
+                    "The policy clip fraction has stayed above {CLIP_SUSTAINED_HIGH} for the last {SUSTAINED} iterations (never below {min:.2}): each update keeps pushing against the band."
+                ),
+                "lower ppo.learning_rate or ppo.ppo_epochs",
+            )
+        }
+        Check::ValueClipHigh => {
+            let x = h.last("params/value_clip_frac", 1)?[0];
+            (x > VALUE_CLIP_HIGH).then_some(())?;
+            found(
+                "params/value_clip_frac",
+                VALUE_CLIP_HIGH,
+                1,
+                x,
+                format!(
+                    "{:.0}% of this update's value predictions moved toward their return past the value band, where the clip stops their gradient: the critic is held back more than it learns.",
+                    100.0 * x
+                ),
+                "raise ppo.clip_range_value or lower ppo.learning_rate; check the reward scale",
+            )
+        }
+        Check::GradNormExploding => {
+            let max = settings.max_grad_norm?;
+            let x = h.last("params/grad_norm", 1)?[0];
+            let limit = GRAD_NORM_FACTOR * max;
+            (x > limit).then_some(())?;
+            found(
+                "params/grad_norm",
+                limit,
+                1,
+                x,
+                format!(
+                    "The gradient norm before clipping is {x:.1}, more than {GRAD_NORM_FACTOR} times max_grad_norm = {max}: clipping hides exploding gradients, it does not cure them."
+                ),
+                "lower ppo.learning_rate; look for a reward or advantage far larger than the rest",
+            )
+        }
+        Check::ValueLossFlat => {
+            let xs = h.last("loss/value", TREND_WINDOW)?;
+            let (first, second) = halves(&xs);
+            let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+            let spread = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+                - xs.iter().copied().fold(f64::INFINITY, f64::min);
+            let constant = spread <= CONSTANT_RELATIVE * mean.abs().max(1e-12);
+            // Not falling: only over the run's first window, where a learning critic must bring
+            // its loss down; later a settled loss is what a healthy run shows.
+            let early_not_falling = h.len() == TREND_WINDOW && second >= first;
+            (constant || early_not_falling).then_some(())?;
+            found(
+                "loss/value",
+                CONSTANT_RELATIVE,
+                TREND_WINDOW,
+                second / first.max(1e-12),
+                if constant {
+                    format!(
+                        "The value loss has stayed at {mean:.4} for {TREND_WINDOW} iterations: the critic is not learning, so the advantages come from a baseline that never improves."
+                    )
+                } else {
+                    format!(
+                        "Over the first {TREND_WINDOW} iterations the value loss did not fall (mean {first:.4}, then {second:.4}): the critic is not learning the returns."
+                    )
+                },
+                "check ppo.vf_coef and the value head's learning rate; check that returns are A + V",
+            )
+        }
+        Check::ApproxKlGrowing => {
+            let xs = h.last("params/approx_kl", TREND_WINDOW)?;
+            let (first, second) = halves(&xs);
+            let last = xs[xs.len() - 1];
+            (last > APPROX_KL_HIGH && second > first).then_some(())?;
+            found(
+                "params/approx_kl",
+                APPROX_KL_HIGH,
+                TREND_WINDOW,
+                last,
+                format!(
+                    "Each update now moves the policy by {last:.3} nats per token (approx KL), above {APPROX_KL_HIGH} and growing (mean {first:.3}, then {second:.3}): the updates are getting larger, not settling."
+                ),
+                "lower ppo.learning_rate or ppo.ppo_epochs; raise the KL coefficient",
+            )
+        }
+        Check::KlRefGrowing => {
+            let xs = h.last("rollout/kl_mean", TREND_WINDOW)?;
+            let (first, second) = halves(&xs);
+            let last = xs[xs.len() - 1];
+            (last > KL_REF_HIGH && second > KL_GROWTH * first.max(1e-9)).then_some(())?;
+            found(
+                "rollout/kl_mean",
+                KL_REF_HIGH,
+                TREND_WINDOW,
+                last,
+                format!(
+                    "A response now sits {last:.2} nats from the frozen reference (summed over its tokens), and that more than doubled across the last {TREND_WINDOW} iterations ({first:.2}, then {second:.2}): the policy is drifting away fast."
+                ),
+                "raise ppo.kl_coeff (or use the adaptive controller); lower ppo.learning_rate",
+            )
+        }
+        Check::RewardFlatKlRising => {
+            let kl = h.last("rollout/kl_mean", TREND_WINDOW)?;
+            let reward = h.last("rollout/reward_mean", TREND_WINDOW)?;
+            let (k1, k2) = halves(&kl);
+            let (r1, r2) = halves(&reward);
+            let rising = k2 > KL_GROWTH * k1.max(1e-9) && k2 > 0.1 * KL_REF_HIGH;
+            (rising && r2 <= r1 + REWARD_FLAT).then_some(())?;
+            found(
+                "rollout/reward_mean",
+                REWARD_FLAT,
+                TREND_WINDOW,
+                r2 - r1,
+                format!(
+                    "The KL to the reference grew from {k1:.3} to {k2:.3} while the reward did not (mean {r1:.3}, then {r2:.3}): the policy is changing without getting better, either gaming something the reward does not see or, with a KL penalty too weak to hold it, wandering."
+                ),
+                "raise ppo.kl_coeff; read some responses: does the reward still mean what it should?",
+            )
+        }
+        Check::EntropyCollapsed => {
+            let x = h.last("loss/entropy", 1)?[0];
+            let start = h.first("loss/entropy")?;
+            let collapsed = x < ENTROPY_FLOOR || (h.len() > 1 && x < ENTROPY_DROP * start);
+            collapsed.then_some(())?;
+            found(
+                "loss/entropy",
+                ENTROPY_FLOOR,
+                h.len(),
+                x,
+                format!(
+                    "The policy's entropy is {x:.3} nats per token, from {start:.3} at the start: it has all but stopped exploring, and a wrong habit can no longer be unlearned."
+                ),
+                "raise ppo.entropy_coeff or the sampling temperature; lower ppo.learning_rate",
+            )
+        }
+        Check::CriticWorseThanMean => {
+            let xs = h.last("critic/explained_variance", EV_WINDOW)?;
+            xs.iter().all(|&x| x < 0.0).then_some(())?;
+            let last = xs[xs.len() - 1];
+            found(
+                "critic/explained_variance",
+                0.0,
+                EV_WINDOW,
+                last,
+                format!(
+                    "The critic's explained variance has been below 0 for {EV_WINDOW} iterations (now {last:.2}): it predicts the returns worse than their mean would, so its values add noise to the advantages."
+                ),
+                "check the value head's learning rate and ppo.vf_coef; a freshly started critic needs some iterations",
+            )
+        }
+    }
+}
+
+/// The critic's explained variance over real tokens: `1 − Var(R − V) / Var(R)`. 1 is a perfect
+/// critic, 0 one no better than predicting the mean return, below 0 worse. None when the
+/// returns have no spread (every return equal) or fewer than two real tokens.
+pub fn explained_variance(returns: &[f64], values: &[f64]) -> Option<f64> {
+    let n = returns.len();
+    if n < 2 || values.len() != n {
+        return None;
+    }
+    let var = |xs: &mut dyn Iterator<Item = f64>| {
+        let v: Vec<f64> = xs.collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64
+    };
+    let var_r = var(&mut returns.iter().copied());
+    if var_r <= 0.0 {
+        return None;
+    }
+    let var_err = var(&mut returns.iter().zip(values).map(|(r, v)| r - v));
+    Some(1.0 - var_err / var_r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A healthy run of `n` iterations: reward rising then flat, value loss falling then
+    /// settling, small and steady approx KL, low clip fractions, grad norm under the limit, a
+    /// KL to the reference that grows slowly, entropy easing down, the critic explaining more.
+    fn healthy(n: usize) -> History {
+        let mut h = History::new();
+        for i in 0..n {
+            let x = i as f64;
+            h.push([
+                ("rollout/reward_mean", (0.1 + 0.02 * x).min(0.6)),
+                ("rollout/kl_mean", 0.05 + 0.01 * x),
+                ("loss/value", 0.5 / (1.0 + 0.3 * x) + 0.05),
+                ("loss/entropy", 2.0 - 0.02 * x),
+                ("params/approx_kl", 0.004 + 0.0005 * (x % 3.0)),
+                ("params/policy_clip_frac", 0.05 + 0.01 * (x % 4.0)),
+                ("params/value_clip_frac", 0.1),
+                ("params/grad_norm", 2.0 + (x % 5.0)),
+                ("critic/explained_variance", (0.1 + 0.05 * x).min(0.9)),
+            ]);
+        }
+        h
+    }
+
+    const SETTINGS: RunSettings = RunSettings {
+        max_grad_norm: Some(1.0),
+    };
+
+    /// The healthy history with `metric` replaced by `f(i)` for every iteration.
+    fn with(n: usize, metric: &str, f: impl Fn(usize) -> f64) -> History {
+        let base = healthy(n);
+        let mut h = History::new();
+        for (i, row) in base.rows.iter().enumerate() {
+            let mut row = row.clone();
+            row.insert(metric.to_string(), f(i));
+            h.push(row.iter().map(|(k, v)| (k.as_str(), *v)));
+        }
+        h
+    }
+
+    fn fired(h: &History) -> Vec<Check> {
+        findings(h, SETTINGS).into_iter().map(|f| f.check).collect()
+    }
+
+    #[test]
+    fn a_healthy_run_has_no_finding_at_any_length() {
+        for n in 1..=40 {
+            assert_eq!(fired(&healthy(n)), [], "after {n} iterations");
+        }
+    }
+
+    #[test]
+    fn each_check_fires_on_a_history_built_to_trigger_it_and_only_it() {
+        let cases: Vec<(Check, History)> = vec![
+            (
+                Check::PolicyClipHigh,
+                with(12, "params/policy_clip_frac", |i| {
+                    if i == 11 { 0.6 } else { 0.05 }
+                }),
+            ),
+            (
+                Check::PolicyClipSustained,
+                with(12, "params/policy_clip_frac", |i| {
+                    if i >= 7 { 0.3 } else { 0.05 }
+                }),
+            ),
+            (
+                Check::ValueClipHigh,
+                with(12, "params/value_clip_frac", |i| {
+                    if i == 11 { 0.7 } else { 0.1 }
+                }),
+            ),
+            (
+                Check::GradNormExploding,
+                with(12, "params/grad_norm", |i| if i == 11 { 25.0 } else { 3.0 }),
+            ),
+            (Check::ValueLossFlat, with(14, "loss/value", |_| 0.3127)),
+            (
+                Check::ApproxKlGrowing,
+                with(12, "params/approx_kl", |i| 0.01 * i as f64),
+            ),
+            (
+                Check::EntropyCollapsed,
+                with(12, "loss/entropy", |i| 2.0 / (1.0 + (i * i) as f64)),
+            ),
+            (
+                Check::CriticWorseThanMean,
+                with(12, "critic/explained_variance", |i| {
+                    if i >= 9 { -0.3 } else { 0.2 }
+                }),
+            ),
+        ];
+        for (check, h) in cases {
+            assert_eq!(fired(&h), [check], "{}", check.key());
+            let f = &findings(&h, SETTINGS)[0];
+            assert!(!f.meaning.is_empty() && !f.fix.is_empty());
+        }
+        // The KL to the reference rising fast, with the reward flat: both KL findings.
+        let mut h = History::new();
+        for (i, row) in healthy(12).rows.iter().enumerate() {
+            let mut row = row.clone();
+            row.insert("rollout/kl_mean".into(), 0.3 * 1.3f64.powi(i as i32));
+            row.insert("rollout/reward_mean".into(), 0.2);
+            h.push(row.iter().map(|(k, v)| (k.as_str(), *v)));
+        }
+        assert_eq!(fired(&h), [Check::KlRefGrowing, Check::RewardFlatKlRising]);
+        // The same KL with the reward rising: only the KL growth.
+        let mut h2 = History::new();
+        for (i, row) in h.rows.iter().enumerate() {
+            let mut row = row.clone();
+            row.insert("rollout/reward_mean".into(), 0.1 + 0.05 * i as f64);
+            h2.push(row.iter().map(|(k, v)| (k.as_str(), *v)));
+        }
+        assert_eq!(fired(&h2), [Check::KlRefGrowing]);
+    }
+
+    #[test]
+    fn thresholds_are_strict_and_missing_metrics_fire_nothing() {
+        // Exactly at a threshold is not past it.
+        let h = with(3, "params/policy_clip_frac", |_| POLICY_CLIP_HIGH);
+        assert_eq!(fired(&h), []);
+        let h = with(3, "params/grad_norm", |_| GRAD_NORM_FACTOR);
+        assert_eq!(fired(&h), []);
+        // Without max_grad_norm there is no gradient-norm limit to compare with.
+        let h = with(3, "params/grad_norm", |_| 1e6);
+        assert_eq!(findings(&h, RunSettings::default()), []);
+        // GRPO logs no value loss: the critic's checks stay silent.
+        let mut h = History::new();
+        for _ in 0..12 {
+            h.push([("loss/entropy", 1.5), ("params/policy_clip_frac", 0.05)]);
+        }
+        assert_eq!(fired(&h), []);
+        // A value loss that does not fall in the first window, but varies: the early check.
+        let h = with(TREND_WINDOW, "loss/value", |i| {
+            0.3 + 0.01 * (i % 2) as f64 + 0.001 * i as f64
+        });
+        assert_eq!(fired(&h), [Check::ValueLossFlat]);
+        // The same loss later in a run, settled: healthy.
+        let h = with(TREND_WINDOW + 5, "loss/value", |i| {
+            0.3 + 0.01 * (i % 2) as f64
+        });
+        assert_eq!(fired(&h), []);
+    }
+
+    #[test]
+    fn explained_variance_by_hand() {
+        // R = 1, 2, 3 (variance 2/3). V = R: 1. V = 2 (the mean): 0. V = 3, 2, 1: R − V = −2,
+        // 0, 2, variance 8/3, so 1 − 4 = −3.
+        assert_eq!(
+            explained_variance(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0]),
+            Some(1.0)
+        );
+        assert_eq!(
+            explained_variance(&[1.0, 2.0, 3.0], &[2.0, 2.0, 2.0]),
+            Some(0.0)
+        );
+        let ev = explained_variance(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]).unwrap();
+        assert!((ev + 3.0).abs() < 1e-12, "{ev}");
+        assert_eq!(explained_variance(&[1.0, 1.0], &[0.0, 2.0]), None);
+        assert_eq!(explained_variance(&[1.0], &[1.0]), None);
+    }
+}
