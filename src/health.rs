@@ -276,11 +276,12 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
             // its loss down; later a settled loss is what a healthy run shows.
             let early_not_falling = h.len() == TREND_WINDOW && second >= first;
             (constant || early_not_falling).then_some(())?;
+            // The threshold is the earlier half's mean, which the later half's should be below.
             found(
                 "loss/value",
-                CONSTANT_RELATIVE,
+                first,
                 TREND_WINDOW,
-                second / first.max(1e-12),
+                second,
                 if constant {
                     format!(
                         "The value loss has stayed at {mean:.4} for {TREND_WINDOW} iterations: the critic is not learning, so the advantages come from a baseline that never improves."
@@ -340,7 +341,7 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 format!(
                     "The KL to the reference grew from {k1:.3} to {k2:.3} while the reward did not (mean {r1:.3}, then {r2:.3}): the policy is changing without getting better, either gaming something the reward does not see or, with a KL penalty too weak to hold it, wandering."
                 ),
-                "raise ppo.kl_coeff; read some responses: does the reward still mean what it should?",
+                "raise ppo.kl_coeff; read some responses to see that the reward still means what it should",
             )
         }
         Check::EntropyCollapsed => {

@@ -162,8 +162,127 @@ fn debug_config_raises_the_reward_and_writes_every_output() {
         values.iter().any(|v| v.as_f64().unwrap() != 0.0),
         "{scored}"
     );
+    // The run-health findings of the recipe's first 20 steps: nothing about its updates; its
+    // critic (the tiny value head at vf_coef 0.1) may be found not learning, as in
+    // tests/health.rs on the page's recipe.
+    let found = findings(&out);
+    for key in &found {
+        assert!(
+            ["value-loss-flat", "critic-worse-than-mean"].contains(&key.as_str()),
+            "{found:?}\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    // `ppo-lens report` on this directory: the steps, the metrics table, the findings, the files.
+    let report = ppo_lens(&["report", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    ok(&report);
+    let text = String::from_utf8(report.stdout).unwrap();
+    assert!(
+        text.contains("20 steps recorded, the last step 20 of 20."),
+        "{text}"
+    );
+    let reward = text
+        .lines()
+        .find(|l| l.starts_with("rollout/reward_mean"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let cells: Vec<f64> = reward
+        .split_whitespace()
+        .skip(1)
+        .map(|c| c.parse().unwrap())
+        .collect();
+    let want = |i: usize| rows[i]["rollout/reward_mean"].as_f64().unwrap();
+    for (cell, i) in cells.iter().zip([0, 10, 19]) {
+        assert!((cell - want(i)).abs() < 1e-4, "{reward}: step {}", i + 1);
+    }
+    assert!(text.contains("Findings (findings.jsonl):"), "{text}");
+    for key in &found {
+        assert!(text.contains(&format!(": {key}: ")), "{text}");
+    }
+    assert!(
+        text.contains("plots.png") && text.contains("Checkpoints: step_10, final"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_dir_all(&again);
+}
+
+/// The `finding` of every line of findings.jsonl in `dir`.
+fn findings(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("findings.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let row: Value = serde_json::from_str(l).unwrap();
+            row["finding"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// Thirty times the debug recipe's learning rate: the trainer says what the health checks find,
+/// once each, and writes it to findings.jsonl; `ppo-lens report` lists the same, and replays
+/// the checks itself for a run without the file.
+#[test]
+fn a_thirty_times_learning_rate_is_found_and_reported() {
+    let out = out_dir("health");
+    let run = train(
+        &out,
+        &[
+            "ppo.learning_rate=9e-4",
+            "rollout.batch_size=8",
+            "ppo.mini_batch_size=4",
+            "rollout.max_new_tokens=16",
+            "training.total_ppo_steps=14",
+            "training.save_every=100",
+        ],
+    );
+    ok(&run);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let found = findings(&out);
+    assert!(
+        found
+            .iter()
+            .any(|k| !["value-loss-flat", "critic-worse-than-mean"].contains(&k.as_str())),
+        "{found:?}\n{stderr}"
+    );
+    for key in &found {
+        assert_eq!(
+            stderr.matches(&format!("health: {key} (")).count(),
+            1,
+            "said once: {key}\n{stderr}"
+        );
+        assert_eq!(found.iter().filter(|k| *k == key).count(), 1, "{found:?}");
+    }
+    let report = |dir: &Path| {
+        let r = ppo_lens(&["report", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        ok(&r);
+        String::from_utf8(r.stdout).unwrap()
+    };
+    let text = report(&out);
+    let listed = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("  step "))
+            .map(|l| l.split(": ").nth(1).unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(listed(&text), found, "{text}");
+    // Without findings.jsonl the report replays the checks over metrics.jsonl: the same findings.
+    std::fs::remove_file(out.join("findings.jsonl")).unwrap();
+    let replayed = report(&out);
+    assert!(
+        replayed.contains("the checks replayed over metrics.jsonl"),
+        "{replayed}"
+    );
+    assert_eq!(listed(&replayed), found, "{replayed}");
+    // A directory that is not a run's is refused by name.
+    let bad = ppo_lens(&["report", "configs"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("configs/metrics.jsonl: cannot read"), "{err}");
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 const SMALL: [&str; 5] = [

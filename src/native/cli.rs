@@ -45,8 +45,8 @@ enum Command {
         #[arg(long)]
         table: bool,
         /// A faded worked example on the first sequence: the sweep worked, then one more of its
-        /// last advantages left blank each pass for you to type in (read from stdin), checked to
-        /// 3 decimals with a hint on a miss.
+        /// last advantages left blank each pass for you to type in (read from stdin), each right
+        /// within 0.001, with a hint on a miss.
         #[arg(long, conflicts_with_all = ["whiten", "table"])]
         quiz: bool,
     },
@@ -108,9 +108,18 @@ enum Command {
     /// Grade your five exercises (exercises/*.rs) and say which ones the trainer and the page
     /// will run: yours where written (with the `exercises` feature), the reference elsewhere.
     Exercises,
+    /// Summarise a training output directory, finished or still running: the run's metrics at
+    /// its first, middle and last step, what the health checks found (findings.jsonl), and
+    /// its plots and checkpoints.
+    Report {
+        /// The output directory (training.output_dir).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Train with PPO on GSM8K (or GSM-mini) as a config file says.
     ///
     /// Writes to training.output_dir: effective_config.yaml, metrics.jsonl (one row per step),
+    /// findings.jsonl (each run-health finding once, when it first appears),
     /// plots.png and plots.svg, checkpoints step_N/ and final/ (a Hugging Face directory plus
     /// value head, optimizer and trainer state). Ctrl-C finishes the running step, saves
     /// step_N/ and exits with status 130; a second Ctrl-C exits at once.
@@ -164,6 +173,7 @@ fn run() -> ExitCode {
     let result = match cli.command {
         Command::Train { .. } => unreachable!("handled above"),
         Command::Doctor => doctor::run(),
+        Command::Report { dir } => super::findings::report(&dir).map(|text| print!("{text}")),
         Command::Exercises => {
             let (lines, all_pass) = crate::native::exercises_report();
             lines.iter().for_each(|line| println!("{line}"));

@@ -5,6 +5,7 @@ pub mod block_cache;
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod findings;
 pub mod gae_quiz;
 pub mod inputs;
 pub mod model_dir;

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::config::{AlgorithmName, DataSource, TrainConfig, load_config};
+use super::findings::FindingLog;
 use super::model_dir::{
     CONFIG, TOKENIZER, VALUE_HEAD, WEIGHTS, load_dir, open_device, write_dir_atomically,
 };
@@ -39,6 +40,7 @@ use crate::adamw8bit::AdamW8bit;
 use crate::compute::block_on;
 use crate::data::gsm_mini::gsm_mini;
 use crate::data::gsm8k::{Problem, parse_gsm8k_jsonl};
+use crate::health::RunSettings;
 use crate::model::chat::gsm8k_prompt;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{Precision, ValueHeadInit, save_model, save_value_head, weights::saved_config};
@@ -405,6 +407,15 @@ pub fn train(
         .append(true)
         .open(&metrics_path)
         .with_context(|| format!("{}: cannot open", metrics_path.display()))?;
+    // findings.jsonl: each run-health finding once, at the step it first appears.
+    let mut health = FindingLog::open(
+        &out,
+        resume.map(|_| state.step),
+        &rows,
+        RunSettings {
+            max_grad_norm: p.max_grad_norm,
+        },
+    )?;
 
     let save = |policy: &crate::model::Qwen2Model,
                 optim: &ModuleOptimizer,
@@ -518,6 +529,9 @@ pub fn train(
         writeln!(metrics_file, "{}", Value::Object(row.clone()))
             .and_then(|()| metrics_file.flush())
             .with_context(|| format!("{}: cannot write", metrics_path.display()))?;
+        for finding in health.step(step, &row)? {
+            say(super::findings::say(step, &finding));
+        }
         rows.push(row);
 
         if stats.skipped_steps > 0 {
