@@ -14,6 +14,14 @@ cd "$ROOT"
 step "Formatting (cargo fmt --check)"
 run cargo fmt --check
 
+# Mesa's Vulkan driver wants a private runtime directory; without one every wgpu test prints
+# "error: XDG_RUNTIME_DIR is invalid or not set in the environment."
+if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "$XDG_RUNTIME_DIR" ]; then
+    XDG_RUNTIME_DIR="$(mktemp -d)"
+    chmod 700 "$XDG_RUNTIME_DIR"
+    export XDG_RUNTIME_DIR
+fi
+
 step "Native unit and integration tests"
 run cargo test --all-targets
 
