@@ -28,6 +28,16 @@ pub fn num(x: f32) -> String {
     } else {
         format!("{x:.2e}")
     };
+    signed(s)
+}
+
+/// `x` with `decimals` decimals, with [`num`]'s sign rules.
+pub fn fixed(x: f32, decimals: usize) -> String {
+    signed(format!("{x:.decimals$}"))
+}
+
+/// A formatted number with a real minus sign, and never "−0".
+fn signed(s: String) -> String {
     if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
         s[1..].to_string()
     } else {

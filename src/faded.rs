@@ -25,11 +25,15 @@ pub fn is_blank(trace: &GaeTrace, pass: usize, i: usize) -> bool {
     i + pass >= trace.steps.len()
 }
 
-/// The tokens `t` whose A_t pass `pass` leaves to the student, in the order the sweep computes
-/// them.
-pub fn blanks(trace: &GaeTrace, pass: usize) -> Vec<usize> {
+/// The steps whose A_t pass `pass` leaves to the student, in the order the sweep computes them.
+pub fn blank_steps(trace: &GaeTrace, pass: usize) -> &[GaeStep] {
     let n = trace.steps.len();
-    trace.steps[n - pass.min(n)..].iter().map(|s| s.t).collect()
+    &trace.steps[n - pass.min(n)..]
+}
+
+/// Their tokens `t`.
+pub fn blanks(trace: &GaeTrace, pass: usize) -> Vec<usize> {
+    blank_steps(trace, pass).iter().map(|s| s.t).collect()
 }
 
 /// Where the two numbers A_t is made of are, in the sweep's table; `delta` is how the table

@@ -80,8 +80,8 @@ impl History {
         self.rows.is_empty()
     }
 
-    /// The last `n` values of `metric` (fewer where the history is shorter), oldest first; None
-    /// when one of them is missing or not finite.
+    /// The last `n` values of `metric`, oldest first; None when the history is shorter than `n`
+    /// or one of them is missing or not finite.
     fn last(&self, metric: &str, n: usize) -> Option<Vec<f64>> {
         let start = self.rows.len().checked_sub(n)?;
         self.rows[start..]
@@ -386,17 +386,16 @@ pub fn explained_variance(returns: &[f64], values: &[f64]) -> Option<f64> {
     if n < 2 || values.len() != n {
         return None;
     }
-    let var = |xs: &mut dyn Iterator<Item = f64>| {
-        let v: Vec<f64> = xs.collect();
-        let mean = v.iter().sum::<f64>() / v.len() as f64;
-        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64
+    let variance = |xs: &[f64]| {
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64
     };
-    let var_r = var(&mut returns.iter().copied());
+    let var_r = variance(returns);
     if var_r <= 0.0 {
         return None;
     }
-    let var_err = var(&mut returns.iter().zip(values).map(|(r, v)| r - v));
-    Some(1.0 - var_err / var_r)
+    let errors: Vec<f64> = returns.iter().zip(values).map(|(r, v)| r - v).collect();
+    Some(1.0 - variance(&errors) / var_r)
 }
 
 #[cfg(test)]

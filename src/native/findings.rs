@@ -36,11 +36,28 @@ fn line(step: usize, f: &Finding) -> String {
     .to_string()
 }
 
-/// The trainer's findings: the metric history so far, the findings already said, and the file.
-pub struct FindingLog {
+/// The findings of a run as its metrics come in, each once: the history so far and the
+/// findings already reported.
+struct FirstSeen {
     history: History,
     seen: BTreeSet<String>,
     settings: RunSettings,
+}
+
+impl FirstSeen {
+    /// Adds one metrics row; returns the findings that appear for the first time.
+    fn push(&mut self, row: &Map<String, Value>) -> Vec<Finding> {
+        self.history.push(numbers(row));
+        findings(&self.history, self.settings)
+            .into_iter()
+            .filter(|f| self.seen.insert(f.check.key().to_string()))
+            .collect()
+    }
+}
+
+/// The trainer's findings, and the file they are written to.
+pub struct FindingLog {
+    first: FirstSeen,
     path: PathBuf,
     file: fs::File,
 }
@@ -81,9 +98,11 @@ impl FindingLog {
             history.push(numbers(row));
         }
         Ok(Self {
-            history,
-            seen,
-            settings,
+            first: FirstSeen {
+                history,
+                seen,
+                settings,
+            },
             path,
             file,
         })
@@ -92,15 +111,11 @@ impl FindingLog {
     /// Adds step `step`'s metrics row and returns the findings that appear for the first time in
     /// this run, each already written to the file.
     pub fn step(&mut self, step: usize, row: &Map<String, Value>) -> Result<Vec<Finding>> {
-        self.history.push(numbers(row));
-        let mut new = Vec::new();
-        for f in findings(&self.history, self.settings) {
-            if self.seen.insert(f.check.key().to_string()) {
-                writeln!(self.file, "{}", line(step, &f))
-                    .and_then(|()| self.file.flush())
-                    .with_context(|| format!("{}: cannot write", self.path.display()))?;
-                new.push(f);
-            }
+        let new = self.first.push(row);
+        for f in &new {
+            writeln!(self.file, "{}", line(step, f))
+                .and_then(|()| self.file.flush())
+                .with_context(|| format!("{}: cannot write", self.path.display()))?;
         }
         Ok(new)
     }
@@ -209,17 +224,16 @@ pub fn report(dir: &Path) -> Result<String> {
         }
         FINDINGS.to_string()
     } else {
-        let settings = RunSettings {
-            max_grad_norm: config.as_ref().and_then(|c| c.ppo.max_grad_norm),
+        let mut first = FirstSeen {
+            history: History::new(),
+            seen: BTreeSet::new(),
+            settings: RunSettings {
+                max_grad_norm: config.as_ref().and_then(|c| c.ppo.max_grad_norm),
+            },
         };
-        let mut history = History::new();
-        let mut seen = BTreeSet::new();
         for row in &rows {
-            history.push(numbers(row));
-            for f in findings(&history, settings) {
-                if seen.insert(f.check) {
-                    found.push((step(row), f.check.key().into(), f.meaning, f.fix.into()));
-                }
+            for f in first.push(row) {
+                found.push((step(row), f.check.key().into(), f.meaning, f.fix.into()));
             }
         }
         format!("the checks replayed over {METRICS} (the run wrote no {FINDINGS})")

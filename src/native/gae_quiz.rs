@@ -81,13 +81,7 @@ pub fn gae_quiz(
             }
             continue;
         }
-        for step in trace
-            .steps
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| faded::is_blank(&trace, blanks, i))
-            .map(|(_, s)| s)
-        {
+        for step in faded::blank_steps(&trace, blanks) {
             write!(out, "A_{} = ", step.t)?;
             out.flush()?;
             let mut line = String::new();

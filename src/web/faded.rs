@@ -10,17 +10,13 @@ use leptos::prelude::*;
 use super::predict;
 use super::select::{exact, response_token, show_token};
 use super::state::{AppState, Stage};
+use crate::explain::fixed;
 use crate::faded::{self, Check};
 
 /// Four decimals with a real minus sign: the sweep's numbers, precise enough that A_t computed
 /// from them lands within [`faded::TOLERANCE`].
 fn four(x: f32) -> String {
-    let s = format!("{x:.4}");
-    if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
-        s[1..].to_string()
-    } else {
-        s.replace('-', "−")
-    }
+    fixed(x, 4)
 }
 
 #[component]
@@ -164,7 +160,7 @@ pub fn FadedSweep(state: AppState) -> impl IntoView {
                         <button class="primary" data-testid="faded-check" on:click=move |_| {
                             let entries = typed.get_untracked();
                             let mut results = HashMap::new();
-                            for step in trace.steps.iter().filter(|s| blanks.contains(&s.t)) {
+                            for step in faded::blank_steps(&trace, p) {
                                 if let Some(text) = entries.get(&step.t).filter(|t| !t.trim().is_empty()) {
                                     results.insert(step.t, faded::check(step, text, "δ"));
                                 }

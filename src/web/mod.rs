@@ -379,13 +379,13 @@ fn play_timer(state: AppState) {
             last.set(now);
             return;
         }
-        // Play stops at a question: the student answers before the stage goes on.
-        if untrack(|| predict::pending(state)) {
-            state.playing.set(false);
-            return;
-        }
         if now - last.get() >= state.speed_ms.get_untracked() as f64 {
             last.set(now);
+            // Play stops at a question: the student answers before the stage goes on.
+            if untrack(|| predict::pending(state)) {
+                state.playing.set(false);
+                return;
+            }
             state.step();
         }
     };
