@@ -1,6 +1,7 @@
 //! The run-health checks (`ppo_lens::health`) on real runs of the tiny model, the page's own
-//! (the lab on flex): its default recipe's updates stay healthy for twenty iterations (its
-//! critic does not), and the same run with a learning rate thirty times larger is found out.
+//! (the lab on flex): its default recipe stays healthy for twenty iterations, a critic held to
+//! the policy's learning rate is found not learning, and the same run with a learning rate
+//! thirty times larger is found out.
 
 use burn::tensor::Device;
 use ppo_lens::compute::block_on;
@@ -39,31 +40,39 @@ fn small() -> LabSettings {
     }
 }
 
-/// The page's recipe trains (its reward rises; tests/browser.rs) and nothing about its updates
-/// is found wrong. Its critic is: the tiny model's value head, trained at the policy's learning
-/// rate with vf_coef 0.1, explains none of the returns' spread in these twenty iterations
-/// (explained variance −0.6 to 0.0) and its value loss does not come down over the first ten
-/// (it jumps between 0.06 and 0.15 with the batch), so its values add noise to the advantages
-/// rather than remove it. Those two findings are the recipe's, not false alarms, and they are
-/// the only ones expected here.
+/// The page's recipe trains (its reward rises; tests/browser.rs) and nothing about it is found
+/// wrong in twenty iterations, its critic included: the value head's bias, at its own learning
+/// rate, follows the mean return, so the value loss comes down. (At the policy's learning rate,
+/// as before `vblr`, it did not: `value-loss-flat` and `critic-worse-than-mean` fired; the last
+/// test here keeps that case.)
 #[test]
-fn the_default_recipe_updates_healthily_and_its_critic_is_found_not_learning() {
-    let (found, history) = run(&small(), 20);
+fn the_default_recipe_runs_twenty_iterations_without_a_finding() {
+    let (found, history) = run(&LabSettings::default(), 20);
     for (i, checks) in found.iter().enumerate() {
         assert!(
-            checks
-                .iter()
-                .all(|&c| matches!(c, Check::CriticWorseThanMean | Check::ValueLossFlat)),
+            checks.is_empty(),
             "iteration {}: {checks:?}\n{history:?}",
             i + 1
         );
     }
+    let loss = history.series("loss/value").unwrap();
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
     assert!(
-        found
-            .iter()
-            .any(|c| c.contains(&Check::CriticWorseThanMean)),
-        "{history:?}"
+        mean(&loss[15..]) < 0.7 * mean(&loss[..5]),
+        "the value loss did not come down: {loss:?}"
     );
+}
+
+/// The critic's bias at the policy's learning rate cannot follow the returns: the checks say so.
+#[test]
+fn a_critic_at_the_policys_learning_rate_is_found_not_learning() {
+    let settings = LabSettings {
+        vblr: LabSettings::default().lr,
+        ..small()
+    };
+    let (found, history) = run(&settings, 20);
+    let all: std::collections::BTreeSet<Check> = found.iter().flatten().copied().collect();
+    assert!(all.contains(&Check::ValueLossFlat), "{all:?}\n{history:?}");
 }
 
 #[test]
@@ -74,10 +83,8 @@ fn thirty_times_the_learning_rate_is_found_out() {
     };
     let (found, history) = run(&settings, 20);
     let all: std::collections::BTreeSet<Check> = found.iter().flatten().copied().collect();
-    println!("{all:?}");
     assert!(
-        all.iter()
-            .any(|&c| !matches!(c, Check::CriticWorseThanMean | Check::ValueLossFlat)),
-        "no finding about the updates in 20 iterations\n{history:?}"
+        all.contains(&Check::ApproxKlHigh),
+        "{all:?}: updates too large are not found in 20 iterations\n{history:?}"
     );
 }

@@ -162,17 +162,15 @@ fn debug_config_raises_the_reward_and_writes_every_output() {
         values.iter().any(|v| v.as_f64().unwrap() != 0.0),
         "{scored}"
     );
-    // The run-health findings of the recipe's first 20 steps: nothing about its updates; its
-    // critic (the tiny value head at vf_coef 0.1) may be found not learning, as in
-    // tests/health.rs on the page's recipe.
+    // The run-health findings of the recipe's first 20 steps: none, its critic included (the
+    // value head's bias at its own learning rate follows the returns; at the policy's,
+    // value-loss-flat fired at step 10).
     let found = findings(&out);
-    for key in &found {
-        assert!(
-            ["value-loss-flat", "critic-worse-than-mean"].contains(&key.as_str()),
-            "{found:?}\n{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-    }
+    assert!(
+        found.is_empty(),
+        "{found:?}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     // `ppo-lens report` on this directory: the steps, the metrics table, the findings, the files.
     let report = ppo_lens(&["report", out.to_str().unwrap()])
         .output()
@@ -196,10 +194,10 @@ fn debug_config_raises_the_reward_and_writes_every_output() {
     for (cell, i) in cells.iter().zip([0, 10, 19]) {
         assert!((cell - want(i)).abs() < 1e-4, "{reward}: step {}", i + 1);
     }
-    assert!(text.contains("Findings (findings.jsonl):"), "{text}");
-    for key in &found {
-        assert!(text.contains(&format!(": {key}: ")), "{text}");
-    }
+    assert!(
+        text.contains("Findings (findings.jsonl):\n  none"),
+        "{text}"
+    );
     assert!(
         text.contains("plots.png") && text.contains("Checkpoints: step_10, final"),
         "{text}"
@@ -240,10 +238,9 @@ fn a_thirty_times_learning_rate_is_found_and_reported() {
     ok(&run);
     let stderr = String::from_utf8_lossy(&run.stderr);
     let found = findings(&out);
+    // Every update moves the policy by 0.15 to 0.8 nats per token (approx KL).
     assert!(
-        found
-            .iter()
-            .any(|k| !["value-loss-flat", "critic-worse-than-mean"].contains(&k.as_str())),
+        found.contains(&"approx-kl-high".to_string()),
         "{found:?}\n{stderr}"
     );
     for key in &found {

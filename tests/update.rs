@@ -84,6 +84,7 @@ fn config(epochs: usize, mini: usize, accum: usize, lr: f64) -> UpdateConfig {
         gradient_accumulation_steps: accum,
         max_grad_norm: Some(1.0),
         lr,
+        value_bias_lr: None,
         temperature: 1.0,
         coeffs: COEFFS,
         grpo: None,
@@ -396,4 +397,54 @@ fn eight_bit_adamw_tracks_adamw_and_its_state_round_trips() {
         weights(&a) == weights(&c),
         "the reloaded 8-bit state differs"
     );
+}
+
+/// `value_bias_lr`: one AdamW step moves the value head's bias by its own learning rate (Adam's
+/// first step is about `lr` times the gradient's sign) and every other weight by at most the
+/// policy's; without it, the bias moves by the policy's too.
+#[test]
+fn the_value_heads_bias_takes_its_own_learning_rate() {
+    let m = model();
+    let mut b = batch(&m);
+    // Every return one above its value: the bias's gradient is far from 0 (with the batch's
+    // ±1 advantages as returns it would cancel).
+    b.returns = b
+        .old_values
+        .iter()
+        .map(|row| row.iter().map(|v| v + 1.0).collect())
+        .collect();
+    let before = weights(&m);
+    // The bias is the last parameter visited (the value head's, after its weight).
+    assert_eq!(
+        before[before.len() - 1],
+        block_on(read_f32(
+            m.v_head.summary.bias.as_ref().unwrap().val().inner()
+        ))
+        .unwrap()[0]
+    );
+    let step = |bias_lr: Option<f64>| {
+        let cfg = UpdateConfig {
+            value_bias_lr: bias_lr,
+            ..config(1, 4, 1, 1e-4)
+        };
+        let (after, stats) = update(m.clone(), &b, &cfg);
+        assert_eq!(stats.optimizer_steps, 1);
+        let moved: Vec<f32> = weights(&after)
+            .iter()
+            .zip(&before)
+            .map(|(a, b)| (a - b).abs())
+            .collect();
+        let (bias, rest) = moved.split_last().unwrap();
+        let most = rest.iter().copied().fold(0f32, f32::max);
+        (*bias, most)
+    };
+    let (bias, rest) = step(Some(1e-2));
+    assert!((bias - 1e-2).abs() < 1e-4, "the bias moved by {bias}");
+    assert!(
+        rest <= 1e-4 * 1.001 && rest > 5e-5,
+        "other weights moved by up to {rest}"
+    );
+    let (bias, rest) = step(None);
+    assert!((bias - 1e-4).abs() < 2e-6, "the bias moved by {bias}");
+    assert!(rest <= 1e-4 * 1.001, "other weights moved by up to {rest}");
 }

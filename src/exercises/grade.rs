@@ -655,6 +655,7 @@ pub(crate) fn minibatch_case(device: &Device) -> (Qwen2Model, MiniBatch, UpdateC
         gradient_accumulation_steps: 1,
         max_grad_norm: None,
         lr: 0.0,
+        value_bias_lr: None,
         temperature: 0.7,
         coeffs: LossCoeffs {
             clip_ratio: 0.2,

@@ -205,6 +205,7 @@ pub fn update_config() -> UpdateConfig {
         gradient_accumulation_steps: 1,
         max_grad_norm: Some(1.0),
         lr: 1e-5,
+        value_bias_lr: None,
         temperature: 1.0,
         coeffs: LossCoeffs {
             clip_ratio: 0.2,

@@ -97,6 +97,9 @@ pub struct PpoSection {
     pub mini_batch_size: usize,
     pub gradient_accumulation_steps: usize,
     pub learning_rate: f64,
+    /// The learning rate of the value head's bias (the critic's level); null: `learning_rate`.
+    #[serde(default)]
+    pub value_bias_learning_rate: Option<f64>,
     pub weight_decay: f64,
     /// Global gradient-norm clip; null for none.
     pub max_grad_norm: Option<f64>,
@@ -347,6 +350,12 @@ impl TrainConfig {
             "ppo.learning_rate",
             "must be > 0",
             p.learning_rate.to_string(),
+        )?;
+        check(
+            p.value_bias_learning_rate.is_none_or(|lr| lr > 0.0),
+            "ppo.value_bias_learning_rate",
+            "must be > 0 or null",
+            format!("{:?}", p.value_bias_learning_rate),
         )?;
         check(
             p.weight_decay >= 0.0,

@@ -370,6 +370,7 @@ pub fn train(
         gradient_accumulation_steps: p.gradient_accumulation_steps,
         max_grad_norm: p.max_grad_norm.map(|x| x as f32),
         lr: p.learning_rate,
+        value_bias_lr: p.value_bias_learning_rate,
         temperature: r.temperature,
         coeffs: LossCoeffs {
             clip_ratio: p.clip_ratio as f32,

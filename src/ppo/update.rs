@@ -7,7 +7,8 @@
 //!
 //! The model must live on an autodiff device (`device.autodiff()`).
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
+use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -173,6 +174,13 @@ pub struct UpdateConfig {
     /// Clip the global gradient norm to this (None: no clipping).
     pub max_grad_norm: Option<f32>,
     pub lr: f64,
+    /// The learning rate of the value head's bias, the critic's level (None: `lr`). The returns'
+    /// mean moves as the reward rises; at a policy's learning rate the bias cannot follow it (it
+    /// moves about `lr` per step), and the value loss stays flat. The head's weights keep `lr`:
+    /// moved faster, Adam's per-weight steps fit the batch's noise and the values predict the
+    /// next batch worse than a constant (docs/training.md, "A critic that learns").
+    #[serde(default)]
+    pub value_bias_lr: Option<f64>,
     /// The sampling temperature: the update scores tokens under the same tempered distribution.
     pub temperature: f32,
     pub coeffs: LossCoeffs,
@@ -253,6 +261,17 @@ fn scale_grads<M: Module>(module: &M, grads: &mut GradientsParams, scale: f64) {
     module.visit(&mut Scale(grads, scale));
 }
 
+/// The learning rate of each parameter: `config.lr`, and `config.value_bias_lr` for the value
+/// head's bias when it is set.
+pub fn learning_rates(model: &Qwen2Model, config: &UpdateConfig) -> ModuleLearningRate {
+    match (config.value_bias_lr, &model.v_head.summary.bias) {
+        (Some(bias_lr), Some(bias)) => ModuleLrScheduler::new(config.lr)
+            .with_group(ParamGroup::ids_from_module(bias.clone()), bias_lr)
+            .step(),
+        _ => config.lr.into(),
+    }
+}
+
 /// Rows of f32 as a `[rows, len]` tensor.
 pub(crate) fn rows_f32(rows: &[&Vec<f32>], device: &burn::tensor::Device) -> Tensor<2> {
     let (b, t) = (rows.len(), rows.first().map_or(0, |r| r.len()));
@@ -282,6 +301,7 @@ pub async fn ppo_update(
         return Err("epochs and gradient_accumulation_steps must be at least 1".into());
     }
     let device = model.device();
+    let lr = learning_rates(&model, config);
     let mut stats = UpdateStats::default();
     let mut sums = [0f64; 9];
     for _epoch in 0..config.epochs {
@@ -346,7 +366,7 @@ pub async fn ppo_update(
                     scale_grads(&model, &mut grads, scale);
                 }
             }
-            model = optim.step(config.lr, model, grads);
+            model = optim.step(lr.clone(), model, grads);
             stats.optimizer_steps += 1;
             for k in 0..8 {
                 sums[k] += step_metrics[k];
