@@ -9,7 +9,7 @@
 //!
 //! No I/O here: the trainer and the page pass their history in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Policy clip fraction above which one iteration's update was too aggressive: "high
 /// `policy_clip_frac` (e.g., > 0.5) ... suggests instability" (the tutorial's FAQ).
@@ -146,6 +146,11 @@ impl Check {
         Check::CriticWorseThanMean,
     ];
 
+    /// The check named `key` (as [`Check::key`] writes it).
+    pub fn from_key(key: &str) -> Option<Check> {
+        Check::ALL.into_iter().find(|c| c.key() == key)
+    }
+
     /// Stable name, for findings.jsonl and the page.
     pub fn key(self) -> &'static str {
         match self {
@@ -187,6 +192,53 @@ fn halves(xs: &[f64]) -> (f64, f64) {
     let h = xs.len() / 2;
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
     (mean(&xs[..h]), mean(&xs[xs.len() - h..]))
+}
+
+/// A run's findings as its metrics come in: the history so far, each check reported once (when
+/// it first fires), and which checks fire on the latest iteration. The trainer, `ppo-lens report`
+/// and the page's health panel all watch a run this way.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Watch {
+    history: History,
+    settings: RunSettings,
+    reported: BTreeSet<Check>,
+    firing: Vec<Check>,
+}
+
+impl Watch {
+    /// Watches a run whose metrics so far are `history`, where the checks in `reported` have
+    /// already been reported (a resumed run's).
+    pub fn new(
+        history: History,
+        settings: RunSettings,
+        reported: impl IntoIterator<Item = Check>,
+    ) -> Self {
+        Self {
+            history,
+            settings,
+            reported: reported.into_iter().collect(),
+            firing: Vec::new(),
+        }
+    }
+
+    /// Adds one iteration's metrics; returns the findings that fire for the first time.
+    pub fn push<'a>(&mut self, row: impl IntoIterator<Item = (&'a str, f64)>) -> Vec<Finding> {
+        self.history.push(row);
+        let now = findings(&self.history, self.settings);
+        self.firing = now.iter().map(|f| f.check).collect();
+        now.into_iter()
+            .filter(|f| self.reported.insert(f.check))
+            .collect()
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Whether `check` fires on the latest iteration.
+    pub fn firing(&self, check: Check) -> bool {
+        self.firing.contains(&check)
+    }
 }
 
 /// Every check that fires on the history as it stands (its last iterations), in [`Check::ALL`]

@@ -12,6 +12,7 @@
 
 pub mod adamw;
 pub mod adamw8bit;
+pub mod break_it;
 pub mod compute;
 pub mod data;
 pub mod exercises;

@@ -692,6 +692,8 @@ async fn every_chart_reads_its_batch_and_every_figure_saves() {
         ("entropy-0", "loss-entropy"),
         ("clip-0", "policy-clip-frac"),
         ("clip-1", "value-clip-frac"),
+        ("approx-kl-0", "approx-kl"),
+        ("grad-norm-0", "grad-norm"),
     ] {
         assert_eq!(
             page.number(&format!("chart-{series}")).await,
@@ -743,6 +745,9 @@ async fn every_chart_reads_its_batch_and_every_figure_saves() {
         "chart-clip",
         "chart-value-loss",
         "chart-entropy",
+        "chart-approx-kl",
+        "chart-grad-norm",
+        "chart-explained-variance",
         "clip-plot",
         "value-line",
     ] {
@@ -1347,5 +1352,116 @@ async fn the_faded_sweep_checks_right_and_wrong_entries_against_the_batch() {
     page.screenshot("faded-sweep").await;
     page.click("faded-restart").await;
     assert_eq!(page.attr("gae-faded", "data-pass").await, "0");
+    page.finish().await;
+}
+
+/// Scrolls `testid`'s top to just below the sticky bar.
+async fn show_below_bar(page: &Page, testid: &str) {
+    page.js(&format!(
+        "const e = document.querySelector('[data-testid={testid}]'); \
+         const bar = document.querySelector('[data-testid=sticky-bar]').getBoundingClientRect().height; \
+         window.scrollTo(0, e.getBoundingClientRect().top + window.scrollY - bar - 8); return 0;"
+    ))
+    .await;
+    page.settle().await;
+}
+
+/// The iterations the health panel has checked.
+async fn health_iterations(page: &Page) -> usize {
+    page.attr("health", "data-iterations")
+        .await
+        .parse()
+        .unwrap()
+}
+
+/// "Break it" on flex: three presets each train until the health panel shows the finding
+/// tests/health.rs expects of them natively (within 20 iterations), "fix it" puts the setting
+/// back, and the recipe then trains as many iterations as the slowest preset needed with no
+/// finding at all.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn break_it_presets_are_found_out_and_the_recipe_is_not() {
+    let page = Page::open("?backend=flex").await;
+    page.set_viewport(1280, 800).await;
+    wait_ready(&page).await;
+    assert!(page.exists("health-none").await);
+    let value = |key: &'static str| {
+        let page = &page;
+        async move {
+            page.js(&format!(
+                "return document.querySelector('[data-testid=set-{key}]').value;"
+            ))
+            .await
+            .as_str()
+            .unwrap()
+            .to_string()
+        }
+    };
+    let mut longest = 0;
+    for (preset, finding, key) in [
+        ("lr-x30", "approx-kl-high", "lr"),
+        ("entropy-5", "kl-ref-growing", "ent"),
+        ("epochs-16", "approx-kl-growing", "epochs"),
+    ] {
+        let before = value(key).await;
+        page.click(&format!("break-{preset}")).await;
+        let deadline = std::time::Instant::now() + common::hang_guard(Duration::from_secs(300));
+        loop {
+            if page.exists(&format!("finding-{finding}")).await {
+                break;
+            }
+            let n = health_iterations(&page).await;
+            assert!(n <= 20, "{preset}: no {finding} after {n} iterations");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{preset}: {n} iterations"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let first: usize = page
+            .attr(&format!("finding-{finding}"), "data-first")
+            .await
+            .parse()
+            .unwrap();
+        longest = longest.max(first);
+        assert_ne!(value(key).await, before, "{preset} changed {key}");
+        page.click("btn-train").await;
+        page.wait_state("status", "idle", STARTUP).await;
+        assert_eq!(page.attr("broken", "data-preset").await, preset);
+        // The finding links to its chart and its stage.
+        page.click(&format!("finding-{finding}-stage")).await;
+        assert!(
+            page.has_class("tab-update", "active").await
+                || page.has_class("tab-score", "active").await
+        );
+        page.click(&format!("finding-{finding}-chart")).await;
+        if preset == "lr-x30" {
+            show_below_bar(&page, "health").await;
+            page.screenshot("health-lr-x30.png").await;
+        }
+        page.click("fix-it").await;
+        assert_eq!(page.attr("broken", "data-fixed").await, "true");
+        assert_eq!(value(key).await, before, "fix it put {key} back");
+    }
+    // The recipe itself, from the pretrained model, for as long: nothing found.
+    page.click("btn-reset").await;
+    page.wait_state("status", "idle", STARTUP).await;
+    page.click("btn-train").await;
+    let deadline = std::time::Instant::now() + common::hang_guard(Duration::from_secs(300));
+    while health_iterations(&page).await < longest {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    page.click("btn-train").await;
+    page.wait_state("status", "idle", STARTUP).await;
+    assert!(
+        page.exists("health-none").await,
+        "{}",
+        page.text("health").await
+    );
+    // The fixed preset belonged to the run the reset ended.
+    assert!(!page.exists("broken").await);
+    show_below_bar(&page, "health").await;
+    page.screenshot("health-healthy.png").await;
     page.finish().await;
 }

@@ -4,6 +4,7 @@
 //! thirty times larger is found out.
 
 use burn::tensor::Device;
+use ppo_lens::break_it::{PRESET_ITERATIONS, PRESETS};
 use ppo_lens::compute::block_on;
 use ppo_lens::health::{Check, History, RunSettings, findings};
 use ppo_lens::lab::{Lab, LabSettings};
@@ -87,4 +88,50 @@ fn thirty_times_the_learning_rate_is_found_out() {
         all.contains(&Check::ApproxKlHigh),
         "{all:?}: updates too large are not found in 20 iterations\n{history:?}"
     );
+}
+
+/// The mean of the first and of the last `n` values of `metric`.
+fn ends(history: &History, metric: &str, n: usize) -> (f64, f64) {
+    let xs = history.series(metric).unwrap();
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    (mean(&xs[..n]), mean(&xs[xs.len() - n..]))
+}
+
+/// Each "break it" preset breaks the page's recipe the way its sentence says, within
+/// `PRESET_ITERATIONS`: every finding it expects fires, and the reward falls where it says so
+/// (and the entropy rises, for the entropy bonus).
+#[test]
+fn each_break_it_preset_is_found_out_as_it_says() {
+    for preset in PRESETS {
+        let settings = preset.apply(&LabSettings::default());
+        let (found, history) = run(&settings, PRESET_ITERATIONS);
+        let all: std::collections::BTreeSet<Check> = found.iter().flatten().copied().collect();
+        for want in preset.expect {
+            assert!(
+                all.contains(want),
+                "{}: {want:?} not found in {all:?}\n{history:?}",
+                preset.key
+            );
+        }
+        let first = |c: &Check| found.iter().position(|f| f.contains(c)).map(|i| i + 1);
+        let (r0, r1) = ends(&history, "rollout/reward_mean", 5);
+        let (e0, e1) = ends(&history, "loss/entropy", 5);
+        println!(
+            "{}: {:?}, reward {r0:.2} -> {r1:.2}, entropy {e0:.3} -> {e1:.3}, approx KL {:?}",
+            preset.key,
+            all.iter().map(|c| (c.key(), first(c))).collect::<Vec<_>>(),
+            history
+                .series("params/approx_kl")
+                .unwrap()
+                .iter()
+                .map(|x| format!("{x:.3}"))
+                .collect::<Vec<_>>()
+        );
+        if preset.about.contains("reward falls") {
+            assert!(r1 < r0, "{}: reward {r0} then {r1}", preset.key);
+        }
+        if preset.key == "entropy-5" {
+            assert!(e1 > e0, "entropy {e0} then {e1}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
 use super::train::{EFFECTIVE_CONFIG, METRICS, parse_metrics, write_file_atomically};
-use crate::health::{Finding, History, RunSettings, findings};
+use crate::health::{Check, Finding, History, RunSettings, Watch};
 
 pub const FINDINGS: &str = "findings.jsonl";
 
@@ -36,28 +36,9 @@ fn line(step: usize, f: &Finding) -> String {
     .to_string()
 }
 
-/// The findings of a run as its metrics come in, each once: the history so far and the
-/// findings already reported.
-struct FirstSeen {
-    history: History,
-    seen: BTreeSet<String>,
-    settings: RunSettings,
-}
-
-impl FirstSeen {
-    /// Adds one metrics row; returns the findings that appear for the first time.
-    fn push(&mut self, row: &Map<String, Value>) -> Vec<Finding> {
-        self.history.push(numbers(row));
-        findings(&self.history, self.settings)
-            .into_iter()
-            .filter(|f| self.seen.insert(f.check.key().to_string()))
-            .collect()
-    }
-}
-
 /// The trainer's findings, and the file they are written to.
 pub struct FindingLog {
-    first: FirstSeen,
+    watch: Watch,
     path: PathBuf,
     file: fs::File,
 }
@@ -80,8 +61,12 @@ impl FindingLog {
                 .with_context(|| format!("{}: cannot read", path.display()))?;
             for (row, text) in parse_metrics(&text, &path)? {
                 if row.get("step").and_then(Value::as_u64) <= Some(at as u64) {
-                    if let Some(key) = row.get("finding").and_then(Value::as_str) {
-                        seen.insert(key.to_string());
+                    if let Some(check) = row
+                        .get("finding")
+                        .and_then(Value::as_str)
+                        .and_then(Check::from_key)
+                    {
+                        seen.insert(check);
                     }
                     kept.push_str(text);
                     kept.push('\n');
@@ -98,11 +83,7 @@ impl FindingLog {
             history.push(numbers(row));
         }
         Ok(Self {
-            first: FirstSeen {
-                history,
-                seen,
-                settings,
-            },
+            watch: Watch::new(history, settings, seen),
             path,
             file,
         })
@@ -111,7 +92,7 @@ impl FindingLog {
     /// Adds step `step`'s metrics row and returns the findings that appear for the first time in
     /// this run, each already written to the file.
     pub fn step(&mut self, step: usize, row: &Map<String, Value>) -> Result<Vec<Finding>> {
-        let new = self.first.push(row);
+        let new = self.watch.push(numbers(row));
         for f in &new {
             writeln!(self.file, "{}", line(step, f))
                 .and_then(|()| self.file.flush())
@@ -224,15 +205,12 @@ pub fn report(dir: &Path) -> Result<String> {
         }
         FINDINGS.to_string()
     } else {
-        let mut first = FirstSeen {
-            history: History::new(),
-            seen: BTreeSet::new(),
-            settings: RunSettings {
-                max_grad_norm: config.as_ref().and_then(|c| c.ppo.max_grad_norm),
-            },
+        let settings = RunSettings {
+            max_grad_norm: config.as_ref().and_then(|c| c.ppo.max_grad_norm),
         };
+        let mut watch = Watch::new(History::new(), settings, []);
         for row in &rows {
-            for f in first.push(row) {
+            for f in watch.push(numbers(row)) {
                 found.push((step(row), f.check.key().into(), f.meaning, f.fix.into()));
             }
         }

@@ -55,6 +55,21 @@ const CHARTS: &[ChartSpec] = &[
         title: "entropy",
         series: &[("entropy", |p| p.entropy, INK)],
     },
+    ChartSpec {
+        id: "approx-kl",
+        title: "approx KL (each update's step)",
+        series: &[("approx KL", |p| p.approx_kl, INK)],
+    },
+    ChartSpec {
+        id: "grad-norm",
+        title: "gradient norm (before clipping)",
+        series: &[("grad norm", |p| p.grad_norm, INK)],
+    },
+    ChartSpec {
+        id: "explained-variance",
+        title: "critic explained variance",
+        series: &[("explained variance", |p| p.explained_variance, INK)],
+    },
 ];
 
 type CanvasResult<T> = Result<T, DrawingErrorKind<<CanvasBackend as DrawingBackend>::ErrorType>>;

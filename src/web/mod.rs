@@ -14,6 +14,7 @@ mod faded;
 mod faq;
 mod grpo;
 mod guide;
+mod health;
 mod predict;
 mod sandbox;
 mod select;
@@ -274,6 +275,7 @@ fn App() -> impl IntoView {
                 <faded::FadedSweep state=state />
                 <faq::StageQuestions state=state />
                 <charts::Charts state=state />
+                <health::HealthPanel state=state />
                 <Settings state=state />
                 <sandbox::Sandbox />
                 <faq::Faq state=state />

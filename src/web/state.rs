@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use leptos::prelude::*;
 
+use super::health::{Broken, RunHealth};
 use super::worker;
+use crate::break_it::PRESETS;
 use crate::explain::{Provenance, Quantity, provenance, real_len};
 use crate::lab::{KEPT_ITERATIONS, LabSettings};
 use crate::ppo::Algorithm;
+use crate::ppo::iteration::metrics;
 use crate::ppo::walkthrough::{AttentionMaps, Replay, StageTimes, Walkthrough};
 use crate::wire::{Iterated, Sampling};
 
@@ -27,6 +30,12 @@ pub struct Point {
     pub value_clip_frac: f64,
     pub loss_value: f64,
     pub entropy: f64,
+    /// How far each update moved the policy (nats per token, mean over its steps).
+    pub approx_kl: f64,
+    /// The gradient norm before clipping (mean over the update's steps).
+    pub grad_norm: f64,
+    /// The critic's explained variance (NaN where there is none: GRPO, or equal returns).
+    pub explained_variance: f64,
     pub times: StageTimes,
     /// Whose advantages the update used.
     pub algorithm: Algorithm,
@@ -129,6 +138,10 @@ pub struct AppState {
     pub reopen_after_training: RwSignal<Option<(usize, usize)>>,
     /// Predict mode: questions before answers (src/web/predict.rs).
     pub predict: super::predict::Predict,
+    /// The run-health findings of this run (src/web/health.rs).
+    pub health: RwSignal<RunHealth>,
+    /// The "break it" preset in force, if any.
+    pub broken: RwSignal<Option<Broken>>,
 }
 
 impl AppState {
@@ -146,6 +159,7 @@ impl AppState {
             let walk = walk.get()?;
             provenance(&walk, row.get(), token.get()?, focus.get()?)
         });
+        let health = RunHealth::new(&settings);
         Self {
             settings: RwSignal::new(settings),
             walk,
@@ -177,6 +191,8 @@ impl AppState {
             head: RwSignal::new((0, 0)),
             reopen_after_training: RwSignal::new(None),
             predict: super::predict::Predict::new(predict),
+            health: RwSignal::new(health),
+            broken: RwSignal::new(None),
         }
     }
 
@@ -337,6 +353,25 @@ impl AppState {
     /// A fresh run with the current settings (and seed): the model as pretrained, no history;
     /// then the first iteration.
     pub fn reset(self) {
+        // Not while an iteration runs (the page's own first reset runs while Loading).
+        if matches!(
+            self.activity.get_untracked(),
+            Activity::Computing | Activity::Training
+        ) {
+            return;
+        }
+        // A preset already fixed belonged to the run this reset ends.
+        if self
+            .broken
+            .with_untracked(|b| b.as_ref().is_some_and(|b| b.fixed_after.is_some()))
+        {
+            self.broken.set(None);
+        }
+        self.restart(false);
+    }
+
+    /// [`Self::reset`], then training (`train`) or the first iteration to step through.
+    fn restart(self, train: bool) {
         if matches!(
             self.activity.get_untracked(),
             Activity::Computing | Activity::Training
@@ -355,11 +390,51 @@ impl AppState {
                 self.previous_run.set(run);
             }
             self.history.set(Vec::new());
+            self.health
+                .set(RunHealth::new(&self.settings.get_untracked()));
             self.kept.set(VecDeque::new());
             self.shown.set(0);
             self.walk.set(None);
             self.activity.set(Activity::Idle);
-            self.next_iteration(false);
+            if train {
+                self.train();
+            } else {
+                self.next_iteration(false);
+            }
+        });
+    }
+
+    /// Breaks the run with preset `i` ([`PRESETS`]): a fresh run with that change, training. A
+    /// preset replaces one already in force rather than adding to it.
+    pub fn break_with(self, i: usize) {
+        if self.busy() {
+            return;
+        }
+        let before = match self.broken.get_untracked() {
+            Some(b) if b.fixed_after.is_none() => b.before,
+            _ => self.settings.get_untracked(),
+        };
+        self.settings.set(PRESETS[i].apply(&before));
+        self.broken.set(Some(Broken {
+            preset: i,
+            before,
+            fixed_after: None,
+        }));
+        self.restart(true);
+    }
+
+    /// Puts the broken preset's settings back, from the next iteration on (training goes on).
+    pub fn fix_it(self) {
+        let Some(b) = self.broken.get_untracked() else {
+            return;
+        };
+        let now = self.settings.get_untracked();
+        self.settings.set(b.preset().fix(&b.before, &now));
+        let after = self.latest();
+        self.broken.update(|b| {
+            if let Some(b) = b {
+                b.fixed_after = Some(after);
+            }
         });
     }
 
@@ -459,10 +534,15 @@ impl AppState {
                 value_clip_frac: stats.value_clip_frac as f64,
                 loss_value: stats.loss_value as f64,
                 entropy: stats.loss_entropy as f64,
+                approx_kl: stats.approx_kl as f64,
+                grad_norm: stats.grad_norm as f64,
+                explained_variance: walk.experience.explained_variance().unwrap_or(f64::NAN),
                 times: walk.times,
                 algorithm: walk.experience.algorithm,
             })
         });
+        self.health
+            .update(|h| h.push(iteration, metrics(&walk.experience, &walk.stats)));
         let walk = Arc::new(walk);
         self.kept.update(|k| {
             if k.len() == KEPT_ITERATIONS {
