@@ -21,6 +21,7 @@ use crate::ppo::gae::GaeParams;
 use crate::ppo::group_advantages::{GroupParams, RewardScale};
 use crate::ppo::grpo_loss::{GrpoCoeffs, LossAgg};
 use crate::ppo::iteration::{Experience, ExperienceConfig, Task};
+use crate::ppo::kl_control::KlController;
 use crate::ppo::losses::LossCoeffs;
 use crate::ppo::rewards::KlEstimator;
 use crate::ppo::update::UpdateConfig;
@@ -67,6 +68,12 @@ pub struct LabSettings {
     /// How far a value may move from the old one before its loss is clipped.
     pub vclip: f32,
     pub kl: f32,
+    /// The adaptive KL controller's target KL to the reference per response (0: β stays at
+    /// `kl`).
+    pub kl_target: f32,
+    /// The controller's horizon in responses: one iteration of `rollouts` responses moves β by
+    /// at most `0.2 × rollouts / kl_horizon` of itself.
+    pub kl_horizon: f32,
     pub ent: f32,
     pub vf: f32,
     pub lr: f64,
@@ -102,6 +109,8 @@ impl Default for LabSettings {
             clip: 0.2,
             vclip: 0.2,
             kl: 0.05,
+            kl_target: 0.0,
+            kl_horizon: 64.0,
             ent: 0.01,
             vf: 0.1,
             lr: 3e-5,
@@ -171,6 +180,16 @@ pub const SETTING_KEYS: &[SettingKey] = &[
         key: "kl",
         label: "kl_coeff β",
         about: "β: each token's reward is −β × its KL to the frozen reference (plus the score on the last token)",
+    },
+    SettingKey {
+        key: "kl_target",
+        label: "adaptive KL target",
+        about: "PPO's adaptive KL: 0, β stays as set; above 0, after each iteration β is multiplied by 1 + clip(KL / target − 1, ±0.2) × rollouts / horizon, so a KL per response above the target raises the penalty and one below lowers it",
+    },
+    SettingKey {
+        key: "kl_horizon",
+        label: "adaptive KL horizon",
+        about: "responses over which β adapts: one iteration moves β by at most 0.2 × rollouts / horizon of itself",
     },
     SettingKey {
         key: "ent",
@@ -262,6 +281,8 @@ impl LabSettings {
             "clip" => self.clip.to_string(),
             "vclip" => self.vclip.to_string(),
             "kl" => self.kl.to_string(),
+            "kl_target" => self.kl_target.to_string(),
+            "kl_horizon" => self.kl_horizon.to_string(),
             "ent" => self.ent.to_string(),
             "vf" => self.vf.to_string(),
             "lr" => format!("{:e}", self.lr),
@@ -293,6 +314,8 @@ impl LabSettings {
             "clip" => self.clip = in_range(key, number(key, value)?, 0.0, 10.0)?,
             "vclip" => self.vclip = in_range(key, number(key, value)?, 0.0, 100.0)?,
             "kl" => self.kl = in_range(key, number(key, value)?, 0.0, 10.0)?,
+            "kl_target" => self.kl_target = in_range(key, number(key, value)?, 0.0, 1000.0)?,
+            "kl_horizon" => self.kl_horizon = in_range(key, number(key, value)?, 1.0, 1e6)?,
             "ent" => self.ent = in_range(key, number(key, value)?, 0.0, 10.0)?,
             "vf" => self.vf = in_range(key, number(key, value)?, 0.0, 10.0)?,
             "lr" => self.lr = in_range(key, number(key, value)?, 0.0, 1.0)?,
@@ -400,6 +423,9 @@ pub struct Lab {
     pub pinned: Option<usize>,
     problems: Vec<usize>,
     snapshots: VecDeque<Snapshot>,
+    /// The KL coefficient the next iteration uses: `kl` while β is fixed, the controller's
+    /// value while it adapts (starting from `kl` when it is switched on).
+    beta: f64,
 }
 
 fn load_tiny(seed: u64, device: &Device) -> Result<Qwen2Model, String> {
@@ -460,6 +486,7 @@ impl Lab {
             pinned: None,
             problems: Vec::new(),
             snapshots: VecDeque::new(),
+            beta: settings.kl as f64,
         })
     }
 
@@ -521,6 +548,13 @@ impl Lab {
             .flat_map(|&i| std::iter::repeat_n(i, g))
             .collect();
         let batch: Vec<Task> = rows.iter().map(|&i| self.tasks[i].clone()).collect();
+        // β: the controller's while it adapts (PPO's β, in the reward), else the setting.
+        let adaptive = settings.kl_target > 0.0 && settings.algo == Algorithm::Ppo;
+        let beta = if adaptive {
+            self.beta
+        } else {
+            settings.kl as f64
+        };
         let experience = ExperienceConfig {
             sampling: SamplingParams::new(settings.temperature, 0, 1.0)?,
             max_new_tokens: settings.max_new_tokens,
@@ -528,7 +562,7 @@ impl Lab {
             pad_id: self.pad_id,
             n_top: TOP_CANDIDATES,
             gae: GaeParams::new(settings.gamma, settings.lam)?,
-            kl_coeff: settings.kl,
+            kl_coeff: beta as f32,
             kl_estimator: KlEstimator::K1,
             whiten_advantages: settings.whiten,
             group,
@@ -563,7 +597,7 @@ impl Lab {
             });
         };
         let update = settings.update_config();
-        let (policy, start, walk) = walkthrough(
+        let (policy, start, mut walk) = walkthrough(
             policy,
             &mut self.optim,
             &self.reference,
@@ -577,6 +611,19 @@ impl Lab {
         )
         .await?;
         self.policy = Some(policy);
+        // The controller steps from the β this iteration used; fixed, β follows the setting.
+        walk.kl_control = None;
+        self.beta = settings.kl as f64;
+        if adaptive {
+            let mut control = KlController::adaptive(
+                beta,
+                settings.kl_target as f64,
+                settings.kl_horizon as f64,
+            )?;
+            walk.kl_control =
+                control.step(walk.experience.kl_mean(), walk.experience.rollout.ids.len());
+            self.beta = control.value;
+        }
         self.iteration += 1;
         self.problems = rows;
         if self.snapshots.len() == KEPT_ITERATIONS {

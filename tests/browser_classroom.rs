@@ -1465,3 +1465,81 @@ async fn break_it_presets_are_found_out_and_the_recipe_is_not() {
     page.screenshot("health-healthy.png").await;
     page.finish().await;
 }
+
+/// The adaptive KL controller in the page: the Score stage shows its step with the batch's own
+/// numbers (the KL is the KL chart's, the rule holds), the KL chart draws the target, and the
+/// next iteration's β on the β chart is the one the step left.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn the_adaptive_kl_controller_shows_its_step_and_beta_follows() {
+    let page = Page::open("?backend=flex&stage=score&kl_target=0.02&kl_horizon=16").await;
+    page.set_viewport(1280, 800).await;
+    wait_ready(&page).await;
+    let mut next_beta: Option<f64> = None;
+    for iteration in 1..=3 {
+        // The stage draws the batch a task after the status says ready: wait for this
+        // iteration's step (its β before is the last step's after).
+        let deadline = std::time::Instant::now() + common::hang_guard(Duration::from_secs(60));
+        loop {
+            let shown = page.exists("kl-control").await
+                && match next_beta {
+                    None => true,
+                    Some(b) => page
+                        .attr("kl-control", "data-before")
+                        .await
+                        .parse::<f64>()
+                        .is_ok_and(|x| close(x, b, 1e-6)),
+                };
+            if shown {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "iteration {iteration}: no step shown"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let d = |name: &'static str| {
+            let page = &page;
+            async move { page.attr("kl-control", name).await.parse::<f64>().unwrap() }
+        };
+        let (kl, target, error, before, after, n, horizon) = (
+            d("data-kl").await,
+            d("data-target").await,
+            d("data-error").await,
+            d("data-before").await,
+            d("data-after").await,
+            d("data-n").await,
+            d("data-horizon").await,
+        );
+        assert!(close(target, 0.02, 1e-6), "target {target}");
+        assert_eq!((n, horizon), (16.0, 16.0));
+        assert!(
+            close(kl, page.number("chart-kl-0").await, 1e-6),
+            "iteration {iteration}"
+        );
+        assert!(close(page.number("chart-kl-1").await, 0.02, 1e-6));
+        assert!(close(error, (kl / target - 1.0).clamp(-0.2, 0.2), 1e-5));
+        assert!(close(after, before * (1.0 + error * n / horizon), 1e-6));
+        assert!(close(page.number("chart-beta-0").await, before, 1e-6));
+        if let Some(b) = next_beta {
+            assert!(
+                close(before, b, 1e-6),
+                "the step before left β {b}, this one used {before}"
+            );
+        }
+        let text = page.text("kl-control").await;
+        let verb = if error > 0.0 { "raises" } else { "lowers" };
+        assert!(text.contains(verb), "{text}");
+        next_beta = Some(after);
+        if iteration == 1 {
+            show_below_bar(&page, "kl-control").await;
+            page.screenshot("adaptive-kl-score.png").await;
+        }
+        page.click("btn-iterate").await;
+        page.wait_state("status", "idle", STARTUP).await;
+        // A new batch opens on its first stage.
+        page.click("tab-score").await;
+    }
+    page.finish().await;
+}

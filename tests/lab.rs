@@ -357,3 +357,54 @@ fn the_worker_server_answers_the_page_with_the_labs_numbers() {
     };
     assert!(err.contains("at least 1"), "{err}");
 }
+
+/// The adaptive KL controller in the page's run: each iteration's β is the one the controller
+/// left after the iteration before (starting from `kl`), and each step is its rule,
+/// `β × (1 + clip(KL / target − 1, ±0.2) × n / horizon)`, up when the batch's KL is over the
+/// target and down when under; with no target β stays at `kl` and no step is recorded.
+#[test]
+fn the_adaptive_kl_controller_steps_beta_by_its_rule() {
+    let base = LabSettings {
+        rollouts: 8,
+        max_new_tokens: 24,
+        minibatch: 4,
+        ..LabSettings::default()
+    };
+    for target in [1e-3f32, 0.05, 100.0] {
+        let s = LabSettings {
+            kl_target: target,
+            kl_horizon: 16.0,
+            ..base.clone()
+        };
+        let mut lab = Lab::new(&s, &Device::flex()).unwrap();
+        let mut beta = s.kl as f64;
+        let mut moved = (0, 0);
+        for i in 0..4 {
+            let walk = block_on(lab.iterate(&s, None)).unwrap();
+            assert_eq!(walk.experience.kl_coeff, beta as f32, "iteration {}", i + 1);
+            let k = walk.kl_control.expect("a step while adapting");
+            let kl = walk.experience.kl_mean();
+            let error = (kl / target as f64 - 1.0).clamp(-0.2, 0.2);
+            assert_eq!((k.kl, k.before, k.error, k.n), (kl, beta, error, 8));
+            let after = beta * (1.0 + error * 8.0 / 16.0);
+            assert!((k.after - after).abs() < 1e-12, "{} vs {after}", k.after);
+            assert_eq!(k.after > beta, kl > target as f64);
+            if k.after > beta {
+                moved.0 += 1;
+            } else {
+                moved.1 += 1;
+            }
+            beta = k.after;
+        }
+        println!("target {target}: up {} down {}", moved.0, moved.1);
+        if target >= 100.0 {
+            assert_eq!(moved, (0, 4), "far above any KL here: β only falls");
+        }
+    }
+    let mut lab = Lab::new(&base, &Device::flex()).unwrap();
+    for _ in 0..2 {
+        let walk = block_on(lab.iterate(&base, None)).unwrap();
+        assert_eq!(walk.experience.kl_coeff, base.kl);
+        assert!(walk.kl_control.is_none());
+    }
+}

@@ -9,6 +9,22 @@
 //! ```
 //! Too much KL raises the penalty, too little lowers it; the clip bounds one update's change.
 
+/// One adaptive step, as the page shows it: the target and horizon, the KL it saw, the clipped
+/// error, and the coefficient before and after.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KlStep {
+    pub target: f64,
+    pub horizon: f64,
+    /// Sequences in the batch (`n` in the rule).
+    pub n: usize,
+    /// The batch's mean KL to the reference per sequence.
+    pub kl: f64,
+    /// `clip(kl / target - 1, -0.2, 0.2)`.
+    pub error: f64,
+    pub before: f64,
+    pub after: f64,
+}
+
 /// The controller's state; serialisable as two numbers for checkpoints.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct KlController {
@@ -42,12 +58,24 @@ impl KlController {
     /// Update after an iteration of `n` sequences with mean sequence KL `kl`. A fixed
     /// controller, or a non-finite `kl`, leaves the value as it is.
     pub fn update(&mut self, kl: f64, n: usize) {
-        if let Some((target, horizon)) = self.adaptive
-            && kl.is_finite()
-        {
-            let error = (kl / target - 1.0).clamp(-0.2, 0.2);
-            self.value *= 1.0 + error * n as f64 / horizon;
-        }
+        self.step(kl, n);
+    }
+
+    /// [`Self::update`], returning the step it took (None where it took none).
+    pub fn step(&mut self, kl: f64, n: usize) -> Option<KlStep> {
+        let (target, horizon) = self.adaptive.filter(|_| kl.is_finite())?;
+        let error = (kl / target - 1.0).clamp(-0.2, 0.2);
+        let before = self.value;
+        self.value *= 1.0 + error * n as f64 / horizon;
+        Some(KlStep {
+            target,
+            horizon,
+            n,
+            kl,
+            error,
+            before,
+            after: self.value,
+        })
     }
 }
 

@@ -112,6 +112,9 @@ pub struct Walkthrough {
     /// With the `exercises` feature: the student's functions beside the reference on this
     /// iteration, for the page to mark every value that differs. None without the feature.
     pub exercises: Option<IterationComparison>,
+    /// The adaptive KL controller's step after this iteration (None: β is fixed).
+    #[serde(default)]
+    pub kl_control: Option<super::kl_control::KlStep>,
 }
 
 /// Runs one PPO iteration on `tasks` and returns the updated policy, the update's starting
@@ -275,6 +278,7 @@ pub async fn walkthrough(
             times: stage_times,
             exercises,
             experience,
+            kl_control: None,
         },
     ))
 }

@@ -35,7 +35,15 @@ const CHARTS: &[ChartSpec] = &[
     ChartSpec {
         id: "kl",
         title: "KL to reference (per sequence)",
-        series: &[("KL", |p| p.kl_mean, INK)],
+        series: &[
+            ("KL", |p| p.kl_mean, INK),
+            ("adaptive target", |p| p.kl_target, ORANGE),
+        ],
+    },
+    ChartSpec {
+        id: "beta",
+        title: "β, the KL coefficient",
+        series: &[("β", |p| p.kl_coeff, INK)],
     },
     ChartSpec {
         id: "clip",
@@ -423,10 +431,12 @@ pub fn Charts(state: AppState) -> impl IntoView {
                         <span class="swatch" style=format!("background: rgb({r}, {g}, {b})")></span>
                     }
                 };
+                // A series with no value here (the KL target while β is fixed) is left out.
                 let own = spec
                     .series
                     .iter()
                     .enumerate()
+                    .filter(|(_, (_, f, _))| f(p).is_finite())
                     .map(|(i, (name, f, color))| {
                         let name = if overlay.is_some() {
                             run_name(p, "this run")

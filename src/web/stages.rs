@@ -426,6 +426,18 @@ fn score(
     let side = view! {
         {mathml(math::reward(beta))}
         <p class="note" data-testid="kl-estimator">{format!("The KL estimator is {estimator}")}</p>
+        {walk.kl_control.map(|k| view! {
+            <p class="note" data-testid="kl-control" data-kl=exact(k.kl as f32) data-target=exact(k.target as f32)
+                data-error=exact(k.error as f32) data-before=exact(k.before as f32) data-after=exact(k.after as f32)
+                data-n=k.n.to_string() data-horizon=exact(k.horizon as f32)>
+                {format!(
+                    "Adaptive KL: this batch's KL to the reference is {} per response against the target {}. The error clip({} / {} − 1, ±0.2) = {} {} β for the next iteration: {} × (1 + {} × {} / {}) = {}.",
+                    num(k.kl as f32), num(k.target as f32), num(k.kl as f32), num(k.target as f32), num(k.error as f32),
+                    if k.error > 0.0 { "raises" } else if k.error < 0.0 { "lowers" } else { "keeps" },
+                    num(k.before as f32), num(k.error as f32), k.n, num(k.horizon as f32), num(k.after as f32),
+                )}
+            </p>
+        })}
         {provenance_view(state, Stage::Score)}
         {notes_view(state, notes(walk, Stage::Score, row, iteration))}
         {why("Why a frozen reference?", view! {

@@ -36,6 +36,10 @@ pub struct Point {
     pub grad_norm: f64,
     /// The critic's explained variance (NaN where there is none: GRPO, or equal returns).
     pub explained_variance: f64,
+    /// β, the KL coefficient the iteration's rewards used.
+    pub kl_coeff: f64,
+    /// The adaptive KL controller's target (NaN while β is fixed).
+    pub kl_target: f64,
     pub times: StageTimes,
     /// Whose advantages the update used.
     pub algorithm: Algorithm,
@@ -537,6 +541,8 @@ impl AppState {
                 approx_kl: stats.approx_kl as f64,
                 grad_norm: stats.grad_norm as f64,
                 explained_variance: walk.experience.explained_variance().unwrap_or(f64::NAN),
+                kl_coeff: walk.experience.kl_coeff as f64,
+                kl_target: walk.kl_control.map_or(f64::NAN, |k| k.target),
                 times: walk.times,
                 algorithm: walk.experience.algorithm,
             })

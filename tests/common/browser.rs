@@ -244,19 +244,30 @@ impl Page {
 
     pub async fn click(&self, testid: &str) {
         // To the middle of the window first: the sticky controls bar would take a click at the
-        // top edge.
+        // top edge. Content above the element can still change height between the scroll and the
+        // click (the live rollout folds away when an iteration is done), leaving it under the
+        // bar: then scroll again, after a frame, and click again.
         let script = format!(
             "const el = document.querySelector('{}'); if (el) el.scrollIntoView({{block: 'center'}});",
             testid_css(testid)
         );
-        self.client.execute(&script, vec![]).await.expect("scroll");
-        self.client
-            .find(Locator::Css(&testid_css(testid)))
-            .await
-            .unwrap_or_else(|err| panic!("no element with data-testid={testid}: {err}"))
-            .click()
-            .await
-            .unwrap_or_else(|err| panic!("cannot click {testid}: {err}"));
+        for attempt in 0..3 {
+            self.client.execute(&script, vec![]).await.expect("scroll");
+            let result = self
+                .client
+                .find(Locator::Css(&testid_css(testid)))
+                .await
+                .unwrap_or_else(|err| panic!("no element with data-testid={testid}: {err}"))
+                .click()
+                .await;
+            match result {
+                Ok(()) => return,
+                Err(err) if attempt < 2 && err.to_string().contains("click intercepted") => {
+                    self.settle().await;
+                }
+                Err(err) => panic!("cannot click {testid}: {err}"),
+            }
+        }
     }
 
     /// Replaces the text of the input `testid` with `text`, as typing would.
