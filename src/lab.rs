@@ -611,8 +611,8 @@ impl Lab {
         )
         .await?;
         self.policy = Some(policy);
-        // The controller steps from the β this iteration used; fixed, β follows the setting.
-        walk.kl_control = None;
+        // The controller steps from the β this iteration used; fixed, β follows the setting
+        // (and the walkthrough's `kl_control` stays None).
         self.beta = settings.kl as f64;
         if adaptive {
             let mut control = KlController::adaptive(
