@@ -126,3 +126,39 @@ async fn profile_the_page_starting() {
     );
     page.finish().await;
 }
+
+/// The page's own milliseconds on flex for the demo batch: ready after navigation, then the mean
+/// of the next iterations while training. For comparing builds (a profile or flag change) on
+/// one machine: `PPO_LENS_ITERATIONS=N` iterations (default 8).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "diagnostic: needs the page built by trunk and Debian's chromium"]
+async fn iteration_times_on_flex() {
+    let wanted: usize = std::env::var("PPO_LENS_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let page = Page::open("?backend=flex").await;
+    page.wait_state("status", "idle", STARTUP).await;
+    page.open_diagnostics().await;
+    let ready = page.text("time-ready").await;
+    let first = page.text("time-total").await;
+    page.click("btn-train").await;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let count = |s: &str| s.split(',').filter(|x| !x.is_empty()).count();
+    while count(&page.attr("reward-history", "data-values").await) < wanted + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{wanted} iterations took over 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    page.click("btn-train").await;
+    let mut parts = vec![format!("ready {ready}"), format!("first iteration {first}")];
+    for key in [
+        "rollout", "score", "gae", "mask", "update", "after", "total", "mean",
+    ] {
+        parts.push(format!("{key} {}", page.text(&format!("time-{key}")).await));
+    }
+    eprintln!("page on flex, demo batch, ms: {}", parts.join(", "));
+    page.finish().await;
+}

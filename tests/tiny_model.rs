@@ -11,6 +11,7 @@ use ppo_lens::data::gsm_mini;
 use ppo_lens::model::Precision;
 use ppo_lens::model::ValueHeadInit;
 use ppo_lens::model::chat::gsm8k_prompt;
+use ppo_lens::model::tokenizer::TextTokenizer;
 use ppo_lens::model::weights::saved_config;
 use ppo_lens::native::model_dir::{LoadedModel, load_dir};
 use ppo_lens::native::tiny::{PretrainConfig, pretrain};
@@ -217,3 +218,106 @@ const WANT_NORMS: &[(&str, f64)] = &[
     ("model.layers.1.self_attn.v_proj.weight", 0.938644421),
     ("model.norm.weight", 8.005164558),
 ];
+
+/// The page reads the tiny model's tokenizer without the tokenizers crate (src/model/word_level.rs).
+/// It must give that crate's ids, tokens and text: on every GSM-mini text and on text the
+/// vocabulary never saw (unknown words, runs of white space of every kind, non-ASCII letters and
+/// punctuation, special tokens inside words and cut short, ids that are no token).
+#[test]
+fn the_page_tokenizer_gives_the_tokenizers_crate_answers() {
+    let bytes = std::fs::read(Path::new(DIR).join("tokenizer.json")).unwrap();
+    let ours = TextTokenizer::from_bytes(&bytes, "tokenizer.json").unwrap();
+    assert!(
+        ours.is_word_level(),
+        "the tiny tokenizer must be read by the page's reader"
+    );
+    let hub = tokenizers::Tokenizer::from_bytes(&bytes).unwrap();
+
+    let mut texts: Vec<String> = gsm_mini(300, 5)
+        .into_iter()
+        .flat_map(|p| [gsm8k_prompt(&p.question), format!("{}<|im_end|>", p.answer)])
+        .collect();
+    for odd in [
+        "",
+        " ",
+        "  two spaces before, two after  ",
+        "tab\there, CRLF\r\nand \n\n\n three newlines; \n \n",
+        " \t\n x",
+        "no\u{a0}break\u{a0}space, em\u{2003}space, NEL\u{85}, ideographic\u{3000}space, LS\u{2028}",
+        "zero\u{200b}width and BOM\u{feff}",
+        "café naïve résumé — “quoted” ½ 3½ €5 Ωmega 東京 😀!!",
+        "xyzzy plugh 123456 -7.5 +8 1,000 $3.50 (a) [b] {c} #### 42",
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+        "word<|im_end|>word <|endoftext|><|endoftext|><unk> <|im_",
+        "<|im_start<|im_start|>|>",
+        "A1b2C3 __init__ e.g. U.S.A. can't won't",
+    ] {
+        texts.push(odd.to_string());
+    }
+    for text in &texts {
+        let ids = ours.encode(text).unwrap();
+        let theirs = hub.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+        assert_eq!(ids, theirs, "encode {text:?}");
+        for skip in [false, true] {
+            assert_eq!(
+                ours.decode(&ids, skip).unwrap(),
+                hub.decode(&ids, skip).unwrap(),
+                "decode {text:?} skip_special_tokens={skip}"
+            );
+        }
+    }
+    let strange = [5, 4_000_000, 0, 1, 3, 2, 9];
+    for skip in [false, true] {
+        assert_eq!(
+            ours.decode(&strange, skip).unwrap(),
+            hub.decode(&strange, skip).unwrap()
+        );
+    }
+    assert_eq!(ours.vocab_size(), hub.get_vocab_size(true));
+    for id in 0..ours.vocab_size() as u32 + 3 {
+        assert_eq!(ours.token(id), hub.id_to_token(id), "token {id}");
+        if let Some(token) = hub.id_to_token(id) {
+            assert_eq!(
+                ours.token_id(&token),
+                hub.token_to_id(&token),
+                "id of {token:?}"
+            );
+        }
+    }
+    for not_a_token in ["", "xyzzy", " <|im_end|>", "<|im_end"] {
+        assert_eq!(ours.token_id(not_a_token), hub.token_to_id(not_a_token));
+    }
+}
+
+/// A tokenizer.json of another shape is not read by the word-level reader (natively it goes to
+/// the tokenizers crate; the page refuses it, naming the part it does not read).
+#[test]
+fn the_word_level_reader_names_what_it_does_not_read() {
+    use ppo_lens::model::word_level::WordLevel;
+    let bytes = std::fs::read(Path::new(DIR).join("tokenizer.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(WordLevel::from_json(&json).is_ok());
+    let changed = |pointer: &str, value: serde_json::Value| {
+        let mut j = json.clone();
+        *j.pointer_mut(pointer).unwrap() = value;
+        WordLevel::from_json(&j).unwrap_err()
+    };
+    let err = changed("/pre_tokenizer/pattern/Regex", "\\s+".into());
+    assert!(err.contains("`pre_tokenizer`"), "{err}");
+    let err = changed("/model/type", "BPE".into());
+    assert!(err.contains("`model.type` is \"BPE\""), "{err}");
+    let err = changed("/normalizer", serde_json::json!({"type": "NFC"}));
+    assert!(err.contains("`normalizer`"), "{err}");
+    let err = changed("/model/unk_token", "<nope>".into());
+    assert!(err.contains("\"<nope>\" is not in `model.vocab`"), "{err}");
+    let err = changed("/added_tokens/1/lstrip", true.into());
+    assert!(err.contains("`added_tokens[1].lstrip` is true"), "{err}");
+    // The Qwen fixtures' byte-level BPE tokenizers go to the tokenizers crate natively.
+    let qwen = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/qwen2-tied/tokenizer.json"
+    ))
+    .unwrap();
+    let tok = TextTokenizer::from_bytes(&qwen, "tokenizer.json").unwrap();
+    assert!(!tok.is_word_level());
+}

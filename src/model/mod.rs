@@ -22,6 +22,7 @@ pub mod swiglu;
 pub mod team;
 pub mod tokenizer;
 pub mod weights;
+pub mod word_level;
 
 pub use config::Qwen2Config;
 pub use init::{ValueHeadInit, init_random};

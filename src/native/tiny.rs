@@ -30,9 +30,8 @@ use crate::rng::Rng;
 /// pads, as in Qwen's tokenizer.
 pub const SPECIAL_TOKENS: [&str; 4] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"];
 
-/// How text splits into words: a word with its leading space, one digit (so every number can
-/// be written), a run of punctuation, a newline, other white space.
-pub const SPLIT_PATTERN: &str = r" ?[A-Za-z]+| ?[0-9]| ?[^\sA-Za-z0-9]+|\n|\s+";
+/// How text splits into words (the page's tokenizer reads this pattern without a regex engine).
+pub use crate::model::word_level::SPLIT_PATTERN;
 
 /// A `tokenizer.json` for the given texts: a WordLevel model whose vocabulary is the special
 /// tokens, the ten digits with and without a leading space, and every word of `texts` in sorted
