@@ -167,6 +167,40 @@ impl Check {
             Check::CriticWorseThanMean => "critic-worse-than-mean",
         }
     }
+
+    /// What to try when it fires, each setting written `{placeholder}` ([`Knob`]); read it with
+    /// [`Finding::advice`].
+    pub fn advice_template(self) -> &'static str {
+        match self {
+            Check::PolicyClipHigh => {
+                "lower {learning_rate} or {epochs}; check that the advantages are whitened"
+            }
+            Check::PolicyClipSustained | Check::ApproxKlHigh | Check::ApproxKlGrowing => {
+                "lower {learning_rate} or {epochs}"
+            }
+            Check::ValueClipHigh => {
+                "raise {clip_range_value} or lower {learning_rate}; check the reward scale"
+            }
+            Check::GradNormExploding => {
+                "lower {learning_rate}; look for a reward or advantage far larger than the rest"
+            }
+            Check::ValueLossFlat => {
+                "raise {value_bias_learning_rate} so the critic's level can follow the returns; check that returns are A + V"
+            }
+            Check::KlRefGrowing => {
+                "raise {kl_coeff}, or set {kl_target} to let the adaptive controller steer it; lower {learning_rate}"
+            }
+            Check::RewardFlatKlRising => {
+                "raise {kl_coeff}; read some responses to see that the reward still means what it should"
+            }
+            Check::EntropyCollapsed => {
+                "raise {entropy_coeff} or {temperature}; lower {learning_rate}"
+            }
+            Check::CriticWorseThanMean => {
+                "start the value head smaller ({value_head_std}) and keep its weights at the policy's learning rate; a freshly started critic needs some iterations"
+            }
+        }
+    }
 }
 
 /// One finding: which check fired, on which metric and numbers, what it means and what to try.
@@ -183,8 +217,116 @@ pub struct Finding {
     pub value: f64,
     /// What it means, with the numbers.
     pub meaning: String,
-    /// What to try.
-    pub fix: &'static str,
+}
+
+impl Finding {
+    /// What to try, each setting named by `name` (the trainer by its config key, the page by its
+    /// label and URL key).
+    pub fn advice(&self, name: impl Fn(Knob) -> String) -> String {
+        fill(self.check.advice_template(), name)
+    }
+
+    /// What to try, in the trainer's config keys (`ppo.learning_rate`).
+    pub fn trainer_advice(&self) -> String {
+        self.advice(|knob| knob.config_key().to_string())
+    }
+}
+
+/// A setting that a finding's advice names. The trainer and the page call the same setting
+/// differently (`ppo.learning_rate`, the page's "learning rate (lr)"), so the advice is written
+/// with placeholders (`{learning_rate}`) and each names them its own way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Knob {
+    LearningRate,
+    Epochs,
+    ClipRangeValue,
+    ValueBiasLearningRate,
+    KlCoeff,
+    KlTarget,
+    EntropyCoeff,
+    Temperature,
+    ValueHeadStd,
+}
+
+impl Knob {
+    pub const ALL: [Knob; 9] = [
+        Knob::LearningRate,
+        Knob::Epochs,
+        Knob::ClipRangeValue,
+        Knob::ValueBiasLearningRate,
+        Knob::KlCoeff,
+        Knob::KlTarget,
+        Knob::EntropyCoeff,
+        Knob::Temperature,
+        Knob::ValueHeadStd,
+    ];
+
+    /// Its name in an advice template, between braces.
+    pub fn placeholder(self) -> &'static str {
+        match self {
+            Knob::LearningRate => "learning_rate",
+            Knob::Epochs => "epochs",
+            Knob::ClipRangeValue => "clip_range_value",
+            Knob::ValueBiasLearningRate => "value_bias_learning_rate",
+            Knob::KlCoeff => "kl_coeff",
+            Knob::KlTarget => "kl_target",
+            Knob::EntropyCoeff => "entropy_coeff",
+            Knob::Temperature => "temperature",
+            Knob::ValueHeadStd => "value_head_std",
+        }
+    }
+
+    /// The trainer's config key (configs/config.yaml).
+    pub fn config_key(self) -> &'static str {
+        match self {
+            Knob::LearningRate => "ppo.learning_rate",
+            Knob::Epochs => "ppo.epochs",
+            Knob::ClipRangeValue => "ppo.clip_range_value",
+            Knob::ValueBiasLearningRate => "ppo.value_bias_learning_rate",
+            Knob::KlCoeff => "ppo.kl_coeff",
+            Knob::KlTarget => "ppo.adaptive_kl",
+            Knob::EntropyCoeff => "ppo.entropy_coeff",
+            Knob::Temperature => "rollout.temperature",
+            Knob::ValueHeadStd => "model.value_head_std",
+        }
+    }
+
+    /// The page's URL key for it, where the page has the setting (the value head's starting
+    /// scale is fixed there).
+    pub fn page_key(self) -> Option<&'static str> {
+        match self {
+            Knob::LearningRate => Some("lr"),
+            Knob::Epochs => Some("epochs"),
+            Knob::ClipRangeValue => Some("vclip"),
+            Knob::ValueBiasLearningRate => Some("vblr"),
+            Knob::KlCoeff => Some("kl"),
+            Knob::KlTarget => Some("kl_target"),
+            Knob::EntropyCoeff => Some("ent"),
+            Knob::Temperature => Some("temperature"),
+            Knob::ValueHeadStd => None,
+        }
+    }
+}
+
+/// `template` with each `{placeholder}` of a [`Knob`] replaced by `name(knob)`; anything else
+/// is kept as written.
+pub fn fill(template: &str, name: impl Fn(Knob) -> String) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}').map(|c| open + c) else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        let word = &rest[open + 1..close];
+        match Knob::ALL.into_iter().find(|k| k.placeholder() == word) {
+            Some(knob) => out.push_str(&name(knob)),
+            None => out.push_str(&rest[open..=close]),
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The means of the window's first and second halves.
@@ -252,22 +394,17 @@ pub fn findings(history: &History, settings: RunSettings) -> Vec<Finding> {
 }
 
 fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding> {
-    let found = |metric: &'static str,
-                 threshold: f64,
-                 window: usize,
-                 value: f64,
-                 meaning: String,
-                 fix: &'static str| {
-        Some(Finding {
-            check,
-            metric,
-            threshold,
-            window,
-            value,
-            meaning,
-            fix,
-        })
-    };
+    let found =
+        |metric: &'static str, threshold: f64, window: usize, value: f64, meaning: String| {
+            Some(Finding {
+                check,
+                metric,
+                threshold,
+                window,
+                value,
+                meaning,
+            })
+        };
     match check {
         Check::PolicyClipHigh => {
             let x = h.last("params/policy_clip_frac", 1)?[0];
@@ -281,7 +418,6 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                     "{:.0}% of this update's tokens had a ratio past the clip band on the side their advantage pushes: the policy tried to move much further than the band allows.",
                     100.0 * x
                 ),
-                "lower ppo.learning_rate or ppo.epochs; check that the advantages are whitened",
             )
         }
         Check::PolicyClipSustained => {
@@ -296,7 +432,6 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 format!(
                     "The policy clip fraction has stayed above {CLIP_SUSTAINED_HIGH} for the last {SUSTAINED} iterations (never below {min:.2}): each update keeps pushing against the band."
                 ),
-                "lower ppo.learning_rate or ppo.epochs",
             )
         }
         Check::ValueClipHigh => {
@@ -311,7 +446,6 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                     "{:.0}% of this update's value predictions moved toward their return past the value band, where the clip stops their gradient: the critic is held back more than it learns.",
                     100.0 * x
                 ),
-                "raise ppo.clip_range_value or lower ppo.learning_rate; check the reward scale",
             )
         }
         Check::GradNormExploding => {
@@ -327,7 +461,6 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 format!(
                     "The gradient norm before clipping is {x:.1}, more than {GRAD_NORM_FACTOR} times max_grad_norm = {max}: clipping hides exploding gradients, it does not cure them."
                 ),
-                "lower ppo.learning_rate; look for a reward or advantage far larger than the rest",
             )
         }
         Check::ValueLossFlat => {
@@ -356,7 +489,6 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                         "Over the first {TREND_WINDOW} iterations the value loss did not fall (mean {first:.4}, then {second:.4}): the critic is not learning the returns."
                     )
                 },
-                "raise ppo.value_bias_learning_rate (the page's vblr) so the critic's level can follow the returns; check that returns are A + V",
             )
         }
         Check::ApproxKlHigh => {
@@ -371,7 +503,6 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 format!(
                     "Each of the last {SUSTAINED} updates moved the policy by more than {APPROX_KL_HIGH} nats per token (approx KL, never below {min:.3}): every update leaves the policy that sampled the batch far behind, so its ratios and advantages no longer describe what is being trained."
                 ),
-                "lower ppo.learning_rate or ppo.epochs",
             )
         }
         Check::ApproxKlGrowing => {
@@ -387,7 +518,6 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 format!(
                     "Each update now moves the policy by {last:.3} nats per token (approx KL), above {APPROX_KL_HIGH} and growing (mean {first:.3}, then {second:.3}): the updates are getting larger, not settling."
                 ),
-                "lower ppo.learning_rate or ppo.epochs; raise the KL coefficient",
             )
         }
         Check::KlRefGrowing => {
@@ -403,7 +533,6 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 format!(
                     "A response now sits {last:.2} nats from the frozen reference (summed over its tokens), and that more than doubled across the last {TREND_WINDOW} iterations ({first:.2}, then {second:.2}): the policy is drifting away fast."
                 ),
-                "raise ppo.kl_coeff (or use the adaptive controller); lower ppo.learning_rate",
             )
         }
         Check::RewardFlatKlRising => {
@@ -424,7 +553,6 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 format!(
                     "The KL to the reference grew from {k1:.3} to {k2:.3} while the reward did not (mean {r1:.3}, then {r2:.3}): the policy is changing without getting better, either gaming something the reward does not see or, with a KL penalty too weak to hold it, wandering."
                 ),
-                "raise ppo.kl_coeff; read some responses to see that the reward still means what it should",
             )
         }
         Check::EntropyCollapsed => {
@@ -440,7 +568,6 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 format!(
                     "The policy's entropy is {x:.3} nats per token, from {start:.3} at the start: it has all but stopped exploring, and a wrong habit can no longer be unlearned."
                 ),
-                "raise ppo.entropy_coeff or the sampling temperature; lower ppo.learning_rate",
             )
         }
         Check::CriticWorseThanMean => {
@@ -455,7 +582,6 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 format!(
                     "The critic's explained variance has been below {EV_FLOOR} for {EV_WINDOW} iterations (now {last:.2}): it predicts the returns worse than their mean would, so its values add noise to the advantages."
                 ),
-                "start the value head smaller (model.value_head_std) and keep its weights at the policy's learning rate; a freshly started critic needs some iterations",
             )
         }
     }
@@ -582,7 +708,7 @@ mod tests {
         for (check, h) in cases {
             assert_eq!(fired(&h), [check], "{}", check.key());
             let f = &findings(&h, SETTINGS)[0];
-            assert!(!f.meaning.is_empty() && !f.fix.is_empty());
+            assert!(!f.meaning.is_empty() && !f.trainer_advice().is_empty());
         }
         // The KL to the reference rising fast, with the reward flat: both KL findings.
         let mut h = History::new();
@@ -663,5 +789,26 @@ mod tests {
         assert!((ev + 3.0).abs() < 1e-12, "{ev}");
         assert_eq!(explained_variance(&[1.0, 1.0], &[0.0, 2.0]), None);
         assert_eq!(explained_variance(&[1.0], &[1.0]), None);
+    }
+
+    #[test]
+    fn every_advice_names_only_known_settings() {
+        for check in Check::ALL {
+            let template = check.advice_template();
+            let marked = fill(template, |k| format!("<{}>", k.placeholder()));
+            assert!(
+                !marked.contains('{') && !marked.contains('}'),
+                "{}: a placeholder that is no Knob in {template:?}",
+                check.key()
+            );
+            assert!(marked.contains('<'), "{}: names no setting", check.key());
+        }
+        assert_eq!(
+            fill("lower {learning_rate} or {epochs}; {other}", |k| k
+                .config_key()
+                .to_string()),
+            "lower ppo.learning_rate or ppo.epochs; {other}"
+        );
+        assert_eq!(fill("a {b", |_| unreachable!()), "a {b");
     }
 }

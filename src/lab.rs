@@ -13,6 +13,7 @@ use burn::tensor::Device;
 use crate::adamw::AdamW;
 use crate::compute::{BackendKind, Compute, now_ms};
 use crate::data::gsm_mini;
+use crate::health::Knob;
 use crate::model::chat::gsm8k_prompt;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, WeightFiles, load_model};
@@ -247,6 +248,20 @@ pub const SETTING_KEYS: &[SettingKey] = &[
         about: "GRPO's weight of the k3 KL to the reference, a loss term (PPO puts its KL in the reward)",
     },
 ];
+
+/// How the page names a setting that run-health advice mentions: its label and URL key as the
+/// settings panel shows them ("learning rate (lr)"); one the page does not have, as the
+/// trainer's config key.
+pub fn knob_name(knob: Knob) -> String {
+    let on_page = knob
+        .page_key()
+        .and_then(|key| SETTING_KEYS.iter().find(|s| s.key == key));
+    match on_page {
+        Some(s) if s.label == s.key => s.label.to_string(),
+        Some(s) => format!("{} ({})", s.label, s.key),
+        None => format!("the trainer's {}; fixed on this page", knob.config_key()),
+    }
+}
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
     value

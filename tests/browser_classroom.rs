@@ -1428,6 +1428,12 @@ async fn break_it_presets_are_found_out_and_the_recipe_is_not() {
         page.click("btn-train").await;
         page.wait_state("status", "idle", STARTUP).await;
         assert_eq!(page.attr("broken", "data-preset").await, preset);
+        // Its advice names the page's settings as the settings panel does, not the trainer's keys.
+        let advice = page.text(&format!("finding-{finding}-advice")).await;
+        assert!(
+            advice.contains("learning rate (lr)") && !advice.contains("ppo."),
+            "{preset}: {advice}"
+        );
         // The finding links to its chart and its stage.
         page.click(&format!("finding-{finding}-stage")).await;
         assert!(

@@ -135,3 +135,49 @@ fn each_break_it_preset_is_found_out_as_it_says() {
         }
     }
 }
+
+/// The advice names settings that exist: the trainer's as keys of configs/config.yaml, the page's
+/// as the settings panel labels them, and the page's advice never asks for a trainer key the page
+/// has its own setting for.
+#[test]
+fn the_advice_names_settings_that_exist_on_each_face() {
+    use ppo_lens::health::{Knob, fill};
+    use ppo_lens::lab::{SETTING_KEYS, knob_name};
+    let yaml: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/config.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    for knob in Knob::ALL {
+        let (section, key) = knob.config_key().split_once('.').unwrap();
+        assert!(
+            yaml[section]
+                .as_mapping()
+                .is_some_and(|m| m.contains_key(key)),
+            "{} is not a key of configs/config.yaml",
+            knob.config_key()
+        );
+        let name = knob_name(knob);
+        match knob.page_key() {
+            Some(page_key) => {
+                let setting = SETTING_KEYS.iter().find(|s| s.key == page_key);
+                let setting = setting.unwrap_or_else(|| panic!("no page setting {page_key}"));
+                assert!(name.contains(setting.label), "{name}");
+                assert!(!name.contains(knob.config_key()), "{name}");
+            }
+            None => assert!(name.contains(knob.config_key()), "{name}"),
+        }
+    }
+    for check in Check::ALL {
+        let page = fill(check.advice_template(), knob_name);
+        let trainer = fill(check.advice_template(), |k| k.config_key().to_string());
+        for knob in Knob::ALL.into_iter().filter(|k| k.page_key().is_some()) {
+            assert!(!page.contains(knob.config_key()), "{}: {page}", check.key());
+        }
+        assert!(!trainer.contains('{'), "{}: {trainer}", check.key());
+    }
+    assert_eq!(
+        fill(Check::ApproxKlHigh.advice_template(), knob_name),
+        "lower learning rate (lr) or epochs"
+    );
+}

@@ -31,7 +31,7 @@ fn line(step: usize, f: &Finding) -> String {
         "window": f.window,
         "value": f.value,
         "meaning": f.meaning,
-        "fix": f.fix,
+        "fix": f.trainer_advice(),
     })
     .to_string()
 }
@@ -110,7 +110,7 @@ pub fn say(step: usize, f: &Finding) -> String {
         f.metric,
         fmt(f.value),
         f.meaning,
-        f.fix
+        f.trainer_advice()
     )
 }
 
@@ -211,7 +211,8 @@ pub fn report(dir: &Path) -> Result<String> {
         let mut watch = Watch::new(History::new(), settings, []);
         for row in &rows {
             for f in watch.push(numbers(row)) {
-                found.push((step(row), f.check.key().into(), f.meaning, f.fix.into()));
+                let fix = f.trainer_advice();
+                found.push((step(row), f.check.key().into(), f.meaning, fix));
             }
         }
         format!("the checks replayed over {METRICS} (the run wrote no {FINDINGS})")

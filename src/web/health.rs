@@ -170,7 +170,7 @@ pub fn HealthPanel(state: AppState) -> impl IntoView {
                         <strong>{f.check.key()}</strong>
                         <span class="note">{format!(" ({when})")}</span>
                         <p>{f.meaning.clone()}</p>
-                        <p><em>"Try: "</em>{f.fix}"."</p>
+                        <p data-testid=format!("finding-{}-advice", f.check.key())><em>"Try: "</em>{f.advice(crate::lab::knob_name)}"."</p>
                         <p class="links">
                             "See it: "
                             <button class="link" data-testid=format!("finding-{}-chart", f.check.key())
