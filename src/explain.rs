@@ -10,10 +10,10 @@
 //!
 //! No UI here: the page arranges these, and `tests/explain.rs` checks them on a real iteration.
 
+use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::gae::GaeStep;
 use crate::ppo::policy_loss::PolicyClip;
 use crate::ppo::rewards::KlEstimator;
-use crate::ppo::walkthrough::Walkthrough;
 
 /// A number for people, with the precision it needs: 3 decimals from 0.01 up, 3 significant
 /// digits below (so a KL of 0.00042 does not read 0.000), an exponent below 10⁻⁵; a real minus

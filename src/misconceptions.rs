@@ -6,8 +6,8 @@
 
 use crate::explain::{StageKey, count, num, real_len, whitening_flips};
 use crate::explore::{Band, ValueMove, clip_cases, value_case};
+use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::Algorithm;
-use crate::ppo::walkthrough::Walkthrough;
 
 /// One misconception, answered on a batch.
 #[derive(Clone, Debug, PartialEq)]

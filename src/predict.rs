@@ -13,8 +13,8 @@
 
 use crate::explain::{StageKey, count, num, real_len, show_token};
 use crate::explore::{Band, policy_case, value_case};
+use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::Algorithm;
-use crate::ppo::walkthrough::Walkthrough;
 
 /// The kinds of question, in the order of the stages that ask them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::compute::BackendKind;
+use crate::lab::walkthrough::{AttentionMaps, Replay, Walkthrough};
 use crate::lab::{LabSettings, StageBench};
-use crate::ppo::walkthrough::{AttentionMaps, Replay, Walkthrough};
 use crate::selfcheck::SelfCheck;
 
 /// What the page asks of the worker.

@@ -6,9 +6,9 @@
 use burn::tensor::Device;
 use ppo_lens::compute::block_on;
 use ppo_lens::explain::real_len;
+use ppo_lens::lab::walkthrough::Walkthrough;
 use ppo_lens::lab::{Lab, LabSettings};
 use ppo_lens::ppo::Algorithm;
-use ppo_lens::ppo::walkthrough::Walkthrough;
 use ppo_lens::predict::{Ask, Kind, Mark, Response, question, questions, reveal};
 
 fn iterations(settings: &LabSettings, n: usize) -> Vec<Walkthrough> {

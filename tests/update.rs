@@ -7,8 +7,10 @@ use burn::optim::{AdamWConfig, GradientsParams, SgdConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use ppo_lens::compute::{block_on, read_f32};
 use ppo_lens::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
-use ppo_lens::ppo::losses::{LossCoeffs, LossInputs, ppo_losses};
+use ppo_lens::ppo::losses::{LossCoeffs, LossInputs, Pieces, REFERENCE_PIECES, ppo_losses};
+use ppo_lens::ppo::policy_loss::policy_loss;
 use ppo_lens::ppo::update::{PpoBatch, UpdateConfig, UpdateStats, ppo_update};
+use ppo_lens::ppo::{Functions, REFERENCE};
 use ppo_lens::rng::Rng;
 use ppo_lens::rollout::generate::{response_outputs, rows_tensor};
 use ppo_lens::rollout::{SamplingParams, rollout};
@@ -94,7 +96,15 @@ fn config(epochs: usize, mini: usize, accum: usize, lr: f64) -> UpdateConfig {
 /// One `ppo_update` with a fresh AdamW (no weight decay, so only the PPO loss moves weights).
 fn update(model: Qwen2Model, b: &PpoBatch, config: &UpdateConfig) -> (Qwen2Model, UpdateStats) {
     let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
-    block_on(ppo_update(model, &mut optim, b, config, &mut Rng::new(0))).unwrap()
+    block_on(ppo_update(
+        model,
+        &mut optim,
+        b,
+        config,
+        &REFERENCE,
+        &mut Rng::new(0),
+    ))
+    .unwrap()
 }
 
 fn logprobs(model: &Qwen2Model, b: &PpoBatch) -> Vec<f32> {
@@ -140,6 +150,49 @@ fn first_pass_has_ratio_one_and_the_update_follows_the_advantages() {
         up > 0.0 && down < 0.0,
         "A > 0 rows moved by {up}, A < 0 rows by {down}"
     );
+}
+
+/// The update runs the functions it is handed: a table whose policy-loss piece (exercise 1)
+/// reads every advantage with its sign flipped moves each row the other way from the
+/// reference's, through the reference's mini-batch losses (exercise 5) built on that piece.
+#[test]
+fn the_update_runs_the_functions_it_is_handed() {
+    const FLIPPED: Functions = Functions {
+        pieces: Pieces {
+            policy_loss: |new, old, advantages, mask, eps| {
+                policy_loss(new, old, -advantages, mask, eps)
+            },
+            ..REFERENCE_PIECES
+        },
+        ..REFERENCE
+    };
+    let model = model();
+    let b = batch(&model);
+    let before = logprobs(&model, &b);
+    // Summed logprob change of the A > 0 rows and of the A < 0 rows.
+    let moved = |functions: &Functions| {
+        let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
+        let config = config(1, 4, 1, 1e-2);
+        let (after, _) = block_on(ppo_update(
+            model.clone(),
+            &mut optim,
+            &b,
+            &config,
+            functions,
+            &mut Rng::new(0),
+        ))
+        .unwrap();
+        let after = logprobs(&after, &b);
+        let mut sums = [0f32; 2];
+        for (i, (a, b)) in after.iter().zip(&before).enumerate() {
+            sums[(i / 6) % 2] += a - b;
+        }
+        sums
+    };
+    let [up, down] = moved(&REFERENCE);
+    assert!(up > 0.0 && down < 0.0, "reference: {up}, {down}");
+    let [up, down] = moved(&FLIPPED);
+    assert!(up < 0.0 && down > 0.0, "flipped advantages: {up}, {down}");
 }
 
 /// Every gradient read back to the host, parameter by parameter.
@@ -243,6 +296,7 @@ fn the_applied_step_is_the_gradient_scaled_down_to_max_grad_norm() {
             &mut optim,
             &b,
             &config,
+            &REFERENCE,
             &mut Rng::new(0),
         ))
         .unwrap();
@@ -323,6 +377,7 @@ fn bad_update_settings_are_errors() {
         &mut optim,
         &b,
         &config(1, 5, 1, 1e-2),
+        &REFERENCE,
         &mut Rng::new(0),
     ))
     .unwrap_err();
@@ -351,9 +406,16 @@ fn update_with(
     cfg: &UpdateConfig,
     seed: u64,
 ) -> Qwen2Model {
-    block_on(ppo_update(model, optim, b, cfg, &mut Rng::new(seed)))
-        .unwrap()
-        .0
+    block_on(ppo_update(
+        model,
+        optim,
+        b,
+        cfg,
+        &REFERENCE,
+        &mut Rng::new(seed),
+    ))
+    .unwrap()
+    .0
 }
 
 /// `ppo.use_8bit_adam`: eight optimizer steps with 8-bit states move the weights almost exactly

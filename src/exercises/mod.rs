@@ -13,9 +13,10 @@
 //! | 5 | `minibatch_losses` | `exercises/ex5_minibatch.rs` | [`crate::ppo::update::minibatch_losses`] |
 //!
 //! [`grade`] checks a set of the five against hand-worked and reference values and names the
-//! first wrong element. [`active`] is what the trainer and the page call: with the `exercises`
-//! cargo feature it runs the student's function and falls back to the reference only for an
-//! exercise still returning `Todo`; without the feature it is the reference.
+//! first wrong element. [`functions`] is the table the trainer and the page hand to the PPO
+//! code ([`crate::ppo::Functions`]): with the `exercises` cargo feature it is [`active`]'s, which
+//! runs the student's function and falls back to the reference only for an exercise still
+//! returning `Todo`; without the feature it is the reference ([`crate::ppo::REFERENCE`]).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use burn::tensor::Tensor;
 
 use crate::model::Qwen2Model;
+use crate::ppo::Functions;
 use crate::ppo::gae::{Gae, GaeParams};
 use crate::ppo::losses::Losses;
 use crate::ppo::policy_loss::PolicyLoss;
@@ -45,6 +47,16 @@ pub mod grade;
 
 /// Whether this build runs the student's functions (the `exercises` cargo feature).
 pub const ENABLED: bool = cfg!(feature = "exercises");
+
+/// The five functions the trainer and the page run: the student's where written (with the
+/// `exercises` feature), else the reference.
+pub fn functions() -> &'static Functions {
+    if ENABLED {
+        &active::FUNCTIONS
+    } else {
+        &crate::ppo::REFERENCE
+    }
+}
 
 /// One exercise: its number, function, file, and what to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,9 +233,10 @@ pub fn ran_summary() -> String {
     format!("exercises run: {}", parts.join(", "))
 }
 
-/// What the trainer and the page call. With the `exercises` feature, each function tries the
-/// student's version first and uses the reference only when it returns `Todo`; without it, each
-/// is the reference. Inputs are cloned for the fallback: a burn tensor clone shares its buffer.
+/// The student's table ([`FUNCTIONS`](active::FUNCTIONS)). With the `exercises` feature, each
+/// function tries the student's version first and uses the reference only when it returns
+/// `Todo`; without it, each is the reference. Inputs are cloned for the fallback: a burn tensor
+/// clone shares its buffer.
 pub mod active {
     use super::*;
     use crate::ppo::losses::Pieces;
@@ -315,8 +328,10 @@ pub mod active {
         masked_entropy,
     };
 
-    /// Exercise 5. Its fallback still uses the student's exercises 1-3 where they are written.
+    /// Exercise 5. Its fallback builds the objective from `functions.pieces`: here the
+    /// student's exercises 1-3 where they are written.
     pub fn minibatch_losses(
+        functions: &Functions,
         model: &Qwen2Model,
         minibatch: MiniBatch,
         config: &UpdateConfig,
@@ -325,7 +340,21 @@ pub mod active {
         dispatch(
             5,
             || ex5_minibatch::minibatch_losses(model, copy, config),
-            || crate::ppo::update::minibatch_losses_with(&PIECES, model, minibatch, config),
+            || {
+                crate::ppo::update::minibatch_losses_with(
+                    &functions.pieces,
+                    model,
+                    minibatch,
+                    config,
+                )
+            },
         )
     }
+
+    /// The five, each the student's where written.
+    pub const FUNCTIONS: Functions = Functions {
+        pieces: PIECES,
+        gae,
+        minibatch_losses,
+    };
 }

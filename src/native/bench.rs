@@ -29,6 +29,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::adamw::AdamW;
 use crate::compute::{block_on, read_f32};
 use crate::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
+use crate::ppo::REFERENCE;
 use crate::ppo::gae::{GaeParams, gae};
 use crate::ppo::iteration::{rows_f32, to_rows};
 use crate::ppo::losses::LossCoeffs;
@@ -291,7 +292,7 @@ async fn ppo_iteration(
         advantages: to_rows(advantages, r),
         returns: to_rows(returns, r),
     };
-    let (policy, stats) = ppo_update(policy, optim, &batch, &config, rng).await?;
+    let (policy, stats) = ppo_update(policy, optim, &batch, &config, &REFERENCE, rng).await?;
     if stats.optimizer_steps != 4 {
         return Err(format!(
             "the update took {} optimizer steps, expected 4",

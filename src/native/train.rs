@@ -193,6 +193,8 @@ pub fn train(
             .iter()
             .for_each(|line| eprintln!("{line}"));
     }
+    // The five functions the iteration and the update run: the student's where written.
+    let functions = crate::exercises::functions();
     let (t, r, p) = (&config.training, &config.rollout, &config.ppo);
     let out = t.output_dir.clone();
     fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
@@ -505,6 +507,7 @@ pub fn train(
             &tokenizer,
             &batch,
             &experience_config,
+            functions,
             &mut rng,
         ))
         .map_err(|e| anyhow!("step {step}: rollout: {e}"))?;
@@ -514,6 +517,7 @@ pub fn train(
             &mut optim,
             &experience.batch(),
             &update,
+            functions,
             &mut rng,
         ))
         .map_err(|e| anyhow!("step {step}: update: {e}"))?;

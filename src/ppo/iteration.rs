@@ -5,7 +5,6 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use super::Algorithm;
 use super::gae::GaeParams;
 use super::group_advantages::{
     GroupParams, GroupTrace, check_groups, group_advantages, group_advantages_ref, scores_tensor,
@@ -13,6 +12,7 @@ use super::group_advantages::{
 use super::rewards::{KlEstimator, token_rewards};
 use super::update::{PpoBatch, UpdateStats};
 use super::whiten::masked_whiten;
+use super::{Algorithm, Functions};
 use crate::compute::{now_ms, read_f32};
 use crate::model::Qwen2Model;
 use crate::model::tokenizer::TextTokenizer;
@@ -111,13 +111,15 @@ pub struct ExperienceTimes {
     pub gae_ms: f64,
 }
 
-/// Steps 1-4 for `tasks`. `policy` and `reference` are inference models (`.valid()`).
+/// Steps 1-4 for `tasks`, GAE from `functions` (exercise 4). `policy` and `reference` are
+/// inference models (`.valid()`).
 pub async fn collect_experience(
     policy: &Qwen2Model,
     reference: &Qwen2Model,
     tokenizer: &TextTokenizer,
     tasks: &[Task],
     config: &ExperienceConfig,
+    functions: &Functions,
     rng: &mut Rng,
 ) -> Result<Experience, String> {
     collect_experience_timed(
@@ -126,6 +128,7 @@ pub async fn collect_experience(
         tokenizer,
         tasks,
         config,
+        functions,
         rng,
         &mut |_| {},
     )
@@ -135,12 +138,14 @@ pub async fn collect_experience(
 
 /// [`collect_experience`], also saying how long each part took; `on_step` sees the rollout's
 /// sampled ids step by step (see [`rollout`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn collect_experience_timed(
     policy: &Qwen2Model,
     reference: &Qwen2Model,
     tokenizer: &TextTokenizer,
     tasks: &[Task],
     config: &ExperienceConfig,
+    functions: &Functions,
     rng: &mut Rng,
     on_step: &mut dyn FnMut(&[u32]),
 ) -> Result<(Experience, ExperienceTimes), String> {
@@ -229,7 +234,7 @@ pub async fn collect_experience_timed(
     times.score_ms = lap();
 
     // 4. GAE from the last token back, then whitening over the batch's real tokens.
-    let g = crate::exercises::active::gae(
+    let g = (functions.gae)(
         tr.rewards.clone(),
         rows_f32(&rollout.values, &device),
         mask.clone(),

@@ -46,8 +46,9 @@ pub struct Losses {
     pub approx_kl: Tensor<1>,
 }
 
-/// The three pieces the objective is made of (exercises 1-3): the reference's, or, through
-/// [`crate::exercises::active::PIECES`], the student's where written.
+/// The three pieces the objective is made of (exercises 1-3): the reference's, or the
+/// student's where written (the `pieces` of a [`Functions`](super::Functions) table).
+#[derive(Clone, Copy)]
 pub struct Pieces {
     pub policy_loss: fn(Tensor<2>, Tensor<2>, Tensor<2>, Tensor<2>, f32) -> PolicyLoss,
     pub value_loss: fn(Tensor<2>, Tensor<2>, Tensor<2>, Tensor<2>, f32) -> ValueLoss,

@@ -12,6 +12,7 @@
 //! follows all real tokens (see [`check_suffix_mask`]).
 
 pub mod entropy;
+pub mod functions;
 pub mod gae;
 pub mod group_advantages;
 pub mod grpo_loss;
@@ -23,9 +24,9 @@ pub mod policy_loss;
 pub mod rewards;
 pub mod update;
 pub mod value_loss;
-pub mod walkthrough;
 pub mod whiten;
 
+pub use functions::{Functions, REFERENCE};
 pub use masked::{masked_mean, masked_sum};
 
 /// Where the update's advantages come from.

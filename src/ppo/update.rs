@@ -12,6 +12,7 @@ use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Int, Tensor, TensorData};
 
+use super::Functions;
 use super::grpo_loss::{GrpoCoeffs, grpo_loss};
 use super::losses::{
     LossCoeffs, LossInputs, Losses, Pieces, REFERENCE_PIECES, ppo_losses_with,
@@ -279,12 +280,15 @@ pub(crate) fn rows_f32(rows: &[&Vec<f32>], device: &burn::tensor::Device) -> Ten
     Tensor::from_data(TensorData::new(flat, [b, t]), device)
 }
 
-/// Run the update. Returns the updated model and the mean statistics over optimizer steps.
+/// Run the update, PPO's mini-batch losses from `functions` (exercise 5; GRPO's objective is
+/// not one of the exercises). Returns the updated model and the mean statistics over optimizer
+/// steps.
 pub async fn ppo_update(
     mut model: Qwen2Model,
     optim: &mut ModuleOptimizer,
     batch: &PpoBatch,
     config: &UpdateConfig,
+    functions: &Functions,
     rng: &mut Rng,
 ) -> Result<(Qwen2Model, UpdateStats), String> {
     let n = batch.ids.len();
@@ -321,7 +325,7 @@ pub async fn ppo_update(
                 let (losses, kl) = match config.grpo {
                     Some(grpo) => grpo_minibatch_losses(&model, minibatch, config, grpo),
                     None => (
-                        crate::exercises::active::minibatch_losses(&model, minibatch, config),
+                        (functions.minibatch_losses)(functions, &model, minibatch, config),
                         Tensor::zeros([1], &device),
                     ),
                 };

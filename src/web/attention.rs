@@ -13,8 +13,8 @@ use super::classroom::{canvas_by_id, fit_canvas, handout_buttons, scale};
 use super::select::show_token;
 use super::state::{AppState, Asked};
 use crate::explain::real_len;
+use crate::lab::walkthrough::{AttentionMaps, Walkthrough};
 use crate::palette;
-use crate::ppo::walkthrough::{AttentionMaps, Walkthrough};
 
 /// The thumbnails' and the enlarged map's side in CSS pixels at normal size.
 const THUMB: f64 = 150.0;

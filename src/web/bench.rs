@@ -4,8 +4,8 @@
 
 use leptos::prelude::*;
 
+use crate::lab::walkthrough::StageTimes;
 use crate::lab::{LabSettings, StageBench};
-use crate::ppo::walkthrough::StageTimes;
 use crate::wire::BenchResults;
 
 /// How far the benchmark is.

@@ -15,10 +15,10 @@ use crate::explore::{
     Band, ClipCases, PolicyCase, ValueCase, WhatIf, clip_cases, gae_input_json, policy_case,
     surrogate, value_case, what_if,
 };
+use crate::lab::walkthrough::{Replay, Walkthrough};
 use crate::ppo::Algorithm;
 use crate::ppo::policy_loss::PolicyTrace;
 use crate::ppo::rewards::KlEstimator;
-use crate::ppo::walkthrough::{Replay, Walkthrough};
 
 /// How much larger presenter mode draws canvases and plots.
 pub const PRESENTER_SCALE: f64 = 1.6;

@@ -15,10 +15,10 @@ use super::state::AppState;
 use crate::explain::{count, num};
 use crate::explore::{CriticCost, compare_advantages, zero_spread_effects};
 use crate::lab::TINY_CONFIG;
+use crate::lab::walkthrough::Walkthrough;
 use crate::model::Qwen2Config;
 use crate::ppo::Algorithm;
 use crate::ppo::group_advantages::{GROUP_EPS, GroupStep, RewardScale};
-use crate::ppo::walkthrough::Walkthrough;
 
 /// Qwen1.5-1.8B-Chat's shape (its config.json's numbers), for the critic's cost at full size.
 const QWEN_18B: &str = r#"{"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",

@@ -9,8 +9,8 @@ use wasm_bindgen::JsCast;
 use super::select::exact;
 use super::state::{AppState, Stage};
 use crate::explain::{self, GLOSSARY, LOOP, Note, OBJECTIVE, Quantity, TOUR, gloss, num};
+use crate::lab::walkthrough::Walkthrough;
 use crate::misconceptions::misconceptions;
-use crate::ppo::walkthrough::Walkthrough;
 
 /// A word of the glossary: hover it, or focus it with Tab, to read what it means.
 pub fn term(word: &'static str, shown: &'static str) -> impl IntoView {

@@ -652,7 +652,7 @@ fn Timings(state: AppState, backend: ReadSignal<BackendState>) -> impl IntoView 
     };
     let row = |testid: &'static str,
                name: &'static str,
-               pick: fn(&crate::ppo::walkthrough::StageTimes) -> f64| {
+               pick: fn(&crate::lab::walkthrough::StageTimes) -> f64| {
         view! {
             <tr>
                 <td>{name}</td>

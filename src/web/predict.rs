@@ -11,7 +11,7 @@ use leptos::prelude::*;
 
 use super::select::exact;
 use super::state::{AppState, Stage};
-use crate::ppo::walkthrough::Walkthrough;
+use crate::lab::walkthrough::Walkthrough;
 use crate::predict::{
     Ask, Kind, Mark, Question, Response, Reveal, Tally, in_stage, parse_number, questions, reveal,
 };

@@ -7,7 +7,7 @@ use wasm_bindgen::JsCast;
 
 use super::state::AppState;
 use crate::explain::{Quantity, num};
-use crate::ppo::walkthrough::Walkthrough;
+use crate::lab::walkthrough::Walkthrough;
 
 /// A number for tests and for copying: the shortest text that reads back as the same f32.
 pub fn exact(x: f32) -> String {

@@ -18,9 +18,9 @@ use super::select::{
 use super::state::{AppState, Stage};
 use crate::explain::{Quantity, format_ratio, math, notes, num, real_len};
 use crate::explore::{clip_cases, gae_input_json};
+use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::policy_loss::PolicyClip;
 use crate::ppo::rewards::KlEstimator;
-use crate::ppo::walkthrough::Walkthrough;
 use crate::reward::GsmScore;
 
 /// A number cell that nothing else refers to: rounded, exact in `data-v`.

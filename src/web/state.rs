@@ -11,10 +11,10 @@ use super::health::{Broken, RunHealth};
 use super::worker;
 use crate::break_it::PRESETS;
 use crate::explain::{Provenance, Quantity, provenance, real_len};
+use crate::lab::walkthrough::{AttentionMaps, Replay, StageTimes, Walkthrough};
 use crate::lab::{KEPT_ITERATIONS, LabSettings};
 use crate::ppo::Algorithm;
 use crate::ppo::iteration::metrics;
-use crate::ppo::walkthrough::{AttentionMaps, Replay, StageTimes, Walkthrough};
 use crate::wire::{Iterated, Sampling};
 
 /// The stages of one iteration, in the order the page steps through them (0 is the overview).

@@ -22,8 +22,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 use crate::compute::{BackendKind, Compute};
+use crate::lab::walkthrough::{AttentionMaps, Replay};
 use crate::lab::{LabServer, LabSettings};
-use crate::ppo::walkthrough::{AttentionMaps, Replay};
 use crate::selfcheck::SelfCheck;
 use crate::wire::{self, BenchResults, Iterated, Message, Notice, Progress, Reply, Request};
 

@@ -13,19 +13,20 @@
 
 use std::collections::BTreeMap;
 
-use super::entropy::entropy_from_logits;
-use super::gae::{GaeTrace, gae_ref};
-use super::iteration::{
-    Experience, ExperienceConfig, Task, collect_experience_timed, masked_rows, to_rows,
-};
-use super::policy_loss::{PolicyTrace, policy_loss_ref};
-use super::update::{UpdateConfig, UpdateStats, ppo_update};
-use super::value_loss::{ValueTrace, value_loss_ref};
-use super::whiten::{WhitenTrace, masked_whiten_ref};
 use crate::compute::{now_ms, read_f32, yield_to_browser};
 use crate::exercises::compare::{IterationComparison, compare_iteration};
 use crate::model::Qwen2Model;
 use crate::model::tokenizer::TextTokenizer;
+use crate::ppo::Functions;
+use crate::ppo::entropy::entropy_from_logits;
+use crate::ppo::gae::{GaeTrace, gae_ref};
+use crate::ppo::iteration::{
+    Experience, ExperienceConfig, Task, collect_experience_timed, masked_rows, to_rows,
+};
+use crate::ppo::policy_loss::{PolicyTrace, policy_loss_ref};
+use crate::ppo::update::{UpdateConfig, UpdateStats, ppo_update};
+use crate::ppo::value_loss::{ValueTrace, value_loss_ref};
+use crate::ppo::whiten::{WhitenTrace, masked_whiten_ref};
 use crate::rng::Rng;
 use crate::rollout::Rollout;
 use crate::rollout::generate::{response_outputs, rows_tensor};
@@ -114,11 +115,11 @@ pub struct Walkthrough {
     pub exercises: Option<IterationComparison>,
     /// The adaptive KL controller's step after this iteration (None: β is fixed).
     #[serde(default)]
-    pub kl_control: Option<super::kl_control::KlStep>,
+    pub kl_control: Option<crate::ppo::kl_control::KlStep>,
 }
 
-/// Runs one PPO iteration on `tasks` and returns the updated policy, the update's starting
-/// point and the walkthrough.
+/// Runs one PPO iteration on `tasks` with `functions` (the reference's or the student's) and
+/// returns the updated policy, the update's starting point and the walkthrough.
 /// `policy` lives on an autodiff device; `reference` is frozen. `on_step` sees the rollout's
 /// sampled ids step by step.
 #[allow(clippy::too_many_arguments)]
@@ -130,6 +131,7 @@ pub async fn walkthrough(
     tasks: &[Task],
     experience_config: &ExperienceConfig,
     update_config: &UpdateConfig,
+    functions: &Functions,
     config: WalkthroughConfig,
     rng: &mut Rng,
     on_step: &mut dyn FnMut(&[u32]),
@@ -141,6 +143,7 @@ pub async fn walkthrough(
         tokenizer,
         tasks,
         experience_config,
+        functions,
         rng,
         on_step,
     )
@@ -217,8 +220,15 @@ pub async fn walkthrough(
         rng: rng.clone(),
     };
     let started = now_ms();
-    let (policy, stats) =
-        ppo_update(policy, optim, &experience.batch(), update_config, rng).await?;
+    let (policy, stats) = ppo_update(
+        policy,
+        optim,
+        &experience.batch(),
+        update_config,
+        functions,
+        rng,
+    )
+    .await?;
     stage_times.update_ms = now_ms() - started;
 
     // After the update: new logprobs and values beside the old ones.
@@ -385,13 +395,14 @@ pub struct Replay {
     pub millis: f64,
 }
 
-/// Runs `experience`'s update again from `start` with `config`; `start` itself is untouched,
-/// so the run the page trains goes on as before. With the iteration's own config this
-/// reproduces its update exactly.
+/// Runs `experience`'s update again from `start` with `config` and `functions`; `start` itself
+/// is untouched, so the run the page trains goes on as before. With the iteration's own config
+/// and functions this reproduces its update exactly.
 pub async fn replay_update(
     start: &UpdateStart,
     experience: &Experience,
     config: &UpdateConfig,
+    functions: &Functions,
     iteration: usize,
 ) -> Result<Replay, String> {
     let started = now_ms();
@@ -402,6 +413,7 @@ pub async fn replay_update(
         &mut optim,
         &experience.batch(),
         config,
+        functions,
         &mut rng,
     )
     .await?;

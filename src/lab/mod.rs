@@ -4,6 +4,8 @@
 //! [`Lab::iterate`] is one PPO iteration ([`walkthrough`]): the page steps through its result
 //! or, while training, only charts its metrics.
 
+pub mod walkthrough;
+
 use std::collections::VecDeque;
 
 use burn::module::Module;
@@ -14,6 +16,10 @@ use crate::adamw::AdamW;
 use crate::compute::{BackendKind, Compute, now_ms};
 use crate::data::gsm_mini;
 use crate::health::Knob;
+use crate::lab::walkthrough::{
+    AttentionMaps, Replay, StageTimes, UpdateStart, Walkthrough, WalkthroughConfig, attention_maps,
+    replay_update, walkthrough,
+};
 use crate::model::chat::gsm8k_prompt;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, WeightFiles, load_model};
@@ -26,10 +32,6 @@ use crate::ppo::kl_control::KlController;
 use crate::ppo::losses::LossCoeffs;
 use crate::ppo::rewards::KlEstimator;
 use crate::ppo::update::UpdateConfig;
-use crate::ppo::walkthrough::{
-    AttentionMaps, Replay, StageTimes, UpdateStart, Walkthrough, WalkthroughConfig, attention_maps,
-    replay_update, walkthrough,
-};
 use crate::rng::Rng;
 use crate::rollout::sampling::SamplingParams;
 use crate::selfcheck;
@@ -37,9 +39,9 @@ use crate::wire::{BenchResults, Iterated, Progress, Reply, Request, Sampling};
 
 /// The tiny model's files (`www/models/tiny`, made by `examples/pretrain_tiny.rs`), built into
 /// the binary so the page needs nothing but its own wasm.
-pub const TINY_CONFIG: &str = include_str!("../www/models/tiny/config.json");
-pub const TINY_WEIGHTS: &[u8] = include_bytes!("../www/models/tiny/model.safetensors");
-pub const TINY_TOKENIZER: &[u8] = include_bytes!("../www/models/tiny/tokenizer.json");
+pub const TINY_CONFIG: &str = include_str!("../../www/models/tiny/config.json");
+pub const TINY_WEIGHTS: &[u8] = include_bytes!("../../www/models/tiny/model.safetensors");
+pub const TINY_TOKENIZER: &[u8] = include_bytes!("../../www/models/tiny/tokenizer.json");
 
 /// GSM-mini problems the page draws its prompts from.
 pub const PROBLEMS: usize = 256;
@@ -620,6 +622,7 @@ impl Lab {
             &batch,
             &experience,
             &update,
+            crate::exercises::functions(),
             WalkthroughConfig { attention_row },
             &mut self.rng,
             &mut on_step,
@@ -683,7 +686,14 @@ impl Lab {
             epochs,
             ..snapshot.update
         };
-        replay_update(&snapshot.start, &snapshot.experience, &config, iteration).await
+        replay_update(
+            &snapshot.start,
+            &snapshot.experience,
+            &config,
+            crate::exercises::functions(),
+            iteration,
+        )
+        .await
     }
 
     /// The attention maps of response `row` of `iteration`, under the policy that sampled it.
