@@ -6,7 +6,7 @@
 //! break this model are listed in docs/page.md with what they did instead.
 
 use crate::health::Check;
-use crate::lab::LabSettings;
+use crate::lab::settings::LabSettings;
 
 /// Iterations a preset gets to show its failure.
 pub const PRESET_ITERATIONS: usize = 20;

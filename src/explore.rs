@@ -543,7 +543,8 @@ impl CriticCost {
 mod tests {
     #[test]
     fn a_separate_critic_doubles_the_model_and_the_shared_head_is_tiny() {
-        let tiny = crate::model::Qwen2Config::from_json(crate::lab::TINY_CONFIG, "tiny").unwrap();
+        let tiny =
+            crate::model::Qwen2Config::from_json(crate::lab::run::TINY_CONFIG, "tiny").unwrap();
         let c = CriticCost::of(&tiny);
         assert_eq!(c.shared_head_params, tiny.hidden_size + 1);
         assert_eq!(c.policy_params, tiny.num_parameters());

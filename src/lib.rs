@@ -32,7 +32,6 @@ pub mod reward;
 pub mod rng;
 pub mod rollout;
 pub mod selfcheck;
-pub mod wire;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;

@@ -601,7 +601,8 @@ async fn grpo_beside_ppo_on_the_pages_batch() {
         "{rewards:?}: {disagree} disagreeing tokens"
     );
     // The critic's cost is the core's count for the tiny model.
-    let tiny = ppo_lens::model::Qwen2Config::from_json(ppo_lens::lab::TINY_CONFIG, "tiny").unwrap();
+    let tiny =
+        ppo_lens::model::Qwen2Config::from_json(ppo_lens::lab::run::TINY_CONFIG, "tiny").unwrap();
     let cost = ppo_lens::explore::CriticCost::of(&tiny);
     assert_eq!(
         page.attr("grpo-critic", "data-head").await,

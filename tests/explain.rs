@@ -7,8 +7,9 @@ use ppo_lens::compute::block_on;
 use ppo_lens::explain::{
     LOOP, Quantity, StageKey, TOUR, loop_edges, math, notes, num, provenance, real_len,
 };
+use ppo_lens::lab::run::Lab;
+use ppo_lens::lab::settings::LabSettings;
 use ppo_lens::lab::walkthrough::Walkthrough;
-use ppo_lens::lab::{Lab, LabSettings};
 
 fn two_iterations(settings: &LabSettings) -> (Walkthrough, Walkthrough) {
     let mut lab = Lab::new(settings, &Device::flex()).unwrap();

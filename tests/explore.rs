@@ -7,7 +7,8 @@ mod common;
 use burn::tensor::Device;
 use ppo_lens::compute::block_on;
 use ppo_lens::explore::{WhatIf, clip_cases, gae_input_json, policy_case, what_if};
-use ppo_lens::lab::{KEPT_ITERATIONS, Lab, LabSettings};
+use ppo_lens::lab::run::{KEPT_ITERATIONS, Lab};
+use ppo_lens::lab::settings::LabSettings;
 use ppo_lens::ppo::gae::GaeParams;
 use ppo_lens::ppo::rewards::KlEstimator;
 

@@ -7,7 +7,8 @@ use burn::tensor::Device;
 use ppo_lens::break_it::{PRESET_ITERATIONS, PRESETS};
 use ppo_lens::compute::block_on;
 use ppo_lens::health::{Check, History, RunSettings, findings};
-use ppo_lens::lab::{Lab, LabSettings};
+use ppo_lens::lab::run::Lab;
+use ppo_lens::lab::settings::LabSettings;
 use ppo_lens::ppo::iteration::metrics;
 
 /// The findings after each of `n` iterations of `settings`, and the history.
@@ -142,7 +143,7 @@ fn each_break_it_preset_is_found_out_as_it_says() {
 #[test]
 fn the_advice_names_settings_that_exist_on_each_face() {
     use ppo_lens::health::{Knob, fill};
-    use ppo_lens::lab::{SETTING_KEYS, knob_name};
+    use ppo_lens::lab::settings::{SETTING_KEYS, knob_name};
     let yaml: serde_yaml::Value = serde_yaml::from_str(
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/config.yaml"))
             .unwrap(),

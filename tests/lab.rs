@@ -3,7 +3,8 @@
 
 use burn::tensor::Device;
 use ppo_lens::compute::block_on;
-use ppo_lens::lab::{Lab, LabSettings};
+use ppo_lens::lab::run::Lab;
+use ppo_lens::lab::settings::LabSettings;
 use ppo_lens::ppo::policy_loss::PolicyClip;
 
 fn close(a: f32, b: f32, tol: f32) -> bool {
@@ -218,7 +219,7 @@ fn the_walkthrough_compares_the_students_code_only_with_exercises_on() {
 
 #[test]
 fn the_page_benchmark_times_every_stage() {
-    use ppo_lens::lab::bench_stages;
+    use ppo_lens::lab::bench::bench_stages;
     let settings = LabSettings {
         rollouts: 2,
         minibatch: 2,
@@ -247,8 +248,8 @@ fn the_page_benchmark_times_every_stage() {
 #[test]
 fn the_worker_server_answers_the_page_with_the_labs_numbers() {
     use ppo_lens::compute::{BackendKind, Compute};
-    use ppo_lens::lab::LabServer;
-    use ppo_lens::wire::{Message, Progress, Reply, Request, Sampling, decode, encode};
+    use ppo_lens::lab::server::LabServer;
+    use ppo_lens::lab::wire::{Message, Progress, Reply, Request, Sampling, decode, encode};
     use std::cell::RefCell;
 
     let settings = LabSettings {

@@ -6,8 +6,9 @@
 use burn::tensor::Device;
 use ppo_lens::compute::block_on;
 use ppo_lens::explain::real_len;
+use ppo_lens::lab::run::Lab;
+use ppo_lens::lab::settings::LabSettings;
 use ppo_lens::lab::walkthrough::Walkthrough;
-use ppo_lens::lab::{Lab, LabSettings};
 use ppo_lens::ppo::Algorithm;
 use ppo_lens::predict::{Ask, Kind, Mark, Response, question, questions, reveal};
 

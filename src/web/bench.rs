@@ -4,9 +4,10 @@
 
 use leptos::prelude::*;
 
+use crate::lab::settings::LabSettings;
 use crate::lab::walkthrough::StageTimes;
-use crate::lab::{LabSettings, StageBench};
-use crate::wire::BenchResults;
+use crate::lab::wire::BenchResults;
+use crate::lab::wire::StageBench;
 
 /// How far the benchmark is.
 #[derive(Clone, Debug, PartialEq)]

@@ -14,7 +14,7 @@ use super::classroom::{canvas_by_id, fit_canvas, handout_buttons, scale};
 use super::select::{exact, show_token};
 use super::state::{AppState, Point};
 use crate::explain::num;
-use crate::lab::KEPT_ITERATIONS;
+use crate::lab::run::KEPT_ITERATIONS;
 
 /// One chart: a title and the series it draws from each point.
 struct ChartSpec {

@@ -14,7 +14,7 @@ use super::stages::prompt_text;
 use super::state::AppState;
 use crate::explain::{count, num};
 use crate::explore::{CriticCost, compare_advantages, zero_spread_effects};
-use crate::lab::TINY_CONFIG;
+use crate::lab::run::TINY_CONFIG;
 use crate::lab::walkthrough::Walkthrough;
 use crate::model::Qwen2Config;
 use crate::ppo::Algorithm;

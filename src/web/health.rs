@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use super::state::{Activity, AppState, Stage};
 use crate::break_it::{PRESETS, Preset};
 use crate::health::{Check, Finding, History, RunSettings, Watch};
-use crate::lab::LabSettings;
+use crate::lab::settings::LabSettings;
 
 /// The run's findings so far: the watch over its metrics, and each finding with the iteration it
 /// first appeared in.
@@ -170,7 +170,7 @@ pub fn HealthPanel(state: AppState) -> impl IntoView {
                         <strong>{f.check.key()}</strong>
                         <span class="note">{format!(" ({when})")}</span>
                         <p>{f.meaning.clone()}</p>
-                        <p data-testid=format!("finding-{}-advice", f.check.key())><em>"Try: "</em>{f.advice(crate::lab::knob_name)}"."</p>
+                        <p data-testid=format!("finding-{}-advice", f.check.key())><em>"Try: "</em>{f.advice(crate::lab::settings::knob_name)}"."</p>
                         <p class="links">
                             "See it: "
                             <button class="link" data-testid=format!("finding-{}-chart", f.check.key())

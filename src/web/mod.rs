@@ -27,9 +27,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 
 use crate::compute::BackendKind;
-use crate::lab::{LabSettings, SETTING_KEYS};
+use crate::lab::settings::{LabSettings, SETTING_KEYS};
+use crate::lab::wire::{Notice, Progress};
 use crate::selfcheck::{self, SelfCheck};
-use crate::wire::{Notice, Progress};
 use state::{Activity, AppState, Stage};
 
 /// Called from `main` on wasm32: in the page, mounts the app on `<body>` and starts the worker

@@ -11,11 +11,12 @@ use super::health::{Broken, RunHealth};
 use super::worker;
 use crate::break_it::PRESETS;
 use crate::explain::{Provenance, Quantity, provenance, real_len};
+use crate::lab::run::KEPT_ITERATIONS;
+use crate::lab::settings::LabSettings;
 use crate::lab::walkthrough::{AttentionMaps, Replay, StageTimes, Walkthrough};
-use crate::lab::{KEPT_ITERATIONS, LabSettings};
+use crate::lab::wire::{Iterated, Sampling};
 use crate::ppo::Algorithm;
 use crate::ppo::iteration::metrics;
-use crate::wire::{Iterated, Sampling};
 
 /// The stages of one iteration, in the order the page steps through them (0 is the overview).
 pub use crate::explain::StageKey as Stage;

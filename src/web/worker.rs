@@ -3,7 +3,7 @@
 //! A forward pass, a backward pass or an AdamW step takes from tens to hundreds of milliseconds,
 //! and none of it can be cut into pieces short enough to keep every frame under 50 ms. So the
 //! worker owns the device and the model ([`LabServer`]) and the page sends it requests
-//! ([`crate::wire`]).
+//! ([`crate::lab::wire`]).
 //!
 //! The worker runs the same wasm as the page: the page posts its compiled `WebAssembly.Module`
 //! to a small module script that imports the same wasm-bindgen glue and instantiates it; `main`
@@ -22,10 +22,11 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 use crate::compute::{BackendKind, Compute};
+use crate::lab::server::LabServer;
+use crate::lab::settings::LabSettings;
 use crate::lab::walkthrough::{AttentionMaps, Replay};
-use crate::lab::{LabServer, LabSettings};
+use crate::lab::wire::{self, BenchResults, Iterated, Message, Notice, Progress, Reply, Request};
 use crate::selfcheck::SelfCheck;
-use crate::wire::{self, BenchResults, Iterated, Message, Notice, Progress, Reply, Request};
 
 #[wasm_bindgen]
 extern "C" {

@@ -13,9 +13,21 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::compute::BackendKind;
-use crate::lab::walkthrough::{AttentionMaps, Replay, Walkthrough};
-use crate::lab::{LabSettings, StageBench};
+use crate::lab::settings::LabSettings;
+use crate::lab::walkthrough::{AttentionMaps, Replay, StageTimes, Walkthrough};
 use crate::selfcheck::SelfCheck;
+
+/// The page's benchmark mode on one backend: milliseconds per stage of the page's own
+/// iterations.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StageBench {
+    /// The first iteration: on WebGPU it includes compiling every shader.
+    pub first: StageTimes,
+    /// The median of each stage over the iterations after the first.
+    pub median: StageTimes,
+    /// How many iterations the median is over.
+    pub iterations: usize,
+}
 
 /// What the page asks of the worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
