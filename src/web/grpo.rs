@@ -10,7 +10,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 
 use super::select::{cell, exact, response_token, show_token};
-use super::stages::prompt_text;
+use super::stages::common::prompt_text;
 use super::state::AppState;
 use crate::explain::{count, num};
 use crate::explore::{CriticCost, compare_advantages, zero_spread_effects};

@@ -456,7 +456,7 @@ impl AppState {
             match worker::iterate(self.settings.get_untracked(), Some(row), pinned).await {
                 Ok(done) => {
                     let (iteration, walk) = self.record(done);
-                    super::next_task().await;
+                    super::clock::next_task().await;
                     self.row.set(row);
                     self.cursor.set(0);
                     self.token.set(None);
@@ -466,7 +466,7 @@ impl AppState {
                     self.activity.set(Activity::Idle);
                     self.playing.set(then_play);
                     if self.ready_ms.get_untracked().is_none() {
-                        self.ready_ms.set(Some(super::since_navigation_ms()));
+                        self.ready_ms.set(Some(super::clock::since_navigation_ms()));
                     }
                 }
                 Err(err) => {
@@ -494,7 +494,7 @@ impl AppState {
                         let (iteration, walk) = self.record(done);
                         // The charts draw in this task, the stage in the next one: two short
                         // tasks rather than one long one.
-                        super::next_task().await;
+                        super::clock::next_task().await;
                         self.row.set(0);
                         self.cursor
                             .set(Stage::Rollout.steps(&walk, 0).saturating_sub(1));

@@ -1,0 +1,77 @@
+//! Stage 6, the causal mask: one teacher-forced pass gives back the rollout's logprobs, and
+//! the attention maps show what each position could see.
+
+use std::sync::Arc;
+
+use leptos::prelude::*;
+
+use super::common::{columns, why};
+use crate::explain::{notes, real_len};
+use crate::lab::walkthrough::Walkthrough;
+use crate::web::attention::attention_view;
+use crate::web::guide::notes_view;
+use crate::web::select::{exact, show_token, token_strip};
+use crate::web::state::{AppState, Stage};
+
+pub(super) fn mask(
+    state: AppState,
+    walk: Arc<Walkthrough>,
+    row: usize,
+    iteration: usize,
+) -> impl IntoView {
+    let p = walk.experience.rollout.prompt_len;
+    let diff = walk.teacher_forced_max_diff;
+    let real = real_len(&walk, row);
+    let r_len = walk.experience.rollout.response_len();
+    // The first response tokens (at most four; fewer when the response is shorter).
+    let align = (0..r_len.min(4))
+        .map(|t| {
+            let pos = p - 1 + t;
+            let target = if t < real {
+                format!(
+                    "response token {t}: {}",
+                    show_token(&walk.tokens[row][p + t])
+                )
+            } else {
+                format!("padding after the end of the response (position {})", p + t)
+            };
+            view! {
+                <tr data-testid=format!("align-{t}") class:p-minus-1={t == 0}>
+                    <td class="num">{pos}</td>
+                    <td class="tokcell">{show_token(&walk.tokens[row][pos])}</td>
+                    <td>"→ predicts"</td>
+                    <td class="tokcell">{target}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let main = view! {
+        {token_strip(state, &walk, row, real, None)}
+        {attention_view(state, walk.clone(), row)}
+        <p class="explain">
+            "Why the " <code>"prompt_len − 1"</code> " slice? The logits at position i predict the token at "
+            "position i + 1. Response token t sits at position " <code>"P + t"</code>
+            ", so it is scored by the logits at " <code>"P − 1 + t"</code> {format!(" (P = {p} here):")}
+        </p>
+        <table class="numbers" id="alignment" data-testid="alignment">{align}</table>
+        <p class="check" data-testid="tf-check" data-state=if diff < 1e-4 { "passed" } else { "failed" }>
+            "Live check: one teacher-forced pass over all rollouts reproduces the log-probabilities "
+            "recorded token by token. max |difference| = "
+            <strong data-testid="tf-max-diff" data-v=exact(diff)>{format!("{diff:.2e}")}</strong>
+        </p>
+    }
+    .into_any();
+    let side = view! {
+        {notes_view(state, notes(&walk, Stage::Mask, row, iteration))}
+        {why("Why one pass is enough", view! {
+            "During the update PPO needs the new log-probability of every response token, and it gets "
+            "them all from one teacher-forced pass over prompt + response. The causal mask makes that "
+            "exact: position i attends only to positions ≤ i (the grey triangle is masked; left padding "
+            "is hatched), so the hidden state at position i is the state the rollout was in there. "
+            "The picked token's row (what it attends to) and column (who attends to it) are outlined "
+            "on the small maps."
+        }.into_any())}
+    }
+    .into_any();
+    columns(main, side).into_any()
+}

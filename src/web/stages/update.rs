@@ -1,0 +1,270 @@
+//! Stage 5, the update: each token's ratio against the clip band, the clipped policy and value
+//! terms, the entropy, and the losses the update took its steps on.
+
+use std::sync::Arc;
+
+use leptos::prelude::*;
+
+use super::common::{columns, compared_cell, mathml, plain_cell, why};
+use crate::explain::{Quantity, format_ratio, math, notes, num, real_len};
+use crate::explore::clip_cases;
+use crate::lab::walkthrough::Walkthrough;
+use crate::ppo::policy_loss::PolicyClip;
+use crate::web::classroom::{clip_explorer, push_harder};
+use crate::web::guide::{notes_view, provenance_view, term};
+use crate::web::select::{
+    cell, exact, explain_cell, response_token, show_token, token_row, token_strip,
+};
+use crate::web::state::{AppState, Stage};
+
+pub(super) fn update(
+    state: AppState,
+    walk: &Arc<Walkthrough>,
+    row: usize,
+    cursor: usize,
+    iteration: usize,
+) -> impl IntoView {
+    let stats = &walk.stats;
+    let exp = &walk.experience;
+    let policy = &walk.policy_after[row];
+    let value = &walk.value_after[row];
+    let eps = walk.update.coeffs.clip_ratio;
+    // The ▲/▼ marks over the whole batch, after the update.
+    let marked = clip_cases(&walk.policy_after, eps);
+    let stat = |testid: &'static str, label: &'static str, x: f32| {
+        view! {
+            <div class="stat">
+                <span class="label">{label}</span>
+                <span class="num" data-testid=testid data-v=exact(x)>{num(x)}</span>
+            </div>
+        }
+    };
+    // With exercises on, the advantages and returns here came from the student's gae: where
+    // they differ from the reference's, the cell shows the reference's under them.
+    let compared = walk.exercises.as_ref().and_then(|c| c.gae.as_ref());
+    let whitened = walk.whiten.is_some();
+    let reference = |column: &str, t: usize| {
+        let c = compared?;
+        let column = if column == "white" && !whitened {
+            "adv"
+        } else {
+            column
+        };
+        c.differs_at(column, row, t)?;
+        Some(("reference", c.reference.column(column)?[row][t]))
+    };
+    let rows = policy
+        .tokens
+        .iter()
+        .map(|p| {
+            let t = p.t;
+            // The band drawn from 0.5 to 1.5: where the ratio falls against [1 - eps, 1 + eps].
+            let pos = ((p.ratio - 0.5).clamp(0.0, 1.0)) * 100.0;
+            let (lo, hi) = ((0.5 - eps).max(0.0) * 100.0, (0.5 + eps).min(1.0) * 100.0);
+            let marker = match p.clip {
+                PolicyClip::AboveBand => "▲ clipped (A > 0)",
+                PolicyClip::BelowBand => "▼ clipped (A < 0)",
+                PolicyClip::No => "",
+            };
+            let class = if p.clip != PolicyClip::No { "clipped" } else { "" };
+            token_row(
+                state,
+                "upd-row",
+                t,
+                class.into(),
+                false,
+                view! {
+                    <td class="num">{t}</td>
+                    <td class="tokcell">{show_token(&response_token(walk, row, t))}</td>
+                    {compared_cell(state, format!("upd-adv-{t}"), p.advantage, reference("white", t))}
+                    {cell(state, format!("upd-old-{t}"), p.logp_old)}
+                    {(cursor >= 1).then(|| view! {
+                        {cell(state, format!("upd-new-{t}"), p.logp_new)}
+                        {explain_cell(state, format!("upd-ratio-{t}"), format_ratio(p.ratio), p.ratio, t, Quantity::Ratio)}
+                        <td class="band">
+                            <span class="band-track">
+                                <span class="band-ok" style=format!("left:{lo:.1}%;width:{:.1}%", hi - lo)></span>
+                                <span class="band-dot" style=format!("left:{pos:.1}%")></span>
+                            </span>
+                        </td>
+                        <td class="clipmark" data-testid=format!("upd-clip-{t}")>{marker}</td>
+                    })}
+                    {(cursor == 0).then(|| plain_cell(format!("upd-ent-{t}"), walk.entropy[row][t]))}
+                },
+            )
+        })
+        .collect_view();
+    // The critic's columns in a table of their own, so each table fits a projector.
+    let critic_rows = value
+        .tokens
+        .iter()
+        .map(|v| {
+            let t = v.t;
+            token_row(
+                state,
+                "upd-vrow",
+                t,
+                if v.was_clipped { "clipped".into() } else { String::new() },
+                false,
+                view! {
+                    <td class="num">{t}</td>
+                    <td class="tokcell">{show_token(&response_token(walk, row, t))}</td>
+                    {plain_cell(format!("upd-vold-{t}"), v.value_old)}
+                    {plain_cell(format!("upd-vnew-{t}"), v.value_new)}
+                    {compared_cell(state, format!("upd-ret-{t}"), v.ret, reference("ret", t))}
+                    <td class="clipmark" data-testid=format!("upd-vclip-{t}")>{if v.was_clipped { "clipped error counts" } else { "" }}</td>
+                    {plain_cell(format!("upd-ent-{t}"), walk.entropy[row][t])}
+                },
+            )
+        })
+        .collect_view();
+    let minibatches = exp
+        .rollout
+        .ids
+        .len()
+        .div_ceil(walk.update.mini_batch_size.max(1));
+    let main = view! {
+        {token_strip(state, walk, row, real_len(walk, row), None)}
+        <div class="stats stage-data" data-testid="update-stats">
+            {stat("loss-policy", "policy loss", stats.loss_policy)}
+            {stat("loss-value", "value loss", stats.loss_value)}
+            {stat("loss-entropy", "entropy", stats.loss_entropy)}
+            {stat("loss-total", "total loss", stats.loss_total)}
+            {stat("approx-kl", "approx KL (new vs old policy)", stats.approx_kl)}
+            {stat("policy-clip-frac", "policy clip frac", stats.policy_clip_frac)}
+            {stat("value-clip-frac", "value clip frac", stats.value_clip_frac)}
+            {stat("grad-norm", "grad norm (before clip to 1)", stats.grad_norm)}
+        </div>
+        <p class="note" data-testid="update-objective">
+            {match walk.update.grpo {
+                None => format!(
+                    "Means over the update's {} optimizer steps ({} epochs × {} mini-batches). total = policy + {} · value − {} · entropy.",
+                    stats.optimizer_steps, walk.update.epochs, minibatches, walk.update.coeffs.vf_coef, walk.update.coeffs.entropy_coeff
+                ),
+                Some(g) => format!(
+                    "GRPO: means over the update's {} optimizer steps ({} epochs × {} mini-batches). total = policy + {} · KL − {} · entropy, with the k3 KL to the reference {} ({}); no value loss: the critic columns show a value head this update did not train. The advantages are each response's against its group (GAE stage).",
+                    stats.optimizer_steps, walk.update.epochs, minibatches, g.beta, walk.update.coeffs.entropy_coeff, num(stats.loss_kl), g.agg.name()
+                ),
+            }}
+        </p>
+        {(cursor >= 1).then(|| view! {
+            <p class="explain" data-testid="after-update" data-current="1">
+                {format!(
+                    "After {} AdamW steps: the new log-probabilities beside the old ones, for response {}. \
+                     The band is [{:.2}, {:.2}]. ▲ (Â > 0, ρ above {:.2}) and ▼ (Â < 0, ρ below {:.2}) mark tokens \
+                     whose own term would give no gradient in a further epoch; the clip does not hold them still: \
+                     shared weights, other tokens and AdamW's momentum can still move them. The marks count the \
+                     batch after the update ({} of its {} tokens); the policy clip fraction above is a mean over \
+                     the update's steps, each measured before its step.",
+                    stats.optimizer_steps, row + 1, 1.0 - eps, 1.0 + eps, 1.0 + eps, 1.0 - eps,
+                    marked.clipped, marked.total
+                )}
+            </p>
+        })}
+        {loss_comparison(walk)}
+        <div class="table-scroll">
+            <table class="numbers" data-testid="update-table">
+                <caption>"The policy: each token's ratio against the clip band"</caption>
+                <thead><tr>
+                    <th>"t"</th><th>"token"</th><th>"Â_t"</th><th>"log π_old"</th>
+                    {(cursor >= 1).then(|| view! {
+                        <th>"log π_new"</th><th>"ratio"</th><th>"clip band"</th><th>"clip"</th>
+                    })}
+                    {(cursor == 0).then(|| view! { <th>"entropy"</th> })}
+                </tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </div>
+        {(cursor >= 1).then(|| view! {
+            <div class="table-scroll">
+                <table class="numbers" data-testid="critic-table">
+                    <caption>"The critic: each token's new value against the old one and the return"</caption>
+                    <thead><tr><th>"t"</th><th>"token"</th><th>"V_old"</th><th>"V_new"</th><th>"R_t"</th><th>"value clip"</th><th>"entropy"</th></tr></thead>
+                    <tbody>{critic_rows}</tbody>
+                </table>
+            </div>
+            {clip_explorer(state, walk, row)}
+            {push_harder(state, walk, row)}
+        })}
+    }
+    .into_any();
+    let vclip = walk.update.coeffs.clip_range_value;
+    let side = view! {
+        {mathml(math::clipped_objective(eps))}
+        {provenance_view(state, Stage::Update)}
+        {notes_view(state, notes(walk, Stage::Update, row, iteration))}
+        {why("Why several epochs, and why clip?", view! {
+            "Sampling is the expensive part, so PPO reuses each batch for several epochs. Once the policy "
+            "moves, its tokens' probabilities no longer match those it sampled with: the "
+            {term("ratio", "ratio")} " π_new / π_old measures how far. The " {term("clip", "clip")}
+            " stops rewarding a token once its ratio has left [1 − ε, 1 + ε] on the side its advantage "
+            "pushes: there its gradient is 0. That is what keeps the update proximal. "
+            {format!(
+                "The value loss takes the larger of the unclipped and the clipped squared error, with the band \
+                 V_old ± {vclip}. When V_new has left the band after moving toward the return R (and has not \
+                 passed R by as much as the band's edge is from R), the clipped error is the larger and the \
+                 critic's gradient for that token is 0: no reward for moving further toward R in this update. \
+                 Outside the band on the side away from R, the unclipped error is the larger and pulls V_new \
+                 back; inside the band the two are equal and train it as usual."
+            )}
+            " The " {term("entropy", "entropy")} " column is the rollout policy's, per token."
+        }.into_any())}
+    }
+    .into_any();
+    columns(main, side)
+}
+
+/// With exercises on: exercises 1, 2, 3 and 5, the student's beside the reference's, on this
+/// batch through the updated policy.
+fn loss_comparison(walk: &Walkthrough) -> Option<impl IntoView> {
+    let checks = &walk.exercises.as_ref()?.losses;
+    let differing = checks.iter().filter(|c| c.differs()).count();
+    let open = differing > 0;
+    let rows = checks
+        .iter()
+        .map(|c| {
+            let key = c.key.clone();
+            let ex = crate::exercises::exercise(c.exercise);
+            let yours = match c.yours {
+                Some(y) => view! {
+                    <td class="num" class:differs=c.differs() data-testid=format!("check-{key}-yours") data-v=exact(y)>
+                        {c.differs().then(|| view! { <span class="mark" aria-hidden="true">"≠ "</span> })}
+                        {num(y)}
+                    </td>
+                }
+                .into_any(),
+                None => view! {
+                    <td class="todo" data-testid=format!("check-{key}-yours") data-v="">"not written"</td>
+                }
+                .into_any(),
+            };
+            view! {
+                <tr data-testid=format!("check-{key}") data-state=if c.differs() { "differs" } else if c.yours.is_some() { "match" } else { "todo" }>
+                    <td>{format!("{} {}", ex.number, ex.function)}</td>
+                    <td>{c.label.clone()}</td>
+                    {yours}
+                    {plain_cell(format!("check-{key}-ref"), c.reference)}
+                </tr>
+            }
+        })
+        .collect_view();
+    Some(view! {
+        <details class="exercise-check" data-testid="exercise-check" open=open>
+            <summary>
+                {if differing == 0 {
+                    "Your exercises 1, 2, 3 and 5 against the reference: nothing differs".to_string()
+                } else {
+                    format!("Your exercises 1, 2, 3 and 5 against the reference: {differing} values differ")
+                }}
+            </summary>
+            <p class="note">
+                "Both computed on this batch as one mini-batch, through the policy after the update. \
+                 Exercise 5 uses your exercises 1-3, so a mistake there shows in its total too."
+            </p>
+            <table class="numbers">
+                <thead><tr><th>"exercise"</th><th>"value"</th><th>"yours"</th><th>"reference"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </details>
+    })
+}
