@@ -104,15 +104,15 @@ impl PolicyCase {
             };
             format!(
                 "{side}, and ρ = {} is already past {edge}: min() takes the clipped branch clip(ρ)·Â = {}, which is flat in ρ, so this token's own term gives gradient 0. The ratio is not capped: shared weights and other tokens can still move it.",
-                crate::explain::num(self.ratio),
-                crate::explain::num(self.clipped),
+                crate::explain::format::num(self.ratio),
+                crate::explain::format::num(self.clipped),
             )
         } else if self.advantage == 0.0 {
             format!("{side}: both branches are 0, so this token's term gives gradient 0.")
         } else {
             format!(
                 "{side}; min() takes the unclipped branch ρ·Â = {}, so the token still pushes the gradient.",
-                crate::explain::num(self.unclipped),
+                crate::explain::format::num(self.unclipped),
             )
         }
     }
@@ -224,7 +224,7 @@ impl ValueCase {
 
     /// One line: which way V_new moved, which error counted, and whether the critic learns.
     pub fn verdict(&self) -> String {
-        use crate::explain::num;
+        use crate::explain::format::num;
         let (lo, hi) = (self.value_old - self.c, self.value_old + self.c);
         let edge = self.edge();
         let from = format!(
@@ -439,11 +439,11 @@ pub fn zero_spread_effects(beta: f32, entropy_coeff: f32) -> String {
     let acting = match (beta > 0.0, entropy_coeff > 0.0) {
         (true, true) => format!(
             "the KL term (β = {}) and the entropy bonus still act on them",
-            crate::explain::num(beta)
+            crate::explain::format::num(beta)
         ),
         (true, false) => format!(
             "the KL term (β = {}) still acts on them",
-            crate::explain::num(beta)
+            crate::explain::format::num(beta)
         ),
         (false, true) => "with β = 0 only the entropy bonus still acts on them".to_string(),
         (false, false) => "with β = 0 and no entropy bonus nothing else acts on them".to_string(),
@@ -640,7 +640,7 @@ mod tests {
 
 #[cfg(test)]
 mod num_tests {
-    use crate::explain::num;
+    use crate::explain::format::num;
 
     #[test]
     fn numbers_get_the_precision_they_need() {

@@ -4,7 +4,8 @@
 //! and names the stage whose view shows it. `tests/explain.rs` recomputes every number from the
 //! walkthrough. No UI here: the page's Overview stage draws the card.
 
-use crate::explain::{StageKey, count, num, real_len, whitening_flips};
+use crate::explain::format::{count, num};
+use crate::explain::stage::{StageKey, real_len, whitening_flips};
 use crate::explore::{Band, ValueMove, clip_cases, value_case};
 use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::Algorithm;

@@ -11,7 +11,8 @@
 //! No UI here: the page's predict card (src/web/predict.rs) draws them; tests/predict.rs
 //! answers every kind right and wrong on real iterations.
 
-use crate::explain::{StageKey, count, num, real_len, show_token};
+use crate::explain::format::{count, num, show_token};
+use crate::explain::stage::{StageKey, real_len};
 use crate::explore::{Band, policy_case, value_case};
 use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::Algorithm;

@@ -915,7 +915,7 @@ async fn the_loop_diagram_the_tour_and_the_glossary_guide_a_beginner() {
     page.press("t").await;
     assert_eq!(page.attr("tour", "data-stop").await, "0");
     assert!(page.exists("stage-overview").await);
-    let texts: Vec<String> = ppo_lens::explain::TOUR
+    let texts: Vec<String> = ppo_lens::explain::guide::TOUR
         .iter()
         .map(|(_, s)| s.to_string())
         .collect();
@@ -962,7 +962,7 @@ async fn the_loop_diagram_the_tour_and_the_glossary_guide_a_beginner() {
     let gloss = page
         .js("return document.querySelector('.stage dfn.term .gloss').textContent;")
         .await;
-    assert_eq!(gloss.as_str(), ppo_lens::explain::gloss(word));
+    assert_eq!(gloss.as_str(), ppo_lens::explain::guide::gloss(word));
 
     // The misconceptions card: six questions, closed until a student opens one; each answer is
     // written on this batch and takes the student to the stage that shows it.

@@ -4,9 +4,12 @@
 
 use burn::tensor::Device;
 use ppo_lens::compute::block_on;
-use ppo_lens::explain::{
-    LOOP, Quantity, StageKey, TOUR, loop_edges, math, notes, num, provenance, real_len,
-};
+use ppo_lens::explain::format::num;
+use ppo_lens::explain::guide::{LOOP, TOUR, loop_edges};
+use ppo_lens::explain::math;
+use ppo_lens::explain::notes::notes;
+use ppo_lens::explain::provenance::{Quantity, provenance};
+use ppo_lens::explain::stage::{StageKey, real_len};
 use ppo_lens::lab::run::Lab;
 use ppo_lens::lab::settings::LabSettings;
 use ppo_lens::lab::walkthrough::Walkthrough;
@@ -359,7 +362,7 @@ fn formulas_are_mathml_with_the_step_numbers() {
     assert!(general.starts_with("<math display=\"block\">"));
     // V_{t+1} as a subscript with its own row, never "V(s_t+1)".
     assert!(general.contains("<msub><mi>V</mi><mrow><mi>t</mi><mo>+</mo><mn>1</mn></mrow></msub>"));
-    let delta = ppo_lens::explain::num(step.delta);
+    let delta = ppo_lens::explain::format::num(step.delta);
     let shown = delta.trim_start_matches('−');
     assert!(filled.contains(&format!("<mn>{shown}</mn>")), "{filled}");
     assert!(filled.ends_with("</mrow></math>"));

@@ -5,7 +5,7 @@
 
 use burn::tensor::Device;
 use ppo_lens::compute::block_on;
-use ppo_lens::explain::real_len;
+use ppo_lens::explain::stage::real_len;
 use ppo_lens::lab::run::Lab;
 use ppo_lens::lab::settings::LabSettings;
 use ppo_lens::lab::walkthrough::Walkthrough;

@@ -4,19 +4,9 @@
 use burn::tensor::Device;
 
 use super::config::Qwen2Config;
-use super::weights::{Precision, Source, ValueHeadSource, build};
+use super::weights::{Precision, Source, ValueHeadInit, ValueHeadSource, build};
 use super::{ModelError, Qwen2Model};
 use crate::rng::Rng;
-
-/// How a new value head starts.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ValueHeadInit {
-    /// All zeros: every value starts at 0, so the first advantages are GAE's discounted sums of
-    /// the rewards alone (A_t = Σ_k (γλ)^k r_{t+k}), with no baseline subtracted.
-    Zeros,
-    /// Normal weights with this std (bias 0).
-    Normal { std: f64 },
-}
 
 struct RandomSource {
     rng: Rng,

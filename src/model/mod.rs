@@ -6,6 +6,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod decode;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod decode_step;
 #[cfg(not(target_arch = "wasm32"))]
@@ -15,6 +16,8 @@ pub mod few_rows;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod gemm_linear;
 pub mod init;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native_kv;
 pub mod qwen2;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod swiglu;
@@ -25,9 +28,9 @@ pub mod weights;
 pub mod word_level;
 
 pub use config::Qwen2Config;
-pub use init::{ValueHeadInit, init_random};
+pub use init::init_random;
 pub use qwen2::{ForwardOutput, KvCache, Qwen2Model};
-pub use weights::{Precision, WeightFiles, load_model, save_model, save_value_head};
+pub use weights::{Precision, ValueHeadInit, WeightFiles, load_model, save_model, save_value_head};
 
 use std::fmt;
 

@@ -18,9 +18,18 @@ use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
 
 use super::ModelError;
 use super::config::Qwen2Config;
-use super::init::ValueHeadInit;
 use super::qwen2::{Attention, DecoderLayer, Mlp, Qwen2Model, RmsNorm, ValueHead};
 use crate::rng::Rng;
+
+/// How a new value head starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ValueHeadInit {
+    /// All zeros: every value starts at 0, so the first advantages are GAE's discounted sums of
+    /// the rewards alone (A_t = Σ_k (γλ)^k r_{t+k}), with no baseline subtracted.
+    Zeros,
+    /// Normal weights with this std (bias 0).
+    Normal { std: f64 },
+}
 
 /// The dtypes a model stores its weights in and computes in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

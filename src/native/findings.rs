@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
-use super::train::{EFFECTIVE_CONFIG, METRICS, parse_metrics, write_file_atomically};
+use super::run_files::{EFFECTIVE_CONFIG, METRICS, parse_metrics, write_file_atomically};
 use crate::health::{Check, Finding, History, RunSettings, Watch};
 
 pub const FINDINGS: &str = "findings.jsonl";

@@ -11,6 +11,7 @@ pub mod inputs;
 pub mod model_dir;
 pub mod plots;
 pub mod ppo_cmd;
+pub mod run_files;
 pub mod score;
 pub mod tiny;
 pub mod train;

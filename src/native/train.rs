@@ -26,7 +26,6 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::config::{AlgorithmName, DataSource, TrainConfig, load_config};
@@ -35,6 +34,10 @@ use super::model_dir::{
     CONFIG, TOKENIZER, VALUE_HEAD, WEIGHTS, load_dir, open_device, write_dir_atomically,
 };
 use super::plots::write_plots;
+use super::run_files::{
+    EFFECTIVE_CONFIG, METRICS, OPTIMIZER, TRAINER_STATE, TrainerState, parse_metrics,
+    write_file_atomically,
+};
 use crate::adamw::AdamW;
 use crate::adamw8bit::AdamW8bit;
 use crate::compute::block_on;
@@ -56,25 +59,6 @@ use crate::ppo::update::{UpdateConfig, ppo_update};
 use crate::rng::Rng;
 use crate::rollout::sampling::SamplingParams;
 
-pub const OPTIMIZER: &str = "optimizer.burnpack";
-pub const TRAINER_STATE: &str = "trainer_state.json";
-pub const METRICS: &str = "metrics.jsonl";
-pub const EFFECTIVE_CONFIG: &str = "effective_config.yaml";
-
-/// What a checkpoint needs besides the weights and the optimizer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainerState {
-    /// PPO steps done.
-    pub step: usize,
-    /// The random generator's state after that step (batches, sampling, shuffles).
-    pub rng_state: u64,
-    /// The KL coefficient the next step uses.
-    pub kl_coeff: f64,
-    /// Whose state `optimizer.burnpack` holds: `adamw` or `adamw8bit`.
-    pub optimizer: String,
-}
-
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TrainOutcome {
@@ -87,24 +71,6 @@ pub enum TrainOutcome {
         step: usize,
         checkpoint: PathBuf,
     },
-}
-
-/// Write one file atomically: a sibling temporary file, flushed, renamed over `path`.
-pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut f =
-        fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("{}: cannot write", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("{}: cannot move into place", path.display()))
 }
 
 /// The problems of `data`, as the config asks.
@@ -164,18 +130,6 @@ fn pick(n: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
     }
     idx.truncate(k);
     idx
-}
-
-/// The rows of `metrics.jsonl` (its `text`), each with its line as written.
-pub fn parse_metrics<'t>(text: &'t str, path: &Path) -> Result<Vec<(Map<String, Value>, &'t str)>> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, line)| match serde_json::from_str(line) {
-            Ok(Value::Object(row)) => Ok((row, line)),
-            _ => bail!("{}:{}: not a JSON object", path.display(), i + 1),
-        })
-        .collect()
 }
 
 /// Run `ppo-lens train`. `stop` is set by Ctrl-C.

@@ -12,7 +12,6 @@
 //! follows all real tokens (see [`check_suffix_mask`]).
 
 pub mod entropy;
-pub mod functions;
 pub mod gae;
 pub mod group_advantages;
 pub mod grpo_loss;
@@ -26,8 +25,8 @@ pub mod update;
 pub mod value_loss;
 pub mod whiten;
 
-pub use functions::{Functions, REFERENCE};
 pub use masked::{masked_mean, masked_sum};
+pub use update::{Functions, REFERENCE};
 
 /// Where the update's advantages come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -12,7 +12,7 @@ use wasm_bindgen::JsCast;
 use super::classroom::{canvas_by_id, fit_canvas, handout_buttons, scale};
 use super::select::show_token;
 use super::state::{AppState, Asked};
-use crate::explain::real_len;
+use crate::explain::stage::real_len;
 use crate::lab::walkthrough::{AttentionMaps, Walkthrough};
 use crate::palette;
 

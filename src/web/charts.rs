@@ -13,7 +13,7 @@ use wasm_bindgen::JsCast;
 use super::classroom::{canvas_by_id, fit_canvas, handout_buttons, scale};
 use super::select::{exact, show_token};
 use super::state::{AppState, Point};
-use crate::explain::num;
+use crate::explain::format::num;
 use crate::lab::run::KEPT_ITERATIONS;
 
 /// One chart: a title and the series it draws from each point.
@@ -537,7 +537,7 @@ fn PinnedOverTime(state: AppState) -> impl IntoView {
                     let row = k.problems.iter().position(|&p| p == pinned)?;
                     let walk = &k.walk;
                     let exp = &walk.experience;
-                    let real = crate::explain::real_len(walk, row);
+                    let real = crate::explain::stage::real_len(walk, row);
                     let mean_adv = if real == 0 {
                         0.0
                     } else {

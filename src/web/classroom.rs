@@ -10,7 +10,7 @@ use wasm_bindgen::JsCast;
 
 use super::select::{exact, response_token, show_token};
 use super::state::{AppState, Asked};
-use crate::explain::num;
+use crate::explain::format::num;
 use crate::explore::{
     Band, ClipCases, PolicyCase, ValueCase, WhatIf, clip_cases, gae_input_json, policy_case,
     surrogate, value_case, what_if,
@@ -634,7 +634,7 @@ pub fn what_if_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
                     .into_any();
             }
         };
-        let real = crate::explain::real_len(&walk, row);
+        let real = crate::explain::stage::real_len(&walk, row);
         let rows = (0..real)
             .map(|t| {
                 view! {

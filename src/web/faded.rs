@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use super::predict;
 use super::select::{exact, response_token, show_token};
 use super::state::{AppState, Stage};
-use crate::explain::fixed;
+use crate::explain::format::fixed;
 use crate::faded::{self, Check};
 
 /// Four decimals with a real minus sign: the sweep's numbers, precise enough that A_t computed

@@ -12,7 +12,7 @@ use leptos::prelude::*;
 use super::select::{cell, exact, response_token, show_token};
 use super::stages::common::prompt_text;
 use super::state::AppState;
-use crate::explain::{count, num};
+use crate::explain::format::{count, num};
 use crate::explore::{CriticCost, compare_advantages, zero_spread_effects};
 use crate::lab::run::TINY_CONFIG;
 use crate::lab::walkthrough::Walkthrough;
@@ -173,7 +173,7 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
     // The picked response, token by token.
     let step = &group.groups[picked_group];
     let i = row - step.first_row;
-    let real_row = crate::explain::real_len(walk, row);
+    let real_row = crate::explain::stage::real_len(walk, row);
     let row_disagree = comparison
         .as_ref()
         .map_or(&[][..], |c| &c.disagree[row][..]);

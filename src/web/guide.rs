@@ -7,7 +7,10 @@ use leptos::prelude::*;
 
 use super::select::exact;
 use super::state::{AppState, Stage};
-use crate::explain::{LOOP, Note, Quantity, TOUR, gloss, num};
+use crate::explain::format::num;
+use crate::explain::guide::{LOOP, TOUR, gloss};
+use crate::explain::notes::Note;
+use crate::explain::provenance::Quantity;
 
 /// A word of the glossary: hover it, or focus it with Tab, to read what it means.
 pub fn term(word: &'static str, shown: &'static str) -> impl IntoView {

@@ -129,7 +129,7 @@ fn App() -> impl IntoView {
         if let Some(t) = target.token {
             let real = state.walk.with_untracked(|w| {
                 w.as_ref().map_or(0, |w| {
-                    crate::explain::real_len(w, state.row.get_untracked())
+                    crate::explain::stage::real_len(w, state.row.get_untracked())
                 })
             });
             if t < real {

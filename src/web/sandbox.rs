@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use super::select::exact;
-use crate::explain::num;
+use crate::explain::format::num;
 use crate::ppo::check_suffix_mask;
 use crate::ppo::gae::{GaeParams, GaeTrace, gae_ref};
 

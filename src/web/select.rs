@@ -6,7 +6,8 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::state::AppState;
-use crate::explain::{Quantity, num};
+use crate::explain::format::num;
+use crate::explain::provenance::Quantity;
 use crate::lab::walkthrough::Walkthrough;
 
 /// A number for tests and for copying: the shortest text that reads back as the same f32.
@@ -14,7 +15,7 @@ pub fn exact(x: f32) -> String {
     format!("{x:?}")
 }
 
-pub use crate::explain::show_token;
+pub use crate::explain::format::show_token;
 
 /// Response token `t` of `row` as text.
 pub fn response_token(walk: &Walkthrough, row: usize, t: usize) -> String {

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use leptos::prelude::*;
 
-use super::health::{Broken, RunHealth};
+use super::health::run::{Broken, RunHealth};
 use super::worker;
 use crate::break_it::PRESETS;
-use crate::explain::{Provenance, Quantity, provenance, real_len};
+use crate::explain::provenance::{Provenance, Quantity, provenance};
+use crate::explain::stage::real_len;
 use crate::lab::run::KEPT_ITERATIONS;
 use crate::lab::settings::LabSettings;
 use crate::lab::walkthrough::{AttentionMaps, Replay, StageTimes, Walkthrough};
@@ -19,7 +20,7 @@ use crate::ppo::Algorithm;
 use crate::ppo::iteration::metrics;
 
 /// The stages of one iteration, in the order the page steps through them (0 is the overview).
-pub use crate::explain::StageKey as Stage;
+pub use crate::explain::stage::StageKey as Stage;
 
 /// One point of every chart: the metrics of one iteration.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,7 +143,7 @@ pub struct AppState {
     /// A kept batch (iteration, row) to open once training stops.
     pub reopen_after_training: RwSignal<Option<(usize, usize)>>,
     /// Predict mode: questions before answers (src/web/predict.rs).
-    pub predict: super::predict::Predict,
+    pub predict: super::predict::record::Predict,
     /// The run-health findings of this run (src/web/health.rs).
     pub health: RwSignal<RunHealth>,
     /// The "break it" preset in force, if any.
@@ -195,7 +196,7 @@ impl AppState {
             attention: RwSignal::new(Asked::Idle),
             head: RwSignal::new((0, 0)),
             reopen_after_training: RwSignal::new(None),
-            predict: super::predict::Predict::new(predict),
+            predict: super::predict::record::Predict::new(predict),
             health: RwSignal::new(health),
             broken: RwSignal::new(None),
         }
@@ -339,7 +340,7 @@ impl AppState {
 
     /// Starts the tour at its first stop, or moves it to stop `i`; past the end it closes.
     pub fn tour_to(self, i: usize) {
-        match crate::explain::TOUR.get(i) {
+        match crate::explain::guide::TOUR.get(i) {
             Some((stage, _)) => {
                 self.tour.set(Some(i));
                 self.goto(*stage);

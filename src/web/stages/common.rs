@@ -4,7 +4,7 @@
 
 use leptos::prelude::*;
 
-use crate::explain::num;
+use crate::explain::format::num;
 use crate::lab::walkthrough::Walkthrough;
 use crate::reward::GsmScore;
 use crate::web::select::{cell, exact, show_token};

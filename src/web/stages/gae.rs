@@ -6,7 +6,10 @@ use std::sync::Arc;
 use leptos::prelude::*;
 
 use super::common::{columns, compared_cell, mathml, why};
-use crate::explain::{Quantity, math, notes, num};
+use crate::explain::format::num;
+use crate::explain::math;
+use crate::explain::notes::notes;
+use crate::explain::provenance::Quantity;
 use crate::explore::gae_input_json;
 use crate::lab::walkthrough::Walkthrough;
 use crate::web::classroom::what_if_panel;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use leptos::prelude::*;
 
 use super::common::{columns, why};
-use crate::explain::{notes, real_len};
+use crate::explain::notes::notes;
+use crate::explain::stage::real_len;
 use crate::lab::walkthrough::Walkthrough;
 use crate::web::attention::attention_view;
 use crate::web::guide::notes_view;

@@ -19,7 +19,7 @@ use self::common::score_label;
 use super::guide::{TourCard, mini_loop};
 use super::select::{response_token, show_token};
 use super::state::{AppState, Stage};
-use crate::explain::real_len;
+use crate::explain::stage::real_len;
 
 /// The stage the state points at.
 #[component]

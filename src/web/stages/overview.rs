@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::explain::{self, GLOSSARY, LOOP, OBJECTIVE};
+use crate::explain::guide::{GLOSSARY, LOOP, OBJECTIVE, loop_edges};
 use crate::lab::walkthrough::Walkthrough;
 use crate::misconceptions::misconceptions;
 use crate::web::state::{AppState, Stage};
@@ -13,7 +13,7 @@ use crate::web::state::{AppState, Stage};
 /// The PPO loop as an SVG: seven nodes on an ellipse, each arrow labelled with the tensor it
 /// carries and this batch's shape. The node of the stage on show is lit.
 fn loop_svg(walk: &Walkthrough, lit: Stage) -> String {
-    let edges = explain::loop_edges(walk);
+    let edges = loop_edges(walk);
     let (cx, cy, rx, ry) = (480.0f64, 215.0f64, 370.0f64, 160.0f64);
     let at = |i: usize| {
         let angle = -std::f64::consts::FRAC_PI_2 + i as f64 * std::f64::consts::TAU / 7.0;

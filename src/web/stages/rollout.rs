@@ -6,7 +6,10 @@ use std::sync::Arc;
 use leptos::prelude::*;
 
 use super::common::{candidate_text, columns, mathml, prompt_view, why};
-use crate::explain::{math, notes, num, real_len};
+use crate::explain::format::num;
+use crate::explain::math;
+use crate::explain::notes::notes;
+use crate::explain::stage::real_len;
 use crate::lab::walkthrough::Walkthrough;
 use crate::web::guide::{notes_view, term};
 use crate::web::select::{cell, exact, response_token, show_token, token_row, token_strip};

@@ -4,7 +4,11 @@
 use leptos::prelude::*;
 
 use super::common::{columns, mathml, score_label, why};
-use crate::explain::{Quantity, math, notes, num, real_len};
+use crate::explain::format::num;
+use crate::explain::math;
+use crate::explain::notes::notes;
+use crate::explain::provenance::Quantity;
+use crate::explain::stage::real_len;
 use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::rewards::KlEstimator;
 use crate::web::guide::{notes_view, provenance_view, term};

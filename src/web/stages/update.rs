@@ -6,7 +6,11 @@ use std::sync::Arc;
 use leptos::prelude::*;
 
 use super::common::{columns, compared_cell, mathml, plain_cell, why};
-use crate::explain::{Quantity, format_ratio, math, notes, num, real_len};
+use crate::explain::format::num;
+use crate::explain::math;
+use crate::explain::notes::notes;
+use crate::explain::provenance::{Quantity, format_ratio};
+use crate::explain::stage::real_len;
 use crate::explore::clip_cases;
 use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::policy_loss::PolicyClip;

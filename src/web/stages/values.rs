@@ -3,7 +3,9 @@
 use leptos::prelude::*;
 
 use super::common::{columns, why};
-use crate::explain::{notes, num, real_len};
+use crate::explain::format::num;
+use crate::explain::notes::notes;
+use crate::explain::stage::real_len;
 use crate::lab::walkthrough::Walkthrough;
 use crate::web::guide::{notes_view, term};
 use crate::web::select::{exact, response_token, show_token, token_strip};

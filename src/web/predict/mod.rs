@@ -4,57 +4,17 @@
 //! stage is answered or skipped. A tally per stage lasts while the page is open; nothing is sent
 //! anywhere.
 
-use std::collections::HashMap;
+pub mod record;
+
 use std::sync::Arc;
 
 use leptos::prelude::*;
 
+use self::record::Outcome;
 use super::select::exact;
 use super::state::{AppState, Stage};
 use crate::lab::walkthrough::Walkthrough;
-use crate::predict::{
-    Ask, Kind, Mark, Question, Response, Reveal, Tally, in_stage, parse_number, questions, reveal,
-};
-
-/// What became of one question.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    Revealed { said: Response, reveal: Reveal },
-    Skipped,
-}
-
-/// Predict mode's state: whether it is on, every question's outcome by (iteration, response,
-/// kind), and the tally.
-#[derive(Clone, Copy)]
-pub struct Predict {
-    pub on: RwSignal<bool>,
-    /// The question a stage asks first (`?predict=<question>`).
-    pub first: Option<Kind>,
-    pub outcomes: RwSignal<HashMap<(usize, usize, Kind), Outcome>>,
-    pub tally: RwSignal<Tally>,
-}
-
-impl Predict {
-    /// Off without a start from the URL.
-    pub fn new(start: Option<crate::predict::Start>) -> Self {
-        Self {
-            on: RwSignal::new(start.is_some()),
-            first: start.and_then(|s| s.first),
-            outcomes: RwSignal::new(HashMap::new()),
-            tally: RwSignal::new(Tally::default()),
-        }
-    }
-
-    fn record(self, iteration: usize, question: &Question, outcome: Outcome) {
-        if let Outcome::Revealed { reveal, .. } = &outcome {
-            self.tally
-                .update(|t| t.record(question.kind.stage(), reveal.right));
-        }
-        self.outcomes.update(|o| {
-            o.insert((iteration, question.row, question.kind), outcome);
-        });
-    }
-}
+use crate::predict::{Ask, Mark, Question, Response, in_stage, parse_number, questions, reveal};
 
 /// The questions `stage` asks on the batch on show, in the order it asks them.
 fn stage_questions(

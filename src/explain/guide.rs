@@ -1,0 +1,160 @@
+//! The words of the page's guide: the PPO loop's nodes and the tensors on its arrows with this
+//! batch's shapes, the objective in one sentence, the tour, and the glossary.
+
+use super::stage::StageKey;
+use crate::lab::walkthrough::Walkthrough;
+
+/// One node of the loop diagram.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoopNode {
+    pub key: &'static str,
+    pub label: &'static str,
+    /// The page stage that shows it.
+    pub stage: StageKey,
+}
+
+/// The loop: policy → rollout → score and frozen reference → critic values → rewards → GAE →
+/// clipped update → policy.
+pub const LOOP: [LoopNode; 7] = [
+    LoopNode {
+        key: "policy",
+        label: "policy π_θ",
+        stage: StageKey::Overview,
+    },
+    LoopNode {
+        key: "rollout",
+        label: "rollout",
+        stage: StageKey::Rollout,
+    },
+    LoopNode {
+        key: "score",
+        label: "score + frozen reference",
+        stage: StageKey::Score,
+    },
+    LoopNode {
+        key: "values",
+        label: "critic values",
+        stage: StageKey::Values,
+    },
+    LoopNode {
+        key: "rewards",
+        label: "token rewards",
+        stage: StageKey::Score,
+    },
+    LoopNode {
+        key: "gae",
+        label: "GAE + whitening",
+        stage: StageKey::Gae,
+    },
+    LoopNode {
+        key: "update",
+        label: "clipped update",
+        stage: StageKey::Update,
+    },
+];
+
+/// The tensor on the arrow from `LOOP[i]` to `LOOP[(i + 1) % 7]`, with this batch's shape.
+pub fn loop_edges(walk: &Walkthrough) -> [String; 7] {
+    let ro = &walk.experience.rollout;
+    let b = ro.ids.len();
+    let r = ro.response_len();
+    let p = ro.prompt_len;
+    [
+        format!("prompts [{b} × {p}]"),
+        format!("ids, log π_old [{b} × {r}]"),
+        format!("scores [{b}], log π_ref [{b} × {r}]"),
+        format!("V(s_t) [{b} × {r}]"),
+        format!("r_t [{b} × {r}]"),
+        format!("Â_t, R_t [{b} × {r}]"),
+        format!(
+            "new θ ({} epochs × {} mini-batches)",
+            walk.update.epochs,
+            b.div_ceil(walk.update.mini_batch_size.max(1))
+        ),
+    ]
+}
+
+/// What one PPO iteration optimises, in one sentence.
+pub const OBJECTIVE: &str = "PPO raises the probability of tokens with a positive advantage Â \
+    and lowers those with a negative one, a little per batch. Â is the advantage A (how much better \
+    the token turned out than the critic expected) whitened over the batch, so Â > 0 means A above \
+    the batch's mean. Once a token's probability ratio has left [1 − ε, 1 + ε] on the side its \
+    advantage pushes, the clip gives that token's own term no gradient (it zeroes a push; it does \
+    not cap the ratio), and a KL penalty in the reward keeps the policy near the frozen reference.";
+
+/// The tour: one sentence per stage.
+pub const TOUR: [(StageKey, &str); 7] = [
+    (
+        StageKey::Overview,
+        "One PPO iteration goes once around this loop; the tabs above follow it, stage by stage.",
+    ),
+    (
+        StageKey::Rollout,
+        "The policy writes an answer token by token; for each token we keep its log-probability and the critic's value of the state before it.",
+    ),
+    (
+        StageKey::Score,
+        "The answer is scored once, at its end, and every token pays a penalty for drifting from the frozen reference model.",
+    ),
+    (
+        StageKey::Values,
+        "The critic guesses, at every token, the return still to come; those guesses are the baseline that advantages are measured against.",
+    ),
+    (
+        StageKey::Gae,
+        "GAE sweeps from the last token back, turning rewards and values into one advantage per token; whitening then rescales them over the batch.",
+    ),
+    (
+        StageKey::Update,
+        "The update moves each token's probability in the direction of its advantage Â; once the token's ratio has left the band on that side, the clip stops its own term from pushing further.",
+    ),
+    (
+        StageKey::Mask,
+        "The update scores every token in one pass; the causal mask makes that pass see exactly what the rollout saw.",
+    ),
+];
+
+/// The words a beginner meets, and what they mean here.
+pub const GLOSSARY: &[(&str, &str)] = &[
+    (
+        "advantage",
+        "How much better a token turned out than the critic expected (A_t). The update uses Â_t, A_t whitened over the batch: Â_t > 0 (A_t above the batch's mean) pushes its probability up, Â_t < 0 down.",
+    ),
+    (
+        "return",
+        "The critic's training target: R_t = A_t + V(s_t), the reward still to come from state s_t as GAE estimates it.",
+    ),
+    (
+        "value",
+        "V(s_t): the critic's guess, before token t is chosen, of the reward still to come.",
+    ),
+    (
+        "ratio",
+        "ρ_t = π_new(token) / π_old(token): how much more (or less) likely the token is after the update than when it was sampled.",
+    ),
+    (
+        "clip",
+        "PPO keeps the ratio's benefit inside [1 − ε, 1 + ε]: past the band on the side the advantage pushes, that token's own term has gradient 0 (the ratio itself can still move).",
+    ),
+    (
+        "KL",
+        "How far the policy has drifted from the frozen reference; here estimated per token from the two log-probabilities and charged as a penalty in the reward.",
+    ),
+    (
+        "approx KL",
+        "How far one update moved the policy from the one that sampled the batch: ½·mean((log π_new − log π_old)²), a gauge of the step's size. Not the KL to the reference.",
+    ),
+    (
+        "whitening",
+        "Shifting the batch's advantages to mean 0 and scaling them to standard deviation 1, so each update has a steady size.",
+    ),
+    (
+        "entropy",
+        "How spread out the policy's next-token distribution is, in nats: 0 when it is sure, larger when it hesitates.",
+    ),
+];
+
+/// The glossary entry for `word`.
+pub fn gloss(word: &str) -> Option<&'static str> {
+    GLOSSARY.iter().find(|(w, _)| *w == word).map(|(_, d)| *d)
+}

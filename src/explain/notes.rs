@@ -1,0 +1,378 @@
+//! "What to notice" for each stage: claims checked against this batch before they are made (a
+//! note whose condition does not hold is not shown).
+
+use super::format::num;
+use super::provenance::format_ratio;
+use super::stage::{StageKey, real_len, whitening_flips};
+use crate::lab::walkthrough::Walkthrough;
+use crate::ppo::policy_loss::PolicyClip;
+use crate::ppo::rewards::KlEstimator;
+
+/// One "what to notice" line: true for this batch, with the tokens it is about.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Note {
+    /// Stable name, for tests and styling.
+    pub key: &'static str,
+    pub text: String,
+    /// Response tokens of the shown row the note is about (highlighted, and the first is where
+    /// "show me" jumps).
+    pub tokens: Vec<usize>,
+    /// The number the note states, exact, for tests.
+    pub value: Option<f32>,
+}
+
+fn note(key: &'static str, text: String, tokens: Vec<usize>, value: Option<f32>) -> Note {
+    Note {
+        key,
+        text,
+        tokens,
+        value,
+    }
+}
+
+/// The notes of `stage` for response `row` of `walk`, which is the batch of `iteration`.
+pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) -> Vec<Note> {
+    let real = real_len(walk, row);
+    if real == 0 {
+        return Vec::new();
+    }
+    let exp = &walk.experience;
+    let mask = &exp.rollout.response_mask;
+    let mut out = Vec::new();
+    match stage {
+        StageKey::Overview => {}
+        StageKey::Rollout => {
+            // The most uncertain step: the highest entropy of the rollout policy.
+            let entropy = &walk.entropy[row];
+            if let Some(t) = argmax(&entropy[..real]) {
+                out.push(note(
+                    "most-uncertain",
+                    format!(
+                        "The most uncertain step of this response is t = {t} (entropy {} nats): \
+                         there the policy spread its probability widest, so sampling could have \
+                         gone several ways.",
+                        num(entropy[t])
+                    ),
+                    vec![t],
+                    Some(entropy[t]),
+                ));
+            }
+            let p = exp.rollout.prompt_len;
+            let off_top: Vec<usize> = (0..real)
+                .filter(|&t| {
+                    exp.rollout.top[row][t]
+                        .first()
+                        .is_some_and(|(id, _)| *id != exp.rollout.ids[row][p + t])
+                })
+                .collect();
+            let text = if off_top.is_empty() {
+                format!(
+                    "At every one of the {real} steps the sampled token was the most likely \
+                     one: at temperature {} sampling still follows the peak when it is sharp.",
+                    walk.update.temperature
+                )
+            } else {
+                format!(
+                    "At {} of the {real} steps the sampled token was not the most likely one: \
+                     sampling explores, which is what gives PPO different answers to compare.",
+                    off_top.len()
+                )
+            };
+            out.push(note("not-argmax", text, off_top, None));
+        }
+        StageKey::Score => {
+            let max_abs = max_abs_masked(&exp.kl, mask);
+            if iteration == 1 && max_abs < 1e-3 {
+                out.push(note(
+                    "kl-zero",
+                    format!(
+                        "At iteration 1 the policy is still the reference model, so every \
+                         KL_t is 0 up to rounding (largest |KL_t| in the batch: {max_abs:.1e}; \
+                         the token-by-token rollout and the reference's one pass round \
+                         differently). The rewards are the scores alone."
+                    ),
+                    vec![],
+                    Some(max_abs),
+                ));
+            }
+            let negative: Vec<usize> = (0..real).filter(|&t| exp.kl[row][t] < 0.0).collect();
+            if exp.kl_estimator == KlEstimator::K1 && !negative.is_empty() && max_abs > 1e-4 {
+                out.push(note(
+                    "kl-negative",
+                    format!(
+                        "{} of this response's {real} tokens have KL_t < 0 (log π < log π_ref): \
+                         k1 is a one-sample estimate, so for those tokens the penalty is a bonus. \
+                         Only its average over samples is the KL.",
+                        negative.len()
+                    ),
+                    negative,
+                    None,
+                ));
+            }
+            let last = real - 1;
+            let score = exp.scores[row].reward();
+            // The largest penalty among the tokens before the last, computed, not assumed.
+            let others = exp.rewards[row][..last]
+                .iter()
+                .fold(0f32, |m, r| m.max(r.abs()));
+            let rest = if last == 0 {
+                "This response has one token, so its reward is the score plus its own KL penalty."
+                    .to_string()
+            } else if others <= 1e-4 {
+                format!(
+                    "Every other token's reward is its KL penalty alone, about 0 here (largest \
+                     |r_t| {}).",
+                    num(others)
+                )
+            } else if others < 0.1 * score.abs() {
+                format!(
+                    "Every other token's reward is its KL penalty alone, at most {} in size here, \
+                     small beside the score.",
+                    num(others)
+                )
+            } else {
+                format!(
+                    "Every other token's reward is its KL penalty alone, up to {} in size here{}.",
+                    num(others),
+                    if score == 0.0 {
+                        ": with a score of 0 the penalties are all the reward this response gets"
+                    } else {
+                        ", not small beside the score"
+                    }
+                )
+            };
+            out.push(note(
+                "score-last",
+                format!(
+                    "The score {} lands on the last token only (t = {last}). {rest}",
+                    num(score)
+                ),
+                vec![last],
+                Some(exp.rewards[row][last]),
+            ));
+        }
+        StageKey::Values => {
+            let values = &exp.rollout.values[row][..real];
+            out.push(note(
+                "first-value",
+                format!(
+                    "Before writing anything the critic expects a return of {} (V_0); this \
+                     response scored {}.",
+                    num(values[0]),
+                    num(exp.scores[row].reward())
+                ),
+                vec![0],
+                Some(values[0]),
+            ));
+            if real >= 2 {
+                let jumps: Vec<f32> = values.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+                if let Some(t) = argmax(&jumps) {
+                    let n = t + 1;
+                    let gamma = walk.gae[row].params.gamma;
+                    let reading = if gamma == 1.0 {
+                        format!(
+                            "With γ = 1, δ_{t} = r_{t} + V_{n} − V_{t} is r_{t} plus that jump, so \
+                             this token is credited (or blamed) for it."
+                        )
+                    } else {
+                        format!(
+                            "δ_{t} = r_{t} + γ·V_{n} − V_{t} picks that jump up (with γ = {}, \
+                             plus (γ − 1)·V_{n} = {}), so this token is credited (or blamed) for it.",
+                            num(gamma),
+                            num((gamma - 1.0) * values[n])
+                        )
+                    };
+                    out.push(note(
+                        "value-jump",
+                        format!(
+                            "The critic changed its mind most after token t = {t}: V moved by {} \
+                             from V_{t} to V_{n}. {reading}",
+                            num(values[n] - values[t])
+                        ),
+                        vec![t],
+                        Some(values[n] - values[t]),
+                    ));
+                }
+            }
+        }
+        StageKey::Gae => {
+            let trace = &walk.gae[row];
+            let last = real - 1;
+            let cut = !exp.rollout.finished.get(row).copied().unwrap_or(true);
+            out.push(note(
+                "last-delta",
+                format!(
+                    "The sweep starts at t = {last} with nothing after it: A_{last} = δ_{last} = \
+                     {}.{}",
+                    num(trace.advantages[last]),
+                    if cut {
+                        " This response was cut at max_new_tokens without an end token; it is \
+                         treated as terminal anyway (no value after it is bootstrapped)."
+                    } else {
+                        ""
+                    }
+                ),
+                vec![last],
+                Some(trace.advantages[last]),
+            ));
+            if let Some(w) = &walk.whiten {
+                let flipped = whitening_flips(walk, row);
+                let text = if flipped.is_empty() {
+                    format!(
+                        "Whitening (batch mean {}) changed the sign of no advantage of this \
+                         response.",
+                        num(w.mean)
+                    )
+                } else {
+                    let m = num(w.mean);
+                    format!(
+                        "Whitening changed the sign of {} of this response's advantages: {}.",
+                        flipped.len(),
+                        if w.mean > 0.0 {
+                            format!(
+                                "subtracting the batch mean {m} turns any 0 < A_t < {m} negative"
+                            )
+                        } else {
+                            format!(
+                                "the batch mean {m} is negative here, so subtracting it turns any \
+                                 {m} < A_t < 0 positive"
+                            )
+                        }
+                    )
+                };
+                out.push(note("sign-flip", text, flipped, Some(w.mean)));
+                // Mean 0 is not median 0: how many tokens of the batch are pushed up.
+                let white: Vec<f32> = (0..exp.rollout.ids.len())
+                    .flat_map(|b| {
+                        let o = b * exp.rollout.response_len();
+                        (0..real_len(walk, b)).map(move |t| o + t)
+                    })
+                    .map(|i| w.whitened[i])
+                    .collect();
+                let up = white.iter().filter(|&&x| x > 0.0).count();
+                out.push(note(
+                    "pushed-up",
+                    format!(
+                        "After whitening the batch's advantages have mean 0, but {up} of its {} \
+                         tokens are pushed up (Â > 0): mean 0 is not median 0, and sparse \
+                         end-of-response scores make the spread lopsided.",
+                        white.len()
+                    ),
+                    vec![],
+                    Some(up as f32),
+                ));
+            }
+        }
+        StageKey::Update => {
+            let stats = &walk.stats;
+            let mean_adv = masked_mean(&exp.advantages, mask);
+            out.push(note(
+                "policy-loss-zero",
+                format!(
+                    "At the update's first step the new log-probabilities come from one \
+                     teacher-forced pass and the old ones from the token-by-token rollout; they \
+                     differ by at most {} here (the Mask stage shows it), so every ratio starts \
+                     at 1 up to rounding. A step's policy loss at ratio 1 is −mean(Â) over its \
+                     mini-batch, which is not 0 in general: {}. The policy loss shown, {}, is the \
+                     mean over the update's {} steps. The gradient is not 0 either: the grad norm \
+                     shown, {}, is the norm of the total loss's gradient ({} terms together) \
+                     before clipping, averaged over those steps.",
+                    num(walk.teacher_forced_max_diff),
+                    if walk.whiten.is_some() {
+                        format!("whitening makes Â's mean 0 over the whole batch ({} here), not over each mini-batch", num(mean_adv))
+                    } else {
+                        format!("whitening is off, and Â's mean over the whole batch is {}", num(mean_adv))
+                    },
+                    num(stats.loss_policy),
+                    stats.optimizer_steps,
+                    num(stats.grad_norm),
+                    if walk.update.grpo.is_some() {
+                        "policy, KL and entropy"
+                    } else {
+                        "policy, value and entropy"
+                    }
+                ),
+                vec![],
+                Some(stats.grad_norm),
+            ));
+            if let Some(policy) = walk.policy_after.get(row) {
+                if let Some((t, r)) = policy
+                    .tokens
+                    .iter()
+                    .map(|p| (p.t, p.ratio))
+                    .max_by(|a, b| (a.1 - 1.0).abs().total_cmp(&(b.1 - 1.0).abs()))
+                {
+                    let eps = walk.update.coeffs.clip_ratio;
+                    let clipped: Vec<usize> = policy
+                        .tokens
+                        .iter()
+                        .filter(|p| p.clip != PolicyClip::No)
+                        .map(|p| p.t)
+                        .collect();
+                    out.push(note(
+                        "largest-move",
+                        format!(
+                            "The token that moved most is t = {t}: ratio {} (the band is [{:.2}, \
+                             {:.2}]). {} of this response's tokens are outside the band on the \
+                             side their advantage pushes.",
+                            format_ratio(r),
+                            1.0 - eps,
+                            1.0 + eps,
+                            clipped.len()
+                        ),
+                        vec![t],
+                        Some(r),
+                    ));
+                }
+            }
+        }
+        StageKey::Mask => {
+            let p = exp.rollout.prompt_len;
+            let pads = exp.rollout.attention_mask[row][..p]
+                .iter()
+                .filter(|&&m| m == 0)
+                .count();
+            out.push(note(
+                "left-padding",
+                if pads == 0 {
+                    format!(
+                        "This response's prompt is the longest of the batch ({p} positions): it \
+                         has no left padding."
+                    )
+                } else {
+                    format!(
+                        "This prompt has {pads} positions of left padding (shorter than the \
+                         batch's longest, {p}): no query attends to them, so they change nothing."
+                    )
+                },
+                vec![],
+                Some(pads as f32),
+            ));
+        }
+    }
+    out
+}
+
+fn argmax(xs: &[f32]) -> Option<usize> {
+    xs.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+}
+
+fn max_abs_masked(rows: &[Vec<f32>], mask: &[Vec<f32>]) -> f32 {
+    rows.iter()
+        .zip(mask)
+        .flat_map(|(r, m)| r.iter().zip(m).filter(|(_, m)| **m > 0.0))
+        .map(|(x, _)| x.abs())
+        .fold(0.0, f32::max)
+}
+
+fn masked_mean(rows: &[Vec<f32>], mask: &[Vec<f32>]) -> f32 {
+    let (sum, n) = rows
+        .iter()
+        .zip(mask)
+        .flat_map(|(r, m)| r.iter().zip(m).filter(|(_, m)| **m > 0.0))
+        .fold((0f64, 0usize), |(s, n), (x, _)| (s + *x as f64, n + 1));
+    if n == 0 { 0.0 } else { (sum / n as f64) as f32 }
+}

@@ -1,0 +1,98 @@
+//! The stages of one iteration as the page orders them, how many steps each has for a
+//! response, and facts about a response the stages share.
+
+use crate::lab::walkthrough::Walkthrough;
+
+/// The stages of one iteration, as the page orders them (0 is the overview).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StageKey {
+    Overview,
+    Rollout,
+    Score,
+    Values,
+    Gae,
+    Update,
+    Mask,
+}
+
+impl StageKey {
+    pub const ALL: [StageKey; 7] = [
+        StageKey::Overview,
+        StageKey::Rollout,
+        StageKey::Score,
+        StageKey::Values,
+        StageKey::Gae,
+        StageKey::Update,
+        StageKey::Mask,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            StageKey::Overview => "overview",
+            StageKey::Rollout => "rollout",
+            StageKey::Score => "score",
+            StageKey::Values => "values",
+            StageKey::Gae => "gae",
+            StageKey::Update => "update",
+            StageKey::Mask => "mask",
+        }
+    }
+
+    pub fn parse(key: &str) -> Option<StageKey> {
+        StageKey::ALL.into_iter().find(|s| s.key() == key)
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            StageKey::Overview => "0 · Overview",
+            StageKey::Rollout => "1 · Rollout",
+            StageKey::Score => "2 · Score",
+            StageKey::Values => "3 · Values",
+            StageKey::Gae => "4 · GAE",
+            StageKey::Update => "5 · Update",
+            StageKey::Mask => "6 · Causal mask",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        StageKey::ALL.iter().position(|&s| s == self).unwrap_or(0)
+    }
+
+    /// How many steps the stage has for response `row` of `walk`.
+    pub fn steps(self, walk: &Walkthrough, row: usize) -> usize {
+        let real = real_len(walk, row).max(1);
+        match self {
+            StageKey::Overview => 1,
+            // One token at a time.
+            StageKey::Rollout => real,
+            // Score, then the KL row, then the token rewards.
+            StageKey::Score => 3,
+            StageKey::Values => 1,
+            // One step per token from the back, then whitening.
+            StageKey::Gae => real + 1,
+            // Ratios and losses, then the optimizer step with the new logprobs.
+            StageKey::Update => 2,
+            StageKey::Mask => 1,
+        }
+    }
+}
+
+/// How many response tokens of `row` are real (inside the response mask).
+pub fn real_len(walk: &Walkthrough, row: usize) -> usize {
+    walk.gae.get(row).map_or(0, |g| g.steps.len())
+}
+
+/// The tokens of response `row` whose advantage whitening turned to the other sign (a nonzero
+/// GAE advantage A_t and its whitened Â_t on opposite sides of 0); none without whitening.
+pub fn whitening_flips(walk: &Walkthrough, row: usize) -> Vec<usize> {
+    let (Some(w), Some(trace)) = (&walk.whiten, walk.gae.get(row)) else {
+        return Vec::new();
+    };
+    let offset = row * walk.experience.rollout.response_len();
+    (0..real_len(walk, row))
+        .filter(|&t| {
+            let (a, white) = (trace.advantages[t], w.whitened[offset + t]);
+            a != 0.0 && (a > 0.0) != (white > 0.0)
+        })
+        .collect()
+}

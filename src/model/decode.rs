@@ -1,0 +1,57 @@
+//! Decoding one more token after a KV cache: [`Qwen2Model::decode`]. Natively on flex, when the
+//! cache and the packed weights are held in plain memory, the step runs in
+//! [`decode_step`](super::decode_step)'s loops; everywhere else, through burn
+//! ([`Qwen2Model`]'s own pass). This file is the one place the model reaches that fast path.
+
+use burn::tensor::{Int, Tensor};
+
+#[cfg(not(target_arch = "wasm32"))]
+use super::qwen2::Kv;
+use super::qwen2::{ForwardOutput, KvCache, Qwen2Model};
+
+impl Qwen2Model {
+    /// Feed the next tokens `ids [B, T]` (usually T = 1, all real) after what `cache` holds;
+    /// the logits equal those of a full pass over the whole sequence.
+    pub fn decode(&self, ids: Tensor<2, Int>, cache: KvCache) -> (ForwardOutput, KvCache) {
+        let [b, t] = ids.dims();
+        let device = ids.device();
+        #[cfg(not(target_arch = "wasm32"))]
+        let mut cache = cache;
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(out) = self.decode_step(&ids, &mut cache) {
+            return (out, cache);
+        }
+        let KvCache { kv, decode_weights } = cache;
+        let past = kv.into_tensors(&device);
+        let mask = Tensor::<2, Int>::ones([b, t], &device);
+        let steps = Tensor::<1, Int>::arange(0..t as i64, &device).unsqueeze::<2>(); // [1, T]
+        let positions = past.2.clone() + steps; // [B, T]
+        let cache = Some((past, decode_weights));
+        self.run(ids, mask, positions, cache, (0, t), false, false)
+    }
+
+    /// A one-token step through [`decode_step`](super::decode_step) when the cache is held
+    /// there (the cache then holds the new position), else `None` with the cache untouched.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn decode_step(&self, ids: &Tensor<2, Int>, cache: &mut KvCache) -> Option<ForwardOutput> {
+        let [b, t] = ids.dims();
+        let (Kv::Native(kv), Some(weights)) = (&mut cache.kv, &cache.decode_weights) else {
+            return None;
+        };
+        if t != 1 || ids.device() != self.device() {
+            return None;
+        }
+        let ids: Vec<i64> = ids.to_data().iter::<i64>().collect();
+        let out = super::decode_step::step(self, &weights.layers, kv, &ids)?;
+        let device = self.device();
+        let v = self.config.vocab_size;
+        Some(ForwardOutput {
+            logits: Tensor::from_data(
+                burn::tensor::TensorData::new(out.logits, [b, 1, v]),
+                &device,
+            ),
+            values: Tensor::from_data(burn::tensor::TensorData::new(out.values, [b, 1]), &device),
+            attentions: None,
+        })
+    }
+}
