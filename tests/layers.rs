@@ -556,7 +556,7 @@ fn the_graph_has_the_imports_the_code_writes() {
         // `crate::model::Qwen2Model`, re-exported by src/model/mod.rs from qwen2.rs
         ("src/lab/run.rs", "src/model/qwen2.rs", "Qwen2Model"),
         // `super::clock::next_task()` written in code
-        ("src/web/state.rs", "src/web/clock.rs", "next_task"),
+        ("src/web/run.rs", "src/web/clock.rs", "next_task"),
         // `<stages::StagePanel state=state />`: a child module named in the page's view
         ("src/web/mod.rs", "src/web/stages/mod.rs", "StagePanel"),
         // `pub use crate::explain::stage::StageKey as Stage;`: a re-export from elsewhere
@@ -604,5 +604,39 @@ fn a_planted_circle_is_found_and_named() {
         found.contains("src/ppo/losses.rs -> src/ppo/iteration.rs: Experience")
             && found.contains("src/ppo/iteration.rs -> src/ppo/update.rs"),
         "{found}"
+    );
+}
+
+/// Every file fits in one's head: at most 600 lines, except the ones that are long for a reason
+/// of their own (the model in one file top to bottom, the CPU kernels, the exercises' grader
+/// with its hand-worked cases).
+#[test]
+fn no_file_of_src_is_over_600_lines() {
+    const EXEMPT: [(&str, &str); 4] = [
+        (
+            "src/model/qwen2.rs",
+            "the decoder, top to bottom, in one file",
+        ),
+        (
+            "src/model/few_rows.rs",
+            "a CPU kernel (issue 47 measures what it earns)",
+        ),
+        (
+            "src/model/gemm_linear.rs",
+            "a CPU kernel (issue 47 measures what it earns)",
+        ),
+        ("src/exercises/grade.rs", "the grader's hand-worked cases"),
+    ];
+    let long: Vec<String> = source_files()
+        .iter()
+        .filter(|(f, _)| !EXEMPT.iter().any(|(e, _)| e == f))
+        .map(|(f, text)| (f, text.lines().count()))
+        .filter(|&(_, n)| n > 600)
+        .map(|(f, n)| format!("{f}: {n} lines"))
+        .collect();
+    assert!(
+        long.is_empty(),
+        "split by what each part does:\n{}",
+        long.join("\n")
     );
 }

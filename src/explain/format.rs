@@ -52,3 +52,19 @@ pub(super) fn operand(x: f32) -> String {
         num(x)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::num;
+
+    #[test]
+    fn numbers_get_the_precision_they_need() {
+        assert_eq!(num(1.23456), "1.235");
+        assert_eq!(num(-0.5), "−0.500");
+        assert_eq!(num(0.00042), "0.000420");
+        assert_eq!(num(-0.0031), "−0.00310");
+        assert_eq!(num(-2e-7), "−2.00e−7");
+        assert_eq!(num(-0.0), "0.000");
+        assert_eq!(num(0.0), "0.000");
+    }
+}

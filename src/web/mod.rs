@@ -19,6 +19,7 @@ mod guide;
 mod health;
 mod input;
 mod predict;
+mod run;
 mod sandbox;
 mod select;
 mod stages;

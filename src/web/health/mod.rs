@@ -152,7 +152,7 @@ pub fn HealthPanel(state: AppState) -> impl IntoView {
         <section class="card" data-testid="health" data-iterations=iterations>
             <h2>"Is this run healthy?"</h2>
             <p class="explain">
-                "After every iteration the page runs the trainer's checks (src/health.rs) on this "
+                "After every iteration the page runs the trainer's checks (src/health/) on this "
                 "run's metrics: clip fractions, approx KL, the KL to the reference, the gradient "
                 "norm, the value loss, the critic's explained variance and the entropy. Break the "
                 "run on purpose and train to see what each failure looks like; each preset starts a "

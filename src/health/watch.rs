@@ -1,333 +1,10 @@
-//! Is this run healthy? Findings read from the metric history (the names of metrics.jsonl).
-//!
-//! The tutorial's FAQ says how to read a PPO run: reward should rise and plateau, the value loss
-//! fall and settle, approx KL stay small and stable, clip fractions stay low (below 0.1 or 0.2;
-//! above 0.5 the updates are too aggressive), a pre-clip gradient norm far above `max_grad_norm`
-//! means unstable gradients, and a constant value loss means the critic is not learning. Each
-//! [`Check`] here turns one of those sentences into a test on the history's last iterations,
-//! with its threshold a named constant, and says what it means and what to try.
-//!
-//! No I/O here: the trainer and the page pass their history in.
+//! Running the checks on a history: every check that fires now ([`findings`]), and a [`Watch`]
+//! that follows a run as its metrics come in and reports each check once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-/// Policy clip fraction above which one iteration's update was too aggressive: "high
-/// `policy_clip_frac` (e.g., > 0.5) ... suggests instability" (the tutorial's FAQ).
-pub const POLICY_CLIP_HIGH: f64 = 0.5;
-/// Clip fractions "should be low (e.g., < 0.1 or 0.2)" (the FAQ): above this for
-/// [`SUSTAINED`] iterations in a row is a trend, not a noisy batch.
-pub const CLIP_SUSTAINED_HIGH: f64 = 0.2;
-/// Iterations in a row that make a high clip fraction a trend.
-pub const SUSTAINED: usize = 5;
-/// Value clip fraction above which the critic's updates are mostly clipped (the FAQ's 0.5 for
-/// the policy, applied to the critic's band).
-pub const VALUE_CLIP_HIGH: f64 = 0.5;
-/// Pre-clip gradient norm, as a multiple of `max_grad_norm`, that means exploding gradients:
-/// the FAQ's "consistently very high (e.g., > 10-100) when max_grad_norm is set to ~1.0", at
-/// its low end.
-pub const GRAD_NORM_FACTOR: f64 = 10.0;
-/// Iterations over which a trend (a falling value loss, a growing KL) is judged: two halves of
-/// this many, compared.
-pub const TREND_WINDOW: usize = 10;
-/// A value loss is "constant" when its spread over [`TREND_WINDOW`] iterations is below this
-/// fraction of its mean (float noise, not learning).
-pub const CONSTANT_RELATIVE: f64 = 1e-3;
-/// Approx KL (the update's policy change, in nats per token) above which it is no longer
-/// "relatively small": PPO implementations stop an epoch early at a target of 0.01 to 0.05
-/// (Stable-Baselines3's `target_kl`, OpenAI Spinning Up's 0.01 with a 1.5x margin); 0.05 is
-/// the loose end.
-pub const APPROX_KL_HIGH: f64 = 0.05;
-/// KL to the reference, summed over a response (nats), above which a growing KL is worth a
-/// look: a response of a few dozen tokens each a few hundredths of a nat off the reference.
-pub const KL_REF_HIGH: f64 = 1.0;
-/// How much the KL to the reference must grow across the window (second half's mean over the
-/// first half's) to count as rising.
-pub const KL_GROWTH: f64 = 2.0;
-/// A reward is "flat" when the second half of the window's mean is not above the first half's
-/// by this much (rewards are in [0, 1] for GSM8K's scorer).
-pub const REWARD_FLAT: f64 = 0.02;
-/// Entropy (nats per token) below which the policy has all but stopped exploring: a token
-/// sampled with this entropy is near-certain (about 0.1 nats is one alternative at 2%).
-pub const ENTROPY_FLOOR: f64 = 0.1;
-/// ... or a drop to this fraction of the run's first entropy.
-pub const ENTROPY_DROP: f64 = 0.1;
-/// Explained variance below which the critic predicts the returns worse than their mean would,
-/// by enough to matter: its errors spread at least 10% wider than the returns themselves. A
-/// critic that has learned only the returns' level (a constant) scores about 0, a little above
-/// or below from batch to batch (the debug recipe's, within ±0.05): that is not a finding.
-pub const EV_FLOOR: f64 = -0.1;
-/// Iterations in a row of explained variance below [`EV_FLOOR`] before it is a finding: one
-/// noisy batch is not.
-pub const EV_WINDOW: usize = 3;
-
-/// The metric history: one row per iteration, by metric name.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct History {
-    rows: Vec<BTreeMap<String, f64>>,
-}
-
-impl History {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds one iteration's metrics.
-    pub fn push<'a>(&mut self, row: impl IntoIterator<Item = (&'a str, f64)>) {
-        self.rows
-            .push(row.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
-    }
-
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// Every value of `metric`, oldest first; None when one is missing or not finite.
-    pub fn series(&self, metric: &str) -> Option<Vec<f64>> {
-        self.last(metric, self.rows.len())
-    }
-
-    /// The last `n` values of `metric`, oldest first; None when the history is shorter than `n`
-    /// or one of them is missing or not finite.
-    fn last(&self, metric: &str, n: usize) -> Option<Vec<f64>> {
-        let start = self.rows.len().checked_sub(n)?;
-        self.rows[start..]
-            .iter()
-            .map(|r| r.get(metric).copied().filter(|x| x.is_finite()))
-            .collect()
-    }
-
-    /// The first value of `metric` in the history.
-    fn first(&self, metric: &str) -> Option<f64> {
-        self.rows
-            .iter()
-            .find_map(|r| r.get(metric).copied().filter(|x| x.is_finite()))
-    }
-}
-
-/// What a run is checked against besides its metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct RunSettings {
-    /// `ppo.max_grad_norm` (None: no clipping, and no gradient-norm finding).
-    pub max_grad_norm: Option<f64>,
-}
-
-/// One check on the history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Check {
-    PolicyClipHigh,
-    PolicyClipSustained,
-    ValueClipHigh,
-    GradNormExploding,
-    ValueLossFlat,
-    ApproxKlHigh,
-    ApproxKlGrowing,
-    KlRefGrowing,
-    RewardFlatKlRising,
-    EntropyCollapsed,
-    CriticWorseThanMean,
-}
-
-impl Check {
-    pub const ALL: [Check; 11] = [
-        Check::PolicyClipHigh,
-        Check::PolicyClipSustained,
-        Check::ValueClipHigh,
-        Check::GradNormExploding,
-        Check::ValueLossFlat,
-        Check::ApproxKlHigh,
-        Check::ApproxKlGrowing,
-        Check::KlRefGrowing,
-        Check::RewardFlatKlRising,
-        Check::EntropyCollapsed,
-        Check::CriticWorseThanMean,
-    ];
-
-    /// The check named `key` (as [`Check::key`] writes it).
-    pub fn from_key(key: &str) -> Option<Check> {
-        Check::ALL.into_iter().find(|c| c.key() == key)
-    }
-
-    /// Stable name, for findings.jsonl and the page.
-    pub fn key(self) -> &'static str {
-        match self {
-            Check::PolicyClipHigh => "policy-clip-high",
-            Check::PolicyClipSustained => "policy-clip-sustained",
-            Check::ValueClipHigh => "value-clip-high",
-            Check::GradNormExploding => "grad-norm-exploding",
-            Check::ValueLossFlat => "value-loss-flat",
-            Check::ApproxKlHigh => "approx-kl-high",
-            Check::ApproxKlGrowing => "approx-kl-growing",
-            Check::KlRefGrowing => "kl-ref-growing",
-            Check::RewardFlatKlRising => "reward-flat-kl-rising",
-            Check::EntropyCollapsed => "entropy-collapsed",
-            Check::CriticWorseThanMean => "critic-worse-than-mean",
-        }
-    }
-
-    /// What to try when it fires, each setting written `{placeholder}` ([`Knob`]); read it with
-    /// [`Finding::advice`].
-    pub fn advice_template(self) -> &'static str {
-        match self {
-            Check::PolicyClipHigh => {
-                "lower {learning_rate} or {epochs}; check that the advantages are whitened"
-            }
-            Check::PolicyClipSustained | Check::ApproxKlHigh | Check::ApproxKlGrowing => {
-                "lower {learning_rate} or {epochs}"
-            }
-            Check::ValueClipHigh => {
-                "raise {clip_range_value} or lower {learning_rate}; check the reward scale"
-            }
-            Check::GradNormExploding => {
-                "lower {learning_rate}; look for a reward or advantage far larger than the rest"
-            }
-            Check::ValueLossFlat => {
-                "raise {value_bias_learning_rate} so the critic's level can follow the returns; check that returns are A + V"
-            }
-            Check::KlRefGrowing => {
-                "raise {kl_coeff}, or set {kl_target} to let the adaptive controller steer it; lower {learning_rate}"
-            }
-            Check::RewardFlatKlRising => {
-                "raise {kl_coeff}; read some responses to see that the reward still means what it should"
-            }
-            Check::EntropyCollapsed => {
-                "raise {entropy_coeff} or {temperature}; lower {learning_rate}"
-            }
-            Check::CriticWorseThanMean => {
-                "start the value head smaller ({value_head_std}) and keep its weights at the policy's learning rate; a freshly started critic needs some iterations"
-            }
-        }
-    }
-}
-
-/// One finding: which check fired, on which metric and numbers, what it means and what to try.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Finding {
-    pub check: Check,
-    /// The metric it reads (as in metrics.jsonl).
-    pub metric: &'static str,
-    /// The threshold it crossed.
-    pub threshold: f64,
-    /// The iterations it looked at.
-    pub window: usize,
-    /// The number that crossed it (the last value, or the window's statistic).
-    pub value: f64,
-    /// What it means, with the numbers.
-    pub meaning: String,
-}
-
-impl Finding {
-    /// What to try, each setting named by `name` (the trainer by its config key, the page by its
-    /// label and URL key).
-    pub fn advice(&self, name: impl Fn(Knob) -> String) -> String {
-        fill(self.check.advice_template(), name)
-    }
-
-    /// What to try, in the trainer's config keys (`ppo.learning_rate`).
-    pub fn trainer_advice(&self) -> String {
-        self.advice(|knob| knob.config_key().to_string())
-    }
-}
-
-/// A setting that a finding's advice names. The trainer and the page call the same setting
-/// differently (`ppo.learning_rate`, the page's "learning rate (lr)"), so the advice is written
-/// with placeholders (`{learning_rate}`) and each names them its own way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Knob {
-    LearningRate,
-    Epochs,
-    ClipRangeValue,
-    ValueBiasLearningRate,
-    KlCoeff,
-    KlTarget,
-    EntropyCoeff,
-    Temperature,
-    ValueHeadStd,
-}
-
-impl Knob {
-    pub const ALL: [Knob; 9] = [
-        Knob::LearningRate,
-        Knob::Epochs,
-        Knob::ClipRangeValue,
-        Knob::ValueBiasLearningRate,
-        Knob::KlCoeff,
-        Knob::KlTarget,
-        Knob::EntropyCoeff,
-        Knob::Temperature,
-        Knob::ValueHeadStd,
-    ];
-
-    /// Its name in an advice template, between braces.
-    pub fn placeholder(self) -> &'static str {
-        match self {
-            Knob::LearningRate => "learning_rate",
-            Knob::Epochs => "epochs",
-            Knob::ClipRangeValue => "clip_range_value",
-            Knob::ValueBiasLearningRate => "value_bias_learning_rate",
-            Knob::KlCoeff => "kl_coeff",
-            Knob::KlTarget => "kl_target",
-            Knob::EntropyCoeff => "entropy_coeff",
-            Knob::Temperature => "temperature",
-            Knob::ValueHeadStd => "value_head_std",
-        }
-    }
-
-    /// The trainer's config key (configs/config.yaml).
-    pub fn config_key(self) -> &'static str {
-        match self {
-            Knob::LearningRate => "ppo.learning_rate",
-            Knob::Epochs => "ppo.epochs",
-            Knob::ClipRangeValue => "ppo.clip_range_value",
-            Knob::ValueBiasLearningRate => "ppo.value_bias_learning_rate",
-            Knob::KlCoeff => "ppo.kl_coeff",
-            Knob::KlTarget => "ppo.adaptive_kl",
-            Knob::EntropyCoeff => "ppo.entropy_coeff",
-            Knob::Temperature => "rollout.temperature",
-            Knob::ValueHeadStd => "model.value_head_std",
-        }
-    }
-
-    /// The page's URL key for it, where the page has the setting (the value head's starting
-    /// scale is fixed there).
-    pub fn page_key(self) -> Option<&'static str> {
-        match self {
-            Knob::LearningRate => Some("lr"),
-            Knob::Epochs => Some("epochs"),
-            Knob::ClipRangeValue => Some("vclip"),
-            Knob::ValueBiasLearningRate => Some("vblr"),
-            Knob::KlCoeff => Some("kl"),
-            Knob::KlTarget => Some("kl_target"),
-            Knob::EntropyCoeff => Some("ent"),
-            Knob::Temperature => Some("temperature"),
-            Knob::ValueHeadStd => None,
-        }
-    }
-}
-
-/// `template` with each `{placeholder}` of a [`Knob`] replaced by `name(knob)`; anything else
-/// is kept as written.
-pub fn fill(template: &str, name: impl Fn(Knob) -> String) -> String {
-    let mut out = String::with_capacity(template.len() + 32);
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}').map(|c| open + c) else {
-            break;
-        };
-        out.push_str(&rest[..open]);
-        let word = &rest[open + 1..close];
-        match Knob::ALL.into_iter().find(|k| k.placeholder() == word) {
-            Some(knob) => out.push_str(&name(knob)),
-            None => out.push_str(&rest[open..=close]),
-        }
-        rest = &rest[close + 1..];
-    }
-    out.push_str(rest);
-    out
-}
+use super::check::*;
+use super::history::History;
 
 /// The means of the window's first and second halves.
 fn halves(xs: &[f64]) -> (f64, f64) {
@@ -587,26 +264,6 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
     }
 }
 
-/// The critic's explained variance over real tokens: `1 − Var(R − V) / Var(R)`. 1 is a perfect
-/// critic, 0 one no better than predicting the mean return, below 0 worse. None when the
-/// returns have no spread (every return equal) or fewer than two real tokens.
-pub fn explained_variance(returns: &[f64], values: &[f64]) -> Option<f64> {
-    let n = returns.len();
-    if n < 2 || values.len() != n {
-        return None;
-    }
-    let variance = |xs: &[f64]| {
-        let mean = xs.iter().sum::<f64>() / n as f64;
-        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64
-    };
-    let var_r = variance(returns);
-    if var_r <= 0.0 {
-        return None;
-    }
-    let errors: Vec<f64> = returns.iter().zip(values).map(|(r, v)| r - v).collect();
-    Some(1.0 - variance(&errors) / var_r)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -641,7 +298,7 @@ mod tests {
     fn with(n: usize, metric: &str, f: impl Fn(usize) -> f64) -> History {
         let base = healthy(n);
         let mut h = History::new();
-        for (i, row) in base.rows.iter().enumerate() {
+        for (i, row) in base.rows().iter().enumerate() {
             let mut row = row.clone();
             row.insert(metric.to_string(), f(i));
             h.push(row.iter().map(|(k, v)| (k.as_str(), *v)));
@@ -712,7 +369,7 @@ mod tests {
         }
         // The KL to the reference rising fast, with the reward flat: both KL findings.
         let mut h = History::new();
-        for (i, row) in healthy(12).rows.iter().enumerate() {
+        for (i, row) in healthy(12).rows().iter().enumerate() {
             let mut row = row.clone();
             row.insert("rollout/kl_mean".into(), 0.3 * 1.3f64.powi(i as i32));
             row.insert("rollout/reward_mean".into(), 0.2);
@@ -721,7 +378,7 @@ mod tests {
         assert_eq!(fired(&h), [Check::KlRefGrowing, Check::RewardFlatKlRising]);
         // The same KL with the reward rising: only the KL growth.
         let mut h2 = History::new();
-        for (i, row) in h.rows.iter().enumerate() {
+        for (i, row) in h.rows().iter().enumerate() {
             let mut row = row.clone();
             row.insert("rollout/reward_mean".into(), 0.1 + 0.05 * i as f64);
             h2.push(row.iter().map(|(k, v)| (k.as_str(), *v)));
@@ -729,7 +386,7 @@ mod tests {
         assert_eq!(fired(&h2), [Check::KlRefGrowing]);
         // A small KL tripling with the reward flat: still near the reference, no finding.
         let mut h3 = History::new();
-        for (i, row) in h.rows.iter().enumerate() {
+        for (i, row) in h.rows().iter().enumerate() {
             let mut row = row.clone();
             row.insert("rollout/kl_mean".into(), 0.05 * 1.3f64.powi(i as i32));
             h3.push(row.iter().map(|(k, v)| (k.as_str(), *v)));
@@ -771,44 +428,5 @@ mod tests {
             0.3 + 0.01 * (i % 2) as f64
         });
         assert_eq!(fired(&h), []);
-    }
-
-    #[test]
-    fn explained_variance_by_hand() {
-        // R = 1, 2, 3 (variance 2/3). V = R: 1. V = 2 (the mean): 0. V = 3, 2, 1: R − V = −2,
-        // 0, 2, variance 8/3, so 1 − 4 = −3.
-        assert_eq!(
-            explained_variance(&[1.0, 2.0, 3.0], &[1.0, 2.0, 3.0]),
-            Some(1.0)
-        );
-        assert_eq!(
-            explained_variance(&[1.0, 2.0, 3.0], &[2.0, 2.0, 2.0]),
-            Some(0.0)
-        );
-        let ev = explained_variance(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]).unwrap();
-        assert!((ev + 3.0).abs() < 1e-12, "{ev}");
-        assert_eq!(explained_variance(&[1.0, 1.0], &[0.0, 2.0]), None);
-        assert_eq!(explained_variance(&[1.0], &[1.0]), None);
-    }
-
-    #[test]
-    fn every_advice_names_only_known_settings() {
-        for check in Check::ALL {
-            let template = check.advice_template();
-            let marked = fill(template, |k| format!("<{}>", k.placeholder()));
-            assert!(
-                !marked.contains('{') && !marked.contains('}'),
-                "{}: a placeholder that is no Knob in {template:?}",
-                check.key()
-            );
-            assert!(marked.contains('<'), "{}: names no setting", check.key());
-        }
-        assert_eq!(
-            fill("lower {learning_rate} or {epochs}; {other}", |k| k
-                .config_key()
-                .to_string()),
-            "lower ppo.learning_rate or ppo.epochs; {other}"
-        );
-        assert_eq!(fill("a {b", |_| unreachable!()), "a {b");
     }
 }

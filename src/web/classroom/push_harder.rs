@@ -1,0 +1,145 @@
+//! "Push harder": the same batch's update replayed with a larger learning rate or more epochs,
+//! and what the clip does about it.
+
+use std::sync::Arc;
+
+use leptos::prelude::*;
+
+use crate::explain::format::num;
+use crate::explore::policy_case;
+use crate::lab::walkthrough::{Replay, Walkthrough};
+use crate::web::select::{exact, response_token, show_token};
+use crate::web::state::{AppState, Asked};
+
+/// The learning-rate factors and epochs the replay offers.
+const LR_FACTORS: [f64; 5] = [1.0, 3.0, 10.0, 30.0, 100.0];
+
+fn stat_row(
+    label: &'static str,
+    key: &'static str,
+    normal: f32,
+    pushed: Option<f32>,
+) -> impl IntoView {
+    view! {
+        <tr>
+            <th scope="row">{label}</th>
+            <td class="num" data-testid=format!("ph-{key}-normal") data-v=exact(normal)>{num(normal)}</td>
+            <td class="num" data-testid=format!("ph-{key}-pushed") data-v=pushed.map(exact).unwrap_or_default()>
+                {pushed.map(num).unwrap_or_else(|| "·".into())}
+            </td>
+        </tr>
+    }
+}
+
+/// Replays the shown batch's update with a larger learning rate and more epochs, beside the
+/// update that ran.
+pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl IntoView {
+    let factor = RwSignal::new(10.0f64);
+    let epochs = RwSignal::new(8usize);
+    let base_lr = walk.update.lr;
+    let walk = walk.clone();
+    let result = move || {
+        let replay: Option<Arc<Replay>> = match state.replay.get() {
+            Asked::Done(r) => Some(r),
+            _ => None,
+        };
+        let s = &walk.stats;
+        let r = replay.as_ref().map(|r| r.stats.clone());
+        let stats = view! {
+            <table class="numbers" data-testid="push-stats">
+                <thead><tr><th></th>
+                    <th>{format!("this update (lr {:.0e}, {} epochs)", walk.update.lr, walk.update.epochs)}</th>
+                    <th>{replay.as_ref().map_or("pushed harder".to_string(), |r| format!("pushed (lr {:.0e}, {} epochs)", r.update.lr, r.update.epochs))}</th>
+                </tr></thead>
+                <tbody>
+                    {stat_row("policy clip fraction", "policy-clip-frac", s.policy_clip_frac, r.as_ref().map(|r| r.policy_clip_frac))}
+                    {stat_row("value clip fraction", "value-clip-frac", s.value_clip_frac, r.as_ref().map(|r| r.value_clip_frac))}
+                    {stat_row("approx KL (new vs old policy)", "approx-kl", s.approx_kl, r.as_ref().map(|r| r.approx_kl))}
+                    {stat_row("policy loss", "loss-policy", s.loss_policy, r.as_ref().map(|r| r.loss_policy))}
+                    {stat_row("value loss", "loss-value", s.loss_value, r.as_ref().map(|r| r.loss_value))}
+                </tbody>
+            </table>
+        };
+        let stopped = replay.as_ref().map(|r| {
+            let eps = walk.update.coeffs.clip_ratio;
+            let clipped: Vec<_> = r.policy_after[row]
+                .tokens
+                .iter()
+                .filter(|p| policy_case(p.ratio, p.advantage, eps).clipped_wins)
+                .map(|p| {
+                    let t = p.t;
+                    let up = p.advantage > 0.0;
+                    view! {
+                        <li>
+                            <button class="tok" data-testid=format!("pushed-clipped-{t}") on:click=move |_| state.pick(Some(t))>
+                                {show_token(&response_token(&walk, row, t))}
+                            </button>
+                            {format!(" {} ρ = {}, A = {}", if up { "▲" } else { "▼" }, num(p.ratio), num(p.advantage))}
+                        </li>
+                    }
+                })
+                .collect();
+            let n = clipped.len();
+            view! {
+                <p class="explain" data-testid="push-stopped">
+                    {if n == 0 {
+                        format!("No token of response {} left the band on the side its advantage pushes.", row + 1)
+                    } else {
+                        format!(
+                            "What clipping stops: in response {}, {n} tokens went past the band on the side their advantage pushes \
+                             (▲: Â > 0 and ρ above 1 + ε; ▼: Â < 0 and ρ below 1 − ε). From there min() takes the flat clipped branch, \
+                             so each token's own term no longer pushes it in further epochs; shared weights, other tokens and \
+                             AdamW's momentum can still move it. Without the clip that term would keep pushing: a ▲ token's ratio \
+                             further up, a ▼ token's further down.",
+                            row + 1
+                        )
+                    }}
+                </p>
+                <ul class="clipped-list">{clipped}</ul>
+            }
+        });
+        view! { {stats} {stopped} }
+    };
+    let status = move || match state.replay.get() {
+        Asked::Idle => String::new(),
+        Asked::Running => "replaying the update…".into(),
+        Asked::Done(r) => format!(
+            "replayed in {:.0} ms; the model the page trains is unchanged",
+            r.millis
+        ),
+        Asked::Failed(err) => format!("the replay failed: {err}"),
+    };
+    view! {
+        <section class="push-harder" data-testid="push-harder">
+            <h3>"Make clipping happen: push harder"</h3>
+            <p class="explain">
+                "At these settings one update barely moves the policy, so almost no ratio leaves the band. "
+                "Replay the same batch's update from the same starting point with a larger learning rate and more epochs:"
+            </p>
+            <div class="push-controls">
+                <label>"learning rate × "
+                    <select data-testid="push-lr" on:change=move |ev| {
+                        if let Ok(f) = event_target_value(&ev).parse() { factor.set(f); }
+                    }>
+                        {LR_FACTORS.iter().map(|f| view! { <option value=f.to_string() selected={*f == 10.0}>{f.to_string()}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label>" epochs "
+                    <select data-testid="push-epochs" on:change=move |ev| {
+                        if let Ok(e) = event_target_value(&ev).parse() { epochs.set(e); }
+                    }>
+                        {[1usize, 2, 4, 8, 16].iter().map(|e| view! { <option value=e.to_string() selected={*e == 8}>{e.to_string()}</option> }).collect_view()}
+                    </select>
+                </label>
+                <button class="primary" data-testid="btn-push" on:click=move |_| state.push_harder(base_lr * factor.get_untracked(), epochs.get_untracked())>
+                    "replay this update"
+                </button>
+                <span class="status" data-testid="push-status" data-state=move || match state.replay.get() { Asked::Idle => "idle", Asked::Running => "running", Asked::Done(_) => "done", Asked::Failed(_) => "failed" }>{status}</span>
+            </div>
+            {result}
+        </section>
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What if.

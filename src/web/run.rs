@@ -1,0 +1,276 @@
+//! The actions that run the model: reset, the next iteration, training, "break it" and "fix it",
+//! the push-harder replay and the attention maps. Each asks the page's Web Worker
+//! ([`super::worker`]) and records its answer in the page's state ([`AppState`]).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use leptos::prelude::*;
+
+use super::health::run::{Broken, RunHealth};
+use super::state::{Activity, AppState, Asked, Kept, Point, Stage};
+use super::worker;
+use crate::break_it::PRESETS;
+use crate::lab::run::KEPT_ITERATIONS;
+use crate::lab::walkthrough::{AttentionMaps, Walkthrough};
+use crate::lab::wire::Iterated;
+use crate::ppo::iteration::metrics;
+
+impl AppState {
+    /// Asks the worker to replay the shown batch's update with `lr` and `epochs`.
+    pub fn push_harder(self, lr: f64, epochs: usize) {
+        if self.busy() || self.replay.get_untracked() == Asked::Running {
+            return;
+        }
+        let iteration = self.shown.get_untracked();
+        self.replay.set(Asked::Running);
+        wasm_bindgen_futures::spawn_local(async move {
+            let result = worker::replay(iteration, lr, epochs).await;
+            // The answer counts only if the same batch is still on show.
+            if self.shown.get_untracked() == iteration {
+                self.replay.set(match result {
+                    Ok(replay) => Asked::Done(Arc::new(replay)),
+                    Err(err) => Asked::Failed(err),
+                });
+            }
+        });
+    }
+
+    /// Asks the worker for the shown response's attention maps, unless the batch has them.
+    pub fn fetch_attention(self) {
+        let Some(walk) = self.walk.get_untracked() else {
+            return;
+        };
+        let row = self.row.get_untracked();
+        let have = |a: &AttentionMaps| a.row == row;
+        if walk.attention.as_ref().is_some_and(have)
+            || matches!(self.attention.get_untracked(), Asked::Done(ref a) if have(a))
+            || self.attention.get_untracked() == Asked::Running
+        {
+            return;
+        }
+        let iteration = self.shown.get_untracked();
+        self.attention.set(Asked::Running);
+        wasm_bindgen_futures::spawn_local(async move {
+            let result = worker::attention(iteration, row).await;
+            if self.shown.get_untracked() == iteration {
+                self.attention.set(match result {
+                    Ok(maps) => Asked::Done(Arc::new(maps)),
+                    Err(err) => Asked::Failed(err),
+                });
+                if self.row.get_untracked() != row {
+                    self.fetch_attention();
+                }
+            }
+        });
+    }
+
+    /// A fresh run with the current settings (and seed): the model as pretrained, no history;
+    /// then the first iteration.
+    pub fn reset(self) {
+        // Not while an iteration runs (the page's own first reset runs while Loading).
+        if matches!(
+            self.activity.get_untracked(),
+            Activity::Computing | Activity::Training
+        ) {
+            return;
+        }
+        // A preset already fixed belonged to the run this reset ends.
+        if self
+            .broken
+            .with_untracked(|b| b.as_ref().is_some_and(|b| b.fixed_after.is_some()))
+        {
+            self.broken.set(None);
+        }
+        self.restart(false);
+    }
+
+    /// [`Self::reset`], then training (`train`) or the first iteration to step through.
+    fn restart(self, train: bool) {
+        if matches!(
+            self.activity.get_untracked(),
+            Activity::Computing | Activity::Training
+        ) {
+            return;
+        }
+        self.playing.set(false);
+        self.activity.set(Activity::Loading);
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Err(err) = worker::reset(self.settings.get_untracked()).await {
+                self.activity.set(Activity::Failed(err));
+                return;
+            }
+            let run = self.history.get_untracked();
+            if !run.is_empty() {
+                self.previous_run.set(run);
+            }
+            self.history.set(Vec::new());
+            self.health
+                .set(RunHealth::new(&self.settings.get_untracked()));
+            self.kept.set(VecDeque::new());
+            self.shown.set(0);
+            self.walk.set(None);
+            self.activity.set(Activity::Idle);
+            if train {
+                self.train();
+            } else {
+                self.next_iteration(false);
+            }
+        });
+    }
+
+    /// Breaks the run with preset `i` ([`PRESETS`]): a fresh run with that change, training. A
+    /// preset replaces one already in force rather than adding to it.
+    pub fn break_with(self, i: usize) {
+        if self.busy() {
+            return;
+        }
+        let before = match self.broken.get_untracked() {
+            Some(b) if b.fixed_after.is_none() => b.before,
+            _ => self.settings.get_untracked(),
+        };
+        self.settings.set(PRESETS[i].apply(&before));
+        self.broken.set(Some(Broken {
+            preset: i,
+            before,
+            fixed_after: None,
+        }));
+        self.restart(true);
+    }
+
+    /// Puts the broken preset's settings back, from the next iteration on (training goes on).
+    pub fn fix_it(self) {
+        let Some(b) = self.broken.get_untracked() else {
+            return;
+        };
+        let now = self.settings.get_untracked();
+        self.settings.set(b.preset().fix(&b.before, &now));
+        let after = self.latest();
+        self.broken.update(|b| {
+            if let Some(b) = b {
+                b.fixed_after = Some(after);
+            }
+        });
+    }
+
+    /// Computes the next iteration for stepping through; `then_play` keeps playing after it.
+    pub fn next_iteration(self, then_play: bool) {
+        if self.busy() {
+            return;
+        }
+        self.activity.set(Activity::Computing);
+        wasm_bindgen_futures::spawn_local(async move {
+            let row = 0;
+            self.sampling.set(None);
+            let pinned = self.pinned.get_untracked();
+            match worker::iterate(self.settings.get_untracked(), Some(row), pinned).await {
+                Ok(done) => {
+                    let (iteration, walk) = self.record(done);
+                    super::clock::next_task().await;
+                    self.row.set(row);
+                    self.cursor.set(0);
+                    self.token.set(None);
+                    self.focus.set(None);
+                    self.stage.set(Stage::Rollout);
+                    self.show(iteration, walk);
+                    self.activity.set(Activity::Idle);
+                    self.playing.set(then_play);
+                    if self.ready_ms.get_untracked().is_none() {
+                        self.ready_ms.set(Some(super::clock::since_navigation_ms()));
+                    }
+                }
+                Err(err) => {
+                    self.playing.set(false);
+                    self.activity.set(Activity::Failed(err));
+                }
+            }
+        });
+    }
+
+    /// Runs iterations until asked to stop, charting each one.
+    pub fn train(self) {
+        if self.busy() {
+            return;
+        }
+        self.playing.set(false);
+        self.stop_requested.set(false);
+        self.activity.set(Activity::Training);
+        wasm_bindgen_futures::spawn_local(async move {
+            while !self.stop_requested.get_untracked() {
+                self.sampling.set(None);
+                let pinned = self.pinned.get_untracked();
+                match worker::iterate(self.settings.get_untracked(), Some(0), pinned).await {
+                    Ok(done) => {
+                        let (iteration, walk) = self.record(done);
+                        // The charts draw in this task, the stage in the next one: two short
+                        // tasks rather than one long one.
+                        super::clock::next_task().await;
+                        self.row.set(0);
+                        self.cursor
+                            .set(Stage::Rollout.steps(&walk, 0).saturating_sub(1));
+                        self.show(iteration, walk);
+                    }
+                    Err(err) => {
+                        self.activity.set(Activity::Failed(err));
+                        return;
+                    }
+                }
+            }
+            self.stage.set(Stage::Rollout);
+            self.activity.set(Activity::Idle);
+            // A batch asked for while training opens once the training has stopped.
+            if let Some((iteration, row)) = self.reopen_after_training.get_untracked() {
+                self.reopen_after_training.set(None);
+                self.reopen(iteration, row);
+            }
+        });
+    }
+
+    pub fn stop_training(self) {
+        self.stop_requested.set(true);
+    }
+
+    /// Charts an iteration's metrics and keeps its batch; returns its walkthrough.
+    fn record(self, done: Iterated) -> (usize, Arc<Walkthrough>) {
+        let Iterated {
+            iteration,
+            problems,
+            walk,
+            exercises_ran,
+        } = done;
+        self.exercises_ran.set(exercises_ran);
+        let stats = &walk.stats;
+        self.history.update(|h| {
+            h.push(Point {
+                iteration,
+                reward_mean: walk.experience.reward_mean(),
+                kl_mean: walk.experience.kl_mean(),
+                policy_clip_frac: stats.policy_clip_frac as f64,
+                value_clip_frac: stats.value_clip_frac as f64,
+                loss_value: stats.loss_value as f64,
+                entropy: stats.loss_entropy as f64,
+                approx_kl: stats.approx_kl as f64,
+                grad_norm: stats.grad_norm as f64,
+                explained_variance: walk.experience.explained_variance().unwrap_or(f64::NAN),
+                kl_coeff: walk.experience.kl_coeff as f64,
+                kl_target: walk.kl_control.map_or(f64::NAN, |k| k.target),
+                times: walk.times,
+                algorithm: walk.experience.algorithm,
+            })
+        });
+        self.health
+            .update(|h| h.push(iteration, metrics(&walk.experience, &walk.stats)));
+        let walk = Arc::new(walk);
+        self.kept.update(|k| {
+            if k.len() == KEPT_ITERATIONS {
+                k.pop_front();
+            }
+            k.push_back(Kept {
+                iteration,
+                walk: walk.clone(),
+                problems,
+            });
+        });
+        (iteration, walk)
+    }
+}
