@@ -1,5 +1,6 @@
 //! The crate's files import one way: no two files of `src/` import each other, directly or
-//! around a longer circle (docs/architecture.md says why, and where each kind of change goes).
+//! around a longer circle, and no two top-level modules do either (docs/architecture.md says
+//! why, and where each kind of change goes).
 //!
 //! The graph is read from the code: every `use` and every path written in code
 //! (`crate::explain::format::num(x)`, `super::clock::next_task()`, a child module's
@@ -534,6 +535,39 @@ fn no_two_files_of_src_import_each_other() {
         found.is_empty(),
         "files of src/ that import each other (docs/architecture.md: move what both need below \
          both, or hand it down from the caller):\n{}",
+        report(&found)
+    );
+}
+
+/// The same rule one level up: no two of the crate's top-level modules (`ppo`, `rollout`,
+/// `model`, `lab`, `web`, ...) import each other, through any of their files.
+#[test]
+fn no_two_top_level_modules_import_each_other() {
+    let files = graph(&source_files());
+    let top = |file: &str| {
+        module_of(file)
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "lib".into())
+    };
+    let mut g: Graph = BTreeMap::new();
+    for (a, edges) in &files {
+        for (b, names) in edges {
+            let (ta, tb) = (top(a), top(b));
+            if ta != tb {
+                let named = names.iter().map(|n| format!("{n} ({a} -> {b})"));
+                g.entry(ta)
+                    .or_default()
+                    .entry(tb)
+                    .or_default()
+                    .extend(named);
+            }
+        }
+    }
+    let found = circles(&g);
+    assert!(
+        found.is_empty(),
+        "top-level modules that import each other:\n{}",
         report(&found)
     );
 }

@@ -9,13 +9,9 @@ use burn::tensor::activation::softmax;
 
 use super::masked::{masked_mean, masked_mean_ref};
 
-/// `log(sum(exp(z)))` along the last dimension, kept as size 1, with the maximum taken out first
-/// so that `exp` never overflows.
-pub fn logsumexp<const D: usize>(logits: Tensor<D>) -> Tensor<D> {
-    let last = D - 1;
-    let max = logits.clone().max_dim(last).detach();
-    (logits - max.clone()).exp().sum_dim(last).log() + max
-}
+/// `log(sum(exp(z)))` along the last dimension (defined beside the rollout's logprobs, which
+/// use it too; named here for exercises 3 and 5).
+pub use crate::rollout::generate::logsumexp;
 
 /// Per-position entropy `[B, T]` from logits `[B, T, V]`.
 pub fn entropy_from_logits(logits: Tensor<3>) -> Tensor<2> {

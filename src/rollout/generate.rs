@@ -13,7 +13,6 @@ use burn::tensor::{Int, Tensor, TensorData};
 use super::sampling::{SamplingParams, sample_rows};
 use crate::compute::{read_f32, yield_to_browser};
 use crate::model::Qwen2Model;
-use crate::ppo::entropy::logsumexp;
 use crate::rng::Rng;
 
 /// One batch of sampled responses and what the policy said while sampling them.
@@ -236,6 +235,14 @@ fn fused(logits: &Tensor<3>, targets: &Tensor<2, Int>) -> Option<(Tensor<2>, Ten
 #[cfg(target_arch = "wasm32")]
 fn fused(_: &Tensor<3>, _: &Tensor<2, Int>) -> Option<(Tensor<2>, Tensor<2>)> {
     None // the page composes burn's ops (WebGPU, or flex in the browser)
+}
+
+/// `log(sum(exp(z)))` along the last dimension, kept as size 1, with the maximum taken out first
+/// so that `exp` never overflows.
+pub fn logsumexp<const D: usize>(logits: Tensor<D>) -> Tensor<D> {
+    let last = D - 1;
+    let max = logits.clone().max_dim(last).detach();
+    (logits - max.clone()).exp().sum_dim(last).log() + max
 }
 
 /// Rows of `u32`/`u8` as an Int tensor (ids or masks for [`response_outputs`]).
