@@ -68,6 +68,21 @@ fn doctor_reports_flex_passing_its_self_check_and_the_page_tools() {
     assert!(flex.contains(" ok "), "{flex}");
     // Every other device line either passes or says why it is unavailable; none is WRONG.
     assert!(!stdout.contains("WRONG"), "{stdout}");
+    // The adapters wgpu finds, each with its backend, kind and driver: at least one, since the
+    // test command installs a Vulkan CPU device (lavapipe) where there is no GPU.
+    let adapters: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("wgpu adapters on this machine"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert!(
+        !adapters.is_empty()
+            && adapters
+                .iter()
+                .all(|l| l.matches(" · ").count() == 3 && l.contains("driver")),
+        "{stdout}"
+    );
     for tool in [
         "trunk",
         "wasm-bindgen",

@@ -1,8 +1,13 @@
 //! Rollouts against the teacher-forced pass, EOS handling, and seeding.
 
 use burn::tensor::Device;
-use ppo_lens::compute::{block_on, read_f32};
+use ppo_lens::compute::{Compute, block_on, read_f32};
+use ppo_lens::data::gsm_mini::gsm_mini;
+use ppo_lens::lab::run::{TINY_CONFIG, TINY_TOKENIZER, TINY_WEIGHTS};
+use ppo_lens::model::chat::gsm8k_prompt;
+use ppo_lens::model::tokenizer::TextTokenizer;
 use ppo_lens::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
+use ppo_lens::model::{WeightFiles, load_model};
 use ppo_lens::rng::Rng;
 use ppo_lens::rollout::generate::{ResponseOutputs, rows_tensor};
 use ppo_lens::rollout::{Rollout, SamplingParams, response_outputs, rollout};
@@ -222,5 +227,81 @@ fn every_sampled_id_lies_in_its_steps_top_k_and_nucleus() {
             }
         }
         assert!(checked >= 30, "k {k}, p {p}: only {checked} tokens");
+    }
+}
+
+/// The tiny model's rollout with the KV cache through burn's GPU kernels (wgpu; lavapipe's
+/// Vulkan CPU device where there is no GPU) samples what flex samples when sampling is greedy
+/// (top-k 1, so the temperature does not matter), with every logprob and value within 1e-4.
+#[test]
+fn the_tiny_models_greedy_rollout_on_wgpu_matches_flex() {
+    let wgpu = block_on(Compute::wgpu()).unwrap_or_else(|err| {
+        panic!(
+            "no wgpu device ({err}). Without a GPU, wgpu needs a Vulkan CPU device: install \
+             Debian's mesa-vulkan-drivers (scripts/test.sh does)."
+        )
+    });
+    let tokenizer = TextTokenizer::from_bytes(TINY_TOKENIZER, "tiny/tokenizer.json").unwrap();
+    let prompts: Vec<Vec<u32>> = gsm_mini(4, 7)
+        .iter()
+        .map(|p| tokenizer.encode(&gsm8k_prompt(&p.question)).unwrap())
+        .collect();
+    let eos = [tokenizer.token_id("<|im_end|>").unwrap()];
+    let pad = tokenizer.token_id("<|endoftext|>").unwrap();
+    let greedy = SamplingParams::new(1.0, 1, 1.0).unwrap();
+    let roll = |device: &Device| {
+        let config = Qwen2Config::from_json(TINY_CONFIG, "tiny/config.json").unwrap();
+        let files = [("tiny/model.safetensors".to_string(), TINY_WEIGHTS)];
+        let weights = WeightFiles::parse(&files).unwrap();
+        let value_head = ValueHeadInit::Normal { std: 0.05 };
+        let model = load_model(
+            &config,
+            &weights,
+            None,
+            value_head,
+            3,
+            Precision::F32,
+            device,
+        )
+        .unwrap();
+        let mut rng = Rng::new(11);
+        block_on(rollout(
+            &model,
+            &prompts,
+            &greedy,
+            24,
+            &eos,
+            pad,
+            3,
+            &mut rng,
+            &mut |_| {},
+        ))
+        .unwrap()
+    };
+    let (flex, gpu) = (roll(&Device::flex()), roll(&wgpu.device));
+    assert_eq!(
+        flex.ids, gpu.ids,
+        "the greedy tokens differ between flex and wgpu"
+    );
+    assert_eq!(flex.response_mask, gpu.response_mask);
+    assert!(
+        flex.response_mask.iter().flatten().sum::<f32>() > 20.0,
+        "too few tokens sampled to compare: {:?}",
+        flex.response_mask
+    );
+    for (what, a, b) in [
+        ("logprob", &flex.logprobs, &gpu.logprobs),
+        ("value", &flex.values, &gpu.values),
+    ] {
+        for (row, (x, y)) in a.iter().zip(b).enumerate() {
+            for (t, (x, y)) in x.iter().zip(y).enumerate() {
+                if flex.response_mask[row][t] > 0.0 {
+                    assert!(
+                        (x - y).abs() <= 1e-4,
+                        "response {row} token {t}: {what} {x} on flex, {y} on wgpu"
+                    );
+                }
+            }
+        }
     }
 }

@@ -64,6 +64,20 @@ const UPDATE_METRICS: [&str; 9] = [
     "rollout/kl_mean",
 ];
 
+/// GRPO's rows: its losses (the KL as a loss term, no critic), clip fraction, grad norm, the
+/// groups' reward spread and the KL to the reference.
+const GRPO_UPDATE_METRICS: [&str; 9] = [
+    "loss/policy",
+    "loss/kl",
+    "loss/entropy",
+    "loss/total",
+    "params/approx_kl",
+    "params/policy_clip_frac",
+    "params/grad_norm",
+    "grpo/reward_std",
+    "rollout/kl_mean",
+];
+
 fn mean(rows: &[serde_json::Map<String, Value>], key: &str) -> f64 {
     rows.iter().map(|r| r[key].as_f64().unwrap()).sum::<f64>() / rows.len() as f64
 }
@@ -500,18 +514,10 @@ fn grpo_debug_config_raises_the_reward() {
     );
     let rows = metrics(&out);
     assert_eq!(rows.len(), 20);
-    for name in [
-        "rollout/reward_mean",
-        "loss/policy",
-        "loss/kl",
-        "loss/entropy",
-        "loss/total",
-        "params/approx_kl",
-        "params/policy_clip_frac",
-        "params/grad_norm",
-        "grpo/reward_std",
-        "grpo/zero_std_frac",
-    ] {
+    for name in GRPO_UPDATE_METRICS
+        .into_iter()
+        .chain(["rollout/reward_mean", "grpo/zero_std_frac"])
+    {
         assert!(rows.iter().all(|r| r[name].is_number()), "no {name}");
     }
     for name in ["loss/value", "params/value_clip_frac", "params/kl_coeff"] {
@@ -604,24 +610,21 @@ fn adaptive_kl_moves_the_coefficient() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// Three steps of the debug config through burn's GPU kernels (wgpu; lavapipe's Vulkan CPU
-/// device where there is no GPU) give flex's numbers: the same sampled responses (rewards,
-/// lengths), and losses, KL, clip fractions and grad norms within 1e-6 (KL to the reference:
-/// 1e-5) plus 1e-4 of the value. Measured here: the policy loss (about -1e-3) 1.8e-7 apart, grad
-/// norms 3.5e-7 relative, KL to the reference 1.6e-6 apart at step 1.
-#[test]
-fn three_debug_steps_on_wgpu_match_flex() {
-    let steps = [
-        "training.total_ppo_steps=3",
-        "rollout.batch_size=8",
-        "ppo.mini_batch_size=8",
-    ];
+/// `config` with `extra` for three steps on flex and on wgpu (lavapipe's Vulkan CPU device where
+/// there is no GPU), compared step by step: the `equal` metrics (what was sampled) exactly, the
+/// `close` ones within 1e-6 (KL to the reference: 1e-5) plus 1e-4 of the value.
+fn three_steps_on_wgpu_match_flex(config: &str, extra: &[&str], equal: &[&str], close: &[&str]) {
     let run = |device: &str| {
-        let dir = out_dir(&format!("device-{device}"));
-        let mut args = steps.to_vec();
+        let name = config
+            .trim_start_matches("configs/")
+            .trim_end_matches(".yaml");
+        let dir = out_dir(&format!("{name}-{device}"));
+        let out_arg = format!("training.output_dir={}", dir.display());
         let device_arg = format!("training.device={device}");
-        args.push(&device_arg);
-        let out = train(&dir, &args);
+        let mut args = vec!["train", "--config", config, &out_arg, &device_arg];
+        args.extend_from_slice(extra);
+        args.push("training.total_ppo_steps=3");
+        let out = ppo_lens(&args).output().expect("run ppo-lens train");
         if device == "wgpu" && !out.status.success() {
             panic!(
                 "training on wgpu failed. Without a GPU, wgpu needs a Vulkan CPU device: install \
@@ -630,20 +633,18 @@ fn three_debug_steps_on_wgpu_match_flex() {
             );
         }
         ok(&out);
-        metrics(&dir)
+        let rows = metrics(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        rows
     };
     let (flex, wgpu) = (run("cpu"), run("wgpu"));
     assert_eq!(flex.len(), 3);
     assert_eq!(wgpu.len(), 3);
     for (step, (a, b)) in flex.iter().zip(&wgpu).enumerate() {
-        for key in [
-            "rollout/reward_mean",
-            "rollout/correct_frac",
-            "rollout/response_len_mean",
-        ] {
+        for &key in equal {
             assert_eq!(a[key], b[key], "step {}: {key}", step + 1);
         }
-        for key in UPDATE_METRICS {
+        for &key in close {
             let (x, y) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
             // KL to the reference is a sum over a response's ~30 tokens of differences of two
             // logprobs, each rounded at about 1e-7: at step 1 (policy = reference) flex gives
@@ -656,4 +657,36 @@ fn three_debug_steps_on_wgpu_match_flex() {
             );
         }
     }
+}
+
+/// The sampled responses' metrics: equal on both devices when they sampled the same tokens.
+const SAMPLED: [&str; 3] = [
+    "rollout/reward_mean",
+    "rollout/correct_frac",
+    "rollout/response_len_mean",
+];
+
+/// Three steps of the debug config through burn's GPU kernels give flex's numbers. Measured
+/// here: the policy loss (about -1e-3) 1.8e-7 apart, grad norms 3.5e-7 relative, KL to the
+/// reference 1.6e-6 apart at step 1.
+#[test]
+fn three_debug_steps_on_wgpu_match_flex() {
+    three_steps_on_wgpu_match_flex(
+        DEBUG,
+        &["rollout.batch_size=8", "ppo.mini_batch_size=8"],
+        &SAMPLED,
+        &UPDATE_METRICS,
+    );
+}
+
+/// GRPO's debug config on wgpu: the same groups sampled, and GRPO's losses (its KL term in the
+/// loss, no critic), clip fraction, grad norm and group statistics as on flex.
+#[test]
+fn three_grpo_steps_on_wgpu_match_flex() {
+    three_steps_on_wgpu_match_flex(
+        "configs/config_debug_grpo.yaml",
+        &["rollout.batch_size=8", "ppo.mini_batch_size=8"],
+        &SAMPLED,
+        &GRPO_UPDATE_METRICS,
+    );
 }

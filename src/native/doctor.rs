@@ -71,6 +71,20 @@ pub fn run() -> Result<()> {
         }
     }
 
+    println!("\nwgpu adapters on this machine (name · backend · kind · driver)");
+    match wgpu_adapters() {
+        Ok(adapters) if !adapters.is_empty() => {
+            for adapter in adapters {
+                println!("  {adapter}");
+            }
+        }
+        Ok(_) => println!(
+            "  none: wgpu found no Vulkan, Metal, DX12 or GL device. Without a GPU, install a \
+             Vulkan CPU device: Debian's mesa-vulkan-drivers (lavapipe; scripts/test.sh does)"
+        ),
+        Err(reason) => println!("  none: asking wgpu for adapters failed: {reason}"),
+    }
+
     println!("\nTools for the page");
     let lock_version = locked_wasm_bindgen_version().unwrap_or("?");
     let tools: [(&str, &[&str], String); 7] = [
@@ -154,6 +168,33 @@ fn devices() -> Vec<DeviceLine> {
     }
 
     lines
+}
+
+/// Every adapter wgpu finds, each `name · backend · kind · driver (version)`: what burn's wgpu
+/// device may run on.
+fn wgpu_adapters() -> Result<Vec<String>, String> {
+    guarded(|| {
+        let backends = wgpu::Backends::all();
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        block_on(instance.enumerate_adapters(backends))
+            .iter()
+            .map(|adapter| {
+                let info = adapter.get_info();
+                let driver = match (info.driver.is_empty(), info.driver_info.is_empty()) {
+                    (true, _) => "driver not reported".to_string(),
+                    (false, true) => format!("driver {}", info.driver),
+                    (false, false) => format!("driver {} ({})", info.driver, info.driver_info),
+                };
+                format!(
+                    "{} · {:?} · {:?} · {driver}",
+                    info.name, info.backend, info.device_type
+                )
+            })
+            .collect()
+    })
 }
 
 fn check_device(compute: Compute) -> DeviceLine {
