@@ -1292,6 +1292,25 @@ async fn predict_mode_asks_first_and_marks_answers_by_the_batchs_numbers() {
         .await;
     asked(&page, "gae-step").await.unwrap();
     page.finish().await;
+
+    // With a KL target, the Score stage asks which way the controller moves β. On the first
+    // batch the policy is the reference, its KL about 0, below any target: β falls (choice 2).
+    let page = Page::open(
+        "?backend=flex&rollouts=3&max_new_tokens=10&minibatch=3&kl_target=0.001&predict=beta-moves",
+    )
+    .await;
+    page.set_viewport(1280, 800).await;
+    wait_ready(&page).await;
+    assert!(page.exists("stage-score").await);
+    asked(&page, "beta-moves").await;
+    answer_choice(&page, "beta-moves", 0, false).await;
+    let verdict = page.text("predict-verdict").await;
+    assert!(
+        verdict.contains("below the target") && verdict.contains("so β falls"),
+        "{verdict}"
+    );
+    page.screenshot("predict-beta-revealed").await;
+    page.finish().await;
 }
 
 /// The GAE stage's faded worked example on flex: the worked pass shows the GAE table's own

@@ -47,6 +47,25 @@ fn expected(walk: &Walkthrough, q: &ppo_lens::predict::Question) -> Response {
                 .unwrap();
             Response::Choice(best)
         }
+        Kind::BetaMoves => {
+            // The controller raises β when the batch's KL to the reference (summed over each
+            // response, averaged over the batch) is above its target, lowers it below.
+            let k = walk.kl_control.unwrap();
+            let kl = exp
+                .kl
+                .iter()
+                .map(|row| row.iter().map(|&x| x as f64).sum::<f64>())
+                .sum::<f64>()
+                / exp.kl.len() as f64;
+            assert!((kl - k.kl).abs() < 1e-9, "{kl} against {}", k.kl);
+            Response::Choice(if kl > k.target {
+                0
+            } else if kl < k.target {
+                2
+            } else {
+                1
+            })
+        }
         Kind::GaeStep => {
             // A_t = δ_t + γλ A_{t+1}, with A past the last real token 0.
             let t = q.t.unwrap();
@@ -183,8 +202,9 @@ fn every_question_is_answered_by_the_batch_and_checked_both_ways() {
             }
         }
     }
-    // Every kind is asked on these batches (the KL question from the second iteration on).
-    for kind in Kind::ALL {
+    // Every kind is asked on these batches (the KL question from the second iteration on), but
+    // the β question, which needs the adaptive controller on (its own test below).
+    for kind in Kind::ALL.into_iter().filter(|&k| k != Kind::BetaMoves) {
         assert!(asked.get(kind.key()).copied().unwrap_or(0) > 0, "{asked:?}");
     }
     // The page's gentle update leaves the ratios and values inside their bands: those questions
@@ -192,6 +212,32 @@ fn every_question_is_answered_by_the_batch_and_checked_both_ways() {
     assert!(asked.get("supposed").copied().unwrap_or(0) > 0, "{asked:?}");
     // The first iteration's policy is the reference: its KL is rounding noise, with no largest.
     assert!(question(&walks[0], Kind::LargestKl, 0, 1).is_none());
+}
+
+/// With a KL target, the Score stage asks which way the controller moves β: down after the
+/// first batch (the policy is still the reference, its KL about 0), up once the policy has moved
+/// past a small target. With β fixed it is not asked.
+#[test]
+fn the_beta_question_follows_the_kl_against_its_target() {
+    let adaptive = LabSettings {
+        kl_target: 0.001,
+        ..settings()
+    };
+    let walks = iterations(&adaptive, 3);
+    let answers: Vec<Response> = walks
+        .iter()
+        .enumerate()
+        .map(|(i, walk)| {
+            let q = question(walk, Kind::BetaMoves, 0, i + 1).unwrap();
+            check(walk, &q);
+            assert!(q.why.contains(&format!("{}", walk.kl_control.unwrap().n)));
+            q.answer
+        })
+        .collect();
+    assert_eq!(answers[0], Response::Choice(2), "{answers:?}");
+    assert!(answers[1..].contains(&Response::Choice(0)), "{answers:?}");
+    let fixed = iterations(&settings(), 1);
+    assert!(question(&fixed[0], Kind::BetaMoves, 0, 1).is_none());
 }
 
 #[test]

@@ -156,6 +156,50 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                 supposed: None,
             })
         }
+        Kind::BetaMoves => {
+            // Only while β adapts (PPO with a KL target); the step is this batch's.
+            let k = walk.kl_control?;
+            let (moved, way) = if k.after > k.before {
+                (0, "rises")
+            } else if k.after < k.before {
+                (2, "falls")
+            } else {
+                (1, "stays")
+            };
+            let side = if k.kl > k.target {
+                "above"
+            } else if k.kl < k.target {
+                "below"
+            } else {
+                "on"
+            };
+            let choices = ["β rises", "β stays", "β falls"].map(String::from).to_vec();
+            Some(Question {
+                kind,
+                row,
+                t: None,
+                prompt: format!(
+                    "β = {} weighs the KL penalty, and the adaptive controller moves it after every batch to steer the KL to the reference toward its target: {} per response. This batch's responses are {} from the reference on average (their summed per-token KL). Which way does β move for the next batch?",
+                    num(k.before as f32),
+                    num(k.target as f32),
+                    num(k.kl as f32),
+                ),
+                ask: Ask::Choice(choices),
+                answer: Response::Choice(moved),
+                why: format!(
+                    "The KL, {}, is {side} the target {}: the error clip(KL / target − 1, −0.2, 0.2) = {}, and β ← β · (1 + error · n / horizon) = {} · (1 + {} · {} / {}) = {}, so β {way}. A larger β makes drifting from the reference cost more reward, which pulls the KL back down; a smaller one lets the policy move more freely.",
+                    num(k.kl as f32),
+                    num(k.target as f32),
+                    num(k.error as f32),
+                    num(k.before as f32),
+                    num(k.error as f32),
+                    k.n,
+                    num(k.horizon as f32),
+                    num(k.after as f32),
+                ),
+                supposed: None,
+            })
+        }
         Kind::GaeStep => {
             if exp.algorithm != Algorithm::Ppo || len == 0 {
                 return None;

@@ -10,6 +10,8 @@ pub enum Kind {
     AdvantageSign,
     /// Score stage: which response pays the largest KL penalty?
     LargestKl,
+    /// Score stage, with the adaptive KL controller on: which way does β move after this batch?
+    BetaMoves,
     /// GAE stage: A_t from δ_t and A_{t+1}.
     GaeStep,
     /// GAE stage (its whitening step): does whitening flip this token's sign?
@@ -21,9 +23,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::AdvantageSign,
         Kind::LargestKl,
+        Kind::BetaMoves,
         Kind::GaeStep,
         Kind::WhiteningFlip,
         Kind::RatioClipped,
@@ -35,6 +38,7 @@ impl Kind {
         match self {
             Kind::AdvantageSign => "advantage-sign",
             Kind::LargestKl => "largest-kl",
+            Kind::BetaMoves => "beta-moves",
             Kind::GaeStep => "gae-step",
             Kind::WhiteningFlip => "whitening-flip",
             Kind::RatioClipped => "ratio-clipped",
@@ -50,7 +54,7 @@ impl Kind {
     pub fn stage(self) -> StageKey {
         match self {
             Kind::AdvantageSign => StageKey::Values,
-            Kind::LargestKl => StageKey::Score,
+            Kind::LargestKl | Kind::BetaMoves => StageKey::Score,
             Kind::GaeStep | Kind::WhiteningFlip => StageKey::Gae,
             Kind::RatioClipped | Kind::CriticLearns => StageKey::Update,
         }
