@@ -53,6 +53,25 @@ pub(super) fn operand(x: f32) -> String {
     }
 }
 
+/// The adaptive KL controller's step written out, `β × (1 ± |error| × n / horizon) = β'`, with β
+/// before and after to as many decimals as tell them apart (3 to 8), so that a step that lowers β
+/// never reads `0.050 × (…) = 0.050`.
+pub fn beta_step(before: f64, error: f64, n: usize, horizon: f64, after: f64) -> String {
+    let decimals = (3..=8)
+        .find(|&d| format!("{before:.d$}") != format!("{after:.d$}"))
+        .unwrap_or(3);
+    let sign = if error < 0.0 { "−" } else { "+" };
+    let horizon = if horizon.fract() == 0.0 {
+        format!("{horizon:.0}")
+    } else {
+        num(horizon as f32)
+    };
+    format!(
+        "{before:.decimals$} × (1 {sign} {} × {n} / {horizon}) = {after:.decimals$}",
+        num(error.abs() as f32)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::num;
@@ -66,5 +85,25 @@ mod tests {
         assert_eq!(num(-2e-7), "−2.00e−7");
         assert_eq!(num(-0.0), "0.000");
         assert_eq!(num(0.0), "0.000");
+    }
+
+    #[test]
+    fn a_beta_step_shows_the_digits_that_change() {
+        // 0.05 × (1 − 0.2 × 3 / 64) = 0.04953125: equal at 3 decimals, apart at 4.
+        let after = 0.05 * (1.0 - 0.2 * 3.0 / 64.0);
+        assert_eq!(
+            super::beta_step(0.05, -0.2, 3, 64.0, after),
+            "0.0500 × (1 − 0.200 × 3 / 64) = 0.0495"
+        );
+        // 0.1 × (1 + 0.2 × 16 / 10000) = 0.100032: apart at 5 decimals.
+        assert_eq!(
+            super::beta_step(0.1, 0.2, 16, 10_000.0, 0.100_032),
+            "0.10000 × (1 + 0.200 × 16 / 10000) = 0.10003"
+        );
+        // A step that changes nothing keeps 3 decimals.
+        assert_eq!(
+            super::beta_step(0.05, 0.0, 4, 64.0, 0.05),
+            "0.050 × (1 + 0.000 × 4 / 64) = 0.050"
+        );
     }
 }

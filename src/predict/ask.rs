@@ -2,7 +2,7 @@
 //! surprises students, and skipped when the batch leaves its answer undefined.
 
 use super::question::*;
-use crate::explain::format::{count, num, show_token};
+use crate::explain::format::{beta_step, count, num, show_token};
 use crate::explain::stage::real_len;
 use crate::explore::{Band, policy_case, value_case};
 use crate::lab::walkthrough::Walkthrough;
@@ -187,15 +187,11 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                 ask: Ask::Choice(choices),
                 answer: Response::Choice(moved),
                 why: format!(
-                    "The KL, {}, is {side} the target {}: the error clip(KL / target − 1, −0.2, 0.2) = {}, and β ← β · (1 + error · n / horizon) = {} · (1 + {} · {} / {}) = {}, so β {way}. A larger β makes drifting from the reference cost more reward, which pulls the KL back down; a smaller one lets the policy move more freely.",
+                    "The KL, {}, is {side} the target {}: the error clip(KL / target − 1, −0.2, 0.2) = {}, and β ← β × (1 + error × n / horizon) = {}, so β {way}. A larger β makes drifting from the reference cost more reward, which pulls the KL back down; a smaller one lets the policy move more freely.",
                     num(k.kl as f32),
                     num(k.target as f32),
                     num(k.error as f32),
-                    num(k.before as f32),
-                    num(k.error as f32),
-                    k.n,
-                    num(k.horizon as f32),
-                    num(k.after as f32),
+                    beta_step(k.before, k.error, k.n, k.horizon, k.after),
                 ),
                 supposed: None,
             })
