@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::browser::Page;
+use ppo_lens::lab::timings::PageTimings;
 
 /// SwiftShader compiles every WebGPU shader on the CPU; the first dispatches take seconds.
 const STARTUP: Duration = Duration::from_secs(240);
@@ -417,6 +418,96 @@ async fn faq_answers_open_from_their_stage_and_switch_stages() {
     page.finish().await;
 }
 
+/// The Timings panel's report (`data-testid="timings-json"`).
+async fn page_timings(page: &Page) -> PageTimings {
+    let json = page.text_content("timings-json").await;
+    serde_json::from_str(&json).unwrap_or_else(|err| panic!("timings-json: {err}\n{json}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn the_page_reports_its_start_and_iterations_as_json() {
+    // The demo batch on flex, as a student opens it with ?backend=flex.
+    let page = Page::open("?backend=flex").await;
+    wait_ready(&page, STARTUP).await;
+    page.click("btn-iterate").await;
+    page.wait_text("iteration", STARTUP, |t| t == "iteration 2")
+        .await;
+    wait_ready(&page, STARTUP).await;
+    let t = page_timings(&page).await;
+    assert_eq!(t.backend.as_deref(), Some("flex"));
+    // The page's own wasm, as Resource Timing saw it: the module is megabytes.
+    let wasm = t.wasm.as_ref().expect("the wasm's resource timing");
+    assert!(wasm.file.ends_with(".wasm"), "{}", wasm.file);
+    assert!(wasm.decoded_bytes > 1e6, "{} bytes", wasm.decoded_bytes);
+    assert!(wasm.fetch_start_ms <= wasm.response_end_ms);
+    // Every step of the start happened, in order.
+    let moments = [
+        ("wasm downloaded", Some(wasm.response_end_ms)),
+        ("page running", t.app_started_at_ms),
+        ("worker ready", t.worker_ready_at_ms),
+        ("backend chosen", t.backend_ready_at_ms),
+        ("self-check done", t.self_check_done_at_ms),
+        ("model loaded", t.model_loaded_at_ms),
+        ("first iteration", t.first_iteration_at_ms),
+    ];
+    for pair in moments.windows(2) {
+        let (a, at) = pair[0];
+        let (b, bt) = pair[1];
+        let (at, bt) = (
+            at.unwrap_or_else(|| panic!("no {a}")),
+            bt.unwrap_or_else(|| panic!("no {b}")),
+        );
+        assert!(0.0 < at && at <= bt, "{a} at {at} ms, {b} at {bt} ms");
+    }
+    assert!(t.self_check_ms.is_some_and(|ms| ms > 0.0));
+    assert!(t.bench.is_none(), "no benchmark without ?bench");
+    // Two iterations, stepping through: each waited for at least as long as the worker worked
+    // and its reply took.
+    assert_eq!(t.iterations.len(), 2, "{t:?}");
+    for (i, it) in t.iterations.iter().enumerate() {
+        assert_eq!(it.iteration, i + 1);
+        assert!(!it.training);
+        assert!(
+            it.worker.rollout_ms > 0.0 && it.worker.update_ms > 0.0,
+            "{it:?}"
+        );
+        assert!(
+            it.worker.total_ms() <= it.reply_ms && it.reply_ms <= it.shown_ms,
+            "{it:?}"
+        );
+    }
+    assert_eq!(t.next_iteration_median_ms, Some(t.iterations[1].shown_ms));
+    // The panel shows the same figures.
+    page.open_diagnostics().await;
+    let shown = |testid: &'static str| {
+        let page = &page;
+        async move { page.text(testid).await.parse::<f64>().unwrap() }
+    };
+    assert_eq!(
+        shown("time-ready").await,
+        t.first_iteration_at_ms.unwrap().round()
+    );
+    assert_eq!(shown("time-next").await, t.iterations[1].shown_ms.round());
+    eprintln!(
+        "page start on flex, demo batch (ms after navigation): wasm {:.0} ({:.1} MB), running {:.0}, worker {:.0}, backend {:.0}, self-check {:.0}, model {:.0}, first iteration {:.0}; next iteration {:.0} (worker {:.0}, reply {:.0})",
+        wasm.response_end_ms,
+        wasm.decoded_bytes / 1e6,
+        t.app_started_at_ms.unwrap(),
+        t.worker_ready_at_ms.unwrap(),
+        t.backend_ready_at_ms.unwrap(),
+        t.self_check_done_at_ms.unwrap(),
+        t.model_loaded_at_ms.unwrap(),
+        t.first_iteration_at_ms.unwrap(),
+        t.iterations[1].shown_ms,
+        t.iterations[1].worker.total_ms(),
+        t.iterations[1].reply_ms,
+    );
+    page.scroll_to("timings").await;
+    page.screenshot("page-timings.png").await;
+    page.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
 async fn benchmark_mode_times_every_stage_on_webgpu_and_flex() {
@@ -448,6 +539,19 @@ async fn benchmark_mode_times_every_stage_on_webgpu_and_flex() {
         "page benchmark, ms WebGPU (SwiftShader) / flex, 2 rollouts x 6 tokens: {}",
         report.join(", ")
     );
+    // The report has the same figures, WebGPU's adapter named.
+    let bench = page_timings(&page)
+        .await
+        .bench
+        .expect("the benchmark in the report");
+    let gpu = bench.webgpu.as_ref().expect("WebGPU's figures");
+    assert!(!bench.webgpu_adapter.is_empty());
+    assert_eq!(bench.flex.iterations, 1);
+    assert_eq!(
+        page.text("bench-total-flex").await,
+        format!("{:.1}", bench.flex.median.total_ms())
+    );
+    assert!(gpu.first.total_ms() > 0.0);
     page.scroll_to("bench").await;
     page.screenshot("page-benchmark.png").await;
     // Then the page starts as usual.

@@ -6,11 +6,13 @@
 //!   walkthroughs in, results out; it runs nothing);
 //! - [`run`]: the tiny model's run ([`run::Lab`]): iterations, replays, pins;
 //! - [`bench`]: the benchmark mode's timings;
+//! - [`timings`]: what the page measures about its own start and iterations (plain data);
 //! - [`server`]: what the Web Worker runs, answering the page's requests with the run.
 
 pub mod bench;
 pub mod run;
 pub mod server;
 pub mod settings;
+pub mod timings;
 pub mod walkthrough;
 pub mod wire;

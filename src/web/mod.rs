@@ -25,6 +25,7 @@ mod select;
 mod stages;
 mod state;
 mod status;
+mod timings;
 mod url;
 pub mod worker;
 
@@ -34,7 +35,8 @@ use crate::lab::wire::{Notice, Progress};
 use controls::{Controls, LiveRollout, Settings, StageTabs};
 use input::{listen_to_keys, play_timer, watch_long_tasks};
 use state::{Activity, AppState};
-use status::{BackendState, CheckState, ExercisesBanner, Header, Notices, SelfCheckCard, Timings};
+use status::{BackendState, CheckState, ExercisesBanner, Header, Notices, SelfCheckCard};
+use timings::Timings;
 use url::{keep_url_in_sync, settings_from_url, url_param};
 
 /// Called from `main` on wasm32: in the page, mounts the app on `<body>` and starts the worker
@@ -67,6 +69,11 @@ fn App() -> impl IntoView {
         "waiting for the backend…".into(),
     ));
     let bench_settings = state.settings.get_untracked();
+    let now = clock::since_navigation_ms;
+    state.timings.update(|t| {
+        t.app_started_at_ms = Some(now());
+        t.wasm = timings::wasm_load();
+    });
 
     worker::on_progress(move |progress| match progress {
         Progress::Line(line) => bench_state.set(bench::BenchState::Running(line)),
@@ -88,19 +95,32 @@ fn App() -> impl IntoView {
                 return;
             }
         };
+        state.timings.update(|t| {
+            t.worker_ready_at_ms = worker::ready_at_ms();
+            t.backend_ready_at_ms = Some(now());
+            t.backend = Some(kind.key().to_string());
+        });
         backend.set(BackendState::Ready { kind, summary });
         notices.update(|n| n.extend(chosen_notices));
-        check.set(match worker::self_check().await {
+        let checked = worker::self_check().await;
+        state.timings.update(|t| {
+            t.self_check_done_at_ms = Some(now());
+            t.self_check_ms = checked.as_ref().ok().map(|(_, ms)| *ms);
+        });
+        check.set(match checked {
             Ok((check, millis)) => CheckState::Done { check, millis },
             Err(err) => CheckState::Failed(err),
         });
         if let Some(n) = bench_iterations {
-            bench_state.set(
-                match worker::bench(state.settings.get_untracked(), n).await {
-                    Ok(results) => bench::BenchState::Done(results),
-                    Err(err) => bench::BenchState::Failed(err),
-                },
-            );
+            let result = worker::bench(state.settings.get_untracked(), n).await;
+            state.timings.update(|t| {
+                t.bench_done_at_ms = Some(now());
+                t.bench = result.as_ref().ok().map(|r| (**r).clone());
+            });
+            bench_state.set(match result {
+                Ok(results) => bench::BenchState::Done(results),
+                Err(err) => bench::BenchState::Failed(err),
+            });
         }
         state.reset();
     });

@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use leptos::prelude::*;
 
+use super::clock::since_navigation_ms;
 use super::health::run::{Broken, RunHealth};
 use super::state::{Activity, AppState, Asked, Kept, Point, Stage};
 use super::worker;
 use crate::break_it::PRESETS;
 use crate::lab::run::KEPT_ITERATIONS;
+use crate::lab::timings::IterationTiming;
 use crate::lab::walkthrough::{AttentionMaps, Walkthrough};
 use crate::lab::wire::Iterated;
 use crate::ppo::iteration::metrics;
@@ -100,6 +102,9 @@ impl AppState {
                 self.activity.set(Activity::Failed(err));
                 return;
             }
+            self.timings.update(|t| {
+                t.model_loaded_at_ms.get_or_insert_with(since_navigation_ms);
+            });
             let run = self.history.get_untracked();
             if !run.is_empty() {
                 self.previous_run.set(run);
@@ -163,9 +168,12 @@ impl AppState {
             let row = 0;
             self.sampling.set(None);
             let pinned = self.pinned.get_untracked();
+            let asked = since_navigation_ms();
             match worker::iterate(self.settings.get_untracked(), Some(row), pinned).await {
                 Ok(done) => {
+                    let replied = since_navigation_ms();
                     let (iteration, walk) = self.record(done);
+                    let worker = walk.times;
                     super::clock::next_task().await;
                     self.row.set(row);
                     self.cursor.set(0);
@@ -175,9 +183,17 @@ impl AppState {
                     self.show(iteration, walk);
                     self.activity.set(Activity::Idle);
                     self.playing.set(then_play);
-                    if self.ready_ms.get_untracked().is_none() {
-                        self.ready_ms.set(Some(super::clock::since_navigation_ms()));
-                    }
+                    let shown = since_navigation_ms();
+                    self.timings.update(|t| {
+                        t.first_iteration_at_ms.get_or_insert(shown);
+                        t.push(IterationTiming {
+                            iteration,
+                            training: false,
+                            worker,
+                            reply_ms: replied - asked,
+                            shown_ms: shown - asked,
+                        });
+                    });
                 }
                 Err(err) => {
                     self.playing.set(false);
@@ -199,9 +215,12 @@ impl AppState {
             while !self.stop_requested.get_untracked() {
                 self.sampling.set(None);
                 let pinned = self.pinned.get_untracked();
+                let asked = since_navigation_ms();
                 match worker::iterate(self.settings.get_untracked(), Some(0), pinned).await {
                     Ok(done) => {
+                        let replied = since_navigation_ms();
                         let (iteration, walk) = self.record(done);
+                        let worker = walk.times;
                         // The charts draw in this task, the stage in the next one: two short
                         // tasks rather than one long one.
                         super::clock::next_task().await;
@@ -209,6 +228,16 @@ impl AppState {
                         self.cursor
                             .set(Stage::Rollout.steps(&walk, 0).saturating_sub(1));
                         self.show(iteration, walk);
+                        let shown = since_navigation_ms();
+                        self.timings.update(|t| {
+                            t.push(IterationTiming {
+                                iteration,
+                                training: true,
+                                worker,
+                                reply_ms: replied - asked,
+                                shown_ms: shown - asked,
+                            })
+                        });
                     }
                     Err(err) => {
                         self.activity.set(Activity::Failed(err));

@@ -108,8 +108,8 @@ pub struct AppState {
     pub longest_block_ms: RwSignal<f64>,
     /// The same, counting only tasks while training.
     pub longest_block_training_ms: RwSignal<f64>,
-    /// When the first iteration was ready to step through, in ms after navigation started.
-    pub ready_ms: RwSignal<Option<f64>>,
+    /// What the page measured about its start and its iterations (the Timings panel, as JSON).
+    pub timings: RwSignal<crate::lab::timings::PageTimings>,
     /// With the `exercises` feature: whose code each exercise ran in the last iteration.
     pub exercises_ran: RwSignal<String>,
     /// The rollout of the iteration being computed, token by token (None before its first).
@@ -177,7 +177,7 @@ impl AppState {
             stop_requested: RwSignal::new(false),
             longest_block_ms: RwSignal::new(0.0),
             longest_block_training_ms: RwSignal::new(0.0),
-            ready_ms: RwSignal::new(None),
+            timings: RwSignal::new(Default::default()),
             exercises_ran: RwSignal::new(crate::exercises::ran_summary()),
             sampling: RwSignal::new(None),
             token,

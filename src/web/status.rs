@@ -1,5 +1,5 @@
 //! What the page says about itself: the header with the backend, notices, the exercises
-//! banner, the timings per stage and the backend self-check.
+//! banner and the backend self-check (the timings are in [`super::timings`]).
 
 use leptos::prelude::*;
 
@@ -25,86 +25,6 @@ pub(super) enum CheckState {
     Running,
     Done { check: SelfCheck, millis: f64 },
     Failed(String),
-}
-
-/// A blocked-task duration; the browser reports only tasks over 50 ms.
-fn blocked(ms: f64) -> String {
-    if ms == 0.0 {
-        "none over 50".into()
-    } else {
-        format!("{ms:.0}")
-    }
-}
-
-/// Milliseconds per stage of the last iteration and per iteration on average, on this backend.
-#[component]
-pub(super) fn Timings(state: AppState, backend: ReadSignal<BackendState>) -> impl IntoView {
-    let label = move || match backend.get() {
-        BackendState::Starting => "starting".to_string(),
-        BackendState::Ready { kind, .. } => kind.label().to_string(),
-        BackendState::Failed(_) => "none".to_string(),
-    };
-    let other = move || match backend.get() {
-        BackendState::Ready {
-            kind: BackendKind::Flex,
-            ..
-        } => ("?backend=webgpu", "switch to WebGPU"),
-        _ => ("?backend=flex", "switch to flex (CPU)"),
-    };
-    let row = |testid: &'static str,
-               name: &'static str,
-               pick: fn(&crate::lab::walkthrough::StageTimes) -> f64| {
-        view! {
-            <tr>
-                <td>{name}</td>
-                <td class="num" data-testid=testid>
-                    {move || state.history.with(|h| h.last().map(|p| format!("{:.0}", pick(&p.times))).unwrap_or_default())}
-                </td>
-            </tr>
-        }
-    };
-    view! {
-        <section class="card" data-testid="timings">
-            <h2>"Timings"</h2>
-            <p class="explain">
-                "Milliseconds for the last iteration on " <strong data-testid="timings-backend">{label}</strong>
-                ". " <a data-testid="switch-backend" href=move || other().0>{move || other().1}</a>
-                " to compare (the page reloads with the same seed)."
-            </p>
-            <table class="numbers">
-                <tbody>
-                    {row("time-rollout", "rollout", |t| t.rollout_ms)}
-                    {row("time-score", "score + reference", |t| t.score_ms)}
-                    {row("time-gae", "GAE + whitening", |t| t.gae_ms)}
-                    {row("time-mask", "teacher-forced check + attention", |t| t.mask_ms)}
-                    {row("time-update", "update", |t| t.update_ms)}
-                    {row("time-after", "new logprobs", |t| t.after_ms)}
-                    {row("time-total", "iteration", |t| t.total_ms())}
-                    <tr>
-                        <td>"iteration, mean so far"</td>
-                        <td class="num" data-testid="time-mean">
-                            {move || state.history.with(|h| {
-                                if h.is_empty() { return String::new(); }
-                                format!("{:.0}", h.iter().map(|p| p.times.total_ms()).sum::<f64>() / h.len() as f64)
-                            })}
-                        </td>
-                    </tr>
-                    <tr>
-                        <td>"first iteration ready (after navigation)"</td>
-                        <td class="num" data-testid="time-ready">{move || state.ready_ms.get().map(|ms| format!("{ms:.0}")).unwrap_or_default()}</td>
-                    </tr>
-                    <tr>
-                        <td>"longest task that blocked the page (since it opened)"</td>
-                        <td class="num" data-testid="longest-block">{move || blocked(state.longest_block_ms.get())}</td>
-                    </tr>
-                    <tr>
-                        <td>"… while training"</td>
-                        <td class="num" data-testid="longest-block-training">{move || blocked(state.longest_block_training_ms.get())}</td>
-                    </tr>
-                </tbody>
-            </table>
-        </section>
-    }
 }
 
 /// The title, the iteration, and the backend the worker computes on.

@@ -54,6 +54,8 @@ struct Client {
     pending: VecDeque<oneshot::Sender<Result<Reply, String>>>,
     /// Why the worker can answer nothing more.
     failed: Option<String>,
+    /// When the worker said it was ready, ms after the page's navigation started.
+    ready_at_ms: Option<f64>,
 }
 
 type ProgressFn = Box<dyn Fn(Progress)>;
@@ -131,9 +133,15 @@ pub fn spawn() -> Result<(), String> {
             outbox: Vec::new(),
             pending: VecDeque::new(),
             failed: None,
+            ready_at_ms: None,
         })
     });
     Ok(())
+}
+
+/// When the worker said it was ready (its module instantiated), ms after navigation started.
+pub fn ready_at_ms() -> Option<f64> {
+    CLIENT.with(|c| c.borrow().as_ref()?.ready_at_ms)
 }
 
 /// Where the worker's progress goes: benchmark mode's lines, the rollout token by token.
@@ -165,6 +173,7 @@ fn receive(bytes: &[u8]) {
         Message::Ready => CLIENT.with(|c| {
             if let Some(client) = c.borrow_mut().as_mut() {
                 client.ready = true;
+                client.ready_at_ms = Some(super::clock::since_navigation_ms());
                 for bytes in std::mem::take(&mut client.outbox) {
                     if let Err(err) = post(&client.worker, &bytes) {
                         client.failed.get_or_insert(err);
