@@ -188,9 +188,53 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
+/// Whether an adapter described as `description` (its name, vendor, architecture, driver, as
+/// the browser or wgpu gives them) is a GPU emulated on the CPU: SwiftShader (Chromium's),
+/// llvmpipe and lavapipe (Mesa's), WARP (Windows' "Microsoft Basic Render Driver"). On one,
+/// WebGPU runs the same shaders far slower than flex runs the same computation.
+pub fn is_software_adapter(description: &str) -> bool {
+    let d = description.to_ascii_lowercase();
+    [
+        "swiftshader",
+        "llvmpipe",
+        "lavapipe",
+        "softpipe",
+        "basic render driver",
+    ]
+    .iter()
+    .any(|name| d.contains(name))
+        || d.split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|word| word == "warp")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn software_adapters_are_told_from_gpus() {
+        for software in [
+            "google swiftshader",
+            "SwiftShader Device (Subzero)",
+            "llvmpipe (LLVM 15.0.6, 256 bits)",
+            "mesa lavapipe",
+            "Microsoft Basic Render Driver",
+            "microsoft warp",
+        ] {
+            assert!(is_software_adapter(software), "{software}");
+        }
+        for gpu in [
+            "NVIDIA H100 80GB HBM3",
+            "intel gen-12lp",
+            "apple metal-3",
+            "AMD Radeon RX 7900 XTX",
+            "nvidia ampere",
+            "qualcomm adreno (TM) 740",
+            "",
+        ] {
+            assert!(!is_software_adapter(gpu), "{gpu}");
+        }
+    }
 
     #[test]
     fn backend_names_round_trip_and_cpu_means_flex() {

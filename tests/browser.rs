@@ -28,8 +28,28 @@ async fn assert_self_check_numbers(page: &Page) {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
 async fn page_computes_on_webgpu() {
+    // Headless Chromium here has only SwiftShader, a GPU emulated on the CPU: unasked, the page
+    // runs on flex and says why.
     let page = Page::open("").await;
     page.wait_state("selfcheck-status", "passed", STARTUP).await;
+    assert_eq!(page.attr("backend", "data-kind").await, "flex");
+    let banner = page.text("fallback-banner").await;
+    assert!(
+        banner.contains("is a software one") && banner.contains("?backend=webgpu"),
+        "{banner}"
+    );
+    assert!(banner.to_lowercase().contains("swiftshader"), "{banner}");
+    page.screenshot("page-software-adapter.png").await;
+    page.finish().await;
+
+    // Asked for, WebGPU it is, on the emulated GPU, with a word on why it is slow.
+    let page = Page::open("?backend=webgpu").await;
+    page.wait_state("selfcheck-status", "passed", STARTUP).await;
+    assert!(
+        page.text("info-banner")
+            .await
+            .contains("emulates a GPU on the CPU")
+    );
 
     let backend = page.text("backend-value").await;
     // `WebGPU · <adapter>`: the backend and the adapter the browser reports.
@@ -109,7 +129,7 @@ async fn report_timings(page: &Page, label: &str) {
 #[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
 async fn one_iteration_steps_through_every_stage_on_webgpu() {
     // A small batch: SwiftShader runs WebGPU on the CPU.
-    let page = Page::open("?rollouts=2&max_new_tokens=10&minibatch=2").await;
+    let page = Page::open("?backend=webgpu&rollouts=2&max_new_tokens=10&minibatch=2").await;
     // While the first iteration is computed, its rollout shows up token by token (a token
     // takes about half a second on SwiftShader).
     let live = page
@@ -462,6 +482,13 @@ async fn the_page_reports_its_start_and_iterations_as_json() {
     }
     assert!(t.self_check_ms.is_some_and(|ms| ms > 0.0));
     assert!(t.bench.is_none(), "no benchmark without ?bench");
+    // One module: the page fetches and compiles the wasm once and posts the compiled module to
+    // its worker, which instantiates it without a request of its own.
+    let requests = page.requests().await;
+    let wasm_requests: Vec<_> = requests.iter().filter(|u| u.ends_with(".wasm")).collect();
+    assert_eq!(wasm_requests.len(), 1, "{requests:?}");
+    let memory = t.page_memory_bytes.expect("the page's wasm memory");
+    assert!(memory >= 64.0 * 1024.0, "{memory} bytes");
     // Two iterations, stepping through: each waited for at least as long as the worker worked
     // and its reply took.
     assert_eq!(t.iterations.len(), 2, "{t:?}");
@@ -490,7 +517,7 @@ async fn the_page_reports_its_start_and_iterations_as_json() {
     );
     assert_eq!(shown("time-next").await, t.iterations[1].shown_ms.round());
     eprintln!(
-        "page start on flex, demo batch (ms after navigation): wasm {:.0} ({:.1} MB), running {:.0}, worker {:.0}, backend {:.0}, self-check {:.0}, model {:.0}, first iteration {:.0}; next iteration {:.0} (worker {:.0}, reply {:.0})",
+        "page start on flex, demo batch (ms after navigation): wasm {:.0} ({:.1} MB), running {:.0}, worker {:.0}, backend {:.0}, self-check {:.0}, model {:.0}, first iteration {:.0}; next iteration {:.0} (worker {:.0}, reply {:.0}); the page's wasm memory {:.1} MB",
         wasm.response_end_ms,
         wasm.decoded_bytes / 1e6,
         t.app_started_at_ms.unwrap(),
@@ -502,6 +529,7 @@ async fn the_page_reports_its_start_and_iterations_as_json() {
         t.iterations[1].shown_ms,
         t.iterations[1].worker.total_ms(),
         t.iterations[1].reply_ms,
+        memory / 1e6,
     );
     page.scroll_to("timings").await;
     page.screenshot("page-timings.png").await;
@@ -512,7 +540,7 @@ async fn the_page_reports_its_start_and_iterations_as_json() {
 #[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
 async fn benchmark_mode_times_every_stage_on_webgpu_and_flex() {
     // A small batch: SwiftShader runs WebGPU on the CPU.
-    let page = Page::open("?bench=1&rollouts=2&max_new_tokens=6&minibatch=2").await;
+    let page = Page::open("?backend=webgpu&bench=1&rollouts=2&max_new_tokens=6&minibatch=2").await;
     page.wait_state("bench", "done", Duration::from_secs(600))
         .await;
     let mut report = Vec::new();

@@ -72,6 +72,8 @@ pub struct PageTimings {
     /// The median of `shown_ms` over the kept iterations after the run's first (stepping
     /// through and training alike); None before a second iteration.
     pub next_iteration_median_ms: Option<f64>,
+    /// The page's own wasm memory (the worker has its own), bytes, at the last iteration shown.
+    pub page_memory_bytes: Option<f64>,
     /// The longest task that blocked the page's thread, ms (only tasks over 50 ms are reported
     /// by the browser; 0 when none was).
     pub longest_block_ms: f64,

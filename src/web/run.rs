@@ -186,6 +186,7 @@ impl AppState {
                     let shown = since_navigation_ms();
                     self.timings.update(|t| {
                         t.first_iteration_at_ms.get_or_insert(shown);
+                        t.page_memory_bytes = super::timings::page_memory_bytes();
                         t.push(IterationTiming {
                             iteration,
                             training: false,
@@ -230,6 +231,7 @@ impl AppState {
                         self.show(iteration, walk);
                         let shown = since_navigation_ms();
                         self.timings.update(|t| {
+                            t.page_memory_bytes = super::timings::page_memory_bytes();
                             t.push(IterationTiming {
                                 iteration,
                                 training: true,

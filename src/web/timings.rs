@@ -39,6 +39,14 @@ pub(super) fn wasm_load() -> Option<WasmLoad> {
         })
 }
 
+/// The size of the page's wasm memory, bytes (the worker's instance has its own).
+pub(super) fn page_memory_bytes() -> Option<f64> {
+    let buffer = js_sys::Reflect::get(&wasm_bindgen::memory(), &"buffer".into()).ok()?;
+    js_sys::Reflect::get(&buffer, &"byteLength".into())
+        .ok()?
+        .as_f64()
+}
+
 /// A blocked-task duration; the browser reports only tasks over 50 ms.
 fn blocked(ms: f64) -> String {
     if ms == 0.0 {

@@ -401,9 +401,12 @@ async fn answer(request: Request) -> Reply {
     reply
 }
 
-/// WebGPU unless `asked` says flex; flex with a banner when WebGPU cannot be had.
+/// WebGPU unless `asked` says flex; flex with a banner when WebGPU cannot be had, or when the
+/// browser's adapter is a software one (a GPU emulated on the CPU, slower than flex) and the
+/// URL did not ask for WebGPU.
 async fn choose_backend(asked: Option<&str>) -> (Compute, Vec<Notice>) {
     let mut notices = Vec::new();
+    let mut webgpu_asked = false;
     if let Some(asked) = asked {
         match BackendKind::parse(asked) {
             Ok(BackendKind::Flex) => {
@@ -414,7 +417,7 @@ async fn choose_backend(asked: Option<&str>) -> (Compute, Vec<Notice>) {
                 ));
                 return (Compute::flex(), notices);
             }
-            Ok(BackendKind::WebGpu) => {}
+            Ok(BackendKind::WebGpu) => webgpu_asked = true,
             Ok(other) => notices.push(Notice::Info(format!(
                 "?backend={} is not available in a browser; trying WebGPU.",
                 other.key()
@@ -426,20 +429,45 @@ async fn choose_backend(asked: Option<&str>) -> (Compute, Vec<Notice>) {
     let reason = if gpu().is_none() {
         "this browser does not offer WebGPU (navigator.gpu is missing)".to_string()
     } else {
-        match Compute::wgpu().await {
-            Ok(mut compute) => {
-                // wgpu's adapter name is empty in browsers; GPUAdapter.info has what they share.
-                if compute.adapter.is_none() {
-                    compute.adapter = browser_adapter_name().await;
-                }
-                return (compute, notices);
+        let adapter = browser_adapter().await;
+        match adapter {
+            Some(BrowserAdapter {
+                name,
+                software: true,
+            }) if !webgpu_asked => {
+                notices.push(Notice::Fallback(format!(
+                    "This browser's WebGPU adapter ({}) is a software one: it emulates a GPU on \
+                     the CPU, far slower than flex, burn's own CPU backend. ppo-lens runs the \
+                     same computation on flex instead. Add ?backend=webgpu to the URL to run \
+                     on the emulated GPU anyway.",
+                    name.as_deref().unwrap_or("unnamed")
+                )));
+                return (Compute::flex(), notices);
             }
-            Err(err) => err,
+            _ => match Compute::wgpu().await {
+                Ok(mut compute) => {
+                    // wgpu's adapter name is empty in browsers; GPUAdapter.info has what they
+                    // share.
+                    if compute.adapter.is_none() {
+                        compute.adapter = adapter.as_ref().and_then(|a| a.name.clone());
+                    }
+                    if adapter.is_some_and(|a| a.software) {
+                        notices.push(Notice::Info(format!(
+                            "Running on WebGPU because the URL asks for it (?backend=webgpu): \
+                             its adapter ({}) emulates a GPU on the CPU, so every step is slow. \
+                             Remove it to run on flex.",
+                            compute.adapter.as_deref().unwrap_or("unnamed")
+                        )));
+                    }
+                    return (compute, notices);
+                }
+                Err(err) => err,
+            },
         }
     };
     notices.push(Notice::Fallback(format!(
-        "WebGPU is unavailable: {reason}. ppo-lens runs on flex, burn's CPU backend, instead: \
-         every number is the same, only slower."
+        "WebGPU is unavailable: {reason}. ppo-lens runs the same computation on flex, burn's \
+         CPU backend, instead: only slower."
     )));
     (Compute::flex(), notices)
 }
@@ -452,9 +480,17 @@ fn gpu() -> Option<JsValue> {
         .filter(|gpu| !gpu.is_undefined() && !gpu.is_null())
 }
 
-/// The adapter as the browser describes it (`GPUAdapter.info`): its description when given,
-/// else vendor and architecture (`google swiftshader`). None when the browser says nothing.
-async fn browser_adapter_name() -> Option<String> {
+/// The browser's WebGPU adapter as it describes itself (`GPUAdapter.info`).
+struct BrowserAdapter {
+    /// Its description when given, else vendor and architecture (`google swiftshader`).
+    name: Option<String>,
+    /// The browser says it is a fallback adapter (`isFallbackAdapter`), or its vendor,
+    /// architecture or description names a software one ([`crate::compute::is_software_adapter`]).
+    software: bool,
+}
+
+/// None when the browser gives no adapter or says nothing about it.
+async fn browser_adapter() -> Option<BrowserAdapter> {
     use js_sys::{Function, Reflect};
 
     let gpu = gpu()?;
@@ -464,6 +500,9 @@ async fn browser_adapter_name() -> Option<String> {
         .ok()?;
     let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
     let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    if adapter.is_null() || adapter.is_undefined() {
+        return None;
+    }
     let info = Reflect::get(&adapter, &"info".into()).ok()?;
     let field = |name: &str| {
         Reflect::get(&info, &name.into())
@@ -472,11 +511,26 @@ async fn browser_adapter_name() -> Option<String> {
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
-    field("description").or_else(|| {
+    // `GPUAdapterInfo.isFallbackAdapter`, or the older `GPUAdapter.isFallbackAdapter`.
+    let flagged = [&info, &adapter].iter().any(|object| {
+        Reflect::get(object, &"isFallbackAdapter".into())
+            .ok()
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    });
+    let all: Vec<String> = ["vendor", "architecture", "device", "description"]
+        .iter()
+        .filter_map(|n| field(n))
+        .collect();
+    let name = field("description").or_else(|| {
         let parts: Vec<String> = ["vendor", "architecture"]
             .iter()
             .filter_map(|n| field(n))
             .collect();
         (!parts.is_empty()).then(|| parts.join(" "))
+    });
+    Some(BrowserAdapter {
+        name,
+        software: flagged || crate::compute::is_software_adapter(&all.join(" ")),
     })
 }
