@@ -25,6 +25,12 @@ fi
 step "Native unit and integration tests"
 run cargo test --all-targets
 
+# CI also type-checks the CUDA build (a target dir of its own; scripts/check_cuda.sh says why).
+if [ "${PPO_LENS_CHECK_CUDA:-0}" = 1 ]; then
+    step "Type-check the CUDA build (cargo check --features cuda)"
+    run bash scripts/check_cuda.sh
+fi
+
 step "The exercise loop: a student writes exercise 4 on a copy of this checkout"
 run bash scripts/exercise_loop.sh
 
