@@ -1,13 +1,11 @@
 //! Rollouts against the teacher-forced pass, EOS handling, and seeding.
 
+mod common;
+
 use burn::tensor::Device;
+use common::tiny::{tiny_model, tiny_prompts};
 use ppo_lens::compute::{Compute, block_on, read_f32};
-use ppo_lens::data::gsm_mini::gsm_mini;
-use ppo_lens::lab::run::{TINY_CONFIG, TINY_TOKENIZER, TINY_WEIGHTS};
-use ppo_lens::model::chat::gsm8k_prompt;
-use ppo_lens::model::tokenizer::TextTokenizer;
 use ppo_lens::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
-use ppo_lens::model::{WeightFiles, load_model};
 use ppo_lens::rng::Rng;
 use ppo_lens::rollout::generate::{ResponseOutputs, rows_tensor};
 use ppo_lens::rollout::{Rollout, SamplingParams, response_outputs, rollout};
@@ -241,29 +239,11 @@ fn the_tiny_models_greedy_rollout_on_wgpu_matches_flex() {
              Debian's mesa-vulkan-drivers (scripts/test.sh does)."
         )
     });
-    let tokenizer = TextTokenizer::from_bytes(TINY_TOKENIZER, "tiny/tokenizer.json").unwrap();
-    let prompts: Vec<Vec<u32>> = gsm_mini(4, 7)
-        .iter()
-        .map(|p| tokenizer.encode(&gsm8k_prompt(&p.question)).unwrap())
-        .collect();
-    let eos = [tokenizer.token_id("<|im_end|>").unwrap()];
-    let pad = tokenizer.token_id("<|endoftext|>").unwrap();
+    let (prompts, eos, pad) = tiny_prompts(4, 7);
+    let eos = [eos];
     let greedy = SamplingParams::new(1.0, 1, 1.0).unwrap();
     let roll = |device: &Device| {
-        let config = Qwen2Config::from_json(TINY_CONFIG, "tiny/config.json").unwrap();
-        let files = [("tiny/model.safetensors".to_string(), TINY_WEIGHTS)];
-        let weights = WeightFiles::parse(&files).unwrap();
-        let value_head = ValueHeadInit::Normal { std: 0.05 };
-        let model = load_model(
-            &config,
-            &weights,
-            None,
-            value_head,
-            3,
-            Precision::F32,
-            device,
-        )
-        .unwrap();
+        let model = tiny_model(device);
         let mut rng = Rng::new(11);
         block_on(rollout(
             &model,

@@ -2,9 +2,12 @@
 //! the update, the global gradient norm against a direct computation, gradient accumulation,
 //! NaN steps skipped.
 
+mod common;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams, SgdConfig};
 use burn::tensor::{Device, Tensor, TensorData};
+use common::tiny::host_grads;
 use ppo_lens::compute::{block_on, read_f32};
 use ppo_lens::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
 use ppo_lens::ppo::losses::{LossCoeffs, LossInputs, Pieces, REFERENCE_PIECES, ppo_losses};
@@ -193,21 +196,6 @@ fn the_update_runs_the_functions_it_is_handed() {
     assert!(up > 0.0 && down < 0.0, "reference: {up}, {down}");
     let [up, down] = moved(&FLIPPED);
     assert!(up < 0.0 && down > 0.0, "flipped advantages: {up}, {down}");
-}
-
-/// Every gradient read back to the host, parameter by parameter.
-fn host_grads(model: &Qwen2Model, grads: &GradientsParams) -> Vec<f32> {
-    struct Collect<'a>(&'a GradientsParams, Vec<f32>);
-    impl ModuleVisitor for Collect<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.0.get::<D>(param.id) {
-                self.1.extend(block_on(read_f32(g)).unwrap());
-            }
-        }
-    }
-    let mut c = Collect(grads, Vec::new());
-    model.visit(&mut c);
-    c.1
 }
 
 /// The gradient of the whole batch's PPO loss at `model`, computed directly (one backward),

@@ -18,7 +18,9 @@ impl Qwen2Model {
         #[cfg(not(target_arch = "wasm32"))]
         let mut cache = cache;
         #[cfg(not(target_arch = "wasm32"))]
-        if let Some(out) = self.decode_step(&ids, &mut cache) {
+        if let Some(out) = crate::cpu_fast::take(crate::cpu_fast::Kernel::DecodeStep, || {
+            self.decode_step(&ids, &mut cache)
+        }) {
             return (out, cache);
         }
         let KvCache { kv, decode_weights } = cache;

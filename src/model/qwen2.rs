@@ -663,7 +663,7 @@ fn few_rows<const N: usize>(
     weight: &Tensor<2>,
     bias: Option<&Tensor<1>>,
 ) -> Option<Tensor<N>> {
-    super::few_rows::linear(x, weight, bias)
+    take(Kernel::FewRows, || super::few_rows::linear(x, weight, bias))
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -671,7 +671,7 @@ fn few_rows_many<const N: usize, const W: usize>(
     x: &Tensor<N>,
     layers: [(&Tensor<2>, Option<&Tensor<1>>); W],
 ) -> Option<[Tensor<N>; W]> {
-    super::few_rows::linear_many(x, layers)
+    take(Kernel::FewRows, || super::few_rows::linear_many(x, layers))
 }
 
 /// `x @ weight (+ bias)` (`weight^T` when `transposed`) through
@@ -683,14 +683,16 @@ fn gemm_linear<const N: usize>(
     bias: Option<&Tensor<1>>,
     transposed: bool,
 ) -> Option<Tensor<N>> {
-    super::gemm_linear::linear(x, weight, bias, transposed)
+    take(Kernel::GemmLinear, || {
+        super::gemm_linear::linear(x, weight, bias, transposed)
+    })
 }
 
 /// The token embedding's lookup through [`embedding::lookup`](super::embedding::lookup) on
 /// flex with autodiff (its backward adds into the tied head's gradient), else `None`.
 #[cfg(not(target_arch = "wasm32"))]
 fn embedding(weight: &Tensor<2>, ids: &Tensor<2, Int>) -> Option<Tensor<3>> {
-    super::embedding::lookup(weight, ids)
+    take(Kernel::Embedding, || super::embedding::lookup(weight, ids))
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -701,7 +703,7 @@ fn embedding(_: &Tensor<2>, _: &Tensor<2, Int>) -> Option<Tensor<3>> {
 /// `silu(gate) * up` through [`swiglu::swiglu`](super::swiglu::swiglu) on flex, else `None`.
 #[cfg(not(target_arch = "wasm32"))]
 fn swiglu<const N: usize>(gate: &Tensor<N>, up: &Tensor<N>) -> Option<Tensor<N>> {
-    super::swiglu::swiglu(gate, up)
+    take(Kernel::Swiglu, || super::swiglu::swiglu(gate, up))
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -709,11 +711,15 @@ fn few_rows_panels<const N: usize, const W: usize>(
     x: &Tensor<N>,
     layers: [(&Panels, Option<&Tensor<1>>); W],
 ) -> Option<[Tensor<N>; W]> {
-    super::few_rows::linear_panels(x, layers)
+    take(Kernel::FewRows, || {
+        super::few_rows::linear_panels(x, layers)
+    })
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 use super::few_rows::FEW_ROWS;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::cpu_fast::{Kernel, take};
 
 /// On wasm32 nothing is packed: the page's tiny model decodes through burn.
 #[cfg(target_arch = "wasm32")]

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
+use crate::cpu_fast::Kernel;
+
 /// How long a helper keeps checking for the next job before it parks. Longer than the gaps
 /// inside a decoding step (tens of microseconds) and than the sampling between two steps.
 pub const SPIN: Duration = Duration::from_millis(2);
@@ -152,6 +154,11 @@ enum WhenBusy {
 fn run_or(parts: usize, work: &(dyn Fn(usize) + Sync), when_busy: WhenBusy) {
     if parts <= 1 {
         (0..parts).for_each(work);
+        return;
+    }
+    // Turned off (crate::cpu_fast), the parts run on rayon's pool, as burn's own ops do.
+    if crate::cpu_fast::take(Kernel::Team, || Some(())).is_none() {
+        (0..parts).into_par_iter().for_each(work);
         return;
     }
     let team = team();

@@ -74,6 +74,8 @@ pub struct BenchResult {
     pub forward_peak_mib: Option<f64>,
     pub decode_peak_mib: Option<f64>,
     pub iteration_peak_mib: Option<f64>,
+    /// The hand-written kernels that were off ([`crate::cpu_fast`]), by name.
+    pub without: Vec<String>,
 }
 
 impl BenchResult {
@@ -89,7 +91,7 @@ impl BenchResult {
              \"forward_tokens_per_s\": {:.1}, \"decode_tokens_per_s\": {:.1}, \
              \"rollout_ms\": {:.1}, \"reference_ms\": {:.1}, \"gae_ms\": {:.2}, \
              \"update_ms\": {:.1}, \"iteration_ms\": {:.1}, \"forward_peak_mib\": {}, \
-             \"decode_peak_mib\": {}, \"iteration_peak_mib\": {}}}",
+             \"decode_peak_mib\": {}, \"iteration_peak_mib\": {}, \"without\": {:?}}}",
             self.model,
             self.params,
             self.threads,
@@ -103,6 +105,7 @@ impl BenchResult {
             mib(self.forward_peak_mib),
             mib(self.decode_peak_mib),
             mib(self.iteration_peak_mib),
+            self.without,
         )
     }
 
@@ -110,7 +113,7 @@ impl BenchResult {
     pub fn table(&self) -> String {
         let mib = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.0} MiB"));
         format!(
-            "{} ({} parameters, flex, {} threads)\n  \
+            "{} ({} parameters, flex, {} threads{})\n  \
              forward [{FORWARD_BATCH}, {FORWARD_LEN}]     {:>10.1} tokens/s   peak {}\n  \
              decode {FORWARD_BATCH} x {DECODE_TOKENS} (KV cache) {:>10.1} tokens/s   peak {}\n  \
              PPO iteration            {:>10.1} ms         peak {}\n    \
@@ -121,6 +124,11 @@ impl BenchResult {
             self.model,
             self.params,
             self.threads,
+            if self.without.is_empty() {
+                String::new()
+            } else {
+                format!(", without {}", self.without.join(", "))
+            },
             self.forward_tokens_per_s,
             mib(self.forward_peak_mib),
             self.decode_tokens_per_s,
@@ -321,6 +329,10 @@ pub fn run(model_name: &str, iters: usize, device: &Device) -> Result<BenchResul
         model: model_name.to_string(),
         params: config.num_parameters(),
         threads,
+        without: crate::cpu_fast::off()
+            .into_iter()
+            .map(|k| k.key().to_string())
+            .collect(),
         ..BenchResult::default()
     };
 
@@ -411,4 +423,76 @@ mod tests {
         let err = config("7B").unwrap_err().to_string();
         assert!(err.contains("`7B`") && err.contains("tiny or 50M"), "{err}");
     }
+}
+
+/// `ppo-lens bench --each-kernel`: `model_name` with every hand-written kernel on, then with each
+/// off in turn ([`crate::cpu_fast`]), with the two decoding kernels (few_rows, decode_step) off
+/// together, and all off: decode tokens/s, the PPO iteration's ms and the peak memory side by
+/// side, with what turning each off costs (on over off for tokens/s, off over on for ms: above
+/// 1, the kernel helps). Each row runs in a process of its own (this program, `bench --json
+/// --without ..`), so the peaks and the allocator's cache start afresh.
+pub fn each_kernel(model_name: &str, iters: usize, block_cache_mib: usize) -> Result<String> {
+    use crate::cpu_fast::Kernel;
+    let mut offs: Vec<Vec<Kernel>> = vec![Vec::new()];
+    offs.extend(Kernel::ALL.map(|k| vec![k]));
+    offs.push(vec![Kernel::FewRows, Kernel::DecodeStep]);
+    offs.push(Kernel::ALL.to_vec());
+    let exe = std::env::current_exe().map_err(|e| anyhow!("this program's path: {e}"))?;
+    let mut results = Vec::with_capacity(offs.len());
+    for off in &offs {
+        let names: Vec<&str> = off.iter().map(|k| k.key()).collect();
+        let output = std::process::Command::new(&exe)
+            .args(["bench", "--json", "--models", model_name])
+            .arg(format!("--iters={iters}"))
+            .arg(format!("--block-cache-mib={block_cache_mib}"))
+            .arg(format!("--without={}", names.join(",")))
+            .output()
+            .map_err(|e| anyhow!("running {}: {e}", exe.display()))?;
+        if !output.status.success() {
+            bail!(
+                "bench --without={} failed: {}",
+                names.join(","),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let line = String::from_utf8_lossy(&output.stdout);
+        let json: serde_json::Value = serde_json::from_str(line.trim())
+            .map_err(|e| anyhow!("bench --json printed `{}`: {e}", line.trim()))?;
+        results.push(json);
+    }
+    let num = |j: &serde_json::Value, key: &str| j[key].as_f64().unwrap_or(f64::NAN);
+    let mib = |j: &serde_json::Value, key: &str| {
+        j[key]
+            .as_f64()
+            .map_or("n/a".to_string(), |v| format!("{v:.0}"))
+    };
+    let on = &results[0];
+    let mut table = format!(
+        "{model_name} ({} parameters, flex, {} threads): each hand-written kernel off in turn, each \
+         row a process of its own\n\n\
+         | off | decode tokens/s | cost | PPO iteration ms | cost | rollout / reference / update ms | peak MiB, decode / iteration |\n\
+         |---|---:|---:|---:|---:|---|---|\n",
+        num(on, "params"),
+        num(on, "threads"),
+    );
+    for (off, r) in offs.iter().zip(&results) {
+        let name = match off.len() {
+            0 => "none (every kernel on)".to_string(),
+            n if n == Kernel::ALL.len() => "all".to_string(),
+            _ => off.iter().map(|k| k.key()).collect::<Vec<_>>().join(" + "),
+        };
+        table.push_str(&format!(
+            "| {name} | {:.1} | {:.2}x | {:.1} | {:.2}x | {:.1} / {:.1} / {:.1} | {} / {} |\n",
+            num(r, "decode_tokens_per_s"),
+            num(on, "decode_tokens_per_s") / num(r, "decode_tokens_per_s"),
+            num(r, "iteration_ms"),
+            num(r, "iteration_ms") / num(on, "iteration_ms"),
+            num(r, "rollout_ms"),
+            num(r, "reference_ms"),
+            num(r, "update_ms"),
+            mib(r, "decode_peak_mib"),
+            mib(r, "iteration_peak_mib"),
+        ));
+    }
+    Ok(table)
 }

@@ -104,6 +104,14 @@ enum Command {
         /// allocator, to measure what the cache saves).
         #[arg(long, default_value_t = super::block_cache::BUDGET >> 20)]
         block_cache_mib: usize,
+        /// Hand-written CPU kernels to turn off, comma-separated, so burn's own path runs in
+        /// their place (few_rows, gemm_linear, swiglu, embedding, decode_step, team, or all).
+        #[arg(long, default_value = "")]
+        without: String,
+        /// Each model with every kernel on, then each off in turn, then all off: one table
+        /// with what turning each off costs.
+        #[arg(long, conflicts_with_all = ["without", "json"])]
+        each_kernel: bool,
     },
     /// Grade your five exercises (exercises/*.rs) and say which ones the trainer and the page
     /// will run: yours where written (with the `exercises` feature), the reference elsewhere.
@@ -190,10 +198,20 @@ fn run() -> ExitCode {
             iters,
             json,
             block_cache_mib,
+            without,
+            each_kernel,
         } => (|| {
             super::block_cache::set_budget(block_cache_mib.saturating_mul(1 << 20));
+            let off = crate::cpu_fast::Kernel::parse_list(&without)
+                .map_err(|err| anyhow::anyhow!("--without: {err}"))?;
+            crate::cpu_fast::only_without(&off);
             let device = crate::compute::Compute::flex().device;
             for model in &models {
+                if each_kernel {
+                    let table = super::bench::each_kernel(model, iters, block_cache_mib)?;
+                    println!("{table}");
+                    continue;
+                }
                 let result = super::bench::run(model, iters, &device)?;
                 println!("{}", if json { result.json() } else { result.table() });
             }

@@ -1,0 +1,157 @@
+//! The CPU fast path's switches. Natively on flex, some of the model's work runs in hand-written
+//! kernels instead of burn's ops; each can be turned off, so that burn's own path runs in its
+//! place, to measure what each kernel buys (`ppo-lens bench --without few_rows,team`,
+//! docs/performance.md) and to check that both paths give the same numbers (tests/fast_path.rs).
+//!
+//! The switches are process-wide: they are for benchmarks and tests that own their process, not
+//! for one run among others. Each kernel also counts the calls it took, so a test can tell that
+//! a switch moved the work and not only that the numbers agree.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// A hand-written kernel the model, the rollout or the trainer may run instead of burn's ops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// Products with few rows (decoding): `x @ W` over weights packed in panels, shared out
+    /// column by column between threads (src/model/few_rows.rs).
+    FewRows,
+    /// Products with many rows, forward and backward, straight through gemm with the tied head's
+    /// transpose read in place (src/model/gemm_linear.rs).
+    GemmLinear,
+    /// `silu(gate) * up` and its backward in one pass (src/model/swiglu.rs).
+    Swiglu,
+    /// The embedding lookup whose backward adds into the tied head's gradient
+    /// (src/model/embedding.rs).
+    Embedding,
+    /// A whole one-token decoding step in plain loops over the packed weights and the KV cache
+    /// (src/model/decode_step.rs; it runs few_rows' products inside).
+    DecodeStep,
+    /// The team of spinning threads that runs a step's parallel sections (src/model/team.rs);
+    /// off, they run on rayon's pool.
+    Team,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 6] = [
+        Kernel::FewRows,
+        Kernel::GemmLinear,
+        Kernel::Swiglu,
+        Kernel::Embedding,
+        Kernel::DecodeStep,
+        Kernel::Team,
+    ];
+
+    /// The name on the command line and in tables.
+    pub fn key(self) -> &'static str {
+        match self {
+            Kernel::FewRows => "few_rows",
+            Kernel::GemmLinear => "gemm_linear",
+            Kernel::Swiglu => "swiglu",
+            Kernel::Embedding => "embedding",
+            Kernel::DecodeStep => "decode_step",
+            Kernel::Team => "team",
+        }
+    }
+
+    fn index(self) -> usize {
+        Kernel::ALL
+            .iter()
+            .position(|&k| k == self)
+            .expect("every kernel is in ALL")
+    }
+
+    fn bit(self) -> u32 {
+        1 << self.index()
+    }
+
+    /// A comma-separated list of kernel names (`few_rows,team`); `all` names every one.
+    pub fn parse_list(list: &str) -> Result<Vec<Kernel>, String> {
+        let mut kernels = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name == "all" {
+                kernels.extend(Kernel::ALL);
+                continue;
+            }
+            match Kernel::ALL.iter().find(|k| k.key() == name) {
+                Some(&k) => kernels.push(k),
+                None => {
+                    return Err(format!(
+                        "unknown kernel `{name}`: expected all or some of {}",
+                        Kernel::ALL.map(Kernel::key).join(", ")
+                    ));
+                }
+            }
+        }
+        kernels.dedup();
+        Ok(kernels)
+    }
+}
+
+/// The kernels turned off, one bit each.
+static OFF: AtomicU32 = AtomicU32::new(0);
+/// How many times each kernel took the work.
+static CALLS: [AtomicU64; Kernel::ALL.len()] = [const { AtomicU64::new(0) }; Kernel::ALL.len()];
+
+/// Whether `kernel` may run.
+pub fn on(kernel: Kernel) -> bool {
+    OFF.load(Ordering::Relaxed) & kernel.bit() == 0
+}
+
+/// Turns `kernel` on or off for the whole process.
+pub fn set(kernel: Kernel, on: bool) {
+    if on {
+        OFF.fetch_and(!kernel.bit(), Ordering::Relaxed);
+    } else {
+        OFF.fetch_or(kernel.bit(), Ordering::Relaxed);
+    }
+}
+
+/// Turns every kernel on, then `off` off.
+pub fn only_without(off: &[Kernel]) {
+    for k in Kernel::ALL {
+        set(k, !off.contains(&k));
+    }
+}
+
+/// The kernels turned off now.
+pub fn off() -> Vec<Kernel> {
+    Kernel::ALL.into_iter().filter(|&k| !on(k)).collect()
+}
+
+/// How many times `kernel` has taken the work since the process started.
+pub fn calls(kernel: Kernel) -> u64 {
+    CALLS[kernel.index()].load(Ordering::Relaxed)
+}
+
+/// Runs `kernel` through `run` when it is on, counting the call when it took the work (`Some`);
+/// `None` (burn's path) when it is off or declines.
+pub fn take<T>(kernel: Kernel, run: impl FnOnce() -> Option<T>) -> Option<T> {
+    if !on(kernel) {
+        return None;
+    }
+    let out = run();
+    if out.is_some() {
+        CALLS[kernel.index()].fetch_add(1, Ordering::Relaxed);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_lists_parse_and_name_what_is_wrong() {
+        assert_eq!(
+            Kernel::parse_list("few_rows, team").unwrap(),
+            vec![Kernel::FewRows, Kernel::Team]
+        );
+        assert_eq!(Kernel::parse_list("all").unwrap(), Kernel::ALL.to_vec());
+        assert_eq!(Kernel::parse_list("").unwrap(), vec![]);
+        let err = Kernel::parse_list("few_rows,flash").unwrap_err();
+        assert!(
+            err.contains("`flash`") && err.contains("gemm_linear"),
+            "{err}"
+        );
+    }
+}
