@@ -18,6 +18,8 @@ use burn::optim::{
 };
 use burn::tensor::{DType, Device, Tensor};
 
+use crate::cpu_fast::Kernel;
+
 /// AdamW (decoupled weight decay, bias-corrected moments, no AMSGrad) with burn's defaults:
 /// betas 0.9 and 0.999, epsilon 1e-5.
 #[derive(Clone)]
@@ -72,7 +74,7 @@ impl Optimizer for AdamW {
                     && m.moment_1.shape() == tensor.shape()
                     && m.moment_2.shape() == tensor.shape()
             });
-        if !fused {
+        if !fused || crate::cpu_fast::take(Kernel::AdamW, || Some(())).is_none() {
             return self.burn.step(lr, tensor, grad, state);
         }
         let (tensor, state) = self.fused_step(lr, tensor, grad, state.map(|s| s.momentum));
@@ -161,7 +163,7 @@ impl AdamW {
 /// `sum(t^2)` in f64, in one pass on every core, for an f32 tensor on flex (`None` elsewhere):
 /// the gradient-norm's sum without a squared copy of every gradient.
 pub fn sum_of_squares<const D: usize>(t: &Tensor<D>) -> Option<f64> {
-    if t.dtype() != DType::F32 {
+    if t.dtype() != DType::F32 || !crate::cpu_fast::on(Kernel::AdamW) {
         return None;
     }
     let t = t.clone().try_into_primitive::<Flex>().ok()?;
@@ -179,7 +181,10 @@ pub fn sum_of_squares<const D: usize>(t: &Tensor<D>) -> Option<f64> {
 /// `t * s` (gradient clipping's scale): on flex (f32) in place on every core, as burn's
 /// `mul_scalar` computes it (`x * (s as f32)`); elsewhere `mul_scalar` itself.
 pub fn scale<const D: usize>(t: Tensor<D>, s: f64) -> Tensor<D> {
-    if t.dtype() != DType::F32 || t.clone().try_into_primitive::<Flex>().is_err() {
+    if t.dtype() != DType::F32
+        || !crate::cpu_fast::on(Kernel::AdamW)
+        || t.clone().try_into_primitive::<Flex>().is_err()
+    {
         return t.mul_scalar(s);
     }
     let mut t = dense(t.try_into_primitive::<Flex>().expect("checked: flex"));

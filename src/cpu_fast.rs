@@ -4,7 +4,8 @@
 //! docs/performance.md) and to check that both paths give the same numbers (tests/fast_path.rs).
 //!
 //! The switches are process-wide: they are for benchmarks and tests that own their process, not
-//! for one run among others. Each kernel also counts the calls it took, so a test can tell that
+//! for one run among others. The page (wasm32) never turns one off; of these kernels it runs only
+//! AdamW's pass. Each kernel also counts the calls it took, so a test can tell that
 //! a switch moved the work and not only that the numbers agree.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -29,16 +30,20 @@ pub enum Kernel {
     /// The team of spinning threads that runs a step's parallel sections (src/model/team.rs);
     /// off, they run on rayon's pool.
     Team,
+    /// AdamW's step in one pass over memory, and the gradient norm's sum of squares and scaling
+    /// (src/adamw.rs); off, burn's `AdamW` and tensor ops.
+    AdamW,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 6] = [
+    pub const ALL: [Kernel; 7] = [
         Kernel::FewRows,
         Kernel::GemmLinear,
         Kernel::Swiglu,
         Kernel::Embedding,
         Kernel::DecodeStep,
         Kernel::Team,
+        Kernel::AdamW,
     ];
 
     /// The name on the command line and in tables.
@@ -50,6 +55,7 @@ impl Kernel {
             Kernel::Embedding => "embedding",
             Kernel::DecodeStep => "decode_step",
             Kernel::Team => "team",
+            Kernel::AdamW => "adamw",
         }
     }
 

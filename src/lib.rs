@@ -14,7 +14,6 @@ pub mod adamw;
 pub mod adamw8bit;
 pub mod break_it;
 pub mod compute;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod cpu_fast;
 pub mod data;
 pub mod exercises;

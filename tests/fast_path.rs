@@ -1,7 +1,8 @@
 //! The CPU fast path against burn's own path ([`ppo_lens::cpu_fast`]): with each hand-written
 //! kernel turned off in turn, and with all of them off, the tiny model's greedy rollout samples
-//! the same tokens, and its logprobs, values and the gradient of a loss over a teacher-forced
-//! pass agree to float tolerance; each kernel took work in some run and none while it was off.
+//! the same tokens, and its logprobs, values, the gradient of a loss over a teacher-forced pass
+//! and the parameters after a PPO update (clipped gradient norm, AdamW) agree to float
+//! tolerance; each kernel took work in some run and none while it was off.
 //!
 //! One test function: the switches are process-wide, and this file is its own process.
 
@@ -10,9 +11,13 @@ mod common;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use common::tiny::{host_grads, tiny_model, tiny_prompts};
+use common::tiny::{alternating_batch, host_grads, host_params, tiny_model, tiny_prompts};
+use ppo_lens::adamw::AdamW;
 use ppo_lens::compute::{block_on, read_f32};
 use ppo_lens::cpu_fast::{self, Kernel};
+use ppo_lens::ppo::REFERENCE;
+use ppo_lens::ppo::losses::LossCoeffs;
+use ppo_lens::ppo::update::{UpdateConfig, ppo_update};
 use ppo_lens::rng::Rng;
 use ppo_lens::rollout::generate::{response_outputs, rows_tensor};
 use ppo_lens::rollout::{SamplingParams, rollout};
@@ -26,6 +31,9 @@ struct Outputs {
     forward: Vec<f32>,
     /// The gradient of their masked sum, parameter by parameter.
     grads: Vec<f32>,
+    /// The parameters after a PPO update on the rollout (the gradient norm clipped to 1, then
+    /// AdamW's step), with made-up advantages.
+    updated: Vec<f32>,
 }
 
 fn run() -> Outputs {
@@ -60,6 +68,34 @@ fn run() -> Outputs {
     forward.extend(block_on(read_f32(out.values.clone())).unwrap());
     let loss = ((out.logprobs + out.values) * mask).sum();
     let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let grads = host_grads(&model, &grads);
+    let batch = alternating_batch(r.clone());
+    let config = UpdateConfig {
+        epochs: 1,
+        mini_batch_size: 2,
+        gradient_accumulation_steps: 1,
+        max_grad_norm: Some(1.0),
+        lr: 1e-3,
+        value_bias_lr: None,
+        temperature: 1.0,
+        coeffs: LossCoeffs {
+            clip_ratio: 0.2,
+            clip_range_value: 0.2,
+            vf_coef: 0.5,
+            entropy_coeff: 0.01,
+        },
+        grpo: None,
+    };
+    let mut optim = AdamW::new(0.01).init();
+    let (updated, _) = block_on(ppo_update(
+        model,
+        &mut optim,
+        &batch,
+        &config,
+        &REFERENCE,
+        &mut Rng::new(0),
+    ))
+    .unwrap();
     Outputs {
         decoded: r
             .logprobs
@@ -69,7 +105,8 @@ fn run() -> Outputs {
             .collect(),
         ids: r.ids,
         forward,
-        grads: host_grads(&model, &grads),
+        grads,
+        updated: host_params(&updated),
     }
 }
 
@@ -129,6 +166,12 @@ fn each_kernel_off_gives_burns_numbers_and_leaves_the_work_to_burn() {
             &label,
         );
         assert_close("gradients", &got.grads, &reference.grads, &label);
+        assert_close(
+            "parameters after the update",
+            &got.updated,
+            &reference.updated,
+            &label,
+        );
     }
     cpu_fast::only_without(&[]);
     for k in Kernel::ALL {

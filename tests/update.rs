@@ -7,7 +7,7 @@ mod common;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams, SgdConfig};
 use burn::tensor::{Device, Tensor, TensorData};
-use common::tiny::host_grads;
+use common::tiny::{alternating_batch, host_grads, host_params};
 use ppo_lens::compute::{block_on, read_f32};
 use ppo_lens::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
 use ppo_lens::ppo::losses::{LossCoeffs, LossInputs, Pieces, REFERENCE_PIECES, ppo_losses};
@@ -60,26 +60,7 @@ fn batch(model: &Qwen2Model) -> PpoBatch {
         &mut |_| {},
     ))
     .unwrap();
-    let advantages: Vec<Vec<f32>> = (0..4)
-        .map(|b| vec![if b % 2 == 0 { 1.0 } else { -1.0 }; 6])
-        .collect();
-    let returns = r
-        .values
-        .iter()
-        .zip(&advantages)
-        .map(|(v, a)| v.iter().zip(a).map(|(v, a)| v + a).collect())
-        .collect();
-    PpoBatch {
-        prompt_len: r.prompt_len,
-        ids: r.ids,
-        attention_mask: r.attention_mask,
-        response_mask: r.response_mask,
-        ref_logprobs: r.logprobs.clone(),
-        old_logprobs: r.logprobs,
-        old_values: r.values,
-        advantages,
-        returns,
-    }
+    alternating_batch(r)
 }
 
 fn config(epochs: usize, mini: usize, accum: usize, lr: f64) -> UpdateConfig {
@@ -249,19 +230,6 @@ fn grad_norm_is_the_global_norm_before_clipping() {
         want > 1.0,
         "the norm {want} should exceed max_grad_norm so that clipping is exercised"
     );
-}
-
-/// Every parameter read back to the host, in the order `host_grads` reads gradients.
-fn host_params(model: &Qwen2Model) -> Vec<f32> {
-    struct Collect(Vec<f32>);
-    impl ModuleVisitor for Collect {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.extend(block_on(read_f32(param.val())).unwrap());
-        }
-    }
-    let mut c = Collect(Vec::new());
-    model.visit(&mut c);
-    c.0
 }
 
 /// The step the update takes is the clipped gradient: with plain SGD (whose step, unlike

@@ -10,6 +10,8 @@ use ppo_lens::lab::run::{TINY_CONFIG, TINY_TOKENIZER, TINY_WEIGHTS};
 use ppo_lens::model::chat::gsm8k_prompt;
 use ppo_lens::model::tokenizer::TextTokenizer;
 use ppo_lens::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, WeightFiles, load_model};
+use ppo_lens::ppo::update::PpoBatch;
+use ppo_lens::rollout::Rollout;
 
 /// `n` GSM-mini problems (drawn with `seed`) in the chat template, tokenized by the tiny model's
 /// tokenizer, with its end-of-turn id (EOS) and its padding id.
@@ -54,4 +56,42 @@ pub fn host_grads(model: &Qwen2Model, grads: &GradientsParams) -> Vec<f32> {
     let mut c = Collect(grads, Vec::new());
     model.visit(&mut c);
     c.1
+}
+
+/// Every parameter read back to the host, in the order [`host_grads`] reads gradients.
+pub fn host_params(model: &Qwen2Model) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.extend(block_on(read_f32(param.val())).unwrap());
+        }
+    }
+    let mut c = Collect(Vec::new());
+    model.visit(&mut c);
+    c.0
+}
+
+/// A PPO batch from rollout `r` with made-up advantages, +1 on even rows and -1 on odd ones:
+/// the reference and old logprobs are the rollout's, returns = old values + advantages.
+pub fn alternating_batch(r: Rollout) -> PpoBatch {
+    let advantages: Vec<Vec<f32>> = (0..r.ids.len())
+        .map(|b| vec![if b % 2 == 0 { 1.0 } else { -1.0 }; r.response_len()])
+        .collect();
+    let returns = r
+        .values
+        .iter()
+        .zip(&advantages)
+        .map(|(v, a)| v.iter().zip(a).map(|(v, a)| v + a).collect())
+        .collect();
+    PpoBatch {
+        prompt_len: r.prompt_len,
+        ids: r.ids,
+        attention_mask: r.attention_mask,
+        response_mask: r.response_mask,
+        ref_logprobs: r.logprobs.clone(),
+        old_logprobs: r.logprobs,
+        old_values: r.values,
+        advantages,
+        returns,
+    }
 }
