@@ -614,14 +614,35 @@ fn adaptive_kl_moves_the_coefficient() {
 /// there is no GPU), compared step by step: the `equal` metrics (what was sampled) exactly, the
 /// `close` ones within 1e-6 (KL to the reference: 1e-5) plus 1e-4 of the value.
 fn three_steps_on_wgpu_match_flex(config: &str, extra: &[&str], equal: &[&str], close: &[&str]) {
-    let run = |device: &str| {
+    three_steps_match(config, extra, ["cpu", "wgpu"], equal, close);
+}
+
+/// Three steps of `config` (with `extra` overrides) in two ways, `ways[0]` and `ways[1]`: a
+/// device (`cpu`, `wgpu`) or `cpu-burn` (flex with `--no-fast-cpu`). The metrics in `equal`
+/// are equal, those in `close` within 1e-6 + 1e-4 of the value.
+fn three_steps_match(
+    config: &str,
+    extra: &[&str],
+    ways: [&str; 2],
+    equal: &[&str],
+    close: &[&str],
+) {
+    let run = |way: &str| {
+        let (device, fast) = match way {
+            "cpu-burn" => ("cpu", false),
+            device => (device, true),
+        };
         let name = config
             .trim_start_matches("configs/")
             .trim_end_matches(".yaml");
-        let dir = out_dir(&format!("{name}-{device}"));
+        // Named by both ways: tests running at once never share a directory.
+        let dir = out_dir(&format!("{name}-{}-vs-{}-{way}", ways[0], ways[1]));
         let out_arg = format!("training.output_dir={}", dir.display());
         let device_arg = format!("training.device={device}");
         let mut args = vec!["train", "--config", config, &out_arg, &device_arg];
+        if !fast {
+            args.push("--no-fast-cpu");
+        }
         args.extend_from_slice(extra);
         args.push("training.total_ppo_steps=3");
         let out = ppo_lens(&args).output().expect("run ppo-lens train");
@@ -633,11 +654,17 @@ fn three_steps_on_wgpu_match_flex(config: &str, extra: &[&str], equal: &[&str], 
             );
         }
         ok(&out);
+        // The run says which path it took in its effective config.
+        let effective = std::fs::read_to_string(dir.join("effective_config.yaml")).unwrap();
+        assert!(
+            effective.contains(&format!("fast_cpu: {fast}")),
+            "{way}: {effective}"
+        );
         let rows = metrics(&dir);
         let _ = std::fs::remove_dir_all(&dir);
         rows
     };
-    let (flex, wgpu) = (run("cpu"), run("wgpu"));
+    let (flex, wgpu) = (run(ways[0]), run(ways[1]));
     assert_eq!(flex.len(), 3);
     assert_eq!(wgpu.len(), 3);
     for (step, (a, b)) in flex.iter().zip(&wgpu).enumerate() {
@@ -652,8 +679,10 @@ fn three_steps_on_wgpu_match_flex(config: &str, extra: &[&str], equal: &[&str], 
             let floor = if key == "rollout/kl_mean" { 1e-5 } else { 1e-6 };
             assert!(
                 (x - y).abs() <= floor + 1e-4 * x.abs(),
-                "step {}: {key} is {x} on flex, {y} on wgpu",
-                step + 1
+                "step {}: {key} is {x} on {}, {y} on {}",
+                step + 1,
+                ways[0],
+                ways[1]
             );
         }
     }
@@ -674,6 +703,20 @@ fn three_debug_steps_on_wgpu_match_flex() {
     three_steps_on_wgpu_match_flex(
         DEBUG,
         &["rollout.batch_size=8", "ppo.mini_batch_size=8"],
+        &SAMPLED,
+        &UPDATE_METRICS,
+    );
+}
+
+/// The debug config with the hand-written CPU kernels and with burn's own ops everywhere
+/// (`--no-fast-cpu`): the same responses sampled, the same losses, clip fractions and grad
+/// norms to float tolerance, over three steps.
+#[test]
+fn three_debug_steps_without_the_fast_cpu_path_match() {
+    three_steps_match(
+        DEBUG,
+        &["rollout.batch_size=8", "ppo.mini_batch_size=8"],
+        ["cpu", "cpu-burn"],
         &SAMPLED,
         &UPDATE_METRICS,
     );

@@ -141,6 +141,10 @@ enum Command {
         /// Overrides, key.sub=value: ppo.learning_rate=1e-5 training.total_ppo_steps=10
         #[arg(value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        /// Run burn's own ops everywhere instead of the hand-written CPU kernels (the same as
+        /// training.fast_cpu=false).
+        #[arg(long)]
+        no_fast_cpu: bool,
     },
 }
 
@@ -174,9 +178,14 @@ fn run() -> ExitCode {
         config,
         resume,
         overrides,
+        no_fast_cpu,
     } = &cli.command
     {
-        return train_main(config, resume.as_deref(), overrides);
+        let mut overrides = overrides.clone();
+        if *no_fast_cpu {
+            overrides.push("training.fast_cpu=false".into());
+        }
+        return train_main(config, resume.as_deref(), &overrides);
     }
     let result = match cli.command {
         Command::Train { .. } => unreachable!("handled above"),

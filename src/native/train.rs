@@ -140,6 +140,13 @@ pub fn train(
     stop: Arc<AtomicBool>,
 ) -> Result<TrainOutcome> {
     let config = load_config(config_path, overrides)?;
+    // The CPU kernels' switches are the process's: this run owns it.
+    let kernels_off: &[crate::cpu_fast::Kernel] = if config.training.fast_cpu {
+        &[]
+    } else {
+        &crate::cpu_fast::Kernel::ALL
+    };
+    crate::cpu_fast::only_without(kernels_off);
     if crate::exercises::ENABLED {
         // Say up front whose code this run trains with, and whether it passes its checks.
         crate::native::exercises_report()
