@@ -14,7 +14,7 @@ use super::worker;
 use crate::break_it::PRESETS;
 use crate::lab::run::KEPT_ITERATIONS;
 use crate::lab::timings::IterationTiming;
-use crate::lab::walkthrough::{AttentionMaps, Walkthrough};
+use crate::lab::walkthrough::{AttentionMaps, StageTimes, Walkthrough};
 use crate::lab::wire::Iterated;
 use crate::ppo::iteration::metrics;
 
@@ -183,24 +183,40 @@ impl AppState {
                     self.show(iteration, walk);
                     self.activity.set(Activity::Idle);
                     self.playing.set(then_play);
-                    let shown = since_navigation_ms();
-                    self.timings.update(|t| {
-                        t.first_iteration_at_ms.get_or_insert(shown);
-                        t.page_memory_bytes = super::timings::page_memory_bytes();
-                        t.push(IterationTiming {
-                            iteration,
-                            training: false,
-                            worker,
-                            reply_ms: replied - asked,
-                            shown_ms: shown - asked,
-                        });
-                    });
+                    self.record_timing(iteration, false, worker, asked, replied);
                 }
                 Err(err) => {
                     self.playing.set(false);
                     self.activity.set(Activity::Failed(err));
                 }
             }
+        });
+    }
+
+    /// Keeps an iteration's timings, now that it is shown: asked for at `asked`, its reply
+    /// decoded at `replied` (ms after navigation). The first one stepped through marks the page
+    /// ready.
+    fn record_timing(
+        self,
+        iteration: usize,
+        training: bool,
+        worker: StageTimes,
+        asked: f64,
+        replied: f64,
+    ) {
+        let shown = since_navigation_ms();
+        self.timings.update(|t| {
+            if !training {
+                t.first_iteration_at_ms.get_or_insert(shown);
+            }
+            t.page_memory_bytes = super::timings::page_memory_bytes();
+            t.push(IterationTiming {
+                iteration,
+                training,
+                worker,
+                reply_ms: replied - asked,
+                shown_ms: shown - asked,
+            });
         });
     }
 
@@ -229,17 +245,7 @@ impl AppState {
                         self.cursor
                             .set(Stage::Rollout.steps(&walk, 0).saturating_sub(1));
                         self.show(iteration, walk);
-                        let shown = since_navigation_ms();
-                        self.timings.update(|t| {
-                            t.page_memory_bytes = super::timings::page_memory_bytes();
-                            t.push(IterationTiming {
-                                iteration,
-                                training: true,
-                                worker,
-                                reply_ms: replied - asked,
-                                shown_ms: shown - asked,
-                            })
-                        });
+                        self.record_timing(iteration, true, worker, asked, replied);
                     }
                     Err(err) => {
                         self.activity.set(Activity::Failed(err));
