@@ -8,20 +8,20 @@
 //! CPU's kernels) round differently, and 1500 steps grow that into visible differences (a rerun
 //! on the project machine: 0.50 right, 0.48 a wrong number, 0.02 no answer). The
 //! tokenizer and config.json come out byte for byte, and tests/tiny_model.rs checks them and the
-//! recipe's first ten steps. Prints the loss, then how the model answers 128 unseen problems at
+//! recipe's first ten steps. The weights are written in F16 (`Pretrained::shipped_files`): the
+//! page carries them in its wasm. Prints the loss, then how the model answers 128 unseen problems at
 //! temperature 1: that is where PPO starts.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
+use burn::tensor::Device;
 use ppo_lens::compute::block_on;
 use ppo_lens::data::gsm_mini::gsm_mini;
 use ppo_lens::model::chat::gsm8k_prompt;
-use ppo_lens::model::save_model;
 use ppo_lens::model::tokenizer::TextTokenizer;
-use ppo_lens::model::weights::saved_config;
-use ppo_lens::native::model_dir::{CONFIG, TOKENIZER, WEIGHTS, write_dir_atomically};
+use ppo_lens::model::{Precision, ValueHeadInit};
+use ppo_lens::native::model_dir::{CONFIG, TOKENIZER, WEIGHTS, load_dir, write_dir_atomically};
 use ppo_lens::native::tiny::{PretrainConfig, pretrain};
 use ppo_lens::reward::gsm8k::{GsmScore, gsm8k_reward};
 use ppo_lens::rng::Rng;
@@ -46,10 +46,8 @@ fn main() -> Result<()> {
         println!("step {step:5}  lr {lr:.2e}  loss {loss:.4}");
     }))?;
     println!("trained in {:.0} s", start.elapsed().as_secs_f64());
-    let model = trained.model.valid();
     // No value head: the trainer and the page start their critic as the config says.
-    let weights = save_model(&model)?;
-    let config_json = saved_config(&model).to_json();
+    let (weights, config_json) = trained.shipped_files()?;
     write_dir_atomically(
         &out,
         &[
@@ -60,7 +58,16 @@ fn main() -> Result<()> {
     )?;
     println!("wrote {}", out.display());
 
-    // How the model answers problems it has not seen, sampled as PPO will sample them.
+    // How the model as written (weights in F16) answers problems it has not seen, sampled as
+    // PPO will sample them.
+    let model = load_dir(
+        &out,
+        Precision::F32,
+        ValueHeadInit::Zeros,
+        0,
+        &Device::flex(),
+    )?
+    .model;
     let tokenizer = TextTokenizer::from_bytes(trained.tokenizer_json.as_bytes(), "tokenizer.json")?;
     let problems = gsm_mini(128, 12345);
     let prompts = problems

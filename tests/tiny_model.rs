@@ -11,8 +11,8 @@ use ppo_lens::data::gsm_mini;
 use ppo_lens::model::Precision;
 use ppo_lens::model::ValueHeadInit;
 use ppo_lens::model::chat::gsm8k_prompt;
+use ppo_lens::model::save_model_f16;
 use ppo_lens::model::tokenizer::TextTokenizer;
-use ppo_lens::model::weights::saved_config;
 use ppo_lens::native::model_dir::{LoadedModel, load_dir};
 use ppo_lens::native::tiny::{PretrainConfig, pretrain};
 use ppo_lens::reward::{GsmScore, gsm8k_reward};
@@ -47,8 +47,9 @@ fn files_are_small_and_the_vocabulary_is_readable() {
         .iter()
         .map(|n| Path::new(DIR).join(n).metadata().unwrap().len())
         .sum();
-    // 428,351 bytes today (the weights 424,800): under half a MiB, as the README's 420 KB says.
-    assert!(total < 512 << 10, "{total} bytes");
+    // 217,263 bytes today (the weights in F16, 213,712): under a quarter of a MiB, as the
+    // README's 215 KB says.
+    assert!(total < 256 << 10, "{total} bytes");
 
     let loaded = load_tiny();
     let tok = loaded.tokenizer.unwrap();
@@ -127,10 +128,29 @@ fn pretraining_remakes_the_committed_tokenizer_and_config() {
         made.tokenizer_json == committed("tokenizer.json"),
         "the tokenizer built from the default corpus differs from www/models/tiny/tokenizer.json"
     );
-    assert_eq!(
-        saved_config(&made.model.valid()).to_json(),
-        committed("config.json")
-    );
+    assert_eq!(made.shipped_files().unwrap().1, committed("config.json"));
+}
+
+/// The committed weights are what `examples/pretrain_tiny.rs` writes (`shipped_files`): every
+/// tensor in F16, and the model loaded from them and written again gives the same bytes (F16
+/// widened to f32 and rounded back is exact).
+#[test]
+fn the_committed_weights_are_half_precision_and_write_back_byte_for_byte() {
+    let committed = std::fs::read(Path::new(DIR).join("model.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&committed).unwrap();
+    for (name, view) in tensors.tensors() {
+        assert_eq!(view.dtype(), safetensors::Dtype::F16, "{name}");
+    }
+    let loaded = load_tiny();
+    assert_eq!(loaded.model.config.dtype, "float16");
+    let written = save_model_f16(&loaded.model).unwrap();
+    assert!(written == committed, "written again, the weights differ");
+    // The model computes in f32 on exactly the stored values.
+    let embed = loaded.model.embed_tokens.weight.val().into_data();
+    for &w in embed.as_slice::<f32>().unwrap() {
+        let again = burn::tensor::f16::from_f32(w).to_f32();
+        assert_eq!(again, w, "a loaded weight is not an F16 value");
+    }
 }
 
 /// The first steps of the committed model's recipe, as measured: a change to the corpus, the

@@ -30,7 +30,9 @@ pub mod word_level;
 pub use config::Qwen2Config;
 pub use init::init_random;
 pub use qwen2::{ForwardOutput, KvCache, Qwen2Model};
-pub use weights::{Precision, ValueHeadInit, WeightFiles, load_model, save_model, save_value_head};
+pub use weights::{
+    Precision, ValueHeadInit, WeightFiles, load_model, save_model, save_model_f16, save_value_head,
+};
 
 use std::fmt;
 

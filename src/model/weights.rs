@@ -386,6 +386,32 @@ fn serialize(entries: &[Entry]) -> Result<Vec<u8>, ModelError> {
 /// The trunk and LM head as `model.safetensors` bytes, with HF names (no `lm_head.weight` when
 /// tied), in the dtype the model computes in. Reads every weight back from the device.
 pub fn save_model(model: &Qwen2Model) -> Result<Vec<u8>, ModelError> {
+    serialize(&model_entries(model))
+}
+
+/// [`save_model`] with every weight rounded to IEEE half precision (F16, round to nearest even):
+/// half the bytes, for a model shipped inside the page. Loading widens each weight back to f32
+/// exactly, so the model then computes on the rounded weights.
+pub fn save_model_f16(model: &Qwen2Model) -> Result<Vec<u8>, ModelError> {
+    let entries = model_entries(model)
+        .into_iter()
+        .map(|e| {
+            let values = decode(&e.name, e.dtype, &e.bytes)?;
+            let bytes = values
+                .iter()
+                .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+                .collect();
+            Ok(Entry {
+                dtype: StDtype::F16,
+                bytes,
+                ..e
+            })
+        })
+        .collect::<Result<Vec<_>, ModelError>>()?;
+    serialize(&entries)
+}
+
+fn model_entries(model: &Qwen2Model) -> Vec<Entry> {
     let mut out = Vec::new();
     out.push(entry(
         "model.embed_tokens.weight".into(),
@@ -429,7 +455,7 @@ pub fn save_model(model: &Qwen2Model) -> Result<Vec<u8>, ModelError> {
     if let Some(head) = &model.lm_head {
         linear_entries(&mut out, "lm_head", head);
     }
-    serialize(&out)
+    out
 }
 
 /// The value head as `value_head.safetensors` bytes.

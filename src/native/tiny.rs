@@ -13,6 +13,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result, anyhow, bail};
+use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::{Value, json};
@@ -22,7 +23,10 @@ use crate::data::gsm_mini::gsm_mini_problem;
 use crate::data::gsm8k::Problem;
 use crate::model::chat::gsm8k_prompt;
 use crate::model::tokenizer::TextTokenizer;
-use crate::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
+use crate::model::weights::saved_config;
+use crate::model::{
+    Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random, save_model_f16,
+};
 use crate::ppo::entropy::logsumexp;
 use crate::rng::Rng;
 
@@ -195,6 +199,20 @@ pub struct Pretrained {
     pub corpus: Vec<Example>,
 }
 
+impl Pretrained {
+    /// What `www/models/tiny` holds of the model: `model.safetensors` with every weight in F16,
+    /// and the `config.json` that says so. Half precision halves the page's largest piece of data
+    /// (the weights are built into its wasm; float bytes hardly compress) and moves each weight by
+    /// at most 1 part in 2,048; the page and the trainer load it widened to f32.
+    pub fn shipped_files(&self) -> Result<(Vec<u8>, String)> {
+        let model = self.model.valid();
+        let weights = save_model_f16(&model)?;
+        let mut config = saved_config(&model);
+        config.dtype = "float16".into();
+        Ok((weights, config.to_json()))
+    }
+}
+
 /// Next-token cross-entropy over the response tokens of right-padded rows.
 /// `ids [B, T]`, `attention_mask [B, T]`, `loss_mask [B, T-1]` (1 where token t+1 is a target).
 fn lm_loss(
@@ -312,7 +330,6 @@ pub async fn pretrain(
 mod tests {
     use super::*;
     use crate::compute::block_on;
-    use burn::module::Module;
 
     #[test]
     fn tokenizer_round_trips_and_splits_digits() {
