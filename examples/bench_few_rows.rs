@@ -14,10 +14,8 @@
 
 use std::time::Instant;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use ppo_lens::model::few_rows::{Product, Simd, Weight, matmul_many, pack_panels};
-use ppo_lens::model::team;
+use rayon::prelude::*;
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
@@ -36,8 +34,8 @@ fn timed(iters: usize, mut f: impl FnMut()) -> f64 {
     )
 }
 
-/// A sum with 64 independent lanes over `values` in `threads` parts, on the same team of threads
-/// as the products.
+/// A sum with 64 independent lanes over `values` in `threads` parts, on rayon's pool as the
+/// products.
 fn plain_sum(values: &[f32], threads: usize) -> f32 {
     let sum = |part: &[f32]| {
         let mut acc = [0f32; 64];
@@ -48,13 +46,11 @@ fn plain_sum(values: &[f32], threads: usize) -> f32 {
         }
         acc.iter().sum::<f32>()
     };
-    let parts: Vec<&[f32]> = values.chunks(values.len().div_ceil(threads)).collect();
-    let sums: Vec<AtomicU32> = parts.iter().map(|_| AtomicU32::new(0)).collect();
-    team::run(parts.len(), &|i| {
-        sums[i].store(sum(parts[i]).to_bits(), Ordering::Relaxed)
-    });
-    sums.iter()
-        .map(|s| f32::from_bits(s.load(Ordering::Relaxed)))
+    values
+        .par_chunks(values.len().div_ceil(threads))
+        .map(sum)
+        .collect::<Vec<f32>>()
+        .iter()
         .sum()
 }
 

@@ -1,6 +1,6 @@
 //! The CPU fast path's switches. Natively on flex, some of the model's work runs in hand-written
 //! kernels instead of burn's ops; each can be turned off, so that burn's own path runs in its
-//! place, to measure what each kernel buys (`ppo-lens bench --without few_rows,team`,
+//! place, to measure what each kernel buys (`ppo-lens bench --without few_rows,adamw`,
 //! docs/performance.md) and to check that both paths give the same numbers (tests/fast_path.rs).
 //!
 //! The switches are process-wide: they are for benchmarks and tests that own their process, not
@@ -19,30 +19,19 @@ pub enum Kernel {
     /// Products with many rows, forward and backward, straight through gemm with the tied head's
     /// transpose read in place (src/model/gemm_linear.rs).
     GemmLinear,
-    /// `silu(gate) * up` and its backward in one pass (src/model/swiglu.rs).
-    Swiglu,
-    /// The embedding lookup whose backward adds into the tied head's gradient
-    /// (src/model/embedding.rs).
-    Embedding,
     /// A whole one-token decoding step in plain loops over the packed weights and the KV cache
     /// (src/model/decode_step.rs; it runs few_rows' products inside).
     DecodeStep,
-    /// The team of spinning threads that runs a step's parallel sections (src/model/team.rs);
-    /// off, they run on rayon's pool.
-    Team,
     /// AdamW's step in one pass over memory, and the gradient norm's sum of squares and scaling
     /// (src/adamw.rs); off, burn's `AdamW` and tensor ops.
     AdamW,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 7] = [
+    pub const ALL: [Kernel; 4] = [
         Kernel::FewRows,
         Kernel::GemmLinear,
-        Kernel::Swiglu,
-        Kernel::Embedding,
         Kernel::DecodeStep,
-        Kernel::Team,
         Kernel::AdamW,
     ];
 
@@ -51,26 +40,21 @@ impl Kernel {
         match self {
             Kernel::FewRows => "few_rows",
             Kernel::GemmLinear => "gemm_linear",
-            Kernel::Swiglu => "swiglu",
-            Kernel::Embedding => "embedding",
             Kernel::DecodeStep => "decode_step",
-            Kernel::Team => "team",
             Kernel::AdamW => "adamw",
         }
     }
 
+    /// Its place in [`Kernel::ALL`] (which lists them in declaration order).
     fn index(self) -> usize {
-        Kernel::ALL
-            .iter()
-            .position(|&k| k == self)
-            .expect("every kernel is in ALL")
+        self as usize
     }
 
     fn bit(self) -> u32 {
         1 << self.index()
     }
 
-    /// A comma-separated list of kernel names (`few_rows,team`); `all` names every one.
+    /// A comma-separated list of kernel names (`few_rows,adamw`); `all` names every one.
     pub fn parse_list(list: &str) -> Result<Vec<Kernel>, String> {
         let mut kernels = Vec::new();
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -149,8 +133,8 @@ mod tests {
     #[test]
     fn kernel_lists_parse_and_name_what_is_wrong() {
         assert_eq!(
-            Kernel::parse_list("few_rows, team").unwrap(),
-            vec![Kernel::FewRows, Kernel::Team]
+            Kernel::parse_list("few_rows, adamw").unwrap(),
+            vec![Kernel::FewRows, Kernel::AdamW]
         );
         assert_eq!(Kernel::parse_list("all").unwrap(), Kernel::ALL.to_vec());
         assert_eq!(Kernel::parse_list("").unwrap(), vec![]);

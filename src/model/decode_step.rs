@@ -14,14 +14,12 @@
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::DType;
-use std::sync::Mutex;
+use rayon::prelude::*;
 
 use super::few_rows::{Panels, Product, Weight, products};
 use super::native_kv::{NativeKv, dense_f32, values_of};
 use super::qwen2::{Qwen2Model, rope_inv_freq};
-use super::swiglu::forward_chunk as swiglu_into;
-use super::team;
-use crate::fast_exp::simd_fn;
+use crate::fast_exp::{exp, simd_fn};
 
 /// What a step returns: logits `[B, V]` and values `[B]`.
 pub struct StepOutput {
@@ -88,6 +86,15 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + rest
+}
+
+simd_fn! {
+    /// SwiGLU's gate, `y = silu(g) * u = g u / (1 + e^-g)`, element by element.
+    fn swiglu(y: &mut [f32], g: &[f32], u: &[f32]) {
+        for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
+            *y = g * u / (1.0 + exp(-g));
+        }
+    }
 }
 
 simd_fn! {
@@ -280,11 +287,9 @@ pub fn step(
         }
 
         // Attention of each query head over the row's visible positions, the rows shared
-        // between the team's threads.
+        // between rayon's threads.
         let (keys, values, masks) = (&*keys, &*values, &kv.mask);
-        let rows: Vec<Mutex<&mut [f32]>> = attended.chunks_mut(h * hd).map(Mutex::new).collect();
-        team::run(b, &|row| {
-            let mut out = rows[row].lock().unwrap_or_else(|p| p.into_inner());
+        let attend_row = |(row, out): (usize, &mut [f32])| {
             let mask = &masks[row * cap..row * cap + p + 1];
             let mut scores = vec![0f32; p + 1];
             for (head, out) in out.chunks_exact_mut(hd).enumerate() {
@@ -301,8 +306,15 @@ pub fn step(
                     scale,
                 );
             }
-        });
-        drop(rows);
+        };
+        if b > 1 {
+            attended
+                .par_chunks_mut(h * hd)
+                .enumerate()
+                .for_each(attend_row);
+        } else {
+            attended.chunks_mut(h * hd).enumerate().for_each(attend_row);
+        }
         let [o] = run(&attended, (b, h * hd), [panels[3].product(None)]);
         x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
 
@@ -313,7 +325,7 @@ pub fn step(
             [panels[4].product(None), panels[5].product(None)],
         );
         let mut hidden = vec![0f32; gate.len()];
-        swiglu_into(&mut hidden, &gate, &up);
+        swiglu(&mut hidden, &gate, &up);
         let [down] = run(&hidden, (b, inter), [panels[6].product(None)]);
         x.iter_mut().zip(&down).for_each(|(x, y)| *x += y);
     }

@@ -15,8 +15,7 @@
 //!   `[V, D]` of a tied LM head, used as `x @ E^T`). Each output is a dot product of two
 //!   contiguous rows; one weight row at a time meets `R` input rows, `R` vector sums.
 //!
-//! The threads are a [`team`](super::team) whose helpers stay awake between the products of a
-//! decoding step. Products that read the same input (q, k and v; gate and up) go in one call,
+//! The threads are rayon's pool. Products that read the same input (q, k and v; gate and up) go in one call,
 //! [`linear_many`], and share one hand-out of work.
 //!
 //! AVX-512 and AVX2+FMA are chosen at run time; elsewhere plain loops do the same work. Every
@@ -25,6 +24,7 @@
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
 
 /// Products with at most this many rows run here; more rows have enough arithmetic per weight
 /// for gemm's blocking to win.
@@ -134,7 +134,7 @@ fn run_products<const D: usize, const W: usize>(
 pub fn products(x: &[f32], (m, k): (usize, usize), jobs: &[Product<'_>]) -> Vec<Vec<f32>> {
     let values: usize = jobs.iter().map(|j| j.n * k).sum();
     let threads = if values >= THREADS_FROM {
-        super::team::size()
+        rayon::current_num_threads()
     } else {
         1
     };
@@ -383,7 +383,11 @@ pub fn matmul_many(
             unsafe { columns(x, (m, k, p.n), p.weight, p.bias, out.0, (j0, j1), simd) };
         }
     };
-    super::team::run(runs.len(), &|i| run(&runs[i]));
+    if runs.len() > 1 {
+        runs.par_iter().for_each(|list| run(list));
+    } else {
+        runs.iter().for_each(|list| run(list));
+    }
     outs
 }
 

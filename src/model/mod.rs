@@ -10,8 +10,6 @@ pub mod decode;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod decode_step;
 #[cfg(not(target_arch = "wasm32"))]
-pub mod embedding;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod few_rows;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod gemm_linear;
@@ -19,10 +17,6 @@ pub mod init;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native_kv;
 pub mod qwen2;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod swiglu;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod team;
 pub mod tokenizer;
 pub mod weights;
 pub mod word_level;

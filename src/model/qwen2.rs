@@ -317,7 +317,7 @@ impl Mlp {
             packed.map(|p| [&p[4], &p[5]]),
             x,
         ); // [B, T, I] each
-        let hidden = swiglu(&gate, &up).unwrap_or_else(|| silu(gate) * up);
+        let hidden = silu(gate) * up;
         let [out] = packed_linears([&self.down_proj], packed.map(|p| [&p[6]]), hidden);
         out // [B, T, D]
     }
@@ -484,9 +484,7 @@ impl Qwen2Model {
             self.config.rope_theta,
             self.dtype(),
         );
-        let embedded = embedding(&self.embed_tokens.weight.val(), &ids)
-            .unwrap_or_else(|| self.embed_tokens.forward(ids));
-        let mut x = cast_to(embedded, self.compute_dtype); // [B, T, D]
+        let mut x = cast_to(self.embed_tokens.forward(ids), self.compute_dtype); // [B, T, D]
         let mut new_layers = Vec::with_capacity(self.layers.len());
         let mut attentions = want_attentions.then(Vec::new);
         for (i, layer) in self.layers.iter().enumerate() {
@@ -688,24 +686,6 @@ fn gemm_linear<const N: usize>(
     })
 }
 
-/// The token embedding's lookup through [`embedding::lookup`](super::embedding::lookup) on
-/// flex with autodiff (its backward adds into the tied head's gradient), else `None`.
-#[cfg(not(target_arch = "wasm32"))]
-fn embedding(weight: &Tensor<2>, ids: &Tensor<2, Int>) -> Option<Tensor<3>> {
-    take(Kernel::Embedding, || super::embedding::lookup(weight, ids))
-}
-
-#[cfg(target_arch = "wasm32")]
-fn embedding(_: &Tensor<2>, _: &Tensor<2, Int>) -> Option<Tensor<3>> {
-    None
-}
-
-/// `silu(gate) * up` through [`swiglu::swiglu`](super::swiglu::swiglu) on flex, else `None`.
-#[cfg(not(target_arch = "wasm32"))]
-fn swiglu<const N: usize>(gate: &Tensor<N>, up: &Tensor<N>) -> Option<Tensor<N>> {
-    take(Kernel::Swiglu, || super::swiglu::swiglu(gate, up))
-}
-
 #[cfg(not(target_arch = "wasm32"))]
 fn few_rows_panels<const N: usize, const W: usize>(
     x: &Tensor<N>,
@@ -745,11 +725,6 @@ fn few_rows_panels<const N: usize, const W: usize>(
     _: &Tensor<N>,
     _: [(&Panels, Option<&Tensor<1>>); W],
 ) -> Option<[Tensor<N>; W]> {
-    None
-}
-
-#[cfg(target_arch = "wasm32")]
-fn swiglu<const N: usize>(_: &Tensor<N>, _: &Tensor<N>) -> Option<Tensor<N>> {
     None
 }
 

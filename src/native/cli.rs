@@ -105,7 +105,7 @@ enum Command {
         #[arg(long, default_value_t = super::block_cache::BUDGET >> 20)]
         block_cache_mib: usize,
         /// Hand-written CPU kernels to turn off, comma-separated, so burn's own path runs in
-        /// their place (few_rows, gemm_linear, swiglu, embedding, decode_step, team, adamw, or all).
+        /// their place (few_rows, gemm_linear, decode_step, adamw, or all).
         #[arg(long, default_value = "")]
         without: String,
         /// Each model with every kernel on, then each off in turn, then all off: one table
