@@ -176,3 +176,98 @@ build_page() {
     wasm="$(ls dist/*.wasm | head -n 1)"
     note "$(du -h "$wasm" | cut -f1) wasm, $(gzip -9 -c "$wasm" | wc -c | awk '{printf "%.1fM", $1/1048576}') gzipped: $wasm"
 }
+
+# The LLVM that burn's CUDA backend links (cubecl compiles its kernels to PTX through LLVM's NVPTX
+# target). cubecl's LLVM bundler would download a prebuilt LLVM from GitHub in its build script;
+# PyPI has the same LLVM major as static libraries: `mlc-llvm-static` (the X86 target) and
+# `mlc-llvm-static-extra-targets` (NVPTX among others), pinned here. The bundler skips its download
+# when `<XDG_DATA_HOME>/tracel/tracel-llvm-<bundler version>/.tracel-llvm-installed` exists and then
+# links with that folder's `bin/llvm-config --link-static`: so that folder is a link to the
+# wheels' SDK, under a data dir of this project's own (scripts/build_cuda.sh sets XDG_DATA_HOME to
+# it for cargo), and nothing of the user's own data dir is touched. llvm-config is a Python script:
+# python3 is needed at build time. Linking needs zlib and zstd (LLVM's --system-libs).
+LLVM_WHEEL_VERSION="23.1.1.post0"
+CUDA_TOOLCHAIN_DIR="${PPO_LENS_CUDA_TOOLCHAIN_DIR:-$HOME/.cache/ppo-lens/cuda-toolchain}"
+CUDA_XDG_DATA_HOME="$CUDA_TOOLCHAIN_DIR/data"
+
+# The version of tracel-llvm-bundler that Cargo.lock pins (it names the folder the bundler reads).
+locked_llvm_bundler() {
+    awk '/^name = "tracel-llvm-bundler"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
+}
+
+ensure_cuda_toolchain() {
+    ensure_debian_packages python3 g++ zlib1g-dev libzstd-dev
+    step "LLVM $LLVM_WHEEL_VERSION static libraries (PyPI) for the CUDA backend"
+    local wheels="$CUDA_TOOLCHAIN_DIR/llvm-$LLVM_WHEEL_VERSION"
+    local sdk="$wheels/mlc_llvm_static/static"
+    if [ -x "$sdk/bin/llvm-config" ] && [ -f "$sdk/lib/libLLVMNVPTXCodeGen.a" ]; then
+        note "installed in $wheels"
+    else
+        if ! python3 -m pip --version >/dev/null 2>&1; then
+            ensure_debian_packages python3-pip
+        fi
+        rm -rf "$wheels.partial"
+        local from=()
+        if [ -n "${PPO_LENS_LLVM_WHEELS:-}" ]; then
+            from=(--no-index --find-links "$PPO_LENS_LLVM_WHEELS")
+        fi
+        run python3 -m pip install --quiet --disable-pip-version-check --no-deps "${from[@]}" \
+            --target "$wheels.partial" \
+            "mlc-llvm-static==$LLVM_WHEEL_VERSION" "mlc-llvm-static-extra-targets==$LLVM_WHEEL_VERSION"
+        rm -rf "$wheels"
+        mv "$wheels.partial" "$wheels"
+    fi
+    note "llvm-config --version: $(python3 "$sdk/bin/llvm-config" --version), targets: $(python3 "$sdk/bin/llvm-config" --targets-built | grep -o 'NVPTX\|X86' | tr '\n' ' ')"
+
+    local bundler
+    bundler="$(locked_llvm_bundler)"
+    if [ -z "$bundler" ]; then
+        note "Cargo.lock has no tracel-llvm-bundler: the cuda feature does not need LLVM"
+        return 0
+    fi
+    step "The LLVM folder tracel-llvm-bundler $bundler reads, linked to the wheels' SDK"
+    local folder="$CUDA_XDG_DATA_HOME/tracel/tracel-llvm-$bundler"
+    mkdir -p "$(dirname "$folder")"
+    if [ "$(readlink "$folder" 2>/dev/null)" != "$sdk" ]; then
+        rm -rf "$folder"
+        run ln -s "$sdk" "$folder"
+    fi
+    # Made once: the bundler's build script reruns (and cubecl with all that depends on it
+    # recompiles) whenever the marker's time changes.
+    [ -e "$folder/.tracel-llvm-installed" ] || touch "$folder/.tracel-llvm-installed"
+    note "$folder -> $sdk"
+}
+
+# libdevice, the bitcode library of CUDA's math functions (exp, log, ...), which kernels that
+# call them link at run time; cubecl finds it under $CUDA_PATH/nvvm/libdevice. PyPI's
+# nvidia-cuda-nvcc-cu12 wheel ships it; only that one file is kept, in the cache dir.
+NVCC_WHEEL_VERSION="12.9.86"
+ensure_libdevice() {
+    step "libdevice.10.bc (from PyPI's nvidia-cuda-nvcc-cu12 $NVCC_WHEEL_VERSION)"
+    LIBDEVICE="$CUDA_TOOLCHAIN_DIR/nvcc-$NVCC_WHEEL_VERSION/nvvm/libdevice/libdevice.10.bc"
+    if [ -f "$LIBDEVICE" ]; then
+        note "$LIBDEVICE"
+        return 0
+    fi
+    local wheels="$CUDA_TOOLCHAIN_DIR/nvcc-wheel"
+    local from=()
+    if [ -n "${PPO_LENS_NVCC_WHEELS:-}" ]; then
+        from=(--no-index --find-links "$PPO_LENS_NVCC_WHEELS")
+    fi
+    mkdir -p "$wheels"
+    run python3 -m pip download --quiet --disable-pip-version-check --no-deps "${from[@]}" \
+        -d "$wheels" "nvidia-cuda-nvcc-cu12==$NVCC_WHEEL_VERSION"
+    python3 - "$wheels" "$LIBDEVICE" <<'PY'
+import glob, os, sys, zipfile
+wheels, dest = sys.argv[1], sys.argv[2]
+(wheel,) = glob.glob(os.path.join(wheels, "nvidia_cuda_nvcc_cu12-*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    data = z.read("nvidia/cuda_nvcc/nvvm/libdevice/libdevice.10.bc")
+os.makedirs(os.path.dirname(dest), exist_ok=True)
+with open(dest + ".partial", "wb") as f:
+    f.write(data)
+os.replace(dest + ".partial", dest)
+PY
+    rm -rf "$wheels"
+    note "$LIBDEVICE ($(du -h "$LIBDEVICE" | cut -f1))"
+}

@@ -2,6 +2,7 @@
 
 use std::panic::{self, AssertUnwindSafe};
 use std::process::Command;
+use std::sync::Mutex;
 
 use anyhow::{Result, bail};
 
@@ -49,7 +50,9 @@ pub fn run() -> Result<()> {
     if cfg!(feature = "cuda") {
         println!("  cuda    yes (cargo feature `cuda`)");
     } else {
-        println!("  cuda    no  (build with `--features cuda` on a machine with the CUDA toolkit)");
+        println!(
+            "  cuda    no  (scripts/build_cuda.sh builds it, without a GPU or the CUDA toolkit)"
+        );
     }
 
     println!("\nDevices (self-check: entropy and autodiff gradient against f64)");
@@ -206,17 +209,36 @@ fn check_device(compute: Compute) -> DeviceLine {
 }
 
 /// Runs `f`, turning a panic inside a backend (a missing driver, say) into its message.
-fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+/// `f()`, or the message of the panic it raised: on the device's own thread first when there
+/// was one (see below), then the caller's. `--device cuda` opens CUDA through it too.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    // A backend that runs the device on a thread of its own (CUDA) panics there with the cause
+    // ("cannot load libcuda"), and the caller's wait on it then fails with a closed channel
+    // (`RecvError`), which says nothing: the other threads' panics are kept to name the cause.
+    static OTHERS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let others = || OTHERS.lock().unwrap_or_else(|p| p.into_inner());
+    others().clear();
+    let caller = std::thread::current().id();
     let hook = panic::take_hook();
-    panic::set_hook(Box::new(|_| {}));
+    panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != caller {
+            let message = info.payload_as_str().unwrap_or("the backend panicked");
+            others().push(message.to_string());
+        }
+    }));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     panic::set_hook(hook);
+    let others = std::mem::take(&mut *others());
     result.map_err(|payload| {
-        payload
+        let own = payload
             .downcast_ref::<String>()
             .cloned()
             .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "the backend panicked".into())
+            .unwrap_or_else(|| "the backend panicked".into());
+        match others.last() {
+            Some(cause) if own.contains("RecvError") => format!("{cause} (then: {own})"),
+            _ => own,
+        }
     })
 }
 
@@ -254,5 +276,25 @@ mod tests {
             Err("no driver".into())
         );
         assert_eq!(guarded(|| 7), Ok(7));
+    }
+
+    /// CUDA without a driver: the device's own thread panics with the cause, then the caller's
+    /// wait for it fails. The cause is what doctor shows first.
+    #[test]
+    fn a_panic_on_the_backends_thread_is_named_first() {
+        let reason = guarded(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<u8>();
+            let device = std::thread::spawn(move || {
+                let _tx = tx;
+                panic!("cannot load libcuda.so.1");
+            });
+            let _ = device.join();
+            rx.recv().unwrap()
+        })
+        .unwrap_err();
+        assert!(
+            reason.starts_with("cannot load libcuda.so.1 (then: called `Result::unwrap()`"),
+            "{reason}"
+        );
     }
 }

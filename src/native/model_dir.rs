@@ -240,9 +240,18 @@ pub fn open_device(name: &str) -> Result<Compute> {
     }
 }
 
+/// CUDA starts when the device is first described, on a thread of its own, and panics there
+/// without a driver: describing it and one small read, guarded, turn that into an error naming
+/// the cause.
 #[cfg(feature = "cuda")]
 fn cuda() -> Result<Compute> {
-    Ok(Compute::describe(Device::cuda(0), BackendKind::Cuda))
+    super::doctor::guarded(|| {
+        let compute = Compute::describe(Device::cuda(0), BackendKind::Cuda);
+        let zero = burn::tensor::Tensor::<1>::zeros([1], &compute.device);
+        block_on(crate::compute::read_f32(zero)).map(|_| compute)
+    })
+    .and_then(|opened| opened)
+    .map_err(|reason| anyhow!("--device cuda: CUDA is unavailable here: {reason}"))
 }
 
 #[cfg(not(feature = "cuda"))]
