@@ -17,6 +17,10 @@ use ppo_lens::ppo::entropy::logsumexp;
 use ppo_lens::rollout::generate::rows_tensor;
 use serde_json::Value;
 
+#[path = "common/temp.rs"]
+mod temp;
+use temp::TempDir;
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -400,10 +404,8 @@ fn param_bits(model: &Qwen2Model) -> Vec<Vec<u32>> {
     out
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ppo-lens-test-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+fn temp_dir(tag: &str) -> TempDir {
+    TempDir::new(&format!("ppo-lens-test-{tag}"))
 }
 
 #[test]
@@ -545,7 +547,7 @@ fn mixed_precision_computes_in_bf16_and_keeps_small_updates() {
     assert!(bf16_moved < 0.2, "{bf16_moved}");
 }
 
-fn copy_fixture(name: &str, tag: &str) -> PathBuf {
+fn copy_fixture(name: &str, tag: &str) -> TempDir {
     let dir = temp_dir(tag);
     std::fs::create_dir_all(&dir).unwrap();
     for entry in std::fs::read_dir(fixture(name)).unwrap() {
@@ -685,7 +687,7 @@ fn rewritten(
     name: &str,
     tag: &str,
     convert: impl Fn(&[f32]) -> (safetensors::Dtype, Vec<u8>),
-) -> PathBuf {
+) -> TempDir {
     let src = fixture(name);
     let dir = temp_dir(tag);
     std::fs::create_dir_all(&dir).unwrap();

@@ -9,13 +9,14 @@ use serde_json::Value;
 
 mod common;
 
+use common::temp::TempDir;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const DEBUG: &str = "configs/config_debug.yaml";
 
-fn out_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ppo-lens-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A fresh output directory for a run, removed when the test is done with it.
+fn out_dir(name: &str) -> TempDir {
+    TempDir::new(&format!("ppo-lens-train-{name}"))
 }
 
 fn ppo_lens(args: &[&str]) -> Command {

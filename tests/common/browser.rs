@@ -15,6 +15,8 @@ use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
+use super::temp::TempDir;
+
 /// The flags every browser test runs Chromium with.
 pub const CHROMIUM_FLAGS: &[&str] = &[
     "--headless",
@@ -80,13 +82,14 @@ impl Page {
         wait_for_port(port, Duration::from_secs(20));
 
         let profile = TempDir::new("ppo-lens-chromium");
-        let downloads = profile.0.join("downloads");
+        std::fs::create_dir_all(&profile).expect("create the browser's profile dir");
+        let downloads = profile.join("downloads");
         let mut args: Vec<String> = CHROMIUM_FLAGS
             .iter()
             .filter(|flag| !left_out.contains(flag))
             .map(|s| s.to_string())
             .collect();
-        args.push(format!("--user-data-dir={}", profile.0.display()));
+        args.push(format!("--user-data-dir={}", profile.display()));
         let binary =
             std::env::var("PPO_LENS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let capabilities = json!({
@@ -654,29 +657,4 @@ fn wait_for_port(port: u16, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("chromedriver did not listen on port {port} within {timeout:?}");
-}
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> TempDir {
-        let unique = format!(
-            "{prefix}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        );
-        let dir = std::env::temp_dir().join(unique);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

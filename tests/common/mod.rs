@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod cli;
+pub mod temp;
 pub mod tiny;
 
 use std::time::Duration;
