@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use ppo_lens::model::few_rows::{Product, Simd, Weight, matmul_many, pack_panels};
+use ppo_lens::cpu_fast::few_rows::{Product, Simd, Weight, matmul_many, pack_panels};
 use rayon::prelude::*;
 
 fn median(mut xs: Vec<f64>) -> f64 {

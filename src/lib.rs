@@ -10,7 +10,6 @@
 //!
 //! [`Device`]: burn::tensor::Device
 
-pub mod adamw;
 pub mod adamw8bit;
 pub mod break_it;
 pub mod compute;

@@ -10,7 +10,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
-use crate::adamw::AdamW;
+use crate::cpu_fast::adamw::AdamW;
 use crate::data::gsm_mini;
 use crate::lab::settings::LabSettings;
 use crate::lab::walkthrough::{

@@ -5,7 +5,7 @@
 //! cache's `cat` (which copies every cached key and value), the attention's small matmuls and
 //! softmax, the mask's bookkeeping. Each allocates its output and runs on one thread while the
 //! other waits. Measured on this project's 2-core machine, they took about 5 of the 14 ms of a
-//! step whose products take 9 to 10. Here a step is the products ([`few_rows`](super::few_rows))
+//! step whose products take 9 to 10. Here a step is the products ([`few_rows`](crate::cpu_fast::few_rows))
 //! with loops over a few thousand values between them, and the keys and values go into a cache
 //! with room to grow, written in place.
 //!
@@ -16,9 +16,9 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::DType;
 use rayon::prelude::*;
 
-use super::few_rows::{Panels, Product, Weight, products};
-use super::native_kv::{NativeKv, dense_f32, values_of};
 use super::qwen2::{Qwen2Model, rope_inv_freq};
+use crate::cpu_fast::few_rows::{Panels, Product, Weight, products};
+use crate::cpu_fast::native_kv::{NativeKv, dense_f32, values_of};
 use crate::fast_exp::{exp, simd_fn};
 
 /// What a step returns: logits `[B, V]` and values `[B]`.

@@ -9,13 +9,7 @@ pub mod config;
 pub mod decode;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod decode_step;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod few_rows;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod gemm_linear;
 pub mod init;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod native_kv;
 pub mod qwen2;
 pub mod tokenizer;
 pub mod weights;

@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use super::config::Qwen2Config;
 #[cfg(not(target_arch = "wasm32"))]
-use super::few_rows::Panels;
+use crate::cpu_fast::few_rows::Panels;
 #[cfg(not(target_arch = "wasm32"))]
-use super::native_kv::NativeKv;
+use crate::cpu_fast::native_kv::NativeKv;
 
 /// Added to the score of a key a query may not see. Finite, so a row with nothing to see (a pad
 /// query in a left-padded batch) becomes a harmless uniform average instead of NaN.
@@ -620,7 +620,7 @@ fn linear<const N: usize>(layer: &Linear, x: Tensor<N>) -> Tensor<N> {
     )
 }
 
-/// Several Linear layers on the same input: in one [`linear_many`](super::few_rows::linear_many) call when it takes
+/// Several Linear layers on the same input: in one [`linear_many`](crate::cpu_fast::few_rows::linear_many) call when it takes
 /// them (decoding on flex), else one [`linear`] each.
 fn linears<const N: usize, const W: usize>(layers: [&Linear; W], x: Tensor<N>) -> [Tensor<N>; W] {
     let dtype = x.dtype();
@@ -637,7 +637,7 @@ fn linears<const N: usize, const W: usize>(layers: [&Linear; W], x: Tensor<N>) -
 }
 
 /// [`linears`], from the weights in panels when they are given and the product has few rows
-/// ([`few_rows::linear_panels`](super::few_rows::linear_panels)).
+/// ([`few_rows::linear_panels`](crate::cpu_fast::few_rows::linear_panels)).
 fn packed_linears<const N: usize, const W: usize>(
     layers: [&Linear; W],
     packed: Option<[&Panels; W]>,
@@ -653,7 +653,7 @@ fn packed_linears<const N: usize, const W: usize>(
     linears(layers, x)
 }
 
-/// `x @ weight (+ bias)` through [`few_rows::linear`](super::few_rows::linear) when it takes
+/// `x @ weight (+ bias)` through [`few_rows::linear`](crate::cpu_fast::few_rows::linear) when it takes
 /// the product (decoding on flex), else `None`.
 #[cfg(not(target_arch = "wasm32"))]
 fn few_rows<const N: usize>(
@@ -661,7 +661,9 @@ fn few_rows<const N: usize>(
     weight: &Tensor<2>,
     bias: Option<&Tensor<1>>,
 ) -> Option<Tensor<N>> {
-    take(Kernel::FewRows, || super::few_rows::linear(x, weight, bias))
+    take(Kernel::FewRows, || {
+        crate::cpu_fast::few_rows::linear(x, weight, bias)
+    })
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -669,11 +671,13 @@ fn few_rows_many<const N: usize, const W: usize>(
     x: &Tensor<N>,
     layers: [(&Tensor<2>, Option<&Tensor<1>>); W],
 ) -> Option<[Tensor<N>; W]> {
-    take(Kernel::FewRows, || super::few_rows::linear_many(x, layers))
+    take(Kernel::FewRows, || {
+        crate::cpu_fast::few_rows::linear_many(x, layers)
+    })
 }
 
 /// `x @ weight (+ bias)` (`weight^T` when `transposed`) through
-/// [`gemm_linear::linear`](super::gemm_linear::linear) on flex, forward and backward, else `None`.
+/// [`gemm_linear::linear`](crate::cpu_fast::gemm_linear::linear) on flex, forward and backward, else `None`.
 #[cfg(not(target_arch = "wasm32"))]
 fn gemm_linear<const N: usize>(
     x: &Tensor<N>,
@@ -682,7 +686,7 @@ fn gemm_linear<const N: usize>(
     transposed: bool,
 ) -> Option<Tensor<N>> {
     take(Kernel::GemmLinear, || {
-        super::gemm_linear::linear(x, weight, bias, transposed)
+        crate::cpu_fast::gemm_linear::linear(x, weight, bias, transposed)
     })
 }
 
@@ -692,12 +696,12 @@ fn few_rows_panels<const N: usize, const W: usize>(
     layers: [(&Panels, Option<&Tensor<1>>); W],
 ) -> Option<[Tensor<N>; W]> {
     take(Kernel::FewRows, || {
-        super::few_rows::linear_panels(x, layers)
+        crate::cpu_fast::few_rows::linear_panels(x, layers)
     })
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-use super::few_rows::FEW_ROWS;
+use crate::cpu_fast::few_rows::FEW_ROWS;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::cpu_fast::{Kernel, take};
 

@@ -26,8 +26,8 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::adamw::AdamW;
 use crate::compute::{block_on, read_f32};
+use crate::cpu_fast::adamw::AdamW;
 use crate::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
 use crate::ppo::REFERENCE;
 use crate::ppo::gae::{GaeParams, gae};

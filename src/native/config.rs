@@ -67,7 +67,7 @@ pub struct TrainingSection {
     pub total_ppo_steps: usize,
     /// Write a checkpoint and the plots every this many steps (0: only at the end).
     pub save_every: usize,
-    /// On cpu: the hand-written kernels where they apply (src/cpu_fast.rs); false: burn's ops.
+    /// On cpu: the hand-written kernels where they apply (src/cpu_fast/); false: burn's ops.
     pub fast_cpu: bool,
 }
 

@@ -38,9 +38,9 @@ use super::run_files::{
     EFFECTIVE_CONFIG, METRICS, OPTIMIZER, TRAINER_STATE, TrainerState, parse_metrics,
     write_file_atomically,
 };
-use crate::adamw::AdamW;
 use crate::adamw8bit::AdamW8bit;
 use crate::compute::block_on;
+use crate::cpu_fast::adamw::AdamW;
 use crate::data::gsm_mini::gsm_mini;
 use crate::data::gsm8k::{Problem, parse_gsm8k_jsonl};
 use crate::health::RunSettings;

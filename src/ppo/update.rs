@@ -265,8 +265,8 @@ pub(crate) fn global_norm<M: Module>(module: &M, grads: &GradientsParams) -> Opt
     impl ModuleVisitor for SumSquares<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(g) = self.0.get::<D>(param.id) {
-                // On flex, one pass without a squared copy of the gradient (src/adamw.rs).
-                let sq = match crate::adamw::sum_of_squares(&g) {
+                // On flex, one pass without a squared copy of the gradient (src/cpu_fast/adamw.rs).
+                let sq = match crate::cpu_fast::adamw::sum_of_squares(&g) {
                     Some(s) => Tensor::from_floats([s as f32], &g.device()),
                     None => g.powf_scalar(2.0).sum(),
                 };
@@ -288,9 +288,9 @@ fn scale_grads<M: Module>(module: &M, grads: &mut GradientsParams, scale: f64) {
     impl ModuleVisitor for Scale<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(g) = self.0.remove::<D>(param.id) {
-                // On flex, in place on every core (src/adamw.rs); the same numbers as mul_scalar.
+                // On flex, in place on every core (src/cpu_fast/adamw.rs); the same numbers as mul_scalar.
                 self.0
-                    .register::<D>(param.id, crate::adamw::scale(g, self.1));
+                    .register::<D>(param.id, crate::cpu_fast::adamw::scale(g, self.1));
             }
         }
     }

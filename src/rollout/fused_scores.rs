@@ -33,7 +33,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::adamw::dense;
+use crate::cpu_fast::adamw::dense;
 use crate::fast_exp::{self, exp, simd_fn};
 
 /// `[N, 2]`: each row's logprob of its target (column 0) and entropy (column 1), from logits

@@ -24,7 +24,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 
-use crate::adamw::dense;
+use super::adamw::dense;
 
 /// Products of fewer multiply-adds than this run on one thread: handing them out would cost
 /// more than it saves.

@@ -8,22 +8,36 @@
 //! AdamW's pass. Each kernel also counts the calls it took, so a test can tell that
 //! a switch moved the work and not only that the numbers agree.
 
+//! The kernels live here too, each beside its switch's name: [`few_rows`] (decoding's products
+//! with few rows, over weights packed in panels), [`gemm_linear`] (the Linear layers' products
+//! through gemm, forward and backward), [`native_kv`] (the KV cache in plain memory that
+//! `model::decode_step` writes), and [`adamw`] (AdamW in one pass over memory, which the page runs
+//! too). This module imports nothing from the model.
+
+pub mod adamw;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod few_rows;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod gemm_linear;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native_kv;
+
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// A hand-written kernel the model, the rollout or the trainer may run instead of burn's ops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     /// Products with few rows (decoding): `x @ W` over weights packed in panels, shared out
-    /// column by column between threads (src/model/few_rows.rs).
+    /// column by column between threads (src/cpu_fast/few_rows.rs).
     FewRows,
     /// Products with many rows, forward and backward, straight through gemm with the tied head's
-    /// transpose read in place (src/model/gemm_linear.rs).
+    /// transpose read in place (src/cpu_fast/gemm_linear.rs).
     GemmLinear,
     /// A whole one-token decoding step in plain loops over the packed weights and the KV cache
     /// (src/model/decode_step.rs; it runs few_rows' products inside).
     DecodeStep,
     /// AdamW's step in one pass over memory, and the gradient norm's sum of squares and scaling
-    /// (src/adamw.rs); off, burn's `AdamW` and tensor ops.
+    /// (src/cpu_fast/adamw.rs); off, burn's `AdamW` and tensor ops.
     AdamW,
 }
 

@@ -1,5 +1,5 @@
 //! The keys and values of every layer in plain memory with room to grow: the KV cache that
-//! [`decode_step`](super::decode_step) writes in place, natively on flex in f32, converted from
+//! [`decode_step`](crate::model::decode_step) writes in place, natively on flex in f32, converted from
 //! and back to burn's tensors.
 
 use burn::backend::Flex;
@@ -11,19 +11,19 @@ use super::few_rows::contiguous;
 /// The keys and values of every layer with room for more positions, for decoding on flex.
 #[derive(Clone, Debug)]
 pub struct NativeKv {
-    pub(super) rows: usize,
-    pub(super) kv_heads: usize,
-    pub(super) head_dim: usize,
+    pub(crate) rows: usize,
+    pub(crate) kv_heads: usize,
+    pub(crate) head_dim: usize,
     /// Positions each row has room for.
-    pub(super) cap: usize,
+    pub(crate) cap: usize,
     /// Positions held: P.
-    pub(super) len: usize,
+    pub(crate) len: usize,
     /// Per layer, keys and values `[B, K, cap, hd]`, rotary embedding applied to the keys.
-    pub(super) layers: Vec<(Vec<f32>, Vec<f32>)>,
+    pub(crate) layers: Vec<(Vec<f32>, Vec<f32>)>,
     /// `[B, cap]`: 1 for a real token, 0 for left padding.
-    pub(super) mask: Vec<u8>,
+    pub(crate) mask: Vec<u8>,
     /// `[B]`: the position id of each row's next token.
-    pub(super) next_position: Vec<i64>,
+    pub(crate) next_position: Vec<i64>,
 }
 
 impl NativeKv {
@@ -118,7 +118,7 @@ impl NativeKv {
     }
 
     /// Room for at least one more position.
-    pub(super) fn reserve_one(&mut self) {
+    pub(crate) fn reserve_one(&mut self) {
         if self.len < self.cap {
             return;
         }
@@ -135,7 +135,7 @@ impl NativeKv {
 }
 
 /// `groups` runs of `from` values each, laid `to` apart (padded with zeros, or cut to `to`).
-pub(super) fn spread<T: Copy + Default>(
+pub(crate) fn spread<T: Copy + Default>(
     values: &[T],
     groups: usize,
     from: usize,
@@ -150,7 +150,7 @@ pub(super) fn spread<T: Copy + Default>(
 }
 
 /// `t` as a contiguous f32 flex tensor, or `None`.
-pub(super) fn dense_f32<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
+pub(crate) fn dense_f32<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
     if t.dtype() != DType::F32 {
         return None;
     }
@@ -158,7 +158,7 @@ pub(super) fn dense_f32<const D: usize>(t: Tensor<D>) -> Option<FlexTensor> {
 }
 
 /// The values of a contiguous flex tensor.
-pub(super) fn values_of(t: &FlexTensor) -> &[f32] {
+pub(crate) fn values_of(t: &FlexTensor) -> &[f32] {
     let (from, to) = t
         .layout()
         .contiguous_offsets()
