@@ -8,13 +8,16 @@
 //! AdamW's pass. Each kernel also counts the calls it took, so a test can tell that
 //! a switch moved the work and not only that the numbers agree.
 
-//! The kernels live here too, each beside its switch's name: [`few_rows`] (decoding's products
+//! The kernels live here too, each beside its switch's name: [`decode_step`] (a whole one-token
+//! decoding step in plain loops, handed the model's weights), [`few_rows`] (decoding's products
 //! with few rows, over weights packed in panels), [`gemm_linear`] (the Linear layers' products
 //! through gemm, forward and backward), [`native_kv`] (the KV cache in plain memory that
-//! `model::decode_step` writes), and [`adamw`] (AdamW in one pass over memory, which the page runs
+//! [`decode_step`] writes), and [`adamw`] (AdamW in one pass over memory, which the page runs
 //! too). This module imports nothing from the model.
 
 pub mod adamw;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod decode_step;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod few_rows;
 #[cfg(not(target_arch = "wasm32"))]
@@ -34,7 +37,7 @@ pub enum Kernel {
     /// transpose read in place (src/cpu_fast/gemm_linear.rs).
     GemmLinear,
     /// A whole one-token decoding step in plain loops over the packed weights and the KV cache
-    /// (src/model/decode_step.rs; it runs few_rows' products inside).
+    /// (src/cpu_fast/decode_step.rs; it runs few_rows' products inside).
     DecodeStep,
     /// AdamW's step in one pass over memory, and the gradient norm's sum of squares and scaling
     /// (src/cpu_fast/adamw.rs); off, burn's `AdamW` and tensor ops.

@@ -1,5 +1,5 @@
 //! The keys and values of every layer in plain memory with room to grow: the KV cache that
-//! [`decode_step`](crate::model::decode_step) writes in place, natively on flex in f32, converted from
+//! [`decode_step`](super::decode_step) writes in place, natively on flex in f32, converted from
 //! and back to burn's tensors.
 
 use burn::backend::Flex;

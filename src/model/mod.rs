@@ -7,8 +7,6 @@
 pub mod chat;
 pub mod config;
 pub mod decode;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod decode_step;
 pub mod init;
 pub mod qwen2;
 pub mod tokenizer;

@@ -53,16 +53,16 @@ impl RmsNorm {
 /// A cache belongs to the model that made it.
 #[derive(Clone, Debug)]
 pub struct KvCache {
-    pub(super) kv: Kv,
+    pub(crate) kv: Kv,
     /// The model's Linear weights packed for decoding's few-row products, made by
     /// [`Qwen2Model::prefill`] on flex natively (`None` elsewhere).
-    pub(super) decode_weights: Option<Arc<DecodeWeights>>,
+    pub(crate) decode_weights: Option<Arc<DecodeWeights>>,
 }
 
 // One cache per generation, moved once per step: its size does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
-pub(super) enum Kv {
+pub(crate) enum Kv {
     /// As burn tensors.
     Tensors {
         /// Per layer, `(keys, values)`, each `[B, K, P, hd]`, rotary embedding already applied.
@@ -72,7 +72,7 @@ pub(super) enum Kv {
         /// Position id the next token of each row gets, `[B, 1]`.
         next_position: Tensor<2, Int>,
     },
-    /// In plain memory with room to grow, for [`decode_step`](super::decode_step) (natively on
+    /// In plain memory with room to grow, for [`decode_step`](crate::cpu_fast::decode_step) (natively on
     /// flex in f32, when the weights were packed).
     #[cfg(not(target_arch = "wasm32"))]
     Native(NativeKv),
@@ -81,9 +81,9 @@ pub(super) enum Kv {
 /// Every layer's Linear weights in panels ([`Panels`]): decoding reads each weight once per token,
 /// and in panels each tile of columns is one contiguous block (the layers' products measured
 /// 15-20% faster than reading 256 bytes from every row of the `[K, N]` weights).
-pub(super) struct DecodeWeights {
+pub(crate) struct DecodeWeights {
     /// Per layer: q, k, v, o, gate, up, down.
-    pub(super) layers: Vec<[Panels; 7]>,
+    pub(crate) layers: Vec<[Panels; 7]>,
 }
 
 impl std::fmt::Debug for DecodeWeights {
@@ -151,7 +151,7 @@ impl KvCache {
     /// The same cache as burn tensors, without packed weights: the next steps then run through
     /// burn's ops (for tests that compare the two paths).
     #[cfg(test)]
-    pub(super) fn through_burn(self, device: &Device) -> KvCache {
+    pub(crate) fn through_burn(self, device: &Device) -> KvCache {
         let (layers, mask, next_position) = self.kv.into_tensors(device);
         KvCache {
             kv: Kv::Tensors {
@@ -165,13 +165,13 @@ impl KvCache {
 
     /// The cache's tensors (for tests).
     #[cfg(test)]
-    pub(super) fn tensors_for_test(self) -> PastTensors {
+    pub(crate) fn tensors_for_test(self) -> PastTensors {
         self.kv.into_tensors(&Device::flex())
     }
 
-    /// Whether the next one-token steps run in [`decode_step`](super::decode_step).
+    /// Whether the next one-token steps run in [`decode_step`](crate::cpu_fast::decode_step).
     #[cfg(all(test, not(target_arch = "wasm32")))]
-    pub(super) fn is_native(&self) -> bool {
+    pub(crate) fn is_native(&self) -> bool {
         matches!(self.kv, Kv::Native(_)) && self.decode_weights.is_some()
     }
 
@@ -191,7 +191,7 @@ impl KvCache {
 
 /// A cache as burn tensors: per layer `(keys, values)` `[B, K, P, hd]`, the mask `[B, P]` and
 /// the next position ids `[B, 1]`.
-pub(super) type PastTensors = (Vec<(Tensor<4>, Tensor<4>)>, Tensor<2, Int>, Tensor<2, Int>);
+pub(crate) type PastTensors = (Vec<(Tensor<4>, Tensor<4>)>, Tensor<2, Int>, Tensor<2, Int>);
 
 impl Kv {
     /// The keys, values, mask and next positions as tensors on `device`.

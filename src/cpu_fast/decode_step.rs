@@ -9,17 +9,50 @@
 //! with loops over a few thousand values between them, and the keys and values go into a cache
 //! with room to grow, written in place.
 //!
-//! It computes what [`Qwen2Model::decode`] computes through burn, up to the order in which floats
-//! are added; the tests hold the two together, step by step, with left padding.
+//! It computes what `Qwen2Model::decode` computes through burn, up to the order in which floats
+//! are added; the tests hold the two together, step by step, with left padding. The model hands
+//! it its weights as a [`DecoderWeights`] (it knows nothing of the model's types), and it runs
+//! only when they are f32 on flex.
 
 use burn::backend::flex::FlexTensor;
-use burn::tensor::DType;
+use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::qwen2::{Qwen2Model, rope_inv_freq};
-use crate::cpu_fast::few_rows::{Panels, Product, Weight, products};
-use crate::cpu_fast::native_kv::{NativeKv, dense_f32, values_of};
+use super::few_rows::{Panels, Product, Weight, products};
+use super::native_kv::{NativeKv, dense_f32, values_of};
 use crate::fast_exp::{exp, simd_fn};
+
+/// What a step reads of the model: its sizes and its weights (burn tensors, which the step reads
+/// in place when they are f32 on flex; Linear weights `[in, out]`, as burn keeps them).
+pub struct DecoderWeights {
+    pub hidden_size: usize,
+    pub vocab_size: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub intermediate_size: usize,
+    /// The rotary embedding's inverse frequencies, `[head_dim / 2]`, as the model computes them.
+    pub inv_freq: Vec<f32>,
+    /// The token embedding `[V, D]`.
+    pub embed: Tensor<2>,
+    /// The LM head's weight `[D, V]` and bias; `None` when it is tied to the embedding.
+    pub lm_head: Option<(Tensor<2>, Option<Tensor<1>>)>,
+    pub layers: Vec<LayerWeights>,
+    /// The final RMSNorm's weight `[D]` and epsilon.
+    pub final_norm: (Tensor<1>, f32),
+    /// The value head's weight `[D, 1]` and bias `[1]`.
+    pub value_head: (Tensor<2>, Option<Tensor<1>>),
+}
+
+/// A decoder layer's small parameters (its Linear weights come packed, as [`Panels`]).
+pub struct LayerWeights {
+    /// RMSNorm before attention: weight `[D]`, epsilon.
+    pub input_norm: (Tensor<1>, f32),
+    /// RMSNorm before the MLP: weight `[D]`, epsilon.
+    pub post_norm: (Tensor<1>, f32),
+    /// The q, k and v projections' biases.
+    pub qkv_bias: [Option<Tensor<1>>; 3],
+}
 
 /// What a step returns: logits `[B, V]` and values `[B]`.
 pub struct StepOutput {
@@ -36,9 +69,9 @@ struct LayerSmall {
     bias: [Option<FlexTensor>; 3],
 }
 
-fn bias_of(linear: &burn::nn::Linear) -> Option<Option<FlexTensor>> {
-    match &linear.bias {
-        Some(b) => Some(Some(dense_f32(b.val())?)),
+fn bias_of(bias: &Option<Tensor<1>>) -> Option<Option<FlexTensor>> {
+    match bias {
+        Some(b) => Some(Some(dense_f32(b.clone())?)),
         None => Some(None),
     }
 }
@@ -137,32 +170,27 @@ simd_fn! {
 
 /// One decoding step: the next token of each row (`ids [B]`) after what `kv` holds, through
 /// every layer with the weights `packed` ([`Panels`] per layer: q, k, v, o, gate, up, down).
-/// Appends the step's keys and values to `kv`. `None`, with `kv` untouched, when the model is
+/// Appends the step's keys and values to `kv`. `None`, with `kv` untouched, when the weights are
 /// not f32 on plain flex, the shapes do not match, or an id is outside the vocabulary: burn's
 /// path then runs the step as before.
 pub fn step(
-    model: &Qwen2Model,
+    model: &DecoderWeights,
     packed: &[[Panels; 7]],
     kv: &mut NativeKv,
     ids: &[i64],
 ) -> Option<StepOutput> {
-    let config = &model.config;
-    let (b, d, v) = (kv.rows, config.hidden_size, config.vocab_size);
-    let (h, k, hd) = (
-        config.num_attention_heads,
-        config.num_key_value_heads,
-        config.head_dim(),
-    );
-    if model.dtype() != DType::F32
-        || ids.len() != b
+    let (b, d, v) = (kv.rows, model.hidden_size, model.vocab_size);
+    let (h, k, hd) = (model.heads, model.kv_heads, model.head_dim);
+    if ids.len() != b
         || packed.len() != model.layers.len()
         || kv.layers.len() != model.layers.len()
+        || model.inv_freq.len() != hd / 2
         || (kv.kv_heads, kv.head_dim) != (k, hd)
         || ids.iter().any(|&id| id < 0 || id as usize >= v)
     {
         return None;
     }
-    let inter = config.intermediate_size;
+    let inter = model.intermediate_size;
     let shapes = [
         (d, h * hd),
         (d, k * hd),
@@ -180,29 +208,25 @@ pub fn step(
     }) {
         return None;
     }
-    let embed = dense_f32(model.embed_tokens.weight.val())?;
+    let embed = dense_f32(model.embed.clone())?;
     let head = match &model.lm_head {
-        Some(head) => Some((dense_f32(head.weight.val())?, bias_of(head)?)),
+        Some((weight, bias)) => Some((dense_f32(weight.clone())?, bias_of(bias)?)),
         None => None,
     };
     let mut small = Vec::with_capacity(model.layers.len());
     for layer in &model.layers {
-        let a = &layer.self_attn;
+        let [q, k, v] = &layer.qkv_bias;
         small.push(LayerSmall {
-            input_norm: dense_f32(layer.input_layernorm.weight.val())?,
-            input_eps: layer.input_layernorm.eps as f32,
-            post_norm: dense_f32(layer.post_attention_layernorm.weight.val())?,
-            post_eps: layer.post_attention_layernorm.eps as f32,
-            bias: [
-                bias_of(&a.q_proj)?,
-                bias_of(&a.k_proj)?,
-                bias_of(&a.v_proj)?,
-            ],
+            input_norm: dense_f32(layer.input_norm.0.clone())?,
+            input_eps: layer.input_norm.1,
+            post_norm: dense_f32(layer.post_norm.0.clone())?,
+            post_eps: layer.post_norm.1,
+            bias: [bias_of(q)?, bias_of(k)?, bias_of(v)?],
         });
     }
-    let final_norm = dense_f32(model.norm.weight.val())?;
-    let v_weight = dense_f32(model.v_head.summary.weight.val())?;
-    let v_bias = bias_of(&model.v_head.summary)?;
+    let (final_norm, final_eps) = (dense_f32(model.final_norm.0.clone())?, model.final_norm.1);
+    let v_weight = dense_f32(model.value_head.0.clone())?;
+    let v_bias = bias_of(&model.value_head.1)?;
     let embed_values = values_of(&embed);
     let len_is = |t: &FlexTensor, n: usize| values_of(t).len() == n;
     let bias_len_is = |b: &Option<FlexTensor>, n: usize| b.as_ref().is_none_or(|b| len_is(b, n));
@@ -228,13 +252,13 @@ pub fn step(
     let (p, cap) = (kv.len, kv.cap);
 
     // Rotary tables for each row's position: [B, hd / 2] each, angles in f32 as burn's.
-    let inv_freq = rope_inv_freq(hd, config.rope_theta);
+    let inv_freq = &model.inv_freq;
     let (mut cos, mut sin) = (
         Vec::with_capacity(b * hd / 2),
         Vec::with_capacity(b * hd / 2),
     );
     for &position in &kv.next_position {
-        for &f in &inv_freq {
+        for &f in inv_freq {
             let angle = position as f32 * f;
             cos.push(angle.cos());
             sin.push(angle.sin());
@@ -329,12 +353,7 @@ pub fn step(
         let [down] = run(&hidden, (b, inter), [panels[6].product(None)]);
         x.iter_mut().zip(&down).for_each(|(x, y)| *x += y);
     }
-    rms_norm(
-        &x,
-        values_of(&final_norm),
-        model.norm.eps as f32,
-        &mut normed,
-    );
+    rms_norm(&x, values_of(&final_norm), final_eps, &mut normed);
 
     let head_job = match &head {
         Some((weight, bias)) => Product {
@@ -367,8 +386,8 @@ pub fn step(
 mod tests {
     use super::*;
     use crate::model::qwen2::Kv;
-    use crate::model::{Precision, Qwen2Config, ValueHeadInit, init_random};
-    use burn::tensor::{Device, Int, Tensor, TensorData};
+    use crate::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, init_random};
+    use burn::tensor::{Device, Int, TensorData};
 
     fn model(tied: bool) -> Qwen2Model {
         // head_dim 24: the dot products' 16 lanes plus a remainder of 8.
@@ -490,9 +509,10 @@ mod tests {
         };
         let before = kv.clone();
         let packed = &cache.decode_weights.as_ref().unwrap().layers;
-        assert!(step(&model, packed, &mut kv, &[1, 50]).is_none());
+        let weights = model.decoder_weights().unwrap();
+        assert!(step(&weights, packed, &mut kv, &[1, 50]).is_none());
         assert!(
-            step(&model, packed, &mut kv, &[1]).is_none(),
+            step(&weights, packed, &mut kv, &[1]).is_none(),
             "one id for two rows"
         );
         assert_eq!(kv.len, before.len);
