@@ -708,7 +708,7 @@ use crate::cpu_fast::{Kernel, take};
 /// On wasm32 nothing is packed: the page's tiny model decodes through burn.
 #[cfg(target_arch = "wasm32")]
 #[derive(Clone, Debug)]
-pub(super) struct Panels;
+pub(crate) struct Panels;
 
 #[cfg(target_arch = "wasm32")]
 impl Panels {
