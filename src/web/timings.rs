@@ -52,12 +52,15 @@ fn blocked(ms: f64) -> String {
     if ms == 0.0 {
         "none over 50".into()
     } else {
-        format!("{ms:.0}")
+        format!("{:.0}", ms.round())
     }
 }
 
+/// Whole milliseconds, halves rounded up as a reader (and `f64::round`) would: `{:.0}` alone
+/// rounds 422.5 to the even 422, and Chromium's clock often lands on a half.
 fn whole_ms(ms: Option<f64>) -> String {
-    ms.map(|ms| format!("{ms:.0}")).unwrap_or_default()
+    ms.map(|ms| format!("{:.0}", ms.round()))
+        .unwrap_or_default()
 }
 
 /// Milliseconds per stage of the last iteration and per iteration on average, on this backend;
