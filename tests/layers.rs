@@ -208,6 +208,44 @@ struct Read {
     children: BTreeSet<String>,
 }
 
+/// Where the `#[cfg(test)]` item starting at byte `i` of `code` ends (past its closing brace or
+/// semicolon).
+fn test_item_end(code: &str, i: usize) -> usize {
+    let bytes = code.as_bytes();
+    let body = code[i..].find(['{', ';']).map_or(code.len(), |k| i + k);
+    if bytes.get(body) != Some(&b'{') {
+        return body + 1;
+    }
+    let mut open = 0;
+    let mut k = body;
+    while k < bytes.len() {
+        match bytes[k] {
+            b'{' => open += 1,
+            b'}' => {
+                open -= 1;
+                if open == 0 {
+                    break;
+                }
+            }
+            _ => {}
+        }
+        k += 1;
+    }
+    k + 1
+}
+
+/// `code` without its `#[cfg(test)]` items.
+fn without_tests(code: &str) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(k) = code[i..].find("#[cfg(test)]") {
+        out.push_str(&code[i..i + k]);
+        i = test_item_end(code, i + k).min(code.len());
+    }
+    out.push_str(&code[i..]);
+    out
+}
+
 fn read(text: &str) -> Read {
     let code = code_only(text);
     // Byte offsets: the code is ASCII wherever words and paths stand; other bytes are stepped over.
@@ -247,27 +285,7 @@ fn read(text: &str) -> Read {
         }
         // Test code (`#[cfg(test)]` items) may import what it tests from: not read.
         if code[i..].starts_with("#[cfg(test)]") {
-            let body = code[i..].find(['{', ';']).map_or(code.len(), |k| i + k);
-            i = if bytes.get(body) == Some(&b'{') {
-                let mut open = 0;
-                let mut k = body;
-                while k < bytes.len() {
-                    match bytes[k] {
-                        b'{' => open += 1,
-                        b'}' => {
-                            open -= 1;
-                            if open == 0 {
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                    k += 1;
-                }
-                k + 1
-            } else {
-                body + 1
-            };
+            i = test_item_end(&code, i);
             continue;
         }
         // `pub(in crate::web)` names where an item is visible, not what it uses.
@@ -642,15 +660,10 @@ fn a_planted_circle_is_found_and_named() {
 }
 
 /// Every file fits in one's head: at most 600 lines, except the ones that are long for a reason
-/// of their own (the model in one file top to bottom, the CPU kernels, the exercises' grader
-/// with its hand-worked cases).
+/// of their own (the CPU kernels, the exercises' grader with its hand-worked cases).
 #[test]
 fn no_file_of_src_is_over_600_lines() {
-    const EXEMPT: [(&str, &str); 4] = [
-        (
-            "src/model/qwen2.rs",
-            "the decoder, top to bottom, in one file",
-        ),
+    const EXEMPT: [(&str, &str); 3] = [
         (
             "src/cpu_fast/few_rows.rs",
             "a CPU kernel (issue 47 measures what it earns)",
@@ -673,4 +686,40 @@ fn no_file_of_src_is_over_600_lines() {
         "split by what each part does:\n{}",
         long.join("\n")
     );
+}
+
+/// src/model/ is the model: its code (tests aside) names none of the CPU fast path's machinery,
+/// no device, thread, SIMD or packed weight; it reaches the fast path only through `cpu_fast`'s
+/// door, whose functions return `None` for burn's path.
+#[test]
+fn the_model_names_no_cpu_speed_machinery() {
+    const WORDS: [&str; 10] = [
+        "flex",
+        "Flex",
+        "rayon",
+        "thread",
+        "simd",
+        "Simd",
+        "Panels",
+        "few_rows",
+        "gemm",
+        "native_kv",
+    ];
+    let mut found = Vec::new();
+    for (file, text) in source_files() {
+        if !file.starts_with("src/model/") {
+            continue;
+        }
+        let code = without_tests(&code_only(&text));
+        for word in WORDS {
+            if code.contains(word) {
+                found.push(format!("{file} names `{word}`"));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    // It finds them where they are: the door's own file names them.
+    let files = source_files();
+    let door = without_tests(&code_only(&files["src/cpu_fast/door.rs"]));
+    assert!(door.contains("Panels") && door.contains("rayon"));
 }

@@ -19,40 +19,9 @@ use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use super::few_rows::{Panels, Product, Weight, products};
+use super::model_view::DecoderWeights;
 use super::native_kv::{NativeKv, dense_f32, values_of};
 use crate::fast_exp::{exp, simd_fn};
-
-/// What a step reads of the model: its sizes and its weights (burn tensors, which the step reads
-/// in place when they are f32 on flex; Linear weights `[in, out]`, as burn keeps them).
-pub struct DecoderWeights {
-    pub hidden_size: usize,
-    pub vocab_size: usize,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub head_dim: usize,
-    pub intermediate_size: usize,
-    /// The rotary embedding's inverse frequencies, `[head_dim / 2]`, as the model computes them.
-    pub inv_freq: Vec<f32>,
-    /// The token embedding `[V, D]`.
-    pub embed: Tensor<2>,
-    /// The LM head's weight `[D, V]` and bias; `None` when it is tied to the embedding.
-    pub lm_head: Option<(Tensor<2>, Option<Tensor<1>>)>,
-    pub layers: Vec<LayerWeights>,
-    /// The final RMSNorm's weight `[D]` and epsilon.
-    pub final_norm: (Tensor<1>, f32),
-    /// The value head's weight `[D, 1]` and bias `[1]`.
-    pub value_head: (Tensor<2>, Option<Tensor<1>>),
-}
-
-/// A decoder layer's small parameters (its Linear weights come packed, as [`Panels`]).
-pub struct LayerWeights {
-    /// RMSNorm before attention: weight `[D]`, epsilon.
-    pub input_norm: (Tensor<1>, f32),
-    /// RMSNorm before the MLP: weight `[D]`, epsilon.
-    pub post_norm: (Tensor<1>, f32),
-    /// The q, k and v projections' biases.
-    pub qkv_bias: [Option<Tensor<1>>; 3],
-}
 
 /// What a step returns: logits `[B, V]` and values `[B]`.
 pub struct StepOutput {
@@ -438,7 +407,7 @@ mod tests {
             let mask = vec![vec![1; 5], vec![0, 1, 1, 1, 1], vec![0, 0, 0, 1, 1]];
             let (_, mut native) = model.prefill(ints(&prompt), ints(&mask));
             assert!(
-                native.is_native(),
+                native.is_fast(),
                 "a prefill on flex hands its steps to decode_step"
             );
             let mut burn = native.clone().through_burn(&device);
@@ -446,10 +415,10 @@ mod tests {
             for step in 0..45 {
                 let (a, c) = model.decode(ints(&next), native);
                 native = c;
-                assert!(native.is_native());
+                assert!(native.is_fast());
                 let (want, c) = model.decode(ints(&next), burn);
                 burn = c;
-                assert!(!burn.is_native());
+                assert!(!burn.is_fast());
                 let what = format!("tied {tied}, step {step}");
                 let logits = flat(a.logits.clone());
                 assert_eq!(a.logits.dims(), [3, 1, 50]);
@@ -498,21 +467,22 @@ mod tests {
         let (want, burn) = model.decode(ints(&two), burn);
         assert_close(&flat(a.logits), &flat(want.logits), "two tokens: logits");
         assert_eq!(cache.len(), 5);
-        assert!(cache.is_native(), "back in plain memory after burn's step");
+        assert!(cache.is_fast(), "back in plain memory after burn's step");
         let (a, _) = model.decode(ints(&[vec![10], vec![11]]), cache);
         let (want, _) = model.decode(ints(&[vec![10], vec![11]]), burn);
         assert_close(&flat(a.logits), &flat(want.logits), "the step after");
 
         let (_, cache) = model.prefill(ints(&prompt), ints(&mask));
-        let Kv::Native(mut kv) = cache.kv.clone() else {
+        let Kv::Fast(mut kv) = cache.kv.clone() else {
             panic!("held here")
         };
+        let kv = kv.native();
         let before = kv.clone();
-        let packed = &cache.decode_weights.as_ref().unwrap().layers;
+        let packed = cache.fast.as_ref().unwrap().panels();
         let weights = model.decoder_weights().unwrap();
-        assert!(step(&weights, packed, &mut kv, &[1, 50]).is_none());
+        assert!(step(&weights, packed, kv, &[1, 50]).is_none());
         assert!(
-            step(&weights, packed, &mut kv, &[1]).is_none(),
+            step(&weights, packed, kv, &[1]).is_none(),
             "one id for two rows"
         );
         assert_eq!(kv.len, before.len);

@@ -1,29 +1,39 @@
-//! The CPU fast path's switches. Natively on flex, some of the model's work runs in hand-written
-//! kernels instead of burn's ops; each can be turned off, so that burn's own path runs in its
-//! place, to measure what each kernel buys (`ppo-lens bench --without few_rows,adamw`,
-//! docs/performance.md) and to check that both paths give the same numbers (tests/fast_path.rs).
+//! The CPU fast path: one door, the switches and the kernels. Natively on flex, some of the
+//! model's work runs in hand-written kernels instead of burn's ops.
 //!
-//! The switches are process-wide: they are for benchmarks and tests that own their process, not
-//! for one run among others. The page (wasm32) never turns one off; of these kernels it runs only
-//! AdamW's pass. Each kernel also counts the calls it took, so a test can tell that
-//! a switch moved the work and not only that the numbers agree.
-
-//! The kernels live here too, each beside its switch's name: [`decode_step`] (a whole one-token
-//! decoding step in plain loops, handed the model's weights), [`few_rows`] (decoding's products
-//! with few rows, over weights packed in panels), [`gemm_linear`] (the Linear layers' products
-//! through gemm, forward and backward), [`native_kv`] (the KV cache in plain memory that
-//! [`decode_step`] writes), and [`adamw`] (AdamW in one pass over memory, which the page runs
-//! too). This module imports nothing from the model.
+//! The model reaches them through one door ([`door`], re-exported here): functions that either
+//! do the work and return `Some`, or return `None` so that the caller runs burn's own op, and two
+//! opaque types its KV cache holds. Each kernel can be turned off, so that burn's path runs in
+//! its place, to measure what each buys (`ppo-lens bench --without few_rows,adamw`,
+//! docs/performance.md) and to check that both paths give the same numbers (tests/fast_path.rs).
+//! The switches are process-wide: they are for benchmarks, tests and runs that own their
+//! process. The page (wasm32) never turns one off; of these kernels it runs only AdamW's pass.
+//! Each kernel also counts the calls it took, so a test can tell that a switch moved the work and
+//! not only that the numbers agree.
+//!
+//! The kernels, each beside its switch's name: [`decode_step`] (a whole one-token decoding step
+//! in plain loops, handed the model's weights), [`few_rows`] (decoding's products with few rows,
+//! over weights packed in panels), [`gemm_linear`] (the Linear layers' products through gemm,
+//! forward and backward), [`native_kv`] (the KV cache in plain memory that [`decode_step`]
+//! writes), and [`adamw`] (AdamW in one pass over memory, which the page runs too). This module
+//! imports nothing from the model.
 
 pub mod adamw;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod decode_step;
+pub mod door;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod few_rows;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod gemm_linear;
+pub mod model_view;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native_kv;
+
+pub use door::{
+    DecoderWeights, FastKv, FastWeights, LayerProjs, LayerWeights, PastTensors, Proj, decode,
+    linear, linears, tied_head,
+};
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 

@@ -13,13 +13,9 @@ use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{DType, Device, Int, Tensor};
-use std::sync::Arc;
 
 use super::config::Qwen2Config;
-#[cfg(not(target_arch = "wasm32"))]
-use crate::cpu_fast::few_rows::Panels;
-#[cfg(not(target_arch = "wasm32"))]
-use crate::cpu_fast::native_kv::NativeKv;
+use crate::cpu_fast::{self, FastKv, FastWeights, LayerProjs, PastTensors, Proj};
 
 /// Added to the score of a key a query may not see. Finite, so a row with nothing to see (a pad
 /// query in a left-padded batch) becomes a harmless uniform average instead of NaN.
@@ -54,112 +50,27 @@ impl RmsNorm {
 #[derive(Clone, Debug)]
 pub struct KvCache {
     pub(crate) kv: Kv,
-    /// The model's Linear weights packed for decoding's few-row products, made by
-    /// [`Qwen2Model::prefill`] on flex natively (`None` elsewhere).
-    pub(crate) decode_weights: Option<Arc<DecodeWeights>>,
+    /// The model's Linear weights prepared by [`Qwen2Model::prefill`] for the CPU fast path's
+    /// decoding steps, when it takes them (see [`cpu_fast`]).
+    pub(crate) fast: Option<FastWeights>,
 }
 
-// One cache per generation, moved once per step: its size does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub(crate) enum Kv {
     /// As burn tensors.
-    Tensors {
-        /// Per layer, `(keys, values)`, each `[B, K, P, hd]`, rotary embedding already applied.
-        layers: Vec<(Tensor<4>, Tensor<4>)>,
-        /// Attention mask of the cached positions, `[B, P]` (1 = real token, 0 = left padding).
-        mask: Tensor<2, Int>,
-        /// Position id the next token of each row gets, `[B, 1]`.
-        next_position: Tensor<2, Int>,
-    },
-    /// In plain memory with room to grow, for [`decode_step`](crate::cpu_fast::decode_step) (natively on
-    /// flex in f32, when the weights were packed).
-    #[cfg(not(target_arch = "wasm32"))]
-    Native(NativeKv),
-}
-
-/// Every layer's Linear weights in panels ([`Panels`]): decoding reads each weight once per token,
-/// and in panels each tile of columns is one contiguous block (the layers' products measured
-/// 15-20% faster than reading 256 bytes from every row of the `[K, N]` weights).
-pub(crate) struct DecodeWeights {
-    /// Per layer: q, k, v, o, gate, up, down.
-    pub(crate) layers: Vec<[Panels; 7]>,
-}
-
-impl std::fmt::Debug for DecodeWeights {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let bytes: usize = self.layers.iter().flatten().map(Panels::bytes).sum();
-        write!(
-            f,
-            "DecodeWeights({} layers, {bytes} bytes)",
-            self.layers.len()
-        )
-    }
-}
-
-/// Packed weights above this many bytes are not made (a model that large decodes from its
-/// weights as they lie rather than hold a second copy).
-const DECODE_WEIGHTS_MAX: usize = 1 << 30;
-
-impl DecodeWeights {
-    /// The packed weights of `model` when every Linear weight is f32 on plain flex.
-    fn of(model: &Qwen2Model) -> Option<Arc<DecodeWeights>> {
-        let params: usize = model.layers.len()
-            * (model.config.hidden_size * model.config.hidden_size * 2
-                + model.config.hidden_size * model.config.intermediate_size * 3);
-        if params * 4 > DECODE_WEIGHTS_MAX {
-            return None;
-        }
-        let weights: Vec<Tensor<2>> = model
-            .layers
-            .iter()
-            .flat_map(|layer| {
-                let (a, m) = (&layer.self_attn, &layer.mlp);
-                [
-                    &a.q_proj,
-                    &a.k_proj,
-                    &a.v_proj,
-                    &a.o_proj,
-                    &m.gate_proj,
-                    &m.up_proj,
-                    &m.down_proj,
-                ]
-                .map(|l| l.weight.val())
-            })
-            .collect();
-        // One core copies at about half of what memory gives: the weights are packed in parallel
-        // (the 50M model's 120 MB in 15-19 ms, against 37 one at a time).
-        #[cfg(not(target_arch = "wasm32"))]
-        let packed = {
-            use rayon::prelude::*;
-            weights
-                .par_iter()
-                .map(Panels::of)
-                .collect::<Option<Vec<_>>>()
-        };
-        #[cfg(target_arch = "wasm32")]
-        let packed = weights.iter().map(Panels::of).collect::<Option<Vec<_>>>();
-        let mut packed = packed?.into_iter();
-        let layers = (0..model.layers.len())
-            .map(|_| std::array::from_fn(|_| packed.next().expect("7 weights per layer")))
-            .collect();
-        Some(Arc::new(DecodeWeights { layers }))
-    }
+    Tensors(PastTensors),
+    /// Held by the CPU fast path, which decodes the next tokens in place.
+    Fast(FastKv),
 }
 
 impl KvCache {
-    /// The same cache as burn tensors, without packed weights: the next steps then run through
-    /// burn's ops (for tests that compare the two paths).
+    /// The same cache as burn tensors, without the fast path's weights: the next steps then run
+    /// through burn's ops (for tests that compare the two paths).
     #[cfg(test)]
     pub(crate) fn through_burn(self, device: &Device) -> KvCache {
-        let (layers, mask, next_position) = self.kv.into_tensors(device);
         KvCache {
-            kv: Kv::Tensors {
-                layers,
-                mask,
-                next_position,
-            },
-            decode_weights: None,
+            kv: Kv::Tensors(self.kv.into_tensors(device)),
+            fast: None,
         }
     }
 
@@ -169,18 +80,17 @@ impl KvCache {
         self.kv.into_tensors(&Device::flex())
     }
 
-    /// Whether the next one-token steps run in [`decode_step`](crate::cpu_fast::decode_step).
-    #[cfg(all(test, not(target_arch = "wasm32")))]
-    pub(crate) fn is_native(&self) -> bool {
-        matches!(self.kv, Kv::Native(_)) && self.decode_weights.is_some()
+    /// Whether the next one-token steps run in the CPU fast path's fused step.
+    #[cfg(test)]
+    pub(crate) fn is_fast(&self) -> bool {
+        matches!(self.kv, Kv::Fast(_)) && self.fast.is_some()
     }
 
     /// Number of cached positions P.
     pub fn len(&self) -> usize {
         match &self.kv {
-            Kv::Tensors { mask, .. } => mask.dims()[1],
-            #[cfg(not(target_arch = "wasm32"))]
-            Kv::Native(kv) => kv.len(),
+            Kv::Tensors((_, mask, _)) => mask.dims()[1],
+            Kv::Fast(kv) => kv.len(),
         }
     }
 
@@ -189,22 +99,12 @@ impl KvCache {
     }
 }
 
-/// A cache as burn tensors: per layer `(keys, values)` `[B, K, P, hd]`, the mask `[B, P]` and
-/// the next position ids `[B, 1]`.
-pub(crate) type PastTensors = (Vec<(Tensor<4>, Tensor<4>)>, Tensor<2, Int>, Tensor<2, Int>);
-
 impl Kv {
     /// The keys, values, mask and next positions as tensors on `device`.
-    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     pub(super) fn into_tensors(self, device: &Device) -> PastTensors {
         match self {
-            Kv::Tensors {
-                layers,
-                mask,
-                next_position,
-            } => (layers, mask, next_position),
-            #[cfg(not(target_arch = "wasm32"))]
-            Kv::Native(kv) => kv.to_tensors(device),
+            Kv::Tensors(past) => past,
+            Kv::Fast(kv) => kv.to_tensors(device),
         }
     }
 }
@@ -249,15 +149,15 @@ impl Attention {
         bias: Tensor<4>,
         past: Option<&(Tensor<4>, Tensor<4>)>,
         want_probs: bool,
-        packed: Option<&[Panels; 7]>,
+        fast: Option<(&FastWeights, usize)>,
     ) -> (Tensor<3>, (Tensor<4>, Tensor<4>), Option<Tensor<4>>) {
         let [b, t, _] = x.dims();
         let (h, k, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
 
-        let [q, key, value] = packed_linears(
+        let [q, key, value] = linears(
             [&self.q_proj, &self.k_proj, &self.v_proj],
-            packed.map(|p| [&p[0], &p[1], &p[2]]),
             x,
+            fast.map(|f| (f, [Proj::Q, Proj::K, Proj::V])),
         );
         let q = q.reshape([b, t, h, hd]).swap_dims(1, 2); // [B, H, T, hd]
         let key = key.reshape([b, t, k, hd]).swap_dims(1, 2); // [B, K, T, hd]
@@ -293,7 +193,7 @@ impl Attention {
             .matmul(value.clone()) // [B, K, rep * T, hd]
             .reshape([b, h, t, hd]);
         let out = out.swap_dims(1, 2).reshape([b, t, h * hd]); // [B, T, H * hd]
-        let [out] = packed_linears([&self.o_proj], packed.map(|p| [&p[3]]), out);
+        let [out] = linears([&self.o_proj], out, fast.map(|f| (f, [Proj::O])));
         (out, (key, value), want_probs.then_some(probs))
     }
 }
@@ -310,15 +210,15 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// `packed`: the layer's weights in panels for decoding (q, k, v, o, gate, up, down).
-    fn forward(&self, x: Tensor<3>, packed: Option<&[Panels; 7]>) -> Tensor<3> {
-        let [gate, up] = packed_linears(
+    /// `fast`: the CPU fast path's weights for decoding, and this layer's index.
+    fn forward(&self, x: Tensor<3>, fast: Option<(&FastWeights, usize)>) -> Tensor<3> {
+        let [gate, up] = linears(
             [&self.gate_proj, &self.up_proj],
-            packed.map(|p| [&p[4], &p[5]]),
             x,
+            fast.map(|f| (f, [Proj::Gate, Proj::Up])),
         ); // [B, T, I] each
         let hidden = silu(gate) * up;
-        let [out] = packed_linears([&self.down_proj], packed.map(|p| [&p[6]]), hidden);
+        let [out] = linears([&self.down_proj], hidden, fast.map(|f| (f, [Proj::Down])));
         out // [B, T, D]
     }
 }
@@ -371,6 +271,24 @@ impl Qwen2Model {
     /// The dtype the weights are stored in (f32 for a mixed-precision model).
     pub fn param_dtype(&self) -> DType {
         self.embed_tokens.weight.val().dtype()
+    }
+
+    /// Every layer's Linear weights in [`Proj`]'s order: q, k, v, o, gate, up, down.
+    fn projs(&self) -> Vec<LayerProjs> {
+        let projs = |l: &DecoderLayer| {
+            let (a, m) = (&l.self_attn, &l.mlp);
+            [
+                &a.q_proj,
+                &a.k_proj,
+                &a.v_proj,
+                &a.o_proj,
+                &m.gate_proj,
+                &m.up_proj,
+                &m.down_proj,
+            ]
+            .map(|p| p.weight.val())
+        };
+        self.layers.iter().map(projs).collect()
     }
 
     /// One full pass over `ids [B, T]` with `attention_mask [B, T]` (1 = real, 0 = left padding).
@@ -446,17 +364,18 @@ impl Qwen2Model {
         ids: Tensor<2, Int>,
         new_mask: Tensor<2, Int>,
         positions: Tensor<2, Int>,
-        cache: Option<(PastTensors, Option<Arc<DecodeWeights>>)>,
+        cache: Option<(PastTensors, Option<FastWeights>)>,
         (logits_from, logits_len): (usize, usize),
         want_attentions: bool,
         pack_for_decoding: bool,
     ) -> (ForwardOutput, KvCache) {
         let [b, t] = ids.dims();
         let device = ids.device();
-        // Decoding's weights: the cache's, or packed now for the steps after a prefill.
-        let (cache, decode_weights) = match cache {
-            Some((past, weights)) => (Some(past), weights),
-            None if pack_for_decoding && b <= FEW_ROWS => (None, DecodeWeights::of(self)),
+        // The fast path's weights for decoding: the cache's, or made now for the steps after a
+        // prefill.
+        let (cache, fast) = match cache {
+            Some((past, fast)) => (Some(past), fast),
+            None if pack_for_decoding => (None, FastWeights::for_decoding(b, || self.projs())),
             None => (None, None),
         };
         let past = cache.as_ref().map_or(0, |(_, mask, _)| mask.dims()[1]);
@@ -489,20 +408,20 @@ impl Qwen2Model {
         let mut attentions = want_attentions.then(Vec::new);
         for (i, layer) in self.layers.iter().enumerate() {
             let past_kv = cache.as_ref().map(|(layers, _, _)| &layers[i]);
-            let packed = decode_weights.as_ref().map(|w| &w.layers[i]);
+            let layer_fast = fast.as_ref().map(|f| (f, i));
             let (attn, kv, probs) = layer.self_attn.forward(
                 layer.input_layernorm.forward(x.clone()),
                 &rope,
                 bias.clone(),
                 past_kv,
                 want_attentions,
-                packed,
+                layer_fast,
             );
             x = x + attn;
             x = x.clone()
                 + layer
                     .mlp
-                    .forward(layer.post_attention_layernorm.forward(x), packed);
+                    .forward(layer.post_attention_layernorm.forward(x), layer_fast);
             new_layers.push(kv);
             if let (Some(all), Some(p)) = (attentions.as_mut(), probs) {
                 all.push(p);
@@ -520,35 +439,21 @@ impl Qwen2Model {
                 let d = hidden.dims()[2];
                 let flat = head_in.reshape([b * logits_len, d]); // [B * L, D]
                 let embed = cast_to(self.embed_tokens.weight.val(), self.compute_dtype);
-                let embed_t = embed.clone().transpose(); // [D, V], a view of [V, D]
-                let logits = few_rows(&flat, &embed_t, None)
-                    .or_else(|| gemm_linear(&flat, &embed, None, true))
-                    .unwrap_or_else(|| flat.matmul(embed_t)); // [B * L, V]
+                let logits = cpu_fast::tied_head(&flat, &embed)
+                    .unwrap_or_else(|| flat.matmul(embed.transpose())); // [B * L, V]
                 logits.reshape([b, logits_len, self.config.vocab_size])
             }
         }; // [B, L, V]
         let values = linear(&self.v_head.summary, hidden).reshape([b, t]); // [B, T]
 
         let next_position = positions.narrow(1, t - 1, 1) + 1; // [B, 1]
-        let kv = Kv::Tensors {
-            layers: new_layers,
-            mask: key_mask,
-            next_position,
+        let past = (new_layers, key_mask, next_position);
+        // With the fast path's weights, it holds the cache for the next steps too.
+        let kv = match fast.as_ref().and_then(|_| FastKv::of(&past)) {
+            Some(kv) => Kv::Fast(kv),
+            None => Kv::Tensors(past),
         };
-        // With packed weights, the next steps run in plain memory.
-        #[cfg(not(target_arch = "wasm32"))]
-        let kv = match (&decode_weights, &kv) {
-            (
-                Some(_),
-                Kv::Tensors {
-                    layers,
-                    mask,
-                    next_position,
-                },
-            ) => NativeKv::of(layers, mask, next_position).map_or(kv, Kv::Native),
-            _ => kv,
-        };
-        let cache = KvCache { kv, decode_weights };
+        let cache = KvCache { kv, fast };
         let out = ForwardOutput {
             logits: to_f32(logits),
             values: to_f32(values),
@@ -603,160 +508,38 @@ fn cast_to<const N: usize>(x: Tensor<N>, dtype: DType) -> Tensor<N> {
 /// under mixed precision) are cast first, so gradients flow back to them in their own dtype.
 fn linear<const N: usize>(layer: &Linear, x: Tensor<N>) -> Tensor<N> {
     let dtype = x.dtype();
+    let bias = layer.bias.as_ref().map(Param::val);
     if layer.weight.val().dtype() == dtype {
-        let bias = layer.bias.as_ref().map(Param::val);
-        if let Some(y) = few_rows(&x, &layer.weight.val(), bias.as_ref()) {
-            return y;
-        }
-        if let Some(y) = gemm_linear(&x, &layer.weight.val(), bias.as_ref(), false) {
-            return y;
-        }
-        return layer.forward(x);
+        return cpu_fast::linear(&x, &layer.weight.val(), bias.as_ref())
+            .unwrap_or_else(|| layer.forward(x));
     }
     burn::tensor::module::linear(
         x,
         layer.weight.val().cast(dtype),
-        layer.bias.as_ref().map(|b| b.val().cast(dtype)),
+        bias.map(|b| b.cast(dtype)),
     )
 }
 
-/// Several Linear layers on the same input: in one [`linear_many`](crate::cpu_fast::few_rows::linear_many) call when it takes
-/// them (decoding on flex), else one [`linear`] each.
-fn linears<const N: usize, const W: usize>(layers: [&Linear; W], x: Tensor<N>) -> [Tensor<N>; W] {
-    let dtype = x.dtype();
-    if layers.iter().all(|l| l.weight.val().dtype() == dtype) {
-        let weights = layers.map(|l| (l.weight.val(), l.bias.as_ref().map(Param::val)));
-        if let Some(ys) = few_rows_many(
-            &x,
-            std::array::from_fn(|i| (&weights[i].0, weights[i].1.as_ref())),
-        ) {
+/// Several Linear layers on the same input (q, k and v; gate and up): in one call of the CPU fast
+/// path when it takes them, from its own weights `fast` (this layer's) when given, else one
+/// [`linear`] each.
+fn linears<const N: usize, const W: usize>(
+    layers: [&Linear; W],
+    x: Tensor<N>,
+    fast: Option<((&FastWeights, usize), [Proj; W])>,
+) -> [Tensor<N>; W] {
+    let biases = layers.map(|l| l.bias.as_ref().map(Param::val));
+    let biases = std::array::from_fn(|i| biases[i].as_ref());
+    if let Some(ys) = fast.and_then(|((f, layer), which)| f.linears(layer, which, &x, biases)) {
+        return ys;
+    }
+    if layers.iter().all(|l| l.weight.val().dtype() == x.dtype()) {
+        let weights = layers.map(|l| l.weight.val());
+        if let Some(ys) = cpu_fast::linears(&x, std::array::from_fn(|i| (&weights[i], biases[i]))) {
             return ys;
         }
     }
     layers.map(|l| linear(l, x.clone()))
-}
-
-/// [`linears`], from the weights in panels when they are given and the product has few rows
-/// ([`few_rows::linear_panels`](crate::cpu_fast::few_rows::linear_panels)).
-fn packed_linears<const N: usize, const W: usize>(
-    layers: [&Linear; W],
-    packed: Option<[&Panels; W]>,
-    x: Tensor<N>,
-) -> [Tensor<N>; W] {
-    if let Some(panels) = packed {
-        let biases = layers.map(|l| l.bias.as_ref().map(Param::val));
-        let layers = std::array::from_fn(|i| (panels[i], biases[i].as_ref()));
-        if let Some(ys) = few_rows_panels(&x, layers) {
-            return ys;
-        }
-    }
-    linears(layers, x)
-}
-
-/// `x @ weight (+ bias)` through [`few_rows::linear`](crate::cpu_fast::few_rows::linear) when it takes
-/// the product (decoding on flex), else `None`.
-#[cfg(not(target_arch = "wasm32"))]
-fn few_rows<const N: usize>(
-    x: &Tensor<N>,
-    weight: &Tensor<2>,
-    bias: Option<&Tensor<1>>,
-) -> Option<Tensor<N>> {
-    take(Kernel::FewRows, || {
-        crate::cpu_fast::few_rows::linear(x, weight, bias)
-    })
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn few_rows_many<const N: usize, const W: usize>(
-    x: &Tensor<N>,
-    layers: [(&Tensor<2>, Option<&Tensor<1>>); W],
-) -> Option<[Tensor<N>; W]> {
-    take(Kernel::FewRows, || {
-        crate::cpu_fast::few_rows::linear_many(x, layers)
-    })
-}
-
-/// `x @ weight (+ bias)` (`weight^T` when `transposed`) through
-/// [`gemm_linear::linear`](crate::cpu_fast::gemm_linear::linear) on flex, forward and backward, else `None`.
-#[cfg(not(target_arch = "wasm32"))]
-fn gemm_linear<const N: usize>(
-    x: &Tensor<N>,
-    weight: &Tensor<2>,
-    bias: Option<&Tensor<1>>,
-    transposed: bool,
-) -> Option<Tensor<N>> {
-    take(Kernel::GemmLinear, || {
-        crate::cpu_fast::gemm_linear::linear(x, weight, bias, transposed)
-    })
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn few_rows_panels<const N: usize, const W: usize>(
-    x: &Tensor<N>,
-    layers: [(&Panels, Option<&Tensor<1>>); W],
-) -> Option<[Tensor<N>; W]> {
-    take(Kernel::FewRows, || {
-        crate::cpu_fast::few_rows::linear_panels(x, layers)
-    })
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-use crate::cpu_fast::few_rows::FEW_ROWS;
-#[cfg(not(target_arch = "wasm32"))]
-use crate::cpu_fast::{Kernel, take};
-
-/// On wasm32 nothing is packed: the page's tiny model decodes through burn.
-#[cfg(target_arch = "wasm32")]
-#[derive(Clone, Debug)]
-pub(crate) struct Panels;
-
-#[cfg(target_arch = "wasm32")]
-impl Panels {
-    fn of(_: &Tensor<2>) -> Option<Panels> {
-        None
-    }
-
-    fn bytes(&self) -> usize {
-        0
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-const FEW_ROWS: usize = 0;
-
-#[cfg(target_arch = "wasm32")]
-fn few_rows_panels<const N: usize, const W: usize>(
-    _: &Tensor<N>,
-    _: [(&Panels, Option<&Tensor<1>>); W],
-) -> Option<[Tensor<N>; W]> {
-    None
-}
-
-#[cfg(target_arch = "wasm32")]
-fn gemm_linear<const N: usize>(
-    _: &Tensor<N>,
-    _: &Tensor<2>,
-    _: Option<&Tensor<1>>,
-    _: bool,
-) -> Option<Tensor<N>> {
-    None
-}
-
-#[cfg(target_arch = "wasm32")]
-fn few_rows_many<const N: usize, const W: usize>(
-    _: &Tensor<N>,
-    _: [(&Tensor<2>, Option<&Tensor<1>>); W],
-) -> Option<[Tensor<N>; W]> {
-    None
-}
-
-#[cfg(target_arch = "wasm32")]
-fn few_rows<const N: usize>(
-    _: &Tensor<N>,
-    _: &Tensor<2>,
-    _: Option<&Tensor<1>>,
-) -> Option<Tensor<N>> {
-    None // the page's tiny model: burn's own product
 }
 
 fn to_f32<const N: usize>(x: Tensor<N>) -> Tensor<N> {
@@ -764,89 +547,5 @@ fn to_f32<const N: usize>(x: Tensor<N>) -> Tensor<N> {
         x
     } else {
         x.cast(DType::F32)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::tensor::{Distribution, Tolerance};
-
-    /// A decoding-sized product (4 rows through a 512 x 1536 weight with a bias) and the tied LM
-    /// head (`x @ E^T` with `E [V, D]`) run in `few_rows` on flex and give burn's numbers; a
-    /// product with many rows, or on the autodiff device (which must record it), is left to burn.
-    #[test]
-    fn few_rows_products_give_burns_numbers() {
-        let device = Device::flex();
-        let layer = Linear {
-            weight: Param::from_tensor(Tensor::random([512, 1536], Distribution::Default, &device)),
-            bias: Some(Param::from_tensor(Tensor::random(
-                [1536],
-                Distribution::Default,
-                &device,
-            ))),
-        };
-        let x = Tensor::<3>::random([4, 1, 512], Distribution::Default, &device);
-        let bias = layer.bias.as_ref().unwrap().val();
-        let expected = layer.forward(x.clone());
-        let got = few_rows(&x, &layer.weight.val(), Some(&bias)).expect("taken on flex");
-        assert_eq!(got.dims(), [4, 1, 1536]);
-        got.into_data()
-            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::rel_abs(1e-5, 1e-4));
-        assert_eq!(linear(&layer, x.clone()).dims(), [4, 1, 1536]);
-
-        let embed = Tensor::<2>::random([1000, 512], Distribution::Default, &device);
-        let flat = x.clone().reshape([4, 512]);
-        let head = few_rows(&flat, &embed.clone().transpose(), None).expect("transposed view");
-        head.into_data().assert_approx_eq::<f32>(
-            &flat.clone().matmul(embed.transpose()).into_data(),
-            Tolerance::rel_abs(1e-5, 1e-4),
-        );
-
-        let rows = Tensor::<3>::random([4, 48, 512], Distribution::Default, &device);
-        assert!(few_rows(&rows, &layer.weight.val(), None).is_none());
-        let panels = Panels::of(&layer.weight.val()).expect("flex");
-        let [packed] = packed_linears([&layer], Some([&panels]), x.clone());
-        packed.into_data().assert_approx_eq::<f32>(
-            &layer.forward(x.clone()).into_data(),
-            Tolerance::rel_abs(1e-5, 1e-4),
-        );
-        let ad = device.clone().autodiff();
-        let w_ad = Tensor::<2>::random([512, 64], Distribution::Default, &ad).require_grad();
-        let x_ad = Tensor::<2>::random([4, 512], Distribution::Default, &ad);
-        assert!(few_rows(&x_ad, &w_ad, None).is_none());
-    }
-
-    /// A prefill on flex packs the weights for the decoding steps (when its rows are few
-    /// enough), a decode step keeps them, and a plain forward pass does not make them.
-    #[test]
-    fn prefill_packs_the_weights_for_decoding() {
-        let config = Qwen2Config::new(40, 32, 64, 2, 4, 2, true).unwrap();
-        let device = Device::flex();
-        let model = crate::model::init_random(
-            &config,
-            0,
-            0.02,
-            crate::model::ValueHeadInit::Zeros,
-            crate::model::Precision::F32,
-            &device,
-        )
-        .unwrap();
-        let ids = |rows: usize| Tensor::<2, Int>::ones([rows, 3], &device);
-        let (_, cache) = model.prefill(ids(2), ids(2));
-        let packed = cache.decode_weights.clone().expect("packed on flex");
-        assert_eq!(packed.layers.len(), 2);
-        let (_, cache) = model.decode(Tensor::<2, Int>::ones([2, 1], &device), cache);
-        assert!(
-            Arc::ptr_eq(&packed, cache.decode_weights.as_ref().unwrap()),
-            "kept"
-        );
-        let (_, many) = model.prefill(ids(FEW_ROWS + 1), ids(FEW_ROWS + 1));
-        assert!(
-            many.decode_weights.is_none(),
-            "decoded by gemm, not few-row products"
-        );
-        let (_, forward_cache) = model.run(ids(2), ids(2), ids(2), None, (0, 3), false, false);
-        assert!(forward_cache.decode_weights.is_none());
     }
 }
