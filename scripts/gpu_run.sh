@@ -9,6 +9,12 @@
 #   1. `ppo-lens doctor`: the backends in the build and whether the device passes its self-check.
 #   2. Scoring parity: both transformers fixtures' text scored on the device, against the
 #      logprobs and values transformers computed (their expected.json): the largest error.
+#   3. The recipe (`ppo-lens bench-recipe`): configs/config.yaml's decode and one PPO update on a
+#      model of Qwen1.5-1.8B-Chat's shape (configs/shapes/) with random weights made here:
+#      decode tokens/s and the share of the GPU's memory bandwidth, the update's tokens/s and
+#      model FLOP utilisation (the GPU's peaks by its name, below), and the GPU's peak memory
+#      (nvidia-smi, sampled every 200 ms) against the budget docs/training.md computes. With
+#      --cpu: configs/config_debug.yaml on the tiny fixture's shape, short.
 # Needs python3 (its standard library only) to read the JSON.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -43,10 +49,43 @@ for fixture in qwen2-tied qwen2-gqa-bf16; do
     echo "    $fixture: scored"
 done
 
-python3 - "$HERE" "$out" "$device" "$tolerance" "$(($(date +%s) - start))" <<'PY'
+# Dense bf16 TFLOP/s and memory GB/s of the GPUs this may meet, from NVIDIA's data sheets.
+peaks() {
+    case "$1" in
+        *H200*) echo "989.4 4800" ;;
+        *H100*NVL*) echo "835.5 3900" ;;
+        *H100*PCIe*) echo "756.5 2000" ;;
+        *H100*) echo "989.4 3350" ;;
+        *A100*80GB*PCIe*) echo "312 1935" ;;
+        *A100*80GB*) echo "312 2039" ;;
+        *A100*) echo "312 1555" ;;
+        *) echo "" ;;
+    esac
+}
+if [ "$device" = cuda ]; then
+    recipe=(--config "$HERE/configs/config.yaml" --shape "$HERE/configs/shapes/qwen1.5-1.8b-chat.json")
+    gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+    read -r tflops gbps <<<"$(peaks "$gpu")" || true
+    [ -n "${tflops:-}" ] && recipe+=(--peak-tflops "$tflops" --peak-gbps "$gbps")
+    nvidia-smi --query-gpu=memory.used,memory.total --format=csv,noheader,nounits -lms 200 \
+        >"$out/gpu-memory.csv" &
+    watcher=$!
+else
+    gpu=""
+    recipe=(--config "$HERE/configs/config_debug.yaml" --shape "$HERE/fixtures/qwen2-tied/config.json"
+        --prompt-len 16 --decode-tokens 8)
+    watcher=""
+fi
+echo "==> The recipe on $device: decode and one PPO update${gpu:+ on $gpu}"
+status=0
+timeout 420 "$bin" bench-recipe "${recipe[@]}" --json >"$out/recipe.json" || status=$?
+[ -n "$watcher" ] && kill "$watcher" 2>/dev/null
+[ "$status" = 0 ] || { echo "gpu_run.sh: bench-recipe failed ($status)" >&2; echo '{}' >"$out/recipe.json"; }
+
+python3 - "$HERE" "$out" "$device" "$tolerance" "$(($(date +%s) - start))" "$gpu" <<'PY'
 import json, os, re, sys
 
-here, out, device, tolerance, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5])
+here, out, device, tolerance, seconds, gpu = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 doctor = open(os.path.join(out, "doctor.txt")).read()
 backend = "flex" if device == "cpu" else "cuda"
 devices = doctor.split("\nDevices", 1)[-1].split("\n\n", 1)[0]
@@ -71,14 +110,27 @@ for fixture in ["qwen2-tied", "qwen2-gqa-bf16"]:
     row["passed"] = row["same_ids"] and max(row["max_abs_logprob_error"], row["max_abs_value_error"]) < tolerance
     parity.append(row)
 
+# The peak memory docs/training.md budgets for configs/config.yaml's update (GB).
+BUDGET_GB = 39
+recipe = json.load(open(os.path.join(out, "recipe.json")))
+memory = None
+csv = os.path.join(out, "gpu-memory.csv")
+if os.path.exists(csv):
+    used = [int(l.split(",")[0]) for l in open(csv) if l.strip() and l.split(",")[0].strip().isdigit()]
+    if used:
+        memory = {"peak_gb": max(used) * 1024 * 1024 / 1e9, "budget_gb": BUDGET_GB}
+
 packed = open(os.path.join(here, "PACKED.txt")).read().splitlines()
 results = {
     "device": device,
+    "gpu": gpu or None,
     "pack": packed,
     "doctor": {backend: doctor_line},
     "parity": parity,
+    "recipe": recipe or None,
+    "gpu_memory": memory,
     "seconds": seconds,
-    "passed": doctor_line.startswith("ok") and all(r["passed"] for r in parity),
+    "passed": doctor_line.startswith("ok") and all(r["passed"] for r in parity) and bool(recipe),
 }
 with open(os.path.join(out, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
@@ -94,6 +146,23 @@ lines = [
 ]
 for r in parity:
     lines.append(f"| {r['fixture']} | {r['same_ids']} | {r['max_abs_logprob_error']:.2e} | {r['max_abs_value_error']:.2e} | {r['tolerance']:.0e} | {r['passed']} |")
+def pct(x, what):
+    return "n/a (no peak known for this device)" if x is None else f"{100 * x:.1f}% {what}"
+if recipe:
+    d, u = recipe["decode"], recipe["update"]
+    lines += [
+        "",
+        f"The recipe on {recipe['parameters']:,} parameters ({recipe['dtype']}), random weights:",
+        "",
+        "| workload | tokens/s | rate | share of the device's peak | target |",
+        "|---|---:|---:|---:|---|",
+        f"| decode, {d['rows']} rows x {d['steps']} steps after {d['prompt_len']} tokens | {d['tokens_per_s']:,.0f} | {d['gb_per_s']:,.0f} GB/s read | {pct(d['bandwidth_fraction'], 'of its memory bandwidth')} | at least 60% of HBM bandwidth |",
+        f"| one PPO update, {u['rows']} rows x {u['tokens_per_row']} tokens x {u['epochs']} epochs, {u['optimizer_steps']} {u['optimizer']} steps, {u['seconds']:.2f} s | {u['tokens_per_s']:,.0f} | {u['tflops']:,.1f} TFLOP/s | {pct(u['mfu'], 'MFU')} | at least 40% MFU |",
+    ]
+else:
+    lines += ["", "The recipe did not run: see the output above."]
+if memory:
+    lines += ["", f"Peak GPU memory: {memory['peak_gb']:.1f} GB, against the {memory['budget_gb']} GB docs/training.md budgets for the update."]
 lines += ["", f"{seconds} s in all; {'passed' if results['passed'] else 'FAILED'}."]
 with open(os.path.join(out, "results.md"), "w") as f:
     f.write("\n".join(lines) + "\n")

@@ -57,6 +57,7 @@ fn the_pack_unpacks_and_its_run_passes_on_the_cpu() {
         "PACKED.txt",
         "cuda/nvvm/libdevice/libdevice.10.bc",
         "configs/config.yaml",
+        "configs/shapes/qwen1.5-1.8b-chat.json",
         "fixtures/qwen2-tied/expected.json",
         "fixtures/qwen2-gqa-bf16/model.safetensors",
     ] {
@@ -93,8 +94,23 @@ fn the_pack_unpacks_and_its_run_passes_on_the_cpu() {
             assert!(error < 5e-6, "{row}");
         }
     }
+    // The recipe, short: config_debug's 32 rows on the tiny fixture's shape, 16 prompt tokens
+    // and 48 new ones, 2 epochs; no peaks on the CPU, so no shares of them.
+    let recipe = &json["recipe"];
+    assert_eq!(recipe["device"], "cpu", "{json:#}");
+    assert_eq!(recipe["decode"]["rows"], 32);
+    assert_eq!(recipe["decode"]["steps"], 8);
+    assert!(recipe["decode"]["tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(recipe["update"]["tokens_per_row"], 16 + 48);
+    assert_eq!(recipe["update"]["epochs"], 2);
+    assert!(recipe["update"]["mfu"].is_null() && recipe["decode"]["bandwidth_fraction"].is_null());
+    assert!(json["gpu_memory"].is_null(), "no nvidia-smi on the CPU");
     let table = std::fs::read_to_string(results.join("results.md")).unwrap();
     assert!(table.contains("| qwen2-tied | True |"), "{table}");
+    assert!(
+        table.contains("| one PPO update, 32 rows x 64 tokens x 2 epochs") && table.contains("n/a"),
+        "{table}"
+    );
     assert!(printed.contains("passed."), "{printed}");
 }
 

@@ -113,6 +113,37 @@ enum Command {
         #[arg(long, conflicts_with_all = ["without", "json"])]
         each_kernel: bool,
     },
+    /// Time a training config's recipe on its device, with a model of a config.json's shape and
+    /// seeded random weights: decoding (tokens/s, bytes read per second) and one PPO update
+    /// (tokens/s, TFLOP/s at 6 x parameters per token); given the device's peaks, the share of
+    /// its memory bandwidth and the model FLOP utilisation. scripts/gpu_run.sh runs it on a GPU
+    /// with configs/config.yaml and Qwen1.5-1.8B-Chat's shape (configs/shapes/).
+    BenchRecipe {
+        /// The YAML config whose recipe to run (device, dtype, batch, lengths, update).
+        #[arg(long, value_name = "FILE.yaml")]
+        config: PathBuf,
+        /// A Hugging Face config.json: the model's shape (its weights are made here, random).
+        #[arg(long, value_name = "config.json")]
+        shape: PathBuf,
+        /// Prompt tokens before each response.
+        #[arg(long, default_value_t = 256)]
+        prompt_len: usize,
+        /// Greedy decoding steps timed after the prefill.
+        #[arg(long, default_value_t = 64)]
+        decode_tokens: usize,
+        /// The device's dense bf16 peak in TFLOP/s, for the model FLOP utilisation.
+        #[arg(long)]
+        peak_tflops: Option<f64>,
+        /// The device's memory bandwidth in GB/s, for decoding's share of it.
+        #[arg(long)]
+        peak_gbps: Option<f64>,
+        /// One JSON object instead of the lines for people.
+        #[arg(long)]
+        json: bool,
+        /// Overrides of the config, key.sub=value: rollout.batch_size=8
+        #[arg(value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
     /// Grade your five exercises (exercises/*.rs) and say which ones the trainer and the page
     /// will run: yours where written (with the `exercises` feature), the reference elsewhere.
     Exercises,
@@ -223,6 +254,30 @@ fn run() -> ExitCode {
                 }
                 let result = super::bench::run(model, iters, &device)?;
                 println!("{}", if json { result.json() } else { result.table() });
+            }
+            Ok(())
+        })(),
+        Command::BenchRecipe {
+            config,
+            shape,
+            prompt_len,
+            decode_tokens,
+            peak_tflops,
+            peak_gbps,
+            json,
+            overrides,
+        } => (|| {
+            let args = super::bench_recipe::RecipeArgs {
+                prompt_len,
+                decode_tokens,
+                peak_tflops,
+                peak_gbps,
+            };
+            let result = super::bench_recipe::run(&config, &overrides, &shape, &args)?;
+            if json {
+                println!("{}", serde_json::to_string(&result)?);
+            } else {
+                println!("{}", result.table());
             }
             Ok(())
         })(),

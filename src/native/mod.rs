@@ -1,6 +1,7 @@
 //! Native face of ppo-lens: the command line and what only runs outside a browser.
 
 pub mod bench;
+pub mod bench_recipe;
 pub mod block_cache;
 pub mod cli;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod inputs;
 pub mod model_dir;
 pub mod plots;
 pub mod ppo_cmd;
+pub mod recipe;
 pub mod run_files;
 pub mod score;
 pub mod tiny;

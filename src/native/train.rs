@@ -34,28 +34,23 @@ use super::model_dir::{
     CONFIG, TOKENIZER, VALUE_HEAD, WEIGHTS, load_dir, open_device, write_dir_atomically,
 };
 use super::plots::write_plots;
+use super::recipe::{new_optimizer, optimizer_name, precisions, update_settings};
 use super::run_files::{
     EFFECTIVE_CONFIG, METRICS, OPTIMIZER, TRAINER_STATE, TrainerState, parse_metrics,
     write_file_atomically,
 };
-use crate::adamw8bit::AdamW8bit;
 use crate::compute::block_on;
-use crate::cpu_fast::adamw::AdamW;
 use crate::data::gsm_mini::gsm_mini;
 use crate::data::gsm8k::{Problem, parse_gsm8k_jsonl};
 use crate::health::RunSettings;
 use crate::model::chat::gsm8k_prompt;
 use crate::model::tokenizer::TextTokenizer;
-use crate::model::{Precision, ValueHeadInit, save_model, save_value_head, weights::saved_config};
-use crate::ppo::Algorithm;
+use crate::model::{ValueHeadInit, save_model, save_value_head, weights::saved_config};
 use crate::ppo::gae::GaeParams;
-use crate::ppo::group_advantages::{GroupParams, RewardScale};
-use crate::ppo::grpo_loss::{GrpoCoeffs, LossAgg};
 use crate::ppo::iteration::{ExperienceConfig, Task, collect_experience, metrics};
 use crate::ppo::kl_control::KlController;
-use crate::ppo::losses::LossCoeffs;
 use crate::ppo::rewards::KlEstimator;
-use crate::ppo::update::{UpdateConfig, ppo_update};
+use crate::ppo::update::ppo_update;
 use crate::rng::Rng;
 use crate::rollout::sampling::SamplingParams;
 
@@ -162,13 +157,7 @@ pub fn train(
     write_file_atomically(&out.join(EFFECTIVE_CONFIG), config.to_yaml().as_bytes())?;
 
     let compute = open_device(&t.device)?;
-    // bfloat16: the frozen reference is all bf16; the policy keeps f32 master weights and
-    // computes in bf16 (mixed precision), so that small AdamW steps are not rounded away.
-    let (reference_precision, policy_precision) = if t.dtype == "bfloat16" {
-        (Precision::Bf16, Precision::MixedBf16)
-    } else {
-        (Precision::F32, Precision::F32)
-    };
+    let (reference_precision, policy_precision) = precisions(&t.dtype);
     let value_init = if config.model.value_head_std > 0.0 {
         ValueHeadInit::Normal {
             std: config.model.value_head_std,
@@ -227,19 +216,7 @@ pub fn train(
 
     // The policy: the starting model, or a checkpoint with its optimizer and state.
     let train_device = compute.device.clone().autodiff();
-    // AdamW with f32 moments, or with 8-bit moments (`ppo.use_8bit_adam`, src/adamw8bit.rs).
-    let optimizer_name = if p.use_8bit_adam {
-        "adamw8bit"
-    } else {
-        "adamw"
-    };
-    let new_optimizer = || {
-        if p.use_8bit_adam {
-            AdamW8bit::new(p.weight_decay as f32).init()
-        } else {
-            AdamW::new(p.weight_decay as f32).init()
-        }
-    };
+    let optimizer_name = optimizer_name(p);
     let (mut policy, mut optim, state) = match resume {
         None => {
             let loaded = load_dir(
@@ -255,7 +232,7 @@ pub fn train(
                 kl_coeff: p.kl_coeff,
                 optimizer: optimizer_name.into(),
             };
-            (loaded.model, new_optimizer(), state)
+            (loaded.model, new_optimizer(p), state)
         }
         Some(dir) => {
             let state_path = dir.join(TRAINER_STATE);
@@ -283,11 +260,9 @@ pub fn train(
             let opt_path = dir.join(OPTIMIZER);
             let bytes = fs::read(&opt_path)
                 .with_context(|| format!("{}: cannot read", opt_path.display()))?;
-            let optim: ModuleOptimizer = new_optimizer()
+            let optim: ModuleOptimizer = new_optimizer(p)
                 .from_bytes(Bytes::from_bytes_vec(bytes))
-                .map_err(|e| {
-                anyhow!("{}: not an optimizer state: {e:?}", opt_path.display())
-            })?;
+                .map_err(|e| anyhow!("{}: not an optimizer state: {e:?}", opt_path.display()))?;
             if state.step > t.total_ppo_steps {
                 bail!(
                     "--resume {}: the checkpoint is at step {} but training.total_ppo_steps is {}",
@@ -308,40 +283,7 @@ pub fn train(
             .map_err(|e| anyhow!("ppo.adaptive_kl: {e}"))?,
     };
     let mut rng = Rng::from_state(state.rng_state);
-    // GRPO: `group_size` samples of each prompt, advantages from the group, GRPO's objective.
-    let (algorithm, group, grpo) = match config.algorithm {
-        AlgorithmName::Ppo => (Algorithm::Ppo, None, None),
-        AlgorithmName::Grpo => {
-            let g = &config.grpo;
-            let group = GroupParams {
-                group_size: g.group_size,
-                scale: RewardScale::parse(&g.scale_rewards)
-                    .map_err(|e| anyhow!("grpo.scale_rewards: {e}"))?,
-            };
-            let coeffs = GrpoCoeffs {
-                beta: g.beta as f32,
-                agg: LossAgg::parse(&g.loss_agg_mode)
-                    .map_err(|e| anyhow!("grpo.loss_agg_mode: {e}"))?,
-            };
-            (Algorithm::Grpo, Some(group), Some(coeffs))
-        }
-    };
-    let update = UpdateConfig {
-        grpo,
-        epochs: p.epochs,
-        mini_batch_size: p.mini_batch_size,
-        gradient_accumulation_steps: p.gradient_accumulation_steps,
-        max_grad_norm: p.max_grad_norm.map(|x| x as f32),
-        lr: p.learning_rate,
-        value_bias_lr: p.value_bias_learning_rate,
-        temperature: r.temperature,
-        coeffs: LossCoeffs {
-            clip_ratio: p.clip_ratio as f32,
-            clip_range_value: p.clip_range_value as f32,
-            vf_coef: p.vf_coef as f32,
-            entropy_coeff: p.entropy_coeff as f32,
-        },
-    };
+    let (algorithm, group, update) = update_settings(&config)?;
     let sampling = SamplingParams::new(r.temperature, r.top_k, r.top_p)
         .map_err(|e| anyhow!("rollout: {e}"))?;
     let gae = GaeParams::new(p.gamma as f32, p.lam as f32).map_err(|e| anyhow!("ppo: {e}"))?;

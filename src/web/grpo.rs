@@ -20,12 +20,8 @@ use crate::model::Qwen2Config;
 use crate::ppo::Algorithm;
 use crate::ppo::group_advantages::{GROUP_EPS, GroupStep, RewardScale};
 
-/// Qwen1.5-1.8B-Chat's shape (its config.json's numbers), for the critic's cost at full size.
-const QWEN_18B: &str = r#"{"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
-  "hidden_act": "silu", "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5504,
-  "num_hidden_layers": 24, "num_attention_heads": 16, "num_key_value_heads": 16,
-  "max_position_embeddings": 32768, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
-  "tie_word_embeddings": false, "torch_dtype": "bfloat16"}"#;
+/// Qwen1.5-1.8B-Chat's shape (its config.json), for the critic's cost at full size.
+const QWEN_18B: &str = include_str!("../../configs/shapes/qwen1.5-1.8b-chat.json");
 
 /// The samples per prompt the page offers when the batch is not grouped yet.
 fn offered_group(rollouts: usize) -> usize {
