@@ -430,8 +430,8 @@ mod tests {
 /// together, and all off: decode tokens/s, the PPO iteration's ms and the peak memory side by
 /// side, with what turning each off costs (on over off for tokens/s, off over on for ms: above
 /// 1, the kernel helps). Each row runs in a process of its own (this program, `bench --json
-/// --without ..`), so the peaks and the allocator's cache start afresh.
-pub fn each_kernel(model_name: &str, iters: usize, block_cache_mib: usize) -> Result<String> {
+/// --without ..`), so the peaks start afresh.
+pub fn each_kernel(model_name: &str, iters: usize) -> Result<String> {
     use crate::cpu_fast::Kernel;
     let mut offs: Vec<Vec<Kernel>> = vec![Vec::new()];
     offs.extend(Kernel::ALL.map(|k| vec![k]));
@@ -444,7 +444,6 @@ pub fn each_kernel(model_name: &str, iters: usize, block_cache_mib: usize) -> Re
         let output = std::process::Command::new(&exe)
             .args(["bench", "--json", "--models", model_name])
             .arg(format!("--iters={iters}"))
-            .arg(format!("--block-cache-mib={block_cache_mib}"))
             .arg(format!("--without={}", names.join(",")))
             .output()
             .map_err(|e| anyhow!("running {}: {e}", exe.display()))?;

@@ -100,10 +100,6 @@ enum Command {
         /// One JSON line per model instead of the table.
         #[arg(long)]
         json: bool,
-        /// MiB of freed large blocks the allocator keeps for reuse (0: the plain system
-        /// allocator, to measure what the cache saves).
-        #[arg(long, default_value_t = super::block_cache::BUDGET >> 20)]
-        block_cache_mib: usize,
         /// Hand-written CPU kernels to turn off, comma-separated, so burn's own path runs in
         /// their place (few_rows, gemm_linear, decode_step, adamw, or all).
         #[arg(long, default_value = "")]
@@ -237,18 +233,16 @@ fn run() -> ExitCode {
             models,
             iters,
             json,
-            block_cache_mib,
             without,
             each_kernel,
         } => (|| {
-            super::block_cache::set_budget(block_cache_mib.saturating_mul(1 << 20));
             let off = crate::cpu_fast::Kernel::parse_list(&without)
                 .map_err(|err| anyhow::anyhow!("--without: {err}"))?;
             crate::cpu_fast::only_without(&off);
             let device = crate::compute::Compute::flex().device;
             for model in &models {
                 if each_kernel {
-                    let table = super::bench::each_kernel(model, iters, block_cache_mib)?;
+                    let table = super::bench::each_kernel(model, iters)?;
                     println!("{table}");
                     continue;
                 }

@@ -2,7 +2,6 @@
 
 pub mod bench;
 pub mod bench_recipe;
-pub mod block_cache;
 pub mod cli;
 pub mod config;
 pub mod doctor;
