@@ -3,6 +3,8 @@
 #   scripts/bench.sh              both models (tiny, 50M)
 #   scripts/bench.sh tiny         one
 #   ROUNDS=3 scripts/bench.sh 50M the two sides alternately, three times each
+#   WITHOUT=all scripts/bench.sh  ppo-lens with its hand-written CPU kernels off (burn's ops
+#                                 everywhere; or some of them: WITHOUT=few_rows,adamw)
 # ppo-lens runs on flex (`ppo-lens bench`); the reference is scripts/bench_reference.py. Each
 # model runs in its own process on each side, so peak memory is that model's. With ROUNDS > 1
 # the table holds each side's medians over the rounds, and the targets' ratios are given for
@@ -33,7 +35,7 @@ ours="" theirs=""
 for model in ${models//,/ }; do
     for round in $(seq "$rounds"); do
         step "$model: ppo-lens (flex), round $round of $rounds"
-        line="$("$bin" bench --models "$model" --iters "$iters" --json)"
+        line="$("$bin" bench --models "$model" --iters "$iters" --without "${WITHOUT:-}" --json)"
         echo "    $line"
         ours+="$line"$'\n'
         step "$model: PyTorch + transformers, round $round of $rounds"
