@@ -97,10 +97,14 @@ impl Page {
             "goog:chromeOptions": {
                 "binary": binary,
                 "args": args,
-                // Saved handouts land in the profile, where `Page::downloaded` reads them.
+                // Saved handouts land in the profile, where `Page::downloaded` reads them. A test
+                // saves a dozen from one tab: Chromium's limit on a page's repeated downloads
+                // (which asks, and headless cannot answer) is lifted, as a teacher who saves
+                // every chart would allow it.
                 "prefs": {
                     "download.default_directory": downloads.display().to_string(),
                     "download.prompt_for_download": false,
+                    "profile.default_content_setting_values.automatic_downloads": 1,
                 },
             },
             // The browser log for console errors; the performance log for every request.
