@@ -20,7 +20,6 @@ pub mod explain;
 pub mod explore;
 pub mod faded;
 pub mod faq;
-pub mod fast_exp;
 pub mod health;
 pub mod lab;
 pub mod misconceptions;

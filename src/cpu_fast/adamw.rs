@@ -302,7 +302,7 @@ fn update_loop<const FIRST: bool, const DECAY: bool>(
     }
 }
 
-crate::fast_exp::simd_fn! {
+super::simd::simd_fn! {
     /// `sum(x^2)` of one chunk in f64, in 16 independent sums, compiled for AVX-512 or AVX2
     /// where the CPU has them (the baseline x86-64 build converts and adds two values per
     /// instruction). Over 192 MB on this project's 2 cores: 10-12 GB/s before, 11-14 after.

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::few_rows::{Panels, Product, Weight, products};
 use super::model_view::DecoderWeights;
 use super::native_kv::{NativeKv, dense_f32, values_of};
-use crate::fast_exp::{exp, simd_fn};
+use super::simd::simd_fn;
 
 /// What a step returns: logits `[B, V]` and values `[B]`.
 pub struct StepOutput {
@@ -94,7 +94,7 @@ simd_fn! {
     /// SwiGLU's gate, `y = silu(g) * u = g u / (1 + e^-g)`, element by element.
     fn swiglu(y: &mut [f32], g: &[f32], u: &[f32]) {
         for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
-            *y = g * u / (1.0 + exp(-g));
+            *y = g * u / (1.0 + (-g).exp());
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod gemm_linear;
 pub mod model_view;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native_kv;
+mod simd;
 
 pub use door::{
     DecoderWeights, FastKv, FastWeights, LayerProjs, LayerWeights, PastTensors, Proj, decode,

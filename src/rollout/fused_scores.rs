@@ -34,7 +34,6 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::cpu_fast::adamw::dense;
-use crate::fast_exp::{self, exp, simd_fn};
 
 /// `[N, 2]`: each row's logprob of its target (column 0) and entropy (column 1), from logits
 /// `[N, V]` (f32) and `targets` (N ids below V); gradients flow back to the logits when they are
@@ -134,24 +133,26 @@ fn forward(logits: &FlexTensor, targets: &[u32]) -> (FlexTensor, Vec<(f32, f32)>
     )
 }
 
-/// `(logsumexp(z), entropy of softmax(z))` of one row; the sums in f64, the exponentials
-/// SIMD ([`fast_exp`](crate::fast_exp)).
+/// `(logsumexp(z), entropy of softmax(z))` of one row, the sums in f64.
 fn row_stats(z: &[f32]) -> (f32, f32) {
-    let max = fast_exp::max(z);
-    let (sum, weighted) = fast_exp::exp_sums(z, max);
+    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let (mut sum, mut weighted) = (0f64, 0f64);
+    for &v in z {
+        let e = (v - max).exp() as f64;
+        sum += e;
+        weighted += e * v as f64;
+    }
     let lse = max as f64 + sum.ln();
     (lse as f32, (lse - weighted / sum) as f32)
 }
 
-simd_fn! {
-    /// One row's `dz_i = -p_i (g_lp + g_H (z_i - lse + H))`, `ln p_i = z_i - lse` (the target's
-    /// `+ g_lp` is added by the caller).
-    fn row_backward(dz: &mut [f32], z: &[f32], stats: (f32, f32), upstream: (f32, f32)) {
-        let ((lse, entropy), (g_lp, g_h)) = (stats, upstream);
-        for (d, &zi) in dz.iter_mut().zip(z) {
-            let centred = zi - lse;
-            *d = -exp(centred) * (g_lp + g_h * (centred + entropy));
-        }
+/// One row's `dz_i = -p_i (g_lp + g_H (z_i - lse + H))`, `ln p_i = z_i - lse` (the target's
+/// `+ g_lp` is added by the caller).
+fn row_backward(dz: &mut [f32], z: &[f32], stats: (f32, f32), upstream: (f32, f32)) {
+    let ((lse, entropy), (g_lp, g_h)) = (stats, upstream);
+    for (d, &zi) in dz.iter_mut().zip(z) {
+        let centred = zi - lse;
+        *d = -centred.exp() * (g_lp + g_h * (centred + entropy));
     }
 }
 

@@ -8,7 +8,6 @@
 //! two add up their numbers in different orders (the page's Causal mask stage shows the largest
 //! difference).
 
-use crate::fast_exp;
 use crate::rng::Rng;
 
 /// How tokens are drawn.
@@ -53,8 +52,8 @@ pub fn log_softmax(logits: &[f32], temperature: f32) -> Vec<f32> {
     Tempered::of(logits, temperature).logp
 }
 
-/// One row's tempered distribution: `z = logits / temperature`, `weights_i = e^(z_i - max z)`
-/// (SIMD, [`fast_exp`]), `sum` their total in f64, and `logp_i = z_i - max z - ln sum`.
+/// One row's tempered distribution: `z = logits / temperature`, `weights_i = e^(z_i - max z)`,
+/// `sum` their total in f64, and `logp_i = z_i - max z - ln sum`.
 struct Tempered {
     logp: Vec<f32>,
     weights: Vec<f32>,
@@ -64,9 +63,9 @@ struct Tempered {
 impl Tempered {
     fn of(logits: &[f32], temperature: f32) -> Tempered {
         let z: Vec<f32> = logits.iter().map(|&x| x / temperature).collect();
-        let max = fast_exp::max(&z);
-        let mut weights = vec![0f32; z.len()];
-        let sum = fast_exp::exp_into(&mut weights, &z, max);
+        let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let weights: Vec<f32> = z.iter().map(|&v| (v - max).exp()).collect();
+        let sum: f64 = weights.iter().map(|&w| w as f64).sum();
         let lse = max as f64 + sum.ln();
         let logp = z.iter().map(|&v| (v as f64 - lse) as f32).collect();
         Tempered { logp, weights, sum }
