@@ -135,7 +135,8 @@ pub struct GrpoSection {
     pub group_size: usize,
     /// `group` or `none` (TRL's `scale_rewards`).
     pub scale_rewards: String,
-    /// `seq-mean-token-mean` or `token-mean` (verl's `loss_agg_mode`).
+    /// `seq-mean-token-mean`, `token-mean` or `seq-mean-token-sum-norm` (verl's `loss_agg_mode`;
+    /// the last divides by `rollout.max_new_tokens`, as Dr. GRPO).
     pub loss_agg_mode: String,
     /// The weight of the k3 KL to the reference in the loss.
     pub beta: f64,
@@ -439,10 +440,10 @@ impl TrainConfig {
             check(
                 matches!(
                     g.loss_agg_mode.as_str(),
-                    "seq-mean-token-mean" | "token-mean"
+                    "seq-mean-token-mean" | "token-mean" | "seq-mean-token-sum-norm"
                 ),
                 "grpo.loss_agg_mode",
-                "must be seq-mean-token-mean or token-mean",
+                "must be seq-mean-token-mean, token-mean or seq-mean-token-sum-norm",
                 g.loss_agg_mode.clone(),
             )?;
             check(

@@ -62,7 +62,7 @@ pub fn update_settings(
             };
             let coeffs = GrpoCoeffs {
                 beta: g.beta as f32,
-                agg: LossAgg::parse(&g.loss_agg_mode)
+                agg: LossAgg::parse_with_len(&g.loss_agg_mode, Some(r.max_new_tokens))
                     .map_err(|e| anyhow!("grpo.loss_agg_mode: {e}"))?,
             };
             (Algorithm::Grpo, Some(group), Some(coeffs))
@@ -85,4 +85,31 @@ pub fn update_settings(
         },
     };
     Ok((algorithm, group, update))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::native::config::load_config;
+    use std::path::Path;
+
+    /// Dr. GRPO's aggregation divides by the config's own `rollout.max_new_tokens`.
+    #[test]
+    fn the_constant_length_aggregation_reads_max_new_tokens() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/config_debug_grpo.yaml");
+        let overrides = [
+            "grpo.loss_agg_mode=seq-mean-token-sum-norm".to_string(),
+            "rollout.max_new_tokens=24".to_string(),
+        ];
+        let config = load_config(&file, &overrides).unwrap();
+        let (algorithm, _, update) = update_settings(&config).unwrap();
+        assert_eq!(algorithm, Algorithm::Grpo);
+        assert_eq!(
+            update.grpo.unwrap().agg,
+            LossAgg::SeqMeanTokenSumNorm { max_len: 24 }
+        );
+        let bad = ["grpo.loss_agg_mode=dr_grpo".to_string()];
+        let err = format!("{:#}", load_config(&file, &bad).unwrap_err());
+        assert!(err.contains("grpo.loss_agg_mode") && err.contains("seq-mean-token-sum-norm"));
+    }
 }

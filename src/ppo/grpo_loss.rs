@@ -7,12 +7,10 @@
 //! kl_t   = exp(log_r) - log_r - 1                                  (k3, >= 0, has a gradient)
 //! loss_t = pg_t + beta * kl_t
 //! ```
-//! and the tokens are aggregated one of two ways, named as verl names them (TRL's name after):
-//! - `token-mean` (TRL `bnpo`): `sum(m * loss) / sum(m)` over the whole batch: every token
-//!   weighs the same, so a long response counts more than a short one;
-//! - `seq-mean-token-mean` (TRL `grpo`, the paper's): each response's mean over its tokens,
-//!   then the mean over responses: every response weighs the same, so each token of a long
-//!   response counts less.
+//! and the tokens are aggregated as [`LossAgg`] says: `seq-mean-token-mean` (TRL `grpo`, the
+//! paper's), `token-mean` (TRL `bnpo`, DAPO's) or `seq-mean-token-sum-norm` (TRL `dr_grpo`).
+//! The clip band may be decoupled, `[1 - eps_low, 1 + eps_high]` ([`ClipRange`], DAPO's
+//! clip-higher); `eps` alone is the symmetric band.
 //!
 //! Diagnostics without gradient, as in [`policy_loss`](super::policy_loss): `clip_frac`, the
 //! share of real tokens whose clipped term is strictly larger, and
@@ -20,74 +18,10 @@
 
 use burn::tensor::Tensor;
 
+use super::clip_range::ClipRange;
+pub use super::loss_agg::LossAgg;
 use super::masked::masked_mean;
 use super::policy_loss::PolicyClip;
-
-/// How token terms become one loss.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum LossAgg {
-    /// Over all real tokens of the batch (TRL `bnpo`).
-    TokenMean,
-    /// Per response over its tokens, then over responses (TRL `grpo`).
-    #[default]
-    SeqMeanTokenMean,
-}
-
-impl LossAgg {
-    pub fn parse(name: &str) -> Result<Self, String> {
-        match name {
-            "token-mean" => Ok(LossAgg::TokenMean),
-            "seq-mean-token-mean" => Ok(LossAgg::SeqMeanTokenMean),
-            other => Err(format!(
-                "unknown loss aggregation `{other}`: expected token-mean or seq-mean-token-mean"
-            )),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            LossAgg::TokenMean => "token-mean",
-            LossAgg::SeqMeanTokenMean => "seq-mean-token-mean",
-        }
-    }
-
-    /// `x` `[B, T]` aggregated over the real tokens of `mask`.
-    pub fn apply(self, x: Tensor<2>, mask: Tensor<2>) -> Tensor<1> {
-        match self {
-            LossAgg::TokenMean => masked_mean(x, mask),
-            LossAgg::SeqMeanTokenMean => {
-                let per_row = (x * mask.clone()).sum_dim(1) / mask.sum_dim(1).clamp_min(1.0);
-                per_row.mean()
-            }
-        }
-    }
-
-    /// The scalar form over rows.
-    pub fn apply_ref(self, x: &[Vec<f32>], mask: &[Vec<f32>]) -> f32 {
-        match self {
-            LossAgg::TokenMean => {
-                let sum: f32 = x
-                    .iter()
-                    .flatten()
-                    .zip(mask.iter().flatten())
-                    .map(|(v, m)| v * m)
-                    .sum();
-                sum / mask.iter().flatten().sum::<f32>()
-            }
-            LossAgg::SeqMeanTokenMean => {
-                let rows: f32 = x
-                    .iter()
-                    .zip(mask)
-                    .map(|(xs, ms)| {
-                        let s: f32 = xs.iter().zip(ms).map(|(v, m)| v * m).sum();
-                        s / ms.iter().sum::<f32>().max(1.0)
-                    })
-                    .sum();
-                rows / x.len().max(1) as f32
-            }
-        }
-    }
-}
 
 /// GRPO's own coefficients of the update.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -116,14 +50,15 @@ pub fn grpo_loss(
     ref_logprobs: Tensor<2>,
     advantages: Tensor<2>,
     response_mask: Tensor<2>,
-    clip_ratio: f32,
+    clip: impl Into<ClipRange>,
     beta: f32,
     agg: LossAgg,
 ) -> GrpoLoss {
+    let clip = clip.into();
     let log_ratio = logprobs_new.clone() - logprobs_old;
     let ratio = log_ratio.clone().exp();
     let unclipped = -advantages.clone() * ratio.clone();
-    let clipped = -advantages * ratio.clamp(1.0 - clip_ratio, 1.0 + clip_ratio);
+    let clipped = -advantages * clip.clamp_tensor(ratio);
     let pg = unclipped.clone().max_pair(clipped.clone());
     let log_r = ref_logprobs - logprobs_new;
     let kl = log_r.clone().exp() - log_r - 1.0;
@@ -175,7 +110,13 @@ pub struct GrpoRows<'a> {
     pub response_mask: &'a [Vec<f32>],
 }
 
-pub fn grpo_loss_ref(x: &GrpoRows, clip_ratio: f32, beta: f32, agg: LossAgg) -> GrpoTrace {
+pub fn grpo_loss_ref(
+    x: &GrpoRows,
+    clip: impl Into<ClipRange>,
+    beta: f32,
+    agg: LossAgg,
+) -> GrpoTrace {
+    let clip = clip.into();
     let b = x.response_mask.len();
     let mut rows = Vec::with_capacity(b);
     let (mut pg_rows, mut kl_rows, mut term_rows) = (Vec::new(), Vec::new(), Vec::new());
@@ -192,7 +133,7 @@ pub fn grpo_loss_ref(x: &GrpoRows, clip_ratio: f32, beta: f32, agg: LossAgg) -> 
             let ratio = (new - old).exp();
             let a = x.advantages[i][t];
             let unclipped = -a * ratio;
-            let clipped = -a * ratio.clamp(1.0 - clip_ratio, 1.0 + clip_ratio);
+            let clipped = -a * clip.clamp(ratio);
             let pg = unclipped.max(clipped);
             let log_r = x.ref_logprobs[i][t] - new;
             let kl = log_r.exp() - log_r - 1.0;

@@ -1,6 +1,9 @@
 //! The five PPO pieces, each in its own file: token rewards with a KL penalty, reverse GAE,
-//! masked whitening, the clipped policy and value losses, and entropy; and GRPO's two beside
-//! them (group-relative advantages, its objective with the KL as a loss term).
+//! masked whitening, the clipped policy and value losses, and entropy; GRPO's two beside them
+//! (group-relative advantages, its objective with the KL as a loss term); and the rest of the
+//! policy-gradient family's pieces ([`family`]: REINFORCE's batch baseline, RLOO's
+//! leave-one-out baseline, a response's ratio and its KL in the score, the decoupled clip, the
+//! loss aggregations, DAPO's dynamic sampling).
 //!
 //! Every piece has two forms that tests prove equal:
 //! - a tensor form over batched `[B, T]` tensors on any burn `Device`, which training runs;
@@ -11,16 +14,24 @@
 //! `response_mask` holds 1 on response tokens and 0 on padding after the end; padding only ever
 //! follows all real tokens (see [`check_suffix_mask`]).
 
+pub mod batch_baseline;
+pub mod clip_range;
+pub mod dynamic_sampling;
 pub mod entropy;
+pub mod family;
 pub mod gae;
 pub mod group_advantages;
 pub mod grpo_loss;
 pub mod iteration;
 pub mod kl_control;
+pub mod leave_one_out;
+pub mod loss_agg;
 pub mod losses;
 pub mod masked;
 pub mod policy_loss;
 pub mod rewards;
+pub mod sequence_kl;
+pub mod sequence_loss;
 pub mod update;
 pub mod value_loss;
 pub mod whiten;

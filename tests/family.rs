@@ -1,0 +1,271 @@
+//! The policy-gradient family against TRL: tests/fixtures/family/trl_cases.json holds advantages
+//! and losses computed by TRL's own GRPOTrainer (loss types dr_grpo, dapo, and grpo with a
+//! decoupled clip) and RLOOTrainer (scripts/make_family_fixtures.py). The scalar and the tensor
+//! forms of src/ppo/'s pieces, chosen as src/ppo/family.rs's presets choose them, must give the
+//! same numbers.
+
+use burn::tensor::{Tensor, TensorData};
+use ppo_lens::compute::{Compute, block_on, read_f32};
+use ppo_lens::ppo::batch_baseline::{normalise_over_batch, normalise_over_batch_ref};
+use ppo_lens::ppo::clip_range::ClipRange;
+use ppo_lens::ppo::family::{Baseline, Family, KlPlacement, Scale, Unit};
+use ppo_lens::ppo::group_advantages::{
+    RewardScale, broadcast_rows, group_advantages_ref, scores_tensor,
+};
+use ppo_lens::ppo::grpo_loss::{GrpoRows, LossAgg, grpo_loss, grpo_loss_ref};
+use ppo_lens::ppo::leave_one_out::{leave_one_out_advantages, leave_one_out_ref};
+use ppo_lens::ppo::sequence_kl::{kl_penalised_scores, kl_penalised_scores_ref};
+use ppo_lens::ppo::sequence_loss::{sequence_loss, sequence_loss_ref};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Case {
+    trainer: String,
+    loss_type: String,
+    scale_rewards: Option<String>,
+    normalize_advantages: bool,
+    beta: f32,
+    epsilon: f32,
+    epsilon_high: f32,
+    group_size: usize,
+    max_completion_length: usize,
+    rewards: Vec<f32>,
+    advantages: Vec<f32>,
+    response_mask: Vec<Vec<f32>>,
+    logprobs_new: Vec<Vec<f32>>,
+    logprobs_old: Vec<Vec<f32>>,
+    ref_logprobs: Vec<Vec<f32>>,
+    loss: f32,
+}
+
+#[derive(Deserialize)]
+struct Fixture {
+    made_by: String,
+    cases: Vec<Case>,
+}
+
+fn fixture() -> Fixture {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/family/trl_cases.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn t2(rows: &[Vec<f32>], device: &burn::tensor::Device) -> Tensor<2> {
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    Tensor::from_data(TensorData::new(flat, [rows.len(), rows[0].len()]), device)
+}
+
+fn read(x: Tensor<1>) -> Vec<f32> {
+    block_on(read_f32(x)).unwrap()
+}
+
+fn close(ours: &[f32], trl: &[f32], tol: f32, what: &str) {
+    assert_eq!(ours.len(), trl.len(), "{what}");
+    for (i, (o, t)) in ours.iter().zip(trl).enumerate() {
+        assert!((o - t).abs() < tol, "{what}[{i}]: {o} vs TRL {t}");
+    }
+}
+
+/// The cases one trainer made, `n` of them.
+fn of_trainer<'a>(fixture: &'a Fixture, trainer: &str, n: usize) -> Vec<&'a Case> {
+    let cases: Vec<&Case> = fixture
+        .cases
+        .iter()
+        .filter(|c| c.trainer == trainer)
+        .collect();
+    assert_eq!(cases.len(), n, "{trainer}");
+    cases
+}
+
+/// The member whose preset TRL's settings are, and the clip TRL used.
+fn member(c: &Case) -> (Family, ClipRange) {
+    let family = match c.loss_type.as_str() {
+        "dr_grpo" => Family::DrGrpo,
+        "dapo" => Family::Dapo,
+        "grpo" => Family::Grpo,
+        "rloo" => Family::Rloo,
+        other => panic!("no member for TRL's {other}"),
+    };
+    (family, ClipRange::new(c.epsilon, c.epsilon_high).unwrap())
+}
+
+#[test]
+fn group_members_equal_trls_grpo_trainer() {
+    let fixture = fixture();
+    assert!(fixture.made_by.starts_with("trl "), "{}", fixture.made_by);
+    let device = Compute::flex().device;
+    for c in of_trainer(&fixture, "grpo", 3) {
+        let (family, clip) = member(c);
+        let what = format!("{} ({})", family.name(), c.loss_type);
+        let objective = family.objective(c.epsilon, c.max_completion_length);
+        assert_eq!(objective.baseline, Baseline::GroupMean, "{what}");
+        let scale = match objective.scale {
+            Scale::GroupStd => RewardScale::Group,
+            Scale::None => RewardScale::None,
+            Scale::BatchWhiten => panic!("{what}: a group member whitens"),
+        };
+        assert_eq!(Some(scale.name()), c.scale_rewards.as_deref(), "{what}");
+        let Unit::Token(agg) = objective.unit else {
+            panic!("{what}: a group member has one ratio per token")
+        };
+        // The preset's clip is TRL's where the member fixes it (DAPO's 0.28).
+        if family != Family::Grpo {
+            assert_eq!(objective.clip, Some(clip), "{what}");
+        }
+        let beta = match objective.kl {
+            KlPlacement::Loss => c.beta,
+            KlPlacement::Off => {
+                assert_eq!(c.beta, 0.0, "{what}");
+                0.0
+            }
+            other => panic!("{what}: KL {other:?}"),
+        };
+
+        let trace = group_advantages_ref(&c.rewards, c.group_size, scale).unwrap();
+        close(
+            &trace.advantages(),
+            &c.advantages,
+            1e-5,
+            &format!("{what}: A"),
+        );
+
+        let advantages = broadcast_rows(&c.advantages, &c.response_mask);
+        let rows = GrpoRows {
+            logprobs_new: &c.logprobs_new,
+            logprobs_old: &c.logprobs_old,
+            ref_logprobs: &c.ref_logprobs,
+            advantages: &advantages,
+            response_mask: &c.response_mask,
+        };
+        let scalar = grpo_loss_ref(&rows, clip, beta, agg);
+        close(&[scalar.loss], &[c.loss], 2e-5, &format!("{what}: loss"));
+        let tensor = grpo_loss(
+            t2(&c.logprobs_new, &device),
+            t2(&c.logprobs_old, &device),
+            t2(&c.ref_logprobs, &device),
+            t2(&advantages, &device),
+            t2(&c.response_mask, &device),
+            clip,
+            beta,
+            agg,
+        );
+        close(
+            &read(tensor.loss),
+            &[c.loss],
+            2e-5,
+            &format!("{what}: tensor loss"),
+        );
+    }
+}
+
+#[test]
+fn the_aggregation_and_the_clip_change_the_loss() {
+    // On the dr_grpo case's numbers, GRPO's own aggregation and DAPO's give other losses (the
+    // masks hold responses of 1 and 6 tokens), and the symmetric clip another than clip-higher.
+    let fixture = fixture();
+    let c = &fixture.cases[0];
+    assert_eq!(c.loss_type, "dr_grpo");
+    let advantages = broadcast_rows(&c.advantages, &c.response_mask);
+    let rows = GrpoRows {
+        logprobs_new: &c.logprobs_new,
+        logprobs_old: &c.logprobs_old,
+        ref_logprobs: &c.ref_logprobs,
+        advantages: &advantages,
+        response_mask: &c.response_mask,
+    };
+    let loss = |clip: ClipRange, agg| grpo_loss_ref(&rows, clip, c.beta, agg).loss;
+    let sym = ClipRange::symmetric(0.2);
+    let dr = LossAgg::SeqMeanTokenSumNorm {
+        max_len: c.max_completion_length,
+    };
+    let base = loss(sym, dr);
+    let moved = |x: f32| (x / base - 1.0).abs();
+    // token-mean divides the same sum by the 86 real tokens instead of 16 x 6 = 96.
+    assert!((moved(loss(sym, LossAgg::TokenMean)) - (96.0 / 86.0 - 1.0)).abs() < 1e-4);
+    assert!(moved(loss(sym, LossAgg::SeqMeanTokenMean)) > 0.05);
+    let higher = loss(ClipRange::new(0.2, 0.28).unwrap(), dr);
+    assert!(moved(higher) > 0.01, "{higher} vs {base}");
+}
+
+#[test]
+fn rloo_equals_trls_rloo_trainer() {
+    let fixture = fixture();
+    let device = Compute::flex().device;
+    for c in of_trainer(&fixture, "rloo", 2) {
+        let (family, clip) = member(c);
+        let what = format!(
+            "RLOO (beta {}, normalised {})",
+            c.beta, c.normalize_advantages
+        );
+        let objective = family.objective(c.epsilon, c.max_completion_length);
+        assert_eq!(objective.baseline, Baseline::LeaveOneOut);
+        assert_eq!(objective.unit, Unit::Response);
+        assert_eq!(objective.kl, KlPlacement::ResponseReward);
+
+        // The KL in each response's score, from the model's logprobs at generation (the new
+        // ones: the model has not moved) and the reference's; then the leave-one-out baseline.
+        let scored = kl_penalised_scores_ref(
+            &c.rewards,
+            &c.logprobs_new,
+            &c.ref_logprobs,
+            &c.response_mask,
+            c.beta,
+        );
+        assert!(
+            scored.iter().any(|s| s.kl.abs() > 1e-2),
+            "{what}: the KL is not 0"
+        );
+        let penalised: Vec<f32> = scored.iter().map(|s| s.penalised).collect();
+        let mut advantages = leave_one_out_ref(&penalised, c.group_size)
+            .unwrap()
+            .advantages();
+        if c.normalize_advantages {
+            advantages = normalise_over_batch_ref(&advantages).unwrap().0;
+        }
+        close(&advantages, &c.advantages, 2e-5, &format!("{what}: A"));
+
+        let (scores, _) = kl_penalised_scores(
+            scores_tensor(&c.rewards, &device),
+            t2(&c.logprobs_new, &device),
+            t2(&c.ref_logprobs, &device),
+            t2(&c.response_mask, &device),
+            c.beta,
+        );
+        let mut tensor = leave_one_out_advantages(scores, c.group_size);
+        if c.normalize_advantages {
+            tensor = normalise_over_batch(tensor);
+        }
+        close(
+            &read(tensor),
+            &c.advantages,
+            2e-5,
+            &format!("{what}: tensor A"),
+        );
+
+        // One ratio per response, on TRL's advantages.
+        let scalar = sequence_loss_ref(
+            &c.logprobs_new,
+            &c.logprobs_old,
+            &c.advantages,
+            &c.response_mask,
+            Some(clip),
+        );
+        assert!(scalar.clip_frac > 0.0, "{what}: some response is clipped");
+        close(&[scalar.loss], &[c.loss], 2e-5, &format!("{what}: loss"));
+        let tensor = sequence_loss(
+            t2(&c.logprobs_new, &device),
+            t2(&c.logprobs_old, &device),
+            scores_tensor(&c.advantages, &device),
+            t2(&c.response_mask, &device),
+            Some(clip),
+        );
+        close(
+            &read(tensor.loss),
+            &[c.loss],
+            2e-5,
+            &format!("{what}: tensor loss"),
+        );
+    }
+}
