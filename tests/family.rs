@@ -18,6 +18,8 @@ use ppo_lens::ppo::sequence_kl::{kl_penalised_scores, kl_penalised_scores_ref};
 use ppo_lens::ppo::sequence_loss::{sequence_loss, sequence_loss_ref};
 use serde::Deserialize;
 
+mod common;
+
 #[derive(Deserialize)]
 struct Case {
     trainer: String,
@@ -267,5 +269,151 @@ fn rloo_equals_trls_rloo_trainer() {
             2e-5,
             &format!("{what}: tensor loss"),
         );
+    }
+}
+
+/// The iteration hands the update each member's advantages: one real iteration of the tiny
+/// model (8 prompts x 4 samples), then the same advantages recomputed by the scalar forms from
+/// what the experience recorded (its scores, logprobs, the reference's, the mask).
+#[test]
+fn the_iteration_gives_each_members_advantages() {
+    use ppo_lens::data::gsm_mini::gsm_mini;
+    use ppo_lens::lab::run::{TINY_CONFIG, TINY_TOKENIZER};
+    use ppo_lens::model::chat::gsm8k_prompt;
+    use ppo_lens::model::tokenizer::TextTokenizer;
+    use ppo_lens::model::{Precision, Qwen2Config, ValueHeadInit, init_random};
+    use ppo_lens::ppo::family::Baseline;
+    use ppo_lens::ppo::gae::GaeParams;
+    use ppo_lens::ppo::group_advantages::GroupParams;
+    use ppo_lens::ppo::iteration::{ExperienceConfig, ScoreAdvantages, Task, collect_experience};
+    use ppo_lens::ppo::rewards::KlEstimator;
+    use ppo_lens::ppo::{Algorithm, REFERENCE};
+    use ppo_lens::rng::Rng;
+    use ppo_lens::rollout::SamplingParams;
+
+    let device = Compute::flex().device;
+    let model = common::tiny::tiny_model(&device);
+    // A reference that differs from the policy, so that the KL in each score is not 0.
+    let config = Qwen2Config::from_json(TINY_CONFIG, "tiny/config.json").unwrap();
+    let reference = init_random(
+        &config,
+        7,
+        0.02,
+        ValueHeadInit::Zeros,
+        Precision::F32,
+        &device,
+    )
+    .unwrap();
+    let tokenizer = TextTokenizer::from_bytes(TINY_TOKENIZER, "tiny/tokenizer.json").unwrap();
+    let (_, eos, pad) = common::tiny::tiny_prompts(1, 0);
+    let tasks: Vec<Task> = gsm_mini(8, 11)
+        .iter()
+        .flat_map(|p| {
+            let task = Task {
+                prompt_ids: tokenizer.encode(&gsm8k_prompt(&p.question)).unwrap(),
+                reference_answer: p.final_answer().unwrap(),
+            };
+            std::iter::repeat_n(task, 4)
+        })
+        .collect();
+    let run = |group: Option<GroupParams>, score_advantages: ScoreAdvantages| {
+        let config = ExperienceConfig {
+            sampling: SamplingParams::new(1.0, 0, 1.0).unwrap(),
+            max_new_tokens: 48,
+            eos_ids: vec![eos],
+            pad_id: pad,
+            n_top: 0,
+            gae: GaeParams::new(1.0, 0.95).unwrap(),
+            kl_coeff: 0.05,
+            kl_estimator: KlEstimator::K1,
+            whiten_advantages: true,
+            group,
+            algorithm: Algorithm::Grpo,
+            score_advantages,
+        };
+        block_on(collect_experience(
+            &model,
+            &reference,
+            &tokenizer,
+            &tasks,
+            &config,
+            &REFERENCE,
+            &mut Rng::new(5),
+        ))
+        .unwrap()
+    };
+    let grouped = Some(GroupParams {
+        group_size: 4,
+        scale: RewardScale::None,
+    });
+    for (group, sa) in [
+        (
+            grouped,
+            ScoreAdvantages {
+                baseline: Baseline::LeaveOneOut,
+                score_kl: 0.5,
+                normalise: false,
+            },
+        ),
+        (
+            grouped,
+            ScoreAdvantages {
+                baseline: Baseline::LeaveOneOut,
+                score_kl: 0.0,
+                normalise: true,
+            },
+        ),
+        (
+            None,
+            ScoreAdvantages {
+                baseline: Baseline::BatchMean,
+                score_kl: 0.5,
+                normalise: false,
+            },
+        ),
+    ] {
+        let e = run(group, sa);
+        let what = format!("{sa:?}");
+        let scores: Vec<f32> = e.scores.iter().map(|s| s.reward()).collect();
+        let mask = &e.rollout.response_mask;
+        let penalised: Vec<f32> = kl_penalised_scores_ref(
+            &scores,
+            &e.rollout.logprobs,
+            &e.ref_logprobs,
+            mask,
+            sa.score_kl,
+        )
+        .iter()
+        .map(|s| s.penalised)
+        .collect();
+        let mut want = match sa.baseline {
+            Baseline::LeaveOneOut => leave_one_out_ref(&penalised, 4).unwrap().advantages(),
+            _ => {
+                ppo_lens::ppo::batch_baseline::batch_mean_ref(&penalised)
+                    .unwrap()
+                    .advantages
+            }
+        };
+        if sa.normalise {
+            want = normalise_over_batch_ref(&want).unwrap().0;
+        }
+        assert!(want.iter().any(|a| a.abs() > 1e-2), "{what}: some signal");
+        if sa.score_kl > 0.0 {
+            // The KL moved the scores: the advantages are not those of the raw scores.
+            assert!(
+                penalised
+                    .iter()
+                    .zip(&scores)
+                    .any(|(p, s)| (p - s).abs() > 1e-2),
+                "{what}"
+            );
+        }
+        // The summed KLs are tens of nats: f32 sums in another order differ by about 1e-6 of them.
+        let scale = penalised.iter().fold(1f32, |m, p| m.max(p.abs()));
+        let want = broadcast_rows(&want, mask);
+        let batch = e.batch();
+        for (got, want) in batch.advantages.iter().flatten().zip(want.iter().flatten()) {
+            assert!((got - want).abs() < 1e-5 * scale, "{what}: {got} vs {want}");
+        }
     }
 }

@@ -572,6 +572,107 @@ fn bad_grpo_keys_are_refused_by_name() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// The rest of the family on the same loop: each member's debug config raises the reward over
+/// its 60 steps (the last fifth's mean beats the first fifth's by 0.1), says which member it
+/// ran, and writes its own rows (DAPO: the share of groups its dynamic sampling kept).
+fn members_debug_config_raises_the_reward(key: &str, name: &str) {
+    let out = out_dir(key);
+    let config = format!("configs/config_debug_{key}.yaml");
+    let run = ppo_lens(&[
+        "train",
+        "--config",
+        &config,
+        "training.save_every=0",
+        &format!("training.output_dir={}", out.display()),
+    ])
+    .output()
+    .unwrap();
+    ok(&run);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains(&format!("ppo-lens train: {name} ")),
+        "{key}: {stderr}"
+    );
+    let rows = metrics(&out);
+    assert_eq!(rows.len(), 60, "{key}");
+    for r in &rows {
+        assert!(!r.contains_key("loss/value"), "{key}: a critic's loss");
+        assert_eq!(
+            r.contains_key("dapo/kept_groups_frac"),
+            key == "dapo",
+            "{key}"
+        );
+        assert_eq!(
+            r.contains_key("grpo/reward_std"),
+            key != "reinforce",
+            "{key}"
+        );
+    }
+    if key == "dapo" {
+        // Groups with equal rewards leave the update: some step kept fewer than all.
+        assert!(
+            rows.iter()
+                .any(|r| r["dapo/kept_groups_frac"].as_f64().unwrap() < 1.0),
+            "dapo kept every group on every step"
+        );
+    }
+    let (first, last) = (
+        mean(&rows[..12], "rollout/reward_mean"),
+        mean(&rows[48..], "rollout/reward_mean"),
+    );
+    assert!(
+        last > first + 0.1,
+        "{name} reward mean: first fifth {first:.3}, last fifth {last:.3}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn dr_grpo_debug_config_raises_the_reward() {
+    members_debug_config_raises_the_reward("dr_grpo", "Dr. GRPO");
+}
+
+#[test]
+fn dapo_debug_config_raises_the_reward() {
+    members_debug_config_raises_the_reward("dapo", "DAPO");
+}
+
+#[test]
+fn rloo_debug_config_raises_the_reward() {
+    members_debug_config_raises_the_reward("rloo", "RLOO");
+}
+
+#[test]
+fn reinforce_debug_config_raises_the_reward() {
+    members_debug_config_raises_the_reward("reinforce", "REINFORCE");
+}
+
+/// Each member's own keys are checked by name.
+#[test]
+fn bad_member_keys_are_refused_by_name() {
+    let out = out_dir("bad-members");
+    let o = format!("training.output_dir={}", out.display());
+    for (config, key) in [
+        ("dapo", "dapo.clip_ratio_low=1.0"),
+        ("dapo", "dapo.clip_ratio_high=-0.1"),
+        ("dapo", "dapo.group_size=3"),
+        ("rloo", "rloo.group_size=1"),
+        ("rloo", "rloo.beta=-1"),
+        ("dr_grpo", "dr_grpo.beta=-0.5"),
+        ("reinforce", "reinforce.beta=-1"),
+        ("reinforce", "ppo.epochs=2"),
+    ] {
+        let file = format!("configs/config_debug_{config}.yaml");
+        let name = key.split('=').next().unwrap();
+        fails_with(&["train", "--config", &file, &o, key], name);
+    }
+    fails_with(
+        &["train", "--config", DEBUG, &o, "algorithm=grpo2"],
+        "algorithm",
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// With `ppo.adaptive_kl`, the coefficient each step used follows the controller: after a step
 /// whose KL is above the target it rises, by at most the clipped rate.
 #[test]

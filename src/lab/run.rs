@@ -208,6 +208,7 @@ impl Lab {
             whiten_advantages: settings.whiten,
             group,
             algorithm: settings.algo,
+            score_advantages: Default::default(),
         };
         let policy = self
             .policy

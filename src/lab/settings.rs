@@ -351,10 +351,8 @@ impl LabSettings {
                 vf_coef: self.vf,
                 entropy_coeff: self.ent,
             },
-            grpo: (self.algo == Algorithm::Grpo).then_some(GrpoCoeffs {
-                beta: self.beta,
-                agg: LossAgg::SeqMeanTokenMean,
-            }),
+            grpo: (self.algo == Algorithm::Grpo)
+                .then_some(GrpoCoeffs::grpo(self.beta, LossAgg::SeqMeanTokenMean)),
         }
     }
 

@@ -273,7 +273,7 @@ fn update(policy: Qwen2Model, config: &TrainConfig, args: &RecipeArgs) -> Result
         advantages: (0..rows).map(|_| normal(&mut rng)).collect(),
         returns: (0..rows).map(|_| normal(&mut rng)).collect(),
     };
-    let (_, _, update_config) = update_settings(config)?;
+    let update_config = update_settings(config)?.update;
     let mut optim = new_optimizer(&config.ppo);
     // Warm-up: one epoch.
     let mut warm = update_config.clone();

@@ -13,6 +13,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
 
+pub use super::members::{
+    AlgorithmName, DapoSection, DrGrpoSection, GrpoSection, ReinforceSection, RlooSection,
+};
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
@@ -20,11 +24,16 @@ pub struct TrainConfig {
     pub data: DataSection,
     pub training: TrainingSection,
     pub rollout: RolloutSection,
-    /// `ppo` (GAE on a learned critic) or `grpo` (group-relative advantages, no critic).
+    /// `ppo` (GAE on a learned critic), or a critic-free member: `grpo`, `dr_grpo`, `dapo`,
+    /// `rloo`, `reinforce`.
     pub algorithm: AlgorithmName,
     pub ppo: PpoSection,
-    /// Read when `algorithm` is `grpo`.
+    /// Read when `algorithm` is `grpo`; each section below when `algorithm` names it.
     pub grpo: GrpoSection,
+    pub dr_grpo: DrGrpoSection,
+    pub dapo: DapoSection,
+    pub rloo: RlooSection,
+    pub reinforce: ReinforceSection,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -119,27 +128,18 @@ pub struct PpoSection {
     pub use_8bit_adam: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlgorithmName {
-    Ppo,
-    Grpo,
-}
-
-/// GRPO's own keys; the update's other settings (epochs, mini-batches, learning rate, clip
-/// ratio, entropy bonus, gradient clipping, optimizer) are the `ppo` section's.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrpoSection {
-    /// Responses sampled per prompt; `rollout.batch_size` counts responses.
-    pub group_size: usize,
-    /// `group` or `none` (TRL's `scale_rewards`).
-    pub scale_rewards: String,
-    /// `seq-mean-token-mean`, `token-mean` or `seq-mean-token-sum-norm` (verl's `loss_agg_mode`;
-    /// the last divides by `rollout.max_new_tokens`, as Dr. GRPO).
-    pub loss_agg_mode: String,
-    /// The weight of the k3 KL to the reference in the loss.
-    pub beta: f64,
+impl TrainConfig {
+    /// Responses sampled per prompt in one batch: the algorithm's `group_size`, 1 for PPO and
+    /// REINFORCE.
+    pub fn group_size(&self) -> usize {
+        match self.algorithm {
+            AlgorithmName::Ppo | AlgorithmName::Reinforce => 1,
+            AlgorithmName::Grpo => self.grpo.group_size,
+            AlgorithmName::DrGrpo => self.dr_grpo.group_size,
+            AlgorithmName::Dapo => self.dapo.group_size,
+            AlgorithmName::Rloo => self.rloo.group_size,
+        }
+    }
 }
 
 /// Read `path` with its `inherit` chain as one YAML mapping.
@@ -420,39 +420,15 @@ impl TrainConfig {
             "must be k1, k2 or k3",
             p.kl_estimator.clone(),
         )?;
-        if self.algorithm == AlgorithmName::Grpo {
-            let g = &self.grpo;
-            check(
-                g.group_size >= 2 && r.batch_size.is_multiple_of(g.group_size),
-                "grpo.group_size",
-                &format!(
-                    "must be at least 2 and divide rollout.batch_size ({})",
-                    r.batch_size
-                ),
-                g.group_size.to_string(),
-            )?;
-            check(
-                matches!(g.scale_rewards.as_str(), "group" | "none"),
-                "grpo.scale_rewards",
-                "must be group or none",
-                g.scale_rewards.clone(),
-            )?;
-            check(
-                matches!(
-                    g.loss_agg_mode.as_str(),
-                    "seq-mean-token-mean" | "token-mean" | "seq-mean-token-sum-norm"
-                ),
-                "grpo.loss_agg_mode",
-                "must be seq-mean-token-mean, token-mean or seq-mean-token-sum-norm",
-                g.loss_agg_mode.clone(),
-            )?;
-            check(
-                g.beta >= 0.0,
-                "grpo.beta",
-                "must be >= 0",
-                g.beta.to_string(),
-            )?;
-        }
+        let b = r.batch_size;
+        match self.algorithm {
+            AlgorithmName::Ppo => Ok(()),
+            AlgorithmName::Grpo => self.grpo.validate(b, &check),
+            AlgorithmName::DrGrpo => self.dr_grpo.validate(b, &check),
+            AlgorithmName::Dapo => self.dapo.validate(b, &check),
+            AlgorithmName::Rloo => self.rloo.validate(b, &check),
+            AlgorithmName::Reinforce => self.reinforce.validate(p.epochs, &check),
+        }?;
         if let Some(a) = &p.adaptive_kl {
             check(
                 a.target > 0.0,

@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod findings;
 pub mod gae_quiz;
 pub mod inputs;
+pub mod members;
 pub mod model_dir;
 pub mod plots;
 pub mod ppo_cmd;

@@ -10,8 +10,11 @@ use crate::adamw8bit::AdamW8bit;
 use crate::cpu_fast::adamw::AdamW;
 use crate::model::Precision;
 use crate::ppo::Algorithm;
+use crate::ppo::clip_range::ClipRange;
+use crate::ppo::family::{Baseline, Scale, Unit};
 use crate::ppo::group_advantages::{GroupParams, RewardScale};
 use crate::ppo::grpo_loss::{GrpoCoeffs, LossAgg};
+use crate::ppo::iteration::ScoreAdvantages;
 use crate::ppo::losses::LossCoeffs;
 use crate::ppo::update::UpdateConfig;
 
@@ -45,28 +48,97 @@ pub fn new_optimizer(p: &PpoSection) -> ModuleOptimizer {
     }
 }
 
-/// The algorithm, GRPO's grouping (`None` under PPO) and the update's settings.
-pub fn update_settings(
-    config: &TrainConfig,
-) -> Result<(Algorithm, Option<GroupParams>, UpdateConfig)> {
+/// What the trainer runs, from the config's `algorithm` and its section.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settings {
+    /// PPO, or a critic-free member (every other).
+    pub algorithm: Algorithm,
+    /// How the rows are grouped (`None`: one response per prompt).
+    pub group: Option<GroupParams>,
+    /// How the critic-free advantages come from the scores.
+    pub score_advantages: ScoreAdvantages,
+    /// DAPO's: leave the groups whose rewards are all equal out of the update.
+    pub dynamic_sampling: bool,
+    pub update: UpdateConfig,
+}
+
+/// The member's choices ([`Family::objective`]) with its section's numbers.
+pub fn update_settings(config: &TrainConfig) -> Result<Settings> {
     let (p, r) = (&config.ppo, &config.rollout);
-    // GRPO: `group_size` samples of each prompt, advantages from the group, GRPO's objective.
-    let (algorithm, group, grpo) = match config.algorithm {
-        AlgorithmName::Ppo => (Algorithm::Ppo, None, None),
+    let family = config.algorithm.family();
+    let objective = family.objective(p.clip_ratio as f32, r.max_new_tokens);
+    let agg = match objective.unit {
+        Unit::Token(agg) => agg,
+        Unit::Response => LossAgg::TokenMean,
+    };
+    let scale = match objective.scale {
+        Scale::GroupStd => RewardScale::Group,
+        _ => RewardScale::None,
+    };
+    let group = |group_size: usize, scale: RewardScale| GroupParams { group_size, scale };
+    let score = |baseline: Baseline, beta: f64, normalise: bool| ScoreAdvantages {
+        baseline,
+        score_kl: beta as f32,
+        normalise,
+    };
+    let critic_free = |beta: f64, clip: Option<ClipRange>| GrpoCoeffs {
+        beta: beta as f32,
+        agg,
+        clip,
+        per_response: objective.unit == Unit::Response,
+    };
+    let (algorithm, group, score_advantages, grpo) = match config.algorithm {
+        AlgorithmName::Ppo => (Algorithm::Ppo, None, ScoreAdvantages::default(), None),
         AlgorithmName::Grpo => {
+            // GRPO's own keys choose its scale and aggregation.
             let g = &config.grpo;
-            let group = GroupParams {
-                group_size: g.group_size,
-                scale: RewardScale::parse(&g.scale_rewards)
-                    .map_err(|e| anyhow!("grpo.scale_rewards: {e}"))?,
-            };
-            let coeffs = GrpoCoeffs {
-                beta: g.beta as f32,
-                agg: LossAgg::parse_with_len(&g.loss_agg_mode, Some(r.max_new_tokens))
-                    .map_err(|e| anyhow!("grpo.loss_agg_mode: {e}"))?,
-            };
-            (Algorithm::Grpo, Some(group), Some(coeffs))
+            let scale = RewardScale::parse(&g.scale_rewards)
+                .map_err(|e| anyhow!("grpo.scale_rewards: {e}"))?;
+            let agg = LossAgg::parse_with_len(&g.loss_agg_mode, Some(r.max_new_tokens))
+                .map_err(|e| anyhow!("grpo.loss_agg_mode: {e}"))?;
+            let coeffs = GrpoCoeffs::grpo(g.beta as f32, agg);
+            (
+                Algorithm::Grpo,
+                Some(group(g.group_size, scale)),
+                ScoreAdvantages::default(),
+                Some(coeffs),
+            )
         }
+        AlgorithmName::DrGrpo => {
+            let d = &config.dr_grpo;
+            (
+                Algorithm::Grpo,
+                Some(group(d.group_size, scale)),
+                ScoreAdvantages::default(),
+                Some(critic_free(d.beta, None)),
+            )
+        }
+        AlgorithmName::Dapo => {
+            let d = &config.dapo;
+            let clip = ClipRange::new(d.clip_ratio_low as f32, d.clip_ratio_high as f32)
+                .map_err(|e| anyhow!("dapo: {e}"))?;
+            (
+                Algorithm::Grpo,
+                Some(group(d.group_size, scale)),
+                ScoreAdvantages::default(),
+                Some(critic_free(0.0, Some(clip))),
+            )
+        }
+        AlgorithmName::Rloo => {
+            let d = &config.rloo;
+            (
+                Algorithm::Grpo,
+                Some(group(d.group_size, scale)),
+                score(Baseline::LeaveOneOut, d.beta, d.normalize_advantages),
+                Some(critic_free(0.0, objective.clip)),
+            )
+        }
+        AlgorithmName::Reinforce => (
+            Algorithm::Grpo,
+            None,
+            score(Baseline::BatchMean, config.reinforce.beta, false),
+            Some(critic_free(0.0, Some(ClipRange::NONE))),
+        ),
     };
     let update = UpdateConfig {
         grpo,
@@ -84,7 +156,13 @@ pub fn update_settings(
             entropy_coeff: p.entropy_coeff as f32,
         },
     };
-    Ok((algorithm, group, update))
+    Ok(Settings {
+        algorithm,
+        group,
+        score_advantages,
+        dynamic_sampling: objective.dynamic_sampling && config.dapo.dynamic_sampling,
+        update,
+    })
 }
 
 #[cfg(test)]
@@ -102,10 +180,10 @@ mod tests {
             "rollout.max_new_tokens=24".to_string(),
         ];
         let config = load_config(&file, &overrides).unwrap();
-        let (algorithm, _, update) = update_settings(&config).unwrap();
-        assert_eq!(algorithm, Algorithm::Grpo);
+        let settings = update_settings(&config).unwrap();
+        assert_eq!(settings.algorithm, Algorithm::Grpo);
         assert_eq!(
-            update.grpo.unwrap().agg,
+            settings.update.grpo.unwrap().agg,
             LossAgg::SeqMeanTokenSumNorm { max_len: 24 }
         );
         let bad = ["grpo.loss_agg_mode=dr_grpo".to_string()];

@@ -2,9 +2,10 @@
 //!
 //! Each step: pick `rollout.batch_size` problems, collect experience with the current policy
 //! (rollout, GSM8K scores, reference logprobs, token rewards, GAE, whitening), run the update,
-//! adapt the KL coefficient, append one row to `metrics.jsonl`. With `algorithm: grpo` each
-//! prompt is sampled `grpo.group_size` times and the update uses the group-relative advantages
-//! and GRPO's objective (the same loop otherwise). Every `save_every` steps and at
+//! adapt the KL coefficient, append one row to `metrics.jsonl`. With a critic-free `algorithm`
+//! (`grpo`, `dr_grpo`, `dapo`, `rloo`: each prompt sampled its section's `group_size` times;
+//! `reinforce`) the update uses advantages from the scores and that member's objective
+//! (src/ppo/family.rs; the same loop otherwise). Every `save_every` steps and at
 //! the end a checkpoint and the plots are written; Ctrl-C finishes the running step, saves, and
 //! exits.
 //!
@@ -28,7 +29,7 @@ use burn::tensor::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value, json};
 
-use super::config::{AlgorithmName, DataSource, TrainConfig, load_config};
+use super::config::{DataSource, TrainConfig, load_config};
 use super::findings::FindingLog;
 use super::model_dir::{
     CONFIG, TOKENIZER, VALUE_HEAD, WEIGHTS, load_dir, open_device, write_dir_atomically,
@@ -46,11 +47,12 @@ use crate::health::RunSettings;
 use crate::model::chat::gsm8k_prompt;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{ValueHeadInit, save_model, save_value_head, weights::saved_config};
+use crate::ppo::dynamic_sampling::groups_with_spread;
 use crate::ppo::gae::GaeParams;
 use crate::ppo::iteration::{ExperienceConfig, Task, collect_experience, metrics};
 use crate::ppo::kl_control::KlController;
 use crate::ppo::rewards::KlEstimator;
-use crate::ppo::update::ppo_update;
+use crate::ppo::update::{UpdateConfig, UpdateStats, ppo_update};
 use crate::rng::Rng;
 use crate::rollout::sampling::SamplingParams;
 
@@ -190,10 +192,7 @@ pub fn train(
 
     let problems = load_problems(&config)?;
     // Prompts per step: every response its own under PPO, `group_size` responses each under GRPO.
-    let group_size = match config.algorithm {
-        AlgorithmName::Ppo => 1,
-        AlgorithmName::Grpo => config.grpo.group_size,
-    };
+    let group_size = config.group_size();
     if r.batch_size / group_size > problems.len() {
         bail!(
             "key `rollout.batch_size` is {} ({} prompts) but there are only {} problems (data.num_samples)",
@@ -283,7 +282,8 @@ pub fn train(
             .map_err(|e| anyhow!("ppo.adaptive_kl: {e}"))?,
     };
     let mut rng = Rng::from_state(state.rng_state);
-    let (algorithm, group, update) = update_settings(&config)?;
+    let settings = update_settings(&config)?;
+    let (algorithm, group, update) = (settings.algorithm, settings.group, settings.update);
     let sampling = SamplingParams::new(r.temperature, r.top_k, r.top_p)
         .map_err(|e| anyhow!("rollout: {e}"))?;
     let gae = GaeParams::new(p.gamma as f32, p.lam as f32).map_err(|e| anyhow!("ppo: {e}"))?;
@@ -374,7 +374,7 @@ pub fn train(
     };
     say(format!(
         "ppo-lens train: {} {} on {}, {} problems, steps {}..={total}, output {}",
-        algorithm.name(),
+        config.algorithm.family().name(),
         config.model.path.display(),
         compute.kind.label(),
         tasks.len(),
@@ -403,6 +403,7 @@ pub fn train(
             whiten_advantages: p.whiten_advantages,
             group,
             algorithm,
+            score_advantages: settings.score_advantages,
         };
         let experience = block_on(collect_experience(
             &policy.valid(),
@@ -415,22 +416,48 @@ pub fn train(
         ))
         .map_err(|e| anyhow!("step {step}: rollout: {e}"))?;
         let rollout_s = started.elapsed().as_secs_f64();
-        let (updated, stats) = block_on(ppo_update(
-            policy,
-            &mut optim,
-            &experience.batch(),
-            &update,
-            functions,
-            &mut rng,
-        ))
-        .map_err(|e| anyhow!("step {step}: update: {e}"))?;
-        policy = updated;
+        // DAPO's dynamic sampling: the groups whose rewards are all equal leave the batch.
+        let (ppo_batch, kept) = match settings.dynamic_sampling {
+            false => (experience.batch(), None),
+            true => {
+                let scores: Vec<f32> = experience.scores.iter().map(|s| s.reward()).collect();
+                let kept = groups_with_spread(&scores, group_size)
+                    .map_err(|e| anyhow!("step {step}: dynamic sampling: {e}"))?;
+                (experience.batch().select(&kept.rows), Some(kept))
+            }
+        };
+        let stats = if ppo_batch.ids.is_empty() {
+            say(format!(
+                "step {step}: every group's rewards were equal; dynamic sampling left nothing to \
+                 update on"
+            ));
+            UpdateStats::default()
+        } else {
+            let update = UpdateConfig {
+                mini_batch_size: update.mini_batch_size.min(ppo_batch.ids.len()),
+                ..update
+            };
+            let (updated, stats) = block_on(ppo_update(
+                policy, &mut optim, &ppo_batch, &update, functions, &mut rng,
+            ))
+            .map_err(|e| anyhow!("step {step}: update: {e}"))?;
+            policy = updated;
+            stats
+        };
         kl.update(experience.kl_mean(), batch.len());
 
         let mut row = Map::new();
         row.insert("step".into(), json!(step));
         for (name, value) in metrics(&experience, &stats) {
             row.insert(name.into(), json!(value));
+        }
+        if let Some(kept) = &kept {
+            // The share of the batch's groups the update saw.
+            let groups = kept.kept.len().max(1) as f64;
+            row.insert(
+                "dapo/kept_groups_frac".into(),
+                json!((groups - kept.dropped() as f64) / groups),
+            );
         }
         row.insert("time/rollout_s".into(), json!(rollout_s));
         row.insert("time/step_s".into(), json!(started.elapsed().as_secs_f64()));

@@ -17,6 +17,13 @@ pub struct ClipRange {
 }
 
 impl ClipRange {
+    /// No clip: the band `[0, inf)` holds every ratio, so the clipped term never wins
+    /// (REINFORCE).
+    pub const NONE: ClipRange = ClipRange {
+        low: 1.0,
+        high: f32::INFINITY,
+    };
+
     /// The same width on both sides, as PPO and GRPO clip.
     pub fn symmetric(eps: f32) -> Self {
         Self {
@@ -85,6 +92,9 @@ mod tests {
                 .contains("clip_ratio_high is -0.1")
         );
         assert!(ClipRange::new(0.2, f32::NAN).is_err());
+        for r in [1e-6, 0.5, 1.0, 3.0, 1e6] {
+            assert_eq!(ClipRange::NONE.clamp(r), r);
+        }
     }
 
     /// A token sampled at probability 0.01 with `A > 0`: one update can take it to 0.012 under

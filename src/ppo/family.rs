@@ -99,14 +99,14 @@ impl Family {
         Family::Dapo,
     ];
 
-    /// The name a config or a URL uses.
+    /// The name a config or a URL uses (the config's `algorithm` and its section).
     pub fn key(self) -> &'static str {
         match self {
             Family::Reinforce => "reinforce",
             Family::Rloo => "rloo",
             Family::Ppo => "ppo",
             Family::Grpo => "grpo",
-            Family::DrGrpo => "dr-grpo",
+            Family::DrGrpo => "dr_grpo",
             Family::Dapo => "dapo",
         }
     }
@@ -152,7 +152,7 @@ impl Family {
         match self {
             Family::Reinforce => {
                 "Pushes each whole response up or down by its reward minus the batch's mean: \
-                 no critic, no clip, one update per batch."
+                 no critic, and no clip, so each batch is used for one pass only."
             }
             Family::Rloo => {
                 "Compares each response with the mean of the other responses to the same \
@@ -371,6 +371,6 @@ mod tests {
             assert!(!f.paper().is_empty() && f.change().ends_with('.'));
         }
         let err = Family::parse("ppo2").unwrap_err();
-        assert!(err.contains("`ppo2`") && err.contains("dr-grpo"), "{err}");
+        assert!(err.contains("`ppo2`") && err.contains("dr_grpo"), "{err}");
     }
 }

@@ -23,12 +23,31 @@ pub use super::loss_agg::LossAgg;
 use super::masked::masked_mean;
 use super::policy_loss::PolicyClip;
 
-/// GRPO's own coefficients of the update.
+/// The critic-free members' own coefficients of the update (GRPO, Dr. GRPO, DAPO, RLOO,
+/// REINFORCE: see [`family`](super::family)).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GrpoCoeffs {
-    /// The weight of the KL term.
+    /// The weight of the k3 KL term in the loss (0: no KL term in the loss).
     pub beta: f32,
+    /// How token terms become one loss (with one ratio per token).
     pub agg: LossAgg,
+    /// The clip band; `None`: the update's `clip_ratio` on both sides.
+    pub clip: Option<ClipRange>,
+    /// One ratio per response ([`sequence_loss`](super::sequence_loss), REINFORCE and RLOO)
+    /// instead of one per token; `agg` and `beta` are then unused (their KL is in the score).
+    pub per_response: bool,
+}
+
+impl GrpoCoeffs {
+    /// GRPO's: one ratio per token, clipped as the update clips.
+    pub fn grpo(beta: f32, agg: LossAgg) -> Self {
+        Self {
+            beta,
+            agg,
+            clip: None,
+            per_response: false,
+        }
+    }
 }
 
 /// What [`grpo_loss`] returns, each a one-element tensor; `loss = policy + beta * kl`.

@@ -5,11 +5,15 @@
 
 use burn::tensor::{Tensor, TensorData};
 
+use super::batch_baseline::{batch_mean_advantages, normalise_over_batch};
+use super::family::Baseline;
 use super::gae::GaeParams;
 use super::group_advantages::{
     GroupParams, GroupTrace, check_groups, group_advantages, group_advantages_ref, scores_tensor,
 };
+use super::leave_one_out::leave_one_out_advantages;
 use super::rewards::{KlEstimator, token_rewards};
+use super::sequence_kl::kl_penalised_scores;
 use super::update::{PpoBatch, UpdateStats};
 use super::whiten::masked_whiten;
 use super::{Algorithm, Functions};
@@ -48,6 +52,34 @@ pub struct ExperienceConfig {
     pub group: Option<GroupParams>,
     /// Which advantages the update uses (GRPO needs `group`).
     pub algorithm: Algorithm,
+    /// How the critic-free advantages come from the scores (GRPO's group mean by default).
+    pub score_advantages: ScoreAdvantages,
+}
+
+/// How a critic-free member's advantages come from the scores ([`family`](super::family)).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoreAdvantages {
+    /// The group's mean (GRPO, Dr. GRPO, DAPO; divided as `group.scale` says), the mean of the
+    /// group's others (RLOO), or the batch's mean (REINFORCE, which needs no groups).
+    pub baseline: Baseline,
+    /// `beta` of the KL to the reference in each response's score ([`sequence_kl`]), before
+    /// the baseline; 0: none.
+    ///
+    /// [`sequence_kl`]: super::sequence_kl
+    pub score_kl: f32,
+    /// Normalise the advantages over the batch afterwards (TRL RLOO's `normalize_advantages`).
+    pub normalise: bool,
+}
+
+impl Default for ScoreAdvantages {
+    /// GRPO's.
+    fn default() -> Self {
+        Self {
+            baseline: Baseline::GroupMean,
+            score_kl: 0.0,
+            normalise: false,
+        }
+    }
 }
 
 /// Everything one iteration computed before the update, rows `[B][R]` (0 on padding).
@@ -73,7 +105,8 @@ pub struct Experience {
     pub kl_estimator: KlEstimator,
     /// GRPO's advantages of the same responses, group by group (when the rows are grouped).
     pub group: Option<GroupTrace>,
-    /// Those advantages on every real token `[B][R]` (empty without groups).
+    /// The critic-free advantages ([`ScoreAdvantages`]: GRPO's unless asked otherwise) on
+    /// every real token `[B][R]` (empty without groups under PPO).
     pub group_advantages: Vec<Vec<f32>>,
     /// Which advantages [`Experience::batch`] hands to the update.
     pub algorithm: Algorithm,
@@ -157,8 +190,11 @@ pub async fn collect_experience_timed(
         clock = now;
         ms
     };
+    let by_batch = config.score_advantages.baseline == Baseline::BatchMean;
     match (config.algorithm, config.group) {
-        (Algorithm::Grpo, None) => return Err("GRPO needs the rows grouped by prompt".into()),
+        (Algorithm::Grpo, None) if !by_batch => {
+            return Err("a group baseline needs the rows grouped by prompt".into());
+        }
         (_, Some(g)) => {
             check_groups(tasks.len(), g.group_size)?;
         }
@@ -251,19 +287,54 @@ pub async fn collect_experience_timed(
     } else {
         g.advantages.clone()
     };
-    // GRPO's advantages from the same scores: each response against its group.
-    let (group, group_rows) = match config.group {
-        Some(params) => {
-            let trace = group_advantages_ref(&score_values, params.group_size, params.scale)?;
-            let rows = group_advantages(
-                scores_tensor(&score_values, &device),
-                rows_f32(mask_rows, &device),
-                params.group_size,
-                params.scale,
-            );
-            (Some(trace), to_rows(read_f32(rows).await?, r))
+    // The critic-free advantages from the same scores: each response against its group (GRPO),
+    // the group's others (RLOO) or the batch (REINFORCE).
+    let group = match config.group {
+        Some(params) => Some(group_advantages_ref(
+            &score_values,
+            params.group_size,
+            params.scale,
+        )?),
+        None => None,
+    };
+    let sa = config.score_advantages;
+    let per_response = |advantages: Tensor<1>| {
+        let advantages = if sa.normalise {
+            normalise_over_batch(advantages)
+        } else {
+            advantages
+        };
+        advantages.reshape([tasks.len(), 1]) * rows_f32(mask_rows, &device)
+    };
+    let scored = || {
+        kl_penalised_scores(
+            scores_tensor(&score_values, &device),
+            rows_f32(&rollout.logprobs, &device),
+            rows_f32(&ref_rows, &device),
+            rows_f32(mask_rows, &device),
+            sa.score_kl,
+        )
+        .0
+    };
+    let group_rows = match (sa.baseline, config.group) {
+        (Baseline::GroupMean, Some(params)) => Some(group_advantages(
+            scores_tensor(&score_values, &device),
+            rows_f32(mask_rows, &device),
+            params.group_size,
+            params.scale,
+        )),
+        (Baseline::LeaveOneOut, Some(params)) => Some(per_response(leave_one_out_advantages(
+            scored(),
+            params.group_size,
+        ))),
+        (Baseline::BatchMean, _) if config.algorithm == Algorithm::Grpo => {
+            Some(per_response(batch_mean_advantages(scored())))
         }
-        None => (None, Vec::new()),
+        _ => None,
+    };
+    let group_rows = match group_rows {
+        Some(rows) => to_rows(read_f32(rows).await?, r),
+        None => Vec::new(),
     };
     let experience = Experience {
         group,

@@ -12,12 +12,15 @@ use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Int, Tensor, TensorData};
 
+use super::clip_range::ClipRange;
 use super::gae::{Gae, GaeParams, gae};
 use super::grpo_loss::{GrpoCoeffs, grpo_loss};
 use super::losses::{
     LossCoeffs, LossInputs, Losses, Pieces, REFERENCE_PIECES, ppo_losses_with,
     reference_masked_entropy,
 };
+use super::masked::masked_mean;
+use super::sequence_loss::sequence_loss;
 use crate::compute::{read_f32, yield_to_browser};
 use crate::model::Qwen2Model;
 use crate::rng::Rng;
@@ -42,6 +45,24 @@ pub struct PpoBatch {
 }
 
 impl PpoBatch {
+    /// The rows `rows`, in that order (DAPO's dynamic sampling keeps some groups).
+    pub fn select(&self, rows: &[usize]) -> PpoBatch {
+        fn pick<T: Clone>(m: &[T], rows: &[usize]) -> Vec<T> {
+            rows.iter().map(|&i| m[i].clone()).collect()
+        }
+        PpoBatch {
+            prompt_len: self.prompt_len,
+            ids: pick(&self.ids, rows),
+            attention_mask: pick(&self.attention_mask, rows),
+            response_mask: pick(&self.response_mask, rows),
+            old_logprobs: pick(&self.old_logprobs, rows),
+            old_values: pick(&self.old_values, rows),
+            ref_logprobs: pick(&self.ref_logprobs, rows),
+            advantages: pick(&self.advantages, rows),
+            returns: pick(&self.returns, rows),
+        }
+    }
+
     /// The rows `rows` as tensors on `device`.
     pub fn minibatch(&self, rows: &[usize], device: &burn::tensor::Device) -> MiniBatch {
         let pick =
@@ -158,8 +179,11 @@ pub fn minibatch_losses_with(
     )
 }
 
-/// GRPO's objective in one mini-batch: the same teacher-forced pass, [`grpo_loss`] instead of
-/// the PPO pieces (no value loss), the entropy bonus as in PPO. Also returns the KL term.
+/// A critic-free member's objective in one mini-batch: the same teacher-forced pass, then
+/// [`grpo_loss`] (one ratio per token: GRPO, Dr. GRPO, DAPO) or [`sequence_loss`] (one per
+/// response: REINFORCE, RLOO) instead of the PPO pieces (no value loss), the entropy bonus as
+/// in PPO. Also returns the loss's KL term (0 for the per-response members, whose KL is in the
+/// score).
 pub fn grpo_minibatch_losses(
     model: &Qwen2Model,
     minibatch: MiniBatch,
@@ -174,29 +198,57 @@ pub fn grpo_minibatch_losses(
         config.temperature,
     );
     let mask = minibatch.response_mask;
-    let g = grpo_loss(
-        out.logprobs,
-        minibatch.old_logprobs,
-        minibatch.ref_logprobs,
-        minibatch.advantages,
-        mask.clone(),
-        config.coeffs.clip_ratio,
-        grpo.beta,
-        grpo.agg,
-    );
-    let entropy = reference_masked_entropy(out.logits, mask, out.entropy);
-    let total = g.loss - entropy.clone() * config.coeffs.entropy_coeff;
+    let clip = grpo
+        .clip
+        .unwrap_or(ClipRange::symmetric(config.coeffs.clip_ratio));
+    let entropy = reference_masked_entropy(out.logits, mask.clone(), out.entropy);
+    let (loss, policy, clip_frac, approx_kl, kl) = if grpo.per_response {
+        let [b, _] = mask.dims();
+        // Each row's advantage, spread over its real tokens by the iteration: read it back.
+        let advantages = (minibatch.advantages * mask.clone()).sum_dim(1)
+            / mask.clone().sum_dim(1).clamp_min(1.0);
+        let log_ratio = out.logprobs.clone() - minibatch.old_logprobs.clone();
+        let approx_kl = masked_mean(log_ratio.detach().powf_scalar(2.0), mask.clone()) * 0.5;
+        let s = sequence_loss(
+            out.logprobs,
+            minibatch.old_logprobs,
+            advantages.reshape([b]),
+            mask,
+            Some(clip),
+        );
+        let zero = Tensor::zeros([1], &s.loss.device());
+        (
+            s.loss.clone(),
+            s.loss.detach(),
+            s.clip_frac,
+            approx_kl,
+            zero,
+        )
+    } else {
+        let g = grpo_loss(
+            out.logprobs,
+            minibatch.old_logprobs,
+            minibatch.ref_logprobs,
+            minibatch.advantages,
+            mask,
+            clip,
+            grpo.beta,
+            grpo.agg,
+        );
+        (g.loss, g.policy, g.clip_frac, g.approx_kl, g.kl)
+    };
+    let total = loss - entropy.clone() * config.coeffs.entropy_coeff;
     let zero = Tensor::zeros([1], &total.device());
     let losses = Losses {
         total,
-        policy: g.policy,
+        policy,
         value: zero.clone(),
         entropy: Some(entropy),
-        policy_clip_frac: g.clip_frac,
+        policy_clip_frac: clip_frac,
         value_clip_frac: zero,
-        approx_kl: g.approx_kl,
+        approx_kl,
     };
-    (losses, g.kl)
+    (losses, kl)
 }
 
 /// The update's settings (the `ppo.*` keys of a config).
