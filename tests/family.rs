@@ -14,6 +14,7 @@ use ppo_lens::ppo::group_advantages::{
 };
 use ppo_lens::ppo::grpo_loss::{GrpoRows, LossAgg, grpo_loss, grpo_loss_ref};
 use ppo_lens::ppo::leave_one_out::{leave_one_out_advantages, leave_one_out_ref};
+use ppo_lens::ppo::member_advantages::{BatchView, member_advantages};
 use ppo_lens::ppo::sequence_kl::{kl_penalised_scores, kl_penalised_scores_ref};
 use ppo_lens::ppo::sequence_loss::{sequence_loss, sequence_loss_ref};
 use serde::Deserialize;
@@ -282,7 +283,6 @@ fn the_iteration_gives_each_members_advantages() {
     use ppo_lens::model::chat::gsm8k_prompt;
     use ppo_lens::model::tokenizer::TextTokenizer;
     use ppo_lens::model::{Precision, Qwen2Config, ValueHeadInit, init_random};
-    use ppo_lens::ppo::family::Baseline;
     use ppo_lens::ppo::gae::GaeParams;
     use ppo_lens::ppo::group_advantages::GroupParams;
     use ppo_lens::ppo::iteration::{ExperienceConfig, ScoreAdvantages, Task, collect_experience};
@@ -414,6 +414,33 @@ fn the_iteration_gives_each_members_advantages() {
         let batch = e.batch();
         for (got, want) in batch.advantages.iter().flatten().zip(want.iter().flatten()) {
             assert!((got - want).abs() < 1e-5 * scale, "{what}: {got} vs {want}");
+        }
+        // The comparison the page shows gives the member's own numbers (unnormalised members).
+        if !sa.normalise {
+            let member = match sa.baseline {
+                Baseline::LeaveOneOut => Family::Rloo,
+                _ => Family::Reinforce,
+            };
+            let view = BatchView {
+                scores: &scores,
+                logprobs: &e.rollout.logprobs,
+                ref_logprobs: &e.ref_logprobs,
+                response_mask: mask,
+                ppo_advantages: &e.advantages,
+                group_size: if group.is_some() { 4 } else { 1 },
+            };
+            let shown = member_advantages(member, &view, sa.score_kl).unwrap();
+            for (got, want) in shown
+                .tokens
+                .iter()
+                .flatten()
+                .zip(batch.advantages.iter().flatten())
+            {
+                assert!(
+                    (got - want).abs() < 1e-5 * scale,
+                    "{what}: shown {got} vs {want}"
+                );
+            }
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod leave_one_out;
 pub mod loss_agg;
 pub mod losses;
 pub mod masked;
+pub mod member_advantages;
 pub mod policy_loss;
 pub mod rewards;
 pub mod sequence_kl;
