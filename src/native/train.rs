@@ -191,7 +191,8 @@ pub fn train(
     )?;
 
     let problems = load_problems(&config)?;
-    // Prompts per step: every response its own under PPO, `group_size` responses each under GRPO.
+    // Prompts per step: every response its own under PPO and REINFORCE, the member's
+    // `group_size` responses each under the group members.
     let group_size = config.group_size();
     if r.batch_size / group_size > problems.len() {
         bail!(
