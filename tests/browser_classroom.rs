@@ -652,6 +652,180 @@ async fn grpo_beside_ppo_on_the_pages_batch() {
     page.finish().await;
 }
 
+/// The policy-gradient family on the page's batch: picking members lists the choices they make
+/// differently, and every advantage, loss weight and push the tables show is the core's
+/// `member_advantages` on the numbers the page shows (each response's score, summed KL to the
+/// reference and length); the KL sum is the score stage's per-token KL summed, and PPO's column
+/// is the GAE table's whitened advantage.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn the_family_compares_every_member_on_the_pages_batch() {
+    use ppo_lens::ppo::family::{Family, differences};
+    use ppo_lens::ppo::member_advantages::{BatchView, member_advantages};
+
+    let (rows, width, beta) = (8, 48, 0.05f32);
+    let page = Page::open("?backend=flex&rollouts=8&group=4&stage=gae").await;
+    page.set_viewport(1280, 800).await;
+    wait_ready(&page).await;
+    page.click("btn-all").await;
+    // PPO and RLOO are picked to begin with; pick the other four.
+    for f in Family::ALL {
+        let pressed = page
+            .attr(&format!("family-pick-{}", f.key()), "aria-pressed")
+            .await;
+        assert_eq!(
+            pressed == "true",
+            matches!(f, Family::Ppo | Family::Rloo),
+            "{}",
+            f.key()
+        );
+        if pressed != "true" {
+            page.click(&format!("family-pick-{}", f.key())).await;
+        }
+    }
+    // Against the first (REINFORCE), each member's differences are the core's.
+    let first = Family::Reinforce.objective(0.2, width);
+    for f in &Family::ALL[1..] {
+        let want = differences(&first, &f.objective(0.2, width));
+        let id = format!("family-diff-{}", f.key());
+        assert_eq!(page.attr(&id, "data-count").await, want.len().to_string());
+        let text = page.text(&id).await;
+        for d in &want {
+            let said = format!("{}: {} vs {}", d.choice, d.a, d.b);
+            assert!(text.contains(&said), "{text} lacks {said}");
+        }
+    }
+    assert_eq!(page.attr("family-choice-0", "data-differs").await, "1");
+
+    // The page's own numbers: scores, summed KL (row 0's checked against the score stage's
+    // per-token KL), lengths.
+    let (mut scores, mut kls, mut lengths) = (vec![], vec![], vec![]);
+    for b in 0..rows {
+        scores.push(page.number(&format!("fam-score-{b}")).await as f32);
+        kls.push(page.number(&format!("fam-kl-{b}")).await as f32);
+        lengths.push(page.number(&format!("fam-len-{b}")).await as usize);
+        let pen = page.number(&format!("fam-pen-{b}")).await;
+        let want = scores[b] - beta * kls[b];
+        assert!(close(pen, want as f64, 1e-6), "row {b}: {pen} vs {want}");
+    }
+    // A batch with something to compare: a group whose rewards differ.
+    assert!(
+        scores[..4].iter().any(|s| *s != scores[0]) || scores[4..].iter().any(|s| *s != scores[4]),
+        "{scores:?}"
+    );
+    // The same batch as the core sees it: each response's KL on its first token (only the sum
+    // enters a score), its real tokens in the mask.
+    let mask: Vec<Vec<f32>> = (lengths.iter())
+        .map(|&n| (0..width).map(|t| if t < n { 1.0 } else { 0.0 }).collect())
+        .collect();
+    let logprobs: Vec<Vec<f32>> = (kls.iter())
+        .map(|&k| (0..width).map(|t| if t == 0 { k } else { 0.0 }).collect())
+        .collect();
+    let zeros = vec![vec![0.0; width]; rows];
+    let view = BatchView {
+        scores: &scores,
+        logprobs: &logprobs,
+        ref_logprobs: &zeros,
+        response_mask: &mask,
+        ppo_advantages: &zeros,
+        group_size: 4,
+        max_len: width,
+    };
+    let core: Vec<_> = (Family::ALL.iter())
+        .map(|&f| (f, member_advantages(f, &view, beta).unwrap()))
+        .collect();
+    for (f, m) in &core {
+        for b in 0..rows {
+            let w = page.number(&format!("fam-{}-w-{b}", f.key())).await;
+            assert!(
+                close(w, m.weights[b] as f64, 1e-6),
+                "{} w[{b}]: {w} vs {}",
+                f.key(),
+                m.weights[b]
+            );
+            if let Some(a) = &m.per_response {
+                let shown = page.number(&format!("fam-{}-a-{b}", f.key())).await;
+                assert!(
+                    close(shown, a[b] as f64, 1e-5),
+                    "{} A[{b}]: {shown} vs {}",
+                    f.key(),
+                    a[b]
+                );
+                let class = if a[b] > 0.0 {
+                    "up"
+                } else if a[b] < 0.0 {
+                    "down"
+                } else {
+                    "flat"
+                };
+                assert!(
+                    page.has_class(&format!("fam-{}-a-{b}", f.key()), class)
+                        .await
+                );
+            }
+        }
+    }
+    // Row 0's summed KL is the score stage's per-token KL (k1) summed.
+    page.click("tab-score").await;
+    page.click("btn-all").await;
+    let k1: f64 = page.column("kl").await.iter().take(lengths[0]).sum();
+    assert!(close(kls[0] as f64, k1, 1e-4), "{} vs {k1}", kls[0]);
+    // Two responses token by token: each member's A_t and push A·w; PPO's A_t is the GAE table's
+    // whitened advantage.
+    page.click("tab-gae").await;
+    for b in [0, 5] {
+        page.click(&format!("fam-r-{b}")).await;
+        page.click("btn-all").await;
+        let white = page.column("gae-white").await;
+        for t in 0..lengths[b] {
+            for (f, m) in &core {
+                let a = page.number(&format!("fam-{}-tok-{t}", f.key())).await;
+                let push = page.number(&format!("fam-{}-push-{t}", f.key())).await;
+                let want_a = if *f == Family::Ppo {
+                    white[t]
+                } else {
+                    m.tokens[b][t] as f64
+                };
+                assert!(
+                    close(a, want_a, 1e-5),
+                    "{} row {b} token {t}: {a} vs {want_a}",
+                    f.key()
+                );
+                assert!(
+                    close(push, a * m.weights[b] as f64, 1e-5),
+                    "{} row {b} token {t}: push {push}",
+                    f.key()
+                );
+            }
+        }
+    }
+    for f in Family::ALL {
+        assert!(page.exists(&format!("family-card-{}", f.key())).await);
+    }
+    page.show("family-responses").await;
+    page.screenshot("classroom-family-six.png").await;
+    // Unpicking a member takes its columns away: GRPO beside Dr. GRPO differ in exactly two
+    // choices.
+    for f in [Family::Reinforce, Family::Rloo, Family::Ppo, Family::Dapo] {
+        page.click(&format!("family-pick-{}", f.key())).await;
+    }
+    assert!(!page.exists("fam-reinforce-w-0").await);
+    assert_eq!(page.attr("family-diff-dr_grpo", "data-count").await, "2");
+    page.show("family-compare").await;
+    page.screenshot("classroom-family.png").await;
+    page.show("family-tokens").await;
+    page.screenshot("classroom-family-tokens.png").await;
+    // The last picked member stays.
+    page.click("family-pick-grpo").await;
+    page.click("family-pick-dr_grpo").await;
+    assert_eq!(
+        page.attr("family-pick-dr_grpo", "aria-pressed").await,
+        "true"
+    );
+    assert!(page.exists("fam-dr_grpo-w-0").await);
+    page.finish().await;
+}
+
 /// The rewards of the first `n` responses as the comparison's group table shows them.
 async fn shown_rewards(page: &Page, n: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(n);

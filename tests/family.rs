@@ -428,6 +428,7 @@ fn the_iteration_gives_each_members_advantages() {
                 response_mask: mask,
                 ppo_advantages: &e.advantages,
                 group_size: if group.is_some() { 4 } else { 1 },
+                max_len: mask[0].len(),
             };
             let shown = member_advantages(member, &view, sa.score_kl).unwrap();
             for (got, want) in shown
@@ -442,5 +443,102 @@ fn the_iteration_gives_each_members_advantages() {
                 );
             }
         }
+    }
+}
+
+/// The pushes the page's comparison shows are the losses' own gradients: at the update's first
+/// step (new log-probabilities equal to the old, the ratio 1) the derivative of each member's
+/// surrogate loss, computed by its loss function over the rows it keeps, with respect to a
+/// token's new log-probability is minus `A * w` (central differences on every real token).
+#[test]
+fn each_members_pushes_are_its_losss_gradient_at_the_first_step() {
+    use ppo_lens::ppo::policy_loss::policy_loss_ref;
+    let fixture = fixture();
+    let c = &of_trainer(&fixture, "grpo", 3)[0];
+    let (b, g) = (c.response_mask.len(), c.group_size);
+    assert!(b >= 2 * g, "two groups at least");
+    // Group 0 keeps TRL's rewards; group 1 is all wrong, so DAPO drops it.
+    let mut scores = c.rewards.clone();
+    scores[g..2 * g].fill(0.0);
+    let lengths: Vec<f32> = c.response_mask.iter().map(|m| m.iter().sum()).collect();
+    assert!(lengths.iter().any(|&l| l != lengths[0]), "{lengths:?}");
+    let ppo: Vec<Vec<f32>> = (c.response_mask.iter().enumerate())
+        .map(|(i, m)| m.iter().map(|x| x * (i as f32 - 2.5)).collect())
+        .collect();
+    let max_len = c.response_mask[0].len();
+    let view = BatchView {
+        scores: &scores,
+        logprobs: &c.logprobs_old,
+        ref_logprobs: &c.ref_logprobs,
+        response_mask: &c.response_mask,
+        ppo_advantages: &ppo,
+        group_size: g,
+        max_len,
+    };
+    for f in Family::ALL {
+        let m = member_advantages(f, &view, 0.1).unwrap();
+        let objective = f.objective(0.2, max_len);
+        let keep = |rows: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            (rows.iter().zip(&m.dropped))
+                .filter(|(_, d)| !**d)
+                .map(|(r, _)| r.clone())
+                .collect()
+        };
+        let (old, mask, adv) = (
+            keep(&c.logprobs_old),
+            keep(&c.response_mask),
+            keep(&m.tokens),
+        );
+        let loss = |new: &[Vec<f32>]| -> f64 {
+            let new = keep(new);
+            let loss = match (f, objective.unit) {
+                (Family::Ppo, _) => {
+                    let flat =
+                        |x: &[Vec<f32>]| -> Vec<f32> { x.iter().flatten().copied().collect() };
+                    policy_loss_ref(&flat(&new), &flat(&old), &flat(&adv), &flat(&mask), 0.2).loss
+                }
+                (_, Unit::Token(agg)) => {
+                    let rows = GrpoRows {
+                        logprobs_new: &new,
+                        logprobs_old: &old,
+                        ref_logprobs: &keep(&c.ref_logprobs),
+                        advantages: &adv,
+                        response_mask: &mask,
+                    };
+                    grpo_loss_ref(&rows, objective.clip.unwrap(), 0.0, agg).loss
+                }
+                (_, Unit::Response) => {
+                    let per = m.per_response.as_ref().unwrap();
+                    let per: Vec<f32> = (per.iter().zip(&m.dropped))
+                        .filter(|(_, d)| !**d)
+                        .map(|(a, _)| *a)
+                        .collect();
+                    sequence_loss_ref(&new, &old, &per, &mask, objective.clip).loss
+                }
+            };
+            loss as f64
+        };
+        let h = 1e-2f32;
+        let mut pushed = 0;
+        for i in 0..b {
+            for t in 0..max_len {
+                if c.response_mask[i][t] == 0.0 {
+                    continue;
+                }
+                let mut new = c.logprobs_old.clone();
+                new[i][t] += h;
+                let up = loss(&new);
+                new[i][t] -= 2.0 * h;
+                let gradient = (up - loss(&new)) / (2.0 * h as f64);
+                let push = m.push(i, t) as f64;
+                assert!(
+                    (gradient + push).abs() <= 1e-3 * push.abs() + 1e-6,
+                    "{} row {i} token {t}: gradient {gradient}, push {push}",
+                    f.name()
+                );
+                pushed += usize::from(push != 0.0);
+            }
+        }
+        assert!(pushed > 0, "{}", f.name());
     }
 }

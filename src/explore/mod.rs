@@ -6,11 +6,13 @@
 //!   tokens in each of the six cases (sign of A × below / inside / above the band);
 //! - [`what_if`]: the token rewards, GAE, returns and whitened advantages of a batch, with
 //!   other γ, λ, β, KL estimator and whitening, computed by the same scalar functions whose
-//!   equality with the trainer's tensor code the `ppo` tests prove; no model pass.
+//!   equality with the trainer's tensor code the `ppo` tests prove; no model pass;
+//! - [`compare_members`]: the picked members of the policy-gradient family on one batch.
 //!
 //! No UI here: the page draws these, `tests/explore.rs` checks them.
 
 pub mod clip;
+pub mod family;
 pub mod grpo;
 pub mod what_if;
 
@@ -18,5 +20,6 @@ pub use clip::{
     Band, ClipCases, PolicyCase, ValueCase, ValueMove, clip_cases, policy_case, surrogate,
     value_case,
 };
+pub use family::{FamilyComparison, compare_members};
 pub use grpo::{AdvantageComparison, CriticCost, compare_advantages, zero_spread_effects};
 pub use what_if::{WhatIf, WhatIfResult, gae_input_json, what_if};

@@ -10,7 +10,7 @@
 //! marked, their advantages 0.
 
 use super::batch_baseline::batch_mean_ref;
-use super::family::{Baseline, Family, KlPlacement, Scale};
+use super::family::{Baseline, Family, KlPlacement, Scale, Unit};
 use super::group_advantages::{RewardScale, broadcast_rows, group_advantages_ref};
 use super::leave_one_out::leave_one_out_ref;
 use super::sequence_kl::kl_penalised_scores_ref;
@@ -26,6 +26,8 @@ pub struct BatchView<'a> {
     pub ppo_advantages: &'a [Vec<f32>],
     /// Consecutive rows sampled from one prompt (1: no groups).
     pub group_size: usize,
+    /// The generation's `max_new_tokens` (Dr. GRPO's constant length).
+    pub max_len: usize,
 }
 
 /// One member's advantages on the batch.
@@ -39,6 +41,18 @@ pub struct MemberAdvantages {
     pub per_response: Option<Vec<f32>>,
     /// Rows dynamic sampling leaves out of the update (DAPO).
     pub dropped: Vec<bool>,
+    /// Per row: what each of its real tokens weighs in the member's surrogate loss with the batch
+    /// as one mini-batch (0 on a dropped row). At the update's first step (ratio 1) the loss
+    /// pushes a token's log-probability up by `A * w`.
+    pub weights: Vec<f32>,
+}
+
+impl MemberAdvantages {
+    /// `A * w` of row `b`'s token `t`: how hard the update's first step pushes its
+    /// log-probability up (down when negative).
+    pub fn push(&self, b: usize, t: usize) -> f32 {
+        self.tokens[b][t] * self.weights[b]
+    }
 }
 
 /// `member`'s advantages on `batch`; `beta` weighs the KL in each score (RLOO, REINFORCE; unused
@@ -48,7 +62,7 @@ pub fn member_advantages(
     batch: &BatchView,
     beta: f32,
 ) -> Result<MemberAdvantages, String> {
-    let objective = member.objective(0.2, batch.response_mask.first().map_or(0, Vec::len));
+    let objective = member.objective(0.2, batch.max_len);
     let rows = batch.scores.len();
     let group_size = || {
         if batch.group_size < 2 {
@@ -101,12 +115,36 @@ pub fn member_advantages(
         Some(a) => broadcast_rows(a, batch.response_mask),
         None => batch.ppo_advantages.to_vec(),
     };
+    let weights = loss_weights(objective.unit, batch.response_mask, &dropped);
     Ok(MemberAdvantages {
         member,
         tokens,
         per_response,
         dropped,
+        weights,
     })
+}
+
+/// Each row's token weight in a loss over the rows not `dropped`.
+fn loss_weights(unit: Unit, mask: &[Vec<f32>], dropped: &[bool]) -> Vec<f32> {
+    let kept: Vec<Vec<f32>> = (mask.iter().zip(dropped))
+        .filter(|(_, d)| !**d)
+        .map(|(m, _)| m.clone())
+        .collect();
+    let mut k = 0;
+    dropped
+        .iter()
+        .map(|&d| {
+            if d {
+                return 0.0;
+            }
+            k += 1;
+            match unit {
+                Unit::Response => 1.0 / kept.len() as f32,
+                Unit::Token(agg) => agg.token_weight(&kept, k - 1),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -156,6 +194,7 @@ mod tests {
             response_mask: &mask,
             ppo_advantages: &ppo,
             group_size: 2,
+            max_len: 2,
         };
         let get = |m, beta| member_advantages(m, &batch, beta).unwrap();
         // PPO: the batch's own GAE advantages, token by token.
@@ -193,6 +232,20 @@ mod tests {
         );
         // GRPO takes no beta: its KL is in the loss.
         assert_eq!(get(Family::Grpo, 9.0), grpo);
+        // The weights, with 5 real tokens (response 0 has 2): PPO's token mean 1/5 each;
+        // GRPO's sequence mean 1/(4 x 2) on response 0's tokens, 1/4 on the others'; Dr. GRPO's
+        // constant length 1/(4 x 2) on all; DAPO's token mean over the 3 kept tokens; RLOO's and
+        // REINFORCE's one ratio per response 1/4 on every token.
+        let w = |m| get(m, 0.5).weights;
+        assert_eq!(w(Family::Ppo), vec![0.2; 4]);
+        assert_eq!(w(Family::Grpo), vec![0.125, 0.25, 0.25, 0.25]);
+        assert_eq!(w(Family::DrGrpo), vec![0.125; 4]);
+        assert_eq!(w(Family::Dapo), vec![1.0 / 3.0, 1.0 / 3.0, 0.0, 0.0]);
+        assert_eq!(w(Family::Rloo), vec![0.25; 4]);
+        assert_eq!(w(Family::Reinforce), vec![0.25; 4]);
+        // The push on response 0's first token: GRPO A/8, Dr. GRPO 0.5/8.
+        assert!((grpo.push(0, 0) - a / 8.0).abs() < 1e-7);
+        assert_eq!(get(Family::DrGrpo, 0.5).push(0, 0), 0.0625);
     }
 
     #[test]
@@ -205,6 +258,7 @@ mod tests {
             response_mask: &mask,
             ppo_advantages: &ppo,
             group_size: 1,
+            max_len: 2,
         };
         let err = member_advantages(Family::Rloo, &batch, 0.1).unwrap_err();
         assert!(

@@ -13,6 +13,7 @@ mod classroom;
 mod clock;
 mod controls;
 mod faded;
+mod family;
 mod faq;
 mod grpo;
 mod guide;

@@ -144,6 +144,8 @@ pub struct AppState {
     pub health: RwSignal<RunHealth>,
     /// The "break it" preset in force, if any.
     pub broken: RwSignal<Option<Broken>>,
+    /// The members of the policy-gradient family the GAE stage compares on the batch.
+    pub members: RwSignal<Vec<crate::ppo::family::Family>>,
 }
 
 impl AppState {
@@ -195,6 +197,10 @@ impl AppState {
             predict: super::predict::record::Predict::new(predict),
             health: RwSignal::new(health),
             broken: RwSignal::new(None),
+            members: RwSignal::new(vec![
+                crate::ppo::family::Family::Ppo,
+                crate::ppo::family::Family::Rloo,
+            ]),
         }
     }
 

@@ -13,6 +13,7 @@ use crate::explain::provenance::Quantity;
 use crate::explore::gae_input_json;
 use crate::lab::walkthrough::Walkthrough;
 use crate::web::classroom::what_if_panel;
+use crate::web::family::family_panel;
 use crate::web::grpo::grpo_panel;
 use crate::web::guide::{notes_view, provenance_view, term};
 use crate::web::select::{
@@ -146,6 +147,7 @@ pub(super) fn gae(
         </details>
         {what_if_panel(state, walk, row)}
         {grpo_panel(state, walk, row)}
+        {family_panel(state, walk, row)}
     }
     .into_any();
     let side = view! {
