@@ -8,7 +8,6 @@ use crate::explain::format::{count, num};
 use crate::explain::stage::{StageKey, real_len, whitening_flips};
 use crate::explore::{Band, ValueMove, clip_cases, value_case};
 use crate::lab::walkthrough::Walkthrough;
-use crate::ppo::Algorithm;
 
 /// One misconception, answered on a batch.
 #[derive(Clone, Debug, PartialEq)]
@@ -149,10 +148,7 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
     } else {
         (kl_sum / kl_n as f64) as f32
     };
-    let trained = match exp.algorithm {
-        Algorithm::Ppo => "This iteration trained with PPO.",
-        Algorithm::Grpo => "This iteration trained with GRPO.",
-    };
+    let trained = format!("This iteration trained with {}.", exp.member.name());
     out.push(Misconception {
         key: "kl-reward-or-loss",
         question: "Is the KL to the reference part of the loss?",

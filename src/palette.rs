@@ -13,6 +13,10 @@ pub const PADDING: &str = "#4b5563";
 pub const PADDING_HATCH: &str = "#d5d9df";
 pub const RESPONSE_EDGE: &str = "#c2410c";
 
+/// Earlier runs overlaid on the reward and KL charts, one colour each (by run number), apart
+/// from the charts' own ink and orange.
+pub const RUN_COLOURS: [&str; 4] = ["#6a3d9a", "#00796b", "#8c564b", "#7a6a00"];
+
 /// `#rrggbb` as three bytes.
 pub fn rgb(hex: &str) -> Option<(u8, u8, u8)> {
     let h = hex.strip_prefix('#')?;
@@ -79,6 +83,18 @@ mod tests {
         assert!(contrast(rgb(PADDING_HATCH).unwrap(), padding) >= 3.0);
         assert!(contrast(rgb(RESPONSE_EDGE).unwrap(), WHITE) >= 3.0);
         assert!(contrast(weight_colour(1.0), WHITE) >= 3.0);
+    }
+
+    #[test]
+    fn earlier_runs_stand_out_on_white_and_apart() {
+        let ink = (29, 53, 87);
+        let orange = (231, 111, 81);
+        for (i, hex) in RUN_COLOURS.iter().enumerate() {
+            let c = rgb(hex).unwrap();
+            assert!(contrast(c, WHITE) >= 3.0, "{hex}: {}", contrast(c, WHITE));
+            assert!(c != ink && c != orange, "{hex}");
+            assert!(!RUN_COLOURS[..i].contains(hex), "{hex} twice");
+        }
     }
 
     /// The declarations of the rule whose selector list is exactly `selector`.

@@ -262,7 +262,7 @@ fn what_if_with_the_batch_settings_is_the_batch_and_other_settings_match_the_cli
 #[test]
 fn grouped_batches_carry_both_advantages_and_grpo_trains() {
     use ppo_lens::explore::compare_advantages;
-    use ppo_lens::ppo::Algorithm;
+    use ppo_lens::ppo::family::Family;
     use ppo_lens::ppo::group_advantages::{RewardScale, broadcast_rows, group_advantages_ref};
 
     let mut s = LabSettings {
@@ -296,7 +296,7 @@ fn grouped_batches_carry_both_advantages_and_grpo_trains() {
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     }
     // PPO trained on GAE's advantages: the value loss ran.
-    assert_eq!(exp.algorithm, Algorithm::Ppo);
+    assert_eq!(exp.member, Family::Ppo);
     assert!(ppo.stats.loss_value > 0.0 && ppo.stats.loss_kl == 0.0);
     let c = compare_advantages(exp).unwrap();
     assert_eq!(
@@ -318,9 +318,9 @@ fn grouped_batches_carry_both_advantages_and_grpo_trains() {
     }
 
     // GRPO: the group advantages are the update's; no value loss, the KL term is there.
-    s.algo = Algorithm::Grpo;
+    s.algo = Family::Grpo;
     let grpo = block_on(lab.iterate(&s, Some(0))).unwrap();
-    assert_eq!(grpo.experience.algorithm, Algorithm::Grpo);
+    assert_eq!(grpo.experience.member, Family::Grpo);
     assert_eq!(grpo.update.grpo.map(|g| g.beta), Some(s.beta));
     assert_eq!(grpo.stats.loss_value, 0.0);
     assert!(grpo.stats.loss_kl.is_finite() && grpo.stats.optimizer_steps == 4);
@@ -336,4 +336,76 @@ fn grouped_batches_carry_both_advantages_and_grpo_trains() {
     s.group = 1;
     let err = block_on(lab.iterate(&s, Some(0))).unwrap_err();
     assert!(err.contains("`algo`"), "{err}");
+}
+
+/// Every member trains in the page's lab as `Family::setup` makes it (the trainer's setup too):
+/// the update's critic-free loss is the member's, the advantages it takes are the ones
+/// `compare_members` shows for the batch (RLOO's and REINFORCE's with the `beta` setting), and
+/// DAPO's update sees only the groups whose rewards differ. What a member cannot run is refused
+/// by name.
+#[test]
+fn every_member_trains_in_the_lab_as_its_setup_says() {
+    use ppo_lens::explore::compare_members;
+    use ppo_lens::ppo::Algorithm;
+    use ppo_lens::ppo::family::Family;
+
+    let base = LabSettings {
+        rollouts: 8,
+        minibatch: 4,
+        max_new_tokens: 16,
+        group: 4,
+        ..LabSettings::default()
+    };
+    let rloo_alone = LabSettings {
+        algo: Family::Rloo,
+        group: 1,
+        ..base.clone()
+    };
+    let err = rloo_alone.groups().unwrap_err();
+    assert!(err.starts_with("`algo`") && err.contains("RLOO"), "{err}");
+    let reinforce_twice = LabSettings {
+        algo: Family::Reinforce,
+        ..base.clone()
+    };
+    let err = reinforce_twice.groups().unwrap_err();
+    assert!(
+        err.starts_with("`epochs`") && err.contains("REINFORCE"),
+        "{err}"
+    );
+    for f in Family::ALL {
+        let s = LabSettings {
+            algo: f,
+            epochs: if f == Family::Reinforce { 1 } else { 2 },
+            ..base.clone()
+        };
+        let mut lab = Lab::new(&s, &Device::flex()).unwrap();
+        let walk = block_on(lab.iterate(&s, Some(0))).unwrap();
+        let e = &walk.experience;
+        assert_eq!(e.member, f);
+        assert_eq!(walk.update.grpo, s.member_setup().grpo, "{}", f.name());
+        let cmp = compare_members(e, &[f], s.beta, s.max_new_tokens);
+        let shown = cmp.members[0].1.as_ref().unwrap();
+        let used = match e.algorithm() {
+            Algorithm::Ppo => &e.advantages,
+            Algorithm::Grpo => &e.group_advantages,
+        };
+        for (got, want) in used.iter().flatten().zip(shown.tokens.iter().flatten()) {
+            assert!(
+                (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                "{}: the update's {got}, the panel's {want}",
+                f.name()
+            );
+        }
+        // DAPO's update sees the rows the panel does not mark dropped.
+        let kept_rows = shown.dropped.iter().filter(|d| !**d).count();
+        assert_eq!(e.kept.is_some(), f == Family::Dapo, "{}", f.name());
+        if f == Family::Dapo {
+            assert_eq!(e.batch().ids.len(), kept_rows);
+        }
+        assert!(
+            walk.stats.optimizer_steps > 0 || e.batch().ids.is_empty(),
+            "{}",
+            f.name()
+        );
+    }
 }

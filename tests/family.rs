@@ -253,7 +253,7 @@ fn rloo_equals_trls_rloo_trainer() {
             &c.logprobs_old,
             &c.advantages,
             &c.response_mask,
-            Some(clip),
+            clip,
         );
         assert!(scalar.clip_frac > 0.0, "{what}: some response is clipped");
         close(&[scalar.loss], &[c.loss], 2e-5, &format!("{what}: loss"));
@@ -262,7 +262,7 @@ fn rloo_equals_trls_rloo_trainer() {
             t2(&c.logprobs_old, &device),
             scores_tensor(&c.advantages, &device),
             t2(&c.response_mask, &device),
-            Some(clip),
+            clip,
         );
         close(
             &read(tensor.loss),
@@ -283,11 +283,11 @@ fn the_iteration_gives_each_members_advantages() {
     use ppo_lens::model::chat::gsm8k_prompt;
     use ppo_lens::model::tokenizer::TextTokenizer;
     use ppo_lens::model::{Precision, Qwen2Config, ValueHeadInit, init_random};
+    use ppo_lens::ppo::REFERENCE;
     use ppo_lens::ppo::gae::GaeParams;
     use ppo_lens::ppo::group_advantages::GroupParams;
     use ppo_lens::ppo::iteration::{ExperienceConfig, ScoreAdvantages, Task, collect_experience};
     use ppo_lens::ppo::rewards::KlEstimator;
-    use ppo_lens::ppo::{Algorithm, REFERENCE};
     use ppo_lens::rng::Rng;
     use ppo_lens::rollout::SamplingParams;
 
@@ -328,7 +328,10 @@ fn the_iteration_gives_each_members_advantages() {
             kl_estimator: KlEstimator::K1,
             whiten_advantages: true,
             group,
-            algorithm: Algorithm::Grpo,
+            member: match score_advantages.baseline {
+                Baseline::LeaveOneOut => Family::Rloo,
+                _ => Family::Reinforce,
+            },
             score_advantages,
         };
         block_on(collect_experience(
@@ -353,6 +356,7 @@ fn the_iteration_gives_each_members_advantages() {
                 baseline: Baseline::LeaveOneOut,
                 score_kl: 0.5,
                 normalise: false,
+                dynamic_sampling: false,
             },
         ),
         (
@@ -361,6 +365,7 @@ fn the_iteration_gives_each_members_advantages() {
                 baseline: Baseline::LeaveOneOut,
                 score_kl: 0.0,
                 normalise: true,
+                dynamic_sampling: false,
             },
         ),
         (
@@ -369,6 +374,7 @@ fn the_iteration_gives_each_members_advantages() {
                 baseline: Baseline::BatchMean,
                 score_kl: 0.5,
                 normalise: false,
+                dynamic_sampling: false,
             },
         ),
     ] {
@@ -513,7 +519,14 @@ fn each_members_pushes_are_its_losss_gradient_at_the_first_step() {
                         .filter(|(_, d)| !**d)
                         .map(|(a, _)| *a)
                         .collect();
-                    sequence_loss_ref(&new, &old, &per, &mask, objective.clip).loss
+                    sequence_loss_ref(
+                        &new,
+                        &old,
+                        &per,
+                        &mask,
+                        objective.clip.unwrap_or(ClipRange::NONE),
+                    )
+                    .loss
                 }
             };
             loss as f64

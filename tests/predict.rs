@@ -10,6 +10,7 @@ use ppo_lens::lab::run::Lab;
 use ppo_lens::lab::settings::LabSettings;
 use ppo_lens::lab::walkthrough::Walkthrough;
 use ppo_lens::ppo::Algorithm;
+use ppo_lens::ppo::family::Family;
 use ppo_lens::predict::{Ask, Kind, Mark, Response, question, questions, reveal};
 
 fn iterations(settings: &LabSettings, n: usize) -> Vec<Walkthrough> {
@@ -36,7 +37,12 @@ fn expected(walk: &Walkthrough, q: &ppo_lens::predict::Question) -> Response {
     let yes_no = |yes: bool| Response::Choice(if yes { 0 } else { 1 });
     match q.kind {
         Kind::AdvantageSign => {
-            Response::Tokens((0..len).filter(|&t| exp.advantages[row][t] > 0.0).collect())
+            // The advantages the update used: GAE's under PPO, the group's under GRPO.
+            let used = match exp.algorithm() {
+                Algorithm::Ppo => &exp.advantages,
+                Algorithm::Grpo => &exp.group_advantages,
+            };
+            Response::Tokens((0..len).filter(|&t| used[row][t] > 0.0).collect())
         }
         Kind::LargestKl => {
             let sums: Vec<f64> = (0..exp.kl.len())
@@ -303,7 +309,7 @@ fn odd_batches_ask_only_what_they_define() {
     }
     // GRPO: no critic, no GAE; a group whose rewards are all equal has no positive advantage.
     let grpo = LabSettings {
-        algo: Algorithm::Grpo,
+        algo: Family::Grpo,
         group: 3,
         ..settings()
     };

@@ -289,7 +289,7 @@ pub async fn compare_iteration(
     )
     .await?;
     let all: Vec<usize> = (0..experience.rollout.ids.len()).collect();
-    let minibatch = experience.batch().minibatch(&all, &device);
+    let minibatch = experience.every_row().minibatch(&all, &device);
     let losses = compare_losses(student, model, minibatch, config).await?;
     Ok(IterationComparison { gae, losses })
 }

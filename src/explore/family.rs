@@ -10,8 +10,7 @@ use crate::ppo::sequence_kl::{PenalisedScore, kl_penalised_scores_ref};
 /// The picked members on one batch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FamilyComparison {
-    /// The KL weight in each response's score: the iteration's own β (the one PPO's token
-    /// rewards used).
+    /// The KL weight in each response's score (RLOO's and REINFORCE's β).
     pub beta: f32,
     /// Per response: its score, `Σ_t (log π − log π_ref)` over its real tokens, and the score
     /// less `beta` times that.
@@ -30,11 +29,12 @@ impl FamilyComparison {
     }
 }
 
-/// `members` on `experience`'s batch; `max_new_tokens` is the generation's limit (Dr. GRPO's
-/// constant length).
+/// `members` on `experience`'s batch; `beta` weighs the KL in RLOO's and REINFORCE's scores,
+/// `max_new_tokens` is the generation's limit (Dr. GRPO's constant length).
 pub fn compare_members(
     experience: &Experience,
     members: &[Family],
+    beta: f32,
     max_new_tokens: usize,
 ) -> FamilyComparison {
     let scores: Vec<f32> = experience.scores.iter().map(|s| s.reward()).collect();
@@ -47,7 +47,6 @@ pub fn compare_members(
         group_size: experience.group.as_ref().map_or(1, |g| g.group_size),
         max_len: max_new_tokens,
     };
-    let beta = experience.kl_coeff;
     FamilyComparison {
         beta,
         scores: kl_penalised_scores_ref(

@@ -48,6 +48,9 @@ impl AdvantageComparison {
 /// Compares `experience`'s PPO advantages with its GRPO ones (None without groups).
 pub fn compare_advantages(experience: &Experience) -> Option<AdvantageComparison> {
     let group = experience.group.as_ref()?;
+    // GRPO's one advantage per response, from the group trace (the experience's critic-free
+    // advantages are another member's when it trained with one).
+    let grpo = group.advantages();
     let mask = &experience.rollout.response_mask;
     let mut comparison = AdvantageComparison {
         disagree: Vec::with_capacity(mask.len()),
@@ -64,13 +67,7 @@ pub fn compare_advantages(experience: &Experience) -> Option<AdvantageComparison
         comparison.zero_tokens += if zero { real } else { 0 };
         comparison.disagree.push(
             (0..real)
-                .filter(|&t| {
-                    let (ppo, grpo) = (
-                        experience.advantages[b][t],
-                        experience.group_advantages[b][t],
-                    );
-                    ppo * grpo < 0.0
-                })
+                .filter(|&t| experience.advantages[b][t] * grpo[b] < 0.0)
                 .collect(),
         );
     }

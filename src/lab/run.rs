@@ -21,7 +21,7 @@ use crate::lab::wire::Sampling;
 use crate::model::chat::gsm8k_prompt;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{Precision, Qwen2Config, Qwen2Model, ValueHeadInit, WeightFiles, load_model};
-use crate::ppo::Algorithm;
+use crate::ppo::family::Family;
 use crate::ppo::gae::GaeParams;
 use crate::ppo::iteration::{Experience, ExperienceConfig, Task};
 use crate::ppo::kl_control::KlController;
@@ -190,7 +190,7 @@ impl Lab {
             .collect();
         let batch: Vec<Task> = rows.iter().map(|&i| self.tasks[i].clone()).collect();
         // β: the controller's while it adapts (PPO's β, in the reward), else the setting.
-        let adaptive = settings.kl_target > 0.0 && settings.algo == Algorithm::Ppo;
+        let adaptive = settings.kl_target > 0.0 && settings.algo == Family::Ppo;
         let beta = if adaptive {
             self.beta
         } else {
@@ -207,8 +207,8 @@ impl Lab {
             kl_estimator: KlEstimator::K1,
             whiten_advantages: settings.whiten,
             group,
-            algorithm: settings.algo,
-            score_advantages: Default::default(),
+            member: settings.algo,
+            score_advantages: settings.member_setup().score_advantages,
         };
         let policy = self
             .policy

@@ -3,10 +3,10 @@
 //! ([`SETTING_KEYS`], [`LabSettings::set`]), and the update and grouping settings they make.
 
 use crate::health::Knob;
-use crate::ppo::Algorithm;
+use crate::ppo::family::Family;
 use crate::ppo::group_advantages::{GroupParams, RewardScale};
-use crate::ppo::grpo_loss::{GrpoCoeffs, LossAgg};
 use crate::ppo::losses::LossCoeffs;
+use crate::ppo::member_setup::MemberSetup;
 use crate::ppo::update::UpdateConfig;
 use crate::rollout::sampling::SamplingParams;
 
@@ -42,8 +42,8 @@ pub struct LabSettings {
     /// Rows per forward/backward pass of the update.
     pub minibatch: usize,
     pub whiten: bool,
-    /// Which advantages the update uses.
-    pub algo: Algorithm,
+    /// The member of the policy-gradient family the update runs.
+    pub algo: Family,
     /// Samples per prompt: 1 draws a different problem for every row; G > 1 arranges the batch
     /// as rollouts / G problems times G samples, so GRPO's group advantages can be computed.
     pub group: usize,
@@ -76,7 +76,7 @@ impl Default for LabSettings {
             epochs: 2,
             minibatch: 8,
             whiten: true,
-            algo: Algorithm::Ppo,
+            algo: Family::Ppo,
             group: 1,
             scale: RewardScale::Group,
             beta: 0.04,
@@ -187,7 +187,7 @@ pub const SETTING_KEYS: &[SettingKey] = &[
     SettingKey {
         key: "algo",
         label: "algorithm",
-        about: "ppo: GAE on the critic's values; grpo: each response's reward against its group's, no critic (needs samples per prompt > 1)",
+        about: "ppo (GAE on the critic's values), grpo, dr_grpo, dapo, rloo or reinforce (no critic: each response's score against its group's or the batch's); all but ppo and reinforce need samples per prompt > 1, reinforce needs epochs 1",
     },
     SettingKey {
         key: "group",
@@ -197,12 +197,12 @@ pub const SETTING_KEYS: &[SettingKey] = &[
     SettingKey {
         key: "scale",
         label: "GRPO std scaling",
-        about: "group: A = (r − mean) / (std + 1e-4); none: A = r − mean",
+        about: "GRPO's group: A = (r − mean) / (std + 1e-4); none: A = r − mean (the other members fix their own)",
     },
     SettingKey {
         key: "beta",
-        label: "GRPO β",
-        about: "GRPO's weight of the k3 KL to the reference, a loss term (PPO puts its KL in the reward)",
+        label: "β, critic-free KL",
+        about: "the KL weight of a critic-free member: a k3 loss term in GRPO and Dr. GRPO, a penalty on the response's score in RLOO and REINFORCE; DAPO has none (PPO's is kl, in each token's reward)",
     },
 ];
 
@@ -262,7 +262,7 @@ impl LabSettings {
             "epochs" => self.epochs.to_string(),
             "minibatch" => self.minibatch.to_string(),
             "whiten" => self.whiten.to_string(),
-            "algo" => self.algo.name().to_lowercase(),
+            "algo" => self.algo.key().to_string(),
             "group" => self.group.to_string(),
             "scale" => self.scale.name().to_string(),
             "beta" => self.beta.to_string(),
@@ -302,11 +302,7 @@ impl LabSettings {
                 }
             }
             "algo" => {
-                self.algo = match value.trim() {
-                    "ppo" => Algorithm::Ppo,
-                    "grpo" => Algorithm::Grpo,
-                    other => return Err(format!("`{key}`: `{other}` is not ppo or grpo")),
-                }
+                self.algo = Family::parse(value.trim()).map_err(|e| format!("`{key}`: {e}"))?
             }
             "group" => self.group = in_range(key, number(key, value)?, 1, 16)?,
             "scale" => {
@@ -351,12 +347,24 @@ impl LabSettings {
                 vf_coef: self.vf,
                 entropy_coeff: self.ent,
             },
-            grpo: (self.algo == Algorithm::Grpo)
-                .then_some(GrpoCoeffs::grpo(self.beta, LossAgg::SeqMeanTokenMean)),
+            grpo: self.member_setup().grpo,
         }
     }
 
-    /// The batch's grouping, or what is wrong with it (naming both settings).
+    /// What the member runs with ([`Family::setup`]: the clip `clip`, the KL weight `beta`, the
+    /// constant length `max_new_tokens`); the group's scale is the `scale` setting for GRPO (its
+    /// own key, as the trainer's `grpo.scale_rewards`) and for PPO (whose comparison panel shows
+    /// GRPO's advantages), the member's own otherwise.
+    pub fn member_setup(&self) -> MemberSetup {
+        let mut setup = self.algo.setup(self.clip, self.beta, self.max_new_tokens);
+        if matches!(self.algo, Family::Grpo | Family::Ppo) {
+            setup.scale = self.scale;
+        }
+        setup
+    }
+
+    /// The batch's grouping, or what is wrong with the settings together (the error names each
+    /// setting, the one to change first).
     pub fn groups(&self) -> Result<Option<GroupParams>, String> {
         if self.group > 1 && !self.rollouts.is_multiple_of(self.group) {
             return Err(format!(
@@ -364,15 +372,21 @@ impl LabSettings {
                 self.group, self.rollouts
             ));
         }
-        if self.algo == Algorithm::Grpo && self.group < 2 {
+        if self.algo.needs_groups() && self.group < 2 {
+            return Err(format!(
+                "`algo`: {} compares samples of one prompt: set `group` (samples per prompt) to 2 or more",
+                self.algo.name()
+            ));
+        }
+        if self.algo == Family::Reinforce && self.epochs != 1 {
             return Err(
-                "`algo`: GRPO compares samples of one prompt: set `group` (samples per prompt) to 2 or more"
+                "`epochs`: REINFORCE has no clip to stop a second pass over the same batch: set `epochs` to 1"
                     .into(),
             );
         }
         Ok((self.group > 1).then_some(GroupParams {
             group_size: self.group,
-            scale: self.scale,
+            scale: self.member_setup().scale,
         }))
     }
 }
@@ -414,6 +428,11 @@ mod tests {
             ("rollouts", "1", "`rollouts`: 1 is outside 2..=64"),
             ("whiten", "maybe", "`whiten`: `maybe` is not true or false"),
             ("nope", "1", "unknown setting `nope`"),
+            (
+                "algo",
+                "ppo2",
+                "`algo`: unknown algorithm `ppo2`: expected one of reinforce, rloo, ppo, grpo, dr_grpo, dapo",
+            ),
         ];
         for (key, value, message) in cases {
             assert_eq!(s.set(key, value).unwrap_err(), message);

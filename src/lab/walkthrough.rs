@@ -24,7 +24,7 @@ use crate::ppo::iteration::{
     Experience, ExperienceConfig, Task, collect_experience_timed, masked_rows, to_rows,
 };
 use crate::ppo::policy_loss::{PolicyTrace, policy_loss_ref};
-use crate::ppo::update::{UpdateConfig, UpdateStats, ppo_update};
+use crate::ppo::update::{UpdateConfig, UpdateStats, update_kept};
 use crate::ppo::value_loss::{ValueTrace, value_loss_ref};
 use crate::ppo::whiten::{WhitenTrace, masked_whiten_ref};
 use crate::rng::Rng;
@@ -220,7 +220,7 @@ pub async fn walkthrough(
         rng: rng.clone(),
     };
     let started = now_ms();
-    let (policy, stats) = ppo_update(
+    let (policy, stats) = update_kept(
         policy,
         optim,
         &experience.batch(),
@@ -408,7 +408,7 @@ pub async fn replay_update(
     let started = now_ms();
     let mut optim = start.optim.clone();
     let mut rng = start.rng.clone();
-    let (policy, stats) = ppo_update(
+    let (policy, stats) = update_kept(
         start.policy.clone(),
         &mut optim,
         &experience.batch(),

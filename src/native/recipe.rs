@@ -9,11 +9,10 @@ use super::config::{AlgorithmName, PpoSection, TrainConfig};
 use crate::adamw8bit::AdamW8bit;
 use crate::cpu_fast::adamw::AdamW;
 use crate::model::Precision;
-use crate::ppo::Algorithm;
 use crate::ppo::clip_range::ClipRange;
-use crate::ppo::family::{Baseline, Scale, Unit};
+use crate::ppo::family::Family;
 use crate::ppo::group_advantages::{GroupParams, RewardScale};
-use crate::ppo::grpo_loss::{GrpoCoeffs, LossAgg};
+use crate::ppo::grpo_loss::LossAgg;
 use crate::ppo::iteration::ScoreAdvantages;
 use crate::ppo::losses::LossCoeffs;
 use crate::ppo::update::UpdateConfig;
@@ -51,97 +50,58 @@ pub fn new_optimizer(p: &PpoSection) -> ModuleOptimizer {
 /// What the trainer runs, from the config's `algorithm` and its section.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Settings {
-    /// PPO, or a critic-free member (every other).
-    pub algorithm: Algorithm,
+    /// The member of the family (PPO, or a critic-free one).
+    pub member: Family,
     /// How the rows are grouped (`None`: one response per prompt).
     pub group: Option<GroupParams>,
-    /// How the critic-free advantages come from the scores.
+    /// How the critic-free advantages come from the scores (DAPO's dynamic sampling included).
     pub score_advantages: ScoreAdvantages,
-    /// DAPO's: leave the groups whose rewards are all equal out of the update.
-    pub dynamic_sampling: bool,
     pub update: UpdateConfig,
 }
 
-/// The member's choices ([`Family::objective`]) with its section's numbers.
+/// The member's setup ([`Family::setup`]) with its section's numbers.
 pub fn update_settings(config: &TrainConfig) -> Result<Settings> {
     let (p, r) = (&config.ppo, &config.rollout);
-    let family = config.algorithm.family();
-    let objective = family.objective(p.clip_ratio as f32, r.max_new_tokens);
-    let agg = match objective.unit {
-        Unit::Token(agg) => agg,
-        Unit::Response => LossAgg::TokenMean,
+    let member = config.algorithm.family();
+    // The KL weight wherever the member puts it (PPO's is the reward's `kl_coeff`; DAPO has
+    // none), and the samples per prompt.
+    let (beta, group_size) = match config.algorithm {
+        AlgorithmName::Ppo => (0.0, None),
+        AlgorithmName::Grpo => (config.grpo.beta, Some(config.grpo.group_size)),
+        AlgorithmName::DrGrpo => (config.dr_grpo.beta, Some(config.dr_grpo.group_size)),
+        AlgorithmName::Dapo => (0.0, Some(config.dapo.group_size)),
+        AlgorithmName::Rloo => (config.rloo.beta, Some(config.rloo.group_size)),
+        AlgorithmName::Reinforce => (config.reinforce.beta, None),
     };
-    let scale = match objective.scale {
-        Scale::GroupStd => RewardScale::Group,
-        _ => RewardScale::None,
-    };
-    let group = |group_size: usize, scale: RewardScale| GroupParams { group_size, scale };
-    let score = |baseline: Baseline, beta: f64, normalise: bool| ScoreAdvantages {
-        baseline,
-        score_kl: beta as f32,
-        normalise,
-    };
-    let critic_free = |beta: f64, clip: Option<ClipRange>| GrpoCoeffs {
-        beta: beta as f32,
-        agg,
-        clip,
-        per_response: objective.unit == Unit::Response,
-    };
-    let (algorithm, group, score_advantages, grpo) = match config.algorithm {
-        AlgorithmName::Ppo => (Algorithm::Ppo, None, ScoreAdvantages::default(), None),
+    let mut setup = member.setup(p.clip_ratio as f32, beta as f32, r.max_new_tokens);
+    // The keys that change a preset.
+    match config.algorithm {
         AlgorithmName::Grpo => {
-            // GRPO's own keys choose its scale and aggregation.
             let g = &config.grpo;
-            let scale = RewardScale::parse(&g.scale_rewards)
+            setup.scale = RewardScale::parse(&g.scale_rewards)
                 .map_err(|e| anyhow!("grpo.scale_rewards: {e}"))?;
             let agg = LossAgg::parse_with_len(&g.loss_agg_mode, Some(r.max_new_tokens))
                 .map_err(|e| anyhow!("grpo.loss_agg_mode: {e}"))?;
-            let coeffs = GrpoCoeffs::grpo(g.beta as f32, agg);
-            (
-                Algorithm::Grpo,
-                Some(group(g.group_size, scale)),
-                ScoreAdvantages::default(),
-                Some(coeffs),
-            )
-        }
-        AlgorithmName::DrGrpo => {
-            let d = &config.dr_grpo;
-            (
-                Algorithm::Grpo,
-                Some(group(d.group_size, scale)),
-                ScoreAdvantages::default(),
-                Some(critic_free(d.beta, None)),
-            )
+            if let Some(coeffs) = setup.grpo.as_mut() {
+                coeffs.agg = agg;
+            }
         }
         AlgorithmName::Dapo => {
             let d = &config.dapo;
             let clip = ClipRange::new(d.clip_ratio_low as f32, d.clip_ratio_high as f32)
                 .map_err(|e| anyhow!("dapo: {e}"))?;
-            (
-                Algorithm::Grpo,
-                Some(group(d.group_size, scale)),
-                ScoreAdvantages::default(),
-                Some(critic_free(0.0, Some(clip))),
-            )
+            if let Some(coeffs) = setup.grpo.as_mut() {
+                coeffs.clip = clip;
+            }
+            setup.score_advantages.dynamic_sampling = d.dynamic_sampling;
         }
         AlgorithmName::Rloo => {
-            let d = &config.rloo;
-            (
-                Algorithm::Grpo,
-                Some(group(d.group_size, scale)),
-                score(Baseline::LeaveOneOut, d.beta, d.normalize_advantages),
-                Some(critic_free(0.0, objective.clip)),
-            )
+            setup.score_advantages.normalise = config.rloo.normalize_advantages;
         }
-        AlgorithmName::Reinforce => (
-            Algorithm::Grpo,
-            None,
-            score(Baseline::BatchMean, config.reinforce.beta, false),
-            Some(critic_free(0.0, Some(ClipRange::NONE))),
-        ),
-    };
+        AlgorithmName::Ppo | AlgorithmName::DrGrpo | AlgorithmName::Reinforce => {}
+    }
     let update = UpdateConfig {
-        grpo,
+        grpo: setup.grpo,
         epochs: p.epochs,
         mini_batch_size: p.mini_batch_size,
         gradient_accumulation_steps: p.gradient_accumulation_steps,
@@ -157,10 +117,12 @@ pub fn update_settings(config: &TrainConfig) -> Result<Settings> {
         },
     };
     Ok(Settings {
-        algorithm,
-        group,
-        score_advantages,
-        dynamic_sampling: objective.dynamic_sampling && config.dapo.dynamic_sampling,
+        member,
+        group: group_size.map(|group_size| GroupParams {
+            group_size,
+            scale: setup.scale,
+        }),
+        score_advantages: setup.score_advantages,
         update,
     })
 }
@@ -181,7 +143,7 @@ mod tests {
         ];
         let config = load_config(&file, &overrides).unwrap();
         let settings = update_settings(&config).unwrap();
-        assert_eq!(settings.algorithm, Algorithm::Grpo);
+        assert_eq!(settings.member, Family::Grpo);
         assert_eq!(
             settings.update.grpo.unwrap().agg,
             LossAgg::SeqMeanTokenSumNorm { max_len: 24 }

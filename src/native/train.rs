@@ -47,12 +47,11 @@ use crate::health::RunSettings;
 use crate::model::chat::gsm8k_prompt;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{ValueHeadInit, save_model, save_value_head, weights::saved_config};
-use crate::ppo::dynamic_sampling::groups_with_spread;
 use crate::ppo::gae::GaeParams;
 use crate::ppo::iteration::{ExperienceConfig, Task, collect_experience, metrics};
 use crate::ppo::kl_control::KlController;
 use crate::ppo::rewards::KlEstimator;
-use crate::ppo::update::{UpdateConfig, UpdateStats, ppo_update};
+use crate::ppo::update::update_kept;
 use crate::rng::Rng;
 use crate::rollout::sampling::SamplingParams;
 
@@ -284,7 +283,7 @@ pub fn train(
     };
     let mut rng = Rng::from_state(state.rng_state);
     let settings = update_settings(&config)?;
-    let (algorithm, group, update) = (settings.algorithm, settings.group, settings.update);
+    let (member, group, update) = (settings.member, settings.group, settings.update);
     let sampling = SamplingParams::new(r.temperature, r.top_k, r.top_p)
         .map_err(|e| anyhow!("rollout: {e}"))?;
     let gae = GaeParams::new(p.gamma as f32, p.lam as f32).map_err(|e| anyhow!("ppo: {e}"))?;
@@ -403,7 +402,7 @@ pub fn train(
             kl_estimator: estimator,
             whiten_advantages: p.whiten_advantages,
             group,
-            algorithm,
+            member,
             score_advantages: settings.score_advantages,
         };
         let experience = block_on(collect_experience(
@@ -417,48 +416,25 @@ pub fn train(
         ))
         .map_err(|e| anyhow!("step {step}: rollout: {e}"))?;
         let rollout_s = started.elapsed().as_secs_f64();
-        // DAPO's dynamic sampling: the groups whose rewards are all equal leave the batch.
-        let (ppo_batch, kept) = match settings.dynamic_sampling {
-            false => (experience.batch(), None),
-            true => {
-                let scores: Vec<f32> = experience.scores.iter().map(|s| s.reward()).collect();
-                let kept = groups_with_spread(&scores, group_size)
-                    .map_err(|e| anyhow!("step {step}: dynamic sampling: {e}"))?;
-                (experience.batch().select(&kept.rows), Some(kept))
-            }
-        };
-        let stats = if ppo_batch.ids.is_empty() {
+        // Under DAPO's dynamic sampling the batch holds only the groups whose rewards differ.
+        let ppo_batch = experience.batch();
+        if ppo_batch.ids.is_empty() {
             say(format!(
                 "step {step}: every group's rewards were equal; dynamic sampling left nothing to \
                  update on"
             ));
-            UpdateStats::default()
-        } else {
-            let update = UpdateConfig {
-                mini_batch_size: update.mini_batch_size.min(ppo_batch.ids.len()),
-                ..update
-            };
-            let (updated, stats) = block_on(ppo_update(
-                policy, &mut optim, &ppo_batch, &update, functions, &mut rng,
-            ))
-            .map_err(|e| anyhow!("step {step}: update: {e}"))?;
-            policy = updated;
-            stats
-        };
+        }
+        let (updated, stats) = block_on(update_kept(
+            policy, &mut optim, &ppo_batch, &update, functions, &mut rng,
+        ))
+        .map_err(|e| anyhow!("step {step}: update: {e}"))?;
+        policy = updated;
         kl.update(experience.kl_mean(), batch.len());
 
         let mut row = Map::new();
         row.insert("step".into(), json!(step));
         for (name, value) in metrics(&experience, &stats) {
             row.insert(name.into(), json!(value));
-        }
-        if let Some(kept) = &kept {
-            // The share of the batch's groups the update saw.
-            let groups = kept.kept.len().max(1) as f64;
-            row.insert(
-                "dapo/kept_groups_frac".into(),
-                json!((groups - kept.dropped() as f64) / groups),
-            );
         }
         row.insert("time/rollout_s".into(), json!(rollout_s));
         row.insert("time/step_s".into(), json!(started.elapsed().as_secs_f64()));

@@ -181,6 +181,31 @@ impl Family {
         }
     }
 
+    /// What it gives each token of a response, in words, to follow "<name> gives every token of
+    /// a response ...": `scaled` says whether a group member's advantages are divided by the
+    /// group's std (GRPO's own switch; DAPO always, Dr. GRPO never). PPO's differ token by
+    /// token, so it has none.
+    pub fn response_advantage(self, scaled: bool) -> &'static str {
+        match (self, scaled) {
+            (Family::Ppo, _) => "no single advantage: the critic gives each token its own",
+            (Family::Reinforce, _) => {
+                "its score less β times its KL to the reference, minus the batch's mean of the same"
+            }
+            (Family::Rloo, _) => {
+                "its score less β times its KL to the reference, minus the mean of the same over \
+                 the other responses to its prompt"
+            }
+            (Family::DrGrpo, _) | (Family::Grpo, false) => "its reward minus its group's mean",
+            (Family::Grpo, true) => {
+                "its reward's distance from its group's mean, in the group's standard deviations"
+            }
+            (Family::Dapo, _) => {
+                "its reward's distance from its group's mean, in the group's standard deviations \
+                 (a group whose rewards are all equal leaves the update)"
+            }
+        }
+    }
+
     /// Its choices, with the clip width and constant length given: `eps` is the symmetric clip
     /// (0.2 in each paper that clips), `max_len` the generation's `max_new_tokens`.
     pub fn objective(self, eps: f32, max_len: usize) -> Objective {

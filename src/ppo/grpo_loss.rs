@@ -31,20 +31,20 @@ pub struct GrpoCoeffs {
     pub beta: f32,
     /// How token terms become one loss (with one ratio per token).
     pub agg: LossAgg,
-    /// The clip band; `None`: the update's `clip_ratio` on both sides.
-    pub clip: Option<ClipRange>,
+    /// The clip band ([`ClipRange::NONE`]: no clip, REINFORCE).
+    pub clip: ClipRange,
     /// One ratio per response ([`sequence_loss`](super::sequence_loss), REINFORCE and RLOO)
     /// instead of one per token; `agg` and `beta` are then unused (their KL is in the score).
     pub per_response: bool,
 }
 
 impl GrpoCoeffs {
-    /// GRPO's: one ratio per token, clipped as the update clips.
-    pub fn grpo(beta: f32, agg: LossAgg) -> Self {
+    /// GRPO's: one ratio per token, clipped to `clip`.
+    pub fn grpo(beta: f32, agg: LossAgg, clip: ClipRange) -> Self {
         Self {
             beta,
             agg,
-            clip: None,
+            clip,
             per_response: false,
         }
     }

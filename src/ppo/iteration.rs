@@ -6,7 +6,8 @@
 use burn::tensor::{Tensor, TensorData};
 
 use super::batch_baseline::{batch_mean_advantages, normalise_over_batch};
-use super::family::Baseline;
+use super::dynamic_sampling::{Kept, groups_with_spread};
+use super::family::{Baseline, Family};
 use super::gae::GaeParams;
 use super::group_advantages::{
     GroupParams, GroupTrace, check_groups, group_advantages, group_advantages_ref, scores_tensor,
@@ -50,8 +51,9 @@ pub struct ExperienceConfig {
     pub whiten_advantages: bool,
     /// The rows come in groups of samples of one prompt: GRPO's advantages are computed too.
     pub group: Option<GroupParams>,
-    /// Which advantages the update uses (GRPO needs `group`).
-    pub algorithm: Algorithm,
+    /// The member of the family the update runs: PPO takes the critic's advantages, every
+    /// other member the scores' ([`ScoreAdvantages`]; the group members need `group`).
+    pub member: Family,
     /// How the critic-free advantages come from the scores (GRPO's group mean by default).
     pub score_advantages: ScoreAdvantages,
 }
@@ -69,6 +71,9 @@ pub struct ScoreAdvantages {
     pub score_kl: f32,
     /// Normalise the advantages over the batch afterwards (TRL RLOO's `normalize_advantages`).
     pub normalise: bool,
+    /// DAPO's dynamic sampling: the groups whose rewards are all equal leave the batch the
+    /// update sees ([`Experience::batch`]; needs `group`).
+    pub dynamic_sampling: bool,
 }
 
 impl Default for ScoreAdvantages {
@@ -78,6 +83,7 @@ impl Default for ScoreAdvantages {
             baseline: Baseline::GroupMean,
             score_kl: 0.0,
             normalise: false,
+            dynamic_sampling: false,
         }
     }
 }
@@ -108,8 +114,10 @@ pub struct Experience {
     /// The critic-free advantages ([`ScoreAdvantages`]: GRPO's unless asked otherwise) on
     /// every real token `[B][R]` (empty without groups under PPO).
     pub group_advantages: Vec<Vec<f32>>,
-    /// Which advantages [`Experience::batch`] hands to the update.
-    pub algorithm: Algorithm,
+    /// The member whose advantages [`Experience::batch`] hands to the update.
+    pub member: Family,
+    /// Under dynamic sampling, the groups that stay in the update's batch.
+    pub kept: Option<Kept>,
 }
 
 /// A flat `[B * width]` read-back as rows.
@@ -191,7 +199,7 @@ pub async fn collect_experience_timed(
         ms
     };
     let by_batch = config.score_advantages.baseline == Baseline::BatchMean;
-    match (config.algorithm, config.group) {
+    match (config.member.algorithm(), config.group) {
         (Algorithm::Grpo, None) if !by_batch => {
             return Err("a group baseline needs the rows grouped by prompt".into());
         }
@@ -327,7 +335,7 @@ pub async fn collect_experience_timed(
             scored(),
             params.group_size,
         ))),
-        (Baseline::BatchMean, _) if config.algorithm == Algorithm::Grpo => {
+        (Baseline::BatchMean, _) if config.member.algorithm() == Algorithm::Grpo => {
             Some(per_response(batch_mean_advantages(scored())))
         }
         _ => None,
@@ -336,10 +344,18 @@ pub async fn collect_experience_timed(
         Some(rows) => to_rows(read_f32(rows).await?, r),
         None => Vec::new(),
     };
+    let kept = match (sa.dynamic_sampling, config.group) {
+        (false, _) => None,
+        (true, Some(g)) => Some(groups_with_spread(&score_values, g.group_size)?),
+        (true, None) => {
+            return Err("dynamic sampling drops groups: the rows must be grouped by prompt".into());
+        }
+    };
     let experience = Experience {
         group,
         group_advantages: group_rows,
-        algorithm: config.algorithm,
+        member: config.member,
+        kept,
         responses,
         scores,
         ref_logprobs: ref_rows,
@@ -358,10 +374,29 @@ pub async fn collect_experience_timed(
 }
 
 impl Experience {
-    /// What the update needs: GAE's whitened advantages for PPO, the group-relative ones for
-    /// GRPO.
+    /// Which advantages the update takes: the critic's (PPO) or the scores' (the others).
+    pub fn algorithm(&self) -> Algorithm {
+        self.member.algorithm()
+    }
+
+    /// What the update needs: GAE's whitened advantages for PPO, the critic-free ones for the
+    /// others; under dynamic sampling only the rows of the groups that stay (possibly none).
     pub fn batch(&self) -> PpoBatch {
-        let advantages = match self.algorithm {
+        let all = self.every_row();
+        match &self.kept {
+            Some(kept) => all.select(&kept.rows),
+            None => all,
+        }
+    }
+
+    /// Whether the update had rows to learn from (not when dynamic sampling dropped every group).
+    pub fn updated(&self) -> bool {
+        self.kept.as_ref().is_none_or(|k| !k.rows.is_empty())
+    }
+
+    /// [`Experience::batch`] with every row, dynamic sampling or not.
+    pub fn every_row(&self) -> PpoBatch {
+        let advantages = match self.algorithm() {
             Algorithm::Ppo => self.advantages.clone(),
             Algorithm::Grpo => self.group_advantages.clone(),
         };
@@ -452,7 +487,7 @@ pub fn metrics(experience: &Experience, stats: &UpdateStats) -> Vec<(&'static st
         ("update/optimizer_steps", stats.optimizer_steps as f64),
         ("update/skipped_steps", stats.skipped_steps as f64),
     ];
-    if experience.algorithm == Algorithm::Grpo {
+    if experience.algorithm() == Algorithm::Grpo {
         // No critic and no KL penalty in the reward: GRPO's KL is a loss term.
         rows.retain(|(name, _)| {
             !matches!(
@@ -470,5 +505,65 @@ pub fn metrics(experience: &Experience, stats: &UpdateStats) -> Vec<(&'static st
         rows.push(("grpo/reward_std", group.reward_std_mean()));
         rows.push(("grpo/zero_std_frac", group.zero_spread_frac()));
     }
+    if let Some(kept) = &experience.kept {
+        // The share of the batch's groups the update saw.
+        let groups = kept.kept.len().max(1) as f64;
+        rows.push((
+            "dapo/kept_groups_frac",
+            (groups - kept.dropped() as f64) / groups,
+        ));
+    }
+    if !experience.updated() {
+        without_update(&mut rows);
+    }
     rows
+}
+
+/// Leaves out the rows only an update makes (its losses, clip fractions, approx KL, gradient
+/// norm): when dynamic sampling left nothing, a 0 there would read as a collapsed entropy or a
+/// policy that did not move. The rollout's rows, β and the step counts stay.
+pub fn without_update(rows: &mut Vec<(&'static str, f64)>) {
+    rows.retain(|(name, _)| {
+        !(name.starts_with("loss/")
+            || matches!(
+                *name,
+                "params/approx_kl"
+                    | "params/policy_clip_frac"
+                    | "params/value_clip_frac"
+                    | "params/grad_norm"
+            ))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step where dynamic sampling left nothing keeps the rollout's numbers, β and the step
+    /// counts, and no number an update makes.
+    #[test]
+    fn a_step_without_an_update_reports_no_update_numbers() {
+        let mut rows = vec![
+            ("rollout/reward_mean", 1.0),
+            ("loss/policy", 0.0),
+            ("loss/entropy", 0.0),
+            ("params/approx_kl", 0.0),
+            ("params/policy_clip_frac", 0.0),
+            ("params/grad_norm", 0.0),
+            ("params/kl_coeff", 0.05),
+            ("update/optimizer_steps", 0.0),
+            ("dapo/kept_groups_frac", 0.0),
+        ];
+        without_update(&mut rows);
+        let names: Vec<&str> = rows.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            vec![
+                "rollout/reward_mean",
+                "params/kl_coeff",
+                "update/optimizer_steps",
+                "dapo/kept_groups_frac"
+            ]
+        );
+    }
 }

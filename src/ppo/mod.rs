@@ -29,6 +29,7 @@ pub mod loss_agg;
 pub mod losses;
 pub mod masked;
 pub mod member_advantages;
+pub mod member_setup;
 pub mod policy_loss;
 pub mod rewards;
 pub mod sequence_kl;

@@ -8,7 +8,7 @@
 //! pg_i        = max(-A_i * ratio_i, -A_i * clip(ratio_i, 1 - eps_low, 1 + eps_high))
 //! loss        = (1/B) sum_i pg_i
 //! ```
-//! Without a clip (REINFORCE), `pg_i = -A_i * ratio_i`. At the first step of an update the new
+//! Without a clip (REINFORCE, [`ClipRange::NONE`]), `pg_i = -A_i * ratio_i`. At the first step of an update the new
 //! policy is the old one, `ratio_i = 1`, and the gradient is `-(1/B) sum_i A_i grad sum_t logp`:
 //! exactly REINFORCE's. Where PPO and GRPO give every token its own ratio and clip, here one
 //! ratio covers the response: a response of 30 tokens that each moved by 1% has a ratio of
@@ -33,7 +33,7 @@ pub fn sequence_loss(
     logprobs_old: Tensor<2>,
     advantages: Tensor<1>,
     response_mask: Tensor<2>,
-    clip: Option<ClipRange>,
+    clip: impl Into<ClipRange>,
 ) -> SequenceLoss {
     let [b, _] = response_mask.dims();
     let log_ratio = ((logprobs_new - logprobs_old) * response_mask)
@@ -41,19 +41,11 @@ pub fn sequence_loss(
         .reshape([b]);
     let ratio = log_ratio.exp();
     let unclipped = -advantages.clone() * ratio.clone();
-    match clip {
-        None => SequenceLoss {
-            clip_frac: Tensor::zeros([1], &unclipped.device()),
-            loss: unclipped.mean(),
-        },
-        Some(c) => {
-            let clipped = -advantages * c.clamp_tensor(ratio);
-            let was_clipped = clipped.clone().detach().greater(unclipped.clone().detach());
-            SequenceLoss {
-                loss: unclipped.max_pair(clipped).mean(),
-                clip_frac: was_clipped.float().mean(),
-            }
-        }
+    let clipped = -advantages * clip.into().clamp_tensor(ratio);
+    let was_clipped = clipped.clone().detach().greater(unclipped.clone().detach());
+    SequenceLoss {
+        loss: unclipped.max_pair(clipped).mean(),
+        clip_frac: was_clipped.float().mean(),
     }
 }
 
@@ -82,8 +74,9 @@ pub fn sequence_loss_ref(
     logprobs_old: &[Vec<f32>],
     advantages: &[f32],
     response_mask: &[Vec<f32>],
-    clip: Option<ClipRange>,
+    clip: impl Into<ClipRange>,
 ) -> SequenceTrace {
+    let c = clip.into();
     let rows: Vec<SequenceStep> = advantages
         .iter()
         .enumerate()
@@ -94,18 +87,13 @@ pub fn sequence_loss_ref(
                 .sum();
             let ratio = log_ratio.exp();
             let unclipped = -a * ratio;
-            let (pg, clip) = match clip {
-                None => (unclipped, PolicyClip::No),
-                Some(c) => {
-                    let clipped = -a * c.clamp(ratio);
-                    let why = match (clipped > unclipped, ratio > 1.0) {
-                        (false, _) => PolicyClip::No,
-                        (true, true) => PolicyClip::AboveBand,
-                        (true, false) => PolicyClip::BelowBand,
-                    };
-                    (unclipped.max(clipped), why)
-                }
+            let clipped = -a * c.clamp(ratio);
+            let clip = match (clipped > unclipped, ratio > 1.0) {
+                (false, _) => PolicyClip::No,
+                (true, true) => PolicyClip::AboveBand,
+                (true, false) => PolicyClip::BelowBand,
             };
+            let pg = unclipped.max(clipped);
             SequenceStep {
                 log_ratio,
                 ratio,
@@ -157,7 +145,7 @@ mod tests {
     fn hand_worked_responses() {
         let [new, old, mask] = case();
         let adv = [1.0, -1.0, 0.5];
-        let t = sequence_loss_ref(&new, &old, &adv, &mask, Some(ClipRange::symmetric(0.2)));
+        let t = sequence_loss_ref(&new, &old, &adv, &mask, ClipRange::symmetric(0.2));
         assert!((t.rows[0].ratio - 1.44).abs() < 1e-5);
         // Clipped at 1.2 as a whole, though each token moved by a ratio of only 1.2.
         assert_eq!(t.rows[0].clip, PolicyClip::AboveBand);
@@ -168,10 +156,10 @@ mod tests {
         assert!((t.loss - (-1.2 + 0.8 - 0.5) / 3.0).abs() < 1e-5);
         assert!((t.clip_frac - 2.0 / 3.0).abs() < 1e-6);
         // DAPO's wider top: 1.44 is still over 1.28.
-        let dapo = sequence_loss_ref(&new, &old, &adv, &mask, ClipRange::new(0.2, 0.28).ok());
+        let dapo = sequence_loss_ref(&new, &old, &adv, &mask, ClipRange::new(0.2, 0.28).unwrap());
         assert!((dapo.rows[0].pg + 1.28).abs() < 1e-5);
         // No clip (REINFORCE): every response's -A * ratio.
-        let plain = sequence_loss_ref(&new, &old, &adv, &mask, None);
+        let plain = sequence_loss_ref(&new, &old, &adv, &mask, ClipRange::NONE);
         assert!((plain.loss - (-1.44 + 0.5 - 0.5) / 3.0).abs() < 1e-5);
         assert_eq!(plain.clip_frac, 0.0);
     }
@@ -186,9 +174,9 @@ mod tests {
             Tensor::<2>::from_data(TensorData::new(flat, [3, 3]), &device)
         };
         for clip in [
-            None,
-            Some(ClipRange::symmetric(0.2)),
-            ClipRange::new(0.1, 0.5).ok(),
+            ClipRange::NONE,
+            ClipRange::symmetric(0.2),
+            ClipRange::new(0.1, 0.5).unwrap(),
         ] {
             let want = sequence_loss_ref(&new, &old, &adv, &mask, clip);
             let got = sequence_loss(

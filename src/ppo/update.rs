@@ -12,7 +12,6 @@ use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::clip_range::ClipRange;
 use super::gae::{Gae, GaeParams, gae};
 use super::grpo_loss::{GrpoCoeffs, grpo_loss};
 use super::losses::{
@@ -198,9 +197,7 @@ pub fn grpo_minibatch_losses(
         config.temperature,
     );
     let mask = minibatch.response_mask;
-    let clip = grpo
-        .clip
-        .unwrap_or(ClipRange::symmetric(config.coeffs.clip_ratio));
+    let clip = grpo.clip;
     let entropy = reference_masked_entropy(out.logits, mask.clone(), out.entropy);
     let (loss, policy, clip_frac, approx_kl, kl) = if grpo.per_response {
         let [b, _] = mask.dims();
@@ -214,7 +211,7 @@ pub fn grpo_minibatch_losses(
             minibatch.old_logprobs,
             advantages.reshape([b]),
             mask,
-            Some(clip),
+            clip,
         );
         let zero = Tensor::zeros([1], &s.loss.device());
         (
@@ -365,6 +362,30 @@ pub(crate) fn rows_f32(rows: &[&Vec<f32>], device: &burn::tensor::Device) -> Ten
     let (b, t) = (rows.len(), rows.first().map_or(0, |r| r.len()));
     let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
     Tensor::from_data(TensorData::new(flat, [b, t]), device)
+}
+
+/// [`ppo_update`] on the rows dynamic sampling left ([`Experience::batch`]): when every group
+/// was dropped there is nothing to learn from (the model comes back unchanged, the statistics 0,
+/// `optimizer_steps` 0 saying so), and the mini-batches are no larger than the rows left.
+///
+/// [`Experience::batch`]: super::iteration::Experience::batch
+pub async fn update_kept(
+    model: Qwen2Model,
+    optim: &mut ModuleOptimizer,
+    batch: &PpoBatch,
+    config: &UpdateConfig,
+    functions: &Functions,
+    rng: &mut Rng,
+) -> Result<(Qwen2Model, UpdateStats), String> {
+    let n = batch.ids.len();
+    if n == 0 {
+        return Ok((model, UpdateStats::default()));
+    }
+    let config = UpdateConfig {
+        mini_batch_size: config.mini_batch_size.min(n),
+        ..*config
+    };
+    ppo_update(model, optim, batch, &config, functions, rng).await
 }
 
 /// Run the update, PPO's mini-batch losses from `functions` (exercise 5; GRPO's objective is

@@ -7,6 +7,8 @@ use crate::explain::stage::real_len;
 use crate::explore::{Band, policy_case, value_case};
 use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::Algorithm;
+use crate::ppo::family::Family;
+use crate::ppo::group_advantages::RewardScale;
 
 /// A deterministic pick among `n` candidates that changes with the iteration and the row, so
 /// the next batch asks about another token.
@@ -70,15 +72,21 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
             if len == 0 {
                 return None;
             }
-            let advantages = &exp.advantages[row][..len];
+            // The advantages the update used: PPO's GAE, or the critic-free member's.
+            let used = match exp.algorithm() {
+                Algorithm::Ppo => &exp.advantages,
+                Algorithm::Grpo => &exp.group_advantages,
+            };
+            let advantages = &used[row][..len];
             let positive: Vec<usize> = (0..len).filter(|&t| advantages[t] > 0.0).collect();
             let texts = (0..len).map(|t| token(walk, row, t)).collect();
-            let what = match exp.algorithm {
-                Algorithm::Ppo => {
-                    "GAE then compares each token's reward and the critic's values V_t, which are on show, and whitening centres the result on the batch's mean"
+            let what = match exp.member {
+                Family::Ppo => {
+                    "GAE then compares each token's reward and the critic's values V_t, which are on show, and whitening centres the result on the batch's mean".to_string()
                 }
-                Algorithm::Grpo => {
-                    "GRPO gives every token of a response its reward's distance from its group's mean, in the group's standard deviations"
+                member => {
+                    let scaled = exp.group.as_ref().is_some_and(|g| g.scale == RewardScale::Group);
+                    format!("{} gives every token of a response {}", member.name(), member.response_advantage(scaled))
                 }
             };
             Some(Question {
@@ -197,7 +205,7 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
             })
         }
         Kind::GaeStep => {
-            if exp.algorithm != Algorithm::Ppo || len == 0 {
+            if exp.algorithm() != Algorithm::Ppo || len == 0 {
                 return None;
             }
             let trace = &walk.gae[row];
@@ -234,7 +242,7 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
         }
         Kind::WhiteningFlip => {
             let w = walk.whiten.as_ref()?;
-            if exp.algorithm != Algorithm::Ppo || len == 0 {
+            if exp.algorithm() != Algorithm::Ppo || len == 0 {
                 return None;
             }
             let trace = &walk.gae[row];
@@ -341,7 +349,7 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
             })
         }
         Kind::CriticLearns => {
-            if exp.algorithm != Algorithm::Ppo {
+            if exp.algorithm() != Algorithm::Ppo {
                 return None;
             }
             let c = walk.update.coeffs.clip_range_value;

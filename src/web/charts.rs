@@ -2,7 +2,6 @@
 
 use leptos::prelude::*;
 use plotters::prelude::*;
-use plotters::series::DashedLineSeries;
 use plotters_backend::{
     BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingBackend, DrawingErrorKind,
     FontTransform,
@@ -11,8 +10,9 @@ use plotters_canvas::CanvasBackend;
 use wasm_bindgen::JsCast;
 
 use super::classroom::{canvas_by_id, fit_canvas, handout_buttons, scale};
+use super::runs::{draw_runs, overlays};
 use super::select::{exact, show_token};
-use super::state::{AppState, Point};
+use super::state::{AppState, Point, Run};
 use crate::explain::format::num;
 use crate::lab::run::KEPT_ITERATIONS;
 
@@ -230,24 +230,29 @@ struct XAxis {
 
 /// Draws `spec` over `points` on `root`, every length times `k` (backing pixels per CSS pixel
 /// at normal size); returns the x axis in the root's pixels.
-/// `previous` (the run before the last reset) is drawn dashed in orange over the reward chart's
-/// own series, so two runs from the same start compare by iteration.
+/// The earlier `runs` are drawn dashed over the reward and KL charts' own series
+/// ([`draw_runs`]), so runs from the same start compare by iteration.
 fn plot<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     spec: &ChartSpec,
     points: &[Point],
-    previous: &[Point],
+    runs: &[Run],
     k: f64,
 ) -> Option<XAxis> {
     let px = |x: f64| (x * k).round() as i32;
     root.fill(&WHITE).ok()?;
-    let previous = if spec.id == "reward" { previous } else { &[] };
-    let xs = points.iter().chain(previous).map(|p| p.iteration as f64);
+    let runs = if overlays(spec.id) { runs } else { &[] };
+    let previous: Vec<&Point> = runs.iter().flat_map(|r| &r.points).collect();
+    let previous = previous.into_iter();
+    let xs = points
+        .iter()
+        .chain(previous.clone())
+        .map(|p| p.iteration as f64);
     let (x0, x1) = (
         xs.clone().fold(f64::INFINITY, f64::min),
         xs.fold(f64::NEG_INFINITY, f64::max),
     );
-    let (x0, x1) = if points.is_empty() && previous.is_empty() {
+    let (x0, x1) = if points.is_empty() && runs.is_empty() {
         (0.0, 1.0)
     } else if x1 - x0 < 1.0 {
         (x0 - 0.5, x1 + 0.5)
@@ -310,24 +315,9 @@ fn plot<DB: DrawingBackend>(
             )
             .ok()?;
     }
-    // The previous run on top, dashed with hollow rings: where both runs sampled the same
-    // rewards (same seed, same start) the solid line shows through.
-    if let Some((_, f, _)) = spec.series.first().filter(|_| !previous.is_empty()) {
-        let data: Vec<(f64, f64)> = previous
-            .iter()
-            .map(|p| (p.iteration as f64, f(p)))
-            .filter(|(_, y)| y.is_finite())
-            .collect();
-        let style = Color::stroke_width(&ORANGE, px(2.0) as u32);
-        chart
-            .draw_series(DashedLineSeries::new(data.clone(), px(6.0), px(4.0), style))
-            .ok()?;
-        chart
-            .draw_series(
-                data.into_iter()
-                    .map(|(x, y)| Circle::new((x, y), px(6.0) as u32, style)),
-            )
-            .ok()?;
+    // The earlier runs on top.
+    if let Some((_, f, _)) = spec.series.first() {
+        draw_runs(&mut chart, runs, *f, k)?;
     }
     let (xr, _) = chart.plotting_area().get_pixel_range();
     root.present().ok()?;
@@ -344,7 +334,7 @@ fn draw(
     canvas: web_sys::HtmlCanvasElement,
     spec: &ChartSpec,
     points: &[Point],
-    previous: &[Point],
+    runs: &[Run],
     scale: f64,
 ) -> Option<XAxis> {
     let dpr = fit_canvas(&canvas, CHART_W * scale, CHART_H * scale);
@@ -352,7 +342,7 @@ fn draw(
         Canvas::new(canvas)?.into_drawing_area(),
         spec,
         points,
-        previous,
+        runs,
         scale * dpr,
     )?;
     Some(XAxis {
@@ -363,13 +353,13 @@ fn draw(
 }
 
 /// The chart as an SVG file, twice the normal size.
-fn chart_svg(spec: &ChartSpec, points: &[Point], previous: &[Point]) -> Option<String> {
+fn chart_svg(spec: &ChartSpec, points: &[Point], runs: &[Run]) -> Option<String> {
     let mut out = String::new();
     {
         let root =
             SVGBackend::with_string(&mut out, ((CHART_W * 2.0) as u32, (CHART_H * 2.0) as u32))
                 .into_drawing_area();
-        plot(root, spec, points, previous, 2.0)?;
+        plot(root, spec, points, runs, 2.0)?;
     }
     Some(out)
 }
@@ -395,10 +385,10 @@ pub fn Charts(state: AppState) -> impl IntoView {
             let axis = StoredValue::new(XAxis::default());
             Effect::new(move |_| {
                 let points = state.history.get();
-                let previous = state.previous_run.get();
+                let runs = state.runs.get();
                 let s = scale(state);
                 if let Some(canvas) = node.get() {
-                    if let Some(a) = draw(canvas.clone(), spec, &points, &previous, s) {
+                    if let Some(a) = draw(canvas.clone(), spec, &points, &runs, s) {
                         axis.set_value(a);
                         let _ = canvas.set_attribute(
                             "data-axis",
@@ -417,15 +407,12 @@ pub fn Charts(state: AppState) -> impl IntoView {
                 }
             };
             // The legend: each series' colour, name and last value.
-            // The reward chart names each run's algorithm, this run's and the one before a reset.
+            // The reward and KL charts name each run's member: this run's and the earlier ones'.
             let last = move || {
                 let history = state.history.get();
                 let p = history.last()?;
-                let previous = state.previous_run.get();
-                let overlay = (spec.id == "reward")
-                    .then(|| previous.last().cloned())
-                    .flatten();
-                let run_name = |p: &Point, which: &str| format!("{which} ({})", p.algorithm.name());
+                let runs = state.runs.get();
+                let runs = if overlays(spec.id) { runs } else { Vec::new() };
                 let swatch = |RGBColor(r, g, b): RGBColor| {
                     view! {
                         <span class="swatch" style=format!("background: rgb({r}, {g}, {b})")></span>
@@ -438,8 +425,8 @@ pub fn Charts(state: AppState) -> impl IntoView {
                     .enumerate()
                     .filter(|(_, (_, f, _))| f(p).is_finite())
                     .map(|(i, (name, f, color))| {
-                        let name = if overlay.is_some() {
-                            run_name(p, "this run")
+                        let name = if i == 0 && !runs.is_empty() {
+                            format!("this run ({})", p.member.name())
                         } else {
                             name.to_string()
                         };
@@ -453,12 +440,19 @@ pub fn Charts(state: AppState) -> impl IntoView {
                         }
                     })
                     .collect_view();
-                let before = overlay.map(|q| view! {
-                    " · " {swatch(ORANGE)}
-                    <span data-testid="chart-reward-previous">
-                        {format!("{} {}", run_name(&q, "previous run"), num(q.reward_mean as f32))}
-                    </span>
-                });
+                let f = spec.series[0].1;
+                let before = runs
+                    .iter()
+                    .filter_map(|run| {
+                        let q = run.points.last()?;
+                        Some(view! {
+                            " · " {swatch(run.colour())}
+                            <span data-testid=format!("chart-{}-run-{}", spec.id, run.number) data-v=exact(f(q) as f32)>
+                                {format!("{} {}", run.name(), num(f(q) as f32))}
+                            </span>
+                        })
+                    })
+                    .collect_view();
                 Some(view! { {own} {before} })
             };
             view! {
@@ -472,7 +466,7 @@ pub fn Charts(state: AppState) -> impl IntoView {
                             true,
                             move || canvas_by_id(&format!("chart-{}", spec.id)),
                             move || state.history.with_untracked(|h| {
-                                state.previous_run.with_untracked(|p| chart_svg(spec, h, p))
+                                state.runs.with_untracked(|r| chart_svg(spec, h, r))
                             }),
                         )}
                     </figcaption>
@@ -480,17 +474,29 @@ pub fn Charts(state: AppState) -> impl IntoView {
             }
         })
         .collect_view();
-    // Each run's rewards, exact, for tests and scripts to read.
-    let listed = |run: RwSignal<Vec<Point>>| {
-        move || {
-            run.get()
-                .iter()
-                .map(|p| format!("{:?}", p.reward_mean))
-                .collect::<Vec<_>>()
-                .join(",")
-        }
+    // Each run's rewards, exact, for tests and scripts to read: this run's, the one before the
+    // last reset, and every kept run's (`run 1 (PPO): 0.1,0.2; run 2 (RLOO): ...`).
+    let listed = |points: &[Point]| {
+        points
+            .iter()
+            .map(|p| format!("{:?}", p.reward_mean))
+            .collect::<Vec<_>>()
+            .join(",")
     };
-    let (rewards, previous) = (listed(state.history), listed(state.previous_run));
+    let rewards = move || state.history.with(|h| listed(h));
+    let previous = move || {
+        state
+            .runs
+            .with(|r| r.last().map(|r| listed(&r.points)).unwrap_or_default())
+    };
+    let runs = move || {
+        state.runs.with(|r| {
+            r.iter()
+                .map(|r| format!("{}: {}", r.name(), listed(&r.points)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    };
     view! {
         <section class="card" data-testid="charts">
             <h2>"Across iterations"</h2>
@@ -500,7 +506,7 @@ pub fn Charts(state: AppState) -> impl IntoView {
                     state.kept.with(|k| k.len())
                 )}
             </p>
-            <div class="charts" data-testid="reward-history" data-values=rewards data-previous=previous>{charts}</div>
+            <div class="charts" data-testid="reward-history" data-values=rewards data-previous=previous data-runs=runs>{charts}</div>
             <PinnedOverTime state=state />
         </section>
     }

@@ -156,14 +156,11 @@ pub(super) fn Settings(state: AppState) -> impl IntoView {
                 }
             }
         });
-        // Settings that are fine alone but not together: samples per prompt and the algorithm.
+        // Settings that are fine alone but not together (samples per prompt, the algorithm,
+        // epochs): the error starts with the key to change.
         if found.is_empty() {
             if let Err(err) = next.groups() {
-                let key = if err.starts_with("`algo`") {
-                    "algo"
-                } else {
-                    "group"
-                };
+                let key = err.split('`').nth(1).unwrap_or("group");
                 let i = SETTING_KEYS.iter().position(|k| k.key == key).unwrap_or(0);
                 found.push((i, err));
             }

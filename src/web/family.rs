@@ -291,7 +291,12 @@ pub fn family_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> imp
     let body = move || {
         let members = state.members.get();
         let settings = state.settings.get_untracked();
-        let cmp = compare_members(&walk.experience, &members, settings.max_new_tokens);
+        let cmp = compare_members(
+            &walk.experience,
+            &members,
+            settings.beta,
+            settings.max_new_tokens,
+        );
         view! {
             {choices_view(&members, settings.clip, settings.max_new_tokens)}
             {unavailable(&cmp)}

@@ -17,7 +17,7 @@ use crate::explore::{CriticCost, compare_advantages, zero_spread_effects};
 use crate::lab::run::TINY_CONFIG;
 use crate::lab::walkthrough::Walkthrough;
 use crate::model::Qwen2Config;
-use crate::ppo::Algorithm;
+use crate::ppo::family::Family;
 use crate::ppo::group_advantages::{GROUP_EPS, GroupStep, RewardScale};
 
 /// Qwen1.5-1.8B-Chat's shape (its config.json), for the critic's cost at full size.
@@ -183,7 +183,7 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
                     <td class="num">{t}</td>
                     <td class="tokcell">{show_token(&response_token(walk, row, t))}</td>
                     {cell(state, format!("grpo-ppo-{t}"), exp.advantages[row][t])}
-                    {cell(state, format!("grpo-grpo-{t}"), exp.group_advantages[row][t])}
+                    {cell(state, format!("grpo-grpo-{t}"), step.advantages[i])}
                     <td>{differs.then_some("≠ opposite signs")}</td>
                 </tr>
             }
@@ -225,13 +225,17 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
         }
     });
 
-    let used = match exp.algorithm {
-        Algorithm::Ppo => "This iteration's update used PPO's advantages (the left column).",
-        Algorithm::Grpo => "This iteration's update used GRPO's advantages (the right column).",
+    let used = match exp.member {
+        Family::Ppo => "This iteration's update used PPO's advantages (the left column).".into(),
+        Family::Grpo => "This iteration's update used GRPO's advantages (the right column).".into(),
+        member => format!(
+            "This iteration's update used {}'s advantages (the family panel below shows them).",
+            member.name()
+        ),
     };
-    let other = match exp.algorithm {
-        Algorithm::Ppo => Algorithm::Grpo,
-        Algorithm::Grpo => Algorithm::Ppo,
+    let other = match exp.member {
+        Family::Ppo => Family::Grpo,
+        _ => Family::Ppo,
     };
     let switch = move |_| {
         state.settings.update(|s| s.algo = other);

@@ -21,6 +21,7 @@ mod health;
 mod input;
 mod predict;
 mod run;
+mod runs;
 mod sandbox;
 mod select;
 mod stages;

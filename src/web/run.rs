@@ -106,9 +106,7 @@ impl AppState {
                 t.model_loaded_at_ms.get_or_insert_with(since_navigation_ms);
             });
             let run = self.history.get_untracked();
-            if !run.is_empty() {
-                self.previous_run.set(run);
-            }
+            self.runs.update(|runs| super::runs::keep(runs, run));
             self.history.set(Vec::new());
             self.health
                 .set(RunHealth::new(&self.settings.get_untracked()));
@@ -277,22 +275,26 @@ impl AppState {
         } = done;
         self.exercises_ran.set(exercises_ran);
         let stats = &walk.stats;
+        // An update's numbers, or none (a gap in the charts) when dynamic sampling left nothing
+        // to update on.
+        let updated = walk.experience.updated();
+        let u = |x: f32| if updated { x as f64 } else { f64::NAN };
         self.history.update(|h| {
             h.push(Point {
                 iteration,
                 reward_mean: walk.experience.reward_mean(),
                 kl_mean: walk.experience.kl_mean(),
-                policy_clip_frac: stats.policy_clip_frac as f64,
-                value_clip_frac: stats.value_clip_frac as f64,
-                loss_value: stats.loss_value as f64,
-                entropy: stats.loss_entropy as f64,
-                approx_kl: stats.approx_kl as f64,
-                grad_norm: stats.grad_norm as f64,
+                policy_clip_frac: u(stats.policy_clip_frac),
+                value_clip_frac: u(stats.value_clip_frac),
+                loss_value: u(stats.loss_value),
+                entropy: u(stats.loss_entropy),
+                approx_kl: u(stats.approx_kl),
+                grad_norm: u(stats.grad_norm),
                 explained_variance: walk.experience.explained_variance().unwrap_or(f64::NAN),
                 kl_coeff: walk.experience.kl_coeff as f64,
                 kl_target: walk.kl_control.map_or(f64::NAN, |k| k.target),
                 times: walk.times,
-                algorithm: walk.experience.algorithm,
+                member: walk.experience.member,
             })
         });
         self.health

@@ -13,7 +13,6 @@ use crate::explain::stage::real_len;
 use crate::lab::settings::LabSettings;
 use crate::lab::walkthrough::{AttentionMaps, Replay, StageTimes, Walkthrough};
 use crate::lab::wire::Sampling;
-use crate::ppo::Algorithm;
 
 /// The stages of one iteration, in the order the page steps through them (0 is the overview).
 pub use crate::explain::stage::StageKey as Stage;
@@ -40,7 +39,15 @@ pub struct Point {
     pub kl_target: f64,
     pub times: StageTimes,
     /// Whose advantages the update used.
-    pub algorithm: Algorithm,
+    pub member: crate::ppo::family::Family,
+}
+
+/// A finished run: its number (1 for the first since the page opened) and its points
+/// (src/web/runs.rs draws and names it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Run {
+    pub number: usize,
+    pub points: Vec<Point>,
 }
 
 /// One iteration's batch, kept so a chart click can reopen it.
@@ -98,9 +105,9 @@ pub struct AppState {
     pub speed_ms: RwSignal<u32>,
     pub activity: RwSignal<Activity>,
     pub history: RwSignal<Vec<Point>>,
-    /// The run before the last reset, whose reward curve the reward chart overlays (to compare
-    /// PPO with GRPO from the same pretrained model).
-    pub previous_run: RwSignal<Vec<Point>>,
+    /// The runs before the last resets, whose reward and KL curves the charts overlay (to
+    /// compare members of the family trained from the same pretrained model and seed).
+    pub runs: RwSignal<Vec<Run>>,
     pub presenter: RwSignal<bool>,
     /// Set when training should stop after the current iteration.
     pub stop_requested: RwSignal<bool>,
@@ -174,7 +181,7 @@ impl AppState {
             speed_ms: RwSignal::new(600),
             activity: RwSignal::new(Activity::Loading),
             history: RwSignal::new(Vec::new()),
-            previous_run: RwSignal::new(Vec::new()),
+            runs: RwSignal::new(Vec::new()),
             presenter: RwSignal::new(presenter),
             stop_requested: RwSignal::new(false),
             longest_block_ms: RwSignal::new(0.0),

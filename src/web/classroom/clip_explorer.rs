@@ -10,7 +10,7 @@ use crate::explore::{
     Band, ClipCases, PolicyCase, ValueCase, clip_cases, policy_case, surrogate, value_case,
 };
 use crate::lab::walkthrough::Walkthrough;
-use crate::ppo::Algorithm;
+use crate::ppo::family::Family;
 use crate::ppo::policy_loss::PolicyTrace;
 use crate::web::select::{exact, response_token, show_token};
 use crate::web::state::{AppState, Asked};
@@ -240,13 +240,13 @@ fn cases_table(testid: &'static str, title: &'static str, cases: ClipCases) -> i
     }
 }
 
-/// What the update's advantage Â is in this iteration: GRPO's group advantage, or PPO's GAE
-/// advantage whitened over the batch or used as it is.
-fn advantage_kind(walk: &Walkthrough) -> &'static str {
-    match (walk.experience.algorithm, walk.whiten.is_some()) {
-        (Algorithm::Grpo, _) => "GRPO's group advantage, used as it is",
-        (Algorithm::Ppo, true) => "the GAE advantage, whitened over the batch",
-        (Algorithm::Ppo, false) => "the GAE advantage; whitening is off",
+/// What the update's advantage Â is in this iteration: PPO's GAE advantage whitened over the
+/// batch or used as it is, or the critic-free member's one number per response.
+fn advantage_kind(walk: &Walkthrough) -> String {
+    match (walk.experience.member, walk.whiten.is_some()) {
+        (Family::Ppo, true) => "the GAE advantage, whitened over the batch".into(),
+        (Family::Ppo, false) => "the GAE advantage; whitening is off".into(),
+        (member, _) => format!("{}'s one advantage for the whole response", member.name()),
     }
 }
 
