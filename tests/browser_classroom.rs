@@ -918,6 +918,13 @@ async fn the_family_compares_every_member_on_the_pages_batch() {
     page.screenshot("classroom-family.png").await;
     page.show("family-tokens").await;
     page.screenshot("classroom-family-tokens.png").await;
+    // On a projector: presenter mode at 1280x800.
+    page.press("f").await;
+    page.settle().await;
+    page.show("family-compare").await;
+    page.screenshot("classroom-family-presenter.png").await;
+    page.press("f").await;
+    page.settle().await;
     // The last picked member stays.
     page.click("family-pick-grpo").await;
     page.click("family-pick-dr_grpo").await;
