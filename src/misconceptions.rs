@@ -8,6 +8,7 @@ use crate::explain::format::{count, num};
 use crate::explain::stage::{StageKey, real_len, whitening_flips};
 use crate::explore::{Band, ValueMove, clip_cases, value_case};
 use crate::lab::walkthrough::Walkthrough;
+use crate::ppo::family::KlPlacement;
 
 /// One misconception, answered on a batch.
 #[derive(Clone, Debug, PartialEq)]
@@ -148,7 +149,23 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
     } else {
         (kl_sum / kl_n as f64) as f32
     };
-    let trained = format!("This iteration trained with {}.", exp.member.name());
+    let trained = match exp.member.objective(0.2, 1).kl {
+        KlPlacement::TokenReward => {
+            "This iteration trained with PPO: its KL was in the rewards.".to_string()
+        }
+        KlPlacement::Loss => format!(
+            "This iteration trained with {}: its KL was the β·k3 loss term (β = {}); the token rewards shown are PPO's, and its update did not use them.",
+            exp.member.name(),
+            num(walk.update.grpo.map_or(0.0, |g| g.beta))
+        ),
+        KlPlacement::ResponseReward => format!(
+            "This iteration trained with {}: its KL, summed over each response and times the `beta` setting, was subtracted from the response's score before the baseline; the token rewards shown are PPO's, and its update did not use them.",
+            exp.member.name()
+        ),
+        KlPlacement::Off => {
+            "This iteration trained with DAPO, which has no KL term at all; the token rewards shown are PPO's, and its update did not use them.".to_string()
+        }
+    };
     out.push(Misconception {
         key: "kl-reward-or-loss",
         question: "Is the KL to the reference part of the loss?",

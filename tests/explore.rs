@@ -372,6 +372,14 @@ fn every_member_trains_in_the_lab_as_its_setup_says() {
         err.starts_with("`epochs`") && err.contains("REINFORCE"),
         "{err}"
     );
+    // DAPO's lower clip must stay under its upper one.
+    let dapo_wide = LabSettings {
+        algo: Family::Dapo,
+        clip: 0.3,
+        ..base.clone()
+    };
+    let err = dapo_wide.groups().unwrap_err();
+    assert!(err.starts_with("`clip`") && err.contains("0.28"), "{err}");
     for f in Family::ALL {
         let s = LabSettings {
             algo: f,
@@ -389,12 +397,24 @@ fn every_member_trains_in_the_lab_as_its_setup_says() {
             Algorithm::Ppo => &e.advantages,
             Algorithm::Grpo => &e.group_advantages,
         };
+        assert_eq!(used.len(), shown.tokens.len(), "{}", f.name());
+        assert!(
+            used.iter()
+                .zip(&shown.tokens)
+                .all(|(a, b)| a.len() == b.len())
+        );
         for (got, want) in used.iter().flatten().zip(shown.tokens.iter().flatten()) {
             assert!(
                 (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
                 "{}: the update's {got}, the panel's {want}",
                 f.name()
             );
+        }
+        // The Update stage's tokens (and the clip explorer) carry the advantages the update used.
+        for (b, trace) in walk.policy_after.iter().enumerate() {
+            for tok in &trace.tokens {
+                assert_eq!(tok.advantage, used[b][tok.t], "{} row {b}", f.name());
+            }
         }
         // DAPO's update sees the rows the panel does not mark dropped.
         let kept_rows = shown.dropped.iter().filter(|d| !**d).count();

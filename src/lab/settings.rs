@@ -3,7 +3,7 @@
 //! ([`SETTING_KEYS`], [`LabSettings::set`]), and the update and grouping settings they make.
 
 use crate::health::Knob;
-use crate::ppo::family::Family;
+use crate::ppo::family::{DAPO_EPS_HIGH, Family};
 use crate::ppo::group_advantages::{GroupParams, RewardScale};
 use crate::ppo::losses::LossCoeffs;
 use crate::ppo::member_setup::MemberSetup;
@@ -187,7 +187,7 @@ pub const SETTING_KEYS: &[SettingKey] = &[
     SettingKey {
         key: "algo",
         label: "algorithm",
-        about: "ppo (GAE on the critic's values), grpo, dr_grpo, dapo, rloo or reinforce (no critic: each response's score against its group's or the batch's); all but ppo and reinforce need samples per prompt > 1, reinforce needs epochs 1",
+        about: "ppo (GAE on the critic's values), or no critic: grpo and dapo (the response's reward against its group's mean, over the group's std), dr_grpo (the same without the std), rloo (against the mean of the other responses to its prompt), reinforce (against the batch's mean); all but ppo and reinforce need samples per prompt > 1, reinforce needs epochs 1",
     },
     SettingKey {
         key: "group",
@@ -376,6 +376,11 @@ impl LabSettings {
             return Err(format!(
                 "`algo`: {} compares samples of one prompt: set `group` (samples per prompt) to 2 or more",
                 self.algo.name()
+            ));
+        }
+        if self.algo == Family::Dapo && self.clip >= DAPO_EPS_HIGH {
+            return Err(format!(
+                "`clip`: DAPO clips higher above ({DAPO_EPS_HIGH}) than below: set `clip` under {DAPO_EPS_HIGH}"
             ));
         }
         if self.algo == Family::Reinforce && self.epochs != 1 {

@@ -348,12 +348,14 @@ pub async fn after_update(
     let new_logprobs = to_rows(read_f32(after.logprobs).await?, r);
     let new_values = to_rows(read_f32(after.values).await?, r);
     let coeffs = update_config.coeffs;
+    // The advantages the update used: GAE's under PPO, the member's own under the others.
+    let advantages = experience.every_row().advantages;
     let policy_after = (0..rollout.ids.len())
         .map(|b| {
             policy_loss_ref(
                 &new_logprobs[b],
                 &rollout.logprobs[b],
-                &experience.advantages[b],
+                &advantages[b],
                 &mask[b],
                 coeffs.clip_ratio,
             )

@@ -241,12 +241,30 @@ fn cases_table(testid: &'static str, title: &'static str, cases: ClipCases) -> i
 }
 
 /// What the update's advantage Â is in this iteration: PPO's GAE advantage whitened over the
-/// batch or used as it is, or the critic-free member's one number per response.
+/// batch or used as it is, or the critic-free member's one number per response, and where the
+/// member's own clip differs from the symmetric band drawn here.
 fn advantage_kind(walk: &Walkthrough) -> String {
-    match (walk.experience.member, walk.whiten.is_some()) {
+    let member = walk.experience.member;
+    match (member, walk.whiten.is_some()) {
         (Family::Ppo, true) => "the GAE advantage, whitened over the batch".into(),
         (Family::Ppo, false) => "the GAE advantage; whitening is off".into(),
-        (member, _) => format!("{}'s one advantage for the whole response", member.name()),
+        (Family::Grpo | Family::DrGrpo, _) => {
+            format!("{}'s one advantage for the whole response", member.name())
+        }
+        (Family::Dapo, _) => format!(
+            "DAPO's one advantage for the whole response; DAPO's own band reaches up to {} (clip higher), so a token drawn above the band here may not have clipped",
+            1.0 + crate::ppo::family::DAPO_EPS_HIGH
+        ),
+        (_, _) => format!(
+            "{}'s one advantage for the whole response; {} takes one ratio for the whole response{}, so this token's own ratio and band are shown for comparison only",
+            member.name(),
+            member.name(),
+            if member == Family::Reinforce {
+                " and no clip"
+            } else {
+                " and clips that"
+            }
+        ),
     }
 }
 
