@@ -725,6 +725,14 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
             assert!(legend.contains(&format!("this run ({name})")), "{legend}");
         }
         page.click("tab-gae").await;
+        // PPO beside GRPO names its right column by the group's scale: without the std (the
+        // members that do not divide by it) it is Dr. GRPO's advantage.
+        let right = if matches!(*key, "ppo" | "dapo") {
+            "GRPO A"
+        } else {
+            "Dr. GRPO A"
+        };
+        assert_eq!(page.text("grpo-right").await, right, "{name}");
         let used = page.text("grpo-compare").await;
         assert!(
             used.contains(&format!("used {name}'s advantages")),
@@ -933,6 +941,23 @@ async fn the_family_compares_every_member_on_the_pages_batch() {
         "true"
     );
     assert!(page.exists("fam-dr_grpo-w-0").await);
+    // The panel compares under the settings the batch ran with: a new β and length apply to
+    // the next iteration, not to the batch on show (Dr. GRPO's weight divides by max_new_tokens).
+    let (pen0, w0) = (
+        page.number("fam-pen-0").await,
+        page.number("fam-dr_grpo-w-0").await,
+    );
+    set_setting(&page, "beta", "0.5").await;
+    set_setting(&page, "max_new_tokens", "24").await;
+    page.click("apply-settings").await;
+    assert_eq!(
+        page.text("settings-status").await,
+        "applied: next iteration uses these"
+    );
+    page.click("family-pick-grpo").await;
+    page.click("family-pick-grpo").await;
+    assert_eq!(page.number("fam-pen-0").await, pen0);
+    assert_eq!(page.number("fam-dr_grpo-w-0").await, w0);
     page.finish().await;
 }
 

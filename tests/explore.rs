@@ -352,7 +352,7 @@ fn every_member_trains_in_the_lab_as_its_setup_says() {
     let base = LabSettings {
         rollouts: 8,
         minibatch: 4,
-        max_new_tokens: 16,
+        max_new_tokens: 48,
         group: 4,
         ..LabSettings::default()
     };
@@ -391,7 +391,8 @@ fn every_member_trains_in_the_lab_as_its_setup_says() {
         let e = &walk.experience;
         assert_eq!(e.member, f);
         assert_eq!(walk.update.grpo, s.member_setup().grpo, "{}", f.name());
-        let cmp = compare_members(e, &[f], s.beta, s.max_new_tokens);
+        let cmp = compare_members(e, &[f], walk.family);
+        assert_eq!(walk.family, s.member_params());
         let shown = cmp.members[0].1.as_ref().unwrap();
         let used = match e.algorithm() {
             Algorithm::Ppo => &e.advantages,
@@ -422,10 +423,15 @@ fn every_member_trains_in_the_lab_as_its_setup_says() {
         if f == Family::Dapo {
             assert_eq!(e.batch().ids.len(), kept_rows);
         }
+        // A batch with something to learn from: a group whose rewards differ, so every member
+        // has an advantage that is not 0 and DAPO keeps that group.
+        let rewards: Vec<f32> = e.scores.iter().map(|s| s.reward()).collect();
         assert!(
-            walk.stats.optimizer_steps > 0 || e.batch().ids.is_empty(),
-            "{}",
+            rewards.chunks(4).any(|g| g.iter().any(|r| *r != g[0])),
+            "{}: {rewards:?}",
             f.name()
         );
+        assert!(used.iter().flatten().any(|a| *a != 0.0), "{}", f.name());
+        assert!(walk.stats.optimizer_steps > 0, "{}", f.name());
     }
 }

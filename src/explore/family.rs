@@ -5,13 +5,14 @@
 use crate::ppo::family::Family;
 use crate::ppo::iteration::Experience;
 use crate::ppo::member_advantages::{BatchView, MemberAdvantages, member_advantages};
+pub use crate::ppo::member_setup::MemberParams;
 use crate::ppo::sequence_kl::{PenalisedScore, kl_penalised_scores_ref};
 
 /// The picked members on one batch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FamilyComparison {
-    /// The KL weight in each response's score (RLOO's and REINFORCE's β).
-    pub beta: f32,
+    /// What the members were compared under.
+    pub params: MemberParams,
     /// Per response: its score, `Σ_t (log π − log π_ref)` over its real tokens, and the score
     /// less `beta` times that.
     pub scores: Vec<PenalisedScore>,
@@ -29,14 +30,17 @@ impl FamilyComparison {
     }
 }
 
-/// `members` on `experience`'s batch; `beta` weighs the KL in RLOO's and REINFORCE's scores,
-/// `max_new_tokens` is the generation's limit (Dr. GRPO's constant length).
+/// `members` on `experience`'s batch under `params`.
 pub fn compare_members(
     experience: &Experience,
     members: &[Family],
-    beta: f32,
-    max_new_tokens: usize,
+    params: MemberParams,
 ) -> FamilyComparison {
+    let MemberParams {
+        beta,
+        max_new_tokens,
+        ..
+    } = params;
     let scores: Vec<f32> = experience.scores.iter().map(|s| s.reward()).collect();
     let view = BatchView {
         scores: &scores,
@@ -48,7 +52,7 @@ pub fn compare_members(
         max_len: max_new_tokens,
     };
     FamilyComparison {
-        beta,
+        params,
         scores: kl_penalised_scores_ref(
             &scores,
             view.logprobs,

@@ -20,6 +20,6 @@ pub use clip::{
     Band, ClipCases, PolicyCase, ValueCase, ValueMove, clip_cases, policy_case, surrogate,
     value_case,
 };
-pub use family::{FamilyComparison, compare_members};
+pub use family::{FamilyComparison, MemberParams, compare_members};
 pub use grpo::{AdvantageComparison, CriticCost, compare_advantages, zero_spread_effects};
 pub use what_if::{WhatIf, WhatIfResult, gae_input_json, what_if};

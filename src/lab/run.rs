@@ -248,7 +248,10 @@ impl Lab {
             &experience,
             &update,
             crate::exercises::functions(),
-            WalkthroughConfig { attention_row },
+            WalkthroughConfig {
+                attention_row,
+                family: settings.member_params(),
+            },
             &mut self.rng,
             &mut on_step,
         )

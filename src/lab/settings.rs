@@ -6,7 +6,7 @@ use crate::health::Knob;
 use crate::ppo::family::{DAPO_EPS_HIGH, Family};
 use crate::ppo::group_advantages::{GroupParams, RewardScale};
 use crate::ppo::losses::LossCoeffs;
-use crate::ppo::member_setup::MemberSetup;
+use crate::ppo::member_setup::{MemberParams, MemberSetup};
 use crate::ppo::update::UpdateConfig;
 use crate::rollout::sampling::SamplingParams;
 
@@ -361,6 +361,15 @@ impl LabSettings {
             setup.scale = self.scale;
         }
         setup
+    }
+
+    /// What the family panel compares the members under.
+    pub fn member_params(&self) -> MemberParams {
+        MemberParams {
+            beta: self.beta,
+            max_new_tokens: self.max_new_tokens,
+            clip: self.clip,
+        }
     }
 
     /// The batch's grouping, or what is wrong with the settings together (the error names each

@@ -23,6 +23,7 @@ use crate::ppo::gae::{GaeTrace, gae_ref};
 use crate::ppo::iteration::{
     Experience, ExperienceConfig, Task, collect_experience_timed, masked_rows, to_rows,
 };
+use crate::ppo::member_setup::MemberParams;
 use crate::ppo::policy_loss::{PolicyTrace, policy_loss_ref};
 use crate::ppo::update::{UpdateConfig, UpdateStats, update_kept};
 use crate::ppo::value_loss::{ValueTrace, value_loss_ref};
@@ -81,6 +82,8 @@ impl StageTimes {
 pub struct WalkthroughConfig {
     /// Keep the attention maps of this sequence (None: skip them, as while training fast).
     pub attention_row: Option<usize>,
+    /// The settings the family panel compares the members under, recorded as run.
+    pub family: MemberParams,
 }
 
 /// One iteration, everything the page shows. Rows `[B][R]` as in [`Experience`].
@@ -116,6 +119,8 @@ pub struct Walkthrough {
     /// The adaptive KL controller's step after this iteration (None: β is fixed).
     #[serde(default)]
     pub kl_control: Option<crate::ppo::kl_control::KlStep>,
+    /// The settings this batch ran under that the family panel compares the members with.
+    pub family: MemberParams,
 }
 
 /// Runs one PPO iteration on `tasks` with `functions` (the reference's or the student's) and
@@ -289,6 +294,7 @@ pub async fn walkthrough(
             exercises,
             experience,
             kl_control: None,
+            family: config.family,
         },
     ))
 }

@@ -11,6 +11,19 @@ use super::grpo_loss::GrpoCoeffs;
 use super::iteration::ScoreAdvantages;
 use super::loss_agg::LossAgg;
 
+/// The settings a member runs under ([`Family::setup`]'s arguments). The page records them
+/// with each batch, so its family panel compares the members under the settings the batch
+/// ran with, not the ones changed since.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MemberParams {
+    /// The KL weight in each response's score (RLOO's and REINFORCE's β).
+    pub beta: f32,
+    /// The generation's limit: Dr. GRPO's constant length.
+    pub max_new_tokens: usize,
+    /// The clip's ε (DAPO's lower one).
+    pub clip: f32,
+}
+
 /// One member, ready to run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MemberSetup {

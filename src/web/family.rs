@@ -196,7 +196,7 @@ fn responses_view(state: AppState, cmp: &FamilyComparison, real: &[usize]) -> im
         <p class="note">
             {format!(
                 "Each response: its score r, its summed KL to the reference Σ(log π − log π_ref), r − β·KL with β = {} (what RLOO and REINFORCE compare), and under each member its advantage A and what each of its tokens weighs in the loss, w. Click a response to show its tokens.",
-                num(cmp.beta)
+                num(cmp.params.beta)
             )}
         </p>
         <div class="table-scroll">
@@ -290,15 +290,10 @@ pub fn family_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> imp
         .collect();
     let body = move || {
         let members = state.members.get();
-        let settings = state.settings.get_untracked();
-        let cmp = compare_members(
-            &walk.experience,
-            &members,
-            settings.beta,
-            settings.max_new_tokens,
-        );
+        let params = walk.family;
+        let cmp = compare_members(&walk.experience, &members, params);
         view! {
-            {choices_view(&members, settings.clip, settings.max_new_tokens)}
+            {choices_view(&members, params.clip, params.max_new_tokens)}
             {unavailable(&cmp)}
             {responses_view(state, &cmp, &real)}
             {tokens_view(&walk, &cmp, row, real[row])}

@@ -88,12 +88,13 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
         .into_any();
     };
     let comparison = compare_advantages(exp);
-    // GRPO's β: this update's when it trained with GRPO, the settings' otherwise.
+    // GRPO's β: this update's when it trained with GRPO, the setting's when this batch ran
+    // otherwise.
     let beta = walk
         .update
         .grpo
         .as_ref()
-        .map_or_else(|| state.settings.get_untracked().beta, |g| g.beta);
+        .map_or(walk.family.beta, |g| g.beta);
     let g = group.group_size;
     let (disagree, real, zero_tokens) = comparison.as_ref().map_or((0, 0, 0), |c| {
         (c.disagree_total(), c.real_tokens, c.zero_tokens)
@@ -225,9 +226,24 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
         }
     });
 
+    // The right column is GRPO's advantage, or Dr. GRPO's where the rewards are not divided by
+    // the group's std (the `scale` setting, or a member without it).
+    let right = match group.scale {
+        RewardScale::Group => "GRPO",
+        RewardScale::None => "Dr. GRPO",
+    };
     let used = match exp.member {
         Family::Ppo => "This iteration's update used PPO's advantages (the left column).".into(),
-        Family::Grpo => "This iteration's update used GRPO's advantages (the right column).".into(),
+        Family::Grpo | Family::DrGrpo => format!(
+            "This iteration's update used {}'s advantages (the right column{}).",
+            exp.member.name(),
+            match (exp.member, group.scale) {
+                (Family::Grpo, RewardScale::None) => {
+                    ", not divided by the group's std as the scale setting asks: Dr. GRPO's"
+                }
+                _ => "",
+            }
+        ),
         member => format!(
             "This iteration's update used {}'s advantages (the family panel below shows them).",
             member.name()
@@ -246,7 +262,7 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
             <p class="note" data-testid="grpo-summary" data-disagree=disagree data-real=real
                 data-zero-groups=zero_groups data-zero-tokens=zero_tokens>
                 {format!(
-                    "{} × {g} samples. GRPO gives each response one advantage, its reward against its group's; PPO's advantage changes token by token with the critic's values. They have opposite signs on {} of {} tokens ({:.0}%). {}",
+                    "{} × {g} samples. {right} gives each response one advantage, its reward against its group's; PPO's advantage changes token by token with the critic's values. They have opposite signs on {} of {} tokens ({:.0}%). {}",
                     count(group.groups.len(), "prompt", "prompts"),
                     disagree,
                     real,
@@ -255,7 +271,7 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
                         format!("None of the {} has all rewards equal.", count(group.groups.len(), "group", "groups"))
                     } else {
                         format!(
-                            "{zero_groups} of {} have all rewards equal: GRPO gives their {} advantage 0. {}",
+                            "{zero_groups} of {} have all rewards equal: {right} gives their {} advantage 0. {}",
                             count(group.groups.len(), "group", "groups"),
                             count(zero_tokens, "token", "tokens"),
                             zero_spread_effects(beta, walk.update.coeffs.entropy_coeff)
@@ -286,8 +302,8 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
                 {formula_text(step, i)}
             </div>
             <table class="numbers" data-testid="grpo-tokens">
-                <caption>{format!("Response {}: PPO's advantage of each token (as the update uses it) beside GRPO's one number", row + 1)}</caption>
-                <thead><tr><th>"t"</th><th>"token"</th><th>"PPO Â_t"</th><th>"GRPO A"</th><th></th></tr></thead>
+                <caption>{format!("Response {}: PPO's advantage of each token (as the PPO update uses it) beside {right}'s one number", row + 1)}</caption>
+                <thead><tr><th>"t"</th><th>"token"</th><th>"PPO Â_t"</th><th data-testid="grpo-right">{format!("{right} A")}</th><th></th></tr></thead>
                 <tbody>{tokens}</tbody>
             </table>
             {critic}

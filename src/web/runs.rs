@@ -27,7 +27,7 @@ impl Run {
 }
 
 /// The number the run under way will have when it is kept.
-pub fn next_number(runs: &[Run]) -> usize {
+fn next_number(runs: &[Run]) -> usize {
     runs.last().map_or(1, |r| r.number + 1)
 }
 
