@@ -15,6 +15,7 @@ use ppo_lens::ppo::group_advantages::{
 use ppo_lens::ppo::grpo_loss::{GrpoRows, LossAgg, grpo_loss, grpo_loss_ref};
 use ppo_lens::ppo::leave_one_out::{leave_one_out_advantages, leave_one_out_ref};
 use ppo_lens::ppo::member_advantages::{BatchView, member_advantages};
+use ppo_lens::ppo::policy_loss::policy_loss;
 use ppo_lens::ppo::sequence_kl::{kl_penalised_scores, kl_penalised_scores_ref};
 use ppo_lens::ppo::sequence_loss::{sequence_loss, sequence_loss_ref};
 use serde::Deserialize;
@@ -455,7 +456,8 @@ fn the_iteration_gives_each_members_advantages() {
 /// The pushes the page's comparison shows are the losses' own gradients: at the update's first
 /// step (new log-probabilities equal to the old, the ratio 1) the derivative of each member's
 /// surrogate loss, computed by its loss function over the rows it keeps, with respect to a
-/// token's new log-probability is minus `A * w` (central differences on every real token).
+/// token's new log-probability is minus `A * w`: central differences of the scalar form on every
+/// real token, and autodiff through the tensor form the update runs.
 #[test]
 fn each_members_pushes_are_its_losss_gradient_at_the_first_step() {
     use ppo_lens::ppo::policy_loss::policy_loss_ref;
@@ -531,6 +533,61 @@ fn each_members_pushes_are_its_losss_gradient_at_the_first_step() {
             };
             loss as f64
         };
+        // The tensor loss the update runs, through autodiff: its gradient with respect to the
+        // new log-probabilities of the kept rows is minus the push of each token.
+        let device = burn::tensor::Device::flex().autodiff();
+        let rows = |x: &[Vec<f32>]| t2(x, &device);
+        let new = rows(&old).require_grad();
+        let tensor_loss = match (f, objective.unit) {
+            (Family::Ppo, _) => {
+                policy_loss(new.clone(), rows(&old), rows(&adv), rows(&mask), 0.2).loss
+            }
+            (_, Unit::Token(agg)) => {
+                let reference = rows(&keep(&c.ref_logprobs));
+                let clip = objective.clip.unwrap();
+                grpo_loss(
+                    new.clone(),
+                    rows(&old),
+                    reference,
+                    rows(&adv),
+                    rows(&mask),
+                    clip,
+                    0.0,
+                    agg,
+                )
+                .loss
+            }
+            (_, Unit::Response) => {
+                let per: Vec<f32> = (m.per_response.as_ref().unwrap().iter())
+                    .zip(&m.dropped)
+                    .filter(|(_, d)| !**d)
+                    .map(|(a, _)| *a)
+                    .collect();
+                let per =
+                    Tensor::<1>::from_data(TensorData::new(per.clone(), [per.len()]), &device);
+                let clip = objective.clip.unwrap_or(ClipRange::NONE);
+                sequence_loss(new.clone(), rows(&old), per, rows(&mask), clip).loss
+            }
+        };
+        let grad: Vec<f32> = (new
+            .grad(&tensor_loss.backward())
+            .unwrap()
+            .to_data()
+            .iter::<f32>())
+        .collect();
+        let kept: Vec<usize> = (0..b).filter(|&i| !m.dropped[i]).collect();
+        assert_eq!(grad.len(), kept.len() * max_len);
+        for (k, &i) in kept.iter().enumerate() {
+            for t in 0..max_len {
+                let (got, push) = (grad[k * max_len + t], m.push(i, t));
+                assert!(
+                    (got + push).abs() <= 1e-4 * push.abs() + 1e-7,
+                    "{}: autodiff row {i} token {t}: gradient {got}, push {push}",
+                    f.name()
+                );
+            }
+        }
+
         let h = 1e-2f32;
         let mut pushed = 0;
         for i in 0..b {
