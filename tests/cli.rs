@@ -96,3 +96,10 @@ fn doctor_reports_flex_passing_its_self_check_and_the_page_tools() {
         );
     }
 }
+
+/// glibc takes the allocator settings the CLI starts with (the thresholds are in range).
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn the_allocator_keeps_freed_memory() {
+    assert!(ppo_lens::native::cli::keep_freed_memory());
+}
