@@ -99,7 +99,7 @@ fn doctor_reports_flex_passing_its_self_check_and_the_page_tools() {
 
 /// glibc takes the allocator settings the CLI starts with (the thresholds are in range).
 #[test]
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 fn the_allocator_keeps_freed_memory() {
     assert!(ppo_lens::native::cli::keep_freed_memory());
 }

@@ -526,8 +526,9 @@ mod generic {
     /// Row tiles read the weight `PF_ROWS` rows ahead of their use (a strided stream, which the
     /// hardware prefetcher follows less well than a sequential one). In panels a row of a tile
     /// is 256 bytes, so 64 rows is 16 KiB ahead: on the 2-core Xeon a 50M decoding step took
-    /// 10.50 against 10.92 ms with 16 rows (medians of 15 runs each, alternated; 32 rows
-    /// measured as 16). Weights of 64 rows or fewer are not prefetched: they sit in cache.
+    /// 10.42 against 10.75 ms with 16 rows and 10.50 against 10.92 (medians of 12 and 15 runs,
+    /// alternated; 32 rows measured as 16). Only panels were measured. Weights of 64 rows or
+    /// fewer (the tiny model's) are not prefetched: they sit in cache.
     const PF_ROWS: usize = 64;
 
     /// Dot-product tiles read the weight rows `PF_COLS` rows ahead of their use: 16 KiB ahead

@@ -181,17 +181,19 @@ pub fn main() -> ExitCode {
     on_worker_thread(run)
 }
 
-/// Keeps freed memory in the process for the next allocation; true when glibc took the
+/// Keeps freed memory in the process for the next allocation; true when glibc took all three
 /// settings (false elsewhere, where nothing changes).
 ///
 /// glibc hands a block above its mmap threshold back to the kernel when it is freed, and trims
-/// the heap's free top, so each step's new activations, logits and gradients cost a page fault
-/// and a zeroed page per 4 KiB again (page faults were about 4% of a `ppo-lens bench` profile).
-/// Here blocks under 32 MiB (the largest threshold `mallopt` takes) come from the heap, the heap
-/// is never trimmed, and it grows 64 MiB at a time. Measured on the 50M model
-/// (docs/performance.md, "Both CPU targets missed"): the PPO iteration about 5% faster.
+/// the heap's free top, so each step's new activations and gradients cost a page fault and a
+/// zeroed page per 4 KiB again (page faults were about 4% of a `ppo-lens bench` profile). Here
+/// blocks under 32 MiB (the largest threshold `mallopt` takes on 64-bit) come from the heap, the
+/// heap is never trimmed, and it grows 64 MiB at a time; larger blocks (the 50M model's logits
+/// over a batch, its embedding's gradient) are still mapped afresh. Measured on the 50M model
+/// (docs/performance.md, "glibc's allocator keeps freed memory"): the PPO iteration 0-5%
+/// faster (median about 3%), decoding 1-9%, the forward pass 11-17%, peak memory 2-3% higher.
 pub fn keep_freed_memory() -> bool {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
     {
         unsafe extern "C" {
             fn mallopt(param: i32, value: i32) -> i32;
@@ -199,16 +201,18 @@ pub fn keep_freed_memory() -> bool {
         const M_TRIM_THRESHOLD: i32 = -1;
         const M_TOP_PAD: i32 = -2;
         const M_MMAP_THRESHOLD: i32 = -3;
+        // Each is set whether or not another was refused.
         [
             (M_MMAP_THRESHOLD, 32 << 20),
             (M_TRIM_THRESHOLD, i32::MAX),
             (M_TOP_PAD, 64 << 20),
         ]
-        .into_iter()
         // SAFETY: mallopt only sets the allocator's thresholds; it returns 1 when it took one.
-        .all(|(param, value)| unsafe { mallopt(param, value) } == 1)
+        .map(|(param, value)| unsafe { mallopt(param, value) } == 1)
+        .iter()
+        .all(|&took| took)
     }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    #[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
     false
 }
 

@@ -88,13 +88,9 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
         .into_any();
     };
     let comparison = compare_advantages(exp);
-    // GRPO's β: this update's when it trained with GRPO, the setting's when this batch ran
-    // otherwise.
-    let beta = walk
-        .update
-        .grpo
-        .as_ref()
-        .map_or(walk.family.beta, |g| g.beta);
+    // The β of GRPO's KL term: the `beta` setting this batch ran with (GRPO and Dr. GRPO put it
+    // in their loss; the other members put it elsewhere or nowhere, and their update's own is 0).
+    let beta = walk.family.beta;
     let g = group.group_size;
     let (disagree, real, zero_tokens) = comparison.as_ref().map_or((0, 0, 0), |c| {
         (c.disagree_total(), c.real_tokens, c.zero_tokens)
@@ -239,7 +235,7 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
             exp.member.name(),
             match (exp.member, group.scale) {
                 (Family::Grpo, RewardScale::None) => {
-                    ", not divided by the group's std as the scale setting asks: Dr. GRPO's"
+                    ": with scale none they are not divided by the group's std, which makes them Dr. GRPO's"
                 }
                 _ => "",
             }
@@ -274,8 +270,8 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
                             "{zero_groups} of {} have all rewards equal: {right} gives their {} advantage 0. {}",
                             count(group.groups.len(), "group", "groups"),
                             count(zero_tokens, "token", "tokens"),
-                            zero_spread_effects(beta, walk.update.coeffs.entropy_coeff)
-                        )
+                            zero_spread_effects(beta, walk.update.coeffs.entropy_coeff),
+                        ) + &zero_spread_member(exp.member)
                     },
                 )}
             </p>
@@ -310,4 +306,22 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
         </section>
     }
     .into_any()
+}
+
+/// What the member that trained did with a group whose rewards are all equal, where it differs
+/// from the right column's objective (empty where it does not).
+fn zero_spread_member(member: Family) -> String {
+    let name = member.name();
+    match member {
+        Family::Dapo => format!(
+            " This iteration trained {name}, whose dynamic sampling leaves such groups out of the update: nothing acts on their tokens."
+        ),
+        Family::Rloo => format!(
+            " This iteration trained {name}: each score less β·KL is compared with the mean of the group's others, so its advantages here are 0 only where the responses' β·KL are equal (the family panel below shows them)."
+        ),
+        Family::Reinforce => format!(
+            " This iteration trained {name}, which compares each score less β·KL with the whole batch's mean, not the group's: these responses' advantages are 0 only where that equals the batch's mean (the family panel below shows them)."
+        ),
+        _ => String::new(),
+    }
 }
