@@ -6,6 +6,9 @@
 //!   machine's cache when read again and again), and over 1 GiB: what memory itself gives;
 //! - each kernel on a 1 MiB weight that stays in cache: what the kernel gives without memory's
 //!   limit;
+//! - one product per call, in panels, on one thread and on `--threads`: the model's gate size
+//!   (3 MB) and a large one (131 MB), which shows what handing a product of the model's size to
+//!   a second thread costs;
 //! - one decode step's products (10 layers of q, k, v, o, gate, up, down, then the tied LM head),
 //!   the median of `--iters` runs, the layers' weights as they lie (`[K, N]`) and in panels (as
 //!   decoding reads them after a prefill);
@@ -119,6 +122,34 @@ fn main() {
             "{name} kernel, 1 MiB weight in cache, 1 thread: {:.1} GB/s",
             gb(64 * d * d * 4, s)
         );
+    }
+    // One product per call, in panels, on one thread and on `threads`: the gate's [512, 1536]
+    // (3 MB; copies of it, about 200 MB in all, read in turn) and one [512, 64000] (131 MB). On
+    // the large one the second thread doubles the rate; on the model's size, the time it takes
+    // to join in is of the order of the product itself.
+    for (k, n) in [(d, f), (d, 64_000)] {
+        let copies = (200_000_000 / (k * n * 4)).max(1);
+        let panels: Vec<Vec<f32>> = (0..copies)
+            .map(|c| pack_panels(&fill(k * n + c)[c..], k, n))
+            .collect();
+        let x = fill(m * k);
+        for t in [1, threads] {
+            let s = timed(iters.min(9), || {
+                for w in &panels {
+                    let p = Product {
+                        weight: Weight::Panels(w),
+                        n,
+                        bias: None,
+                    };
+                    std::hint::black_box(matmul_many(&x, (m, k), &[p], t, simd));
+                }
+            });
+            println!(
+                "one [{k}, {n}] product per call in panels, {t} thread(s): {:.1} us a call ({:.1} GB/s)",
+                s / copies as f64 * 1e6,
+                gb(copies * k * n * 4, s)
+            );
+        }
     }
     // One step's layer products, the weights `[K, N]` as they lie or in panels.
     let layers_step = |layers: &[Vec<Vec<f32>>], in_panels: bool| {
