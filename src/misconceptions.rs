@@ -8,7 +8,8 @@ use crate::explain::format::{count, num};
 use crate::explain::stage::{StageKey, real_len, whitening_flips};
 use crate::explore::{Band, ValueMove, clip_cases, value_case};
 use crate::lab::walkthrough::Walkthrough;
-use crate::ppo::family::KlPlacement;
+use crate::ppo::family::{Family, KlPlacement};
+use crate::ppo::group_advantages::RewardScale;
 
 /// One misconception, answered on a batch.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +31,16 @@ fn real_tokens(walk: &Walkthrough) -> impl Iterator<Item = (usize, usize)> + '_ 
     (0..walk.gae.len()).flat_map(move |b| (0..real_len(walk, b)).map(move |t| (b, t)))
 }
 
+/// What to try when no ratio left the band, or when some did.
+fn push_harder_hint(outside: usize) -> &'static str {
+    if outside == 0 {
+        "This update was a gentle one: push harder in the Update stage (a larger learning rate, \
+         more epochs) and ratios go well past the band."
+    } else {
+        "Push harder in the Update stage to see ratios go further still."
+    }
+}
+
 /// The six misconceptions, answered on `walk`.
 pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
     let exp = &walk.experience;
@@ -37,22 +48,44 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
     let tokens = count(total, "token", "tokens");
     let mut out = Vec::new();
 
-    // 1. Advantage is not reward.
+    // 1. Advantage is not reward (the advantages the update used: PPO's GAE, or the member's).
+    let used = exp.every_row().advantages;
     let opposite = real_tokens(walk)
-        .filter(|&(b, t)| {
-            let (r, a) = (exp.rewards[b][t], exp.advantages[b][t]);
-            r * a < 0.0
-        })
+        .filter(|&(b, t)| exp.rewards[b][t] * used[b][t] < 0.0)
         .count();
+    let what_advantage = match exp.member {
+        Family::Ppo if walk.whiten.is_some() => {
+            "The advantage Â_t, the number the update uses, is \
+             how much better the rest of the response went than the critic expected at that token, \
+             measured against the batch (GAE, then whitening)."
+                .to_string()
+        }
+        Family::Ppo => {
+            "The advantage Â_t, the number the update uses, is how much better the rest \
+             of the response went than the critic expected at that token (GAE; whitening is off, \
+             so it is used as computed)."
+                .to_string()
+        }
+        member => {
+            let scaled = exp
+                .group
+                .as_ref()
+                .is_some_and(|g| g.scale == RewardScale::Group);
+            format!(
+                "{}'s update uses one advantage per response instead, carried by each of its \
+                 tokens: {}.",
+                member.name(),
+                member.response_advantage(scaled)
+            )
+        }
+    };
     out.push(Misconception {
         key: "advantage-not-reward",
         question: "Is a token's advantage its reward?",
         answer: format!(
             "No. The reward r_t is what a token earned on its own: the score lands on the last \
-             token, every other token gets only its KL penalty. The advantage Â_t, the number the \
-             update uses, is how much better the rest of the response went than the critic \
-             expected at that token, measured against the batch (GAE, then whitening). On {} of \
-             the batch's {tokens}, r_t and Â_t have opposite signs.",
+             token, every other token gets only its KL penalty. {what_advantage} On {} of the \
+             batch's {tokens}, r_t and the advantage the update used have opposite signs.",
             opposite
         ),
         stage: StageKey::Gae,
@@ -61,43 +94,95 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
 
     // 2. The clip zeroes a gradient; it does not cap the ratio.
     let eps = walk.update.coeffs.clip_ratio;
-    let cases = clip_cases(&walk.policy_after, eps);
-    let outside = walk
-        .policy_after
-        .iter()
-        .flat_map(|p| &p.tokens)
-        .filter(|p| Band::of(p.ratio, 1.0 - eps, 1.0 + eps) != Band::Inside)
-        .count();
-    let furthest = walk
-        .policy_after
-        .iter()
-        .flat_map(|p| &p.tokens)
-        .map(|p| p.ratio)
-        .max_by(|a, b| (a - 1.0).abs().total_cmp(&(b - 1.0).abs()))
-        .unwrap_or(1.0);
+    let clip_answer = match walk.update.token_band() {
+        Some(band) => {
+            let (lo, hi) = (1.0 - band.low, 1.0 + band.high);
+            let cases = clip_cases(&walk.policy_after, band);
+            let outside = walk
+                .policy_after
+                .iter()
+                .flat_map(|p| &p.tokens)
+                .filter(|p| Band::of(p.ratio, lo, hi) != Band::Inside)
+                .count();
+            let furthest = walk
+                .policy_after
+                .iter()
+                .flat_map(|p| &p.tokens)
+                .map(|p| p.ratio)
+                .max_by(|a, b| (a - 1.0).abs().total_cmp(&(b - 1.0).abs()))
+                .unwrap_or(1.0);
+            let answer = format!(
+                "No. Once a token's ratio has left the band on the side its advantage pushes, the \
+                 clip gives that token's own term no gradient; nothing stops the ratio itself, \
+                 since shared weights and other tokens still move it. After this update {} of the \
+                 batch's {tokens} have a ratio outside [{:.2}, {:.2}]{} (the furthest at ρ = {}), \
+                 and {} of those are past the band on their advantage's side. {}",
+                outside,
+                lo,
+                hi,
+                if band.low == band.high {
+                    String::new()
+                } else {
+                    format!(", {}'s band", exp.member.name())
+                },
+                num(furthest),
+                cases.clipped,
+                push_harder_hint(outside)
+            );
+            (answer, outside)
+        }
+        None => {
+            let wholes: Vec<_> = (0..walk.policy_after.len())
+                .filter_map(|b| walk.response_ratio(b))
+                .collect();
+            let outside = wholes
+                .iter()
+                .filter(|r| Band::of(r.ratio, 1.0 - eps, 1.0 + eps) != Band::Inside)
+                .count();
+            let furthest = wholes
+                .iter()
+                .map(|r| r.ratio)
+                .max_by(|a, b| (a - 1.0).abs().total_cmp(&(b - 1.0).abs()))
+                .unwrap_or(1.0);
+            let name = exp.member.name();
+            let (clip, whose) = if exp.member == Family::Reinforce {
+                (
+                    format!(
+                        "{name} has no clip at all: every response's term with an advantage pushes \
+                         in every epoch."
+                    ),
+                    " (PPO's band, for comparison)",
+                )
+            } else {
+                (
+                    format!(
+                        "{name}'s clip gives {} of them no gradient in a further epoch, and nothing \
+                         stops their ratios either.",
+                        wholes.iter().filter(|r| r.clipped).count()
+                    ),
+                    "",
+                )
+            };
+            let answer = format!(
+                "No. {name} clips no token on its own: it takes one ratio per response, \
+                 ρ = exp Σ_t (log π_new − log π_old). After this update {} of the batch's {} \
+                 have a ratio outside [{:.2}, {:.2}]{whose} (the furthest at ρ = {}). {clip} {}",
+                outside,
+                count(wholes.len(), "response", "responses"),
+                1.0 - eps,
+                1.0 + eps,
+                num(furthest),
+                push_harder_hint(outside)
+            );
+            (answer, outside)
+        }
+    };
     out.push(Misconception {
         key: "clip-not-cap",
         question: "Does the clip keep every ratio inside [1 − ε, 1 + ε]?",
-        answer: format!(
-            "No. Once a token's ratio has left the band on the side its advantage pushes, the \
-             clip gives that token's own term no gradient; nothing stops the ratio itself, \
-             since shared weights and other tokens still move it. After this update {} of the \
-             batch's {tokens} have a ratio outside [{:.2}, {:.2}] (the furthest at ρ = {}), and \
-             {} of those are past the band on their advantage's side. {}",
-            outside,
-            1.0 - eps,
-            1.0 + eps,
-            num(furthest),
-            cases.clipped,
-            if outside == 0 {
-                "This update was a gentle one: push harder in the Update stage (a larger \
-                 learning rate, more epochs) and ratios go well past the band."
-            } else {
-                "Push harder in the Update stage to see ratios go further still."
-            }
-        ),
+        answer: clip_answer.0,
         stage: StageKey::Update,
-        value: outside as f32,
+        value: clip_answer.1 as f32,
     });
 
     // 3. Whitening can flip a sign.

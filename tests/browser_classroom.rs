@@ -630,6 +630,32 @@ async fn grpo_beside_ppo_on_the_pages_batch() {
     wait_points(&page, 4).await;
     page.click("btn-train").await;
     wait_ready(&page).await;
+    // PPO beside GRPO says what the GRPO run's update used: GRPO's advantages, divided by the
+    // group's std; after the `scale` setting is set to none, the next iteration's are Dr.
+    // GRPO's, and the panel heads its column and says so.
+    page.click("tab-gae").await;
+    assert_eq!(page.text("grpo-right").await, "GRPO A");
+    let used = page.text("grpo-compare").await;
+    assert!(
+        used.contains("used GRPO's advantages") && !used.contains("scale none"),
+        "{used}"
+    );
+    set_setting(&page, "scale", "none").await;
+    page.click("apply-settings").await;
+    let before = page.reward_history().await.len();
+    page.click("btn-train").await;
+    wait_points(&page, before + 1).await;
+    page.click("btn-train").await;
+    wait_ready(&page).await;
+    page.click("tab-gae").await;
+    assert_eq!(page.text("grpo-right").await, "Dr. GRPO A");
+    let used = page.text("grpo-compare").await;
+    assert!(
+        used.contains("used GRPO's advantages") && used.contains("with scale none"),
+        "{used}"
+    );
+    set_setting(&page, "scale", "group").await;
+    page.click("apply-settings").await;
     let grpo_run = page.attr("reward-history", "data-values").await;
     page.js("const i = document.querySelector('[data-testid=set-algo]'); i.value = 'ppo'; i.dispatchEvent(new Event('input', {bubbles: true})); return null;")
         .await;
@@ -738,6 +764,54 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
             used.contains(&format!("used {name}'s advantages")),
             "{name}: {used}"
         );
+        // The Update stage describes the update that ran: its loss in the member's terms, and
+        // each token against the member's band, or, where one ratio covers a response (RLOO,
+        // REINFORCE), that ratio and no token marked.
+        page.click("tab-update").await;
+        page.click("btn-all").await;
+        let objective = page.text("update-objective").await;
+        let after = page.text("after-update").await;
+        let marks: Vec<String> = {
+            let mut marks = Vec::new();
+            for t in 0..page.column("upd-ratio").await.len() {
+                marks.push(page.text(&format!("upd-clip-{t}")).await);
+            }
+            marks
+        };
+        match *key {
+            "ppo" => {
+                assert!(objective.starts_with("Means over"), "{objective}");
+                assert!(after.contains("The band is [0.80, 1.20]"), "{after}");
+            }
+            "rloo" | "reinforce" => {
+                assert!(
+                    objective.starts_with(&format!("{name}: means over"))
+                        && objective.contains("no KL term"),
+                    "{objective}"
+                );
+                assert!(
+                    after.contains(&format!("{name} takes one ratio per response")),
+                    "{after}"
+                );
+                assert!(marks.iter().all(String::is_empty), "{name}: {marks:?}");
+                if *key == "rloo" {
+                    page.show("after-update").await;
+                    page.screenshot("classroom-rloo-update.png").await;
+                }
+            }
+            _ => {
+                assert!(
+                    objective.starts_with(&format!("{name}: means over")),
+                    "{objective}"
+                );
+                let band = if *key == "dapo" {
+                    "[0.80, 1.28]"
+                } else {
+                    "[0.80, 1.20]"
+                };
+                assert!(after.contains(&format!("The band is {band}")), "{after}");
+            }
+        }
     }
     // Same seed, same start: the first batch is the same in every run. Its rewards are not all 0
     // (the family test finds a group whose rewards differ in this batch), so equal means equal

@@ -373,6 +373,44 @@ fn formulas_are_mathml_with_the_step_numbers() {
         let close = filled.matches(&format!("</{tag}>")).count();
         assert_eq!(open, close, "{tag} in {filled}");
     }
+    // The update's formula for each kind of member: PPO's band, DAPO's wider one above, RLOO's
+    // clip on the response's ratio (a product over its tokens), REINFORCE's unclipped term.
+    let ppo = math::clipped_objective(0.2);
+    assert!(
+        ppo.contains("<mn>0.80</mn><mo>,</mo><mn>1.20</mn>"),
+        "{ppo}"
+    );
+    let dapo = math::clipped_objective_in(0.8, 1.28);
+    assert!(
+        dapo.contains("<mn>0.80</mn><mo>,</mo><mn>1.28</mn>"),
+        "{dapo}"
+    );
+    let rloo = math::response_objective(Some((0.8, 1.2)));
+    assert!(
+        rloo.contains("<mi>min</mi>") && rloo.contains("<mo>∏</mo>"),
+        "{rloo}"
+    );
+    assert!(
+        rloo.contains("<mn>0.80</mn><mo>,</mo><mn>1.20</mn>"),
+        "{rloo}"
+    );
+    let reinforce = math::response_objective(None);
+    assert!(
+        !reinforce.contains("clip") && !reinforce.contains("min"),
+        "{reinforce}"
+    );
+    assert!(reinforce.contains("<mo>∏</mo>"), "{reinforce}");
+    for formula in [&dapo, &rloo, &reinforce] {
+        for tag in ["math", "mrow", "msub", "mi", "mo", "mn", "mfrac", "munder"] {
+            let open = formula.matches(&format!("<{tag}>")).count()
+                + formula.matches(&format!("<{tag} ")).count();
+            assert_eq!(
+                open,
+                formula.matches(&format!("</{tag}>")).count(),
+                "{tag} in {formula}"
+            );
+        }
+    }
 }
 
 /// The misconceptions card: every number an answer turns on, recomputed from the batch, and
@@ -472,4 +510,197 @@ fn every_misconception_is_answered_with_its_batchs_numbers() {
             );
         }
     }
+}
+
+/// Under the critic-free members the Update stage's sentences describe the update that ran:
+/// tokens are marked against the member's own band (DAPO's is wider above), a member that takes
+/// one ratio per response (RLOO, REINFORCE) marks no token and is described by its response's
+/// ratio, the advantages quoted are the member's, and the loss's terms are its own.
+#[test]
+fn the_update_is_described_in_the_members_own_terms() {
+    use ppo_lens::explore::policy_case;
+    use ppo_lens::misconceptions::misconceptions;
+    use ppo_lens::ppo::clip_range::ClipRange;
+    use ppo_lens::ppo::family::{DAPO_EPS_HIGH, Family};
+    use ppo_lens::ppo::loss_agg::LossAgg;
+    use ppo_lens::ppo::policy_loss::PolicyClip;
+    use ppo_lens::predict::ask::question;
+    use ppo_lens::predict::question::Kind;
+    for member in [Family::Dapo, Family::Rloo, Family::Reinforce] {
+        // At 48 new tokens the first batch has a group whose rewards differ (tests/explore.rs),
+        // so DAPO's dynamic sampling keeps it and every member takes steps.
+        let s = LabSettings {
+            algo: member,
+            rollouts: 8,
+            minibatch: 4,
+            max_new_tokens: 48,
+            group: 4,
+            epochs: if member == Family::Reinforce { 1 } else { 2 },
+            ..LabSettings::default()
+        };
+        let mut lab = Lab::new(&s, &Device::flex()).unwrap();
+        let walk = block_on(lab.iterate(&s, Some(0))).unwrap();
+        let exp = &walk.experience;
+        assert_eq!(exp.member, member);
+        assert!(walk.stats.optimizer_steps > 0, "{}", member.name());
+        let eps = walk.update.coeffs.clip_ratio;
+        let name = member.name();
+        let per_response = member != Family::Dapo;
+        assert_eq!(walk.update.token_band().is_none(), per_response);
+        if !per_response {
+            assert_eq!(
+                walk.update.token_band(),
+                Some(ClipRange::new(eps, DAPO_EPS_HIGH).unwrap())
+            );
+        }
+        // Each token's flag against the member's own band; none where a ratio covers a response.
+        let band = ClipRange::new(eps, DAPO_EPS_HIGH).unwrap();
+        for trace in &walk.policy_after {
+            for p in &trace.tokens {
+                let want = !per_response && policy_case(p.ratio, p.advantage, band).clipped_wins;
+                assert_eq!(p.clip != PolicyClip::No, want, "{name}: {p:?}");
+            }
+        }
+        // The misconceptions: the advantages the update used, the member's clip.
+        let used = exp.every_row().advantages;
+        let all = misconceptions(&walk);
+        let adv = all
+            .iter()
+            .find(|m| m.key == "advantage-not-reward")
+            .unwrap();
+        let opposite = (0..walk.gae.len())
+            .flat_map(|b| (0..real_len(&walk, b)).map(move |t| (b, t)))
+            .filter(|&(b, t)| exp.rewards[b][t] * used[b][t] < 0.0)
+            .count();
+        assert_eq!(adv.value, opposite as f32, "{name}");
+        assert!(
+            adv.answer
+                .contains(&format!("{name}'s update uses one advantage per response"))
+        );
+        let clip = all.iter().find(|m| m.key == "clip-not-cap").unwrap();
+        let outside = if per_response {
+            (0..exp.rollout.ids.len())
+                .map(|b| walk.response_ratio(b).unwrap().ratio)
+                .filter(|r| *r < 1.0 - eps || *r > 1.0 + eps)
+                .count()
+        } else {
+            (walk.policy_after.iter().flat_map(|p| &p.tokens))
+                .filter(|p| p.ratio < 1.0 - eps || p.ratio > 1.0 + DAPO_EPS_HIGH)
+                .count()
+        };
+        assert_eq!(clip.value, outside as f32, "{name}");
+        if per_response {
+            assert!(
+                clip.answer.contains("one ratio per response"),
+                "{}",
+                clip.answer
+            );
+        } else {
+            assert!(
+                clip.answer.contains("[0.80, 1.28], DAPO's band"),
+                "{}",
+                clip.answer
+            );
+        }
+        for row in 0..exp.rollout.ids.len() {
+            // A response's own ratio is the product of its tokens' ratios.
+            if let Some(whole) = walk.response_ratio(row) {
+                let tokens = &walk.policy_after[row].tokens;
+                let product: f64 = tokens.iter().map(|p| p.ratio as f64).product();
+                assert!((whole.ratio as f64 - product).abs() < 1e-4 * product.max(1.0));
+                assert_eq!(
+                    whole.clipped,
+                    member == Family::Rloo && {
+                        let c = policy_case(whole.ratio, whole.advantage, eps);
+                        c.clipped_wins
+                    }
+                );
+            }
+            // The ratio question is asked only where a token's own ratio is clipped.
+            let q = question(&walk, Kind::RatioClipped, row, 1);
+            if per_response {
+                assert!(q.is_none(), "{name}");
+            } else if let Some(q) = q {
+                assert!(q.prompt.contains("[0.800, 1.280]"), "{}", q.prompt);
+            }
+            let update_notes = notes(&walk, StageKey::Update, row, 1);
+            let zero = update_notes.iter().find(|n| n.key == "policy-loss-zero");
+            if let Some(zero) = zero {
+                // DAPO's β is 0; RLOO and REINFORCE put their KL in the score.
+                assert!(
+                    zero.text.contains("(policy and entropy terms together)"),
+                    "{}",
+                    zero.text
+                );
+                // The advantages averaged as the member's loss averages them.
+                let g = walk.update.grpo.unwrap();
+                let agg = if g.per_response {
+                    LossAgg::SeqMeanTokenMean
+                } else {
+                    g.agg
+                };
+                let used = exp.batch();
+                let mean = agg.apply_ref(&used.advantages, &used.response_mask);
+                let quoted = format!(
+                    "the advantages {name}'s update used give {} here",
+                    num(mean)
+                );
+                assert!(zero.text.contains(&quoted), "{quoted} in {}", zero.text);
+            }
+            if let Some(moved) = update_notes.iter().find(|n| n.key == "largest-move") {
+                assert_eq!(
+                    moved.text.contains("one ratio per response"),
+                    per_response,
+                    "{}",
+                    moved.text
+                );
+            }
+        }
+    }
+}
+
+/// By hand: a token at ρ = 1.25 with Â > 0 is past PPO's band (1.2) but inside DAPO's (1.28),
+/// and a response whose two tokens moved by 1.1 and 1.2 has the ratio 1.32, past RLOO's band on
+/// its advantage's side, never clipped without a clip (REINFORCE), pushed neither way at Â = 0.
+#[test]
+fn bands_and_response_ratios_by_hand() {
+    use ppo_lens::lab::walkthrough::response_ratio;
+    use ppo_lens::ppo::clip_range::ClipRange;
+    use ppo_lens::ppo::grpo_loss::GrpoCoeffs;
+    use ppo_lens::ppo::loss_agg::LossAgg;
+    use ppo_lens::ppo::policy_loss::{PolicyClip, policy_loss_ref};
+    let new = [1.25f32.ln()];
+    let clip_of =
+        |band: ClipRange| policy_loss_ref(&new, &[0.0], &[1.0], &[1.0], band).tokens[0].clip;
+    assert_eq!(clip_of(ClipRange::symmetric(0.2)), PolicyClip::AboveBand);
+    assert_eq!(clip_of(ClipRange::new(0.2, 0.28).unwrap()), PolicyClip::No);
+    assert_eq!(clip_of(ClipRange::NONE), PolicyClip::No);
+
+    let (first, _) = two_iterations(&settings());
+    let config = |clip: ClipRange, per_response: bool| {
+        let mut c = first.update;
+        c.grpo = Some(GrpoCoeffs {
+            beta: 0.0,
+            agg: LossAgg::TokenMean,
+            clip,
+            per_response,
+        });
+        c
+    };
+    let new = [1.1f32.ln(), 1.2f32.ln(), 0.0];
+    let mask = [1.0, 1.0, 0.0];
+    let trace = |a: f32| policy_loss_ref(&new, &[0.0; 3], &[a, a, 0.0], &mask, ClipRange::NONE);
+    let rloo = config(ClipRange::symmetric(0.2), true);
+    let whole = response_ratio(&rloo, &trace(0.5)).unwrap();
+    assert!((whole.ratio - 1.32).abs() < 1e-5, "{whole:?}");
+    assert_eq!(whole.advantage, 0.5);
+    assert!(whole.clipped);
+    // Â < 0 pushes down: 1.32 is past the band on the other side, so the term still pushes.
+    assert!(!response_ratio(&rloo, &trace(-0.5)).unwrap().clipped);
+    assert!(!response_ratio(&rloo, &trace(0.0)).unwrap().clipped);
+    let reinforce = config(ClipRange::NONE, true);
+    assert!(!response_ratio(&reinforce, &trace(0.5)).unwrap().clipped);
+    // Members that clip each token have no response ratio.
+    assert!(response_ratio(&config(ClipRange::symmetric(0.2), false), &trace(0.5)).is_none());
+    assert!(response_ratio(&first.update, &trace(0.5)).is_none());
 }

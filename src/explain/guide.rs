@@ -77,8 +77,8 @@ pub fn loop_edges(walk: &Walkthrough) -> [String; 7] {
 /// What one PPO iteration optimises, in one sentence.
 pub const OBJECTIVE: &str = "PPO raises the probability of tokens with a positive advantage Â \
     and lowers those with a negative one, a little per batch. Â is the advantage A (how much better \
-    the token turned out than the critic expected) whitened over the batch, so Â > 0 means A above \
-    the batch's mean. Once a token's probability ratio has left [1 − ε, 1 + ε] on the side its \
+    the token turned out than the critic expected) whitened over the batch (A itself with whitening \
+    off), so with whitening Â > 0 means A above the batch's mean. Once a token's probability ratio has left [1 − ε, 1 + ε] on the side its \
     advantage pushes, the clip gives that token's own term no gradient (it zeroes a push; it does \
     not cap the ratio), and a KL penalty in the reward keeps the policy near the frozen reference.";
 
@@ -94,7 +94,7 @@ pub const TOUR: [(StageKey, &str); 7] = [
     ),
     (
         StageKey::Score,
-        "The answer is scored once, at its end, and every token pays a penalty for drifting from the frozen reference model.",
+        "The answer is scored once, at its end, and every token's reward gets −β·KL_t, its estimated drift from the frozen reference model (one token's can be a bonus; on average it is a penalty).",
     ),
     (
         StageKey::Values,
@@ -118,7 +118,7 @@ pub const TOUR: [(StageKey, &str); 7] = [
 pub const GLOSSARY: &[(&str, &str)] = &[
     (
         "advantage",
-        "How much better a token turned out than the critic expected (A_t). The update uses Â_t, A_t whitened over the batch: Â_t > 0 (A_t above the batch's mean) pushes its probability up, Â_t < 0 down.",
+        "How much better a token turned out than the critic expected (A_t). The update uses Â_t, A_t whitened over the batch (A_t itself with whitening off): Â_t > 0 pushes its probability up, Â_t < 0 down; with whitening, Â_t > 0 means A_t above the batch's mean.",
     ),
     (
         "return",

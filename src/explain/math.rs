@@ -160,32 +160,63 @@ pub fn reward(beta: f32) -> String {
 
 /// The clipped surrogate the update minimises, with ε.
 pub fn clipped_objective(eps: f32) -> String {
+    clipped_objective_in(1.0 - eps, 1.0 + eps)
+}
+
+/// Each token's clipped term with the band's edges given (DAPO's is wider above).
+pub fn clipped_objective_in(low_edge: f32, high_edge: f32) -> String {
     let rho = sub("ρ", "t");
     let a = "<msub><mover><mi>A</mi><mo>^</mo></mover><mi>t</mi></msub>".to_string();
-    block(&[
-        sub("L", "t"),
-        mo("="),
-        mo("−"),
-        mi("min"),
-        mo("("),
-        rho.clone(),
-        a.clone(),
-        mo(","),
-        mi("clip"),
-        mo("("),
-        rho.clone(),
-        mo(","),
-        mnum(format!("{:.2}", 1.0 - eps)),
-        mo(","),
-        mnum(format!("{:.2}", 1.0 + eps)),
-        mo(")"),
-        a,
-        mo(")"),
+    let mut parts = vec![sub("L", "t"), mo("="), mo("−")];
+    parts.extend(clipped_min(&rho, &a, (low_edge, high_edge)));
+    parts.extend([
         mo(","),
         rho,
         mo("="),
         "<mfrac><mrow><msub><mi>π</mi><mi>new</mi></msub></mrow><mrow><msub><mi>π</mi><mi>old</mi></msub></mrow></mfrac>".into(),
-    ])
+    ]);
+    block(&parts)
+}
+
+/// `min(ρ·A, clip(ρ, low, high)·A)`.
+fn clipped_min(rho: &str, a: &str, (low_edge, high_edge): (f32, f32)) -> [String; 15] {
+    [
+        mi("min"),
+        mo("("),
+        rho.to_string(),
+        a.to_string(),
+        mo(","),
+        mi("clip"),
+        mo("("),
+        rho.to_string(),
+        mo(","),
+        mnum(format!("{low_edge:.2}")),
+        mo(","),
+        mnum(format!("{high_edge:.2}")),
+        mo(")"),
+        a.to_string(),
+        mo(")"),
+    ]
+}
+
+/// One term per response `i`, on the response's ratio (the product of its tokens' ratios), as
+/// RLOO (clipped to the band's edges) and REINFORCE (`None`: no clip) take it.
+pub fn response_objective(edges: Option<(f32, f32)>) -> String {
+    let rho = sub("ρ", "i");
+    let a = sub("A", "i");
+    let mut parts = vec![sub("L", "i"), mo("="), mo("−")];
+    match edges {
+        Some(edges) => parts.extend(clipped_min(&rho, &a, edges)),
+        None => parts.extend([rho.clone(), a]),
+    }
+    parts.extend([
+        mo(","),
+        rho,
+        mo("="),
+        "<munder><mo>∏</mo><mi>t</mi></munder>".into(),
+        "<mfrac><mrow><msub><mi>π</mi><mi>new</mi></msub></mrow><mrow><msub><mi>π</mi><mi>old</mi></msub></mrow></mfrac>".into(),
+    ]);
+    block(&parts)
 }
 
 /// The policy's next-token distribution at temperature τ.

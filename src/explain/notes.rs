@@ -5,6 +5,8 @@ use super::format::num;
 use super::provenance::format_ratio;
 use super::stage::{StageKey, real_len, whitening_flips};
 use crate::lab::walkthrough::Walkthrough;
+use crate::ppo::clip_range::ClipRange;
+use crate::ppo::loss_agg::LossAgg;
 use crate::ppo::policy_loss::PolicyClip;
 use crate::ppo::rewards::KlEstimator;
 
@@ -265,33 +267,88 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
         }
         StageKey::Update => {
             let stats = &walk.stats;
-            let mean_adv = masked_mean(&exp.advantages, mask);
-            out.push(note(
-                "policy-loss-zero",
+            // The advantages the update used (the member's own, only the rows it kept).
+            let used = exp.batch();
+            let mean_adv = masked_mean(&used.advantages, &used.response_mask);
+            // Under a critic-free member, averaged as its loss averages them (one per response
+            // where a ratio covers a response: each token carries the response's advantage).
+            let loss_mean = walk.update.grpo.map(|g| {
+                let agg = if g.per_response {
+                    LossAgg::SeqMeanTokenMean
+                } else {
+                    g.agg
+                };
+                agg.apply_ref(&used.advantages, &used.response_mask)
+            });
+            let name = exp.member.name();
+            let at_ratio_one = match walk.update.grpo {
+                None => format!(
+                    "A step's policy loss at ratio 1 is −mean(Â) over its mini-batch, which is not 0 \
+                     in general: {}",
+                    if walk.whiten.is_some() {
+                        format!(
+                            "whitening makes Â's mean 0 over the whole batch ({} here), not over each mini-batch",
+                            num(mean_adv)
+                        )
+                    } else {
+                        format!(
+                            "whitening is off, and Â's mean over the whole batch is {}",
+                            num(mean_adv)
+                        )
+                    }
+                ),
+                Some(g) => format!(
+                    "A step's policy loss at ratio 1 is minus its mini-batch's advantages averaged \
+                     as {name}'s loss averages them ({}), which is not 0 in general: averaged so \
+                     over the whole batch the advantages {name}'s update used give {} here, and one \
+                     mini-batch's average differs from the whole batch's",
+                    if g.per_response {
+                        "one per response, over the responses"
+                    } else {
+                        g.agg.name()
+                    },
+                    num(loss_mean.unwrap_or(mean_adv))
+                ),
+            };
+            let terms = match walk.update.grpo {
+                None => "policy, value and entropy",
+                Some(g) if g.per_response || g.beta == 0.0 => "policy and entropy",
+                Some(_) => "policy, KL and entropy",
+            };
+            let text = if stats.optimizer_steps == 0 {
+                format!(
+                    "The update took no step: {}, so the losses and the grad norm shown are 0 and \
+                     the policy is the one that sampled the batch.",
+                    match &exp.kept {
+                        Some(kept) if kept.rows.is_empty() => format!(
+                            "{name}'s dynamic sampling left no group in it (every group's rewards \
+                             were equal)"
+                        ),
+                        _ => format!(
+                            "all {} of its steps were skipped, each for a loss or gradient that \
+                             was not finite",
+                            stats.skipped_steps
+                        ),
+                    }
+                )
+            } else {
                 format!(
                     "At the update's first step the new log-probabilities come from one \
                      teacher-forced pass and the old ones from the token-by-token rollout; they \
                      differ by at most {} here (the Mask stage shows it), so every ratio starts \
-                     at 1 up to rounding. A step's policy loss at ratio 1 is −mean(Â) over its \
-                     mini-batch, which is not 0 in general: {}. The policy loss shown, {}, is the \
+                     at 1 up to rounding. {at_ratio_one}. The policy loss shown, {}, is the \
                      mean over the update's {} steps. The gradient is not 0 either: the grad norm \
-                     shown, {}, is the norm of the total loss's gradient ({} terms together) \
+                     shown, {}, is the norm of the total loss's gradient ({terms} terms together) \
                      before clipping, averaged over those steps.",
                     num(walk.teacher_forced_max_diff),
-                    if walk.whiten.is_some() {
-                        format!("whitening makes Â's mean 0 over the whole batch ({} here), not over each mini-batch", num(mean_adv))
-                    } else {
-                        format!("whitening is off, and Â's mean over the whole batch is {}", num(mean_adv))
-                    },
                     num(stats.loss_policy),
                     stats.optimizer_steps,
                     num(stats.grad_norm),
-                    if walk.update.grpo.is_some() {
-                        "policy, KL and entropy"
-                    } else {
-                        "policy, value and entropy"
-                    }
-                ),
+                )
+            };
+            out.push(note(
+                "policy-loss-zero",
+                text,
                 vec![],
                 Some(stats.grad_norm),
             ));
@@ -302,27 +359,36 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                     .map(|p| (p.t, p.ratio))
                     .max_by(|a, b| (a.1 - 1.0).abs().total_cmp(&(b.1 - 1.0).abs()))
                 {
-                    let eps = walk.update.coeffs.clip_ratio;
+                    // The flags were set against the band the update clipped each token to.
                     let clipped: Vec<usize> = policy
                         .tokens
                         .iter()
                         .filter(|p| p.clip != PolicyClip::No)
                         .map(|p| p.t)
                         .collect();
-                    out.push(note(
-                        "largest-move",
-                        format!(
-                            "The token that moved most is t = {t}: ratio {} (the band is [{:.2}, \
-                             {:.2}]). {} of this response's tokens are outside the band on the \
-                             side their advantage pushes.",
+                    let text = match (walk.update.token_band(), walk.response_ratio(row)) {
+                        (_, Some(whole)) => format!(
+                            "The token that moved most is t = {t}: ratio {}. {} clips no token on \
+                             its own: it takes one ratio per response, {} for this one (the \
+                             update's text says what a further epoch would do with it).",
                             format_ratio(r),
-                            1.0 - eps,
-                            1.0 + eps,
-                            clipped.len()
+                            exp.member.name(),
+                            format_ratio(whole.ratio)
                         ),
-                        vec![t],
-                        Some(r),
-                    ));
+                        (band, None) => {
+                            let band = band.unwrap_or(ClipRange::NONE);
+                            format!(
+                                "The token that moved most is t = {t}: ratio {} (the band is \
+                                 [{:.2}, {:.2}]). {} of this response's tokens are outside the \
+                                 band on the side their advantage pushes.",
+                                format_ratio(r),
+                                1.0 - band.low,
+                                1.0 + band.high,
+                                clipped.len()
+                            )
+                        }
+                    };
+                    out.push(note("largest-move", text, vec![t], Some(r)));
                 }
             }
         }

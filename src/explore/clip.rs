@@ -2,6 +2,7 @@
 //! clipped objective counts and whether the token still has a gradient; for a batch, how many
 //! tokens fall in each of the six cases (sign of A × below / inside / above the band).
 
+use crate::ppo::clip_range::ClipRange;
 use crate::ppo::policy_loss::PolicyTrace;
 
 /// Where a ratio (or a value) lies against its clip band.
@@ -34,12 +35,13 @@ impl Band {
     }
 }
 
-/// One token against the policy clip: the objective is `min(ρ·A, clip(ρ, 1 − ε, 1 + ε)·A)`.
+/// One token against the policy clip: the objective is `min(ρ·A, clip(ρ, 1 − ε, 1 + ε)·A)`
+/// (DAPO's band is wider above: `[1 − ε_low, 1 + ε_high]`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PolicyCase {
     pub ratio: f32,
     pub advantage: f32,
-    pub eps: f32,
+    pub clip: ClipRange,
     pub band: Band,
     /// `ρ·A`.
     pub unclipped: f32,
@@ -57,16 +59,18 @@ pub fn surrogate(ratio: f32, advantage: f32, eps: f32) -> f32 {
     (ratio * advantage).min(clipped)
 }
 
-pub fn policy_case(ratio: f32, advantage: f32, eps: f32) -> PolicyCase {
+/// Where one token stands against the band `clip` (an ε alone: `[1 − ε, 1 + ε]`).
+pub fn policy_case(ratio: f32, advantage: f32, clip: impl Into<ClipRange>) -> PolicyCase {
+    let clip = clip.into();
     let unclipped = ratio * advantage;
-    let clipped = ratio.clamp(1.0 - eps, 1.0 + eps) * advantage;
+    let clipped = clip.clamp(ratio) * advantage;
     // The same test as the loss (`-A·clip(ρ) > -A·ρ`): strictly, so a tie is unclipped.
     let clipped_wins = clipped < unclipped;
     PolicyCase {
         ratio,
         advantage,
-        eps,
-        band: Band::of(ratio, 1.0 - eps, 1.0 + eps),
+        clip,
+        band: Band::of(ratio, 1.0 - clip.low, 1.0 + clip.high),
         unclipped,
         clipped,
         clipped_wins,
@@ -85,10 +89,12 @@ impl PolicyCase {
             "Â = 0: nothing to push"
         };
         if self.clipped_wins {
-            let edge = if self.advantage > 0.0 {
-                "1 + ε"
-            } else {
-                "1 − ε"
+            let symmetric = self.clip.low == self.clip.high;
+            let edge = match (self.advantage > 0.0, symmetric) {
+                (true, true) => "1 + ε",
+                (true, false) => "1 + ε_high",
+                (false, true) => "1 − ε",
+                (false, false) => "1 − ε_low",
             };
             format!(
                 "{side}, and ρ = {} is already past {edge}: min() takes the clipped branch clip(ρ)·Â = {}, which is flat in ρ, so this token's own term gives gradient 0. The ratio is not capped: shared weights and other tokens can still move it.",
@@ -286,10 +292,12 @@ pub struct ClipCases {
     pub total: usize,
 }
 
-pub fn clip_cases(policy: &[PolicyTrace], eps: f32) -> ClipCases {
+/// The batch's tokens in the six cases, against the band `clip` (an ε alone: `[1 − ε, 1 + ε]`).
+pub fn clip_cases(policy: &[PolicyTrace], clip: impl Into<ClipRange>) -> ClipCases {
+    let clip = clip.into();
     let mut cases = ClipCases::default();
     for token in policy.iter().flat_map(|p| &p.tokens) {
-        let case = policy_case(token.ratio, token.advantage, eps);
+        let case = policy_case(token.ratio, token.advantage, clip);
         cases.total += 1;
         cases.clipped += usize::from(case.clipped_wins);
         let sign = if token.advantage > 0.0 {

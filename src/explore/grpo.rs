@@ -102,8 +102,8 @@ impl CriticCost {
         }
     }
 
-    /// AdamW keeps two f32 moments per parameter: bytes of optimizer state a separate critic
-    /// adds, beside its f32 weights (16 bytes a parameter in all).
+    /// The bytes a separate critic adds in f32 training: per parameter its weight and its
+    /// gradient (4 bytes each) and AdamW's two moments (8), 16 bytes in all.
     pub fn separate_critic_bytes(&self) -> usize {
         self.separate_critic_params * 16
     }

@@ -41,7 +41,8 @@ pub const ENTROPY_FLOOR: f64 = 0.1;
 /// ... or a drop to this fraction of the run's first entropy.
 pub const ENTROPY_DROP: f64 = 0.1;
 /// Explained variance below which the critic predicts the returns worse than their mean would,
-/// by enough to matter: its errors spread at least 10% wider than the returns themselves. A
+/// by enough to matter: its errors' variance is at least 10% larger than the returns' own (their
+/// spread about 5% wider). A
 /// critic that has learned only the returns' level (a constant) scores about 0, a little above
 /// or below from batch to batch (the debug recipe's, within ±0.05): that is not a finding.
 pub const EV_FLOOR: f64 = -0.1;

@@ -56,8 +56,8 @@ impl History {
     }
 }
 
-/// The critic's explained variance over real tokens: `1 − Var(R − V) / Var(R)`. 1 is a perfect
-/// critic, 0 one no better than predicting the mean return, below 0 worse. None when the
+/// The critic's explained variance over real tokens: `1 − Var(R − V) / Var(R)`. 1 is a critic
+/// whose errors do not vary (exact, or off by the same constant everywhere), 0 one no better than predicting the mean return, below 0 worse. None when the
 /// returns have no spread (every return equal) or fewer than two real tokens.
 pub fn explained_variance(returns: &[f64], values: &[f64]) -> Option<f64> {
     let n = returns.len();

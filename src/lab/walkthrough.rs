@@ -18,6 +18,7 @@ use crate::exercises::compare::{IterationComparison, compare_iteration};
 use crate::model::Qwen2Model;
 use crate::model::tokenizer::TextTokenizer;
 use crate::ppo::Functions;
+use crate::ppo::clip_range::ClipRange;
 use crate::ppo::entropy::entropy_from_logits;
 use crate::ppo::gae::{GaeTrace, gae_ref};
 use crate::ppo::iteration::{
@@ -121,6 +122,43 @@ pub struct Walkthrough {
     pub kl_control: Option<crate::ppo::kl_control::KlStep>,
     /// The settings this batch ran under that the family panel compares the members with.
     pub family: MemberParams,
+}
+
+/// One response taken as one action, as RLOO's and REINFORCE's updates take it, after the update.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResponseRatio {
+    /// `exp Σ_t (log π_new − log π_old)` over the response's real tokens.
+    pub ratio: f32,
+    /// The response's advantage (each of its tokens carries it).
+    pub advantage: f32,
+    /// The member's clip gives the response's term no gradient in a further epoch (never
+    /// without a clip, REINFORCE's).
+    pub clipped: bool,
+}
+
+impl Walkthrough {
+    /// Response `row` as one action, where the update took one ratio per response (None under
+    /// the members that clip each token's own ratio).
+    pub fn response_ratio(&self, row: usize) -> Option<ResponseRatio> {
+        response_ratio(&self.update, self.policy_after.get(row)?)
+    }
+}
+
+/// A response's trace after an update with `config`, taken as one action where that update took
+/// one ratio per response (None where it clipped each token's own ratio).
+pub fn response_ratio(config: &UpdateConfig, trace: &PolicyTrace) -> Option<ResponseRatio> {
+    let g = config.grpo.filter(|g| g.per_response)?;
+    let tokens = &trace.tokens;
+    let log_ratio: f32 = tokens.iter().map(|p| p.logp_new - p.logp_old).sum();
+    let advantage = tokens.iter().map(|p| p.advantage).sum::<f32>() / tokens.len().max(1) as f32;
+    let ratio = log_ratio.exp();
+    // As the loss tests it: the clipped branch strictly the larger of the two negatives.
+    let clipped = -advantage * g.clip.clamp(ratio) > -advantage * ratio;
+    Some(ResponseRatio {
+        ratio,
+        advantage,
+        clipped,
+    })
 }
 
 /// Runs one PPO iteration on `tasks` with `functions` (the reference's or the student's) and
@@ -354,8 +392,11 @@ pub async fn after_update(
     let new_logprobs = to_rows(read_f32(after.logprobs).await?, r);
     let new_values = to_rows(read_f32(after.values).await?, r);
     let coeffs = update_config.coeffs;
-    // The advantages the update used: GAE's under PPO, the member's own under the others.
+    // The advantages the update used: GAE's under PPO, the member's own under the others;
+    // each token against the band its own ratio was clipped to (no band where the update took
+    // one ratio per response: then no token's own term is clipped).
     let advantages = experience.every_row().advantages;
+    let band = update_config.token_band().unwrap_or(ClipRange::NONE);
     let policy_after = (0..rollout.ids.len())
         .map(|b| {
             policy_loss_ref(
@@ -363,7 +404,7 @@ pub async fn after_update(
                 &rollout.logprobs[b],
                 &advantages[b],
                 &mask[b],
-                coeffs.clip_ratio,
+                band,
             )
         })
         .collect();

@@ -23,6 +23,7 @@
 
 use burn::tensor::Tensor;
 
+use super::clip_range::ClipRange;
 use super::masked::{masked_mean, masked_mean_ref};
 
 /// What [`policy_loss`] returns, each a one-element tensor.
@@ -103,8 +104,9 @@ pub fn policy_loss_ref(
     logprobs_old: &[f32],
     advantages: &[f32],
     response_mask: &[f32],
-    clip_ratio: f32,
+    clip: impl Into<ClipRange>,
 ) -> PolicyTrace {
+    let band = clip.into();
     let n = response_mask.len();
     let (mut terms, mut clipped_flags, mut sq_log_ratio) =
         (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
@@ -114,7 +116,7 @@ pub fn policy_loss_ref(
         let ratio = log_ratio.exp();
         let a = advantages[t];
         let unclipped = -a * ratio;
-        let clipped = -a * ratio.clamp(1.0 - clip_ratio, 1.0 + clip_ratio);
+        let clipped = -a * band.clamp(ratio);
         let term = unclipped.max(clipped);
         let clip = if clipped > unclipped {
             if ratio > 1.0 {

@@ -12,6 +12,7 @@ use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Int, Tensor, TensorData};
 
+use super::clip_range::ClipRange;
 use super::gae::{Gae, GaeParams, gae};
 use super::grpo_loss::{GrpoCoeffs, grpo_loss};
 use super::losses::{
@@ -271,6 +272,20 @@ pub struct UpdateConfig {
     pub coeffs: LossCoeffs,
     /// GRPO's objective instead of PPO's (None: PPO).
     pub grpo: Option<GrpoCoeffs>,
+}
+
+impl UpdateConfig {
+    /// The band each token's own ratio was clipped to: PPO's `[1 − ε, 1 + ε]`, or a critic-free
+    /// member's (DAPO's wider above). None where the update took one ratio per response
+    /// (RLOO's, clipped as a whole, and REINFORCE's, not clipped): no token's own term is
+    /// clipped there.
+    pub fn token_band(&self) -> Option<ClipRange> {
+        match self.grpo {
+            None => Some(ClipRange::symmetric(self.coeffs.clip_ratio)),
+            Some(g) if g.per_response => None,
+            Some(g) => Some(g.clip),
+        }
+    }
 }
 
 /// Means over the optimizer steps of one update (metric names as in DESIGN.md).

@@ -149,7 +149,7 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                 row,
                 t: None,
                 prompt: format!(
-                    "Every token pays β · KL_t to the frozen reference out of its reward, with β = {}. Which response pays the most in all?",
+                    "Every token pays β · KL_t to the frozen reference out of its reward (a token with KL_t < 0 gets it back instead), with β = {}. Which response pays the most in all?",
                     num(beta)
                 ),
                 ask: Ask::Choice(choices),
@@ -289,12 +289,15 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
             })
         }
         Kind::RatioClipped => {
-            let eps = walk.update.coeffs.clip_ratio;
+            // The band each token's own ratio was clipped to; not asked where the update took
+            // one ratio per response (RLOO, REINFORCE): no token's own term is clipped there.
+            let clip = walk.update.token_band()?;
+            let (edge_lo, edge_hi) = (1.0 - clip.low, 1.0 + clip.high);
             let tokens = &walk.policy_after.get(row)?.tokens;
-            let band = |r: f32| Band::of(r, 1.0 - eps, 1.0 + eps);
+            let band = |r: f32| Band::of(r, edge_lo, edge_hi);
             // Outside the band is where the question is worth asking: there the sign of Â
             // decides. When no token of the response left it (a gentle update), the question
-            // supposes a harder push took a token to 1 ± 1.5ε, on either side.
+            // supposes a harder push took a token half as far again past either edge.
             let real: Vec<(usize, f32)> = (0..tokens.len())
                 .filter(|&i| band(tokens[i].ratio) != Band::Inside)
                 .map(|i| (i, tokens[i].ratio))
@@ -302,7 +305,10 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
             let supposed = real.is_empty();
             let candidates: Vec<(usize, f32)> = if supposed {
                 // Half as far again past each edge; below, kept above 0 (a ratio is positive).
-                let (lo, hi) = ((1.0 - 1.5 * eps).max(0.5 * (1.0 - eps)), 1.0 + 1.5 * eps);
+                let (lo, hi) = (
+                    (1.0 - 1.5 * clip.low).max(0.5 * edge_lo),
+                    1.0 + 1.5 * clip.high,
+                );
                 (0..tokens.len())
                     .filter(|&i| tokens[i].advantage != 0.0)
                     .flat_map(|i| [(i, hi), (i, lo)])
@@ -311,13 +317,13 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                 real
             };
             let clipped =
-                |&(i, r): &(usize, f32)| policy_case(r, tokens[i].advantage, eps).clipped_wins;
+                |&(i, r): &(usize, f32)| policy_case(r, tokens[i].advantage, clip).clipped_wins;
             let (yes, no): (Vec<usize>, Vec<usize>) =
                 (0..candidates.len()).partition(|&k| clipped(&candidates[k]));
             let (i, ratio) = candidates[pick_balanced(&yes, &no, iteration, row, kind)?];
             let p = &tokens[i];
-            let case = policy_case(ratio, p.advantage, eps);
-            let band_text = format!("[{}, {}]", num(1.0 - eps), num(1.0 + eps));
+            let case = policy_case(ratio, p.advantage, clip);
+            let band_text = format!("[{}, {}]", num(edge_lo), num(edge_hi));
             let prompt = if supposed {
                 format!(
                     "After this update, token {} ({}) has the ratio ρ = π_new / π_old = {}, inside the clip band {band_text}, and the advantage Â = {}. Suppose a harder push had taken it to ρ = {}, {} the band. Would the clip then switch this token's own policy gradient off?",

@@ -1,6 +1,6 @@
 //! The causal-mask stage's attention maps: every layer and head small, and one head enlarged
 //! with the tokens written on both axes, a readout of the weight under the pointer, the causal
-//! mask and the left padding drawn differently, a legend that states the colour scale, and a
+//! mask and the padding drawn differently, a legend that states the colour scale, and a
 //! marker on row `prompt_len − 1`. The maps follow the response picker: the iteration kept
 //! one response's, the worker computes any other kept one's on request.
 
@@ -38,7 +38,8 @@ enum Cell {
     Weight(f32),
     /// The key comes after the query.
     Causal,
-    /// The query or the key is left padding.
+    /// The query or the key is padding: the prompt's left padding, or a position after the
+    /// response ended.
     Padding,
 }
 
@@ -323,7 +324,10 @@ pub fn attention_view(state: AppState, walk: Arc<Walkthrough>, row: usize) -> im
                         format!("weight {w:.4} ({:.1}% of its attention)", 100.0 * w)
                     }
                     Cell::Causal => "masked: the key comes after the query".to_string(),
-                    Cell::Padding => "masked: left padding".to_string(),
+                    Cell::Padding => {
+                        "masked: padding (before the prompt or after the response ended)"
+                            .to_string()
+                    }
                 };
                 Some(format!(
                     "query {q} `{}` → key {k} `{}`: {what}",
@@ -422,7 +426,7 @@ pub fn attention_view(state: AppState, walk: Arc<Walkthrough>, row: usize) -> im
                     </span>
                     <span class="legend-text">"colour = √weight: white is 0, deep blue is 1 (the square root spreads the small weights apart)"</span>
                     <span><span class="swatch causal"></span>" causal mask: the key comes after the query"</span>
-                    <span><span class="swatch padding"></span>" left padding (hatched)"</span>
+                    <span><span class="swatch padding"></span>" padding, before the prompt or after the response ended (hatched)"</span>
                     <span><span class="swatch edge"></span>" where the response starts"</span>
                     <span><span class="swatch p1"></span>" row P − 1 (predicts response token 0)"</span>
                 </div>

@@ -205,7 +205,7 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
                 </p>
                 <p>
                     {format!(
-                        "Most PPO trainers (verl, OpenRLHF, TRL's PPOTrainer) keep a separate critic of the policy's size: {} more parameters for this model; for Qwen1.5-1.8B {} more, {:.1} GB of f32 weights and AdamW moments, and one more forward and backward pass per mini-batch.",
+                        "Most PPO trainers (verl, OpenRLHF, TRL's PPOTrainer) keep a separate critic of the policy's size: {} more parameters for this model; for Qwen1.5-1.8B {} more, {:.1} GB of f32 weights, gradients and AdamW moments (16 bytes a parameter), and one more forward and backward pass per mini-batch.",
                         grouped_digits(t.separate_critic_params),
                         grouped_digits(b.separate_critic_params),
                         b.separate_critic_bytes() as f64 / 1e9
@@ -317,7 +317,7 @@ fn zero_spread_member(member: Family) -> String {
             " This iteration trained {name}, whose dynamic sampling leaves such groups out of the update: nothing acts on their tokens."
         ),
         Family::Rloo => format!(
-            " This iteration trained {name}: each score less β·KL is compared with the mean of the group's others, so its advantages here are 0 only where the responses' β·KL are equal (the family panel below shows them)."
+            " This iteration trained {name}: each score less β·KL is compared with the mean of the group's others, so a response's advantage here is 0 only where its β·KL equals the mean of the others' (all are 0 when every response's β·KL is the same; the family panel below shows them)."
         ),
         Family::Reinforce => format!(
             " This iteration trained {name}, which compares each score less β·KL with the whole batch's mean, not the group's: these responses' advantages are 0 only where that equals the batch's mean (the family panel below shows them)."

@@ -6,9 +6,7 @@ use leptos::prelude::*;
 
 use super::handouts::{handout_buttons, svg_markup};
 use crate::explain::format::num;
-use crate::explore::{
-    Band, ClipCases, PolicyCase, ValueCase, clip_cases, policy_case, surrogate, value_case,
-};
+use crate::explore::{Band, ClipCases, PolicyCase, ValueCase, clip_cases, policy_case, value_case};
 use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::family::Family;
 use crate::ppo::policy_loss::PolicyTrace;
@@ -34,16 +32,21 @@ fn explored_token(state: AppState, policy: &PolicyTrace) -> Option<(usize, bool)
 fn clip_plot(case: &PolicyCase, pushed: Option<f32>) -> String {
     let (w, h) = (380.0f64, 210.0f64);
     let (left, right, top, bottom) = (56.0, 12.0, 12.0, 36.0);
-    let eps = case.eps as f64;
-    let mut x0 = (1.0 - 2.5 * eps).min(0.5);
-    let mut x1 = (1.0 + 2.5 * eps).max(1.5);
+    // The band's two edges (the same width on each side unless the band is DAPO's); a band
+    // open above is drawn to the plot's right edge.
+    let (low, high) = (case.clip.low as f64, (case.clip.high as f64).min(2.0));
+    let mut x0 = (1.0 - 2.5 * low).min(0.5);
+    let mut x1 = (1.0 + 2.5 * high).max(1.5);
     for r in std::iter::once(case.ratio).chain(pushed) {
         x0 = x0.min(r as f64 - 0.05);
         x1 = x1.max(r as f64 + 0.05);
     }
     let a = case.advantage;
-    let f = |r: f64| surrogate(r as f32, a, case.eps) as f64;
-    let knots = [x0, 1.0 - eps, 1.0 + eps, x1];
+    let f = |r: f64| {
+        let r = r as f32;
+        (r * a).min(case.clip.clamp(r) * a) as f64
+    };
+    let knots = [x0, 1.0 - low, 1.0 + high, x1];
     let ys: Vec<f64> = knots.iter().map(|&r| f(r)).chain([0.0]).collect();
     let (mut y0, mut y1) = ys
         .iter()
@@ -68,14 +71,14 @@ fn clip_plot(case: &PolicyCase, pushed: Option<f32>) -> String {
     // The band, then the flat region on the side the advantage pushes.
     svg += &format!(
         "<rect class=\"clip-band\" x=\"{:.1}\" y=\"{top}\" width=\"{:.1}\" height=\"{:.1}\"/>",
-        px(1.0 - eps),
-        px(1.0 + eps) - px(1.0 - eps),
+        px(1.0 - low),
+        px(1.0 + high) - px(1.0 - low),
         h - top - bottom
     );
     let flat = if a > 0.0 {
-        Some((1.0 + eps, x1))
+        Some((1.0 + high, x1))
     } else if a < 0.0 {
-        Some((x0, 1.0 - eps))
+        Some((x0, 1.0 - low))
     } else {
         None
     };
@@ -108,9 +111,9 @@ fn clip_plot(case: &PolicyCase, pushed: Option<f32>) -> String {
         );
     }
     for (r, label) in [
-        (1.0 - eps, format!("1−ε = {:.2}", 1.0 - eps)),
+        (1.0 - low, format!("1−ε = {:.2}", 1.0 - low)),
         (1.0, "1".to_string()),
-        (1.0 + eps, format!("1+ε = {:.2}", 1.0 + eps)),
+        (1.0 + high, format!("1+ε = {:.2}", 1.0 + high)),
     ] {
         svg += &format!(
             "<line class=\"axis\" x1=\"{0:.1}\" y1=\"{base}\" x2=\"{0:.1}\" y2=\"{1}\"/>\

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 
 use crate::explain::format::num;
 use crate::explore::policy_case;
-use crate::lab::walkthrough::{Replay, Walkthrough};
+use crate::lab::walkthrough::{Replay, Walkthrough, response_ratio};
 use crate::web::select::{exact, response_token, show_token};
 use crate::web::state::{AppState, Asked};
 
@@ -61,11 +61,15 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
             </table>
         };
         let stopped = replay.as_ref().map(|r| {
-            let eps = walk.update.coeffs.clip_ratio;
+            // The band each token's own ratio was clipped to (none where the update took one
+            // ratio per response: no token is clipped on its own there).
+            let band = r.update.token_band();
+            let (lo, hi) = band.map_or((0.0, f32::INFINITY), |b| (1.0 - b.low, 1.0 + b.high));
+            let whole = response_ratio(&r.update, &r.policy_after[row]);
             let clipped: Vec<_> = r.policy_after[row]
                 .tokens
                 .iter()
-                .filter(|p| policy_case(p.ratio, p.advantage, eps).clipped_wins)
+                .filter(|p| band.is_some_and(|b| policy_case(p.ratio, p.advantage, b).clipped_wins))
                 .map(|p| {
                     let t = p.t;
                     let up = p.advantage > 0.0;
@@ -82,12 +86,26 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
             let n = clipped.len();
             view! {
                 <p class="explain" data-testid="push-stopped">
-                    {if n == 0 {
+                    {if let Some(w) = whole {
+                        format!(
+                            "{} clips no token on its own: pushed harder, response {} as a whole has the ratio ρ = {} with the advantage {}. {}",
+                            walk.experience.member.name(),
+                            row + 1,
+                            num(w.ratio),
+                            num(w.advantage),
+                            match (w.clipped, r.update.grpo.is_some_and(|g| g.clip.high.is_finite())) {
+                                _ if w.advantage == 0.0 => "Its advantage is 0: its term pushes neither way.",
+                                (_, false) => "Nothing clips it: its term would keep pushing in further epochs.",
+                                (true, true) => "It is past the band on the side its advantage pushes: in further epochs the whole response's term would give no gradient.",
+                                (false, true) => "It is not past the band on the side its advantage pushes: its term would still push in further epochs.",
+                            }
+                        )
+                    } else if n == 0 {
                         format!("No token of response {} left the band on the side its advantage pushes.", row + 1)
                     } else {
                         format!(
                             "What clipping stops: in response {}, {n} tokens went past the band on the side their advantage pushes \
-                             (▲: Â > 0 and ρ above 1 + ε; ▼: Â < 0 and ρ below 1 − ε). From there min() takes the flat clipped branch, \
+                             (▲: Â > 0 and ρ above {hi:.2}; ▼: Â < 0 and ρ below {lo:.2}). From there min() takes the flat clipped branch, \
                              so each token's own term no longer pushes it in further epochs; shared weights, other tokens and \
                              AdamW's momentum can still move it. Without the clip that term would keep pushing: a ▲ token's ratio \
                              further up, a ▼ token's further down.",

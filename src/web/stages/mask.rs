@@ -67,8 +67,8 @@ pub(super) fn mask(
         {why("Why one pass is enough", view! {
             "During the update PPO needs the new log-probability of every response token, and it gets "
             "them all from one teacher-forced pass over prompt + response. The causal mask makes that "
-            "exact: position i attends only to positions ≤ i (the grey triangle is masked; left padding "
-            "is hatched), so the hidden state at position i is the state the rollout was in there. "
+            "exact: position i attends only to positions ≤ i (the grey triangle is masked; padding, "
+            "before the prompt or after the response ended, is hatched), so the hidden state at position i is the state the rollout was in there. "
             "The picked token's row (what it attends to) and column (who attends to it) are outlined "
             "on the small maps."
         }.into_any())}

@@ -12,7 +12,10 @@ use crate::explain::notes::notes;
 use crate::explain::provenance::{Quantity, format_ratio};
 use crate::explain::stage::real_len;
 use crate::explore::clip_cases;
+use crate::lab::walkthrough::ResponseRatio;
 use crate::lab::walkthrough::Walkthrough;
+use crate::ppo::clip_range::ClipRange;
+use crate::ppo::family::Family;
 use crate::ppo::policy_loss::PolicyClip;
 use crate::web::classroom::{clip_explorer, push_harder};
 use crate::web::guide::{notes_view, provenance_view, term};
@@ -33,8 +36,13 @@ pub(super) fn update(
     let policy = &walk.policy_after[row];
     let value = &walk.value_after[row];
     let eps = walk.update.coeffs.clip_ratio;
+    // The band each token's own ratio was clipped to (None: one ratio per response, RLOO's and
+    // REINFORCE's; the table then draws PPO's band for comparison and marks no token).
+    let band = walk.update.token_band();
+    let (band_lo, band_hi) = band.map_or((1.0 - eps, 1.0 + eps), |b| (1.0 - b.low, 1.0 + b.high));
     // The ▲/▼ marks over the whole batch, after the update.
-    let marked = clip_cases(&walk.policy_after, eps);
+    let marked = clip_cases(&walk.policy_after, band.unwrap_or(ClipRange::NONE));
+    let member = exp.member.name();
     let stat = |testid: &'static str, label: &'static str, x: f32| {
         view! {
             <div class="stat">
@@ -62,9 +70,12 @@ pub(super) fn update(
         .iter()
         .map(|p| {
             let t = p.t;
-            // The band drawn from 0.5 to 1.5: where the ratio falls against [1 - eps, 1 + eps].
+            // The band drawn from 0.5 to 1.5: where the ratio falls against the band.
             let pos = ((p.ratio - 0.5).clamp(0.0, 1.0)) * 100.0;
-            let (lo, hi) = ((0.5 - eps).max(0.0) * 100.0, (0.5 + eps).min(1.0) * 100.0);
+            let (lo, hi) = (
+                (band_lo - 0.5).max(0.0) * 100.0,
+                (band_hi - 0.5).min(1.0) * 100.0,
+            );
             let marker = match p.clip {
                 PolicyClip::AboveBand => "▲ clipped (A > 0)",
                 PolicyClip::BelowBand => "▼ clipped (A < 0)",
@@ -122,11 +133,10 @@ pub(super) fn update(
             )
         })
         .collect_view();
-    let minibatches = exp
-        .rollout
-        .ids
-        .len()
-        .div_ceil(walk.update.mini_batch_size.max(1));
+    // The rows the update trained on (under dynamic sampling only the groups it kept), cut as
+    // the update cuts them.
+    let trained = exp.batch().ids.len();
+    let minibatches = trained.div_ceil(walk.update.mini_batch_size.min(trained).max(1));
     let main = view! {
         {token_strip(state, walk, row, real_len(walk, row), None)}
         <div class="stats stage-data" data-testid="update-stats">
@@ -140,29 +150,30 @@ pub(super) fn update(
             {stat("grad-norm", "grad norm (before clip to 1)", stats.grad_norm)}
         </div>
         <p class="note" data-testid="update-objective">
-            {match walk.update.grpo {
-                None => format!(
-                    "Means over the update's {} optimizer steps ({} epochs × {} mini-batches). total = policy + {} · value − {} · entropy.",
-                    stats.optimizer_steps, walk.update.epochs, minibatches, walk.update.coeffs.vf_coef, walk.update.coeffs.entropy_coeff
-                ),
-                Some(g) => format!(
-                    "GRPO: means over the update's {} optimizer steps ({} epochs × {} mini-batches). total = policy + {} · KL − {} · entropy, with the k3 KL to the reference {} ({}); no value loss: the critic columns show a value head this update did not train. The advantages are each response's against its group (GAE stage).",
-                    stats.optimizer_steps, walk.update.epochs, minibatches, g.beta, walk.update.coeffs.entropy_coeff, num(stats.loss_kl), g.agg.name()
-                ),
-            }}
+            {objective(walk, minibatches)}
         </p>
         {(cursor >= 1).then(|| view! {
             <p class="explain" data-testid="after-update" data-current="1">
-                {format!(
-                    "After {} AdamW steps: the new log-probabilities beside the old ones, for response {}. \
-                     The band is [{:.2}, {:.2}]. ▲ (Â > 0, ρ above {:.2}) and ▼ (Â < 0, ρ below {:.2}) mark tokens \
-                     whose own term would give no gradient in a further epoch; the clip does not hold them still: \
-                     shared weights, other tokens and AdamW's momentum can still move them. The marks count the \
-                     batch after the update ({} of its {} tokens); the policy clip fraction above is a mean over \
-                     the update's steps, each measured before its step.",
-                    stats.optimizer_steps, row + 1, 1.0 - eps, 1.0 + eps, 1.0 + eps, 1.0 - eps,
-                    marked.clipped, marked.total
-                )}
+                {match (band, walk.response_ratio(row)) {
+                    (_, Some(r)) => format!(
+                        "After {} AdamW steps: the new log-probabilities beside the old ones, for response {}. \
+                         {member} takes one ratio per response, ρ = exp Σ_t (log π_new − log π_old): {} for this one, \
+                         with the advantage {}. {} No token is clipped on its own, so the table marks none; \
+                         its band is PPO's [{:.2}, {:.2}], drawn for comparison.",
+                        stats.optimizer_steps, row + 1, format_ratio(r.ratio), num(r.advantage),
+                        response_clip_sentence(walk, r), band_lo, band_hi
+                    ),
+                    _ => format!(
+                        "After {} AdamW steps: the new log-probabilities beside the old ones, for response {}. \
+                         The band is [{:.2}, {:.2}]. ▲ (Â > 0, ρ above {:.2}) and ▼ (Â < 0, ρ below {:.2}) mark tokens \
+                         whose own term would give no gradient in a further epoch; the clip does not hold them still: \
+                         shared weights, other tokens and AdamW's momentum can still move them. The marks count the \
+                         batch after the update ({} of its {} tokens); the policy clip fraction above is a mean over \
+                         the update's steps, each measured before its step.",
+                        stats.optimizer_steps, row + 1, band_lo, band_hi, band_hi, band_lo,
+                        marked.clipped, marked.total
+                    ),
+                }}
             </p>
         })}
         {loss_comparison(walk)}
@@ -194,7 +205,13 @@ pub(super) fn update(
     .into_any();
     let vclip = walk.update.coeffs.clip_range_value;
     let side = view! {
-        {mathml(math::clipped_objective(eps))}
+        {mathml(match walk.update.grpo {
+            None => math::clipped_objective(eps),
+            Some(g) if g.per_response => math::response_objective(
+                g.clip.high.is_finite().then(|| (1.0 - g.clip.low, 1.0 + g.clip.high)),
+            ),
+            Some(g) => math::clipped_objective_in(1.0 - g.clip.low, 1.0 + g.clip.high),
+        })}
         {provenance_view(state, Stage::Update)}
         {notes_view(state, notes(walk, Stage::Update, row, iteration))}
         {why("Why several epochs, and why clip?", view! {
@@ -216,6 +233,101 @@ pub(super) fn update(
     }
     .into_any();
     columns(main, side)
+}
+
+/// What the update minimised, in the member's own terms.
+fn objective(walk: &Walkthrough, minibatches: usize) -> String {
+    let (stats, u) = (&walk.stats, &walk.update);
+    let skipped = if stats.skipped_steps > 0 {
+        format!(
+            "; {} more skipped for a loss or gradient that was not finite",
+            stats.skipped_steps
+        )
+    } else {
+        String::new()
+    };
+    let steps = format!(
+        "means over the update's {} optimizer steps ({} epochs × {} mini-batches{skipped})",
+        stats.optimizer_steps, u.epochs, minibatches
+    );
+    let member = walk.experience.member;
+    let name = member.name();
+    let no_critic = "no value loss: the critic columns show a value head this update did not train";
+    match u.grpo {
+        None => format!(
+            "M{}. total = policy + {} · value − {} · entropy.",
+            steps.trim_start_matches('m'),
+            u.coeffs.vf_coef,
+            u.coeffs.entropy_coeff
+        ),
+        Some(g) if g.per_response => format!(
+            "{name}: {steps}. total = policy − {} · entropy. The policy term takes one {} ratio per \
+             response and averages over the responses. There is no KL term: β · Σ_t KL_t is taken from \
+             each score, and the baseline is the mean of those penalised scores {}; {no_critic}.",
+            u.coeffs.entropy_coeff,
+            if member == Family::Reinforce {
+                "unclipped"
+            } else {
+                "clipped"
+            },
+            if member == Family::Reinforce {
+                "over the whole batch"
+            } else {
+                "over the other responses to the same prompt"
+            },
+        ),
+        Some(g) if g.beta == 0.0 => format!(
+            "{name}: {steps}. total = policy − {} · entropy ({}); no KL term ({}); {no_critic}. The \
+             advantages are each response's against its group (GAE stage).",
+            u.coeffs.entropy_coeff,
+            g.agg.name(),
+            if member == Family::Dapo {
+                "DAPO has none"
+            } else {
+                "β = 0"
+            }
+        ),
+        Some(g) => format!(
+            "{name}: {steps}. total = policy + {} · KL − {} · entropy, with the k3 KL to the reference \
+             {} ({}); {no_critic}. The advantages are each response's against its group (GAE stage).",
+            g.beta,
+            u.coeffs.entropy_coeff,
+            num(stats.loss_kl),
+            g.agg.name()
+        ),
+    }
+}
+
+/// Whether a further epoch would still push response `r` (RLOO's clip, or REINFORCE without one).
+fn response_clip_sentence(walk: &Walkthrough, r: ResponseRatio) -> String {
+    if r.advantage == 0.0 {
+        return "Its advantage is 0: the response's term pushes neither way.".to_string();
+    }
+    let Some(clip) = walk
+        .update
+        .grpo
+        .map(|g| g.clip)
+        .filter(|c| c.high.is_finite())
+    else {
+        return "REINFORCE does not clip: the response's term pushes in every epoch, however far ρ \
+                has moved."
+            .to_string();
+    };
+    let band = format!("[{:.2}, {:.2}]", 1.0 - clip.low, 1.0 + clip.high);
+    if r.clipped {
+        format!(
+            "It has left the band {band} on the side its advantage pushes, so in a further epoch the \
+             whole response's term would give no gradient."
+        )
+    } else {
+        let (low_edge, high_edge) = (1.0 - clip.low, 1.0 + clip.high);
+        let where_ = if (low_edge..=high_edge).contains(&r.ratio) {
+            format!("It is inside the band {band}")
+        } else {
+            format!("It is past the band {band} on the side its advantage does not push")
+        };
+        format!("{where_}, so the whole response's term would still push in a further epoch.")
+    }
 }
 
 /// With exercises on: exercises 1, 2, 3 and 5, the student's beside the reference's, on this
