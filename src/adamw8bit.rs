@@ -10,8 +10,8 @@
 //! The power curves spend the 255 codes unevenly, as bitsandbytes' dynamic quantization does:
 //! fine steps near zero, where most moments are, coarse ones near the block's maximum. The
 //! smallest nonzero v is 4e-9 of its block's largest, so a small v rarely becomes 0. Rounding v
-//! up keeps sqrt(v) from shrinking, so quantization can only make a step smaller, never larger
-//! than AdamW's.
+//! up keeps sqrt(v) from shrinking, so v's rounding never enlarges a step; m is rounded to
+//! nearest, so a stored |m| (and the step) can come out a little larger or smaller than AdamW's.
 //!
 //! Memory per parameter: 2 bytes of codes plus 2 x 4/64 bytes of scales, 2.125 bytes against
 //! AdamW's 8 (two f32 moments): about 73% less. For Qwen1.5-1.8B that is 3.9 GB instead of

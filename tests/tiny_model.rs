@@ -48,7 +48,7 @@ fn files_are_small_and_the_vocabulary_is_readable() {
         .map(|n| Path::new(DIR).join(n).metadata().unwrap().len())
         .sum();
     // 217,263 bytes today (the weights in F16, 213,712): under a quarter of a MiB, as the
-    // README's 215 KB says.
+    // README says (its weights 214 KB).
     assert!(total < 256 << 10, "{total} bytes");
 
     let loaded = load_tiny();

@@ -308,7 +308,10 @@ pub fn family_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> imp
                 "tokens with a positive advantage and lower those with a negative one. They differ "
                 "in a few choices: what a reward is compared with, whether it is divided by a "
                 "spread, what one ratio covers, the clip, how token terms are averaged, and where "
-                "the KL acts. Pick members to see what each choice does to these responses."
+                "the KL acts. Pick members to see what each choice does to these responses. Each "
+                "member is computed as its paper defines it (GRPO's advantages divided by the "
+                "group's std, whatever the scale setting), with the β, clip and length this batch "
+                "ran with; PPO beside GRPO, above, shows the advantages this iteration's update used."
             </p>
             <div class="family-picks" role="group" aria-label="members to compare">{picker(state)}</div>
             {body}
