@@ -794,6 +794,28 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
                     "{after}"
                 );
                 assert!(marks.iter().all(String::is_empty), "{name}: {marks:?}");
+                // The response's ratio in the text is the product of the table's ratios (to
+                // the digits printed), and its advantage the table's.
+                let printed = after
+                    .split("(log π_new − log π_old): ")
+                    .nth(1)
+                    .and_then(|rest| rest.split(" for this one").next())
+                    .unwrap_or_else(|| panic!("{after}"));
+                let product: f64 = page.column("upd-ratio").await.iter().product();
+                let digits = printed.split('.').nth(1).map_or(0, str::len) as i32;
+                let shown: f64 = printed.parse().unwrap();
+                assert!(
+                    (shown - product).abs() <= 0.5 * 10f64.powi(-digits) + 1e-5,
+                    "{name}: {printed} against the product {product}"
+                );
+                let advantage = page.column("upd-adv").await[0];
+                assert!(
+                    after.contains(&format!(
+                        "with the advantage {}",
+                        ppo_lens::explain::format::num(advantage as f32)
+                    )),
+                    "{name}: {advantage} in {after}"
+                );
                 if *key == "rloo" {
                     page.show("after-update").await;
                     page.screenshot("classroom-rloo-update.png").await;
