@@ -1042,10 +1042,22 @@ async fn the_family_compares_every_member_on_the_pages_batch() {
     assert!(page.exists("fam-dr_grpo-w-0").await);
     // The panel compares under the settings the batch ran with: a new β and length apply to
     // the next iteration, not to the batch on show. Dr. GRPO's weight divides by max_new_tokens,
-    // so it would change; the first batch's KL is 0 (the policy is still the reference), so the
-    // penalised score checks only that nothing else moved.
+    // so it would change, and so would a penalised score whose KL is not 0: on the second batch
+    // (the first update moved the policy away from the reference) some response's is not.
+    page.click("btn-iterate").await;
+    wait_ready(&page).await;
+    page.click("tab-gae").await;
+    page.click("btn-all").await;
+    let mut moved = None;
+    for b in 0..rows {
+        if page.number(&format!("fam-kl-{b}")).await != 0.0 {
+            moved = Some(b);
+            break;
+        }
+    }
+    let b = moved.expect("a response of the second batch with a KL to the reference");
     let (pen0, w0) = (
-        page.number("fam-pen-0").await,
+        page.number(&format!("fam-pen-{b}")).await,
         page.number("fam-dr_grpo-w-0").await,
     );
     set_setting(&page, "beta", "0.5").await;
@@ -1055,9 +1067,12 @@ async fn the_family_compares_every_member_on_the_pages_batch() {
         page.text("settings-status").await,
         "applied: next iteration uses these"
     );
-    page.click("family-pick-grpo").await;
-    page.click("family-pick-grpo").await;
-    assert_eq!(page.number("fam-pen-0").await, pen0);
+    // The GAE stage drawn afresh, with the new settings in place.
+    page.click("tab-score").await;
+    page.click("tab-gae").await;
+    page.click("btn-all").await;
+    assert!(page.exists("fam-dr_grpo-w-0").await);
+    assert_eq!(page.number(&format!("fam-pen-{b}")).await, pen0);
     assert_eq!(page.number("fam-dr_grpo-w-0").await, w0);
     page.finish().await;
 }
