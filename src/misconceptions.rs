@@ -96,7 +96,7 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
     let eps = walk.update.coeffs.clip_ratio;
     let clip_answer = match walk.update.token_band() {
         Some(band) => {
-            let (lo, hi) = (1.0 - band.low, 1.0 + band.high);
+            let (lo, hi) = band.edges();
             let cases = clip_cases(&walk.policy_after, band);
             let outside = walk
                 .policy_after
@@ -120,7 +120,7 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
                 outside,
                 lo,
                 hi,
-                if band.low == band.high {
+                if band.is_symmetric() {
                     String::new()
                 } else {
                     format!(", {}'s band", exp.member.name())

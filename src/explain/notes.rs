@@ -376,14 +376,14 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                             format_ratio(whole.ratio)
                         ),
                         (band, None) => {
-                            let band = band.unwrap_or(ClipRange::NONE);
+                            let (low_edge, high_edge) = band.unwrap_or(ClipRange::NONE).edges();
                             format!(
                                 "The token that moved most is t = {t}: ratio {} (the band is \
                                  [{:.2}, {:.2}]). {} of this response's tokens are outside the \
                                  band on the side their advantage pushes.",
                                 format_ratio(r),
-                                1.0 - band.low,
-                                1.0 + band.high,
+                                low_edge,
+                                high_edge,
                                 clipped.len()
                             )
                         }

@@ -65,12 +65,15 @@ pub fn policy_case(ratio: f32, advantage: f32, clip: impl Into<ClipRange>) -> Po
     let unclipped = ratio * advantage;
     let clipped = clip.clamp(ratio) * advantage;
     // The same test as the loss (`-A·clip(ρ) > -A·ρ`): strictly, so a tie is unclipped.
-    let clipped_wins = clipped < unclipped;
+    let clipped_wins = clip.switches_off(ratio, advantage);
     PolicyCase {
         ratio,
         advantage,
         clip,
-        band: Band::of(ratio, 1.0 - clip.low, 1.0 + clip.high),
+        band: {
+            let (lo, hi) = clip.edges();
+            Band::of(ratio, lo, hi)
+        },
         unclipped,
         clipped,
         clipped_wins,
@@ -89,7 +92,7 @@ impl PolicyCase {
             "Â = 0: nothing to push"
         };
         if self.clipped_wins {
-            let symmetric = self.clip.low == self.clip.high;
+            let symmetric = self.clip.is_symmetric();
             let edge = match (self.advantage > 0.0, symmetric) {
                 (true, true) => "1 + ε",
                 (true, false) => "1 + ε_high",

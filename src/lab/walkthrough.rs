@@ -152,12 +152,10 @@ pub fn response_ratio(config: &UpdateConfig, trace: &PolicyTrace) -> Option<Resp
     let log_ratio: f32 = tokens.iter().map(|p| p.logp_new - p.logp_old).sum();
     let advantage = tokens.iter().map(|p| p.advantage).sum::<f32>() / tokens.len().max(1) as f32;
     let ratio = log_ratio.exp();
-    // As the loss tests it: the clipped branch strictly the larger of the two negatives.
-    let clipped = -advantage * g.clip.clamp(ratio) > -advantage * ratio;
     Some(ResponseRatio {
         ratio,
         advantage,
-        clipped,
+        clipped: g.clip.switches_off(ratio, advantage),
     })
 }
 

@@ -52,6 +52,17 @@ impl ClipRange {
         self.low == self.high
     }
 
+    /// The band's edges, `(1 - low, 1 + high)`.
+    pub fn edges(self) -> (f32, f32) {
+        (1.0 - self.low, 1.0 + self.high)
+    }
+
+    /// Whether the clipped branch is the one that counts for a ratio and an advantage (strictly,
+    /// as the losses test it), so the term gives no gradient.
+    pub fn switches_off(self, ratio: f32, advantage: f32) -> bool {
+        self.clamp(ratio) * advantage < ratio * advantage
+    }
+
     /// `clip(ratio, 1 - low, 1 + high)`.
     pub fn clamp(self, ratio: f32) -> f32 {
         ratio.clamp(1.0 - self.low, 1.0 + self.high)

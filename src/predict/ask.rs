@@ -292,7 +292,7 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
             // The band each token's own ratio was clipped to; not asked where the update took
             // one ratio per response (RLOO, REINFORCE): no token's own term is clipped there.
             let clip = walk.update.token_band()?;
-            let (edge_lo, edge_hi) = (1.0 - clip.low, 1.0 + clip.high);
+            let (edge_lo, edge_hi) = clip.edges();
             let tokens = &walk.policy_after.get(row)?.tokens;
             let band = |r: f32| Band::of(r, edge_lo, edge_hi);
             // Outside the band is where the question is worth asking: there the sign of Â

@@ -8,6 +8,7 @@ use leptos::prelude::*;
 use crate::explain::format::num;
 use crate::explore::policy_case;
 use crate::lab::walkthrough::{Replay, Walkthrough, response_ratio};
+use crate::ppo::clip_range::ClipRange;
 use crate::web::select::{exact, response_token, show_token};
 use crate::web::state::{AppState, Asked};
 
@@ -64,7 +65,7 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
             // The band each token's own ratio was clipped to (none where the update took one
             // ratio per response: no token is clipped on its own there).
             let band = r.update.token_band();
-            let (lo, hi) = band.map_or((0.0, f32::INFINITY), |b| (1.0 - b.low, 1.0 + b.high));
+            let (lo, hi) = band.map_or((0.0, f32::INFINITY), ClipRange::edges);
             let whole = response_ratio(&r.update, &r.policy_after[row]);
             let clipped: Vec<_> = r.policy_after[row]
                 .tokens

@@ -39,7 +39,7 @@ pub(super) fn update(
     // The band each token's own ratio was clipped to (None: one ratio per response, RLOO's and
     // REINFORCE's; the table then draws PPO's band for comparison and marks no token).
     let band = walk.update.token_band();
-    let (band_lo, band_hi) = band.map_or((1.0 - eps, 1.0 + eps), |b| (1.0 - b.low, 1.0 + b.high));
+    let (band_lo, band_hi) = band.unwrap_or(ClipRange::symmetric(eps)).edges();
     // The ▲/▼ marks over the whole batch, after the update.
     let marked = clip_cases(&walk.policy_after, band.unwrap_or(ClipRange::NONE));
     let member = exp.member.name();
@@ -207,10 +207,13 @@ pub(super) fn update(
     let side = view! {
         {mathml(match walk.update.grpo {
             None => math::clipped_objective(eps),
-            Some(g) if g.per_response => math::response_objective(
-                g.clip.high.is_finite().then(|| (1.0 - g.clip.low, 1.0 + g.clip.high)),
-            ),
-            Some(g) => math::clipped_objective_in(1.0 - g.clip.low, 1.0 + g.clip.high),
+            Some(g) if g.per_response => {
+                math::response_objective(g.clip.high.is_finite().then(|| g.clip.edges()))
+            }
+            Some(g) => {
+                let (low_edge, high_edge) = g.clip.edges();
+                math::clipped_objective_in(low_edge, high_edge)
+            }
         })}
         {provenance_view(state, Stage::Update)}
         {notes_view(state, notes(walk, Stage::Update, row, iteration))}
@@ -247,7 +250,7 @@ fn objective(walk: &Walkthrough, minibatches: usize) -> String {
         String::new()
     };
     let steps = format!(
-        "means over the update's {} optimizer steps ({} epochs × {} mini-batches{skipped})",
+        "over the update's {} optimizer steps ({} epochs × {} mini-batches{skipped})",
         stats.optimizer_steps, u.epochs, minibatches
     );
     let member = walk.experience.member;
@@ -255,13 +258,11 @@ fn objective(walk: &Walkthrough, minibatches: usize) -> String {
     let no_critic = "no value loss: the critic columns show a value head this update did not train";
     match u.grpo {
         None => format!(
-            "M{}. total = policy + {} · value − {} · entropy.",
-            steps.trim_start_matches('m'),
-            u.coeffs.vf_coef,
-            u.coeffs.entropy_coeff
+            "Means {steps}. total = policy + {} · value − {} · entropy.",
+            u.coeffs.vf_coef, u.coeffs.entropy_coeff
         ),
         Some(g) if g.per_response => format!(
-            "{name}: {steps}. total = policy − {} · entropy. The policy term takes one {} ratio per \
+            "{name}: means {steps}. total = policy − {} · entropy. The policy term takes one {} ratio per \
              response and averages over the responses. There is no KL term: β · Σ_t KL_t is taken from \
              each score, and the baseline is the mean of those penalised scores {}; {no_critic}.",
             u.coeffs.entropy_coeff,
@@ -277,7 +278,7 @@ fn objective(walk: &Walkthrough, minibatches: usize) -> String {
             },
         ),
         Some(g) if g.beta == 0.0 => format!(
-            "{name}: {steps}. total = policy − {} · entropy ({}); no KL term ({}); {no_critic}. The \
+            "{name}: means {steps}. total = policy − {} · entropy ({}); no KL term ({}); {no_critic}. The \
              advantages are each response's against its group (GAE stage).",
             u.coeffs.entropy_coeff,
             g.agg.name(),
@@ -288,7 +289,7 @@ fn objective(walk: &Walkthrough, minibatches: usize) -> String {
             }
         ),
         Some(g) => format!(
-            "{name}: {steps}. total = policy + {} · KL − {} · entropy, with the k3 KL to the reference \
+            "{name}: means {steps}. total = policy + {} · KL − {} · entropy, with the k3 KL to the reference \
              {} ({}); {no_critic}. The advantages are each response's against its group (GAE stage).",
             g.beta,
             u.coeffs.entropy_coeff,
@@ -313,14 +314,14 @@ fn response_clip_sentence(walk: &Walkthrough, r: ResponseRatio) -> String {
                 has moved."
             .to_string();
     };
-    let band = format!("[{:.2}, {:.2}]", 1.0 - clip.low, 1.0 + clip.high);
+    let (low_edge, high_edge) = clip.edges();
+    let band = format!("[{low_edge:.2}, {high_edge:.2}]");
     if r.clipped {
         format!(
             "It has left the band {band} on the side its advantage pushes, so in a further epoch the \
              whole response's term would give no gradient."
         )
     } else {
-        let (low_edge, high_edge) = (1.0 - clip.low, 1.0 + clip.high);
         let where_ = if (low_edge..=high_edge).contains(&r.ratio) {
             format!("It is inside the band {band}")
         } else {
