@@ -681,6 +681,8 @@ async fn at_1280x800_every_stage_shows_its_data_on_the_first_screen() {
     assert!(page.exists("stage-overview").await);
     // How many stages were long enough to check that their head stays pinned under the bar.
     let mut pinned = 0;
+    let mut scrolled = Vec::new();
+    let mut side_terms = 0;
     for presenter in [false, true] {
         if presenter {
             page.press("f").await;
@@ -699,6 +701,26 @@ async fn at_1280x800_every_stage_shows_its_data_on_the_first_screen() {
             let mode = if presenter { "presenter" } else { "normal" };
             page.screenshot(&format!("first-screen-{mode}-{stage}.png"))
                 .await;
+            // Every column of its tables and every formula in full, without scrolling.
+            for part in page.hidden_behind_scroll_bars().await {
+                scrolled.push(format!("{mode} {stage}: {part}"));
+            }
+            // A glossary term's note in the side column, shown, lies inside the column.
+            let notes = page
+                .js("const side = [...document.querySelectorAll('.stage .stage-side')].find(e => e.offsetParent !== null);\
+                     if (!side) return [0, []];\
+                     const terms = [...side.querySelectorAll('dfn.term')];\
+                     const out = terms.map(d => { d.focus({ preventScroll: true }); const g = d.querySelector('.gloss').getBoundingClientRect();\
+                       const s = side.getBoundingClientRect(); const wide = side.scrollWidth > side.clientWidth + 1;\
+                       d.blur(); return (g.width > 0 && g.left >= s.left - 1 && g.right <= s.left + side.clientWidth + 1 && !wide)\
+                         ? null : d.dataset.term + ' ' + g.left + '..' + g.right + ' in ' + s.left + '..' + (s.left + side.clientWidth); })\
+                       .filter(x => x !== null);\
+                     return [terms.length, out];")
+                .await;
+            side_terms += notes[0].as_u64().unwrap();
+            for bad in notes[1].as_array().unwrap() {
+                scrolled.push(format!("{mode} {stage}: the note of {bad}"));
+            }
             // The bar (controls, tabs, step counter, responses) stays on screen while the
             // stage scrolls.
             page.js("window.scrollTo(0, 1200); return null;").await;
@@ -735,6 +757,15 @@ async fn at_1280x800_every_stage_shows_its_data_on_the_first_screen() {
     assert!(
         pinned >= 2,
         "only {pinned} stages were long enough to check the pinned head"
+    );
+    assert!(
+        side_terms >= 3,
+        "{side_terms} glossary terms in the side columns"
+    );
+    assert!(
+        scrolled.is_empty(),
+        "parts hidden behind a scroll bar at 1280 x 800:\n{}",
+        scrolled.join("\n")
     );
     page.finish().await;
 }
@@ -1082,11 +1113,11 @@ async fn the_loop_diagram_the_tour_and_the_glossary_guide_a_beginner() {
     );
 
     // Glossary terms explain themselves on focus (or hover), and hide again.
-    let visibility = "const g = document.querySelector('.stage dfn.term .gloss'); return getComputedStyle(g).visibility;";
-    assert_eq!(page.js(visibility).await, "hidden");
+    let shown = "const g = document.querySelector('.stage dfn.term .gloss'); return getComputedStyle(g).display;";
+    assert_eq!(page.js(shown).await, "none");
     page.js("document.querySelector('.stage dfn.term').focus(); return null;")
         .await;
-    assert_eq!(page.js(visibility).await, "visible");
+    assert_eq!(page.js(shown).await, "block");
     let word = page
         .js("return document.querySelector('.stage dfn.term').dataset.term;")
         .await;

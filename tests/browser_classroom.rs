@@ -423,6 +423,7 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
     );
     let mut normal = Vec::new();
     let mut failures = Vec::new();
+    let mut scrolled = Vec::new();
     for presenter in [false, true] {
         if presenter {
             page.press("f").await;
@@ -448,6 +449,12 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
                 Value::Array(vec![]),
                 "{mode} {stage}: tables wider than 1280 px"
             );
+            // Every table of numbers shows all its columns without scrolling sideways (the
+            // GAE table's last column is the whitened advantage, the stage's result), and no
+            // formula hides a part behind a scroll bar.
+            for part in page.hidden_behind_scroll_bars().await {
+                scrolled.push(format!("{mode} {stage}: {part}"));
+            }
             let widths = canvas_widths(&page).await;
             if presenter {
                 for (id, w) in &widths {
@@ -471,6 +478,11 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
     assert!(
         normal.iter().any(|(id, _)| id == "attn-big-canvas")
             && normal.iter().any(|(id, _)| id == "chart-reward")
+    );
+    assert!(
+        scrolled.is_empty(),
+        "parts hidden behind a scroll bar at 1280 x 800:\n{}",
+        scrolled.join("\n")
     );
     assert!(failures.is_empty(), "axe-core:\n{}", failures.join("\n"));
     page.finish().await;
@@ -769,6 +781,14 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
         // REINFORCE), that ratio and no token marked.
         page.click("tab-update").await;
         page.click("btn-all").await;
+        // The member's formula and table in full, at 1280 x 800 and in presenter mode.
+        for mode in ["normal", "presenter"] {
+            page.settle().await;
+            let cut = page.hidden_behind_scroll_bars().await;
+            assert!(cut.is_empty(), "{name}, {mode}: {cut:?}");
+            page.press("f").await;
+        }
+        page.settle().await;
         let objective = page.text("update-objective").await;
         let after = page.text("after-update").await;
         let marks: Vec<String> = {

@@ -13,6 +13,7 @@ use ppo_lens::explain::stage::{StageKey, real_len};
 use ppo_lens::lab::run::Lab;
 use ppo_lens::lab::settings::LabSettings;
 use ppo_lens::lab::walkthrough::Walkthrough;
+use ppo_lens::ppo::gae::{GaeParams, GaeStep};
 
 fn two_iterations(settings: &LabSettings) -> (Walkthrough, Walkthrough) {
     let mut lab = Lab::new(settings, &Device::flex()).unwrap();
@@ -354,12 +355,94 @@ fn the_loop_carries_the_batch_shapes_and_the_tour_visits_every_stage() {
     assert_eq!(TOUR.len(), StageKey::ALL.len());
 }
 
+/// The text of MathML: its tags left out.
+fn math_text(markup: &str) -> String {
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in markup.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text
+}
+
+#[test]
+fn long_formulas_break_between_terms_and_never_inside_parentheses() {
+    // A step with negative numbers, fenced as (−x): no break inside a fence.
+    let step = GaeStep {
+        t: 22,
+        reward: -0.1,
+        value: -0.073,
+        next_value: -0.25,
+        next_mask: 1.0,
+        delta: -0.277,
+        next_advantage: -0.5,
+        advantage: -0.75,
+        ret: -0.823,
+    };
+    let [_, filled] = math::delta(&step, 1.0);
+    let pieces: Vec<String> = filled.split("<wbr>").map(math_text).collect();
+    assert_eq!(
+        pieces,
+        ["δ22=(−0.100)", "+1×(−0.250)×1", "−(−0.073)", "=(−0.277)"],
+        "{filled}"
+    );
+    // A piece's leading operator keeps the spacing of one between two terms.
+    for piece in filled.split("<wbr>").skip(1) {
+        assert!(
+            piece.starts_with("<math class=\"piece\"><mrow><mo form=\"infix\">"),
+            "{piece}"
+        );
+    }
+    let [_, filled] = math::advantage(
+        &step,
+        GaeParams {
+            gamma: 1.0,
+            lam: 0.95,
+        },
+    );
+    assert_eq!(filled.split("<wbr>").count(), 3, "{filled}");
+    // The objective: the clipped term whole (its commas are inside min(...)), then the ratio's
+    // definition, its own "=" kept with its left side.
+    let objective = math::clipped_objective(0.2);
+    let pieces: Vec<String> = objective.split("<wbr>").map(math_text).collect();
+    assert_eq!(
+        pieces,
+        ["Lt=−min(ρtA^t,clip(ρt,0.80,1.20)A^t),", "ρt=πnewπold"],
+        "{objective}"
+    );
+    let rloo: Vec<String> = math::response_objective(Some((0.8, 1.2)))
+        .split("<wbr>")
+        .map(math_text)
+        .collect();
+    assert_eq!(rloo.len(), 2, "{rloo:?}");
+    assert!(rloo[1].starts_with("ρi=∏"), "{rloo:?}");
+    // A formula with one term on each side stays one displayed block.
+    let whiten = math::whiten(0.305, 0.284);
+    assert!(
+        whiten.starts_with("<math display=\"block\">") && !whiten.contains("<wbr>"),
+        "{whiten}"
+    );
+    // Cutting keeps every symbol, in order.
+    let reward = math::reward(0.05);
+    assert_eq!(
+        math_text(&reward),
+        "rt=−0.05·KLt+[t=tlast]·score",
+        "{reward}"
+    );
+    assert_eq!(reward.split("<wbr>").count(), 2, "{reward}");
+}
+
 #[test]
 fn formulas_are_mathml_with_the_step_numbers() {
     let (walk, _) = two_iterations(&settings());
     let step = &walk.gae[0].steps[0];
     let [general, filled] = math::delta(step, walk.gae[0].params.gamma);
-    assert!(general.starts_with("<math display=\"block\">"));
+    assert!(general.starts_with("<math"));
     // V_{t+1} as a subscript with its own row, never "V(s_t+1)".
     assert!(general.contains("<msub><mi>V</mi><mrow><mi>t</mi><mo>+</mo><mn>1</mn></mrow></msub>"));
     let delta = ppo_lens::explain::format::num(step.delta);

@@ -34,8 +34,67 @@ fn index_of(index: &str) -> String {
 fn row(parts: &[String]) -> String {
     format!("<mrow>{}</mrow>", parts.concat())
 }
+/// A displayed formula. One that the column may be too narrow for wraps as typeset formulas
+/// do: outside parentheses it is cut into pieces before each `=`, `+` or `−` between two terms
+/// that comes after the first `=` (the left side keeps its `=` and first term), and after each
+/// `,`, each piece an inline `<math>` with a line break allowed between them (MathML in browsers does not break lines itself). On a wide
+/// column the pieces sit on one line and read as one formula.
 fn block(parts: &[String]) -> String {
-    format!("<math display=\"block\">{}</math>", row(parts))
+    let pieces = pieces(parts);
+    if pieces.len() == 1 {
+        return format!("<math display=\"block\">{}</math>", row(parts));
+    }
+    let lines: Vec<String> = pieces
+        .iter()
+        .map(|piece| {
+            // A piece's first operator is still infix (spaced as between two terms), not a
+            // prefix sign.
+            let mut piece = piece.to_vec();
+            if is_operator(&piece[0]) {
+                piece[0] = piece[0].replacen("<mo>", "<mo form=\"infix\">", 1);
+            }
+            format!("<math class=\"piece\">{}</math>", row(&piece))
+        })
+        .collect();
+    lines.join("<wbr>")
+}
+
+/// A single `<mo>` other than a closing parenthesis (after which a term has ended).
+fn is_operator(part: &str) -> bool {
+    part.starts_with("<mo>") && part.matches("<mo>").count() == 1 && part != "<mo>)</mo>"
+}
+
+/// Where [`block`] may break a formula: the parts cut into pieces.
+fn pieces(parts: &[String]) -> Vec<&[String]> {
+    let mut pieces = Vec::new();
+    let (mut start, mut depth, mut seen_equals) = (0, 0usize, false);
+    for (i, part) in parts.iter().enumerate() {
+        let binary = i > 0 && !is_operator(&parts[i - 1]);
+        let breaks_before = depth == 0
+            && seen_equals
+            && binary
+            && ["<mo>=</mo>", "<mo>+</mo>", "<mo>−</mo>"].contains(&part.as_str());
+        if breaks_before && i > start {
+            pieces.push(&parts[start..i]);
+            start = i;
+        }
+        match part.as_str() {
+            "<mo>(</mo>" => depth += 1,
+            "<mo>)</mo>" => depth = depth.saturating_sub(1),
+            "<mo>=</mo>" if depth == 0 => seen_equals = true,
+            // After a comma a second formula starts (its own left side and `=`).
+            "<mo>,</mo>" if depth == 0 => {
+                pieces.push(&parts[start..=i]);
+                start = i + 1;
+                seen_equals = false;
+            }
+            _ => {}
+        }
+    }
+    if start < parts.len() {
+        pieces.push(&parts[start..]);
+    }
+    pieces
 }
 
 /// δ_t = r_t + γ·V_{t+1}·m_{t+1} − V_t, then with the numbers.

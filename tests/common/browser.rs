@@ -407,6 +407,37 @@ impl Page {
         );
     }
 
+    /// What the stage on show hides behind a scroll bar: each table of numbers that does not
+    /// show all its columns (its `.table-scroll` box scrolls sideways), each formula cut to its
+    /// box, and the side column when it scrolls sideways (with what sticks out), one line each
+    /// with the sizes. Empty when everything fits.
+    pub async fn hidden_behind_scroll_bars(&self) -> Vec<String> {
+        let found = self
+            .js("const shown = e => e.offsetParent !== null;\
+                 const cut = e => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1;\
+                 const tables = [...document.querySelectorAll('.stage .table-scroll')].filter(shown)\
+                   .filter(cut).map(e => 'table ' + (e.querySelector('table').dataset.testid || '?')\
+                     + ' ' + e.scrollWidth + ' > ' + e.clientWidth + ' px');\
+                 const maths = [...document.querySelectorAll('.stage .math')].filter(shown)\
+                   .filter(cut).map(e => 'formula \"' + e.textContent.slice(0, 40) + '\" '\
+                     + e.scrollWidth + 'x' + e.scrollHeight + ' > ' + e.clientWidth + 'x' + e.clientHeight + ' px');\
+                 const sides = [...document.querySelectorAll('.stage .stage-side')].filter(shown)\
+                   .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => {\
+                     const edge = e.getBoundingClientRect().left + e.clientWidth;\
+                     const wide = [...e.querySelectorAll('*')].filter(c => c.getBoundingClientRect().right > edge + 1)\
+                       .map(c => c.tagName.toLowerCase() + (c.dataset.testid ? '[' + c.dataset.testid + ']' : '.' + c.className));\
+                     return 'side column ' + e.scrollWidth + ' > ' + e.clientWidth + ' px: ' + wide.slice(0, 4).join(', ');\
+                   });\
+                 return tables.concat(maths, sides);")
+            .await;
+        found
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|v| v.as_str().expect("a line").to_string())
+            .collect()
+    }
+
     /// The page's current address.
     pub async fn url(&self) -> String {
         self.client
