@@ -701,6 +701,14 @@ async fn at_1280x800_every_stage_shows_its_data_on_the_first_screen() {
             let mode = if presenter { "presenter" } else { "normal" };
             page.screenshot(&format!("first-screen-{mode}-{stage}.png"))
                 .await;
+            // The folded prompt names the question, not the template's last header.
+            if page.exists("prompt").await {
+                let summary = page.text("prompt").await;
+                assert!(
+                    !summary.contains("<|im_") && summary.len() > "prompt".len() + 8,
+                    "{stage}: the prompt reads {summary:?}"
+                );
+            }
             // Every column of its tables and every formula in full, without scrolling.
             for part in page.hidden_behind_scroll_bars().await {
                 scrolled.push(format!("{mode} {stage}: {part}"));
@@ -830,6 +838,8 @@ async fn stepping_keeps_the_current_row_and_its_formula_in_sight() {
     // Then whitening, with the batch's mean and std beside the table.
     assert!(page.text("gae-formula").await.contains("whitening"));
     page.screenshot("gae-whitened.png").await;
+    let cut = page.hidden_behind_scroll_bars().await;
+    assert!(cut.is_empty(), "{cut:?}");
 
     // The rollout too: the newest token's row stays in sight.
     page.click("tab-rollout").await;
@@ -988,6 +998,8 @@ async fn a_picked_number_shows_where_it_comes_from() {
     let arith = page.text("prov-arith").await;
     assert!(arith.contains("A_1 = δ_1 + γ · λ · A_2"), "{arith}");
     page.screenshot("provenance-advantage.png").await;
+    let cut = page.hidden_behind_scroll_bars().await;
+    assert!(cut.is_empty(), "{cut:?}");
 
     // A return is A_t + V_t.
     page.click("gae-ret-1").await;

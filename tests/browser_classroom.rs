@@ -207,6 +207,9 @@ async fn what_if_recomputes_the_batch_as_the_command_line_does() {
     assert!(t > 0 && changed > 0, "{t} rows, {changed} marked changed");
     page.show("what-if").await;
     page.screenshot("classroom-what-if.png").await;
+    // Every column in sight at 1280 x 800, the batch's own values under the changed ones.
+    let cut = page.hidden_behind_scroll_bars().await;
+    assert!(cut.is_empty(), "{cut:?}");
     // Back to the batch's settings: nothing is marked.
     page.click("wi-reset").await;
     assert!(!page.has_class("wi-adv-0", "changed").await);
@@ -1045,11 +1048,16 @@ async fn the_family_compares_every_member_on_the_pages_batch() {
     page.screenshot("classroom-family.png").await;
     page.show("family-tokens").await;
     page.screenshot("classroom-family-tokens.png").await;
+    // Two members' tables whole at 1280 x 800.
+    let cut = page.hidden_behind_scroll_bars().await;
+    assert!(cut.is_empty(), "{cut:?}");
     // On a projector: presenter mode at 1280x800.
     page.press("f").await;
     page.settle().await;
     page.show("family-compare").await;
     page.screenshot("classroom-family-presenter.png").await;
+    let cut = page.hidden_behind_scroll_bars().await;
+    assert!(cut.is_empty(), "presenter: {cut:?}");
     page.press("f").await;
     page.settle().await;
     // The last picked member stays.

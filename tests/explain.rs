@@ -190,6 +190,14 @@ fn every_note_holds_for_its_batch() {
                             assert_eq!(iteration, 1);
                             // The policy is the reference: KL is rounding only.
                             assert!(n.value.unwrap() < 1e-4, "{:?}", n.value);
+                            // The bound as the page writes numbers (a real minus sign, which
+                            // never breaks the number across lines).
+                            assert!(
+                                n.text
+                                    .contains(&format!("in the batch: {};", num(n.value.unwrap()))),
+                                "{}",
+                                n.text
+                            );
                         }
                         "kl-negative" => {
                             for t in 0..real {
@@ -284,6 +292,22 @@ fn every_note_holds_for_its_batch() {
                                 .filter(|&&m| m == 0)
                                 .count();
                             assert_eq!(n.value, Some(pads as f32));
+                            // In words that agree with the count.
+                            match pads {
+                                0 => assert!(n.text.contains("no left padding"), "{}", n.text),
+                                1 => assert!(
+                                    n.text.contains("has 1 position of left padding")
+                                        && n.text.contains("attends to it, so it changes"),
+                                    "{}",
+                                    n.text
+                                ),
+                                _ => assert!(
+                                    n.text.contains(&format!("has {pads} positions of"))
+                                        && n.text.contains("so they change"),
+                                    "{}",
+                                    n.text
+                                ),
+                            }
                         }
                         other => panic!("a note without a check: {other}"),
                     }
@@ -371,7 +395,7 @@ fn math_text(markup: &str) -> String {
 }
 
 #[test]
-fn long_formulas_break_between_terms_and_never_inside_parentheses() {
+fn long_formulas_break_between_terms_and_never_inside_a_number_or_a_nested_bracket() {
     // A step with negative numbers, fenced as (−x): no break inside a fence.
     let step = GaeStep {
         t: 22,
@@ -406,21 +430,21 @@ fn long_formulas_break_between_terms_and_never_inside_parentheses() {
         },
     );
     assert_eq!(filled.split("<wbr>").count(), 3, "{filled}");
-    // The objective: the clipped term whole (its commas are inside min(...)), then the ratio's
-    // definition, its own "=" kept with its left side.
+    // The objective: min's two arguments (clip(..) whole: its commas are a bracket deeper),
+    // then the ratio's definition, its own "=" kept with its left side.
     let objective = math::clipped_objective(0.2);
     let pieces: Vec<String> = objective.split("<wbr>").map(math_text).collect();
     assert_eq!(
         pieces,
-        ["Lt=−min(ρtA^t,clip(ρt,0.80,1.20)A^t),", "ρt=πnewπold"],
+        ["Lt=−min(ρtA^t,", "clip(ρt,0.80,1.20)A^t),", "ρt=πnewπold"],
         "{objective}"
     );
     let rloo: Vec<String> = math::response_objective(Some((0.8, 1.2)))
         .split("<wbr>")
         .map(math_text)
         .collect();
-    assert_eq!(rloo.len(), 2, "{rloo:?}");
-    assert!(rloo[1].starts_with("ρi=∏"), "{rloo:?}");
+    assert_eq!(rloo.len(), 3, "{rloo:?}");
+    assert!(rloo[2].starts_with("ρi=∏"), "{rloo:?}");
     // A formula with one term on each side stays one displayed block.
     let whiten = math::whiten(0.305, 0.284);
     assert!(
@@ -444,7 +468,9 @@ fn formulas_are_mathml_with_the_step_numbers() {
     let [general, filled] = math::delta(step, walk.gae[0].params.gamma);
     assert!(general.starts_with("<math"));
     // V_{t+1} as a subscript with its own row, never "V(s_t+1)".
-    assert!(general.contains("<msub><mi>V</mi><mrow><mi>t</mi><mo>+</mo><mn>1</mn></mrow></msub>"));
+    assert!(general.contains(
+        "<msub><mi>V</mi><mrow><mi>t</mi><mo lspace=\"0\" rspace=\"0\">+</mo><mn>1</mn></mrow></msub>"
+    ));
     let delta = ppo_lens::explain::format::num(step.delta);
     let shown = delta.trim_start_matches('−');
     assert!(filled.contains(&format!("<mn>{shown}</mn>")), "{filled}");

@@ -26,7 +26,12 @@ fn sub(base: &str, index: &str) -> String {
 }
 fn index_of(index: &str) -> String {
     match index.split_once('+') {
-        Some((a, b)) => format!("<mrow>{}<mo>+</mo>{}</mrow>", mi(a), mnum(b)),
+        // Set tight, as in print: t+1, not t + 1.
+        Some((a, b)) => format!(
+            "<mrow>{}<mo lspace=\"0\" rspace=\"0\">+</mo>{}</mrow>",
+            mi(a),
+            mnum(b)
+        ),
         None if index.chars().all(|c| c.is_ascii_digit()) => mnum(index),
         None => mi(index),
     }
@@ -37,7 +42,8 @@ fn row(parts: &[String]) -> String {
 /// A displayed formula. One that the column may be too narrow for wraps as typeset formulas
 /// do: outside parentheses it is cut into pieces before each `=`, `+` or `−` between two terms
 /// that comes after the first `=` (the left side keeps its `=` and first term), and after each
-/// `,`, each piece an inline `<math>` with a line break allowed between them (MathML in browsers does not break lines itself). On a wide
+/// `,` outside parentheses or between the arguments of a bracket, never inside a bracket
+/// within a bracket; each piece an inline `<math>` with a line break allowed between them (MathML in browsers does not break lines itself). On a wide
 /// column the pieces sit on one line and read as one formula.
 fn block(parts: &[String]) -> String {
     let pieces = pieces(parts);
@@ -87,6 +93,11 @@ fn pieces(parts: &[String]) -> Vec<&[String]> {
                 pieces.push(&parts[start..=i]);
                 start = i + 1;
                 seen_equals = false;
+            }
+            // Between the arguments of a top-level min(..), as in print: after the comma.
+            "<mo>,</mo>" if depth == 1 => {
+                pieces.push(&parts[start..=i]);
+                start = i + 1;
             }
             _ => {}
         }

@@ -89,9 +89,10 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                     "kl-zero",
                     format!(
                         "At iteration 1 the policy is still the reference model, so every \
-                         KL_t is 0 up to rounding (largest |KL_t| in the batch: {max_abs:.1e}; \
+                         KL_t is 0 up to rounding (largest |KL_t| in the batch: {}; \
                          the token-by-token rollout and the reference's one pass round \
-                         differently). The rewards are the scores alone."
+                         differently). The rewards are the scores alone.",
+                        num(max_abs)
                     ),
                     vec![],
                     Some(max_abs),
@@ -407,8 +408,15 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                     )
                 } else {
                     format!(
-                        "This prompt has {pads} positions of left padding (shorter than the \
-                         batch's longest, {p}): no query attends to them, so they change nothing."
+                        "This prompt has {pads} {} of left padding (shorter than the \
+                         batch's longest, {p}): no query attends to {}, so {} nothing.",
+                        if pads == 1 { "position" } else { "positions" },
+                        if pads == 1 { "it" } else { "them" },
+                        if pads == 1 {
+                            "it changes"
+                        } else {
+                            "they change"
+                        }
                     )
                 },
                 vec![],

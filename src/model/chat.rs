@@ -59,9 +59,35 @@ pub fn gsm8k_prompt(question: &str) -> String {
     render_chat(&[(Role::User, &user)], true)
 }
 
+/// The content of the last user message in a rendered chat, if it has one.
+pub fn last_user_message(text: &str) -> Option<&str> {
+    let header = "<|im_start|>user\n";
+    let rest = &text[text.rfind(header)? + header.len()..];
+    Some(rest.find("<|im_end|>").map_or(rest, |end| &rest[..end]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_user_message_is_found_in_a_rendered_chat() {
+        let text = gsm8k_prompt("Tom has 3 apples.");
+        assert_eq!(
+            last_user_message(&text),
+            Some(format!("Tom has 3 apples.\n{GSM8K_INSTRUCTION}").as_str())
+        );
+        let two = render_chat(
+            &[
+                (Role::User, "Hi"),
+                (Role::Assistant, "Hello"),
+                (Role::User, "Bye"),
+            ],
+            true,
+        );
+        assert_eq!(last_user_message(&two), Some("Bye"));
+        assert_eq!(last_user_message("no template here"), None);
+    }
 
     #[test]
     fn default_system_message_and_generation_prompt() {

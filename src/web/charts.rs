@@ -272,7 +272,9 @@ fn plot<DB: DrawingBackend>(
     let (y0, y1) = if !y0.is_finite() {
         (0.0, 1.0)
     } else if y1 - y0 < 1e-6 {
-        (y0 - 0.5, y1 + 0.5)
+        // A flat line (a fixed β) in the middle, its value among the labels' scale.
+        let pad = if y0.abs() > 1e-6 { y0.abs() * 0.5 } else { 0.5 };
+        (y0 - pad, y1 + pad)
     } else {
         let pad = (y1 - y0) * 0.08;
         (y0 - pad, y1 + pad)
@@ -291,7 +293,8 @@ fn plot<DB: DrawingBackend>(
         .x_labels(5)
         .y_labels(5)
         .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.decimals$}"))
+        // A real minus sign, and never "−0.00" for a label a rounding below 0.
+        .y_label_formatter(&|y| crate::explain::format::fixed(*y as f32, decimals))
         .light_line_style(RGBColor(235, 238, 242))
         .label_style(("sans-serif", 13.0 * k).into_font().color(&INK))
         .draw()

@@ -409,8 +409,9 @@ impl Page {
 
     /// What the stage on show hides behind a scroll bar: each table of numbers that does not
     /// show all its columns (its `.table-scroll` box scrolls sideways), each formula cut to its
-    /// box, and the side column when it scrolls sideways (with what sticks out), one line each
-    /// with the sizes. Empty when everything fits.
+    /// box, the side column when it scrolls sideways (with what sticks out), and each table of
+    /// the data column that runs under the side column, one line each with the sizes. Empty
+    /// when everything fits.
     pub async fn hidden_behind_scroll_bars(&self) -> Vec<String> {
         let found = self
             .js("const shown = e => e.offsetParent !== null;\
@@ -428,7 +429,14 @@ impl Page {
                        .map(c => c.tagName.toLowerCase() + (c.dataset.testid ? '[' + c.dataset.testid + ']' : '.' + c.className));\
                      return 'side column ' + e.scrollWidth + ' > ' + e.clientWidth + ' px: ' + wide.slice(0, 4).join(', ');\
                    });\
-                 return tables.concat(maths, sides);")
+                 const side = [...document.querySelectorAll('.stage .stage-side')].find(shown);\
+                 const s = side ? side.getBoundingClientRect() : null;\
+                 const under = !s ? [] : [...document.querySelectorAll('.stage table')].filter(shown)\
+                   .filter(t => !t.closest('.stage-side')).filter(t => { const r = t.getBoundingClientRect();\
+                     return r.left < s.left && r.right > s.left + 1 && r.top < s.bottom && r.bottom > s.top; })\
+                   .map(t => 'table ' + (t.dataset.testid || t.className) + ' runs under the side column: '\
+                     + t.getBoundingClientRect().right + ' > ' + s.left + ' px');\
+                 return tables.concat(maths, sides, under);")
             .await;
         found
             .as_array()

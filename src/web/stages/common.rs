@@ -6,6 +6,7 @@ use leptos::prelude::*;
 
 use crate::explain::format::num;
 use crate::lab::walkthrough::Walkthrough;
+use crate::model::chat::last_user_message;
 use crate::reward::GsmScore;
 use crate::web::select::{cell, exact, show_token};
 use crate::web::state::AppState;
@@ -93,15 +94,18 @@ pub(in crate::web) fn prompt_text(walk: &Walkthrough, row: usize) -> String {
         .collect()
 }
 
-/// The prompt, folded: its last line in the summary, the whole chat template inside.
+/// The prompt, folded: the question (the user message's first line) in the summary, the whole
+/// chat template inside. A prompt without the template shows its last line.
 pub(super) fn prompt_view(walk: &Walkthrough, row: usize) -> impl IntoView {
     let prompt = prompt_text(walk, row);
-    let last = prompt
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default()
-        .to_string();
+    let written = |l: &&str| !l.trim().is_empty();
+    let last = match last_user_message(&prompt) {
+        Some(message) => message.lines().find(written),
+        None => prompt.lines().rev().find(written),
+    }
+    .unwrap_or_default()
+    .trim()
+    .to_string();
     view! {
         <details class="prompt" data-testid="prompt">
             <summary><span class="label">"prompt"</span>{last}</summary>

@@ -59,7 +59,7 @@ pub(super) fn rollout(
                             <td class="tokcell">{candidate_text(&walk, *id)}</td>
                             <td class="num" data-v=exact(*p)>{format!("{:.1}%", p * 100.0)}</td>
                             <td class="barcell"><span class="bar" style=format!("width:{:.1}%", p * 100.0)></span></td>
-                            <td>{if *id == sampled { "← sampled" } else { "" }}</td>
+                            <td class="nowrap">{if *id == sampled { "← sampled" } else { "" }}</td>
                         </tr>
                     }
                 })
