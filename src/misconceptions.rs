@@ -191,10 +191,19 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
             let flipped: usize = (0..walk.gae.len())
                 .map(|b| whitening_flips(walk, b).len())
                 .sum();
-            let how = if w.mean >= 0.0 {
-                format!("every 0 < A_t < {} turns negative", num(w.mean))
+            // The inequalities are held on one line (no-break spaces).
+            let how = if w.mean > 0.0 {
+                format!(
+                    "every 0\u{a0}<\u{a0}A_t\u{a0}<\u{a0}{} turns negative",
+                    num(w.mean)
+                )
+            } else if w.mean < 0.0 {
+                format!(
+                    "every {}\u{a0}<\u{a0}A_t\u{a0}<\u{a0}0 turns positive",
+                    num(w.mean)
+                )
             } else {
-                format!("every {} < A_t < 0 turns positive", num(w.mean))
+                "with a mean of exactly 0 here no advantage changes sign".to_string()
             };
             (
                 format!(
@@ -287,8 +296,10 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
         value: approx,
     });
 
-    // 6. The value clip: zero gradient after moving toward R, not away.
+    // 6. The value clip: zero gradient after moving toward R, not away. Only PPO has a value
+    // loss: under the other members the batch has no value clip to count.
     let c = walk.update.coeffs.clip_range_value;
+    let critic = walk.update.grpo.is_none();
     let (mut zeroed, mut pulled_back) = (0usize, 0usize);
     for v in walk.value_after.iter().flat_map(|v| &v.tokens) {
         let case = value_case(v.value_old, v.value_new, v.ret, c);
@@ -298,6 +309,22 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
             pulled_back += 1;
         }
     }
+    let this_batch = if critic {
+        format!(
+            "After this update {} sit where the clip zeroes the gradient, and {} left the band \
+             away from R or past it, where the error still trains them. The clip explorer in the \
+             Update stage draws one token's V_old, V_new and R.",
+            count(zeroed, "token", "tokens"),
+            count(pulled_back, "token", "tokens")
+        )
+    } else {
+        zeroed = 0;
+        format!(
+            "This iteration trained with {}, which has no critic and so no value loss: no value \
+             clip ran. Train with PPO to count the batch's tokens.",
+            exp.member.name()
+        )
+    };
     out.push(Misconception {
         key: "value-clip",
         question: "Does the value clip stop the critic from moving away from the return?",
@@ -305,13 +332,8 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
             "No, the other way round. The clipped error wins, and a token's value gradient is 0, \
              only when V_new has left the band V_old ± {} after moving toward the return R (and \
              has not passed R by as much as the band's edge is from R). Outside the band on the \
-             side away from R the unclipped error is the larger and pulls V_new back. After this \
-             update {} sit where the clip zeroes the gradient, and {} left the band away from R \
-             or past it, where the error still trains them. The clip explorer in the Update \
-             stage draws one token's V_old, V_new and R.",
+             side away from R the unclipped error is the larger and pulls V_new back. {this_batch}",
             num(c),
-            count(zeroed, "token", "tokens"),
-            count(pulled_back, "token", "tokens")
         ),
         stage: StageKey::Update,
         value: zeroed as f32,

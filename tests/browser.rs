@@ -322,10 +322,31 @@ async fn sandbox_reproduces_the_worked_example() {
     // A_1 = 0.2 + 0.9 * 0.95 * (-1) = -0.655; A_0 = 1.25 + 0.855 * (-0.655) = 0.689975.
     assert!(close(&outputs("adv").await, &[0.689975, -0.655, -1.0]));
     assert!(close(&outputs("ret").await, &[2.689975, 1.845, 2.0]));
-    assert!(
-        page.text("sb-steps")
+    // The steps are typeset as the GAE stage's, in its notation (δ, a real minus sign).
+    let formula = |testid: &'static str| {
+        let page = &page;
+        async move {
+            page.js(&format!(
+                "return document.querySelector('[data-testid={testid}]').textContent.replace(/\\s+/g, '');"
+            ))
             .await
-            .contains("A_1 = 0.200 + 0.9 × 0.95 × 1 × (-1.000) = -0.655")
+            .as_str()
+            .unwrap()
+            .to_string()
+        }
+    };
+    assert_eq!(
+        formula("sb-adv-formula-1").await,
+        "A1=0.200+0.9×0.95×1×(−1.000)=(−0.655)"
+    );
+    assert_eq!(
+        formula("sb-delta-formula-2").await,
+        "δ2=2.000+0.9×0.000×0−3.000=(−1.000)"
+    );
+    assert!((page.number("sb-adv-formula-1").await + 0.655).abs() < 1e-5);
+    assert_eq!(
+        formula("sb-general").await,
+        "δt=rt+γ·Vt+1·mt+1−VtAt=δt+γλ·mt+1·At+1"
     );
     page.scroll_to("sandbox").await;
     page.screenshot("sandbox-worked-example.png").await;
@@ -1059,7 +1080,7 @@ async fn the_loop_diagram_the_tour_and_the_glossary_guide_a_beginner() {
     assert!(!page.has_class("loop-node-gae", "lit").await);
     // Each arrow carries its tensor with this batch's shape.
     assert_eq!(page.text("loop-edge-1").await, "ids, log π_old [4 × 12]");
-    assert_eq!(page.text("loop-edge-3").await, "V(s_t) [4 × 12]");
+    assert_eq!(page.text("loop-edge-3").await, "V(s_t) [4 × 12], for GAE");
     // Every box holds its label, and no arrow's label sits on a box or under an arrow.
     let layout = page
         .js("const boxes = [...document.querySelectorAll('.loop-node')].map(g => [g.dataset.testid, g.querySelector('rect').getBBox(), g.querySelector('text').getBBox()]);

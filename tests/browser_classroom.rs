@@ -427,6 +427,8 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
     let mut normal = Vec::new();
     let mut failures = Vec::new();
     let mut scrolled = Vec::new();
+    // Per stage: the font size of the response's token chips in the normal view.
+    let mut normal_token_px = std::collections::HashMap::new();
     for presenter in [false, true] {
         if presenter {
             page.press("f").await;
@@ -458,6 +460,27 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
             for part in page.hidden_behind_scroll_bars().await {
                 scrolled.push(format!("{mode} {stage}: {part}"));
             }
+            // The response's tokens are what a class reads: they grow with the rest.
+            let token_px = page
+                .js(
+                    "const t = document.querySelector('.stage [data-testid=response-tokens] .tok');\
+                     return t ? parseFloat(getComputedStyle(t).fontSize) : 0;",
+                )
+                .await
+                .as_f64()
+                .unwrap();
+            if token_px > 0.0 {
+                if presenter {
+                    let normal_px = normal_token_px[stage];
+                    assert!(
+                        token_px >= 1.2 * normal_px,
+                        "{stage}: the response's tokens are {token_px} px in presenter mode, \
+                         {normal_px} px normally"
+                    );
+                } else {
+                    normal_token_px.insert(stage, token_px);
+                }
+            }
             let widths = canvas_widths(&page).await;
             if presenter {
                 for (id, w) in &widths {
@@ -478,6 +501,11 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
                 .await;
         }
     }
+    assert!(
+        normal_token_px.len() >= 4,
+        "the token strip was measured in {} stages",
+        normal_token_px.len()
+    );
     assert!(
         normal.iter().any(|(id, _)| id == "attn-big-canvas")
             && normal.iter().any(|(id, _)| id == "chart-reward")
@@ -856,6 +884,60 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
                 };
                 assert!(after.contains(&format!("The band is {band}")), "{after}");
             }
+        }
+        // The clip explorer judges the token against the band the update clipped it to, and
+        // speaks of a value clip only where a value loss ran (PPO's).
+        let band = page.attr("clip-explorer", "data-band").await;
+        let own_band = page.attr("clip-explorer", "data-own-band").await == "true";
+        let verdict = page.text("clip-verdict").await;
+        match *key {
+            "rloo" | "reinforce" => {
+                assert!(!own_band, "{name}");
+                assert!(
+                    verdict.contains("no token's own ratio is clipped"),
+                    "{name}: {verdict}"
+                );
+                for gone in ["clip-flat", "cases-normal", "cases-note"] {
+                    assert!(!page.exists(gone).await, "{name}: {gone} shown");
+                }
+            }
+            _ => {
+                assert!(own_band, "{name}");
+                let want = if *key == "dapo" {
+                    "[0.80, 1.28]"
+                } else {
+                    "[0.80, 1.20]"
+                };
+                assert_eq!(band, want, "{name}");
+                let note = page.text("cases-note").await;
+                let edge = if *key == "dapo" {
+                    "ρ past 1 + ε_high = 1.28"
+                } else {
+                    "ρ past 1 + ε = 1.20"
+                };
+                assert!(note.contains(edge), "{name}: {note}");
+            }
+        }
+        let value_marks: Vec<String> = {
+            let mut marks = Vec::new();
+            for t in 0..page.column("upd-ratio").await.len() {
+                marks.push(page.text(&format!("upd-vclip-{t}")).await);
+            }
+            marks
+        };
+        if *key == "ppo" {
+            assert!(page.exists("value-verdict").await);
+        } else {
+            let none = page.text("value-verdict-none").await;
+            assert!(
+                none.starts_with(&format!("{name} has no value loss")),
+                "{name}: {none}"
+            );
+            assert!(!page.exists("value-verdict").await, "{name}");
+            assert!(
+                value_marks.iter().all(String::is_empty),
+                "{name}: {value_marks:?}"
+            );
         }
     }
     // Same seed, same start: the first batch is the same in every run. Its rewards are not all 0

@@ -31,6 +31,7 @@ async fn marked(page: &Page, testid: &str) -> bool {
 #[ignore = "needs the page built with --features exercises on the two mistakes scripts/exercise_loop.sh writes"]
 async fn the_page_marks_where_the_students_code_differs() {
     let page = Page::open("?backend=flex&rollouts=3&max_new_tokens=12&minibatch=3&stage=gae").await;
+    page.set_viewport(1280, 800).await;
     page.wait_state("status", "idle", STARTUP).await;
 
     let banner = page.text("exercises-banner").await;
@@ -72,6 +73,8 @@ async fn the_page_marks_where_the_students_code_differs() {
     page.click("row-0").await;
     page.click("btn-all").await;
     page.scroll_to("gae-table").await;
+    // The marked cells carry the other side's number under them: every column still shows.
+    assert_eq!(page.hidden_behind_scroll_bars().await, Vec::<String>::new());
     page.screenshot("exercises-gae-marked.png").await;
 
     // Update: the returns the update used were the student's: marked, the reference's under.
@@ -107,6 +110,7 @@ async fn the_page_marks_where_the_students_code_differs() {
     assert_eq!(page.attr("check-ex3-entropy", "data-state").await, "todo");
     assert_eq!(page.attr("check-ex5-total", "data-state").await, "todo");
     page.scroll_to("exercise-check").await;
+    assert_eq!(page.hidden_behind_scroll_bars().await, Vec::<String>::new());
     page.screenshot("exercises-update-marked.png").await;
     page.finish().await;
 }

@@ -242,8 +242,16 @@ fn every_note_holds_for_its_batch() {
                                     assert!(flipped, "t {t}: {a}, mean {}", w.mean);
                                 }
                             }
-                            // The clause the note picks follows the mean's sign.
+                            // The clause the note picks follows the mean's sign, and its
+                            // inequality is held on one line.
                             if !n.tokens.is_empty() {
+                                assert!(
+                                    n.text.contains("\u{a0}<\u{a0}A_t\u{a0}<\u{a0}")
+                                        && !n.text.contains(" <")
+                                        && !n.text.contains("< "),
+                                    "{}",
+                                    n.text
+                                );
                                 assert_eq!(
                                     n.text.contains("is negative here"),
                                     w.mean < 0.0,
@@ -413,6 +421,12 @@ fn long_formulas_break_between_terms_and_never_inside_a_number_or_a_nested_brack
     assert_eq!(
         pieces,
         ["δ22=(−0.100)", "+1×(−0.250)×1", "−(−0.073)", "=(−0.277)"],
+        "{filled}"
+    );
+    // A negative number's sign is part of it, not an operator spaced as one: "(−0.100)".
+    assert!(
+        filled.contains("<mo>(</mo><mn>−0.100</mn><mo>)</mo>")
+            && !filled.contains("<mo>−</mo><mn>"),
         "{filled}"
     );
     // A piece's leading operator keeps the spacing of one between two terms.
@@ -711,6 +725,15 @@ fn the_update_is_described_in_the_members_own_terms() {
                 clip.answer
             );
         }
+        // No member but PPO has a value loss: the value clip's answer counts nothing.
+        let value = all.iter().find(|m| m.key == "value-clip").unwrap();
+        assert!(
+            value.answer.contains(&format!(
+                "trained with {name}, which has no critic and so no value loss"
+            )) && value.value == 0.0,
+            "{}",
+            value.answer
+        );
         for row in 0..exp.rollout.ids.len() {
             // A response's own ratio is the product of its tokens' ratios.
             if let Some(whole) = walk.response_ratio(row) {

@@ -63,7 +63,8 @@ pub fn loop_edges(walk: &Walkthrough) -> [String; 7] {
         format!("prompts [{b} × {p}]"),
         format!("ids, log π_old [{b} × {r}]"),
         format!("scores [{b}], log π_ref [{b} × {r}]"),
-        format!("V(s_t) [{b} × {r}]"),
+        // The rewards do not use the values: they are carried on to GAE.
+        format!("V(s_t) [{b} × {r}], for GAE"),
         format!("r_t [{b} × {r}]"),
         format!("Â_t, R_t [{b} × {r}]"),
         format!(

@@ -10,12 +10,14 @@ fn mi(x: &str) -> String {
 fn mo(x: &str) -> String {
     format!("<mo>{x}</mo>")
 }
-/// A number, negative ones fenced.
+/// A number, negative ones fenced. The sign is part of the number (a `<mo>−</mo>` would be
+/// spaced as an operator: "( − 1.000)").
 fn mn(x: f32) -> String {
     let s = num(x);
-    match s.strip_prefix('−') {
-        Some(abs) => format!("<mo>(</mo><mo>−</mo><mn>{abs}</mn><mo>)</mo>"),
-        None => format!("<mn>{s}</mn>"),
+    if s.starts_with('−') {
+        format!("<mo>(</mo><mn>{s}</mn><mo>)</mo>")
+    } else {
+        format!("<mn>{s}</mn>")
     }
 }
 fn mnum(x: impl std::fmt::Display) -> String {
@@ -43,8 +45,9 @@ fn row(parts: &[String]) -> String {
 /// do: outside parentheses it is cut into pieces before each `=`, `+` or `−` between two terms
 /// that comes after the first `=` (the left side keeps its `=` and first term), and after each
 /// `,` outside parentheses or between the arguments of a bracket, never inside a bracket
-/// within a bracket; each piece an inline `<math>` with a line break allowed between them (MathML in browsers does not break lines itself). On a wide
-/// column the pieces sit on one line and read as one formula.
+/// within a bracket; each piece an inline `<math>` with a line break allowed between them
+/// (MathML in browsers does not break lines itself). On a wide column the pieces sit on one
+/// line and read as one formula.
 fn block(parts: &[String]) -> String {
     let pieces = pieces(parts);
     if pieces.len() == 1 {
@@ -94,7 +97,8 @@ fn pieces(parts: &[String]) -> Vec<&[String]> {
                 start = i + 1;
                 seen_equals = false;
             }
-            // Between the arguments of a top-level min(..), as in print: after the comma.
+            // Between the arguments of an outermost bracket such as min(..), as in print: after
+            // the comma.
             "<mo>,</mo>" if depth == 1 => {
                 pieces.push(&parts[start..=i]);
                 start = i + 1;

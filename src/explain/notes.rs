@@ -228,17 +228,18 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                     )
                 } else {
                     let m = num(w.mean);
+                    // The inequalities are held on one line (no-break spaces).
                     format!(
                         "Whitening changed the sign of {} of this response's advantages: {}.",
                         flipped.len(),
                         if w.mean > 0.0 {
                             format!(
-                                "subtracting the batch mean {m} turns any 0 < A_t < {m} negative"
+                                "subtracting the batch mean {m} turns any 0\u{a0}<\u{a0}A_t\u{a0}<\u{a0}{m} negative"
                             )
                         } else {
                             format!(
                                 "the batch mean {m} is negative here, so subtracting it turns any \
-                                 {m} < A_t < 0 positive"
+                                 {m}\u{a0}<\u{a0}A_t\u{a0}<\u{a0}0 positive"
                             )
                         }
                     )

@@ -9,6 +9,7 @@ use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::Algorithm;
 use crate::ppo::family::Family;
 use crate::ppo::group_advantages::RewardScale;
+use crate::ppo::rewards::KlEstimator;
 
 /// A deterministic pick among `n` candidates that changes with the iteration and the row, so
 /// the next batch asks about another token.
@@ -81,8 +82,11 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
             let positive: Vec<usize> = (0..len).filter(|&t| advantages[t] > 0.0).collect();
             let texts = (0..len).map(|t| token(walk, row, t)).collect();
             let what = match exp.member {
-                Family::Ppo => {
+                Family::Ppo if walk.whiten.is_some() => {
                     "GAE then compares each token's reward and the critic's values V_t, which are on show, and whitening centres the result on the batch's mean".to_string()
+                }
+                Family::Ppo => {
+                    "GAE then compares each token's reward and the critic's values V_t, which are on show (whitening is off: the update uses GAE's advantages as they are)".to_string()
                 }
                 member => {
                     let scaled = exp.group.as_ref().is_some_and(|g| g.scale == RewardScale::Group);
@@ -135,6 +139,19 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                 return None;
             }
             let beta = exp.kl_coeff;
+            // Only the k1 estimate can be negative, and only it charges most where the policy
+            // now likes a token more than the reference does; k2 and k3 charge a drift either way.
+            let (sign_clause, who_pays) = if exp.kl_estimator == KlEstimator::K1 {
+                (
+                    " (a token with KL_t < 0 gets it back instead)",
+                    "a token the policy now likes much more than the reference pays most",
+                )
+            } else {
+                (
+                    "",
+                    "a token pays whichever way the policy has moved from the reference there",
+                )
+            };
             let choices = (0..sums.len())
                 .map(|b| {
                     format!(
@@ -149,13 +166,13 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                 row,
                 t: None,
                 prompt: format!(
-                    "Every token pays β · KL_t to the frozen reference out of its reward (a token with KL_t < 0 gets it back instead), with β = {}. Which response pays the most in all?",
+                    "Every token pays β · KL_t to the frozen reference out of its reward{sign_clause}, with β = {}. Which response pays the most in all?",
                     num(beta)
                 ),
                 ask: Ask::Choice(choices),
                 answer: Response::Choice(best),
                 why: format!(
-                    "Response {} pays the most: its per-token KL sums to {} (β · ΣKL_t = {}); the next largest sum is {}. A long response pays more tokens' worth, and a token the policy now likes much more than the reference pays most.",
+                    "Response {} pays the most: its per-token KL sums to {} (β · ΣKL_t = {}); the next largest sum is {}. A long response pays more tokens' worth, and {who_pays}.",
                     best + 1,
                     num(max),
                     num(beta * max),

@@ -195,7 +195,7 @@ fn responses_view(state: AppState, cmp: &FamilyComparison, real: &[usize]) -> im
     view! {
         <p class="note">
             {format!(
-                "Each response: its score r, its summed KL to the reference Σ(log π − log π_ref), r − β·KL with β = {} (what RLOO and REINFORCE compare), and under each member its advantage A and what each of its tokens weighs in the loss, w. Click a response to show its tokens.",
+                "Each response: its score r, its summed KL to the reference Σ(log π_old − log π_ref), r − β·KL with β = {} (what RLOO and REINFORCE compare), and under each member its advantage A and what each of its tokens weighs in the loss, w. Click a response to show its tokens.",
                 num(cmp.params.beta)
             )}
         </p>

@@ -5,8 +5,10 @@ use leptos::prelude::*;
 
 use super::select::exact;
 use crate::explain::format::num;
+use crate::explain::math;
 use crate::ppo::check_suffix_mask;
 use crate::ppo::gae::{GaeParams, GaeTrace, gae_ref};
+use crate::web::stages::common::mathml;
 
 /// The worked example: rewards, values, mask per token.
 const EXAMPLE: [[&str; 3]; 3] = [["1", "2.0", "1"], ["0", "2.5", "1"], ["2", "3.0", "1"]];
@@ -196,11 +198,19 @@ pub fn Sandbox() -> impl IntoView {
                     Ok(_) => ().into_any(),
                 })}
             </ul>
+            // The same formulas, in the same notation, as the GAE stage's, from t = T−1 down.
             <div class="formula" data-testid="sb-steps">
                 {move || result.with(|r| match r {
-                    Ok(trace) => trace.steps.iter().map(|s| view! {
-                        <div>{s.delta_formula(trace.params.gamma)}</div>
-                        <div>{s.advantage_formula(trace.params)}</div>
+                    Ok(trace) => trace.steps.iter().enumerate().map(|(i, s)| {
+                        let [delta_general, delta_filled] = math::delta(s, trace.params.gamma);
+                        let [adv_general, adv_filled] = math::advantage(s, trace.params);
+                        view! {
+                            {(i == 0).then(|| view! {
+                                <div class="general" data-testid="sb-general">{mathml(delta_general)}{mathml(adv_general)}</div>
+                            })}
+                            <div data-testid=format!("sb-delta-formula-{}", s.t) data-v=exact(s.delta)>{mathml(delta_filled)}</div>
+                            <div data-testid=format!("sb-adv-formula-{}", s.t) data-v=exact(s.advantage)>{mathml(adv_filled)}</div>
+                        }
                     }).collect_view().into_any(),
                     Err(_) => ().into_any(),
                 })}

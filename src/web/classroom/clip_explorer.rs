@@ -8,6 +8,7 @@ use super::handouts::{handout_buttons, svg_markup};
 use crate::explain::format::num;
 use crate::explore::{Band, ClipCases, PolicyCase, ValueCase, clip_cases, policy_case, value_case};
 use crate::lab::walkthrough::Walkthrough;
+use crate::ppo::clip_range::ClipRange;
 use crate::ppo::family::Family;
 use crate::ppo::policy_loss::PolicyTrace;
 use crate::web::select::{exact, response_token, show_token};
@@ -28,8 +29,10 @@ fn explored_token(state: AppState, policy: &PolicyTrace) -> Option<(usize, bool)
 }
 
 /// The clipped objective against ρ for one token: the curve, the band, the flat region
-/// shaded, and the token's ρ before the update, after it, and after the pushed replay.
-fn clip_plot(case: &PolicyCase, pushed: Option<f32>) -> String {
+/// shaded, and the token's ρ before the update, after it, and after the pushed replay. With
+/// `comparison` the band is not the update's (its member clips the response's ratio, or
+/// nothing): no region is marked "gradient 0".
+fn clip_plot(case: &PolicyCase, pushed: Option<f32>, comparison: bool) -> String {
     let (w, h) = (380.0f64, 210.0f64);
     let (left, right, top, bottom) = (56.0, 12.0, 12.0, 36.0);
     // The band's two edges (the same width on each side unless the band is DAPO's); a band
@@ -75,7 +78,9 @@ fn clip_plot(case: &PolicyCase, pushed: Option<f32>) -> String {
         px(1.0 + high) - px(1.0 - low),
         h - top - bottom
     );
-    let flat = if a > 0.0 {
+    let flat = if comparison {
+        None
+    } else if a > 0.0 {
         Some((1.0 + high, x1))
     } else if a < 0.0 {
         Some((x0, 1.0 - low))
@@ -110,10 +115,15 @@ fn clip_plot(case: &PolicyCase, pushed: Option<f32>) -> String {
             py(0.0) + 4.0
         );
     }
+    let (eps_low, eps_high) = if case.clip.is_symmetric() {
+        ("ε", "ε")
+    } else {
+        ("ε_low", "ε_high")
+    };
     for (r, label) in [
-        (1.0 - low, format!("1−ε = {:.2}", 1.0 - low)),
+        (1.0 - low, format!("1−{eps_low} = {:.2}", 1.0 - low)),
         (1.0, "1".to_string()),
-        (1.0 + high, format!("1+ε = {:.2}", 1.0 + high)),
+        (1.0 + high, format!("1+{eps_high} = {:.2}", 1.0 + high)),
     ] {
         svg += &format!(
             "<line class=\"axis\" x1=\"{0:.1}\" y1=\"{base}\" x2=\"{0:.1}\" y2=\"{1}\"/>\
@@ -215,8 +225,14 @@ fn value_line(case: &ValueCase, pushed: Option<f32>) -> String {
     svg + "</svg>"
 }
 
-fn cases_table(testid: &'static str, title: &'static str, cases: ClipCases) -> impl IntoView {
-    let rows = [("A > 0", 0usize), ("A < 0", 1)]
+fn cases_table(
+    testid: &'static str,
+    title: &'static str,
+    cases: ClipCases,
+    clip: ClipRange,
+) -> impl IntoView {
+    let (low, high) = band_names(clip);
+    let rows = [("Â > 0", 0usize), ("Â < 0", 1)]
         .into_iter()
         .map(|(label, sign)| {
             let cells = Band::ALL
@@ -237,15 +253,25 @@ fn cases_table(testid: &'static str, title: &'static str, cases: ClipCases) -> i
     view! {
         <table class="numbers cases" data-testid=testid data-clipped=cases.clipped data-total=cases.total>
             <caption>{title}</caption>
-            <thead><tr><th></th><th>"ρ < 1 − ε"</th><th>"inside"</th><th>"ρ > 1 + ε"</th></tr></thead>
+            <thead><tr><th></th><th>{format!("ρ < {low}")}</th><th>"inside"</th><th>{format!("ρ > {high}")}</th></tr></thead>
             <tbody>{rows}</tbody>
         </table>
     }
 }
 
+/// The band's edges as the page names them: `1 − ε` and `1 + ε`, or DAPO's `1 − ε_low` and
+/// `1 + ε_high`.
+fn band_names(clip: ClipRange) -> (&'static str, &'static str) {
+    if clip.is_symmetric() {
+        ("1 − ε", "1 + ε")
+    } else {
+        ("1 − ε_low", "1 + ε_high")
+    }
+}
+
 /// What the update's advantage Â is in this iteration: PPO's GAE advantage whitened over the
-/// batch or used as it is, or the critic-free member's one number per response, and where the
-/// member's own clip differs from the symmetric band drawn here.
+/// batch or used as it is, or the critic-free member's one number per response; DAPO's wider
+/// band, and for the members that take one ratio per response, that the band drawn is PPO's.
 fn advantage_kind(walk: &Walkthrough) -> String {
     let member = walk.experience.member;
     match (member, walk.whiten.is_some()) {
@@ -254,12 +280,12 @@ fn advantage_kind(walk: &Walkthrough) -> String {
         (Family::Grpo | Family::DrGrpo, _) => {
             format!("{}'s one advantage for the whole response", member.name())
         }
-        (Family::Dapo, _) => format!(
-            "DAPO's one advantage for the whole response; DAPO's own band reaches up to {} (clip higher), so a token drawn above the band here may not have clipped",
-            1.0 + crate::ppo::family::DAPO_EPS_HIGH
-        ),
+        (Family::Dapo, _) => {
+            "DAPO's one advantage for the whole response; DAPO's band is wider above (clip higher)"
+                .into()
+        }
         (_, _) => format!(
-            "{}'s one advantage for the whole response; {} takes one ratio for the whole response{}, so this token's own ratio and band are shown for comparison only",
+            "{}'s one advantage for the whole response; {} takes one ratio for the whole response{}, so this token's own ratio and PPO's band are drawn for comparison only",
             member.name(),
             member.name(),
             if member == Family::Reinforce {
@@ -278,6 +304,15 @@ pub fn clip_explorer(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
     move || {
         let eps = walk.update.coeffs.clip_ratio;
         let c = walk.update.coeffs.clip_range_value;
+        let member = walk.experience.member;
+        // The band this update clipped each token's ratio to; none where the member takes one
+        // ratio per response (RLOO clips that, REINFORCE nothing): then PPO's band is drawn for
+        // comparison and no token is said to have lost its gradient to it.
+        let band = walk.update.token_band();
+        let clip = band.unwrap_or(ClipRange::symmetric(eps));
+        let comparison = band.is_none();
+        // Only PPO has a value loss; the other members train no critic.
+        let critic = walk.update.grpo.is_none();
         let policy = &walk.policy_after[row];
         let (t, picked) = explored_token(state, policy)?;
         let p = policy.tokens.iter().find(|p| p.t == t)?;
@@ -294,7 +329,7 @@ pub fn clip_explorer(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
         });
         let pushed_p = pushed.map(|(ratio, _, _)| ratio);
         let pushed_v = pushed.map(|(_, _, value)| value);
-        let case = policy_case(p.ratio, p.advantage, eps);
+        let case = policy_case(p.ratio, p.advantage, clip);
         let vcase = value_case(v.value_old, v.value_new, v.ret, c);
         let token = show_token(&response_token(&walk, row, t));
         let which = if picked {
@@ -303,23 +338,44 @@ pub fn clip_explorer(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
             format!("token t = {t}, the one whose ratio moved most (pick another token to see it)")
         };
         let pushed_line = pushed.map(|(ratio, advantage, _)| {
-            let pc = policy_case(ratio, advantage, eps);
-            view! {
+            let pc = policy_case(ratio, advantage, clip);
+            (!comparison).then(|| view! {
                 <p class="verdict pushed" data-testid="clip-verdict-pushed" data-clipped=pc.clipped_wins.to_string()>
                     <strong>"Pushed harder: "</strong>{pc.verdict()}
                 </p>
+            })
+        });
+        let verdict = if comparison {
+            one_ratio_verdict(member)
+        } else {
+            case.verdict()
+        };
+        let (low_name, high_name) = band_names(clip);
+        let (low_edge, high_edge) = clip.edges();
+        let cases = (!comparison).then(|| {
+            let normal_cases = clip_cases(&walk.policy_after, clip);
+            let pushed_cases = replay.as_ref().map(|r| clip_cases(&r.policy_after, clip));
+            view! {
+                <div class="cases-row">
+                    {cases_table("cases-normal", "every token of the batch, after this update", normal_cases, clip)}
+                    {pushed_cases.map(|pc| cases_table("cases-pushed", "after pushing harder", pc, clip))}
+                </div>
+                <p class="note" data-testid="cases-note">
+                    {format!(
+                        "Shaded cells: the clip has set those tokens' gradient to 0 (Â > 0 and ρ past {high_name} = {high_edge:.2}, or Â < 0 and ρ below {low_name} = {low_edge:.2}). "
+                    )}
+                    "In the other corners the unclipped term still counts: a token the update moved the wrong way is still pulled back."
+                </p>
             }
         });
-        let normal_cases = clip_cases(&walk.policy_after, eps);
-        let pushed_cases = replay.as_ref().map(|r| clip_cases(&r.policy_after, eps));
         Some(view! {
-            <section class="clip-explorer" data-testid="clip-explorer" data-t=t>
+            <section class="clip-explorer" data-testid="clip-explorer" data-t=t data-band=format!("[{low_edge:.2}, {high_edge:.2}]") data-own-band=(!comparison).to_string()>
                 <h3>"Clip explorer: " {which} " " <code>{token}</code></h3>
                 <div class="explorer-grid">
                     <figure class="plot">
-                        <div inner_html=clip_plot(&case, pushed_p)></div>
+                        <div inner_html=clip_plot(&case, pushed_p, comparison)></div>
                         <figcaption>
-                            {format!("min(ρ·Â, clip(ρ, {:.2}, {:.2})·Â) with Â = {} ({}). ", 1.0 - eps, 1.0 + eps, num(p.advantage), advantage_kind(&walk))}
+                            {format!("min(ρ·Â, clip(ρ, {low_edge:.2}, {high_edge:.2})·Â) with Â = {} ({}). ", num(p.advantage), advantage_kind(&walk))}
                             <span class="legend-dot before"></span>" before (ρ = 1) "
                             <span class="legend-dot after"></span>" after this update "
                             {pushed_p.map(|_| view! { <span class="legend-dot pushed"></span>" after pushing harder" })}
@@ -327,31 +383,57 @@ pub fn clip_explorer(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
                         </figcaption>
                     </figure>
                     <div>
-                        <p class="verdict" data-testid="clip-verdict" data-clipped=case.clipped_wins.to_string() data-pushes=case.pushes.to_string()>
-                            {case.verdict()}
+                        <p class="verdict" data-testid="clip-verdict" data-clipped=(case.clipped_wins && !comparison).to_string() data-pushes=(case.pushes || comparison).to_string()>
+                            {verdict}
                         </p>
                         {pushed_line}
-                        <figure class="plot">
-                            <div inner_html=value_line(&vcase, pushed_v)></div>
-                            <figcaption>
-                                {format!("The value clip: band [{}, {}], R = {}, V_new = {}. ", num(v.value_old - c), num(v.value_old + c), num(v.ret), num(v.value_new))}
-                                {handout_buttons("value-line".into(), false, || None, || svg_markup("value-line"))}
-                            </figcaption>
-                        </figure>
-                        <p class="verdict" data-testid="value-verdict" data-clipped=vcase.clip_zeroes.to_string() data-moved=vcase.moved.key()>{vcase.verdict()}</p>
+                        {if critic {
+                            view! {
+                                <figure class="plot">
+                                    <div inner_html=value_line(&vcase, pushed_v)></div>
+                                    <figcaption>
+                                        {format!("The value clip: band [{}, {}], R = {}, V_new = {}. ", num(v.value_old - c), num(v.value_old + c), num(v.ret), num(v.value_new))}
+                                        {handout_buttons("value-line".into(), false, || None, || svg_markup("value-line"))}
+                                    </figcaption>
+                                </figure>
+                                <p class="verdict" data-testid="value-verdict" data-clipped=vcase.clip_zeroes.to_string() data-moved=vcase.moved.key()>{vcase.verdict()}</p>
+                            }.into_any()
+                        } else {
+                            view! {
+                                <p class="verdict" data-testid="value-verdict-none">{no_critic_verdict(member)}</p>
+                            }.into_any()
+                        }}
                     </div>
                 </div>
-                <div class="cases-row">
-                    {cases_table("cases-normal", "every token of the batch, after this update", normal_cases)}
-                    {pushed_cases.map(|pc| cases_table("cases-pushed", "after pushing harder", pc))}
-                </div>
-                <p class="note">
-                    "Shaded cells: the clip has set those tokens' gradient to 0 (A > 0 and ρ past 1 + ε, or A < 0 and ρ below 1 − ε). "
-                    "In the other corners the unclipped term still counts: a token the update moved the wrong way is still pulled back."
-                </p>
+                {cases}
             </section>
         })
     }
+}
+
+/// The token verdict for a member that takes one ratio per response: its tokens' own ratios
+/// are not clipped.
+fn one_ratio_verdict(member: Family) -> String {
+    let name = member.name();
+    let clip = if member == Family::Reinforce {
+        "and clips nothing"
+    } else {
+        "(the product of its tokens' ratios) and clips that"
+    };
+    format!(
+        "{name} takes one ratio for the whole response {clip}: no token's own ratio is clipped, so \
+         this token's place against the band drawn here (PPO's, for comparison) does not switch its \
+         gradient off."
+    )
+}
+
+/// The value half for a member without a critic.
+fn no_critic_verdict(member: Family) -> String {
+    format!(
+        "{} has no value loss, so no value clip: the value head was not trained by this update \
+         (its V_new moved only through the weights it shares with the policy).",
+        member.name()
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -32,12 +32,69 @@ fn stat_row(
     }
 }
 
+/// How many of this update's ratios left the band it clips to: each token's, or each
+/// response's where the member takes one ratio per response (REINFORCE has no band).
+fn how_far_this_update_moved(walk: &Walkthrough) -> String {
+    let outside = |ratios: &mut dyn Iterator<Item = f32>, (lo, hi): (f32, f32)| {
+        let (mut out, mut all) = (0usize, 0usize);
+        for r in ratios {
+            all += 1;
+            out += usize::from(r < lo || r > hi);
+        }
+        (out, all)
+    };
+    let (out, all, what, edges) = match walk.update.token_band() {
+        Some(band) => {
+            let (out, all) = outside(
+                &mut walk
+                    .policy_after
+                    .iter()
+                    .flat_map(|p| &p.tokens)
+                    .map(|p| p.ratio),
+                band.edges(),
+            );
+            (out, all, "tokens", band.edges())
+        }
+        None => {
+            let clip = walk.update.grpo.map(|g| g.clip);
+            let Some(band) = clip.filter(|c| c.high.is_finite()) else {
+                return format!(
+                    "{} clips nothing, so no ratio is held back.",
+                    walk.experience.member.name()
+                );
+            };
+            let (out, all) = outside(
+                &mut (0..walk.policy_after.len())
+                    .filter_map(|b| walk.response_ratio(b))
+                    .map(|r| r.ratio),
+                band.edges(),
+            );
+            (out, all, "responses", band.edges())
+        }
+    };
+    let share = if all == 0 {
+        0.0
+    } else {
+        out as f32 / all as f32
+    };
+    let how = if share < 0.05 {
+        "This update barely moved the policy"
+    } else {
+        "This update moved the policy"
+    };
+    format!(
+        "{how}: {out} of the batch's {all} {what} have a ratio outside the band [{:.2}, {:.2}].",
+        edges.0, edges.1
+    )
+}
+
 /// Replays the shown batch's update with a larger learning rate and more epochs, beside the
 /// update that ran.
 pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl IntoView {
     let factor = RwSignal::new(10.0f64);
     let epochs = RwSignal::new(8usize);
     let base_lr = walk.update.lr;
+    let intro = how_far_this_update_moved(walk);
     let walk = walk.clone();
     let result = move || {
         let replay: Option<Arc<Replay>> = match state.replay.get() {
@@ -79,7 +136,7 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
                             <button class="tok" data-testid=format!("pushed-clipped-{t}") on:click=move |_| state.pick(Some(t))>
                                 {show_token(&response_token(&walk, row, t))}
                             </button>
-                            {format!(" {} ρ = {}, A = {}", if up { "▲" } else { "▼" }, num(p.ratio), num(p.advantage))}
+                            {format!(" {} ρ = {}, Â = {}", if up { "▲" } else { "▼" }, num(p.ratio), num(p.advantage))}
                         </li>
                     }
                 })
@@ -131,8 +188,8 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
     view! {
         <section class="push-harder" data-testid="push-harder">
             <h3>"Make clipping happen: push harder"</h3>
-            <p class="explain">
-                "At these settings one update barely moves the policy, so almost no ratio leaves the band. "
+            <p class="explain" data-testid="push-intro">
+                {intro} " "
                 "Replay the same batch's update from the same starting point with a larger learning rate and more epochs:"
             </p>
             <div class="push-controls">

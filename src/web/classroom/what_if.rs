@@ -8,6 +8,7 @@ use wasm_bindgen::JsCast;
 use crate::explain::format::num;
 use crate::explore::{WhatIf, gae_input_json, what_if};
 use crate::lab::walkthrough::Walkthrough;
+use crate::ppo::family::Family;
 use crate::ppo::rewards::KlEstimator;
 use crate::web::select::{exact, response_token, show_token};
 use crate::web::state::AppState;
@@ -109,7 +110,12 @@ pub fn what_if_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
                 {if w == own {
                     "These are the batch's own settings: every number equals the stages'. Move a slider.".to_string()
                 } else {
-                    format!("{flips} of response {}'s {real} tokens change the sign of the advantage the update would use.", row + 1)
+                    let whose = if exp.member == Family::Ppo {
+                        "the advantage the update would use".to_string()
+                    } else {
+                        format!("PPO's advantage (this iteration's {} update used its own)", exp.member.name())
+                    };
+                    format!("{flips} of response {}'s {real} tokens change the sign of {whose}.", row + 1)
                 }}
             </p>
             <div class="table-scroll">

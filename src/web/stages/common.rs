@@ -17,7 +17,7 @@ pub(super) fn plain_cell(testid: String, x: f32) -> impl IntoView {
 }
 
 /// MathML made by [`crate::explain::math`] (numbers and fixed symbols only).
-pub(super) fn mathml(markup: String) -> impl IntoView {
+pub(in crate::web) fn mathml(markup: String) -> impl IntoView {
     view! { <div class="math" inner_html=markup></div> }
 }
 
@@ -99,7 +99,8 @@ pub(in crate::web) fn prompt_text(walk: &Walkthrough, row: usize) -> String {
 pub(super) fn prompt_view(walk: &Walkthrough, row: usize) -> impl IntoView {
     let prompt = prompt_text(walk, row);
     let written = |l: &&str| !l.trim().is_empty();
-    let last = match last_user_message(&prompt) {
+    // The folded prompt shows the question: the user's last message, else the last line.
+    let question = match last_user_message(&prompt) {
         Some(message) => message.lines().find(written),
         None => prompt.lines().rev().find(written),
     }
@@ -108,7 +109,7 @@ pub(super) fn prompt_view(walk: &Walkthrough, row: usize) -> impl IntoView {
     .to_string();
     view! {
         <details class="prompt" data-testid="prompt">
-            <summary><span class="label">"prompt"</span>{last}</summary>
+            <summary><span class="label">"prompt"</span>{question}</summary>
             <pre>{prompt}</pre>
         </details>
     }

@@ -69,10 +69,12 @@ pub(super) fn score(
     let beta = exp.kl_coeff;
     let estimator = match exp.kl_estimator {
         KlEstimator::K1 => {
-            "k1: KL_t = log π − log π_ref, the one-sample estimate. It can be negative for a token (then the penalty is a bonus there); only its average over samples is the KL."
+            "k1: KL_t = log π_old − log π_ref, the one-sample estimate. It can be negative for a token (then the penalty is a bonus there); only its average over samples is the KL."
         }
-        KlEstimator::K2 => "k2: KL_t = ½ (log π_ref − log π)², never negative, biased.",
-        KlEstimator::K3 => "k3: KL_t = π_ref/π − 1 − log(π_ref/π), never negative and unbiased.",
+        KlEstimator::K2 => "k2: KL_t = ½ (log π_ref − log π_old)², never negative, biased.",
+        KlEstimator::K3 => {
+            "k3: KL_t = π_ref/π_old − 1 − log(π_ref/π_old), never negative and unbiased."
+        }
     };
     let main = view! {
         {token_strip(state, walk, row, real, None)}

@@ -77,8 +77,8 @@ pub(super) fn update(
                 (band_hi - 0.5).min(1.0) * 100.0,
             );
             let marker = match p.clip {
-                PolicyClip::AboveBand => "▲ clipped (A > 0)",
-                PolicyClip::BelowBand => "▼ clipped (A < 0)",
+                PolicyClip::AboveBand => "▲ clipped (Â > 0)",
+                PolicyClip::BelowBand => "▼ clipped (Â < 0)",
                 PolicyClip::No => "",
             };
             let class = if p.clip != PolicyClip::No { "clipped" } else { "" };
@@ -109,7 +109,9 @@ pub(super) fn update(
             )
         })
         .collect_view();
-    // The critic's columns in a table of their own, so each table fits a projector.
+    // The critic's columns in a table of their own, so each table fits a projector. Only PPO
+    // has a value loss: under the other members there is no value clip to mark.
+    let critic = walk.update.grpo.is_none();
     let critic_rows = value
         .tokens
         .iter()
@@ -119,7 +121,7 @@ pub(super) fn update(
                 state,
                 "upd-vrow",
                 t,
-                if v.was_clipped { "clipped".into() } else { String::new() },
+                if critic && v.was_clipped { "clipped".into() } else { String::new() },
                 false,
                 view! {
                     <td class="num">{t}</td>
@@ -127,7 +129,7 @@ pub(super) fn update(
                     {plain_cell(format!("upd-vold-{t}"), v.value_old)}
                     {plain_cell(format!("upd-vnew-{t}"), v.value_new)}
                     {compared_cell(state, format!("upd-ret-{t}"), v.ret, reference("ret", t))}
-                    <td class="clipmark" data-testid=format!("upd-vclip-{t}")>{if v.was_clipped { "clipped error counts" } else { "" }}</td>
+                    <td class="clipmark" data-testid=format!("upd-vclip-{t}")>{if critic && v.was_clipped { "clipped error counts" } else { "" }}</td>
                     {plain_cell(format!("upd-ent-{t}"), walk.entropy[row][t])}
                 },
             )
@@ -193,7 +195,11 @@ pub(super) fn update(
         {(cursor >= 1).then(|| view! {
             <div class="table-scroll">
                 <table class="numbers" data-testid="critic-table">
-                    <caption>"The critic: each token's new value against the old one and the return"</caption>
+                    <caption>{if critic {
+                        "The critic: each token's new value against the old one and the return".to_string()
+                    } else {
+                        format!("The value head, which {} does not train (no value loss): its new value against the old one and PPO's return", walk.experience.member.name())
+                    }}</caption>
                     <thead><tr><th>"t"</th><th>"token"</th><th>"V_old"</th><th>"V_new"</th><th>"R_t"</th><th>"value clip"</th><th>"entropy"</th></tr></thead>
                     <tbody>{critic_rows}</tbody>
                 </table>
