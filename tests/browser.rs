@@ -400,7 +400,7 @@ async fn twenty_iterations_raise_the_reward() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    page.click("btn-train").await;
+    page.stop_training().await;
     page.wait_state("status", "idle", Duration::from_secs(120))
         .await;
     let rewards = page.reward_history().await;

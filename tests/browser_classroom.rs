@@ -128,6 +128,30 @@ async fn the_clip_explorer_reads_the_token_and_pushing_harder_makes_tokens_clip(
         normal_frac < 0.05,
         "the normal update barely clips: {normal_frac}"
     );
+    // "Push harder" opens with how many of this update's ratios left the band: the cases
+    // table's two outer columns (no token of this batch has an advantage of exactly 0).
+    let total: usize = page
+        .attr("cases-normal", "data-total")
+        .await
+        .parse()
+        .unwrap();
+    let mut outside = 0;
+    for sign in ["pos", "neg"] {
+        for band in ["below", "above"] {
+            outside += page
+                .text(&format!("cases-normal-{sign}-{band}"))
+                .await
+                .parse::<usize>()
+                .unwrap();
+        }
+    }
+    let intro = page.text("push-intro").await;
+    assert!(
+        intro.contains(&format!(
+            "{outside} of the batch's {total} tokens have a ratio outside the band [0.80, 1.20]"
+        )),
+        "{intro}"
+    );
     page.show("clip-explorer").await;
     page.screenshot("classroom-clip-explorer.png").await;
 
@@ -671,7 +695,7 @@ async fn grpo_beside_ppo_on_the_pages_batch() {
         .await;
     page.click("btn-train").await;
     wait_points(&page, 4).await;
-    page.click("btn-train").await;
+    page.stop_training().await;
     wait_ready(&page).await;
     // PPO beside GRPO says what the GRPO run's update used: GRPO's advantages, divided by the
     // group's std; after the `scale` setting is set to none, the next iteration's are Dr.
@@ -688,7 +712,7 @@ async fn grpo_beside_ppo_on_the_pages_batch() {
     let before = page.reward_history().await.len();
     page.click("btn-train").await;
     wait_points(&page, before + 1).await;
-    page.click("btn-train").await;
+    page.stop_training().await;
     wait_ready(&page).await;
     page.click("tab-gae").await;
     assert_eq!(page.text("grpo-right").await, "Dr. GRPO A");
@@ -709,7 +733,7 @@ async fn grpo_beside_ppo_on_the_pages_batch() {
     assert_eq!(page.attr("reward-history", "data-previous").await, grpo_run);
     page.click("btn-train").await;
     wait_points(&page, 3).await;
-    page.click("btn-train").await;
+    page.stop_training().await;
     wait_ready(&page).await;
     let legend = page.text("chart-reward-last").await;
     assert!(
@@ -784,7 +808,7 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
         }
         page.click("btn-train").await;
         wait_points(&page, 3).await;
-        page.click("btn-train").await;
+        page.stop_training().await;
         wait_ready(&page).await;
         let rewards = page.reward_history().await;
         first_rewards.push(rewards[0]);
@@ -961,6 +985,29 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
         }
     }
     assert!(!page.exists("chart-entropy-run-1").await);
+    // The five-run legends wrap under their charts: each figure is as wide as its canvas, which
+    // is as wide as a chart's without the runs (entropy's), and the KL chart still sits beside
+    // the reward chart.
+    let layout = page
+        .js("const box = id => document.querySelector(`[data-testid=${id}]`).getBoundingClientRect();\
+             const fig = id => document.querySelector(`[data-testid=${id}]`).closest('figure').getBoundingClientRect();\
+             return [box('chart-reward').width, fig('chart-reward').width, fig('chart-reward').top, fig('chart-kl').top,\
+                     box('chart-entropy').width];")
+        .await;
+    let [canvas, figure, reward_top, kl_top, entropy] =
+        [0, 1, 2, 3, 4].map(|i| layout[i].as_f64().unwrap());
+    assert!(
+        (canvas - entropy).abs() < 1.0,
+        "the reward chart's canvas is {canvas} px wide, the entropy chart's {entropy} px"
+    );
+    assert!(
+        figure <= canvas + 1.0,
+        "the reward chart's figure is {figure} px wide, its canvas {canvas} px"
+    );
+    assert!(
+        (kl_top - reward_top).abs() < 1.0,
+        "the KL chart is not beside the reward chart: tops {reward_top} and {kl_top}"
+    );
     page.show("charts").await;
     page.screenshot("classroom-family-runs.png").await;
     page.finish().await;
@@ -1212,7 +1259,7 @@ async fn every_chart_reads_its_batch_and_every_figure_saves() {
     wait_ready(&page).await;
     page.click("btn-train").await;
     wait_points(&page, 2).await;
-    page.click("btn-train").await;
+    page.stop_training().await;
     page.wait_state("status", "idle", Duration::from_secs(120))
         .await;
 
@@ -1987,7 +2034,7 @@ async fn break_it_presets_are_found_out_and_the_recipe_is_not() {
             .unwrap();
         longest = longest.max(first);
         assert_ne!(value(key).await, before, "{preset} changed {key}");
-        page.click("btn-train").await;
+        page.stop_training().await;
         page.wait_state("status", "idle", STARTUP).await;
         assert_eq!(page.attr("broken", "data-preset").await, preset);
         // Its advice names the page's settings as the settings panel does, not the trainer's keys.
@@ -2020,7 +2067,7 @@ async fn break_it_presets_are_found_out_and_the_recipe_is_not() {
         assert!(std::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    page.click("btn-train").await;
+    page.stop_training().await;
     page.wait_state("status", "idle", STARTUP).await;
     assert!(
         page.exists("health-none").await,

@@ -119,7 +119,7 @@ pub const TOUR: [(StageKey, &str); 7] = [
 pub const GLOSSARY: &[(&str, &str)] = &[
     (
         "advantage",
-        "How much better a token turned out than the critic expected (A_t). The update uses Â_t, A_t whitened over the batch (A_t itself with whitening off): Â_t > 0 pushes its probability up, Â_t < 0 down; with whitening, Â_t > 0 means A_t above the batch's mean.",
+        "How much better a token turned out than the critic expected (A_t). The update uses Â_t, A_t whitened over the batch (A_t itself with whitening off): Â_t > 0 pushes its probability up, Â_t < 0 down; with whitening, Â_t > 0 means A_t above the batch's mean. Under GRPO and the other members without a critic, Â_t is the response's one advantage, the same for each of its tokens.",
     ),
     (
         "return",

@@ -434,11 +434,14 @@ pub fn Charts(state: AppState) -> impl IntoView {
                             name.to_string()
                         };
                         // Each series' last value, exact in data-v for tests and scripts.
+                        // One entry never breaks inside: the caption wraps between entries.
                         view! {
                             {(i > 0).then_some(" · ")}
-                            {swatch(*color)}
-                            <span data-testid=format!("chart-{}-{i}", spec.id) data-v=exact(f(p) as f32)>
-                                {format!("{name} {}", num(f(p) as f32))}
+                            <span class="entry">
+                                {swatch(*color)}
+                                <span data-testid=format!("chart-{}-{i}", spec.id) data-v=exact(f(p) as f32)>
+                                    {format!("{name} {}", num(f(p) as f32))}
+                                </span>
                             </span>
                         }
                     })
@@ -449,9 +452,12 @@ pub fn Charts(state: AppState) -> impl IntoView {
                     .filter_map(|run| {
                         let q = run.points.last()?;
                         Some(view! {
-                            " · " {swatch(run.colour())}
-                            <span data-testid=format!("chart-{}-run-{}", spec.id, run.number) data-v=exact(f(q) as f32)>
-                                {format!("{} {}", run.name(), num(f(q) as f32))}
+                            " · "
+                            <span class="entry">
+                                {swatch(run.colour())}
+                                <span data-testid=format!("chart-{}-run-{}", spec.id, run.number) data-v=exact(f(q) as f32)>
+                                    {format!("{} {}", run.name(), num(f(q) as f32))}
+                                </span>
                             </span>
                         })
                     })

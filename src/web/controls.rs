@@ -79,7 +79,12 @@ pub(super) fn Controls(state: AppState) -> impl IntoView {
             <button data-testid="btn-iterate" title="compute the next iteration" on:click=move |_| state.next_iteration(false)>"next iteration"</button>
             <button data-testid="btn-train" class:running=training
                 on:click=move |_| if training() { state.stop_training() } else { state.train() }>
-                {move || if training() { "stop training ■" } else { "train ⟳" }}
+                // A stop is taken at once and done after the iteration under way.
+                {move || match (training(), state.stop_requested.get()) {
+                    (true, true) => "stopping… ■",
+                    (true, false) => "stop training ■",
+                    (false, _) => "train ⟳",
+                }}
             </button>
             <button data-testid="btn-reset" title="start again from the pretrained model with the current seed" on:click=move |_| state.reset()>"reset"</button>
             <button data-testid="btn-presenter" title="large type for projectors (f)" on:click=move |_| state.presenter.update(|p| *p = !*p)>

@@ -136,6 +136,30 @@ impl Page {
         Self::open_with(query, &[]).await
     }
 
+    /// Clicks "stop training" and waits until the page has taken the stop: the button reads
+    /// "stopping…" (training ends after the iteration under way) or training has already
+    /// stopped. A click the page has not taken after 10 s (once in many runs the training went on
+    /// for minutes after the click) is clicked again, and the test fails if that one is not taken
+    /// either.
+    pub async fn stop_training(&self) {
+        for attempt in 1..=2 {
+            self.click("btn-train").await;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let label = self.text("btn-train").await;
+                if label.starts_with("stopping") || label.starts_with("train") {
+                    return;
+                }
+                if Instant::now() >= deadline {
+                    eprintln!("stop click {attempt} not taken: the button reads `{label}`");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        panic!("training did not take either stop click");
+    }
+
     /// Waits until the element with `data-testid=testid` exists and its `data-state` is `state`.
     /// Fails early with the element's text if it reaches `failed` instead. `timeout` is a hang
     /// guard ([`super::hang_guard`]).
