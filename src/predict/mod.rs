@@ -12,6 +12,7 @@
 //! answers every kind right and wrong on real iterations.
 
 pub mod ask;
+mod pick;
 pub mod question;
 pub mod reveal;
 
