@@ -337,11 +337,11 @@ async fn sandbox_reproduces_the_worked_example() {
     };
     assert_eq!(
         formula("sb-adv-formula-1").await,
-        "A1=0.200+0.9×0.95×1×(−1.000)=(−0.655)"
+        "A1=0.200+0.9×0.95×1×(−1.000)=−0.655"
     );
     assert_eq!(
         formula("sb-delta-formula-2").await,
-        "δ2=2.000+0.9×0.000×0−3.000=(−1.000)"
+        "δ2=2.000+0.9×0.000×0−3.000=−1.000"
     );
     assert!((page.number("sb-adv-formula-1").await + 0.655).abs() < 1e-5);
     assert_eq!(
@@ -1081,6 +1081,10 @@ async fn the_loop_diagram_the_tour_and_the_glossary_guide_a_beginner() {
     // Each arrow carries its tensor with this batch's shape.
     assert_eq!(page.text("loop-edge-1").await, "ids, log π_old [4 × 12]");
     assert_eq!(page.text("loop-edge-3").await, "V(s_t) [4 × 12], for GAE");
+    assert_eq!(
+        page.text("loop-edge-6").await,
+        "new θ (2 epochs × 1 mini-batch)"
+    );
     // Every box holds its label, and no arrow's label sits on a box or under an arrow.
     let layout = page
         .js("const boxes = [...document.querySelectorAll('.loop-node')].map(g => [g.dataset.testid, g.querySelector('rect').getBBox(), g.querySelector('text').getBBox()]);

@@ -160,6 +160,9 @@ async fn the_clip_explorer_reads_the_token_and_pushing_harder_makes_tokens_clip(
         .await;
     let pushed_frac = page.number("ph-policy-clip-frac-pushed").await;
     let pushed_kl = page.number("ph-approx-kl-pushed").await;
+    // The learning rates in the header print as the page's other numbers: 3e−5, not 3e-5.
+    let stats = page.text("push-stats").await;
+    assert!(stats.contains("(lr ") && !stats.contains("e-"), "{stats}");
     let pushed_clipped: usize = page
         .attr("cases-pushed", "data-clipped")
         .await
@@ -2037,6 +2040,12 @@ async fn break_it_presets_are_found_out_and_the_recipe_is_not() {
         page.stop_training().await;
         page.wait_state("status", "idle", STARTUP).await;
         assert_eq!(page.attr("broken", "data-preset").await, preset);
+        // Its heading is the check's title in words, the trainer's key beside it.
+        let check = ppo_lens::health::Check::from_key(finding).unwrap();
+        assert_eq!(
+            page.text(&format!("finding-{finding}-title")).await,
+            check.title()
+        );
         // Its advice names the page's settings as the settings panel does, not the trainer's keys.
         let advice = page.text(&format!("finding-{finding}-advice")).await;
         assert!(

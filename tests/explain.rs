@@ -420,9 +420,12 @@ fn long_formulas_break_between_terms_and_never_inside_a_number_or_a_nested_brack
     let pieces: Vec<String> = filled.split("<wbr>").map(math_text).collect();
     assert_eq!(
         pieces,
-        ["δ22=(−0.100)", "+1×(−0.250)×1", "−(−0.073)", "=(−0.277)"],
+        ["δ22=(−0.100)", "+1×(−0.250)×1", "−(−0.073)", "=−0.277"],
         "{filled}"
     );
+    // The temperature is named, then given: not softmax(z/1).
+    let sampling: String = math::sampling(1.0).split("<wbr>").map(math_text).collect();
+    assert_eq!(sampling, "pt=softmax(ztτ),τ=1");
     // A negative number's sign is part of it, not an operator spaced as one: "(−0.100)".
     assert!(
         filled.contains("<mo>(</mo><mn>−0.100</mn><mo>)</mo>")

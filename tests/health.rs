@@ -169,7 +169,16 @@ fn the_advice_names_settings_that_exist_on_each_face() {
             None => assert!(name.contains(knob.config_key()), "{name}"),
         }
     }
+    // The page heads each finding with a title in words, one per check.
+    let titles: std::collections::BTreeSet<&str> = Check::ALL.iter().map(|c| c.title()).collect();
+    assert_eq!(titles.len(), Check::ALL.len());
     for check in Check::ALL {
+        let title = check.title();
+        assert!(
+            title.starts_with(|c: char| c.is_uppercase()) && !title.contains('-'),
+            "{}: {title}",
+            check.key()
+        );
         let page = fill(check.advice_template(), knob_name);
         let trainer = fill(check.advice_template(), |k| k.config_key().to_string());
         for knob in Knob::ALL.into_iter().filter(|k| k.page_key().is_some()) {

@@ -1,6 +1,7 @@
 //! The words of the page's guide: the PPO loop's nodes and the tensors on its arrows with this
 //! batch's shapes, the objective in one sentence, the tour, and the glossary.
 
+use super::format::count;
 use super::stage::StageKey;
 use crate::lab::walkthrough::Walkthrough;
 
@@ -68,9 +69,13 @@ pub fn loop_edges(walk: &Walkthrough) -> [String; 7] {
         format!("r_t [{b} × {r}]"),
         format!("Â_t, R_t [{b} × {r}]"),
         format!(
-            "new θ ({} epochs × {} mini-batches)",
-            walk.update.epochs,
-            b.div_ceil(walk.update.mini_batch_size.max(1))
+            "new θ ({} × {})",
+            count(walk.update.epochs, "epoch", "epochs"),
+            count(
+                b.div_ceil(walk.update.mini_batch_size.max(1)),
+                "mini-batch",
+                "mini-batches"
+            )
         ),
     ]
 }

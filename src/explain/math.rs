@@ -20,6 +20,10 @@ fn mn(x: f32) -> String {
         format!("<mn>{s}</mn>")
     }
 }
+/// A formula's result, after its last `=`: not fenced, as nothing follows it.
+fn result(x: f32) -> String {
+    format!("<mn>{}</mn>", num(x))
+}
 fn mnum(x: impl std::fmt::Display) -> String {
     format!("<mn>{x}</mn>")
 }
@@ -142,7 +146,7 @@ pub fn delta(step: &GaeStep, gamma: f32) -> [String; 2] {
             mo("−"),
             mn(step.value),
             mo("="),
-            mn(step.delta),
+            result(step.delta),
         ]),
     ]
 }
@@ -176,7 +180,7 @@ pub fn advantage(step: &GaeStep, params: GaeParams) -> [String; 2] {
             mo("×"),
             mn(step.next_advantage),
             mo("="),
-            mn(step.advantage),
+            result(step.advantage),
         ]),
     ]
 }
@@ -195,7 +199,7 @@ pub fn ret(step: &GaeStep) -> String {
         mo("+"),
         mn(step.value),
         mo("="),
-        mn(step.ret),
+        result(step.ret),
     ])
 }
 
@@ -293,14 +297,19 @@ pub fn response_objective(edges: Option<(f32, f32)>) -> String {
     block(&parts)
 }
 
-/// The policy's next-token distribution at temperature τ.
+/// The policy's next-token distribution at temperature τ, then τ's value (`z/1` alone reads as
+/// a typo).
 pub fn sampling(temperature: f32) -> String {
     block(&[
         sub("p", "t"),
         mo("="),
         mi("softmax"),
         mo("("),
-        format!("<mfrac>{}{}</mfrac>", mi("z"), mnum(temperature)),
+        format!("<mfrac>{}{}</mfrac>", sub("z", "t"), mi("τ")),
         mo(")"),
+        mo(","),
+        mi("τ"),
+        mo("="),
+        mnum(temperature),
     ])
 }

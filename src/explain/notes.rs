@@ -103,7 +103,7 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                 out.push(note(
                     "kl-negative",
                     format!(
-                        "{} of this response's {real} tokens have KL_t < 0 (log π < log π_ref): \
+                        "{} of this response's {real} tokens have KL_t < 0 (log π_old < log π_ref): \
                          k1 is a one-sample estimate, so for those tokens the penalty is a bonus. \
                          Only its average over samples is the KL.",
                         negative.len()

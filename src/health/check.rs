@@ -109,6 +109,24 @@ impl Check {
             Check::CriticWorseThanMean => "critic-worse-than-mean",
         }
     }
+
+    /// What the check found, in words, for the page's heading (the key stays beside it: it is
+    /// what the trainer's log and findings.jsonl print).
+    pub fn title(self) -> &'static str {
+        match self {
+            Check::PolicyClipHigh => "Many ratios clipped in one update",
+            Check::PolicyClipSustained => "Ratios clipped, update after update",
+            Check::ValueClipHigh => "Many values held back by the value clip",
+            Check::GradNormExploding => "Exploding gradients",
+            Check::ValueLossFlat => "The critic is not learning",
+            Check::ApproxKlHigh => "Every update moves the policy too far",
+            Check::ApproxKlGrowing => "The updates' steps keep growing",
+            Check::KlRefGrowing => "Drifting away from the reference",
+            Check::RewardFlatKlRising => "KL rising, reward flat",
+            Check::EntropyCollapsed => "Entropy collapsed",
+            Check::CriticWorseThanMean => "The critic predicts worse than the mean",
+        }
+    }
 }
 
 /// One finding: which check fired, on which metric and numbers, what it means and what to try.

@@ -434,9 +434,10 @@ pub fn Charts(state: AppState) -> impl IntoView {
                             name.to_string()
                         };
                         // Each series' last value, exact in data-v for tests and scripts.
-                        // One entry never breaks inside: the caption wraps between entries.
+                        // One entry never breaks inside: the caption wraps between entries
+                        // (spaced apart, with no separator to strand at a line's end).
                         view! {
-                            {(i > 0).then_some(" · ")}
+                            {(i > 0).then_some(" ")}
                             <span class="entry">
                                 {swatch(*color)}
                                 <span data-testid=format!("chart-{}-{i}", spec.id) data-v=exact(f(p) as f32)>
@@ -452,7 +453,7 @@ pub fn Charts(state: AppState) -> impl IntoView {
                     .filter_map(|run| {
                         let q = run.points.last()?;
                         Some(view! {
-                            " · "
+                            " "
                             <span class="entry">
                                 {swatch(run.colour())}
                                 <span data-testid=format!("chart-{}-run-{}", spec.id, run.number) data-v=exact(f(q) as f32)>

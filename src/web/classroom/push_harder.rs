@@ -32,6 +32,11 @@ fn stat_row(
     }
 }
 
+/// A learning rate as 3e−5, with the real minus sign the page's other numbers use.
+fn lr_text(lr: f64) -> String {
+    format!("{lr:.0e}").replace('-', "−")
+}
+
 /// How many of this update's ratios left the band it clips to: each token's, or each
 /// response's where the member takes one ratio per response (REINFORCE has no band).
 fn how_far_this_update_moved(walk: &Walkthrough) -> String {
@@ -106,8 +111,8 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
         let stats = view! {
             <table class="numbers" data-testid="push-stats">
                 <thead><tr><th></th>
-                    <th>{format!("this update (lr {:.0e}, {} epochs)", walk.update.lr, walk.update.epochs)}</th>
-                    <th>{replay.as_ref().map_or("pushed harder".to_string(), |r| format!("pushed (lr {:.0e}, {} epochs)", r.update.lr, r.update.epochs))}</th>
+                    <th>{format!("this update (lr {}, {} epochs)", lr_text(walk.update.lr), walk.update.epochs)}</th>
+                    <th>{replay.as_ref().map_or("pushed harder".to_string(), |r| format!("pushed (lr {}, {} epochs)", lr_text(r.update.lr), r.update.epochs))}</th>
                 </tr></thead>
                 <tbody>
                     {stat_row("policy clip fraction", "policy-clip-frac", s.policy_clip_frac, r.as_ref().map(|r| r.policy_clip_frac))}

@@ -125,7 +125,8 @@ pub fn HealthPanel(state: AppState) -> impl IntoView {
                 view! {
                     <li class="finding" class:now=now data-testid=format!("finding-{}", f.check.key())
                         data-first=first.to_string() data-now=now.to_string()>
-                        <strong>{f.check.key()}</strong>
+                        <strong data-testid=format!("finding-{}-title", f.check.key())>{f.check.title()}</strong>
+                        " " <code class="note">{f.check.key()}</code>
                         <span class="note">{format!(" ({when})")}</span>
                         <p>{f.meaning.clone()}</p>
                         <p data-testid=format!("finding-{}-advice", f.check.key())><em>"Try: "</em>{f.advice(crate::lab::settings::knob_name)}"."</p>

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 
 use super::common::{columns, compared_cell, mathml, plain_cell, why};
-use crate::explain::format::num;
+use crate::explain::format::{count, num};
 use crate::explain::math;
 use crate::explain::notes::notes;
 use crate::explain::provenance::{Quantity, format_ratio};
@@ -256,8 +256,10 @@ fn objective(walk: &Walkthrough, minibatches: usize) -> String {
         String::new()
     };
     let steps = format!(
-        "over the update's {} optimizer steps ({} epochs × {} mini-batches{skipped})",
-        stats.optimizer_steps, u.epochs, minibatches
+        "over the update's {} ({} × {}{skipped})",
+        count(stats.optimizer_steps, "optimizer step", "optimizer steps"),
+        count(u.epochs, "epoch", "epochs"),
+        count(minibatches, "mini-batch", "mini-batches")
     );
     let member = walk.experience.member;
     let name = member.name();
