@@ -4,7 +4,7 @@
 //! and names the stage whose view shows it. `tests/explain.rs` recomputes every number from the
 //! walkthrough. No UI here: the page's Overview stage draws the card.
 
-use crate::explain::format::{count, num};
+use crate::explain::format::{between, count, num};
 use crate::explain::stage::{StageKey, real_len, whitening_flips};
 use crate::explore::{Band, ValueMove, clip_cases, value_case};
 use crate::lab::walkthrough::Walkthrough;
@@ -191,17 +191,10 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
             let flipped: usize = (0..walk.gae.len())
                 .map(|b| whitening_flips(walk, b).len())
                 .sum();
-            // The inequalities are held on one line (no-break spaces).
             let how = if w.mean > 0.0 {
-                format!(
-                    "every 0\u{a0}<\u{a0}A_t\u{a0}<\u{a0}{} turns negative",
-                    num(w.mean)
-                )
+                format!("every {} turns negative", between("0", "A_t", &num(w.mean)))
             } else if w.mean < 0.0 {
-                format!(
-                    "every {}\u{a0}<\u{a0}A_t\u{a0}<\u{a0}0 turns positive",
-                    num(w.mean)
-                )
+                format!("every {} turns positive", between(&num(w.mean), "A_t", "0"))
             } else {
                 "with a mean of exactly 0 here no advantage changes sign".to_string()
             };
@@ -300,30 +293,31 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
     // loss: under the other members the batch has no value clip to count.
     let c = walk.update.coeffs.clip_range_value;
     let critic = walk.update.grpo.is_none();
-    let (mut zeroed, mut pulled_back) = (0usize, 0usize);
-    for v in walk.value_after.iter().flat_map(|v| &v.tokens) {
-        let case = value_case(v.value_old, v.value_new, v.ret, c);
-        if case.clip_zeroes {
-            zeroed += 1;
-        } else if case.band != Band::Inside && case.moved != ValueMove::Still {
-            pulled_back += 1;
+    let (zeroed, this_batch) = if critic {
+        let (mut zeroed, mut pulled_back) = (0usize, 0usize);
+        for v in walk.value_after.iter().flat_map(|v| &v.tokens) {
+            let case = value_case(v.value_old, v.value_new, v.ret, c);
+            if case.clip_zeroes {
+                zeroed += 1;
+            } else if case.band != Band::Inside && case.moved != ValueMove::Still {
+                pulled_back += 1;
+            }
         }
-    }
-    let this_batch = if critic {
-        format!(
+        let text = format!(
             "After this update {} sit where the clip zeroes the gradient, and {} left the band \
              away from R or past it, where the error still trains them. The clip explorer in the \
              Update stage draws one token's V_old, V_new and R.",
             count(zeroed, "token", "tokens"),
             count(pulled_back, "token", "tokens")
-        )
+        );
+        (zeroed, text)
     } else {
-        zeroed = 0;
-        format!(
+        let text = format!(
             "This iteration trained with {}, which has no critic and so no value loss: no value \
              clip ran. Train with PPO to count the batch's tokens.",
             exp.member.name()
-        )
+        );
+        (0, text)
     };
     out.push(Misconception {
         key: "value-clip",

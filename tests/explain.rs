@@ -420,7 +420,7 @@ fn long_formulas_break_between_terms_and_never_inside_a_number_or_a_nested_brack
     let pieces: Vec<String> = filled.split("<wbr>").map(math_text).collect();
     assert_eq!(
         pieces,
-        ["δ22=(−0.100)", "+1×(−0.250)×1", "−(−0.073)", "=−0.277"],
+        ["δ22=(−0.100)", "+1×(−0.250)×1", "−(−0.0730)", "=−0.277"],
         "{filled}"
     );
     // The temperature is named, then given: not softmax(z/1).
@@ -838,4 +838,223 @@ fn bands_and_response_ratios_by_hand() {
     // Members that clip each token have no response ratio.
     assert!(response_ratio(&config(ClipRange::symmetric(0.2), false), &trace(0.5)).is_none());
     assert!(response_ratio(&first.update, &trace(0.5)).is_none());
+}
+
+/// Evaluates the arithmetic a line prints: numbers (a real minus sign, an exponent such as
+/// `1.2e−6`), `+ − × /`, parentheses, `exp(..)`, `½` and a postfix `²`. None for anything with
+/// a symbol in it (the formula's general side).
+fn evaluate(text: &str) -> Option<f64> {
+    struct Parser<'a> {
+        chars: std::iter::Peekable<std::str::Chars<'a>>,
+    }
+    impl Parser<'_> {
+        fn skip(&mut self) {
+            while self.chars.peek().is_some_and(|c| c.is_whitespace()) {
+                self.chars.next();
+            }
+        }
+        fn peek(&mut self) -> Option<char> {
+            self.skip();
+            self.chars.peek().copied()
+        }
+        fn expr(&mut self) -> Option<f64> {
+            let mut x = self.term()?;
+            while let Some(op @ ('+' | '−')) = self.peek() {
+                self.chars.next();
+                let y = self.term()?;
+                x = if op == '+' { x + y } else { x - y };
+            }
+            Some(x)
+        }
+        fn term(&mut self) -> Option<f64> {
+            let mut x = self.factor()?;
+            while let Some(op @ ('×' | '/')) = self.peek() {
+                self.chars.next();
+                let y = self.factor()?;
+                x = if op == '×' { x * y } else { x / y };
+            }
+            Some(x)
+        }
+        fn factor(&mut self) -> Option<f64> {
+            let x = self.primary()?;
+            if self.peek() == Some('²') {
+                self.chars.next();
+                return Some(x * x);
+            }
+            Some(x)
+        }
+        fn primary(&mut self) -> Option<f64> {
+            match self.peek()? {
+                '(' => {
+                    self.chars.next();
+                    let x = self.expr()?;
+                    (self.peek()? == ')').then(|| self.chars.next())?;
+                    Some(x)
+                }
+                '½' => {
+                    self.chars.next();
+                    Some(0.5)
+                }
+                'e' => {
+                    for expected in "exp(".chars() {
+                        (self.chars.next()? == expected).then_some(())?;
+                    }
+                    let x = self.expr()?;
+                    (self.peek()? == ')').then(|| self.chars.next())?;
+                    Some(x.exp())
+                }
+                c if c == '−' || c.is_ascii_digit() => {
+                    let mut s = String::new();
+                    if c == '−' {
+                        self.chars.next();
+                        s.push('-');
+                    }
+                    while let Some(&c) = self.chars.peek() {
+                        match c {
+                            '0'..='9' | '.' => s.push(c),
+                            'e' => s.push('e'),
+                            '−' if s.ends_with('e') => s.push('-'),
+                            _ => break,
+                        }
+                        self.chars.next();
+                    }
+                    s.parse().ok()
+                }
+                _ => None,
+            }
+        }
+    }
+    let mut p = Parser {
+        chars: text.chars().peekable(),
+    };
+    let x = p.expr()?;
+    p.peek().is_none().then_some(x)
+}
+
+/// The last decimal place a printed number shows: 0.001 for "0.123", 1e−8 for "1.23e−6".
+fn unit_of(printed: &str) -> f64 {
+    let printed = printed.replace('−', "-");
+    let (mantissa, exponent) = match printed.split_once('e') {
+        Some((m, e)) => (m.to_string(), e.parse::<i32>().unwrap()),
+        None => (printed.clone(), 0),
+    };
+    let decimals = mantissa.split_once('.').map_or(0, |(_, d)| d.len()) as i32;
+    10f64.powi(exponent - decimals)
+}
+
+/// Every arithmetic side of `line` ("… = a + b × c = result", its trailing remark in
+/// parentheses dropped) gives the printed result to within 2.5 units of its last place: what a
+/// student who works it by hand from the printed numbers gets. Returns how many sides it checked.
+fn assert_arithmetic_gives_its_result(line: &str) -> usize {
+    let body = [" (k1)", " (k2)", " (the "]
+        .iter()
+        .filter_map(|remark| line.find(remark))
+        .min()
+        .map_or(line, |i| &line[..i]);
+    let sides: Vec<&str> = body.split('=').collect();
+    let shown = sides.last().unwrap().trim();
+    let result = evaluate(shown).unwrap_or_else(|| panic!("no result in {line}"));
+    let tolerance = 2.5 * unit_of(shown);
+    let mut checked = 0;
+    for side in &sides[..sides.len() - 1] {
+        if let Some(x) = evaluate(side) {
+            assert!(
+                (x - result).abs() <= tolerance,
+                "{side} gives {x}, not the {shown} printed: {line}"
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
+#[test]
+fn the_arithmetic_evaluator_reads_what_the_page_prints() {
+    assert_eq!(evaluate("−0.05 × (−0.012) + 1.000"), Some(1.0006));
+    assert_eq!(evaluate("exp(0.5 − 0.5)"), Some(1.0));
+    assert_eq!(
+        evaluate("½ × (0.1 − 0.3)²").map(|x| (x * 1e6).round()),
+        Some(20000.0)
+    );
+    assert_eq!(evaluate("1.5e−6"), Some(1.5e-6));
+    assert_eq!(evaluate("δ_3"), None);
+    assert_eq!(unit_of("−0.00984"), 1e-5);
+    // The operands get the decimals down to the result's last digit.
+    use ppo_lens::explain::format::{decimals_for, operand_for};
+    assert_eq!(decimals_for("0.123"), 3);
+    assert_eq!(decimals_for("3.47e−7"), 9);
+    assert_eq!(operand_for(0.01234, "−0.000617"), "0.012340");
+    assert_eq!(operand_for(-0.0034710341, "3.47e−7"), "−0.003471034");
+    assert_eq!(operand_for(1.2034e-6, "3.47e−7"), "1.203e−6");
+    assert_eq!(operand_for(0.5, "1.000"), "0.500");
+    assert_eq!(operand_for(0.0186, "−0.011"), "0.0186");
+    use ppo_lens::explain::format::num_within_operands;
+    assert_eq!(num_within_operands(-7.45e-9), "−7.5e−9");
+    assert_eq!(num_within_operands(0.00123), "0.00123");
+    assert_eq!(num_within_operands(3e-12), "0.0000000000");
+    // The check fails on operands cut to fewer digits than the result shows: −0.8 × 0.012
+    // gives −0.0096, not the printed −0.00984.
+    let short = std::panic::catch_unwind(|| {
+        assert_arithmetic_gives_its_result("r_3 = −β · KL_3 = −0.8 × 0.012 = −0.00984")
+    });
+    assert!(short.is_err());
+    assert_eq!(
+        assert_arithmetic_gives_its_result("r_3 = −β · KL_3 = −0.8 × 0.0123 = −0.00984"),
+        1
+    );
+}
+
+#[test]
+fn every_worked_line_gives_its_printed_result_from_its_printed_numbers() {
+    let (first, second) = two_iterations(&settings());
+    let mut checked = 0;
+    for walk in [&first, &second] {
+        for row in 0..walk.gae.len() {
+            for t in 0..real_len(walk, row) {
+                for q in [
+                    Quantity::Advantage,
+                    Quantity::Return,
+                    Quantity::Reward,
+                    Quantity::Ratio,
+                ] {
+                    for line in provenance(walk, row, t, q).unwrap().lines {
+                        // The last token's first line says why V and A of the next drop out.
+                        if line.contains("is the last token") {
+                            continue;
+                        }
+                        checked += assert_arithmetic_gives_its_result(&line);
+                    }
+                }
+                // The GAE stage's formulas with this step's numbers, as they read.
+                let trace = &walk.gae[row];
+                let step = trace.steps.iter().find(|s| s.t == t).unwrap();
+                for formula in [
+                    math::delta(step, trace.params.gamma)[1].clone(),
+                    math::advantage(step, trace.params)[1].clone(),
+                    math::ret(step),
+                ] {
+                    let text: String = formula.split("<wbr>").map(math_text).collect();
+                    checked += assert_arithmetic_gives_its_result(&text);
+                }
+            }
+        }
+    }
+    assert!(checked > 100, "{checked} sides checked");
+}
+
+#[test]
+fn calculator_notes_are_cut_out_whole() {
+    use ppo_lens::explain::format::calculator_notes;
+    assert_eq!(
+        calculator_notes("She has <<13-2=11>>11 left.<<2*3=6>> <<5"),
+        [
+            (false, "She has "),
+            (true, "<<13-2=11>>"),
+            (false, "11 left."),
+            (true, "<<2*3=6>>"),
+            (false, " <<5"),
+        ]
+    );
+    assert_eq!(calculator_notes("<<1+1=2>>"), [(true, "<<1+1=2>>")]);
+    assert!(calculator_notes("").is_empty());
 }

@@ -22,6 +22,83 @@ pub fn fixed(x: f32, decimals: usize) -> String {
     signed(format!("{x:.decimals$}"))
 }
 
+/// `x` as an operand of arithmetic whose result is printed as `result`: with at least as many
+/// decimals as that result (and never fewer than [`num`] gives it), so that a student who works
+/// the arithmetic from the printed operands gets the printed result. `−0.05 × 0.012` would give
+/// −0.0006 against a printed −0.000617; `−0.05 × 0.01234` gives it.
+pub fn operand_for(x: f32, result: &str) -> String {
+    operand_to(x, decimals_for(result))
+}
+
+/// The most decimals an operand is printed with: about where an f32 near 10⁻³ stops.
+pub const OPERAND_DECIMALS: usize = 10;
+
+/// `x` with at least `decimals` decimals (at most [`OPERAND_DECIMALS`]) and 3 significant
+/// digits, or as [`num`] prints it where that has more; one printed with an exponent keeps it, its mantissa getting the
+/// digits down to that decimal.
+pub fn operand_to(x: f32, decimals: usize) -> String {
+    // At least 3 significant digits: 0.0186, not num's 0.019.
+    let decimals = if (0.01..0.1).contains(&x.abs()) {
+        decimals.max(4)
+    } else {
+        decimals
+    }
+    .min(OPERAND_DECIMALS);
+    let own = num(x);
+    if own.contains('e') {
+        let exponent = x.abs().log10().floor() as i32;
+        let digits = (decimals as i32 + exponent).max(2) as usize;
+        signed(format!("{x:.digits$e}"))
+    } else if self::decimals(&own) >= decimals {
+        own
+    } else {
+        fixed(x, decimals)
+    }
+}
+
+/// `x` as [`num`] prints it, but to no decimal past [`OPERAND_DECIMALS`]: the result of a
+/// difference of two operands, which cannot be given finer than they are (a KL of −7.45e−9
+/// between two log-probabilities near −0.001 reads −7.5e−9).
+pub fn num_within_operands(x: f32) -> String {
+    let own = num(x);
+    if decimals_for(&own) <= OPERAND_DECIMALS {
+        return own;
+    }
+    let exponent = x.abs().log10().floor() as i32;
+    match OPERAND_DECIMALS as i32 + exponent {
+        digits if digits >= 0 => signed(format!("{x:.prec$e}", prec = digits as usize)),
+        _ => fixed(x, OPERAND_DECIMALS),
+    }
+}
+
+/// The decimals the operands of a result printed as `result` need to reach its last digit:
+/// "0.123" needs 3, "3.47e−7" needs 9.
+pub fn decimals_for(result: &str) -> usize {
+    match result.split_once('e') {
+        Some((mantissa, exponent)) => {
+            let exponent: i32 = exponent.replace('−', "-").parse().unwrap_or(0);
+            (decimals(mantissa) as i32 - exponent).max(0) as usize
+        }
+        None => decimals(result),
+    }
+}
+
+/// How many decimals a printed number has.
+pub fn decimals(printed: &str) -> usize {
+    let mantissa = printed.split('e').next().unwrap_or(printed);
+    mantissa.split_once('.').map_or(0, |(_, d)| d.len())
+}
+
+/// A number as an exponent, "3e−5", with a real minus sign.
+pub fn sci(x: f64) -> String {
+    signed(format!("{x:.0e}"))
+}
+
+/// `lo < x < hi` held on one line (no-break spaces around each `<`).
+pub fn between(lo: &str, x: &str, hi: &str) -> String {
+    format!("{lo}\u{a0}<\u{a0}{x}\u{a0}<\u{a0}{hi}")
+}
+
 /// A formatted number with a real minus sign, and never "−0".
 fn signed(s: String) -> String {
     if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
@@ -44,12 +121,18 @@ pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// A number inside a formula: negative ones in parentheses, so `− (−0.5)` reads right.
-pub(super) fn operand(x: f32) -> String {
-    if num(x).starts_with('−') {
-        format!("({})", num(x))
+/// A number inside a formula whose result is printed as `result` ([`operand_for`]'s digits):
+/// negative ones in parentheses, so `− (−0.5)` reads right.
+pub(super) fn operand(x: f32, result: &str) -> String {
+    fenced(operand_for(x, result))
+}
+
+/// A printed number, in parentheses when it is negative.
+pub fn fenced(s: String) -> String {
+    if s.starts_with('−') {
+        format!("({s})")
     } else {
-        num(x)
+        s
     }
 }
 
@@ -70,6 +153,28 @@ pub fn beta_step(before: f64, error: f64, n: usize, horizon: f64, after: f64) ->
         "{before:.decimals$} × (1 {sign} {} × {n} / {horizon}) = {after:.decimals$}",
         num(error.abs() as f32)
     )
+}
+
+/// A response cut into plain text and GSM8K's calculator notes `<<13-2=11>>` (`true`), which the
+/// page keeps whole on one line: a line broken after the `-` in one reads as two numbers.
+pub fn calculator_notes(text: &str) -> Vec<(bool, &str)> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("<<") {
+        let Some(len) = rest[start..].find(">>") else {
+            break;
+        };
+        let end = start + len + 2;
+        if start > 0 {
+            parts.push((false, &rest[..start]));
+        }
+        parts.push((true, &rest[start..end]));
+        rest = &rest[end..];
+    }
+    if !rest.is_empty() {
+        parts.push((false, rest));
+    }
+    parts
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The stage formulas as MathML (Chromium and Firefox render it natively), general form and
 //! with this step's numbers. Everything in them is numbers and fixed symbols: no page text.
 
-use super::format::num;
+use super::format::{num_within_operands, operand_for};
 use crate::ppo::gae::{GaeParams, GaeStep};
 
 fn mi(x: &str) -> String {
@@ -13,16 +13,22 @@ fn mo(x: &str) -> String {
 /// A number, negative ones fenced. The sign is part of the number (a `<mo>−</mo>` would be
 /// spaced as an operator: "( − 1.000)").
 fn mn(x: f32) -> String {
-    let s = num(x);
+    mn_for(x, "")
+}
+/// An operand of a formula whose result is printed as `result`, with the digits that give it
+/// ([`operand_for`]).
+fn mn_for(x: f32, result: &str) -> String {
+    let s = operand_for(x, result);
     if s.starts_with('−') {
         format!("<mo>(</mo><mn>{s}</mn><mo>)</mo>")
     } else {
         format!("<mn>{s}</mn>")
     }
 }
-/// A formula's result, after its last `=`: not fenced, as nothing follows it.
-fn result(x: f32) -> String {
-    format!("<mn>{}</mn>", num(x))
+/// A formula's result, after its last `=`, as printed: not fenced, as nothing
+/// follows it.
+fn result(shown: &str) -> String {
+    format!("<mn>{shown}</mn>")
 }
 fn mnum(x: impl std::fmt::Display) -> String {
     format!("<mn>{x}</mn>")
@@ -119,6 +125,7 @@ fn pieces(parts: &[String]) -> Vec<&[String]> {
 /// δ_t = r_t + γ·V_{t+1}·m_{t+1} − V_t, then with the numbers.
 pub fn delta(step: &GaeStep, gamma: f32) -> [String; 2] {
     let t = step.t.to_string();
+    let delta = num_within_operands(step.delta);
     [
         block(&[
             sub("δ", "t"),
@@ -136,17 +143,17 @@ pub fn delta(step: &GaeStep, gamma: f32) -> [String; 2] {
         block(&[
             sub("δ", &t),
             mo("="),
-            mn(step.reward),
+            mn_for(step.reward, &delta),
             mo("+"),
             mnum(gamma),
             mo("×"),
-            mn(step.next_value),
+            mn_for(step.next_value, &delta),
             mo("×"),
             mnum(step.next_mask),
             mo("−"),
-            mn(step.value),
+            mn_for(step.value, &delta),
             mo("="),
-            result(step.delta),
+            result(&delta),
         ]),
     ]
 }
@@ -154,6 +161,7 @@ pub fn delta(step: &GaeStep, gamma: f32) -> [String; 2] {
 /// A_t = δ_t + γλ·m_{t+1}·A_{t+1}, then with the numbers.
 pub fn advantage(step: &GaeStep, params: GaeParams) -> [String; 2] {
     let t = step.t.to_string();
+    let advantage = num_within_operands(step.advantage);
     [
         block(&[
             sub("A", "t"),
@@ -170,7 +178,7 @@ pub fn advantage(step: &GaeStep, params: GaeParams) -> [String; 2] {
         block(&[
             sub("A", &t),
             mo("="),
-            mn(step.delta),
+            mn_for(step.delta, &advantage),
             mo("+"),
             mnum(params.gamma),
             mo("×"),
@@ -178,9 +186,9 @@ pub fn advantage(step: &GaeStep, params: GaeParams) -> [String; 2] {
             mo("×"),
             mnum(step.next_mask),
             mo("×"),
-            mn(step.next_advantage),
+            mn_for(step.next_advantage, &advantage),
             mo("="),
-            result(step.advantage),
+            result(&advantage),
         ]),
     ]
 }
@@ -188,6 +196,7 @@ pub fn advantage(step: &GaeStep, params: GaeParams) -> [String; 2] {
 /// R_t = A_t + V_t with the numbers.
 pub fn ret(step: &GaeStep) -> String {
     let t = step.t.to_string();
+    let ret = num_within_operands(step.ret);
     block(&[
         sub("R", &t),
         mo("="),
@@ -195,11 +204,11 @@ pub fn ret(step: &GaeStep) -> String {
         mo("+"),
         sub("V", &t),
         mo("="),
-        mn(step.advantage),
+        mn_for(step.advantage, &ret),
         mo("+"),
-        mn(step.value),
+        mn_for(step.value, &ret),
         mo("="),
-        result(step.ret),
+        result(&ret),
     ])
 }
 

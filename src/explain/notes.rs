@@ -1,7 +1,7 @@
 //! "What to notice" for each stage: claims checked against this batch before they are made (a
 //! note whose condition does not hold is not shown).
 
-use super::format::num;
+use super::format::{between, num};
 use super::provenance::format_ratio;
 use super::stage::{StageKey, real_len, whitening_flips};
 use crate::lab::walkthrough::Walkthrough;
@@ -228,18 +228,19 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                     )
                 } else {
                     let m = num(w.mean);
-                    // The inequalities are held on one line (no-break spaces).
                     format!(
                         "Whitening changed the sign of {} of this response's advantages: {}.",
                         flipped.len(),
                         if w.mean > 0.0 {
                             format!(
-                                "subtracting the batch mean {m} turns any 0\u{a0}<\u{a0}A_t\u{a0}<\u{a0}{m} negative"
+                                "subtracting the batch mean {m} turns any {} negative",
+                                between("0", "A_t", &m)
                             )
                         } else {
                             format!(
                                 "the batch mean {m} is negative here, so subtracting it turns any \
-                                 {m}\u{a0}<\u{a0}A_t\u{a0}<\u{a0}0 positive"
+                                 {} positive",
+                                between(&m, "A_t", "0")
                             )
                         }
                     )

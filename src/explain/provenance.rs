@@ -1,7 +1,9 @@
 //! Where one number of a stage comes from: the cells it was made of, the arithmetic written out,
 //! and the result recomputed from the shown inputs.
 
-use super::format::{num, operand};
+use super::format::{
+    decimals_for, fenced, fixed, num, num_within_operands, operand, operand_for, operand_to,
+};
 use super::stage::real_len;
 use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::gae::GaeStep;
@@ -103,12 +105,14 @@ pub fn provenance(
                 term(format!("gae-value-{t}"), format!("V_{t}"), step.value),
             ],
             constants: vec![],
-            lines: vec![format!(
-                "R_{t} = A_{t} + V_{t} = {} + {} = {}",
-                num(step.advantage),
-                operand(step.value),
-                num(step.ret)
-            )],
+            lines: vec![{
+                let ret = num_within_operands(step.ret);
+                format!(
+                    "R_{t} = A_{t} + V_{t} = {} + {} = {ret}",
+                    operand_for(step.advantage, &ret),
+                    operand(step.value, &ret),
+                )
+            }],
             recomputed: step.advantage + step.value,
         },
         Quantity::Reward => {
@@ -123,39 +127,42 @@ pub fn provenance(
                 term(format!("kl-ref-{t}"), format!("log π_ref,{t}"), ref_logp),
                 term(format!("kl-{t}"), format!("KL_{t}"), kl),
             ];
+            // The difference of two log-probabilities, to no finer than they are printed.
+            let kl_shown = num_within_operands(kl);
             let kl_line = match exp.kl_estimator {
                 KlEstimator::K1 => format!(
-                    "KL_{t} = log π_old − log π_ref = {} − {} = {} (k1)",
-                    operand(logp),
-                    operand(ref_logp),
-                    num(kl)
+                    "KL_{t} = log π_old − log π_ref = {} − {} = {kl_shown} (k1)",
+                    operand(logp, &kl_shown),
+                    operand(ref_logp, &kl_shown),
                 ),
-                KlEstimator::K2 => format!(
-                    "KL_{t} = ½ (log π_ref − log π_old)² = ½ × ({} − {})² = {} (k2)",
-                    operand(ref_logp),
-                    operand(logp),
-                    num(kl)
-                ),
+                // Squaring the difference doubles its rounding: one decimal more.
+                KlEstimator::K2 => {
+                    let d = decimals_for(&kl_shown) + 1;
+                    format!(
+                        "KL_{t} = ½ (log π_ref − log π_old)² = ½ × ({} − {})² = {kl_shown} (k2)",
+                        fenced(operand_to(ref_logp, d)),
+                        fenced(operand_to(logp, d)),
+                    )
+                }
                 KlEstimator::K3 => format!(
                     "KL_{t} = e^(log π_ref − log π_old) − 1 − (log π_ref − log π_old) = {} (k3)",
                     num(kl)
                 ),
             };
             let mut recomputed = -beta * exp.kl_estimator.estimate(logp, ref_logp);
+            let reward = num_within_operands(exp.rewards[row][t]);
             let reward_line = if last {
                 terms.push(term(format!("score-{row}"), "score".into(), score));
                 recomputed += score;
                 format!(
-                    "r_{t} = −β · KL_{t} + score = −{beta} × {} + {} = {} (the last token gets the score)",
-                    operand(kl),
-                    num(score),
-                    num(exp.rewards[row][t])
+                    "r_{t} = −β · KL_{t} + score = −{beta} × {} + {} = {reward} (the last token gets the score)",
+                    operand(kl, &reward),
+                    operand(score, &reward),
                 )
             } else {
                 format!(
-                    "r_{t} = −β · KL_{t} = −{beta} × {} = {} (the score comes only on the last token)",
-                    operand(kl),
-                    num(exp.rewards[row][t])
+                    "r_{t} = −β · KL_{t} = −{beta} × {} = {reward} (the score comes only on the last token)",
+                    operand(kl, &reward),
                 )
             };
             Provenance {
@@ -194,13 +201,18 @@ pub fn provenance(
                     ),
                 ],
                 constants: vec![],
-                lines: vec![format!(
-                    "ρ_{t} = exp(log π_new − log π_old) = exp({} − {}) = exp({}) = {}",
-                    operand(token.logp_new),
-                    operand(token.logp_old),
-                    num(token.logp_new - token.logp_old),
-                    format_ratio(token.ratio)
-                )],
+                lines: vec![{
+                    // The log-ratio and its two terms to one decimal past the ratio's: enough
+                    // for exp to give it, and a tiny log-ratio reads 0.00000, not 3.00e−7.
+                    let ratio = format_ratio(token.ratio);
+                    let d = decimals_for(&ratio) + 1;
+                    format!(
+                        "ρ_{t} = exp(log π_new − log π_old) = exp({} − {}) = exp({}) = {ratio}",
+                        fenced(fixed(token.logp_new, d)),
+                        fenced(fixed(token.logp_old, d)),
+                        fixed(token.logp_new - token.logp_old, d),
+                    )
+                }],
                 recomputed: (token.logp_new - token.logp_old).exp(),
             }
         }
@@ -240,31 +252,33 @@ fn advantage_provenance(
             format!("A_{n}"),
             step.next_advantage,
         ));
+        let (delta, advantage) = (
+            num_within_operands(step.delta),
+            num_within_operands(step.advantage),
+        );
         vec![
             format!(
-                "δ_{t} = r_{t} + γ · V_{n} − V_{t} = {} + {g} × {} − {} = {}",
-                num(step.reward),
-                operand(step.next_value),
-                operand(step.value),
-                num(step.delta)
+                "δ_{t} = r_{t} + γ · V_{n} − V_{t} = {} + {g} × {} − {} = {delta}",
+                operand_for(step.reward, &delta),
+                operand(step.next_value, &delta),
+                operand(step.value, &delta),
             ),
             format!(
-                "A_{t} = δ_{t} + γ · λ · A_{n} = {} + {g} × {l} × {} = {}",
-                num(step.delta),
-                operand(step.next_advantage),
-                num(step.advantage)
+                "A_{t} = δ_{t} + γ · λ · A_{n} = {} + {g} × {l} × {} = {advantage}",
+                operand_for(step.delta, &advantage),
+                operand(step.next_advantage, &advantage),
             ),
         ]
     } else {
+        let advantage = num_within_operands(step.advantage);
         vec![
             format!(
                 "t = {t} is the last token (m_{n} = 0): V_{n} and A_{n} drop out, as if the episode ended here"
             ),
             format!(
-                "A_{t} = δ_{t} = r_{t} − V_{t} = {} − {} = {}",
-                num(step.reward),
-                operand(step.value),
-                num(step.advantage)
+                "A_{t} = δ_{t} = r_{t} − V_{t} = {} − {} = {advantage}",
+                operand_for(step.reward, &advantage),
+                operand(step.value, &advantage),
             ),
         ]
     };

@@ -3,7 +3,9 @@
 
 use super::pick::{pick, pick_balanced};
 use super::question::*;
-use crate::explain::format::{beta_step, count, num, show_token};
+use crate::explain::format::{
+    beta_step, count, fenced, num, num_within_operands, operand_for, show_token,
+};
 use crate::explain::stage::real_len;
 use crate::explore::{Band, policy_case, value_case};
 use crate::lab::walkthrough::Walkthrough;
@@ -199,28 +201,29 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
             let t = pick(candidates, iteration, row, kind);
             let step = trace.steps.iter().find(|s| s.t == t)?;
             let gl = trace.params.gamma * trace.params.lam;
+            // The numbers with the digits that give the answer, in the question and its answer.
+            let advantage = num_within_operands(step.advantage);
+            let [delta, gl, next] =
+                [step.delta, gl, step.next_advantage].map(|x| operand_for(x, &advantage));
             Some(Question {
                 kind,
                 row,
                 t: Some(t),
                 prompt: format!(
-                    "The sweep runs from the last token back. At token {} ({}), δ_t = {}, and the token after it has A_(t+1) = {}; γλ = {}. What is A_t?",
+                    "The sweep runs from the last token back. At token {} ({}), δ_t = {}, and the token after it has A_{{t+1}} = {}; γλ = {}. What is A_t?",
                     t,
                     token(walk, row, t),
-                    num(step.delta),
-                    num(step.next_advantage),
-                    num(gl),
+                    delta,
+                    next,
+                    gl,
                 ),
                 ask: Ask::Number {
                     tolerance: NUMBER_TOLERANCE,
                 },
                 answer: Response::Number(step.advantage),
                 why: format!(
-                    "A_t = δ_t + γλ · A_(t+1) = {} + {} × {} = {}.",
-                    num(step.delta),
-                    num(gl),
-                    num(step.next_advantage),
-                    num(step.advantage)
+                    "A_t = δ_t + γλ · A_{{t+1}} = {delta} + {gl} × {} = {advantage}.",
+                    fenced(next.clone()),
                 ),
                 supposed: None,
             })

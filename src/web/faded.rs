@@ -51,7 +51,7 @@ pub fn FadedSweep(state: AppState) -> impl IntoView {
         let n_passes = faded::passes(&trace);
         let blanks = faded::blanks(&trace, p);
         let checked = checks.get();
-        // The cells a wrong entry needs: δ_t in its row and A_(t+1) in the row below.
+        // The cells a wrong entry needs: δ_t in its row and A_{t+1} in the row below.
         let needed: Vec<String> = checked
             .iter()
             .filter(|(_, c)| **c != Check::Right)
@@ -141,12 +141,12 @@ pub fn FadedSweep(state: AppState) -> impl IntoView {
                 <h2>"Practise the sweep: a worked example that fades"</h2>
                 <p class="explain">
                     {format!(
-                        "Response {}, A_t = δ_t + γλ · A_(t+1) with γλ = {} (γ = {}, λ = {}), from the last token back. Pass {} of {n_passes}: {title}.",
+                        "Response {}, A_t = δ_t + γλ · A_{{t+1}} with γλ = {} (γ = {}, λ = {}), from the last token back. Pass {} of {n_passes}: {title}.",
                         row + 1, four(params.gamma * params.lam), params.gamma, params.lam, p + 1
                     )}
                 </p>
                 <table class="numbers faded-table" data-testid="faded-table">
-                    <thead><tr><th>"t"</th><th>"token"</th><th>"δ_t"</th><th>"A_(t+1)"</th><th>"A_t"</th></tr></thead>
+                    <thead><tr><th>"t"</th><th>"token"</th><th>"δ_t"</th><th>"A_{t+1}"</th><th>"A_t"</th></tr></thead>
                     <tbody>{rows}</tbody>
                 </table>
                 <ul class="faded-hints">{hints}</ul>

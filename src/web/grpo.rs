@@ -12,7 +12,9 @@ use leptos::prelude::*;
 use super::select::{cell, exact, response_token, show_token};
 use super::stages::common::prompt_text;
 use super::state::AppState;
-use crate::explain::format::{count, num};
+use crate::explain::format::{
+    count, decimals_for, fenced, num, num_within_operands, operand_for, operand_to,
+};
 use crate::explore::{CriticCost, compare_advantages, zero_spread_effects};
 use crate::lab::run::TINY_CONFIG;
 use crate::lab::walkthrough::Walkthrough;
@@ -104,19 +106,26 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
                 "every reward of the group is {}: A = r − mean = 0",
                 num(step.rewards[0])
             ),
-            (false, RewardScale::Group) => format!(
-                "A = (r − mean) / (std + {GROUP_EPS}) = ({} − {}) / ({} + {GROUP_EPS}) = {}",
-                num(r),
-                num(step.mean),
-                num(step.std),
-                num(step.advantages[i])
-            ),
-            (false, RewardScale::None) => format!(
-                "A = r − mean = {} − {} = {}",
-                num(r),
-                num(step.mean),
-                num(step.advantages[i])
-            ),
+            // The operands with the digits that give the printed advantage (one more where
+            // they are divided: the std is below 1).
+            (false, RewardScale::Group) => {
+                let a = num_within_operands(step.advantages[i]);
+                let d = decimals_for(&a) + 1;
+                format!(
+                    "A = (r − mean) / (std + {GROUP_EPS}) = ({} − {}) / ({} + {GROUP_EPS}) = {a}",
+                    operand_to(r, d),
+                    fenced(operand_to(step.mean, d)),
+                    operand_to(step.std, d),
+                )
+            }
+            (false, RewardScale::None) => {
+                let a = num_within_operands(step.advantages[i]);
+                format!(
+                    "A = r − mean = {} − {} = {a}",
+                    operand_for(r, &a),
+                    fenced(operand_for(step.mean, &a)),
+                )
+            }
         }
     };
     let picked_group = group.group_of(row);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use leptos::prelude::*;
 
-use crate::explain::format::num;
+use crate::explain::format::{num, sci};
 use crate::explore::policy_case;
 use crate::lab::walkthrough::{Replay, Walkthrough, response_ratio};
 use crate::ppo::clip_range::ClipRange;
@@ -33,10 +33,6 @@ fn stat_row(
 }
 
 /// A learning rate as 3e−5, with the real minus sign the page's other numbers use.
-fn lr_text(lr: f64) -> String {
-    format!("{lr:.0e}").replace('-', "−")
-}
-
 /// How many of this update's ratios left the band it clips to: each token's, or each
 /// response's where the member takes one ratio per response (REINFORCE has no band).
 fn how_far_this_update_moved(walk: &Walkthrough) -> String {
@@ -111,8 +107,8 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
         let stats = view! {
             <table class="numbers" data-testid="push-stats">
                 <thead><tr><th></th>
-                    <th>{format!("this update (lr {}, {} epochs)", lr_text(walk.update.lr), walk.update.epochs)}</th>
-                    <th>{replay.as_ref().map_or("pushed harder".to_string(), |r| format!("pushed (lr {}, {} epochs)", lr_text(r.update.lr), r.update.epochs))}</th>
+                    <th>{format!("this update (lr {}, {} epochs)", sci(walk.update.lr), walk.update.epochs)}</th>
+                    <th>{replay.as_ref().map_or("pushed harder".to_string(), |r| format!("pushed (lr {}, {} epochs)", sci(r.update.lr), r.update.epochs))}</th>
                 </tr></thead>
                 <tbody>
                     {stat_row("policy clip fraction", "policy-clip-frac", s.policy_clip_frac, r.as_ref().map(|r| r.policy_clip_frac))}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 
 use super::common::{columns, compared_cell, mathml, why};
-use crate::explain::format::num;
+use crate::explain::format::{between, num};
 use crate::explain::math;
 use crate::explain::notes::notes;
 use crate::explain::provenance::Quantity;
@@ -160,7 +160,8 @@ pub(super) fn gae(
                 {term("whitening", "Whitening")} " shifts them to mean 0 and scales them to std 1 over the "
                 "batch, which keeps the step size steady. Mean 0 is not half up, half down: with sparse "
                 "end-of-response scores the spread is lopsided. Subtracting the mean can flip signs: a positive "
-                "mean turns any 0\u{a0}<\u{a0}A_t\u{a0}<\u{a0}mean negative, a negative one turns any mean\u{a0}<\u{a0}A_t\u{a0}<\u{a0}0 positive. "
+                "mean turns any " {between("0", "A_t", "mean")} " negative, a negative one turns any "
+                {between("mean", "A_t", "0")} " positive. "
                 "The returns R_t, the critic's targets, are not whitened."
             }.into_any()).into_any()
         } else {
