@@ -837,6 +837,13 @@ async fn stepping_keeps_the_current_row_and_its_formula_in_sight() {
             top >= bar - 1.0 && bottom <= height + 1.0,
             "step {step}: row {current} at {top}..{bottom}, the head ends at {bar}, window {height}"
         );
+        // The table's column heads stay in sight between the stage's head and the row.
+        let [htop, hbottom, _, _] = placement(&page, "[data-testid=\"gae-table\"] > thead").await;
+        assert!(
+            htop >= bar - 1.0 && hbottom <= top + 1.0,
+            "step {step}: the column heads at {htop}..{hbottom}, the stage head ends at {bar}, \
+             row {current} starts at {top}"
+        );
         let [ftop, fbottom, _, _] = placement(&page, "[data-testid=\"gae-formula\"]").await;
         assert!(
             ftop >= bar - 1.0 && fbottom <= height + 1.0,
@@ -872,6 +879,17 @@ async fn stepping_keeps_the_current_row_and_its_formula_in_sight() {
         assert!(
             top >= bar - 1.0 && bottom <= height + 1.0,
             "rollout step {t}"
+        );
+        let [_, head, _, _] = placement(&page, ".stage .stage-head").await;
+        let [htop, hbottom, _, _] = placement(
+            &page,
+            &format!("table:has([data-testid=\"ro-row-{t}\"]) > thead"),
+        )
+        .await;
+        assert!(
+            htop >= head - 1.0 && hbottom <= top + 1.0,
+            "rollout step {t}: the column heads at {htop}..{hbottom}, the stage head ends at \
+             {head}, the row starts at {top}"
         );
         page.press(" ").await;
     }
@@ -934,7 +952,42 @@ async fn one_token_is_followed_through_every_view_and_shared_by_url() {
     // The outlined row sits at position P + t of the map.
     let style = page.attr("attn-sel-row-0-0", "style").await;
     assert!(style.contains("top:"), "{style}");
-    assert_eq!(lit.len(), 9, "{lit:?}");
+    // The enlarged map outlines it too: its row and column cross on the cell where the token
+    // attends to itself, as the readout under the pointer there says.
+    for kind in ["row", "col"] {
+        check(
+            format!("enlarged attention {kind}"),
+            page.has_class(&format!("attn-big-sel-{kind}"), "sel").await,
+        );
+    }
+    let readout = page
+        .js("const r = document.querySelector('[data-testid=attn-big-sel-row]').getBoundingClientRect();\
+             const c = document.querySelector('[data-testid=attn-big-sel-col]').getBoundingClientRect();\
+             const canvas = document.querySelector('[data-testid=attn-big-canvas]');\
+             canvas.dispatchEvent(new MouseEvent('mousemove', {bubbles: true,\
+               clientX: c.left + c.width / 2, clientY: r.top + r.height / 2}));\
+             return null;")
+        .await;
+    assert!(readout.is_null());
+    page.settle().await;
+    let readout = page.text("attn-readout").await;
+    let token = page.text(&format!("resp-tok-{t}")).await;
+    let (query, key) = readout
+        .split_once(" → key ")
+        .unwrap_or_else(|| panic!("no cell under the outlines: {readout}"));
+    assert_eq!(
+        query
+            .trim_start_matches("query ")
+            .split_once(' ')
+            .map(|(q, _)| q),
+        key.split_once(' ').map(|(k, _)| k),
+        "{readout}"
+    );
+    assert!(
+        query.contains(&format!("`{token}`")),
+        "{readout} (token {t} is {token})"
+    );
+    assert_eq!(lit.len(), 11, "{lit:?}");
     page.screenshot("token-followed-mask.png").await;
     let url = page.url().await;
     assert!(

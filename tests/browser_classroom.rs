@@ -456,6 +456,9 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
     let mut scrolled = Vec::new();
     // Per stage: the font size of the response's token chips in the normal view.
     let mut normal_token_px = std::collections::HashMap::new();
+    // Per stage and kind: the small print's font size in the normal view.
+    let mut normal_small_print = std::collections::HashMap::new();
+    let mut small = Vec::new();
     for presenter in [false, true] {
         if presenter {
             page.press("f").await;
@@ -508,6 +511,48 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
                     normal_token_px.insert(stage, token_px);
                 }
             }
+            // So does the small print: column heads, captions, metric labels (the smallest
+            // of each kind on show; the family's tables, set as small as fits, are checked by
+            // the family test).
+            let small_print = page
+                .js(
+                    "const kinds = ['.stage-main table.numbers:not(.family table) > thead th',\
+                       'table.numbers:not(.family table) > caption',\
+                       '.stage figcaption', '.stage .stat .label'];\
+                     return kinds.map(k => [...document.querySelectorAll(k)]\
+                       .filter(e => e.offsetParent !== null && e.textContent.trim() !== '')\
+                       .map(e => parseFloat(getComputedStyle(e).fontSize)))\
+                       .map((sizes, i) => [kinds[i], sizes.length ? Math.min(...sizes) : 0]);",
+                )
+                .await;
+            for kind in small_print.as_array().unwrap() {
+                let (what, px) = (kind[0].as_str().unwrap(), kind[1].as_f64().unwrap());
+                if px == 0.0 {
+                    continue;
+                }
+                if presenter {
+                    if let Some(normal_px) = normal_small_print.get(&(stage, what.to_string())) {
+                        if px < 1.15 * normal_px {
+                            small.push(format!(
+                                "{stage}: {what} is {px} px in presenter mode, {normal_px} px normally"
+                            ));
+                        }
+                    }
+                } else {
+                    normal_small_print.insert((stage, what.to_string()), px);
+                }
+            }
+            // A response's calculator notes (<<13-2=11>>) are never broken across lines.
+            let broken = page
+                .js("return [...document.querySelectorAll('.stage .calc')]\
+                       .filter(e => e.offsetParent !== null && e.getClientRects().length > 1)\
+                       .map(e => e.textContent);")
+                .await;
+            assert_eq!(
+                broken,
+                Value::Array(vec![]),
+                "{mode} {stage}: notes broken across lines"
+            );
             let widths = canvas_widths(&page).await;
             if presenter {
                 for (id, w) in &widths {
@@ -528,6 +573,15 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
                 .await;
         }
     }
+    assert!(
+        normal_small_print.len() >= 8,
+        "the small print was measured {} times",
+        normal_small_print.len()
+    );
+    assert!(
+        small.is_empty(),
+        "small print that did not grow: {small:#?}"
+    );
     assert!(
         normal_token_px.len() >= 4,
         "the token strip was measured in {} stages",
@@ -1190,6 +1244,17 @@ async fn the_family_compares_every_member_on_the_pages_batch() {
     page.screenshot("classroom-family-presenter.png").await;
     let cut = page.hidden_behind_scroll_bars().await;
     assert!(cut.is_empty(), "presenter: {cut:?}");
+    // Its column heads are as large as its numbers, not the rem-sized small print.
+    let sizes = page
+        .js("const px = s => [...document.querySelectorAll(s)].filter(e => e.offsetParent !== null)\
+               .map(e => parseFloat(getComputedStyle(e).fontSize));\
+             return [Math.min(...px('.family table.numbers th')), Math.min(...px('.family table.numbers td'))];")
+        .await;
+    let (th, td) = (sizes[0].as_f64().unwrap(), sizes[1].as_f64().unwrap());
+    assert!(
+        th >= td - 0.5,
+        "presenter: the family's column heads are {th} px, its numbers {td} px"
+    );
     page.press("f").await;
     page.settle().await;
     // The last picked member stays.
@@ -1720,14 +1785,14 @@ async fn predict_mode_asks_first_and_marks_answers_by_the_batchs_numbers() {
             assert!(!page.exists("predict-largest-kl").await);
         }
 
-        // GAE: A_t from δ_t and A_(t+1), typed; then whether whitening flips a sign.
+        // GAE: A_t from δ_t and A_{t+1}, typed; then whether whitening flips a sign.
         page.click("tab-gae").await;
         let t = asked(&page, "gae-step").await.unwrap();
         let a = s.gae_adv[t];
         let next = s.gae_adv.get(t + 1).copied().unwrap_or(0.0);
         assert!(
             close(a, s.delta[t] + 0.95 * next, 1e-5),
-            "A_t = δ_t + γλ A_(t+1) at t = {t}"
+            "A_t = δ_t + γλ A_{{t+1}} at t = {t}"
         );
         page.type_into("predict-number", "twelve").await;
         page.click("predict-check").await;

@@ -220,6 +220,36 @@ fn maps_for(
 }
 
 /// The attention part of the causal-mask stage for response `row`.
+/// The followed token's row (as a query, `kind` "row") or column (as a key, "col") outlined over
+/// a map of the positions `window()` gives (start, end); hidden when the window leaves it out.
+/// `p` is the prompt's length: token t is position p + t.
+fn followed(
+    state: AppState,
+    p: usize,
+    window: impl Fn() -> (usize, usize) + Copy + Send + Sync + 'static,
+    kind: &'static str,
+    testid: String,
+) -> impl IntoView {
+    let style = move || {
+        let pos = p + state.shown_token()?;
+        let (start, end) = window();
+        (start <= pos && pos < end).then(|| {
+            let span = (end - start) as f64;
+            let (at, size) = (100.0 * (pos - start) as f64 / span, 100.0 / span);
+            if kind == "row" {
+                format!("top:{at:.2}%;height:{size:.2}%")
+            } else {
+                format!("left:{at:.2}%;width:{size:.2}%")
+            }
+        })
+    };
+    view! {
+        <span class=format!("attn-sel attn-sel-{kind}") class:sel=move || style().is_some()
+            data-testid=testid
+            style=move || style().unwrap_or_else(|| "display:none".into())></span>
+    }
+}
+
 pub fn attention_view(state: AppState, walk: Arc<Walkthrough>, row: usize) -> impl IntoView {
     Effect::new(move |_| state.fetch_attention());
     let whole = RwSignal::new(false);
@@ -272,22 +302,7 @@ pub fn attention_view(state: AppState, walk: Arc<Walkthrough>, row: usize) -> im
                     }
                 });
                 let overlay = move |kind: &'static str| {
-                    let style = move || {
-                        let pos = p + state.shown_token()?;
-                        (pos < n).then(|| {
-                            let (start, size) = (100.0 * pos as f64 / n as f64, 100.0 / n as f64);
-                            if kind == "row" {
-                                format!("top:{start:.2}%;height:{size:.2}%")
-                            } else {
-                                format!("left:{start:.2}%;width:{size:.2}%")
-                            }
-                        })
-                    };
-                    view! {
-                        <span class=format!("attn-sel attn-sel-{kind}") class:sel=move || style().is_some()
-                            data-testid=format!("attn-sel-{kind}-{tl}-{th}")
-                            style=move || style().unwrap_or_else(|| "display:none".into())></span>
-                    }
+                    followed(state, p, move || (0, n), kind, format!("attn-sel-{kind}-{tl}-{th}"))
                 };
                 view! {
                     <figure class="attn" class:picked={tl == l && th == h}>
@@ -351,6 +366,11 @@ pub fn attention_view(state: AppState, walk: Arc<Walkthrough>, row: usize) -> im
             (p > start && p - 1 < end)
                 .then(|| format!("top:{:.2}px;height:{c:.2}px", (p - 1 - start) as f64 * c))
         };
+        // The followed token's row (as a query) and column (as a key) on the enlarged map, as
+        // the thumbnails outline them; nothing when the window leaves it out.
+        let big_overlay = move |kind: &'static str| {
+            followed(state, p, window, kind, format!("attn-big-sel-{kind}"))
+        };
         let svg = {
             let (att, mask, tokens) = (att.clone(), mask.clone(), tokens.clone());
             move || Some(map_svg(&att, &tokens, &mask, l, h, window()))
@@ -412,6 +432,8 @@ pub fn attention_view(state: AppState, walk: Arc<Walkthrough>, row: usize) -> im
                         <canvas node_ref=big data-testid="attn-big-canvas" on:mousemove=on_move on:mouseleave=move |_| hover.set(None)></canvas>
                         <a class="attn-p1" href="#alignment" data-testid="attn-p1-marker" title="row P − 1: its logits predict response token 0 (see the alignment table)"
                             style=move || p1().unwrap_or_else(|| "display:none".into())></a>
+                        {big_overlay("row")}
+                        {big_overlay("col")}
                     </div>
                 </div>
                 <p class="readout" data-testid="attn-readout" aria-live="polite">

@@ -205,6 +205,21 @@ pub fn keep_current_in_sight(state: AppState) {
                     .flatten()
             });
             if let Some(current) = current {
+                // A row scrolls to just below its table's head, which sticks under the stage's
+                // (style.css, 1200 px and up).
+                let thead = current
+                    .closest("table")
+                    .ok()
+                    .flatten()
+                    .and_then(|table| table.query_selector(":scope > thead").ok().flatten());
+                if let (Some(thead), Some(root)) = (thead, document.document_element())
+                    && let Ok(root) = root.dyn_into::<web_sys::HtmlElement>()
+                {
+                    let height = thead.get_bounding_client_rect().height();
+                    let _ = root
+                        .style()
+                        .set_property("--thead-h", &format!("{height:.0}px"));
+                }
                 let options = web_sys::ScrollIntoViewOptions::new();
                 options.set_block(web_sys::ScrollLogicalPosition::Nearest);
                 current.scroll_into_view_with_scroll_into_view_options(&options);

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use super::common::{columns, mathml, score_label, why};
-use crate::explain::format::{beta_step, num};
+use crate::explain::format::{beta_step, calculator_notes, num};
 use crate::explain::math;
 use crate::explain::notes::notes;
 use crate::explain::provenance::Quantity;
@@ -33,7 +33,18 @@ pub(super) fn score(
         .enumerate()
         .map(|(b, s)| {
             let (kind, label) = score_label(s);
-            let text = exp.responses[b].clone();
+            // GSM8K's calculator notes are kept whole on one line.
+            let text = calculator_notes(&exp.responses[b])
+                .into_iter()
+                .map(|(note, part)| {
+                    let part = part.to_string();
+                    if note {
+                        view! { <span class="calc">{part}</span> }.into_any()
+                    } else {
+                        part.into_any()
+                    }
+                })
+                .collect_view();
             view! {
                 <tr class:selected=b == row data-testid=format!("score-row-{b}") data-kind=kind
                     data-current=(b == row && cursor == 0).then_some("1")
