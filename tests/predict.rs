@@ -162,7 +162,75 @@ fn wrong(q: &ppo_lens::predict::Question) -> Response {
     }
 }
 
+/// A number as the page prints it (a real minus sign, an exponent, parentheses), and the unit of
+/// its last digit.
+fn printed(text: &str) -> (f64, f64) {
+    let s = text.trim_matches(|c| "().;".contains(c)).replace('−', "-");
+    let (mantissa, exponent) = s.split_once('e').unwrap_or((&s, "0"));
+    let decimals = mantissa.split_once('.').map_or(0, |(_, d)| d.len()) as i32;
+    let exponent: i32 = exponent.parse().unwrap();
+    (
+        s.parse().unwrap_or_else(|_| panic!("not a number: {text}")),
+        10f64.powi(exponent - decimals),
+    )
+}
+
+/// The arithmetic a reveal writes out gives its printed result from its printed numbers (to 2.5
+/// units of the result's last digit): A_t from δ_t, γλ and A_{t+1}; the KL paid from β and the sum.
+fn check_arithmetic(q: &ppo_lens::predict::Question) {
+    match q.kind {
+        Kind::GaeStep => {
+            // "A_t = δ_t + γλ · A_{t+1} = a + b × c = d."
+            let sides: Vec<&str> = q.why.split(" = ").collect();
+            let words: Vec<&str> = sides[sides.len() - 2].split(' ').collect();
+            let [a, "+", b, "×", c] = words[..] else {
+                panic!("{}", q.why)
+            };
+            let (d, unit) = printed(sides[sides.len() - 1]);
+            let got = printed(a).0 + printed(b).0 * printed(c).0;
+            assert!((got - d).abs() <= 2.5 * unit, "{got} from {}", q.why);
+        }
+        Kind::LargestKl => {
+            // "… with β = b. …" and "… sums to s (β · ΣKL_t = p); …"
+            let beta = q
+                .prompt
+                .split("β = ")
+                .nth(1)
+                .unwrap()
+                .split(". ")
+                .next()
+                .unwrap();
+            let sum = q
+                .why
+                .split("sums to ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap();
+            let paid = q
+                .why
+                .split("ΣKL_t = ")
+                .nth(1)
+                .unwrap()
+                .split(')')
+                .next()
+                .unwrap();
+            let (p, unit) = printed(paid);
+            let got = printed(beta).0 * printed(sum).0;
+            assert!(
+                (got - p).abs() <= 2.5 * unit,
+                "{got}: {} / {}",
+                q.prompt,
+                q.why
+            );
+        }
+        _ => {}
+    }
+}
+
 fn check(walk: &Walkthrough, q: &ppo_lens::predict::Question) {
+    check_arithmetic(q);
     let want = expected(walk, q);
     match (&q.answer, &want) {
         (Response::Number(a), Response::Number(b)) => assert!((a - b).abs() < 1e-5, "{q:?}"),

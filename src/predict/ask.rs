@@ -109,6 +109,9 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                 return None;
             }
             let beta = exp.kl_coeff;
+            // β and the sum with the digits that give the KL paid, as the reveal multiplies them.
+            let paid = num_within_operands(beta * max);
+            let [beta_shown, sum_shown] = [beta, max].map(|x| operand_for(x, &paid));
             // Only the k1 estimate can be negative, and only it charges most where the policy
             // now likes a token more than the reference does; k2 and k3 charge a drift either way.
             let (sign_clause, who_pays) = if exp.kl_estimator == KlEstimator::K1 {
@@ -136,16 +139,13 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                 row,
                 t: None,
                 prompt: format!(
-                    "Every token pays β · KL_t to the frozen reference out of its reward{sign_clause}, with β = {}. Which response pays the most in all?",
-                    num(beta)
+                    "Every token pays β · KL_t to the frozen reference out of its reward{sign_clause}, with β = {beta_shown}. Which response pays the most in all?",
                 ),
                 ask: Ask::Choice(choices),
                 answer: Response::Choice(best),
                 why: format!(
-                    "Response {} pays the most: its per-token KL sums to {} (β · ΣKL_t = {}); the next largest sum is {}. A long response pays more tokens' worth, and {who_pays}.",
+                    "Response {} pays the most: its per-token KL sums to {sum_shown} (β · ΣKL_t = {paid}); the next largest sum is {}. A long response pays more tokens' worth, and {who_pays}.",
                     best + 1,
-                    num(max),
-                    num(beta * max),
                     num(second),
                 ),
                 supposed: None,
