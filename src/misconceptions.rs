@@ -191,20 +191,30 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
             let flipped: usize = (0..walk.gae.len())
                 .map(|b| whitening_flips(walk, b).len())
                 .sum();
-            let how = if w.mean > 0.0 {
-                format!("every {} turns negative", between("0", "A_t", &num(w.mean)))
+            // What a flipped token went through, on this batch's side of 0.
+            let (how, why) = if w.mean > 0.0 {
+                (
+                    format!("every {} turns negative", between("0", "A_t", &num(w.mean))),
+                    ": a token can do better than the critic expected and still be pushed down \
+                     because the batch did better still",
+                )
             } else if w.mean < 0.0 {
-                format!("every {} turns positive", between(&num(w.mean), "A_t", "0"))
+                (
+                    format!("every {} turns positive", between(&num(w.mean), "A_t", "0")),
+                    ": a token can do worse than the critic expected and still be pushed up \
+                     because the batch did worse still",
+                )
             } else {
-                "with a mean of exactly 0 here no advantage changes sign".to_string()
+                (
+                    "with a mean of exactly 0 here no advantage changes sign".to_string(),
+                    "",
+                )
             };
             (
                 format!(
                     "No. Whitening subtracts the batch's mean advantage ({}) before dividing by \
-                     the std, so {how}. In this batch {} of the {tokens} changed sign: a token can \
-                     do better than the critic expected and still be pushed down because the \
-                     batch did better still. The GAE stage's notes list them, response by \
-                     response.",
+                     the std, so {how}. In this batch {} of the {tokens} changed sign{why}. The \
+                     GAE stage's notes list them, response by response.",
                     num(w.mean),
                     flipped
                 ),
@@ -258,9 +268,9 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
         question: "Is the KL to the reference part of the loss?",
         answer: format!(
             "In PPO, no: it is part of the reward. Each token's r_t includes −β·KL_t (β = {}; \
-             the mean KL_t over this batch is {}, a penalty of {} per token), and it reaches the \
-             update only through GAE's advantages. GRPO leaves the rewards alone and adds β·k3 to \
-             the loss instead. {trained} The Score stage shows r_t token by token; the GRPO panel \
+             the mean KL_t over this batch is {}, so −β·KL_t adds {} to a token's r_t on \
+             average), and it reaches the update only through GAE's advantages. GRPO leaves the \
+             rewards alone and adds β·k3 to the loss instead. {trained} The Score stage shows r_t token by token; the GRPO panel \
              in the GAE stage shows the other side.",
             num(exp.kl_coeff),
             num(kl_mean),

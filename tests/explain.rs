@@ -635,6 +635,40 @@ fn every_misconception_is_answered_with_its_batchs_numbers() {
                 m.answer
             );
         }
+        // What a flipped token went through follows the mean's sign: above a positive mean's
+        // batch a better-than-expected token is pushed down, under a negative one a worse one up.
+        let mut mirrored = walk.clone();
+        let w = mirrored.whiten.as_mut().unwrap();
+        w.mean = -w.mean;
+        for (walk, mean) in [
+            (walk, walk.whiten.as_ref().unwrap().mean),
+            (&mirrored, -walk.whiten.as_ref().unwrap().mean),
+        ] {
+            let answer = misconceptions(walk)
+                .into_iter()
+                .find(|m| m.key == "whitening-flips")
+                .unwrap()
+                .answer;
+            let (turn, said) = if mean > 0.0 {
+                (
+                    "turns negative",
+                    "do better than the critic expected and still be pushed down",
+                )
+            } else {
+                (
+                    "turns positive",
+                    "do worse than the critic expected and still be pushed up",
+                )
+            };
+            assert!(
+                answer.contains(turn) && answer.contains(said),
+                "mean {mean}: {answer}"
+            );
+        }
+        // The KL penalty is written with its sign where it acts: −β·KL_t adds −β·mean to r_t.
+        let kl = all.iter().find(|m| m.key == "kl-reward-or-loss").unwrap();
+        let adds = format!("adds {} to", num(-exp.kl_coeff * kl.value));
+        assert!(kl.answer.contains(&adds), "{adds} in {}", kl.answer);
     }
 }
 
@@ -1057,4 +1091,36 @@ fn calculator_notes_are_cut_out_whole() {
     );
     assert_eq!(calculator_notes("<<1+1=2>>"), [(true, "<<1+1=2>>")]);
     assert!(calculator_notes("").is_empty());
+}
+
+/// The GRPO panel's line for a response's group advantage gives its printed advantage from its
+/// printed reward, mean and std, under both scalings, for the rule's scores and for rewards
+/// with KL in them.
+#[test]
+fn the_group_advantage_line_gives_its_printed_result() {
+    use ppo_lens::explain::provenance::group_advantage;
+    use ppo_lens::ppo::group_advantages::{RewardScale, group_advantages_ref};
+    let scores = [
+        1.0, 0.1, 0.0, 0.0, // three rules' outcomes
+        0.1, 0.1, 0.0, 1.0, //
+        0.37, -0.2, 0.91, 0.05, // rewards with a KL penalty in them
+        0.0123, 0.0118, 0.0131,
+        0.0097, // a small spread: a large advantage from small numbers
+        0.5, 0.5, 0.5, 0.5, // no spread
+    ];
+    let mut checked = 0;
+    for scale in [RewardScale::Group, RewardScale::None] {
+        let trace = group_advantages_ref(&scores, 4, scale).unwrap();
+        for step in &trace.groups {
+            for i in 0..step.rewards.len() {
+                let line = group_advantage(step, i, scale);
+                if step.zero_spread {
+                    assert!(line.ends_with("A = r − mean = 0"), "{line}");
+                    continue;
+                }
+                checked += assert_arithmetic_gives_its_result(&line);
+            }
+        }
+    }
+    assert_eq!(checked, 2 * 4 * 4);
 }

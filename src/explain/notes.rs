@@ -76,7 +76,8 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
             } else {
                 format!(
                     "At {} of the {real} steps the sampled token was not the most likely one: \
-                     sampling explores, which is what gives PPO different answers to compare.",
+                     sampling explores, and the outcomes that differ from what the critic \
+                     expected are where PPO's advantages come from.",
                     off_top.len()
                 )
             };

@@ -7,6 +7,7 @@ use super::format::{
 use super::stage::real_len;
 use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::gae::GaeStep;
+use crate::ppo::group_advantages::{GROUP_EPS, GroupStep, RewardScale};
 use crate::ppo::rewards::KlEstimator;
 
 /// A number the page can explain from its inputs.
@@ -293,5 +294,35 @@ fn advantage_provenance(
         constants: vec![("γ", g), ("λ", l)],
         lines,
         recomputed: delta + g * l * step.next_mask * step.next_advantage,
+    }
+}
+
+/// Response `i` of a group's advantage in the critic-free members, the arithmetic written out with
+/// the operands that give the printed advantage. Divided by `std + ε`, each operand's rounding
+/// (half a unit of its last decimal) moves A by up to half a unit times (2 + |A|) / (std + ε):
+/// so the operands get that many more decimals than A, enough to keep A within a unit.
+pub fn group_advantage(step: &GroupStep, i: usize, scale: RewardScale) -> String {
+    let r = step.rewards[i];
+    let a = num_within_operands(step.advantages[i]);
+    match (step.zero_spread, scale) {
+        (true, _) => format!(
+            "every reward of the group is {}: A = r − mean = 0",
+            num(step.rewards[0])
+        ),
+        (false, RewardScale::Group) => {
+            let spread = (2.0 + step.advantages[i].abs()) / step.divisor;
+            let d = decimals_for(&a) + spread.log10().ceil().max(0.0) as usize;
+            format!(
+                "A = (r − mean) / (std + {GROUP_EPS}) = ({} − {}) / ({} + {GROUP_EPS}) = {a}",
+                operand_to(r, d),
+                fenced(operand_to(step.mean, d)),
+                operand_to(step.std, d),
+            )
+        }
+        (false, RewardScale::None) => format!(
+            "A = r − mean = {} − {} = {a}",
+            operand_for(r, &a),
+            fenced(operand_for(step.mean, &a)),
+        ),
     }
 }

@@ -99,7 +99,8 @@ pub fn gae_quiz(
                 continue;
             }
             tally.asked += 1;
-            match faded::check(step, answer, "delta") {
+            // Each answer is followed by the step worked out, so the next builds on the batch's A_t.
+            match faded::check(step, step.advantage, answer, "delta") {
                 Check::Right => {
                     tally.right += 1;
                     writeln!(out, "  right: {}", step.advantage_formula(params))?;

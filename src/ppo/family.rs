@@ -139,7 +139,10 @@ impl Family {
     pub fn paper(self) -> &'static str {
         match self {
             Family::Reinforce => "Williams 1992; Ahmadian et al. 2024, \"Back to Basics\"",
-            Family::Rloo => "Ahmadian et al. 2024, \"Back to Basics\" (after Kool et al. 2019)",
+            Family::Rloo => {
+                "Ahmadian et al. 2024, \"Back to Basics\" (after Kool et al. 2019); the clip on \
+                 the response's ratio is TRL's RLOOTrainer's, as the paper takes one step per batch"
+            }
             Family::Ppo => "Schulman et al. 2017; Ouyang et al. 2022 for language models",
             Family::Grpo => "Shao et al. 2024, \"DeepSeekMath\"",
             Family::DrGrpo => "Liu et al. 2025, \"Understanding R1-Zero-Like Training\"",
@@ -175,8 +178,9 @@ impl Family {
             }
             Family::Dapo => {
                 "Clips higher (ε_high 0.28 > ε_low 0.2) so unlikely good tokens can rise, \
-                 weighs every token alike, drops groups whose rewards are all equal, and has \
-                 no KL term."
+                 weighs every token alike, leaves out groups whose rewards are all equal \
+                 (sampling more prompts to refill the batch; this page only leaves them out), \
+                 and has no KL term."
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The GAE stage's faded worked example: the reverse sweep of the response on show, worked in
 //! full on the first pass; each later pass leaves one more of its last A_t for the student to
-//! type, checked against the batch's own sweep (`crate::faded`, shared with `ppo-lens gae
-//! --quiz`). A wrong entry gets a hint, and the two cells it needs light up.
+//! type, each checked as a step from the batch's δ_t and the A_{t+1} it builds on, the
+//! student's own where they computed it (`crate::faded`, shared with `ppo-lens gae --quiz`). A
+//! wrong entry gets a hint, and the two cells it needs light up.
 
 use std::collections::HashMap;
 
@@ -152,7 +153,7 @@ pub fn FadedSweep(state: AppState) -> impl IntoView {
                 <ul class="faded-hints">{hints}</ul>
                 {(!blanks.is_empty()).then(|| view! {
                     <p class="faded-score" data-testid="faded-score" data-right=right data-blanks=blanks.len()>
-                        {format!("{right} of {} right (within {} of the batch's A_t).", blanks.len(), faded::TOLERANCE)}
+                        {format!("{right} of {} right (within {} of δ_t + γλ · A_{{t+1}}, with your own A_{{t+1}} where you computed it).", blanks.len(), faded::TOLERANCE)}
                     </p>
                 })}
                 <div class="faded-buttons">
@@ -160,9 +161,18 @@ pub fn FadedSweep(state: AppState) -> impl IntoView {
                         <button class="primary" data-testid="faded-check" on:click=move |_| {
                             let entries = typed.get_untracked();
                             let mut results = HashMap::new();
-                            for step in faded::blank_steps(&trace, p) {
+                            let blanks = faded::blank_steps(&trace, p);
+                            for step in blanks {
                                 if let Some(text) = entries.get(&step.t).filter(|t| !t.trim().is_empty()) {
-                                    results.insert(step.t, faded::check(step, text, "δ"));
+                                    // The step is checked with the A_{t+1} the student computed,
+                                    // where they computed it (the table shows "?" there).
+                                    let own_next = blanks
+                                        .iter()
+                                        .any(|s| s.t == step.t + 1)
+                                        .then(|| entries.get(&(step.t + 1)).and_then(|x| crate::predict::parse_number(x)))
+                                        .flatten();
+                                    let expected = faded::expected(step, trace.params, own_next);
+                                    results.insert(step.t, faded::check(step, expected, text, "δ"));
                                 }
                             }
                             checks.set(results);

@@ -12,15 +12,14 @@ use leptos::prelude::*;
 use super::select::{cell, exact, response_token, show_token};
 use super::stages::common::prompt_text;
 use super::state::AppState;
-use crate::explain::format::{
-    count, decimals_for, fenced, num, num_within_operands, operand_for, operand_to,
-};
+use crate::explain::format::{count, num};
+use crate::explain::provenance::group_advantage;
 use crate::explore::{CriticCost, compare_advantages, zero_spread_effects};
 use crate::lab::run::TINY_CONFIG;
 use crate::lab::walkthrough::Walkthrough;
 use crate::model::Qwen2Config;
 use crate::ppo::family::Family;
-use crate::ppo::group_advantages::{GROUP_EPS, GroupStep, RewardScale};
+use crate::ppo::group_advantages::RewardScale;
 
 /// Qwen1.5-1.8B-Chat's shape (its config.json), for the critic's cost at full size.
 const QWEN_18B: &str = include_str!("../../configs/shapes/qwen1.5-1.8b-chat.json");
@@ -99,35 +98,6 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
     });
     let zero_groups = group.groups.iter().filter(|s| s.zero_spread).count();
     let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
-    let formula_text = |step: &GroupStep, i: usize| -> String {
-        let r = step.rewards[i];
-        match (step.zero_spread, group.scale) {
-            (true, _) => format!(
-                "every reward of the group is {}: A = r − mean = 0",
-                num(step.rewards[0])
-            ),
-            // The operands with the digits that give the printed advantage (one more where
-            // they are divided: the std is below 1).
-            (false, RewardScale::Group) => {
-                let a = num_within_operands(step.advantages[i]);
-                let d = decimals_for(&a) + 1;
-                format!(
-                    "A = (r − mean) / (std + {GROUP_EPS}) = ({} − {}) / ({} + {GROUP_EPS}) = {a}",
-                    operand_to(r, d),
-                    fenced(operand_to(step.mean, d)),
-                    operand_to(step.std, d),
-                )
-            }
-            (false, RewardScale::None) => {
-                let a = num_within_operands(step.advantages[i]);
-                format!(
-                    "A = r − mean = {} − {} = {a}",
-                    operand_for(r, &a),
-                    fenced(operand_for(step.mean, &a)),
-                )
-            }
-        }
-    };
     let picked_group = group.group_of(row);
     // One row per response, grouped under its prompt: the group's mean and std span its rows.
     let groups = group
@@ -280,7 +250,7 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
                             count(group.groups.len(), "group", "groups"),
                             count(zero_tokens, "token", "tokens"),
                             zero_spread_effects(beta, walk.update.coeffs.entropy_coeff),
-                        ) + &zero_spread_member(exp.member)
+                        ) + &zero_spread_member(exp.member, beta)
                     },
                 )}
             </p>
@@ -304,7 +274,7 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
             </div>
             <div class="formula" data-testid="grpo-formula">
                 {format!("response {} (group {}, sample {}): ", row + 1, picked_group + 1, i + 1)}
-                {formula_text(step, i)}
+                {group_advantage(step, i, group.scale)}
             </div>
             <table class="numbers" data-testid="grpo-tokens">
                 <caption>{format!("Response {}: PPO's advantage of each token (as the PPO update uses it) beside {right}'s one number", row + 1)}</caption>
@@ -319,17 +289,23 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
 
 /// What the member that trained did with a group whose rewards are all equal, where it differs
 /// from the right column's objective (empty where it does not).
-fn zero_spread_member(member: Family) -> String {
+fn zero_spread_member(member: Family, beta: f32) -> String {
     let name = member.name();
+    // What RLOO and REINFORCE compare: the score less the `beta` setting times the response's
+    // summed log-ratio to the reference (not the Score stage's β and KL_t).
+    let penalised = format!(
+        "each score less β·Σ(log π_old − log π_ref), β = {}",
+        num(beta)
+    );
     match member {
         Family::Dapo => format!(
             " This iteration trained {name}, whose dynamic sampling leaves such groups out of the update: nothing acts on their tokens."
         ),
         Family::Rloo => format!(
-            " This iteration trained {name}: each score less β·KL is compared with the mean of the group's others, so a response's advantage here is 0 only where its β·KL equals the mean of the others' (all are 0 when every response's β·KL is the same; the family panel below shows them)."
+            " This iteration trained {name}: {penalised}, is compared with the mean of the group's others, so a response's advantage here is 0 only where its β·Σ equals the mean of the others' (all are 0 when every response's β·Σ is the same; the family panel below shows them)."
         ),
         Family::Reinforce => format!(
-            " This iteration trained {name}, which compares each score less β·KL with the whole batch's mean, not the group's: these responses' advantages are 0 only where that equals the batch's mean (the family panel below shows them)."
+            " This iteration trained {name}, which compares {penalised}, with the whole batch's mean, not the group's: these responses' advantages are 0 only where that equals the batch's mean (the family panel below shows them)."
         ),
         _ => String::new(),
     }

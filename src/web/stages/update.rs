@@ -271,14 +271,17 @@ fn objective(walk: &Walkthrough, minibatches: usize) -> String {
         ),
         Some(g) if g.per_response => format!(
             "{name}: means {steps}. total = policy − {} · entropy. The policy term takes one {} ratio per \
-             response and averages over the responses. There is no KL term: β · Σ_t KL_t is taken from \
-             each score, and the baseline is the mean of those penalised scores {}; {no_critic}.",
+             response and averages over the responses. There is no KL term: each score loses \
+             β · Σ_t (log π_old − log π_ref), with β = {} (the `beta` setting, not the Score stage's) \
+             and plain log-ratios whatever estimator the Score stage shows; the baseline is the mean \
+             of those penalised scores {}; {no_critic}.",
             u.coeffs.entropy_coeff,
             if member == Family::Reinforce {
                 "unclipped"
             } else {
                 "clipped"
             },
+            num(walk.family.beta),
             if member == Family::Reinforce {
                 "over the whole batch"
             } else {
