@@ -553,6 +553,25 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
                 Value::Array(vec![]),
                 "{mode} {stage}: notes broken across lines"
             );
+            // The responses take the Score table's width: the verdict column holds its badges,
+            // set to its left edge, and is far narrower than the responses beside it.
+            if stage == "score" {
+                let verdict = page
+                    .js("const t = document.querySelector('[data-testid=score-table]');\
+                         const head = t.tHead.rows[0].cells;\
+                         const cells = [...t.tBodies[0].rows].map(r => r.cells[2]);\
+                         const indent = cells.map(c => c.querySelector('.badge').getBoundingClientRect().left\
+                           - c.getBoundingClientRect().left - parseFloat(getComputedStyle(c).paddingLeft));\
+                         return [head[1].getBoundingClientRect().width, head[2].getBoundingClientRect().width,\
+                           Math.max(...indent)];")
+                    .await;
+                let [response, column, indent] = [0, 1, 2].map(|i| verdict[i].as_f64().unwrap());
+                assert!(
+                    response >= 2.0 * column && indent <= 4.0,
+                    "{mode}: the verdict column is {column} px wide beside {response} px of \
+                     responses, its badges set {indent} px in"
+                );
+            }
             let widths = canvas_widths(&page).await;
             if presenter {
                 for (id, w) in &widths {
@@ -916,9 +935,12 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
                 assert!(after.contains("The band is [0.80, 1.20]"), "{after}");
             }
             "rloo" | "reinforce" => {
+                // Its KL acts through the `beta` setting (0.04 by default), not the Score
+                // stage's β.
                 assert!(
                     objective.starts_with(&format!("{name}: means over"))
-                        && objective.contains("no KL term"),
+                        && objective.contains("no KL term")
+                        && objective.contains("with β = 0.040 (the `beta` setting"),
                     "{objective}"
                 );
                 assert!(
@@ -1973,7 +1995,8 @@ async fn predict_mode_asks_first_and_marks_answers_by_the_batchs_numbers() {
 /// The GAE stage's faded worked example on flex: the worked pass shows the GAE table's own
 /// numbers; the next pass leaves A_0, and a wrong entry is marked with a hint naming δ_0 and A_1
 /// while those two cells light up, a right one (the GAE table's A_0 to 4 decimals) is marked
-/// right; the pass after leaves A_1 and A_0, and a non-number is told apart from a wrong number.
+/// right; the pass after leaves A_1 and A_0, a non-number is told apart from a wrong number, and
+/// after a slip in A_1 an A_0 worked from it is a right step (the slip is marked once).
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
 async fn the_faded_sweep_checks_right_and_wrong_entries_against_the_batch() {
@@ -2017,12 +2040,35 @@ async fn the_faded_sweep_checks_right_and_wrong_entries_against_the_batch() {
         "?",
         "A_1 is the student's to find"
     );
-    page.type_into("faded-input-1", &format!("{:.4}", adv[1]))
+    // A slip in A_1 is marked once: A_0 worked from the student's own A_1 is a right step.
+    let explain = page
+        .js("return document.querySelector('[data-testid=gae-faded] .explain').textContent;")
         .await;
+    let gamma_lam: f64 = explain
+        .as_str()
+        .unwrap()
+        .split("γλ = ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let slip = adv[1] + 0.02;
+    page.type_into("faded-input-1", &format!("{slip:.4}")).await;
     page.type_into("faded-input-0", "about half").await;
     page.click("faded-check").await;
-    assert_eq!(page.attr("faded-a-1", "data-state").await, "right");
+    assert_eq!(page.attr("faded-a-1", "data-state").await, "wrong");
     assert_eq!(page.attr("faded-a-0", "data-state").await, "not-a-number");
+    page.type_into(
+        "faded-input-0",
+        &format!("{:.4}", delta[0] + gamma_lam * slip),
+    )
+    .await;
+    page.click("faded-check").await;
+    assert_eq!(page.attr("faded-a-1", "data-state").await, "wrong");
+    assert_eq!(page.attr("faded-a-0", "data-state").await, "right");
     page.js("document.querySelector('[data-testid=gae-faded]').scrollIntoView(); \
              window.scrollBy(0, -document.querySelector('[data-testid=sticky-bar]').offsetHeight - 10); return null;")
         .await;

@@ -34,8 +34,8 @@ pub fn operand_for(x: f32, result: &str) -> String {
 pub const OPERAND_DECIMALS: usize = 10;
 
 /// `x` with at least `decimals` decimals (at most [`OPERAND_DECIMALS`]) and 3 significant
-/// digits, or as [`num`] prints it where that has more; one printed with an exponent keeps it, its mantissa getting the
-/// digits down to that decimal.
+/// digits, or as [`num`] prints it where that has more; one printed with an exponent keeps it,
+/// its mantissa getting the digits down to that decimal.
 pub fn operand_to(x: f32, decimals: usize) -> String {
     // At least 3 significant digits: 0.0186, not num's 0.019.
     let decimals = if (0.01..0.1).contains(&x.abs()) {
@@ -46,9 +46,7 @@ pub fn operand_to(x: f32, decimals: usize) -> String {
     .min(OPERAND_DECIMALS);
     let own = num(x);
     if own.contains('e') {
-        let exponent = x.abs().log10().floor() as i32;
-        let digits = (decimals as i32 + exponent).max(2) as usize;
-        signed(format!("{x:.digits$e}"))
+        with_exponent(x, (decimals as i32 + exponent(x)).max(2) as usize)
     } else if self::decimals(&own) >= decimals {
         own
     } else {
@@ -64,11 +62,20 @@ pub fn num_within_operands(x: f32) -> String {
     if decimals_for(&own) <= OPERAND_DECIMALS {
         return own;
     }
-    let exponent = x.abs().log10().floor() as i32;
-    match OPERAND_DECIMALS as i32 + exponent {
-        digits if digits >= 0 => signed(format!("{x:.prec$e}", prec = digits as usize)),
+    match OPERAND_DECIMALS as i32 + exponent(x) {
+        digits if digits >= 0 => with_exponent(x, digits as usize),
         _ => fixed(x, OPERAND_DECIMALS),
     }
+}
+
+/// The power of ten of `x`'s leading digit: −9 for 7.45e−9.
+fn exponent(x: f32) -> i32 {
+    x.abs().log10().floor() as i32
+}
+
+/// `x` with an exponent and `digits` digits after its mantissa's point, with [`num`]'s signs.
+fn with_exponent(x: f32, digits: usize) -> String {
+    signed(format!("{x:.digits$e}"))
 }
 
 /// The decimals the operands of a result printed as `result` need to reach its last digit:
@@ -84,7 +91,7 @@ pub fn decimals_for(result: &str) -> usize {
 }
 
 /// How many decimals a printed number has.
-pub fn decimals(printed: &str) -> usize {
+fn decimals(printed: &str) -> usize {
     let mantissa = printed.split('e').next().unwrap_or(printed);
     mantissa.split_once('.').map_or(0, |(_, d)| d.len())
 }

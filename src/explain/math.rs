@@ -10,8 +10,11 @@ fn mi(x: &str) -> String {
 fn mo(x: &str) -> String {
     format!("<mo>{x}</mo>")
 }
-/// A number, negative ones fenced. The sign is part of the number (a `<mo>−</mo>` would be
-/// spaced as an operator: "( − 1.000)").
+/// A number, negative ones fenced, with at least 3 significant digits (0.0305, where [`num`]
+/// would print 0.031). The sign is part of the number (a `<mo>−</mo>` would be spaced as an
+/// operator: "( − 1.000)").
+///
+/// [`num`]: super::format::num
 fn mn(x: f32) -> String {
     mn_for(x, "")
 }

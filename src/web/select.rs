@@ -212,13 +212,8 @@ pub fn keep_current_in_sight(state: AppState) {
                     .ok()
                     .flatten()
                     .and_then(|table| table.query_selector(":scope > thead").ok().flatten());
-                if let (Some(thead), Some(root)) = (thead, document.document_element())
-                    && let Ok(root) = root.dyn_into::<web_sys::HtmlElement>()
-                {
-                    let height = thead.get_bounding_client_rect().height();
-                    let _ = root
-                        .style()
-                        .set_property("--thead-h", &format!("{height:.0}px"));
+                if let Some(thead) = thead {
+                    set_root_px("--thead-h", thead.get_bounding_client_rect().height());
                 }
                 let options = web_sys::ScrollIntoViewOptions::new();
                 options.set_block(web_sys::ScrollLogicalPosition::Nearest);
@@ -250,19 +245,21 @@ fn query(selector: &str) -> Option<web_sys::Element> {
 /// `--bar-h` on the document: the sticky bar's height in px; and `--head-h`, the height of the
 /// stage's head, which stays pinned under the bar (so that no half-hidden row of it is left).
 fn set_bar_height() {
-    let (Some(bar), Some(root)) = (
-        query(".sticky-bar"),
-        web_sys::window()
-            .and_then(|w| w.document())
-            .and_then(|d| d.document_element()),
-    ) else {
+    let Some(bar) = query(".sticky-bar") else {
         return;
     };
-    let height = bar.get_bounding_client_rect().height();
+    set_root_px("--bar-h", bar.get_bounding_client_rect().height());
     let head = query(".stage-head").map_or(0.0, |h| h.get_bounding_client_rect().height());
-    if let Ok(root) = root.dyn_into::<web_sys::HtmlElement>() {
-        let style = root.style();
-        let _ = style.set_property("--bar-h", &format!("{:.0}px", height));
-        let _ = style.set_property("--head-h", &format!("{:.0}px", head));
+    set_root_px("--head-h", head);
+}
+
+/// Sets the CSS variable `name` on the document's root element to `px` pixels, rounded.
+fn set_root_px(name: &str, px: f64) {
+    if let Some(root) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.document_element())
+        .and_then(|root| root.dyn_into::<web_sys::HtmlElement>().ok())
+    {
+        let _ = root.style().set_property(name, &format!("{px:.0}px"));
     }
 }

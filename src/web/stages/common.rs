@@ -53,14 +53,28 @@ pub(super) fn compared_cell(
     }
 }
 
+/// The rule's verdict on a response as one line (the row picker's titles), with its kind.
 pub(super) fn score_label(score: &GsmScore) -> (&'static str, String) {
+    let (kind, verdict, detail) = verdict(score);
+    let label = match detail {
+        Some(detail) => format!("{verdict}: {detail}"),
+        None => verdict.to_string(),
+    };
+    (kind, label)
+}
+
+/// The rule's verdict on a response in parts: its kind (for the colour), the verdict in a few
+/// words (a "wrong number" is in the right format: the Score stage's "why" says what each earns),
+/// and the answer it read, with the expected one where they differ.
+pub(super) fn verdict(score: &GsmScore) -> (&'static str, &'static str, Option<String>) {
     match score {
-        GsmScore::Correct { answer } => ("correct", format!("correct: #### {answer}")),
+        GsmScore::Correct { answer } => ("correct", "correct", Some(format!("#### {answer}"))),
         GsmScore::WrongNumber { answer, expected } => (
             "format",
-            format!("right format, wrong number: #### {answer} (expected {expected})"),
+            "wrong number",
+            Some(format!("#### {answer} (expected {expected})")),
         ),
-        GsmScore::NoAnswer => ("wrong", "no #### answer".into()),
+        GsmScore::NoAnswer => ("wrong", "no #### answer", None),
     }
 }
 

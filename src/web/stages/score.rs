@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use super::common::{columns, mathml, score_label, why};
+use super::common::{columns, mathml, verdict, why};
 use crate::explain::format::{beta_step, calculator_notes, num};
 use crate::explain::math;
 use crate::explain::notes::notes;
@@ -32,7 +32,7 @@ pub(super) fn score(
         .iter()
         .enumerate()
         .map(|(b, s)| {
-            let (kind, label) = score_label(s);
+            let (kind, said, detail) = verdict(s);
             // GSM8K's calculator notes are kept whole on one line.
             let text = calculator_notes(&exp.responses[b])
                 .into_iter()
@@ -51,7 +51,10 @@ pub(super) fn score(
                     on:click=move |_| state.show_row(b)>
                     <td class="num">{b + 1}</td>
                     <td class="response-text">{text}</td>
-                    <td><span class=format!("badge {kind}")>{label}</span></td>
+                    <td class="verdict-cell">
+                        <span class=format!("badge {kind}")>{said}</span>
+                        {detail.map(|d| view! { <span class="verdict-detail">{d}</span> })}
+                    </td>
                     {cell(state, format!("score-{b}"), s.reward())}
                 </tr>
             }
@@ -90,7 +93,7 @@ pub(super) fn score(
     let main = view! {
         {token_strip(state, walk, row, real, None)}
         <table class="numbers responses stage-data" data-testid="score-table">
-            <thead><tr><th>"#"</th><th>"response"</th><th>"verdict"</th><th>"score"</th></tr></thead>
+            <thead><tr><th>"#"</th><th class="response-text">"response"</th><th class="verdict-cell">"verdict"</th><th>"score"</th></tr></thead>
             <tbody>{responses}</tbody>
         </table>
         {(cursor >= 1).then(|| view! {
