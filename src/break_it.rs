@@ -1,7 +1,7 @@
 //! "Break it": changes to the page's run that each make PPO fail on the tiny model, and the
 //! run-health findings ([`crate::health`]) that say so.
 //!
-//! Every preset here was run on the page's own recipe (tests/health.rs, the lab on flex) and
+//! Every preset here was run on the page's own PPO recipe (tests/health.rs, the lab on flex) and
 //! raises its expected finding within [`PRESET_ITERATIONS`]; changes that were tried and do not
 //! break this model are listed in docs/page.md with what they did instead.
 

@@ -62,9 +62,8 @@ pub fn hint(step: &GaeStep, delta: &str) -> String {
 /// where the student computed that too (None: the batch's, which the table shows).
 pub fn expected(step: &GaeStep, params: GaeParams, own_next: Option<f32>) -> f32 {
     match own_next {
-        Some(next) if step.next_mask != 0.0 => {
-            step.delta + params.gamma * params.lam * step.next_mask * next
-        }
+        // The mask is 0 or 1: past the last real token nothing is built on.
+        Some(next) if step.next_mask != 0.0 => step.delta + params.gamma * params.lam * next,
         _ => step.advantage,
     }
 }

@@ -149,7 +149,7 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
                 (
                     format!(
                         "{name} has no clip at all: every response's term with an advantage pushes \
-                         in every epoch."
+                         its ratio on, which is why it takes one epoch per batch."
                     ),
                     " (PPO's band, for comparison)",
                 )
@@ -251,7 +251,7 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
             "This iteration trained with PPO: its KL was in the rewards.".to_string()
         }
         KlPlacement::Loss => format!(
-            "This iteration trained with {}: its KL was the β·k3 loss term (β = {}); the token rewards shown are PPO's, and its update did not use them.",
+            "This iteration trained with {}: its KL was the β·k3 loss term, with the critic-free β = {} (not kl_coeff); the token rewards shown are PPO's, and its update did not use them.",
             exp.member.name(),
             num(walk.update.grpo.map_or(0.0, |g| g.beta))
         ),
@@ -267,10 +267,10 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
         key: "kl-reward-or-loss",
         question: "Is the KL to the reference part of the loss?",
         answer: format!(
-            "In PPO, no: it is part of the reward. Each token's r_t includes −β·KL_t (β = {}; \
+            "In PPO, no: it is part of the reward. Each token's r_t includes −β·KL_t (β = kl_coeff = {}; \
              the mean KL_t over this batch is {}, so −β·KL_t adds {} to a token's r_t on \
              average), and it reaches the update only through GAE's advantages. GRPO leaves the \
-             rewards alone and adds β·k3 to the loss instead. {trained} The Score stage shows r_t token by token; the GRPO panel \
+             rewards alone and adds β·k3 to the loss instead, with a β of its own. {trained} The Score stage shows r_t token by token; the GRPO panel \
              in the GAE stage shows the other side.",
             num(exp.kl_coeff),
             num(kl_mean),

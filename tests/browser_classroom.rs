@@ -893,6 +893,75 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
         if k > 0 {
             assert!(legend.contains(&format!("this run ({name})")), "{legend}");
         }
+        // The charts plot what the member has: β is its own KL weight (PPO's `kl`, 0.05; the
+        // `beta` setting, 0.04; none for DAPO), and only PPO has a value loss and a critic.
+        let critic = *key == "ppo";
+        match *key {
+            "ppo" => assert!(close(page.number("chart-beta-0").await, 0.05, 1e-6)),
+            "dapo" => assert!(!page.exists("chart-beta-0").await, "{name}"),
+            _ => assert!(
+                close(page.number("chart-beta-0").await, 0.04, 1e-6),
+                "{name}"
+            ),
+        }
+        for chart in [
+            "chart-value-loss-0",
+            "chart-clip-1",
+            "chart-explained-variance-0",
+        ] {
+            assert_eq!(page.exists(chart).await, critic, "{name}: {chart}");
+        }
+        // A preset the member's settings refuse is not offered: REINFORCE takes one epoch.
+        let epochs_offered = page
+            .js("return !document.querySelector('[data-testid=break-epochs-16]').disabled;")
+            .await;
+        assert_eq!(
+            epochs_offered.as_bool(),
+            Some(*key != "reinforce"),
+            "{name}"
+        );
+        // The side column's "why" speaks of the member that ran.
+        let whys = async || {
+            // Without the glossary's tooltips, which sit inside the text.
+            page.js(
+                "return [...document.querySelectorAll('details.why')].map(e => { \
+                 const c = e.cloneNode(true); c.querySelectorAll('.gloss').forEach(g => g.remove()); \
+                 return c.textContent; }).join(' | ');",
+            )
+                .await
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        page.click("tab-score").await;
+        let why = whys().await;
+        let elsewhere = match *key {
+            "ppo" => None,
+            "dapo" => Some("it has no KL term at all".to_string()),
+            "rloo" | "reinforce" => Some(
+                "β · Σ_t KL_t with β = 0.040 (the `beta` setting) comes off each response's score"
+                    .to_string(),
+            ),
+            _ => Some("β · k3 per token with β = 0.040 (the `beta` setting)".to_string()),
+        };
+        match elsewhere {
+            None => assert!(!why.contains("These r_t are PPO's"), "{why}"),
+            Some(went) => assert!(
+                why.contains(&format!(
+                    "These r_t are PPO's token rewards, shown for comparison: {name}'s update \
+                     does not use them"
+                )) && why.contains(&went),
+                "{name}: {why}"
+            ),
+        }
+        page.click("tab-values").await;
+        assert_eq!(
+            whys()
+                .await
+                .contains(&format!("That is PPO's way: {name} has no critic")),
+            !critic,
+            "{name}"
+        );
         page.click("tab-gae").await;
         // PPO beside GRPO names its right column by the group's scale: without the std (the
         // members that do not divide by it) it is Dr. GRPO's advantage.
@@ -907,6 +976,9 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
             used.contains(&format!("used {name}'s advantages")),
             "{name}: {used}"
         );
+        // At the sweep's end, the whitening step says whose advantages these are.
+        page.click("btn-all").await;
+        assert_eq!(page.exists("gae-not-used").await, !critic, "{name}");
         // The Update stage describes the update that ran: its loss in the member's terms, and
         // each token against the member's band, or, where one ratio covers a response (RLOO,
         // REINFORCE), that ratio and no token marked.
@@ -920,6 +992,20 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
             page.press("f").await;
         }
         page.settle().await;
+        let why = whys().await;
+        let clip = match *key {
+            "ppo" => "The clip stops rewarding a token once its ratio has left [1 − ε, 1 + ε]",
+            "dapo" => "The clip stops rewarding a token once its ratio has left [0.80, 1.28]",
+            "dr_grpo" => "The clip stops rewarding a token once its ratio has left [0.80, 1.20]",
+            "rloo" => "The clip of RLOO is on one ratio per response",
+            _ => "The clip is what REINFORCE does not have",
+        };
+        assert!(why.contains(clip), "{name}: {why}");
+        assert_eq!(
+            why.contains("The value loss takes the larger"),
+            critic,
+            "{name}: {why}"
+        );
         let objective = page.text("update-objective").await;
         let after = page.text("after-update").await;
         let marks: Vec<String> = {

@@ -669,6 +669,9 @@ fn every_misconception_is_answered_with_its_batchs_numbers() {
         let kl = all.iter().find(|m| m.key == "kl-reward-or-loss").unwrap();
         let adds = format!("adds {} to", num(-exp.kl_coeff * kl.value));
         assert!(kl.answer.contains(&adds), "{adds} in {}", kl.answer);
+        // PPO's β is named as its setting, apart from the critic-free members' own β.
+        let beta = format!("β = kl_coeff = {}", num(exp.kl_coeff));
+        assert!(kl.answer.contains(&beta), "{beta} in {}", kl.answer);
     }
 }
 
@@ -1123,4 +1126,69 @@ fn the_group_advantage_line_gives_its_printed_result() {
         }
     }
     assert_eq!(checked, 2 * 4 * 4);
+}
+
+/// With one mini-batch of the whole batch, the Update note says the first step's policy loss is
+/// minus the batch's mean advantage (0 after whitening): an update of one step shows exactly that
+/// loss, and with two epochs the note adds that the later steps, on moved weights, differ. With
+/// smaller mini-batches it says why their means are not 0.
+#[test]
+fn the_first_steps_policy_loss_is_minus_the_batchs_mean_advantage() {
+    let zero_note = |walk: &Walkthrough| {
+        notes(walk, StageKey::Update, 0, 1)
+            .into_iter()
+            .find(|n| n.key == "policy-loss-zero")
+            .unwrap()
+            .text
+    };
+    for (whiten, epochs) in [(true, 1), (false, 1), (true, 2)] {
+        let s = LabSettings {
+            rollouts: 4,
+            minibatch: 4,
+            max_new_tokens: 12,
+            whiten,
+            epochs,
+            ..LabSettings::default()
+        };
+        let mut lab = Lab::new(&s, &Device::flex()).unwrap();
+        let walk = block_on(lab.iterate(&s, Some(0))).unwrap();
+        let used = walk.experience.batch();
+        // Summed in f64, as the note sums it.
+        let (sum, n) = used
+            .advantages
+            .iter()
+            .flatten()
+            .zip(used.response_mask.iter().flatten())
+            .filter(|(_, m)| **m > 0.0)
+            .fold((0f64, 0usize), |(s, n), (a, _)| (s + *a as f64, n + 1));
+        let mean = (sum / n as f64) as f32;
+        let text = zero_note(&walk);
+        let said = if whiten {
+            "the first step's policy loss is 0 up to rounding".to_string()
+        } else {
+            format!("the first step's policy loss is {} up to", num(-mean))
+        };
+        assert!(text.contains(&said), "{said} in {text}");
+        assert_eq!(text.contains("whitening made Â's mean"), whiten, "{text}");
+        assert_eq!(text.contains("The steps after it"), epochs > 1, "{text}");
+        if whiten {
+            assert!(mean.abs() < 1e-5, "{mean}");
+        }
+        if epochs == 1 {
+            // The update's one step: its policy loss is the one the note names.
+            assert_eq!(walk.stats.optimizer_steps, 1);
+            assert!(
+                (walk.stats.loss_policy + mean).abs() < 1e-4,
+                "{} against {}",
+                walk.stats.loss_policy,
+                -mean
+            );
+        }
+    }
+    let (walk, _) = two_iterations(&settings());
+    let text = zero_note(&walk);
+    assert!(
+        text.contains("not over each of its 2 mini-batches of 3 rows"),
+        "{text}"
+    );
 }

@@ -6,7 +6,7 @@
 use burn::tensor::Device;
 use ppo_lens::break_it::{PRESET_ITERATIONS, PRESETS};
 use ppo_lens::compute::block_on;
-use ppo_lens::health::{Check, History, RunSettings, findings};
+use ppo_lens::health::{Check, History, KlKnob, RunSettings, findings};
 use ppo_lens::lab::run::Lab;
 use ppo_lens::lab::settings::LabSettings;
 use ppo_lens::ppo::iteration::metrics;
@@ -19,6 +19,7 @@ fn run(settings: &LabSettings, n: usize) -> (Vec<Vec<Check>>, History) {
     // The lab clips the gradient norm at 1, as config_debug.yaml does.
     let run_settings = RunSettings {
         max_grad_norm: Some(1.0),
+        kl: settings.algo.kl_knob(),
     };
     for _ in 0..n {
         let walk = block_on(lab.iterate(settings, None)).unwrap();
@@ -169,6 +170,20 @@ fn the_advice_names_settings_that_exist_on_each_face() {
             None => assert!(name.contains(knob.config_key()), "{name}"),
         }
     }
+    // Each member's KL setting is a key of its own section; PPO's is kl_coeff, DAPO has none.
+    use ppo_lens::ppo::family::Family;
+    for member in Family::ALL {
+        match member.kl_knob() {
+            KlKnob::KlCoeff => assert_eq!(member, Family::Ppo),
+            KlKnob::Absent => assert_eq!(member, Family::Dapo),
+            KlKnob::Beta { section } => assert!(
+                yaml[section]
+                    .as_mapping()
+                    .is_some_and(|m| m.contains_key("beta")),
+                "{section}.beta is not a key of configs/config.yaml"
+            ),
+        }
+    }
     // The page heads each finding with a title in words, one per check.
     let titles: std::collections::BTreeSet<&str> = Check::ALL.iter().map(|c| c.title()).collect();
     assert_eq!(titles.len(), Check::ALL.len());
@@ -179,15 +194,24 @@ fn the_advice_names_settings_that_exist_on_each_face() {
             "{}: {title}",
             check.key()
         );
-        let page = fill(check.advice_template(), knob_name);
-        let trainer = fill(check.advice_template(), |k| k.config_key().to_string());
-        for knob in Knob::ALL.into_iter().filter(|k| k.page_key().is_some()) {
-            assert!(!page.contains(knob.config_key()), "{}: {page}", check.key());
+        for kl in [
+            KlKnob::KlCoeff,
+            KlKnob::Beta { section: "grpo" },
+            KlKnob::Absent,
+        ] {
+            let page = fill(check.advice_template(kl), knob_name);
+            let trainer = fill(check.advice_template(kl), |k| k.config_key().to_string());
+            for knob in Knob::ALL.into_iter().filter(|k| k.page_key().is_some()) {
+                assert!(!page.contains(knob.config_key()), "{}: {page}", check.key());
+            }
+            assert!(!trainer.contains('{'), "{}: {trainer}", check.key());
         }
-        assert!(!trainer.contains('{'), "{}: {trainer}", check.key());
     }
     assert_eq!(
-        fill(Check::ApproxKlHigh.advice_template(), knob_name),
+        fill(
+            Check::ApproxKlHigh.advice_template(KlKnob::KlCoeff),
+            knob_name
+        ),
         "lower learning rate (lr) or epochs"
     );
 }

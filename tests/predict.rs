@@ -375,7 +375,8 @@ fn odd_batches_ask_only_what_they_define() {
     for q in questions(walk, 0, 1) {
         check(walk, &q);
     }
-    // GRPO: no critic, no GAE; a group whose rewards are all equal has no positive advantage.
+    // GRPO: no critic, no GAE, no KL paid out of a token's reward (GRPO's is a loss term); a
+    // group whose rewards are all equal has no positive advantage.
     let grpo = LabSettings {
         algo: Family::Grpo,
         group: 3,
@@ -384,7 +385,12 @@ fn odd_batches_ask_only_what_they_define() {
     for (i, walk) in iterations(&grpo, 2).iter().enumerate() {
         for row in 0..walk.gae.len() {
             let qs = questions(walk, row, i + 1);
-            for kind in [Kind::GaeStep, Kind::WhiteningFlip, Kind::CriticLearns] {
+            for kind in [
+                Kind::GaeStep,
+                Kind::WhiteningFlip,
+                Kind::CriticLearns,
+                Kind::LargestKl,
+            ] {
                 assert!(
                     qs.iter().all(|q| q.kind != kind),
                     "GRPO asked {}",

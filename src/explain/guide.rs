@@ -144,7 +144,7 @@ pub const GLOSSARY: &[(&str, &str)] = &[
     ),
     (
         "KL",
-        "How far the policy has drifted from the frozen reference; here estimated per token from the two log-probabilities and charged as a penalty in the reward.",
+        "How far the policy has drifted from the frozen reference; here estimated per token from the two log-probabilities and charged as a penalty in PPO's token rewards (GRPO adds it to the loss instead, and RLOO and REINFORCE take it off the score).",
     ),
     (
         "approx KL",

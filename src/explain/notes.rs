@@ -285,14 +285,40 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                 agg.apply_ref(&used.advantages, &used.response_mask)
             });
             let name = exp.member.name();
-            let at_ratio_one = match walk.update.grpo {
-                None => format!(
+            // One mini-batch of the whole batch: the first step's loss at ratio 1 is minus the
+            // batch's mean, and only the steps after it (weights moved, ratios off 1) differ.
+            let rows = used.ids.len();
+            let whole = walk.update.mini_batch_size >= rows;
+            let later = if stats.optimizer_steps > 1 {
+                ". The steps after it start from weights the earlier steps moved, so their ratios \
+                 are no longer 1 and their policy losses are no longer minus the mean"
+            } else {
+                ""
+            };
+            let at_ratio_one = match (walk.update.grpo, whole) {
+                (None, true) if walk.whiten.is_some() => format!(
+                    "A step's policy loss at ratio 1 is −mean(Â) over its mini-batch, and here one \
+                     mini-batch is the whole batch, where whitening made Â's mean 0 ({} here, \
+                     rounding): the first step's policy loss is 0 up to rounding{later}",
+                    num(mean_adv),
+                ),
+                (None, true) => format!(
+                    "A step's policy loss at ratio 1 is −mean(Â) over its mini-batch, and here one \
+                     mini-batch is the whole batch, where whitening is off and Â's mean is {}: the \
+                     first step's policy loss is {} up to the ratios' rounding{later}",
+                    num(mean_adv),
+                    num(-mean_adv),
+                ),
+                (None, false) => format!(
                     "A step's policy loss at ratio 1 is −mean(Â) over its mini-batch, which is not 0 \
                      in general: {}",
                     if walk.whiten.is_some() {
                         format!(
-                            "whitening makes Â's mean 0 over the whole batch ({} here), not over each mini-batch",
-                            num(mean_adv)
+                            "whitening makes Â's mean 0 over the whole batch ({} here), not over \
+                             each of its {} mini-batches of {} rows",
+                            num(mean_adv),
+                            rows.div_ceil(walk.update.mini_batch_size.max(1)),
+                            walk.update.mini_batch_size,
                         )
                     } else {
                         format!(
@@ -301,17 +327,25 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                         )
                     }
                 ),
-                Some(g) => format!(
+                (Some(g), _) => format!(
                     "A step's policy loss at ratio 1 is minus its mini-batch's advantages averaged \
                      as {name}'s loss averages them ({}), which is not 0 in general: averaged so \
-                     over the whole batch the advantages {name}'s update used give {} here, and one \
-                     mini-batch's average differs from the whole batch's",
+                     over the whole batch the advantages {name}'s update used give {} here{}",
                     if g.per_response {
                         "one per response, over the responses"
                     } else {
                         g.agg.name()
                     },
-                    num(loss_mean.unwrap_or(mean_adv))
+                    num(loss_mean.unwrap_or(mean_adv)),
+                    if whole {
+                        format!(
+                            ", and one mini-batch is the whole batch: the first step's policy loss \
+                             is {} up to the ratios' rounding{later}",
+                            num(-loss_mean.unwrap_or(mean_adv))
+                        )
+                    } else {
+                        ", and one mini-batch's average differs from the whole batch's".to_string()
+                    }
                 ),
             };
             let terms = match walk.update.grpo {

@@ -303,13 +303,14 @@ fn advantage_provenance(
 /// so the operands get that many more decimals than A, enough to keep A within a unit.
 pub fn group_advantage(step: &GroupStep, i: usize, scale: RewardScale) -> String {
     let r = step.rewards[i];
-    let a = num_within_operands(step.advantages[i]);
+    let a = || num_within_operands(step.advantages[i]);
     match (step.zero_spread, scale) {
         (true, _) => format!(
             "every reward of the group is {}: A = r − mean = 0",
             num(step.rewards[0])
         ),
         (false, RewardScale::Group) => {
+            let a = a();
             let spread = (2.0 + step.advantages[i].abs()) / step.divisor;
             let d = decimals_for(&a) + spread.log10().ceil().max(0.0) as usize;
             format!(
@@ -319,10 +320,13 @@ pub fn group_advantage(step: &GroupStep, i: usize, scale: RewardScale) -> String
                 operand_to(step.std, d),
             )
         }
-        (false, RewardScale::None) => format!(
-            "A = r − mean = {} − {} = {a}",
-            operand_for(r, &a),
-            fenced(operand_for(step.mean, &a)),
-        ),
+        (false, RewardScale::None) => {
+            let a = a();
+            format!(
+                "A = r − mean = {} − {} = {a}",
+                operand_for(r, &a),
+                fenced(operand_for(step.mean, &a)),
+            )
+        }
     }
 }

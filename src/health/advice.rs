@@ -2,38 +2,48 @@
 //! and filled in by each face: the trainer with its config keys, the page with its settings'
 //! labels and URL keys.
 
-use super::check::{Check, Finding};
+use super::check::{Check, Finding, KlKnob};
 
 impl Check {
-    /// What to try when it fires, each setting written `{placeholder}` ([`Knob`]); read it with
-    /// [`Finding::advice`].
-    pub fn advice_template(self) -> &'static str {
-        match self {
-            Check::PolicyClipHigh => {
+    /// What to try when it fires in a run whose KL to the reference is weighed by `kl`, each
+    /// setting written `{placeholder}` ([`Knob`]); read it with [`Finding::advice`].
+    pub fn advice_template(self, kl: KlKnob) -> &'static str {
+        match (self, kl) {
+            (Check::PolicyClipHigh, _) => {
                 "lower {learning_rate} or {epochs}; check that the advantages are whitened"
             }
-            Check::PolicyClipSustained | Check::ApproxKlHigh | Check::ApproxKlGrowing => {
+            (Check::PolicyClipSustained | Check::ApproxKlHigh | Check::ApproxKlGrowing, _) => {
                 "lower {learning_rate} or {epochs}"
             }
-            Check::ValueClipHigh => {
+            (Check::ValueClipHigh, _) => {
                 "raise {clip_range_value} or lower {learning_rate}; check the reward scale"
             }
-            Check::GradNormExploding => {
+            (Check::GradNormExploding, _) => {
                 "lower {learning_rate}; look for a reward or advantage far larger than the rest"
             }
-            Check::ValueLossFlat => {
+            (Check::ValueLossFlat, _) => {
                 "raise {value_bias_learning_rate} so the critic's level can follow the returns; check that returns are A + V"
             }
-            Check::KlRefGrowing => {
+            (Check::KlRefGrowing, KlKnob::KlCoeff) => {
                 "raise {kl_coeff}, or set {kl_target} to let the adaptive controller steer it; lower {learning_rate}"
             }
-            Check::RewardFlatKlRising => {
+            (Check::KlRefGrowing, KlKnob::Beta { .. }) => "raise {beta}; lower {learning_rate}",
+            (Check::KlRefGrowing, KlKnob::Absent) => {
+                "lower {learning_rate}: this member has no KL term to raise"
+            }
+            (Check::RewardFlatKlRising, KlKnob::KlCoeff) => {
                 "raise {kl_coeff}; read some responses to see that the reward still means what it should"
             }
-            Check::EntropyCollapsed => {
+            (Check::RewardFlatKlRising, KlKnob::Beta { .. }) => {
+                "raise {beta}; read some responses to see that the reward still means what it should"
+            }
+            (Check::RewardFlatKlRising, KlKnob::Absent) => {
+                "lower {learning_rate} (this member has no KL term to raise); read some responses to see that the reward still means what it should"
+            }
+            (Check::EntropyCollapsed, _) => {
                 "raise {entropy_coeff} or {temperature}; lower {learning_rate}"
             }
-            Check::CriticWorseThanMean => {
+            (Check::CriticWorseThanMean, _) => {
                 "start the value head smaller ({value_head_std}) and keep its weights at the policy's learning rate; a freshly started critic needs some iterations"
             }
         }
@@ -44,12 +54,16 @@ impl Finding {
     /// What to try, each setting named by `name` (the trainer by its config key, the page by its
     /// label and URL key).
     pub fn advice(&self, name: impl Fn(Knob) -> String) -> String {
-        fill(self.check.advice_template(), name)
+        fill(self.check.advice_template(self.kl), name)
     }
 
-    /// What to try, in the trainer's config keys (`ppo.learning_rate`).
+    /// What to try, in the trainer's config keys (`ppo.learning_rate`; `rloo.beta` in an RLOO
+    /// run).
     pub fn trainer_advice(&self) -> String {
-        self.advice(|knob| knob.config_key().to_string())
+        self.advice(|knob| match (knob, self.kl) {
+            (Knob::Beta, KlKnob::Beta { section }) => format!("{section}.beta"),
+            _ => knob.config_key().to_string(),
+        })
     }
 }
 
@@ -64,19 +78,22 @@ pub enum Knob {
     ValueBiasLearningRate,
     KlCoeff,
     KlTarget,
+    /// A critic-free member's KL weight.
+    Beta,
     EntropyCoeff,
     Temperature,
     ValueHeadStd,
 }
 
 impl Knob {
-    pub const ALL: [Knob; 9] = [
+    pub const ALL: [Knob; 10] = [
         Knob::LearningRate,
         Knob::Epochs,
         Knob::ClipRangeValue,
         Knob::ValueBiasLearningRate,
         Knob::KlCoeff,
         Knob::KlTarget,
+        Knob::Beta,
         Knob::EntropyCoeff,
         Knob::Temperature,
         Knob::ValueHeadStd,
@@ -91,13 +108,15 @@ impl Knob {
             Knob::ValueBiasLearningRate => "value_bias_learning_rate",
             Knob::KlCoeff => "kl_coeff",
             Knob::KlTarget => "kl_target",
+            Knob::Beta => "beta",
             Knob::EntropyCoeff => "entropy_coeff",
             Knob::Temperature => "temperature",
             Knob::ValueHeadStd => "value_head_std",
         }
     }
 
-    /// The trainer's config key (configs/config.yaml).
+    /// The trainer's config key (configs/config.yaml). `beta` is GRPO's here; a finding names
+    /// its own member's section ([`Finding::trainer_advice`]).
     pub fn config_key(self) -> &'static str {
         match self {
             Knob::LearningRate => "ppo.learning_rate",
@@ -106,6 +125,7 @@ impl Knob {
             Knob::ValueBiasLearningRate => "ppo.value_bias_learning_rate",
             Knob::KlCoeff => "ppo.kl_coeff",
             Knob::KlTarget => "ppo.adaptive_kl",
+            Knob::Beta => "grpo.beta",
             Knob::EntropyCoeff => "ppo.entropy_coeff",
             Knob::Temperature => "rollout.temperature",
             Knob::ValueHeadStd => "model.value_head_std",
@@ -122,6 +142,7 @@ impl Knob {
             Knob::ValueBiasLearningRate => Some("vblr"),
             Knob::KlCoeff => Some("kl"),
             Knob::KlTarget => Some("kl_target"),
+            Knob::Beta => Some("beta"),
             Knob::EntropyCoeff => Some("ent"),
             Knob::Temperature => Some("temperature"),
             Knob::ValueHeadStd => None,
@@ -154,10 +175,48 @@ pub fn fill(template: &str, name: impl Fn(Knob) -> String) -> String {
 mod tests {
     use super::*;
 
+    const KL_KNOBS: [KlKnob; 3] = [
+        KlKnob::KlCoeff,
+        KlKnob::Beta { section: "rloo" },
+        KlKnob::Absent,
+    ];
+
+    /// The KL findings name the setting that weighs this run's KL: PPO's kl_coeff (and its
+    /// controller), a critic-free member's own beta in its own section, and none for DAPO.
+    #[test]
+    fn the_kl_advice_names_the_runs_own_kl_setting() {
+        let finding = |check, kl| Finding {
+            check,
+            metric: "rollout/kl_mean",
+            threshold: 0.0,
+            window: 1,
+            value: 1.0,
+            meaning: String::new(),
+            kl,
+        };
+        for check in [Check::KlRefGrowing, Check::RewardFlatKlRising] {
+            let [ppo, rloo, dapo] = KL_KNOBS.map(|kl| finding(check, kl).trainer_advice());
+            assert!(ppo.starts_with("raise ppo.kl_coeff"), "{ppo}");
+            assert!(rloo.starts_with("raise rloo.beta;"), "{rloo}");
+            assert!(
+                !rloo.contains("kl_coeff") && !rloo.contains("adaptive_kl"),
+                "{rloo}"
+            );
+            assert!(dapo.contains("no KL term"), "{dapo}");
+            assert!(
+                !dapo.contains("kl_coeff") && !dapo.contains("beta"),
+                "{dapo}"
+            );
+        }
+    }
+
     #[test]
     fn every_advice_names_only_known_settings() {
-        for check in Check::ALL {
-            let template = check.advice_template();
+        for (check, kl) in Check::ALL
+            .into_iter()
+            .flat_map(|c| KL_KNOBS.map(|k| (c, k)))
+        {
+            let template = check.advice_template(kl);
             let marked = fill(template, |k| format!("<{}>", k.placeholder()));
             assert!(
                 !marked.contains('{') && !marked.contains('}'),

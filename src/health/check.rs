@@ -55,6 +55,23 @@ pub const EV_WINDOW: usize = 3;
 pub struct RunSettings {
     /// `ppo.max_grad_norm` (None: no clipping, and no gradient-norm finding).
     pub max_grad_norm: Option<f64>,
+    /// What holds the policy near the reference in this run, which the KL findings' advice
+    /// names.
+    pub kl: KlKnob,
+}
+
+/// The setting that weighs a run's KL to the reference: PPO's and a critic-free member's are
+/// different settings, and DAPO has none, so raising PPO's `kl_coeff` in a GRPO run does nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KlKnob {
+    /// PPO: `kl_coeff` charges each token's reward, and `kl_target` can steer it.
+    #[default]
+    KlCoeff,
+    /// A critic-free member's `beta` (a GRPO loss term, or a penalty on RLOO's and REINFORCE's
+    /// scores), in the trainer's config section `section` (`grpo`, `rloo`, ...).
+    Beta { section: &'static str },
+    /// No KL term at all (DAPO).
+    Absent,
 }
 
 /// One check on the history.
@@ -143,4 +160,6 @@ pub struct Finding {
     pub value: f64,
     /// What it means, with the numbers.
     pub meaning: String,
+    /// The run's KL setting, which its advice names.
+    pub kl: KlKnob,
 }

@@ -80,6 +80,7 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 window,
                 value,
                 meaning,
+                kl: settings.kl,
             })
         };
     match check {
@@ -92,7 +93,7 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 1,
                 x,
                 format!(
-                    "{:.0}% of this update's tokens had a ratio past the clip band on the side their advantage pushes: the policy tried to move much further than the band allows.",
+                    "{:.0}% of this update's ratios (one per token; one per response in RLOO) were past the clip band on the side their advantage pushes: the policy tried to move much further than the band allows.",
                     100.0 * x
                 ),
             )
@@ -136,7 +137,7 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 1,
                 x,
                 format!(
-                    "The gradient norm before clipping is {x:.1}, more than {GRAD_NORM_FACTOR} times max_grad_norm = {max}: clipping hides exploding gradients, it does not cure them."
+                    "The gradient norm before clipping, averaged over this update's steps, is {x:.1}, more than {GRAD_NORM_FACTOR} times max_grad_norm = {max}: clipping hides exploding gradients, it does not cure them."
                 ),
             )
         }
@@ -222,13 +223,17 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
             // while its reward, 16 responses a batch, wobbles by ±0.1).
             let rising = k2 > KL_GROWTH * k1.max(1e-9) && k2 > KL_REF_HIGH;
             (rising && r2 <= r1 + REWARD_FLAT).then_some(())?;
+            let held = match settings.kl {
+                KlKnob::Absent => "with no KL term to hold it",
+                _ => "with a KL penalty too weak to hold it",
+            };
             found(
                 "rollout/reward_mean",
                 REWARD_FLAT,
                 TREND_WINDOW,
                 r2 - r1,
                 format!(
-                    "The KL to the reference grew from {k1:.3} to {k2:.3} while the reward did not (mean {r1:.3}, then {r2:.3}): the policy is changing without getting better, either gaming something the reward does not see or, with a KL penalty too weak to hold it, wandering."
+                    "The KL to the reference grew from {k1:.3} to {k2:.3} while the reward did not (mean {r1:.3}, then {r2:.3}): the policy is changing without getting better, either gaming something the reward does not see or, {held}, wandering."
                 ),
             )
         }
@@ -292,6 +297,7 @@ mod tests {
 
     const SETTINGS: RunSettings = RunSettings {
         max_grad_norm: Some(1.0),
+        kl: KlKnob::KlCoeff,
     };
 
     /// The healthy history with `metric` replaced by `f(i)` for every iteration.

@@ -97,7 +97,7 @@ pub const SETTING_KEYS: &[SettingKey] = &[
     SettingKey {
         key: "seed",
         label: "seed",
-        about: "the random seed of sampling and shuffling; applied on reset",
+        about: "the random seed of the problems drawn, the value head's start, sampling and shuffling; applied on reset",
     },
     SettingKey {
         key: "rollouts",
@@ -117,22 +117,22 @@ pub const SETTING_KEYS: &[SettingKey] = &[
     SettingKey {
         key: "gamma",
         label: "γ (gamma)",
-        about: "the discount of future rewards in GAE; 1 leaves them undiscounted",
+        about: "the discount of future rewards in GAE; 1 leaves them undiscounted (PPO only: the critic-free members use the score)",
     },
     SettingKey {
         key: "lam",
         label: "λ (lambda)",
-        about: "GAE's trade-off: 0 trusts the critic (one-step δ), 1 sums every reward to the end",
+        about: "GAE's trade-off: 0 trusts the critic (one-step δ), 1 takes the γ-discounted sum of every reward to the end (PPO only)",
     },
     SettingKey {
         key: "clip",
         label: "clip ε",
-        about: "the policy clip: once a token's ratio has left [1 − ε, 1 + ε] on the side its advantage pushes, its own term's gradient is 0 (the ratio is not capped)",
+        about: "the policy clip: once a token's ratio has left [1 − ε, 1 + ε] on the side its advantage pushes, its own term's gradient is 0 (the ratio is not capped); DAPO: the lower edge only (its upper is 1.28); RLOO: the whole response's ratio; REINFORCE: no clip",
     },
     SettingKey {
         key: "vclip",
         label: "value clip",
-        about: "the value clip c: the loss takes the larger of the unclipped and the clipped squared error, so once V_new has left [V_old − c, V_old + c] after moving toward the return R (without passing R by as much as the band's edge is from R), that token's value gradient is 0; moved away from R, the unclipped error is the larger and pulls it back",
+        about: "the value clip c: the loss takes the larger of the unclipped and the clipped squared error, so once V_new has left [V_old − c, V_old + c] after moving toward the return R (without passing R by as much as the band's edge is from R), that token's value gradient is 0; moved away from R, the unclipped error is the larger and pulls it back (PPO only)",
     },
     SettingKey {
         key: "kl",
@@ -157,7 +157,7 @@ pub const SETTING_KEYS: &[SettingKey] = &[
     SettingKey {
         key: "vf",
         label: "vf_coef",
-        about: "the weight of the value loss in the total loss",
+        about: "the weight of the value loss in the total loss (PPO only)",
     },
     SettingKey {
         key: "lr",
@@ -167,7 +167,7 @@ pub const SETTING_KEYS: &[SettingKey] = &[
     SettingKey {
         key: "vblr",
         label: "critic bias learning rate",
-        about: "AdamW's learning rate for the value head's bias, the critic's level: how fast its values follow the mean return as the reward rises",
+        about: "AdamW's learning rate for the value head's bias, the critic's level: how fast its values follow the mean return as the reward rises (PPO only)",
     },
     SettingKey {
         key: "epochs",
@@ -182,12 +182,12 @@ pub const SETTING_KEYS: &[SettingKey] = &[
     SettingKey {
         key: "whiten",
         label: "whiten advantages",
-        about: "shift the batch's advantages to mean 0 and scale them to std 1 before the update",
+        about: "shift the batch's advantages to mean 0 and scale them to std 1 before the update (PPO only)",
     },
     SettingKey {
         key: "algo",
         label: "algorithm",
-        about: "ppo (GAE on the critic's values), or no critic: grpo and dapo (the response's reward against its group's mean, over the group's std), dr_grpo (the same without the std), rloo (against the mean of the other responses to its prompt), reinforce (against the batch's mean); all but ppo and reinforce need samples per prompt > 1, reinforce needs epochs 1",
+        about: "ppo (GAE on the critic's values), or no critic: grpo and dapo (the response's reward against its group's mean, over the group's std; grpo's only with scale group), dr_grpo (the same without the std), rloo (against the mean of the other responses to its prompt), reinforce (against the batch's mean); all but ppo and reinforce need samples per prompt > 1, reinforce needs epochs 1",
     },
     SettingKey {
         key: "group",

@@ -97,7 +97,8 @@ pub struct RolloutSection {
 pub struct AdaptiveKl {
     /// The KL per sequence the controller steers towards.
     pub target: f64,
-    /// Steps over which the coefficient adapts.
+    /// Sequences over which the coefficient adapts: each iteration moves it by the clipped error
+    /// times (the batch's sequences / horizon).
     pub horizon: f64,
 }
 

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
 use super::run_files::{EFFECTIVE_CONFIG, METRICS, parse_metrics, write_file_atomically};
-use crate::health::{Check, Finding, History, RunSettings, Watch};
+use crate::health::{Check, Finding, History, KlKnob, RunSettings, Watch};
 
 pub const FINDINGS: &str = "findings.jsonl";
 
@@ -207,6 +207,9 @@ pub fn report(dir: &Path) -> Result<String> {
     } else {
         let settings = RunSettings {
             max_grad_norm: config.as_ref().and_then(|c| c.ppo.max_grad_norm),
+            kl: config
+                .as_ref()
+                .map_or(KlKnob::KlCoeff, |c| c.algorithm.family().kl_knob()),
         };
         let mut watch = Watch::new(History::new(), settings, []);
         for row in &rows {

@@ -320,6 +320,7 @@ pub fn train(
         &rows,
         RunSettings {
             max_grad_norm: p.max_grad_norm,
+            kl: config.algorithm.family().kl_knob(),
         },
     )?;
 

@@ -100,6 +100,19 @@ impl Family {
     ];
 
     /// The name a config or a URL uses (the config's `algorithm` and its section).
+    /// The setting that weighs its KL to the reference, as run-health advice names it: PPO's
+    /// `kl_coeff`, the member's own `beta` in its config section, or none (DAPO).
+    pub fn kl_knob(self) -> crate::health::KlKnob {
+        use crate::health::KlKnob;
+        match self.objective(0.2, 1).kl {
+            KlPlacement::TokenReward => KlKnob::KlCoeff,
+            KlPlacement::Loss | KlPlacement::ResponseReward => KlKnob::Beta {
+                section: self.key(),
+            },
+            KlPlacement::Off => KlKnob::Absent,
+        }
+    }
+
     pub fn key(self) -> &'static str {
         match self {
             Family::Reinforce => "reinforce",
@@ -177,7 +190,7 @@ impl Family {
                  answers)."
             }
             Family::Dapo => {
-                "Clips higher (ε_high 0.28 > ε_low 0.2) so unlikely good tokens can rise, \
+                "Clips higher, with the band [1 − ε_low, 1.28] wider above than below, so unlikely good tokens can rise, \
                  weighs every token alike, leaves out groups whose rewards are all equal \
                  (sampling more prompts to refill the batch; this page only leaves them out), \
                  and has no KL term."

@@ -93,6 +93,11 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
             })
         }
         Kind::LargestKl => {
+            // Only PPO's token rewards pay the KL; the critic-free members' updates never read
+            // them (GRPO's KL is a loss term, RLOO's and REINFORCE's come off the score).
+            if exp.algorithm() != Algorithm::Ppo {
+                return None;
+            }
             let sums: Vec<f32> = (0..exp.kl.len())
                 .map(|b| exp.kl[b][..real_len(walk, b)].iter().sum())
                 .collect();

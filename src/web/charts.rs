@@ -42,7 +42,7 @@ const CHARTS: &[ChartSpec] = &[
     },
     ChartSpec {
         id: "beta",
-        title: "β, the KL coefficient",
+        title: "β, the KL weight",
         series: &[("β", |p| p.kl_coeff, INK)],
     },
     ChartSpec {
@@ -554,10 +554,15 @@ fn PinnedOverTime(state: AppState) -> impl IntoView {
                     let walk = &k.walk;
                     let exp = &walk.experience;
                     let real = crate::explain::stage::real_len(walk, row);
+                    // The advantages the update used: the member's own.
+                    let used = match exp.algorithm() {
+                        crate::ppo::Algorithm::Ppo => &exp.advantages,
+                        crate::ppo::Algorithm::Grpo => &exp.group_advantages,
+                    };
                     let mean_adv = if real == 0 {
                         0.0
                     } else {
-                        exp.advantages[row][..real].iter().sum::<f32>() / real as f32
+                        used[row][..real].iter().sum::<f32>() / real as f32
                     };
                     let iteration = k.iteration;
                     let text: String = (0..real.min(24))

@@ -184,7 +184,7 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
                 </p>
                 <p>
                     {format!(
-                        "Most PPO trainers (verl, OpenRLHF, TRL's PPOTrainer) keep a separate critic of the policy's size: {} more parameters for this model; for Qwen1.5-1.8B {} more, {:.1} GB of f32 weights, gradients and AdamW moments (16 bytes a parameter), and one more forward and backward pass per mini-batch.",
+                        "Most PPO trainers (verl, OpenRLHF, TRL's PPOTrainer) keep a separate critic, commonly of the policy's size: {} more parameters for this model; for Qwen1.5-1.8B {} more, {:.1} GB of f32 weights, gradients and AdamW moments (16 bytes a parameter), and one more forward and backward pass per mini-batch.",
                         grouped_digits(t.separate_critic_params),
                         grouped_digits(b.separate_critic_params),
                         b.separate_critic_bytes() as f64 / 1e9

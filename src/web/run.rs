@@ -12,10 +12,12 @@ use super::health::run::{Broken, RunHealth};
 use super::state::{Activity, AppState, Asked, Kept, Point, Stage};
 use super::worker;
 use crate::break_it::PRESETS;
+use crate::health::KlKnob;
 use crate::lab::run::KEPT_ITERATIONS;
 use crate::lab::timings::IterationTiming;
 use crate::lab::walkthrough::{AttentionMaps, StageTimes, Walkthrough};
 use crate::lab::wire::Iterated;
+use crate::ppo::Algorithm;
 use crate::ppo::iteration::metrics;
 
 impl AppState {
@@ -279,19 +281,28 @@ impl AppState {
         // to update on.
         let updated = walk.experience.updated();
         let u = |x: f32| if updated { x as f64 } else { f64::NAN };
+        // A critic-free member has no value loss, value clip or critic to chart (gaps, not 0),
+        // and its KL weight is its own `beta` (DAPO has none).
+        let critic = walk.experience.algorithm() == Algorithm::Ppo;
+        let c = |x: f64| if critic { x } else { f64::NAN };
+        let beta = match walk.experience.member.kl_knob() {
+            KlKnob::KlCoeff => walk.experience.kl_coeff as f64,
+            KlKnob::Beta { .. } => walk.family.beta as f64,
+            KlKnob::Absent => f64::NAN,
+        };
         self.history.update(|h| {
             h.push(Point {
                 iteration,
                 reward_mean: walk.experience.reward_mean(),
                 kl_mean: walk.experience.kl_mean(),
                 policy_clip_frac: u(stats.policy_clip_frac),
-                value_clip_frac: u(stats.value_clip_frac),
-                loss_value: u(stats.loss_value),
+                value_clip_frac: c(u(stats.value_clip_frac)),
+                loss_value: c(u(stats.loss_value)),
                 entropy: u(stats.loss_entropy),
                 approx_kl: u(stats.approx_kl),
                 grad_norm: u(stats.grad_norm),
-                explained_variance: walk.experience.explained_variance().unwrap_or(f64::NAN),
-                kl_coeff: walk.experience.kl_coeff as f64,
+                explained_variance: c(walk.experience.explained_variance().unwrap_or(f64::NAN)),
+                kl_coeff: beta,
                 kl_target: walk.kl_control.map_or(f64::NAN, |k| k.target),
                 times: walk.times,
                 member: walk.experience.member,

@@ -31,9 +31,11 @@ pub struct Point {
     pub approx_kl: f64,
     /// The gradient norm before clipping (mean over the update's steps).
     pub grad_norm: f64,
-    /// The critic's explained variance (NaN where there is none: GRPO, or equal returns).
+    /// The critic's explained variance (NaN where there is none: a critic-free member, or equal
+    /// returns).
     pub explained_variance: f64,
-    /// β, the KL coefficient the iteration's rewards used.
+    /// β, the KL weight the iteration's member used: PPO's `kl` (the coefficient its rewards
+    /// used), a critic-free member's `beta`; NaN for DAPO, which has none.
     pub kl_coeff: f64,
     /// The adaptive KL controller's target (NaN while β is fixed).
     pub kl_target: f64,

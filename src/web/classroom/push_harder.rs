@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use leptos::prelude::*;
 
-use crate::explain::format::{num, sci};
+use crate::explain::format::{count, num, sci};
 use crate::explore::policy_case;
 use crate::lab::walkthrough::{Replay, Walkthrough, response_ratio};
 use crate::ppo::clip_range::ClipRange;
@@ -163,12 +163,13 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
                         format!("No token of response {} left the band on the side its advantage pushes.", row + 1)
                     } else {
                         format!(
-                            "What clipping stops: in response {}, {n} tokens went past the band on the side their advantage pushes \
+                            "What clipping stops: in response {}, {} went past the band on the side their advantage pushes \
                              (▲: Â > 0 and ρ above {hi:.2}; ▼: Â < 0 and ρ below {lo:.2}). From there min() takes the flat clipped branch, \
                              so each token's own term no longer pushes it in further epochs; shared weights, other tokens and \
                              AdamW's momentum can still move it. Without the clip that term would keep pushing: a ▲ token's ratio \
                              further up, a ▼ token's further down.",
-                            row + 1
+                            row + 1,
+                            count(n, "token", "tokens")
                         )
                     }}
                 </p>

@@ -65,9 +65,13 @@ pub fn HealthPanel(state: AppState) -> impl IntoView {
         .iter()
         .enumerate()
         .map(|(i, p)| {
+            // A preset the settings in force refuse (16 epochs under REINFORCE, which takes one)
+            // is not offered: its title says why.
+            let refused = move || state.settings.with(|s| p.apply(s).groups().err());
             view! {
-                <button data-testid=format!("break-{}", p.key) title=p.about
-                    prop:disabled=busy
+                <button data-testid=format!("break-{}", p.key)
+                    title=move || refused().unwrap_or_else(|| p.about.to_string())
+                    prop:disabled=move || busy() || refused().is_some()
                     class:active=move || state.broken.with(|b| b.as_ref().is_some_and(|b| b.preset == i && b.fixed_after.is_none()))
                     on:click=move |_| state.break_with(i)>
                     {p.label}
@@ -156,9 +160,9 @@ pub fn HealthPanel(state: AppState) -> impl IntoView {
                 "After every iteration the page runs the trainer's checks (src/health/) on this "
                 "run's metrics: clip fractions, approx KL, the KL to the reference, the gradient "
                 "norm, the value loss, the critic's explained variance and the entropy. Break the "
-                "run on purpose and train to see what each failure looks like; each preset starts a "
-                "fresh run from the pretrained model, so the reward chart keeps the run before it "
-                "to compare."
+                "run on purpose and train to see what each failure looks like (each preset was tried on "
+                "PPO's recipe); each preset starts a fresh run from the pretrained model, so the reward "
+                "chart keeps the run before it to compare."
             </p>
             <div class="break-it" role="group" aria-label="Break it">
                 <span>"Break it: "</span>

@@ -20,6 +20,7 @@ impl RunHealth {
     pub fn new(settings: &LabSettings) -> Self {
         let run = RunSettings {
             max_grad_norm: settings.update_config().max_grad_norm.map(f64::from),
+            kl: settings.algo.kl_knob(),
         };
         Self {
             watch: Watch::new(History::new(), run, []),

@@ -12,6 +12,7 @@ use crate::explain::notes::notes;
 use crate::explain::provenance::Quantity;
 use crate::explore::gae_input_json;
 use crate::lab::walkthrough::Walkthrough;
+use crate::ppo::Algorithm;
 use crate::web::classroom::what_if_panel;
 use crate::web::family::family_panel;
 use crate::web::grpo::grpo_panel;
@@ -89,16 +90,31 @@ pub(super) fn gae(
             )
         })
         .collect_view();
+    // Under a critic-free member these are PPO's advantages, shown for comparison.
+    let member = walk.experience.member;
+    let not_used = (walk.experience.algorithm() != Algorithm::Ppo).then(|| {
+        format!(
+            "{}'s update does not use these advantages: it takes each response's advantage from \
+             the scores (the panels below).",
+            member.name()
+        )
+    });
     let formula = match (&current, whitened_shown, &walk.whiten) {
         (_, true, Some(w)) => view! {
             <div class="formula" data-testid="gae-formula">
                 <div>{format!("whitening over the batch's {} real tokens (mean {}, std {}, unbiased):", w.count, num(w.mean), num(w.std))}</div>
                 {mathml(math::whiten(w.mean, w.std))}
+                {not_used.clone().map(|s| view! { <p class="note" data-testid="gae-not-used">{s}</p> })}
             </div>
         }
         .into_any(),
         (_, true, None) => view! {
-            <div class="formula" data-testid="gae-formula">"whitening is off: the update uses A_t as computed"</div>
+            <div class="formula" data-testid="gae-formula">
+                {match not_used.clone() {
+                    Some(s) => view! { <p class="note" data-testid="gae-not-used">{s}</p> }.into_any(),
+                    None => "whitening is off: the update uses A_t as computed".into_any(),
+                }}
+            </div>
         }
         .into_any(),
         (Some(step), false, _) => {
@@ -142,7 +158,7 @@ pub(super) fn gae(
         </div>
         <details class="cli" data-testid="gae-cli">
             <summary>"Check these numbers with the command line"</summary>
-            <p>"Save this as " <code>"gae.json"</code> " and run " <code>"ppo-lens gae --table --whiten --input gae.json"</code> ":"</p>
+            <p>"Save this as " <code>"gae.json"</code> " and run " <code>{if walk.whiten.is_some() { "ppo-lens gae --table --whiten --input gae.json" } else { "ppo-lens gae --table --input gae.json" }}</code> ":"</p>
             <pre data-testid="gae-json">{gae_json(walk)}</pre>
         </details>
         {what_if_panel(state, walk, row)}

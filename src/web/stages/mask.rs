@@ -56,8 +56,13 @@ pub(super) fn mask(
         </p>
         <table class="numbers" id="alignment" data-testid="alignment">{align}</table>
         <p class="check" data-testid="tf-check" data-state=if diff < 1e-4 { "passed" } else { "failed" }>
-            "Live check: one teacher-forced pass over all rollouts reproduces the log-probabilities "
-            "recorded token by token. max |difference| = "
+            {if diff < 1e-4 {
+                "Live check: one teacher-forced pass over all rollouts reproduces the log-probabilities \
+                 recorded token by token (to 1e-4). max |difference| = "
+            } else {
+                "Live check failed: one teacher-forced pass over all rollouts does not reproduce the \
+                 log-probabilities recorded token by token (to 1e-4). max |difference| = "
+            }}
             <strong data-testid="tf-max-diff" data-v=exact(diff)>{format!("{diff:.2e}")}</strong>
         </p>
     }

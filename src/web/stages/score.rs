@@ -10,6 +10,7 @@ use crate::explain::notes::notes;
 use crate::explain::provenance::Quantity;
 use crate::explain::stage::real_len;
 use crate::lab::walkthrough::Walkthrough;
+use crate::ppo::family::KlPlacement;
 use crate::ppo::rewards::KlEstimator;
 use crate::web::guide::{notes_view, provenance_view, term};
 use crate::web::select::{
@@ -131,8 +132,32 @@ pub(super) fn score(
             "Drifting from the starting model is penalised: each token pays β times its "
             {term("KL", "KL")} " to a copy of the starting model that never trains. Without that "
             "penalty the policy can find text that games the score and forget how to write."
+            {kl_elsewhere(walk)}
         }.into_any())}
     }
     .into_any();
     columns(main, side)
+}
+
+/// Under a critic-free member, where its KL went instead of these token rewards (which are
+/// PPO's, shown for comparison); nothing under PPO.
+fn kl_elsewhere(walk: &Walkthrough) -> Option<String> {
+    let member = walk.experience.member;
+    let beta = num(walk.family.beta);
+    let went = match member.objective(0.2, 1).kl {
+        KlPlacement::TokenReward => return None,
+        KlPlacement::Loss => {
+            format!("its KL is a loss term, β · k3 per token with β = {beta} (the `beta` setting)")
+        }
+        KlPlacement::ResponseReward => format!(
+            "β · Σ_t KL_t with β = {beta} (the `beta` setting) comes off each response's score \
+             before its baseline"
+        ),
+        KlPlacement::Off => "it has no KL term at all".to_string(),
+    };
+    Some(format!(
+        " These r_t are PPO's token rewards, shown for comparison: {}'s update does not use them; \
+         {went}.",
+        member.name()
+    ))
 }

@@ -227,21 +227,58 @@ pub(super) fn update(
             "Sampling is the expensive part, so PPO reuses each batch for several epochs. Once the policy "
             "moves, its tokens' probabilities no longer match those it sampled with: the "
             {term("ratio", "ratio")} " π_new / π_old measures how far. The " {term("clip", "clip")}
-            " stops rewarding a token once its ratio has left [1 − ε, 1 + ε] on the side its advantage "
-            "pushes: there its gradient is 0. That is what keeps the update proximal. "
-            {format!(
-                "The value loss takes the larger of the unclipped and the clipped squared error, with the band \
-                 V_old ± {vclip}. When V_new has left the band after moving toward the return R (and has not \
-                 passed R by as much as the band's edge is from R), the clipped error is the larger and the \
-                 critic's gradient for that token is 0: no reward for moving further toward R in this update. \
-                 Outside the band on the side away from R, the unclipped error is the larger and pulls V_new \
-                 back; inside the band the two are equal and train it as usual."
-            )}
+            {clip_why(walk)}
+            {if critic {
+                format!(
+                    " The value loss takes the larger of the unclipped and the clipped squared error, with the band \
+                     V_old ± {vclip}. When V_new has left the band after moving toward the return R (and has not \
+                     passed R by as much as the band's edge is from R), the clipped error is the larger and the \
+                     critic's gradient for that token is 0: no reward for moving further toward R in this update. \
+                     Outside the band on the side away from R, the unclipped error is the larger and pulls V_new \
+                     back; inside the band the two are equal and train it as usual."
+                )
+            } else {
+                format!(" {} has no critic and no value loss.", walk.experience.member.name())
+            }}
             " The " {term("entropy", "entropy")} " column is the rollout policy's, per token."
         }.into_any())}
     }
     .into_any();
     columns(main, side)
+}
+
+/// What the clip does, for the member that ran: PPO's band (or DAPO's wider one above) on each
+/// token's ratio, RLOO's on the response's, none for REINFORCE. Follows "The clip".
+fn clip_why(walk: &Walkthrough) -> String {
+    let proximal = "there its gradient is 0. That is what keeps the update proximal.";
+    match (walk.update.grpo, walk.update.token_band()) {
+        (_, Some(band)) => {
+            let (low_edge, high_edge) = band.edges();
+            let band = if walk.update.grpo.is_none() {
+                "[1 − ε, 1 + ε]".to_string()
+            } else {
+                format!("[{low_edge:.2}, {high_edge:.2}]")
+            };
+            format!(
+                " stops rewarding a token once its ratio has left {band} on the side its advantage \
+                 pushes: {proximal}"
+            )
+        }
+        (Some(g), None) if g.clip.high.is_finite() => {
+            let (low_edge, high_edge) = g.clip.edges();
+            format!(
+                " of {} is on one ratio per response, the product of its tokens' ratios: once that \
+                 has left [{low_edge:.2}, {high_edge:.2}] on the side the response's advantage \
+                 pushes, {proximal}",
+                walk.experience.member.name()
+            )
+        }
+        _ => format!(
+            " is what {} does not have: its response's term pushes however far the ratio has \
+             moved, which is why it takes one epoch per batch.",
+            walk.experience.member.name()
+        ),
+    }
 }
 
 /// What the update minimised, in the member's own terms.
@@ -321,8 +358,8 @@ fn response_clip_sentence(walk: &Walkthrough, r: ResponseRatio) -> String {
         .map(|g| g.clip)
         .filter(|c| c.high.is_finite())
     else {
-        return "REINFORCE does not clip: the response's term pushes in every epoch, however far ρ \
-                has moved."
+        return "REINFORCE does not clip: the response's term pushes however far ρ has moved, which \
+                is why it takes one epoch per batch."
             .to_string();
     };
     let (low_edge, high_edge) = clip.edges();

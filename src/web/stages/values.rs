@@ -61,6 +61,11 @@ pub(super) fn values(
             "The critic estimates the return from every state, so each token can be judged against what "
             "was expected just before it: that comparison is the " {term("advantage", "advantage")} ". "
             "The value head is one linear layer on the same hidden states as the policy."
+            {(walk.experience.algorithm() != crate::ppo::Algorithm::Ppo).then(|| format!(
+                " That is PPO's way: {} has no critic. It neither trains this head nor uses its values, \
+                 and compares each response's score with other scores instead.",
+                walk.experience.member.name()
+            ))}
         }.into_any())}
     }
     .into_any();
