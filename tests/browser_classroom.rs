@@ -2082,7 +2082,8 @@ async fn predict_mode_asks_first_and_marks_answers_by_the_batchs_numbers() {
 /// numbers; the next pass leaves A_0, and a wrong entry is marked with a hint naming δ_0 and A_1
 /// while those two cells light up, a right one (the GAE table's A_0 to 4 decimals) is marked
 /// right; the pass after leaves A_1 and A_0, a non-number is told apart from a wrong number, and
-/// after a slip in A_1 an A_0 worked from it is a right step (the slip is marked once).
+/// after a slip in A_1 an A_0 worked from it is a right step (the slip is marked once) that says
+/// it used the student's A_1.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
 async fn the_faded_sweep_checks_right_and_wrong_entries_against_the_batch() {
@@ -2117,6 +2118,8 @@ async fn the_faded_sweep_checks_right_and_wrong_entries_against_the_batch() {
     page.click("faded-check").await;
     assert_eq!(page.attr("faded-a-0", "data-state").await, "right");
     assert!(!page.exists("faded-hint-0").await);
+    // The batch's own A_0 carries nothing of the student's.
+    assert!(!page.exists("faded-carried-0").await);
     assert_eq!(page.attr("faded-score", "data-right").await, "1");
 
     page.click("faded-next").await;
@@ -2155,6 +2158,8 @@ async fn the_faded_sweep_checks_right_and_wrong_entries_against_the_batch() {
     page.click("faded-check").await;
     assert_eq!(page.attr("faded-a-1", "data-state").await, "wrong");
     assert_eq!(page.attr("faded-a-0", "data-state").await, "right");
+    // The right step says it carries the student's own A_1.
+    assert_eq!(page.text("faded-carried-0").await, "from your A_1");
     page.js("document.querySelector('[data-testid=gae-faded]').scrollIntoView(); \
              window.scrollBy(0, -document.querySelector('[data-testid=sticky-bar]').offsetHeight - 10); return null;")
         .await;

@@ -50,6 +50,11 @@ fn an_unknown_subcommand_is_an_error_not_a_panic() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unrecognized subcommand 'trian'"), "{err}");
+    // No timed run at all is refused by name (it panicked taking the median of nothing).
+    let out = ppo_lens(&["bench", "--iters", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--iters") && err.contains("0"), "{err}");
 }
 
 #[test]

@@ -1191,4 +1191,43 @@ fn the_first_steps_policy_loss_is_minus_the_batchs_mean_advantage() {
         text.contains("not over each of its 2 mini-batches of 3 rows"),
         "{text}"
     );
+    // The critic-free members, averaged as their loss averages them: RLOO's advantages, one
+    // per response, sum to 0 over each group; GRPO's token-mean over responses of unequal
+    // lengths does not.
+    use ppo_lens::ppo::family::Family;
+    use ppo_lens::ppo::loss_agg::LossAgg;
+    for algo in [Family::Rloo, Family::Grpo] {
+        let s = LabSettings {
+            rollouts: 4,
+            minibatch: 4,
+            max_new_tokens: 12,
+            epochs: 1,
+            algo,
+            group: 2,
+            ..LabSettings::default()
+        };
+        let mut lab = Lab::new(&s, &Device::flex()).unwrap();
+        let walk = block_on(lab.iterate(&s, Some(0))).unwrap();
+        let used = walk.experience.batch();
+        let g = walk.update.grpo.unwrap();
+        let agg = if g.per_response {
+            LossAgg::SeqMeanTokenMean
+        } else {
+            g.agg
+        };
+        let m = agg.apply_ref(&used.advantages, &used.response_mask);
+        let text = zero_note(&walk);
+        let said = if m.abs() < 1e-6 {
+            "the first step's policy loss is 0 up to rounding".to_string()
+        } else {
+            format!("the first step's policy loss is {} up to", num(-m))
+        };
+        assert!(text.contains(&said), "{said} in {text}");
+        assert!(
+            (walk.stats.loss_policy + m).abs() < 1e-4,
+            "{algo:?}: {} against {}",
+            walk.stats.loss_policy,
+            -m
+        );
+    }
 }

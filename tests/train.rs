@@ -289,6 +289,13 @@ fn a_thirty_times_learning_rate_is_found_and_reported() {
         "{replayed}"
     );
     assert_eq!(listed(&replayed), found, "{replayed}");
+    // An effective config that cannot be read is said, not silently dropped.
+    std::fs::write(out.join("effective_config.yaml"), "ppo: [").unwrap();
+    let noted = report(&out);
+    assert!(
+        noted.contains("effective_config.yaml could not be read"),
+        "{noted}"
+    );
     // A directory that is not a run's is refused by name.
     let bad = ppo_lens(&["report", "configs"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(1));
@@ -350,6 +357,20 @@ fn resume_case(optimizer: &str) {
             step3.to_str().unwrap(),
         ],
         "key `ppo.use_8bit_adam`",
+    );
+    // So is a fixed KL coefficient other than the one it was trained with.
+    fails_with(
+        &[
+            "train",
+            "--config",
+            DEBUG,
+            &format!("training.output_dir={}", resumed.display()),
+            optimizer,
+            "ppo.kl_coeff=0.2",
+            "--resume",
+            step3.to_str().unwrap(),
+        ],
+        "key `ppo.kl_coeff` is 0.2 but the checkpoint",
     );
 
     // The weights after steps 4-6 depend on AdamW's moments from steps 1-3, so equal weights

@@ -41,8 +41,8 @@ impl fmt::Display for Failure {
         let ex = exercise(self.exercise);
         write!(
             f,
-            "exercise {} ({}), case \"{}\": {} is {}, expected {} (tolerance {TOLERANCE:e} \
-             relative)\n  hint: {}",
+            "exercise {} ({}), case \"{}\": {} is {}, expected {} (tolerance {TOLERANCE:e}, \
+             relative to values above 1)\n  hint: {}",
             ex.number, ex.function, self.case, self.element, self.got, self.expected, self.hint
         )
     }

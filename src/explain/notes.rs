@@ -327,26 +327,38 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                         )
                     }
                 ),
-                (Some(g), _) => format!(
-                    "A step's policy loss at ratio 1 is minus its mini-batch's advantages averaged \
-                     as {name}'s loss averages them ({}), which is not 0 in general: averaged so \
-                     over the whole batch the advantages {name}'s update used give {} here{}",
-                    if g.per_response {
+                (Some(g), _) => {
+                    let how = if g.per_response {
                         "one per response, over the responses"
                     } else {
                         g.agg.name()
-                    },
-                    num(loss_mean.unwrap_or(mean_adv)),
+                    };
+                    let m = loss_mean.unwrap_or(mean_adv);
                     if whole {
+                        // 0 up to rounding where the baseline makes them sum to 0 (RLOO's).
+                        let first = if m.abs() < 1e-6 {
+                            "0 up to rounding".to_string()
+                        } else {
+                            format!("{} up to the ratios' rounding", num(-m))
+                        };
                         format!(
-                            ", and one mini-batch is the whole batch: the first step's policy loss \
-                             is {} up to the ratios' rounding{later}",
-                            num(-loss_mean.unwrap_or(mean_adv))
+                            "A step's policy loss at ratio 1 is minus its mini-batch's advantages \
+                             averaged as {name}'s loss averages them ({how}). Here one mini-batch \
+                             is the whole batch, where the advantages {name}'s update used average \
+                             so to {}: the first step's policy loss is {first}{later}",
+                            num(m)
                         )
                     } else {
-                        ", and one mini-batch's average differs from the whole batch's".to_string()
+                        format!(
+                            "A step's policy loss at ratio 1 is minus its mini-batch's advantages \
+                             averaged as {name}'s loss averages them ({how}), which is not 0 in \
+                             general: averaged so over the whole batch the advantages {name}'s \
+                             update used give {} here, and one mini-batch's average differs from \
+                             the whole batch's",
+                            num(m)
+                        )
                     }
-                ),
+                }
             };
             let terms = match walk.update.grpo {
                 None => "policy, value and entropy",

@@ -95,8 +95,8 @@ enum Command {
         #[arg(long, default_value = "tiny,50M", value_delimiter = ',')]
         models: Vec<String>,
         /// Timed runs per workload (median; after one warm-up run; PPO and decode use at most 3).
-        #[arg(long, default_value_t = 3)]
-        iters: usize,
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+        iters: u64,
         /// One JSON line per model instead of the table.
         #[arg(long)]
         json: bool,
@@ -272,6 +272,8 @@ fn run() -> ExitCode {
             without,
             each_kernel,
         } => (|| {
+            // At least 1 (clap refuses 0).
+            let iters = iters as usize;
             let off = crate::cpu_fast::Kernel::parse_list(&without)
                 .map_err(|err| anyhow::anyhow!("--without: {err}"))?;
             crate::cpu_fast::only_without(&off);

@@ -1,5 +1,6 @@
-//! Training configs: YAML files with sections `model`, `data`, `training`, `rollout`, `ppo` and
-//! `grpo`, and the key `algorithm`.
+//! Training configs: YAML files with sections `model`, `data`, `training`, `rollout`, `ppo`, one
+//! per critic-free member (`grpo`, `dr_grpo`, `dapo`, `rloo`, `reinforce`), and the key
+//! `algorithm`.
 //!
 //! A file may start with `inherit: other.yaml` (a path relative to it): the other file is read
 //! first and this one's keys replace its keys, section by section (`configs/config_debug.yaml`
@@ -83,7 +84,8 @@ pub struct TrainingSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutSection {
-    /// Prompts per PPO iteration.
+    /// Responses per iteration: prompts × the member's `group_size` (one per prompt for PPO and
+    /// REINFORCE).
     pub batch_size: usize,
     pub max_new_tokens: usize,
     pub temperature: f32,
@@ -97,8 +99,8 @@ pub struct RolloutSection {
 pub struct AdaptiveKl {
     /// The KL per sequence the controller steers towards.
     pub target: f64,
-    /// Sequences over which the coefficient adapts: each iteration moves it by the clipped error
-    /// times (the batch's sequences / horizon).
+    /// Sequences over which the coefficient adapts: each iteration multiplies it by 1 + the
+    /// clipped error × (the batch's sequences / horizon).
     pub horizon: f64,
 }
 
@@ -113,7 +115,9 @@ pub struct PpoSection {
     #[serde(default)]
     pub value_bias_learning_rate: Option<f64>,
     pub weight_decay: f64,
-    /// Global gradient-norm clip; null for none.
+    /// Global gradient-norm clip; null for none. Required: a file that leaves it out is refused
+    /// rather than read as "no clipping".
+    #[serde(deserialize_with = "Option::deserialize")]
     pub max_grad_norm: Option<f64>,
     pub gamma: f64,
     pub lam: f64,
@@ -124,6 +128,8 @@ pub struct PpoSection {
     pub kl_coeff: f64,
     /// k1, k2 or k3.
     pub kl_estimator: String,
+    /// Null for a fixed `kl_coeff`. Required, as `max_grad_norm` is.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub adaptive_kl: Option<AdaptiveKl>,
     pub whiten_advantages: bool,
     pub use_8bit_adam: bool,
@@ -215,6 +221,12 @@ fn apply_override(map: &mut Mapping, text: &str) -> Result<()> {
         }
         node = match node.get_mut(&k) {
             Some(Value::Mapping(m)) => m,
+            // A section that is null here (`ppo.adaptive_kl: null`) is set whole.
+            Some(Value::Null) => bail!(
+                "override `{text}`: `{}` is null here; set it whole, e.g. `{}={{...}}`",
+                parts[..=i].join("."),
+                parts[..=i].join(".")
+            ),
             _ => bail!("override `{text}`: unknown key `{}`", parts[..=i].join(".")),
         };
     }
@@ -259,7 +271,7 @@ impl TrainConfig {
         check(
             matches!(t.device.as_str(), "cpu" | "flex" | "wgpu" | "cuda"),
             "training.device",
-            "must be cpu, wgpu or cuda",
+            "must be cpu (or flex, the same), wgpu or cuda",
             t.device.clone(),
         )?;
         check(
@@ -359,7 +371,8 @@ impl TrainConfig {
             p.value_bias_learning_rate.is_none_or(|lr| lr > 0.0),
             "ppo.value_bias_learning_rate",
             "must be > 0 or null",
-            format!("{:?}", p.value_bias_learning_rate),
+            p.value_bias_learning_rate
+                .map_or("null".to_string(), |x| x.to_string()),
         )?;
         check(
             p.weight_decay >= 0.0,
@@ -371,7 +384,8 @@ impl TrainConfig {
             p.max_grad_norm.is_none_or(|m| m > 0.0),
             "ppo.max_grad_norm",
             "must be > 0 or null",
-            format!("{:?}", p.max_grad_norm),
+            p.max_grad_norm
+                .map_or("null".to_string(), |x| x.to_string()),
         )?;
         check(
             (0.0..=1.0).contains(&p.gamma),
@@ -514,7 +528,16 @@ mod tests {
     #[test]
     fn bad_values_name_the_key() {
         let file = configs().join("config_debug.yaml");
-        let cases: [(&str, &str); 8] = [
+        let cases: [(&str, &str); 10] = [
+            (
+                "ppo.adaptive_kl.target=6",
+                "override `ppo.adaptive_kl.target=6`: `ppo.adaptive_kl` is null here; set it \
+                 whole, e.g. `ppo.adaptive_kl={...}`",
+            ),
+            (
+                "ppo.max_grad_norm=-1",
+                "key `ppo.max_grad_norm` must be > 0 or null, found -1",
+            ),
             (
                 "ppo.clip_ratio=-0.2",
                 "key `ppo.clip_ratio` must be > 0, found -0.2",
@@ -572,6 +595,19 @@ mod tests {
         assert!(err(&file, &[]).contains("`inherit` loops back"));
         std::fs::write(&file, "ppo: [1, 2\n").unwrap();
         assert!(err(&file, &[]).contains("not valid YAML"));
+        // A key whose null means "none" must still be there: left out, it is named, not read
+        // as none (no gradient clipping, a fixed KL coefficient).
+        let full = std::fs::read_to_string(configs().join("config.yaml")).unwrap();
+        for key in ["max_grad_norm", "adaptive_kl"] {
+            let without: String = full
+                .lines()
+                .filter(|l| !l.trim_start().starts_with(&format!("{key}:")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            std::fs::write(&file, without).unwrap();
+            let e = err(&file, &[]);
+            assert!(e.contains(&format!("missing field `{key}`")), "{e}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

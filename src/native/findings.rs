@@ -152,7 +152,14 @@ pub fn report(dir: &Path) -> Result<String> {
         .collect();
     let step = |row: &Map<String, Value>| row.get("step").and_then(Value::as_u64).unwrap_or(0);
     // The run's own settings, where it wrote them: the step count and the gradient-norm limit.
-    let config = super::config::load_config(&dir.join(EFFECTIVE_CONFIG), &[]).ok();
+    // One that cannot be read is said, not dropped: the findings replayed below then assume PPO
+    // and no gradient-norm limit.
+    let config_path = dir.join(EFFECTIVE_CONFIG);
+    let (config, unread) = match super::config::load_config(&config_path, &[]) {
+        Ok(c) => (Some(c), None),
+        Err(e) if config_path.exists() => (None, Some(format!("{e:#}"))),
+        Err(_) => (None, None),
+    };
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -167,6 +174,13 @@ pub fn report(dir: &Path) -> Result<String> {
             c.training.total_ppo_steps
         )),
     );
+    if let Some(e) = unread {
+        let _ = writeln!(
+            out,
+            "note: {} could not be read ({e}); its settings are not used below",
+            config_path.display()
+        );
+    }
     if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
         let middle = &rows[rows.len() / 2];
         let _ = writeln!(

@@ -81,6 +81,8 @@ pub fn gae_quiz(
             }
             continue;
         }
+        // The student's last answer, as the A_{t+1} their next step may build on.
+        let mut own_next: Option<(usize, f32)> = None;
         for step in faded::blank_steps(&trace, blanks) {
             write!(out, "A_{} = ", step.t)?;
             out.flush()?;
@@ -93,14 +95,22 @@ pub fn gae_quiz(
             if echo {
                 writeln!(out, "{answer}")?;
             }
+            let own = own_next
+                .take()
+                .filter(|&(t, _)| t == step.t + 1)
+                .map(|(_, a)| a);
+            own_next = crate::predict::parse_number(answer).map(|a| (step.t, a));
             if answer.is_empty() {
                 tally.skipped += 1;
                 writeln!(out, "  skipped: {}", step.advantage_formula(params))?;
                 continue;
             }
             tally.asked += 1;
-            // Each answer is followed by the step worked out, so the next builds on the batch's A_t.
-            match faded::check(step, step.advantage, answer, "delta") {
+            // Checked as a step from the student's own A_{t+1} where they answered it (a slip is
+            // marked once), or against the batch's A_t, which the worked step after each answer
+            // shows.
+            let expected = faded::expected(step, params, own);
+            match faded::check(step, expected, answer, "delta") {
                 Check::Right => {
                     tally.right += 1;
                     writeln!(out, "  right: {}", step.advantage_formula(params))?;
@@ -253,6 +263,27 @@ mod tests {
         );
         assert!(out.contains("(no more answers)"));
         assert!(out.ends_with("0 of 0 right.\n"), "{out}");
+    }
+
+    /// A slip in A_1 (−0.665 for −0.655) is marked once: A_0 built on it, 1.25 + 0.855 ×
+    /// (−0.665) = 0.681425, is a right step, as the hint's "or your answer just before this one"
+    /// promises.
+    #[test]
+    fn a_step_built_on_the_students_own_slip_is_right() {
+        let (tally, out) = run("0.690\n-0.665\n0.681\n");
+        assert_eq!(
+            tally,
+            Tally {
+                right: 2,
+                asked: 3,
+                skipped: 0
+            },
+            "{out}"
+        );
+        assert!(out.contains("not quite: you wrote -0.665."), "{out}");
+        // Without the student's A_1 (a skip), A_0 is the batch's.
+        let (tally, out) = run("0.690\n\n0.681\n");
+        assert_eq!(tally.right, 1, "{out}");
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub struct DapoSection {
     pub dynamic_sampling: bool,
 }
 
-/// RLOO's keys (TRL's RLOOTrainer's names).
+/// RLOO's keys (`group_size` is TRL RLOOTrainer's `num_generations`, once `rloo_k`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RlooSection {

@@ -1,6 +1,7 @@
 //! `ppo-lens train`: the PPO (or GRPO) loop on a config file, with metrics, plots and checkpoints.
 //!
-//! Each step: pick `rollout.batch_size` problems, collect experience with the current policy
+//! Each step: pick `rollout.batch_size` responses' worth of problems (divided by the member's
+//! `group_size`), collect experience with the current policy
 //! (rollout, GSM8K scores, reference logprobs, token rewards, GAE, whitening), run the update,
 //! adapt the KL coefficient, append one row to `metrics.jsonl`. With a critic-free `algorithm`
 //! (`grpo`, `dr_grpo`, `dapo`, `rloo`: each prompt sampled its section's `group_size` times;
@@ -250,6 +251,18 @@ pub fn train(
                     p.use_8bit_adam,
                     dir.display(),
                     state.optimizer
+                );
+            }
+            // A fixed coefficient is the run's setting, not state: one that differs from the
+            // checkpoint's would silently be replaced by it (the adaptive one is the
+            // controller's state, and carries on from the checkpoint).
+            if p.adaptive_kl.is_none() && state.kl_coeff != p.kl_coeff {
+                bail!(
+                    "key `ppo.kl_coeff` is {} but the checkpoint {} was trained with {}: resume \
+                     with the value it was trained with",
+                    p.kl_coeff,
+                    dir.display(),
+                    state.kl_coeff
                 );
             }
             let loaded = load_dir(dir, policy_precision, value_init, t.seed, &train_device)?;

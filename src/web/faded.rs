@@ -80,6 +80,11 @@ pub fn FadedSweep(state: AppState) -> impl IntoView {
                     let state_key = check.as_ref().map_or("open", Check::key);
                     let done = check == Some(Check::Right);
                     let value = typed.with_untracked(|m| m.get(&t).cloned().unwrap_or_default());
+                    // Right as a step from the student's own A_{t+1}, not the batch's A_t: the
+                    // step is sound and carries the slip before it; say whose A_{t+1} it used.
+                    let carried = done
+                        && crate::predict::parse_number(&value)
+                            .is_some_and(|x| (x - step.advantage).abs() > faded::TOLERANCE);
                     view! {
                         <td class="num faded-blank" class:needed=lit(&a_id) data-testid=a_id.clone() data-state=state_key>
                             <input type="text" inputmode="decimal" autocomplete="off"
@@ -89,9 +94,16 @@ pub fn FadedSweep(state: AppState) -> impl IntoView {
                                 prop:value=value
                                 on:input=move |ev| typed.update(|m| { m.insert(t, event_target_value(&ev)); }) />
                             {match check {
-                                Some(Check::Right) => " ✓",
-                                Some(_) => " ✗",
-                                None => "",
+                                Some(Check::Right) if carried => view! {
+                                    " ✓"
+                                    <span class="faded-carried" data-testid=format!("faded-carried-{t}")>
+                                        {format!("from your A_{}", t + 1)}
+                                    </span>
+                                }
+                                .into_any(),
+                                Some(Check::Right) => " ✓".into_any(),
+                                Some(_) => " ✗".into_any(),
+                                None => "".into_any(),
                             }}
                         </td>
                     }
