@@ -1,0 +1,143 @@
+//! The config loader's tests: inheritance, overrides, and each bad value named.
+
+use super::*;
+
+fn configs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("configs")
+}
+
+fn err(file: &Path, overrides: &[&str]) -> String {
+    let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    format!("{:#}", load_config(file, &o).unwrap_err())
+}
+
+#[test]
+fn the_shipped_configs_load_and_debug_inherits_the_main_one() {
+    let main = load_config(&configs().join("config.yaml"), &[]).unwrap();
+    let debug = load_config(&configs().join("config_debug.yaml"), &[]).unwrap();
+    assert_eq!(
+        (main.training.device.as_str(), main.training.dtype.as_str()),
+        ("cuda", "bfloat16")
+    );
+    assert_eq!(
+        (
+            debug.training.device.as_str(),
+            debug.training.dtype.as_str()
+        ),
+        ("cpu", "float32")
+    );
+    assert_eq!(debug.data.source, DataSource::GsmMini);
+    assert!(!debug.ppo.use_8bit_adam);
+    // Keys the debug file does not set come from config.yaml.
+    assert_eq!(debug.ppo.clip_ratio, main.ppo.clip_ratio);
+    assert_eq!(debug.ppo.gamma, main.ppo.gamma);
+    // The effective config reads back to the same values.
+    let again: TrainConfig = serde_yaml::from_str(&debug.to_yaml()).unwrap();
+    assert_eq!(again, debug);
+}
+
+#[test]
+fn overrides_replace_values_by_key_path() {
+    let file = configs().join("config_debug.yaml");
+    let o = vec![
+        "ppo.epochs=7".to_string(),
+        "training.output_dir=/tmp/x".to_string(),
+        "ppo.adaptive_kl={target: 6, horizon: 10000}".to_string(),
+    ];
+    let c = load_config(&file, &o).unwrap();
+    assert_eq!(c.ppo.epochs, 7);
+    assert_eq!(c.training.output_dir, PathBuf::from("/tmp/x"));
+    assert_eq!(
+        c.ppo.adaptive_kl,
+        Some(AdaptiveKl {
+            target: 6.0,
+            horizon: 10000.0
+        })
+    );
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let file = configs().join("config_debug.yaml");
+    let cases: [(&str, &str); 10] = [
+        (
+            "ppo.adaptive_kl.target=6",
+            "override `ppo.adaptive_kl.target=6`: `ppo.adaptive_kl` is null here; set it \
+             whole, e.g. `ppo.adaptive_kl={...}`",
+        ),
+        (
+            "ppo.max_grad_norm=-1",
+            "key `ppo.max_grad_norm` must be > 0 or null, found -1",
+        ),
+        (
+            "ppo.clip_ratio=-0.2",
+            "key `ppo.clip_ratio` must be > 0, found -0.2",
+        ),
+        (
+            "ppo.gamma=1.5",
+            "key `ppo.gamma` must be in [0, 1], found 1.5",
+        ),
+        (
+            "ppo.mini_batch_size=1000",
+            "key `ppo.mini_batch_size` must be in 1..=",
+        ),
+        ("ppo.epochs=two", "ppo.epochs: invalid type: string \"two\""),
+        (
+            "ppo.epoch=2",
+            "override `ppo.epoch=2`: unknown key `ppo.epoch`",
+        ),
+        ("ppo=2", "ppo: invalid type: integer `2`"),
+        (
+            "training.dtype=bfloat16",
+            "key `training.device` must be cuda for training.dtype bfloat16, found cpu",
+        ),
+        (
+            "ppo.kl_estimator=k4",
+            "key `ppo.kl_estimator` must be k1, k2 or k3, found k4",
+        ),
+    ];
+    for (o, want) in cases {
+        let e = err(&file, &[o]);
+        assert!(e.contains(want), "{o}: {e}");
+    }
+    assert!(err(&file, &["nonsense"]).contains("expected key.sub=value"));
+    let e = err(&file, &["ppo.use_8bit_adam=true", "training.device=wgpu"]);
+    assert!(
+        e.contains("key `ppo.use_8bit_adam` must be false on training.device wgpu"),
+        "{e}"
+    );
+    assert!(load_config(&file, &["ppo.use_8bit_adam=true".to_string()]).is_ok());
+}
+
+#[test]
+fn unknown_keys_in_a_file_are_named() {
+    let dir = std::env::temp_dir().join(format!("ppo-lens-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("c.yaml");
+    let base = configs().join("config_debug.yaml");
+    std::fs::write(
+        &file,
+        format!("inherit: {}\nppo:\n  clip_ratoi: 0.3\n", base.display()),
+    )
+    .unwrap();
+    let e = err(&file, &[]);
+    assert!(e.contains("ppo: unknown field `clip_ratoi`"), "{e}");
+    std::fs::write(&file, format!("inherit: {}\n", file.display())).unwrap();
+    assert!(err(&file, &[]).contains("`inherit` loops back"));
+    std::fs::write(&file, "ppo: [1, 2\n").unwrap();
+    assert!(err(&file, &[]).contains("not valid YAML"));
+    // A key whose null means "none" must still be there: left out, it is named, not read
+    // as none (no gradient clipping, a fixed KL coefficient).
+    let full = std::fs::read_to_string(configs().join("config.yaml")).unwrap();
+    for key in ["max_grad_norm", "adaptive_kl"] {
+        let without: String = full
+            .lines()
+            .filter(|l| !l.trim_start().starts_with(&format!("{key}:")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&file, without).unwrap();
+        let e = err(&file, &[]);
+        assert!(e.contains(&format!("missing field `{key}`")), "{e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
