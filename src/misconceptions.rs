@@ -246,7 +246,7 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
     } else {
         (kl_sum / kl_n as f64) as f32
     };
-    let trained = match exp.member.objective(0.2, 1).kl {
+    let trained = match exp.member.kl_placement() {
         KlPlacement::TokenReward => {
             "This iteration trained with PPO: its KL was in the rewards.".to_string()
         }

@@ -1132,7 +1132,14 @@ async fn the_loop_diagram_the_tour_and_the_glossary_guide_a_beginner() {
     assert!(page.has_class("loop-node-policy", "lit").await);
     assert!(!page.has_class("loop-node-gae", "lit").await);
     // Each arrow carries its tensor with this batch's shape.
-    assert_eq!(page.text("loop-edge-1").await, "ids, log π_old [4 × 12]");
+    // The ids hold the prompt and the response, the log-probabilities the response only.
+    let ids = page.text("loop-edge-1").await;
+    let width: usize = ids
+        .strip_prefix("ids [4 × ")
+        .and_then(|rest| rest.strip_suffix("], log π_old [4 × 12]"))
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("{ids}"));
+    assert!(width > 12, "{ids}");
     assert_eq!(page.text("loop-edge-3").await, "V(s_t) [4 × 12], for GAE");
     assert_eq!(
         page.text("loop-edge-6").await,
@@ -1178,6 +1185,8 @@ async fn the_loop_diagram_the_tour_and_the_glossary_guide_a_beginner() {
             "tour stop {i}"
         );
         assert_eq!(page.text("tour-text").await, texts[i]);
+        // Under PPO the tour's own sentences hold.
+        assert!(!page.exists("tour-member").await, "tour stop {i}");
         // The tour asks before it shows, where the stage has a question on this batch.
         if *stage == "values" {
             assert_eq!(

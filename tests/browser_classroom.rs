@@ -933,6 +933,28 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
                 .unwrap()
                 .to_string()
         };
+        // The tour's sentences are PPO's; under another member each stop adds what it does.
+        page.press("t").await;
+        assert_eq!(page.exists("tour-member").await, !critic, "{name}");
+        if !critic {
+            let note = page.text("tour-member").await;
+            assert!(
+                note.starts_with(&format!("This batch trained with {name}")),
+                "{note}"
+            );
+            page.click("tour-next").await;
+            page.click("tour-next").await;
+            let score = page.text("tour-member").await;
+            assert!(
+                score.starts_with(&format!("{name}'s update does not use these token rewards")),
+                "{score}"
+            );
+            if *key == "rloo" {
+                page.screenshot("classroom-tour-rloo.png").await;
+            }
+        }
+        page.press("\u{E00C}").await; // Escape
+        assert!(!page.exists("tour").await);
         page.click("tab-score").await;
         let why = whys().await;
         let elsewhere = match *key {

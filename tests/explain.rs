@@ -5,11 +5,11 @@
 use burn::tensor::Device;
 use ppo_lens::compute::block_on;
 use ppo_lens::explain::format::num;
-use ppo_lens::explain::guide::{LOOP, TOUR, loop_edges};
+use ppo_lens::explain::guide::{LOOP, TOUR, loop_edges, tour_member_note};
 use ppo_lens::explain::math;
 use ppo_lens::explain::notes::notes;
 use ppo_lens::explain::provenance::{Quantity, provenance};
-use ppo_lens::explain::stage::{StageKey, real_len};
+use ppo_lens::explain::stage::{StageKey, followed, real_len};
 use ppo_lens::lab::run::Lab;
 use ppo_lens::lab::settings::LabSettings;
 use ppo_lens::lab::walkthrough::Walkthrough;
@@ -377,7 +377,10 @@ fn the_loop_carries_the_batch_shapes_and_the_tour_visits_every_stage() {
     let edges = loop_edges(&walk);
     let p = walk.experience.rollout.prompt_len;
     assert_eq!(edges[0], format!("prompts [6 × {p}]"));
-    assert_eq!(edges[1], "ids, log π_old [6 × 20]");
+    assert_eq!(
+        edges[1],
+        format!("ids [6 × {}], log π_old [6 × 20]", p + 20)
+    );
     assert!(edges[5].contains("[6 × 20]"));
     assert_eq!(LOOP.len(), edges.len());
     // Every stage but the causal mask (inside the update) has a node; the tour visits all seven.
@@ -385,6 +388,10 @@ fn the_loop_carries_the_batch_shapes_and_the_tour_visits_every_stage() {
         assert!(TOUR.iter().any(|(s, _)| *s == stage), "{stage:?}");
     }
     assert_eq!(TOUR.len(), StageKey::ALL.len());
+    // Under PPO the tour's own sentences hold: no stop adds a member's note.
+    for stage in StageKey::ALL {
+        assert_eq!(tour_member_note(&walk, stage), None, "{stage:?}");
+    }
 }
 
 /// The text of MathML: its tags left out.
@@ -708,6 +715,60 @@ fn the_update_is_described_in_the_members_own_terms() {
         assert!(walk.stats.optimizer_steps > 0, "{}", member.name());
         let eps = walk.update.coeffs.clip_ratio;
         let name = member.name();
+        // Each tour stop but the causal mask says what the member does instead of PPO.
+        let tour = |stage| tour_member_note(&walk, stage).unwrap_or_default();
+        assert_eq!(tour_member_note(&walk, StageKey::Mask), None);
+        assert!(tour(StageKey::Overview).contains(name), "{name}");
+        let (score, values, gae, update) = (
+            tour(StageKey::Score),
+            tour(StageKey::Values),
+            tour(StageKey::Gae),
+            tour(StageKey::Update),
+        );
+        assert!(
+            score.contains("does not use these token rewards"),
+            "{score}"
+        );
+        let beta = format!("β = {}", num(walk.family.beta));
+        assert_eq!(score.contains(&beta), member != Family::Dapo, "{score}");
+        assert_eq!(
+            score.contains("no KL term"),
+            member == Family::Dapo,
+            "{score}"
+        );
+        let baseline = match member {
+            Family::Dapo => "the mean score of its group",
+            Family::Rloo => "the other responses to its prompt",
+            _ => "the batch's mean score",
+        };
+        assert!(
+            values.contains(baseline) && gae.contains(baseline),
+            "{values} {gae}"
+        );
+        assert_eq!(
+            gae.contains("divided by the group's std"),
+            member == Family::Dapo,
+            "{gae}"
+        );
+        let said_band = match member {
+            Family::Dapo => format!("each token's ratio to [{:.2}, 1.28]", 1.0 - eps),
+            Family::Rloo => format!(
+                "the product of its tokens' ratios, and clips that to [{:.2}, {:.2}]",
+                1.0 - eps,
+                1.0 + eps
+            ),
+            _ => "has no clip".to_string(),
+        };
+        assert!(update.contains(&said_band), "{said_band} in {update}");
+        // The pinned table follows no value (there is no critic) and the member's own
+        // advantage, one value on every token of a response.
+        let f = followed(&walk, 0);
+        assert_eq!(f.start_value, None, "{name}");
+        assert!(
+            (f.mean_advantage - exp.group_advantages[0][0]).abs() < 1e-6,
+            "{name}: {f:?} against {}",
+            exp.group_advantages[0][0]
+        );
         let per_response = member != Family::Dapo;
         assert_eq!(walk.update.token_band().is_none(), per_response);
         if !per_response {
@@ -1162,6 +1223,15 @@ fn the_first_steps_policy_loss_is_minus_the_batchs_mean_advantage() {
             .filter(|(_, m)| **m > 0.0)
             .fold((0f64, 0usize), |(s, n), (a, _)| (s + *a as f64, n + 1));
         let mean = (sum / n as f64) as f32;
+        // The pinned table follows the critic's first value and the advantages the update used.
+        let f = followed(&walk, 0);
+        assert_eq!(f.start_value, Some(walk.experience.rollout.values[0][0]));
+        let real = real_len(&walk, 0);
+        let row_mean = used.advantages[0][..real].iter().sum::<f32>() / real as f32;
+        assert!(
+            (f.mean_advantage - row_mean).abs() < 1e-6,
+            "{f:?} {row_mean}"
+        );
         let text = zero_note(&walk);
         let said = if whiten {
             "the first step's policy loss is 0 up to rounding".to_string()
@@ -1216,6 +1286,14 @@ fn the_first_steps_policy_loss_is_minus_the_batchs_mean_advantage() {
             g.agg
         };
         let m = agg.apply_ref(&used.advantages, &used.response_mask);
+        if algo == Family::Grpo {
+            let score = tour_member_note(&walk, StageKey::Score).unwrap();
+            let want = format!(
+                "a loss term, β·k3 per token, with its own β = {}",
+                num(g.beta)
+            );
+            assert!(score.contains(&want), "{want} in {score}");
+        }
         let text = zero_note(&walk);
         let said = if m.abs() < 1e-6 {
             "the first step's policy loss is 0 up to rounding".to_string()

@@ -6,7 +6,7 @@
 use burn::tensor::Device;
 use ppo_lens::break_it::{PRESET_ITERATIONS, PRESETS};
 use ppo_lens::compute::block_on;
-use ppo_lens::health::{Check, History, KlKnob, RunSettings, findings};
+use ppo_lens::health::{AdvantageScale, Check, History, KlKnob, RunSettings, findings};
 use ppo_lens::lab::run::Lab;
 use ppo_lens::lab::settings::LabSettings;
 use ppo_lens::ppo::iteration::metrics;
@@ -20,6 +20,7 @@ fn run(settings: &LabSettings, n: usize) -> (Vec<Vec<Check>>, History) {
     let run_settings = RunSettings {
         max_grad_norm: Some(1.0),
         kl: settings.algo.kl_knob(),
+        scale: settings.advantage_scale(),
     };
     for _ in 0..n {
         let walk = block_on(lab.iterate(settings, None)).unwrap();
@@ -194,13 +195,18 @@ fn the_advice_names_settings_that_exist_on_each_face() {
             "{}: {title}",
             check.key()
         );
-        for kl in [
+        for (kl, scale) in [
             KlKnob::KlCoeff,
             KlKnob::Beta { section: "grpo" },
             KlKnob::Absent,
-        ] {
-            let page = fill(check.advice_template(kl), knob_name);
-            let trainer = fill(check.advice_template(kl), |k| k.config_key().to_string());
+        ]
+        .into_iter()
+        .flat_map(|kl| SCALES.map(|scale| (kl, scale)))
+        {
+            let page = fill(check.advice_template(kl, scale), knob_name);
+            let trainer = fill(check.advice_template(kl, scale), |k| {
+                k.config_key().to_string()
+            });
             for knob in Knob::ALL.into_iter().filter(|k| k.page_key().is_some()) {
                 assert!(!page.contains(knob.config_key()), "{}: {page}", check.key());
             }
@@ -209,9 +215,129 @@ fn the_advice_names_settings_that_exist_on_each_face() {
     }
     assert_eq!(
         fill(
-            Check::ApproxKlHigh.advice_template(KlKnob::KlCoeff),
+            Check::ApproxKlHigh.advice_template(KlKnob::KlCoeff, AdvantageScale::Scaled),
             knob_name
         ),
         "lower learning rate (lr) or epochs"
     );
+}
+
+const SCALES: [AdvantageScale; 5] = [
+    AdvantageScale::Scaled,
+    AdvantageScale::WhitenOff,
+    AdvantageScale::GroupStdOff,
+    AdvantageScale::NormalizeOff,
+    AdvantageScale::Unscaled,
+];
+
+/// The clip advice follows how the run scales its advantages, on each face: it asks to check
+/// the whitening only where it is off, names the member's own switch (PPO's whitening, GRPO's
+/// std, the trainer's RLOO normalising), and says a member that has none does not scale them.
+#[test]
+fn the_clip_advice_follows_how_the_run_scales_its_advantages() {
+    use ppo_lens::health::Finding;
+    use ppo_lens::lab::settings::knob_name;
+    use ppo_lens::native::config::load_config;
+    use ppo_lens::native::recipe::health_settings;
+    use ppo_lens::ppo::family::Family;
+    use ppo_lens::ppo::group_advantages::RewardScale;
+    let advice = |settings: RunSettings, page: bool| {
+        let f = Finding {
+            check: Check::PolicyClipHigh,
+            metric: "params/policy_clip_frac",
+            threshold: 0.5,
+            window: 1,
+            value: 0.8,
+            meaning: String::new(),
+            kl: settings.kl,
+            scale: settings.scale,
+        };
+        if page {
+            f.advice(knob_name)
+        } else {
+            f.trainer_advice()
+        }
+    };
+    // The trainer, from configs/config_debug.yaml with each member and its switch.
+    let debug = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/configs/config_debug.yaml"
+    ));
+    let trainer = |overrides: &[&str]| {
+        let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        let config = load_config(debug, &o).unwrap_or_else(|e| panic!("{overrides:?}: {e:#}"));
+        advice(health_settings(&config), false)
+    };
+    let whitened = trainer(&["algorithm=ppo", "ppo.whiten_advantages=true"]);
+    assert_eq!(whitened, "lower ppo.learning_rate or ppo.epochs");
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["algorithm=ppo", "ppo.whiten_advantages=false"],
+            "turn ppo.whiten_advantages back on",
+        ),
+        (
+            &["algorithm=grpo", "grpo.scale_rewards=none"],
+            "set grpo.scale_rewards to group",
+        ),
+        (
+            &["algorithm=rloo", "rloo.normalize_advantages=false"],
+            "turn rloo.normalize_advantages on",
+        ),
+        (
+            &["algorithm=dr_grpo"],
+            "this member does not scale its advantages",
+        ),
+        (
+            &["algorithm=reinforce", "ppo.epochs=1"],
+            "this member does not scale its advantages",
+        ),
+        (&["algorithm=dapo"], "lower ppo.learning_rate or ppo.epochs"),
+    ];
+    for (overrides, want) in cases {
+        let got = trainer(overrides);
+        assert!(got.contains(want), "{overrides:?}: {got}");
+    }
+    for scaled in [
+        &["algorithm=grpo", "grpo.scale_rewards=group"][..],
+        &["algorithm=rloo", "rloo.normalize_advantages=true"],
+    ] {
+        assert_eq!(trainer(scaled), whitened, "{scaled:?}");
+    }
+    // The page, from its own settings: its RLOO has no normalising switch to name.
+    let page = |algo: Family, whiten: bool, scale: RewardScale| {
+        let s = LabSettings {
+            algo,
+            whiten,
+            scale,
+            ..LabSettings::default()
+        };
+        let run = RunSettings {
+            max_grad_norm: Some(1.0),
+            kl: algo.kl_knob(),
+            scale: s.advantage_scale(),
+        };
+        advice(run, true)
+    };
+    assert_eq!(
+        page(Family::Ppo, true, RewardScale::Group),
+        "lower learning rate (lr) or epochs"
+    );
+    let off = page(Family::Ppo, false, RewardScale::Group);
+    assert!(
+        off.contains(&knob_name(ppo_lens::health::Knob::Whiten)),
+        "{off}"
+    );
+    let grpo = page(Family::Grpo, true, RewardScale::None);
+    let set_group = format!(
+        "set {} to group",
+        knob_name(ppo_lens::health::Knob::ScaleRewards)
+    );
+    assert!(grpo.contains(&set_group), "{grpo}");
+    for member in [Family::Rloo, Family::DrGrpo, Family::Reinforce] {
+        let a = page(member, true, RewardScale::Group);
+        assert!(
+            a.contains("does not scale") && !a.contains("trainer"),
+            "{a}"
+        );
+    }
 }

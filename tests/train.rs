@@ -340,36 +340,23 @@ fn resume_case(optimizer: &str) {
         &resumed,
         &[&small[..], &["--resume", step3.to_str().unwrap()]].concat(),
     ));
+    // Resuming from step 3 with `extra` settings fails, saying `want`.
+    let out_key = format!("training.output_dir={}", resumed.display());
+    let refused = |extra: &[&str], want: &str| {
+        let head = ["train", "--config", DEBUG, &out_key];
+        let tail = ["--resume", step3.to_str().unwrap()];
+        fails_with(&[&head[..], extra, &tail[..]].concat(), want);
+    };
     // The other optimizer cannot take this state over.
     let other = if optimizer.ends_with("true") {
         "ppo.use_8bit_adam=false"
     } else {
         "ppo.use_8bit_adam=true"
     };
-    fails_with(
-        &[
-            "train",
-            "--config",
-            DEBUG,
-            &format!("training.output_dir={}", resumed.display()),
-            other,
-            "--resume",
-            step3.to_str().unwrap(),
-        ],
-        "key `ppo.use_8bit_adam`",
-    );
+    refused(&[other], "key `ppo.use_8bit_adam`");
     // So is a fixed KL coefficient other than the one it was trained with.
-    fails_with(
-        &[
-            "train",
-            "--config",
-            DEBUG,
-            &format!("training.output_dir={}", resumed.display()),
-            optimizer,
-            "ppo.kl_coeff=0.2",
-            "--resume",
-            step3.to_str().unwrap(),
-        ],
+    refused(
+        &[optimizer, "ppo.kl_coeff=0.2"],
         "key `ppo.kl_coeff` is 0.2 but the checkpoint",
     );
 
@@ -401,18 +388,7 @@ fn resume_case(optimizer: &str) {
 
     // A checkpoint without its optimizer state is refused, naming the file.
     std::fs::remove_file(step3.join("optimizer.burnpack")).unwrap();
-    fails_with(
-        &[
-            "train",
-            "--config",
-            DEBUG,
-            &format!("training.output_dir={}", resumed.display()),
-            optimizer,
-            "--resume",
-            step3.to_str().unwrap(),
-        ],
-        "optimizer.burnpack: cannot read",
-    );
+    refused(&[optimizer], "optimizer.burnpack: cannot read");
     let _ = std::fs::remove_dir_all(&straight);
     let _ = std::fs::remove_dir_all(&resumed);
 }

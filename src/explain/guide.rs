@@ -1,9 +1,11 @@
 //! The words of the page's guide: the PPO loop's nodes and the tensors on its arrows with this
 //! batch's shapes, the objective in one sentence, the tour, and the glossary.
 
-use super::format::count;
+use super::format::{count, num};
 use super::stage::StageKey;
 use crate::lab::walkthrough::Walkthrough;
+use crate::ppo::family::{Baseline, Family, KlPlacement};
+use crate::ppo::group_advantages::RewardScale;
 
 /// One node of the loop diagram.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -62,7 +64,7 @@ pub fn loop_edges(walk: &Walkthrough) -> [String; 7] {
     let p = ro.prompt_len;
     [
         format!("prompts [{b} × {p}]"),
-        format!("ids, log π_old [{b} × {r}]"),
+        format!("ids [{b} × {}], log π_old [{b} × {r}]", p + r),
         format!("scores [{b}], log π_ref [{b} × {r}]"),
         // The rewards do not use the values: they are carried on to GAE.
         format!("V(s_t) [{b} × {r}], for GAE"),
@@ -108,7 +110,7 @@ pub const TOUR: [(StageKey, &str); 7] = [
     ),
     (
         StageKey::Gae,
-        "GAE sweeps from the last token back, turning rewards and values into one advantage per token; whitening then rescales them over the batch.",
+        "GAE sweeps from the last token back, turning rewards and values into one advantage per token; whitening then shifts them to mean 0 and scales them to std 1 over the batch, so a token below the batch's mean turns negative.",
     ),
     (
         StageKey::Update,
@@ -119,6 +121,76 @@ pub const TOUR: [(StageKey, &str); 7] = [
         "The update scores every token in one pass; the causal mask makes that pass see exactly what the rollout saw.",
     ),
 ];
+
+/// What tour stop `stage` adds when the batch on show trained with a critic-free member: the
+/// tour's sentences say what PPO does (the stages show PPO's numbers beside the member's), so
+/// each stop says what the member does instead. None under PPO, and where PPO's sentence holds
+/// for every member (the causal mask).
+pub fn tour_member_note(walk: &Walkthrough, stage: StageKey) -> Option<String> {
+    let member = walk.experience.member;
+    if member == Family::Ppo {
+        return None;
+    }
+    let name = member.name();
+    let beta = num(walk.family.beta);
+    let baseline = match member.baseline() {
+        Baseline::GroupMean => "the mean score of its group",
+        Baseline::LeaveOneOut => "the mean score of the other responses to its prompt",
+        Baseline::BatchMean => "the batch's mean score",
+        Baseline::Critic => return None,
+    };
+    let note = match stage {
+        StageKey::Overview => format!(
+            "This batch trained with {name}: each stop says what PPO does, then what {name} does instead."
+        ),
+        StageKey::Rollout => format!(
+            "{name} has no critic: the values are the untrained head's, kept to compare with PPO."
+        ),
+        StageKey::Score => match member.kl_placement() {
+            KlPlacement::Loss => format!(
+                "{name}'s update does not use these token rewards: its KL is a loss term, β·k3 per token, with its own β = {beta} (the `beta` setting)."
+            ),
+            KlPlacement::ResponseReward => format!(
+                "{name}'s update does not use these token rewards: β·Σ_t KL_t, with its own β = {beta} (the `beta` setting), comes off each response's score."
+            ),
+            KlPlacement::Off => {
+                format!("{name}'s update does not use these token rewards, and it has no KL term.")
+            }
+            KlPlacement::TokenReward => return None,
+        },
+        StageKey::Values => format!(
+            "{name} has no critic: each response's score is measured against {baseline} instead."
+        ),
+        StageKey::Gae => {
+            let scaled = match walk.experience.group.as_ref().map(|g| g.scale) {
+                Some(RewardScale::Group) if member.baseline() == Baseline::GroupMean => {
+                    ", divided by the group's std"
+                }
+                _ => "",
+            };
+            format!(
+                "{name} does not use GAE: every token of a response carries that response's one advantage, its score against {baseline}{scaled}."
+            )
+        }
+        StageKey::Update => match (walk.update.token_band(), walk.update.grpo) {
+            (Some(band), _) => {
+                let (low, high) = band.edges();
+                format!("{name} clips each token's ratio to [{low:.2}, {high:.2}].")
+            }
+            (None, Some(g)) if g.clip.high.is_finite() => {
+                let (low, high) = g.clip.edges();
+                format!(
+                    "{name} has one ratio per response, the product of its tokens' ratios, and clips that to [{low:.2}, {high:.2}]."
+                )
+            }
+            _ => format!(
+                "{name} has no clip: each response's term pushes however far its ratio has moved, so it takes one epoch per batch."
+            ),
+        },
+        StageKey::Mask => return None,
+    };
+    Some(note)
+}
 
 /// The words a beginner meets, and what they mean here.
 pub const GLOSSARY: &[(&str, &str)] = &[
@@ -136,15 +208,15 @@ pub const GLOSSARY: &[(&str, &str)] = &[
     ),
     (
         "ratio",
-        "ρ_t = π_new(token) / π_old(token): how much more (or less) likely the token is after the update than when it was sampled.",
+        "ρ_t = π_new(token) / π_old(token): how much more (or less) likely the token is after the update than when it was sampled. RLOO and REINFORCE take one ratio per response, the product of its tokens' ratios.",
     ),
     (
         "clip",
-        "PPO keeps the ratio's benefit inside [1 − ε, 1 + ε]: past the band on the side the advantage pushes, that token's own term has gradient 0 (the ratio itself can still move).",
+        "PPO keeps the ratio's benefit inside [1 − ε, 1 + ε]: past the band on the side the advantage pushes, that token's own term has gradient 0 (the ratio itself can still move). GRPO and Dr. GRPO clip the same way, DAPO to [1 − ε, 1.28], RLOO the response's one ratio; REINFORCE has no clip.",
     ),
     (
         "KL",
-        "How far the policy has drifted from the frozen reference; here estimated per token from the two log-probabilities and charged as a penalty in PPO's token rewards (GRPO adds it to the loss instead, and RLOO and REINFORCE take it off the score).",
+        "How far the policy has drifted from the frozen reference; here estimated per token from the two log-probabilities and charged as a penalty in PPO's token rewards (GRPO and Dr. GRPO add β·k3 per token to the loss instead, RLOO and REINFORCE take β·Σ_t KL_t off the response's score, and DAPO has none).",
     ),
     (
         "approx KL",

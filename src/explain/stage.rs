@@ -82,6 +82,39 @@ pub fn real_len(walk: &Walkthrough, row: usize) -> usize {
     walk.gae.get(row).map_or(0, |g| g.steps.len())
 }
 
+/// What the page's pinned table follows of one response across iterations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Followed {
+    pub score: f32,
+    /// The critic's value before the response's first token; `None` under a critic-free member,
+    /// whose value head is never trained.
+    pub start_value: Option<f32>,
+    /// The mean, over its real tokens, of the advantages the update used (the member's own).
+    pub mean_advantage: f32,
+}
+
+/// What the pinned table shows of response `row`.
+pub fn followed(walk: &Walkthrough, row: usize) -> Followed {
+    let exp = &walk.experience;
+    let critic = exp.algorithm() == crate::ppo::Algorithm::Ppo;
+    let used = if critic {
+        &exp.advantages
+    } else {
+        &exp.group_advantages
+    };
+    let real = real_len(walk, row);
+    let mean_advantage = if real == 0 {
+        0.0
+    } else {
+        used[row][..real].iter().sum::<f32>() / real as f32
+    };
+    Followed {
+        score: exp.scores[row].reward(),
+        start_value: critic.then(|| exp.rollout.values[row][0]),
+        mean_advantage,
+    }
+}
+
 /// The tokens of response `row` whose advantage whitening turned to the other sign (a nonzero
 /// GAE advantage A_t and its whitened Â_t on opposite sides of 0); none without whitening.
 pub fn whitening_flips(walk: &Walkthrough, row: usize) -> Vec<usize> {

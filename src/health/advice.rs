@@ -2,16 +2,15 @@
 //! and filled in by each face: the trainer with its config keys, the page with its settings'
 //! labels and URL keys.
 
-use super::check::{Check, Finding, KlKnob};
+use super::check::{AdvantageScale, Check, Finding, KlKnob};
 
 impl Check {
-    /// What to try when it fires in a run whose KL to the reference is weighed by `kl`, each
-    /// setting written `{placeholder}` ([`Knob`]); read it with [`Finding::advice`].
-    pub fn advice_template(self, kl: KlKnob) -> &'static str {
+    /// What to try when it fires in a run whose KL to the reference is weighed by `kl` and whose
+    /// advantages are scaled as `scale` says, each setting written `{placeholder}` ([`Knob`]);
+    /// read it with [`Finding::advice`].
+    pub fn advice_template(self, kl: KlKnob, scale: AdvantageScale) -> &'static str {
         match (self, kl) {
-            (Check::PolicyClipHigh, _) => {
-                "lower {learning_rate} or {epochs}; check that the advantages are whitened"
-            }
+            (Check::PolicyClipHigh, _) => clip_advice(scale),
             (Check::PolicyClipSustained | Check::ApproxKlHigh | Check::ApproxKlGrowing, _) => {
                 "lower {learning_rate} or {epochs}"
             }
@@ -50,11 +49,31 @@ impl Check {
     }
 }
 
+/// What to try when many ratios are clipped in one update, in a run whose advantages are scaled
+/// as `scale` says.
+fn clip_advice(scale: AdvantageScale) -> &'static str {
+    match scale {
+        AdvantageScale::Scaled => "lower {learning_rate} or {epochs}",
+        AdvantageScale::WhitenOff => {
+            "lower {learning_rate} or {epochs}, or turn {whiten} back on: without it the advantages carry the rewards' scale"
+        }
+        AdvantageScale::GroupStdOff => {
+            "lower {learning_rate} or {epochs}, or set {scale_rewards} to group: without the std the advantages carry the rewards' scale"
+        }
+        AdvantageScale::NormalizeOff => {
+            "lower {learning_rate} or {epochs}, or turn {normalize_advantages} on: without it the advantages carry the rewards' scale"
+        }
+        AdvantageScale::Unscaled => {
+            "lower {learning_rate} or {epochs}; this member does not scale its advantages, so check that the rewards are not far larger than 1"
+        }
+    }
+}
+
 impl Finding {
     /// What to try, each setting named by `name` (the trainer by its config key, the page by its
     /// label and URL key).
     pub fn advice(&self, name: impl Fn(Knob) -> String) -> String {
-        fill(self.check.advice_template(self.kl), name)
+        fill(self.check.advice_template(self.kl, self.scale), name)
     }
 
     /// What to try, in the trainer's config keys (`ppo.learning_rate`; `rloo.beta` in an RLOO
@@ -83,10 +102,16 @@ pub enum Knob {
     EntropyCoeff,
     Temperature,
     ValueHeadStd,
+    /// PPO's whitening of the advantages.
+    Whiten,
+    /// GRPO's division by the group's std.
+    ScaleRewards,
+    /// The trainer's RLOO normalising its advantages over the batch.
+    NormalizeAdvantages,
 }
 
 impl Knob {
-    pub const ALL: [Knob; 10] = [
+    pub const ALL: [Knob; 13] = [
         Knob::LearningRate,
         Knob::Epochs,
         Knob::ClipRangeValue,
@@ -97,6 +122,9 @@ impl Knob {
         Knob::EntropyCoeff,
         Knob::Temperature,
         Knob::ValueHeadStd,
+        Knob::Whiten,
+        Knob::ScaleRewards,
+        Knob::NormalizeAdvantages,
     ];
 
     /// Its name in an advice template, between braces.
@@ -112,6 +140,9 @@ impl Knob {
             Knob::EntropyCoeff => "entropy_coeff",
             Knob::Temperature => "temperature",
             Knob::ValueHeadStd => "value_head_std",
+            Knob::Whiten => "whiten",
+            Knob::ScaleRewards => "scale_rewards",
+            Knob::NormalizeAdvantages => "normalize_advantages",
         }
     }
 
@@ -129,11 +160,14 @@ impl Knob {
             Knob::EntropyCoeff => "ppo.entropy_coeff",
             Knob::Temperature => "rollout.temperature",
             Knob::ValueHeadStd => "model.value_head_std",
+            Knob::Whiten => "ppo.whiten_advantages",
+            Knob::ScaleRewards => "grpo.scale_rewards",
+            Knob::NormalizeAdvantages => "rloo.normalize_advantages",
         }
     }
 
     /// The page's URL key for it, where the page has the setting (the value head's starting
-    /// scale is fixed there).
+    /// scale is fixed there, and its RLOO does not normalise).
     pub fn page_key(self) -> Option<&'static str> {
         match self {
             Knob::LearningRate => Some("lr"),
@@ -145,7 +179,9 @@ impl Knob {
             Knob::Beta => Some("beta"),
             Knob::EntropyCoeff => Some("ent"),
             Knob::Temperature => Some("temperature"),
-            Knob::ValueHeadStd => None,
+            Knob::Whiten => Some("whiten"),
+            Knob::ScaleRewards => Some("scale"),
+            Knob::ValueHeadStd | Knob::NormalizeAdvantages => None,
         }
     }
 }
@@ -193,6 +229,7 @@ mod tests {
             value: 1.0,
             meaning: String::new(),
             kl,
+            scale: AdvantageScale::Scaled,
         };
         for check in [Check::KlRefGrowing, Check::RewardFlatKlRising] {
             let [ppo, rloo, dapo] = KL_KNOBS.map(|kl| finding(check, kl).trainer_advice());
@@ -212,11 +249,19 @@ mod tests {
 
     #[test]
     fn every_advice_names_only_known_settings() {
-        for (check, kl) in Check::ALL
-            .into_iter()
-            .flat_map(|c| KL_KNOBS.map(|k| (c, k)))
-        {
-            let template = check.advice_template(kl);
+        let scales = [
+            AdvantageScale::Scaled,
+            AdvantageScale::WhitenOff,
+            AdvantageScale::GroupStdOff,
+            AdvantageScale::NormalizeOff,
+            AdvantageScale::Unscaled,
+        ];
+        for (check, kl, scale) in Check::ALL.into_iter().flat_map(|c| {
+            KL_KNOBS
+                .into_iter()
+                .flat_map(move |k| scales.map(|s| (c, k, s)))
+        }) {
+            let template = check.advice_template(kl, scale);
             let marked = fill(template, |k| format!("<{}>", k.placeholder()));
             assert!(
                 !marked.contains('{') && !marked.contains('}'),

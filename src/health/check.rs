@@ -58,6 +58,27 @@ pub struct RunSettings {
     /// What holds the policy near the reference in this run, which the KL findings' advice
     /// names.
     pub kl: KlKnob,
+    /// How the run scales its advantages, which the clip advice names.
+    pub scale: AdvantageScale,
+}
+
+/// Whether a run's advantages are scaled to about 1 whatever the reward's size. Unscaled, a
+/// reward ten times larger makes a step ten times larger, so the clip advice says so and names
+/// the setting that scales them, where the run has one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AdvantageScale {
+    /// Whitened over the batch (PPO, RLOO with `normalize_advantages`) or divided by each
+    /// group's std (GRPO with `scale_rewards: group`, DAPO).
+    #[default]
+    Scaled,
+    /// PPO with `whiten_advantages` off.
+    WhitenOff,
+    /// GRPO with `scale_rewards: none`.
+    GroupStdOff,
+    /// The trainer's RLOO with `normalize_advantages` off.
+    NormalizeOff,
+    /// No setting scales them: REINFORCE, Dr. GRPO, and RLOO on the page.
+    Unscaled,
 }
 
 /// The setting that weighs a run's KL to the reference: PPO's and a critic-free member's are
@@ -162,4 +183,6 @@ pub struct Finding {
     pub meaning: String,
     /// The run's KL setting, which its advice names.
     pub kl: KlKnob,
+    /// How the run scales its advantages, which its advice names.
+    pub scale: AdvantageScale,
 }

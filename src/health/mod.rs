@@ -15,6 +15,6 @@ pub mod history;
 pub mod watch;
 
 pub use advice::{Knob, fill};
-pub use check::{Check, Finding, KlKnob, RunSettings};
+pub use check::{AdvantageScale, Check, Finding, KlKnob, RunSettings};
 pub use history::{History, explained_variance};
 pub use watch::{Watch, findings};

@@ -81,6 +81,7 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 value,
                 meaning,
                 kl: settings.kl,
+                scale: settings.scale,
             })
         };
     match check {
@@ -298,6 +299,7 @@ mod tests {
     const SETTINGS: RunSettings = RunSettings {
         max_grad_norm: Some(1.0),
         kl: KlKnob::KlCoeff,
+        scale: AdvantageScale::Scaled,
     };
 
     /// The healthy history with `metric` replaced by `f(i)` for every iteration.

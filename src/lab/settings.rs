@@ -2,7 +2,7 @@
 //! `?gamma=0.99&lr=1e-4`), each key's label, one-line meaning and accepted range
 //! ([`SETTING_KEYS`], [`LabSettings::set`]), and the update and grouping settings they make.
 
-use crate::health::Knob;
+use crate::health::{AdvantageScale, Knob};
 use crate::ppo::family::{DAPO_EPS_HIGH, Family};
 use crate::ppo::group_advantages::{GroupParams, RewardScale};
 use crate::ppo::losses::LossCoeffs;
@@ -361,6 +361,18 @@ impl LabSettings {
             setup.scale = self.scale;
         }
         setup
+    }
+
+    /// How the member that runs scales its advantages, which run health's clip advice names.
+    pub fn advantage_scale(&self) -> AdvantageScale {
+        match self.algo {
+            Family::Ppo if self.whiten => AdvantageScale::Scaled,
+            Family::Ppo => AdvantageScale::WhitenOff,
+            Family::Grpo if self.scale == RewardScale::Group => AdvantageScale::Scaled,
+            Family::Grpo => AdvantageScale::GroupStdOff,
+            Family::Dapo => AdvantageScale::Scaled,
+            Family::DrGrpo | Family::Rloo | Family::Reinforce => AdvantageScale::Unscaled,
+        }
     }
 
     /// What the family panel compares the members under.

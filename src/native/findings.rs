@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
 
 use super::run_files::{EFFECTIVE_CONFIG, METRICS, parse_metrics, write_file_atomically};
-use crate::health::{Check, Finding, History, KlKnob, RunSettings, Watch};
+use crate::health::{Check, Finding, History, RunSettings, Watch};
 
 pub const FINDINGS: &str = "findings.jsonl";
 
@@ -219,12 +219,10 @@ pub fn report(dir: &Path) -> Result<String> {
         }
         FINDINGS.to_string()
     } else {
-        let settings = RunSettings {
-            max_grad_norm: config.as_ref().and_then(|c| c.ppo.max_grad_norm),
-            kl: config
-                .as_ref()
-                .map_or(KlKnob::KlCoeff, |c| c.algorithm.family().kl_knob()),
-        };
+        let settings = config
+            .as_ref()
+            .map(super::recipe::health_settings)
+            .unwrap_or_default();
         let mut watch = Watch::new(History::new(), settings, []);
         for row in &rows {
             for f in watch.push(numbers(row)) {

@@ -8,6 +8,7 @@ use burn::optim::ModuleOptimizer;
 use super::config::{AlgorithmName, PpoSection, TrainConfig};
 use crate::adamw8bit::AdamW8bit;
 use crate::cpu_fast::adamw::AdamW;
+use crate::health::{AdvantageScale, RunSettings};
 use crate::model::Precision;
 use crate::ppo::clip_range::ClipRange;
 use crate::ppo::family::Family;
@@ -57,6 +58,30 @@ pub struct Settings {
     /// How the critic-free advantages come from the scores (DAPO's dynamic sampling included).
     pub score_advantages: ScoreAdvantages,
     pub update: UpdateConfig,
+}
+
+/// What run health checks a run of `config` against: its gradient clipping, the setting that
+/// weighs its KL, and how its advantages are scaled.
+pub fn health_settings(config: &TrainConfig) -> RunSettings {
+    let scaled = |on: bool, off: AdvantageScale| if on { AdvantageScale::Scaled } else { off };
+    let scale = match config.algorithm {
+        AlgorithmName::Ppo => scaled(config.ppo.whiten_advantages, AdvantageScale::WhitenOff),
+        AlgorithmName::Grpo => scaled(
+            config.grpo.scale_rewards == RewardScale::Group.name(),
+            AdvantageScale::GroupStdOff,
+        ),
+        AlgorithmName::Rloo => scaled(
+            config.rloo.normalize_advantages,
+            AdvantageScale::NormalizeOff,
+        ),
+        AlgorithmName::Dapo => AdvantageScale::Scaled,
+        AlgorithmName::DrGrpo | AlgorithmName::Reinforce => AdvantageScale::Unscaled,
+    };
+    RunSettings {
+        max_grad_norm: config.ppo.max_grad_norm,
+        kl: config.algorithm.family().kl_knob(),
+        scale,
+    }
 }
 
 /// The member's setup ([`Family::setup`]) with its section's numbers.

@@ -36,7 +36,7 @@ use super::model_dir::{
     CONFIG, TOKENIZER, VALUE_HEAD, WEIGHTS, load_dir, open_device, write_dir_atomically,
 };
 use super::plots::write_plots;
-use super::recipe::{new_optimizer, optimizer_name, precisions, update_settings};
+use super::recipe::{health_settings, new_optimizer, optimizer_name, precisions, update_settings};
 use super::run_files::{
     EFFECTIVE_CONFIG, METRICS, OPTIMIZER, TRAINER_STATE, TrainerState, parse_metrics,
     write_file_atomically,
@@ -44,7 +44,6 @@ use super::run_files::{
 use crate::compute::block_on;
 use crate::data::gsm_mini::gsm_mini;
 use crate::data::gsm8k::{Problem, parse_gsm8k_jsonl};
-use crate::health::RunSettings;
 use crate::model::chat::gsm8k_prompt;
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{ValueHeadInit, save_model, save_value_head, weights::saved_config};
@@ -331,10 +330,7 @@ pub fn train(
         &out,
         resume.map(|_| state.step),
         &rows,
-        RunSettings {
-            max_grad_norm: p.max_grad_norm,
-            kl: config.algorithm.family().kl_knob(),
-        },
+        health_settings(&config),
     )?;
 
     let save = |policy: &crate::model::Qwen2Model,

@@ -99,12 +99,21 @@ impl Family {
         Family::Dapo,
     ];
 
-    /// The name a config or a URL uses (the config's `algorithm` and its section).
+    /// Where it puts the KL to the reference (the same whatever the clip and the length).
+    pub fn kl_placement(self) -> KlPlacement {
+        self.objective(0.2, 1).kl
+    }
+
+    /// What each reward is compared with (the same whatever the clip and the length).
+    pub fn baseline(self) -> Baseline {
+        self.objective(0.2, 1).baseline
+    }
+
     /// The setting that weighs its KL to the reference, as run-health advice names it: PPO's
     /// `kl_coeff`, the member's own `beta` in its config section, or none (DAPO).
     pub fn kl_knob(self) -> crate::health::KlKnob {
         use crate::health::KlKnob;
-        match self.objective(0.2, 1).kl {
+        match self.kl_placement() {
             KlPlacement::TokenReward => KlKnob::KlCoeff,
             KlPlacement::Loss | KlPlacement::ResponseReward => KlKnob::Beta {
                 section: self.key(),
@@ -113,6 +122,7 @@ impl Family {
         }
     }
 
+    /// The name a config or a URL uses (the config's `algorithm` and its section).
     pub fn key(self) -> &'static str {
         match self {
             Family::Reinforce => "reinforce",
@@ -190,7 +200,8 @@ impl Family {
                  answers)."
             }
             Family::Dapo => {
-                "Clips higher, with the band [1 − ε_low, 1.28] wider above than below, so unlikely good tokens can rise, \
+                "Clips higher: the band [1 − ε_low, 1.28] is wider above than below (for ε_low under 0.28, \
+                 as the paper's 0.2), so unlikely good tokens can rise, \
                  weighs every token alike, leaves out groups whose rewards are all equal \
                  (sampling more prompts to refill the batch; this page only leaves them out), \
                  and has no KL term."

@@ -47,10 +47,7 @@ impl Family {
     /// Whether it compares the responses to one prompt, so the batch must hold several samples
     /// of each.
     pub fn needs_groups(self) -> bool {
-        matches!(
-            self.objective(0.2, 1).baseline,
-            Baseline::GroupMean | Baseline::LeaveOneOut
-        )
+        matches!(self.baseline(), Baseline::GroupMean | Baseline::LeaveOneOut)
     }
 
     /// Its setup as its paper makes it, with the symmetric clip width `eps`, the KL weight

@@ -552,18 +552,9 @@ fn PinnedOverTime(state: AppState) -> impl IntoView {
                 .filter_map(|k| {
                     let row = k.problems.iter().position(|&p| p == pinned)?;
                     let walk = &k.walk;
-                    let exp = &walk.experience;
                     let real = crate::explain::stage::real_len(walk, row);
-                    // The advantages the update used: the member's own.
-                    let used = match exp.algorithm() {
-                        crate::ppo::Algorithm::Ppo => &exp.advantages,
-                        crate::ppo::Algorithm::Grpo => &exp.group_advantages,
-                    };
-                    let mean_adv = if real == 0 {
-                        0.0
-                    } else {
-                        used[row][..real].iter().sum::<f32>() / real as f32
-                    };
+                    let f = crate::explain::stage::followed(walk, row);
+                    let member = walk.experience.member.name();
                     let iteration = k.iteration;
                     let text: String = (0..real.min(24))
                         .map(|t| show_token(&super::select::response_token(walk, row, t)))
@@ -574,9 +565,11 @@ fn PinnedOverTime(state: AppState) -> impl IntoView {
                             <td class="num">{iteration}</td>
                             <td class="num">{row + 1}</td>
                             <td class="tokcell response-text">{text}{(real > 24).then_some("…")}</td>
-                            <td class="num" data-testid=format!("pinned-{iteration}-score")>{num(exp.scores[row].reward())}</td>
-                            <td class="num" data-testid=format!("pinned-{iteration}-v0")>{num(exp.rollout.values[row][0])}</td>
-                            <td class="num" data-testid=format!("pinned-{iteration}-adv")>{num(mean_adv)}</td>
+                            <td class="num" data-testid=format!("pinned-{iteration}-score")>{num(f.score)}</td>
+                            <td class="num" data-testid=format!("pinned-{iteration}-v0")
+                                title=f.start_value.is_none().then(|| format!("{member} has no critic"))>
+                                {f.start_value.map_or_else(|| "—".to_string(), num)}</td>
+                            <td class="num" data-testid=format!("pinned-{iteration}-adv")>{num(f.mean_advantage)}</td>
                         </tr>
                     })
                 })
@@ -589,7 +582,7 @@ fn PinnedOverTime(state: AppState) -> impl IntoView {
                 </h3>
                 <p class="note">"From the next iteration on it is asked in row 1 of every batch. Click a row to open that batch at this response."</p>
                 <table class="numbers" data-testid="pinned-table">
-                    <thead><tr><th>"iteration"</th><th>"response"</th><th>"text"</th><th>"score"</th><th>"V(s₀)"</th><th>"mean Â"</th></tr></thead>
+                    <thead><tr><th>"iteration"</th><th>"response"</th><th>"text"</th><th>"score"</th><th title="the critic's value before the first token; — where the member has no critic">"V(s₀)"</th><th>"mean Â"</th></tr></thead>
                     <tbody>{rows}</tbody>
                 </table>
             </div>

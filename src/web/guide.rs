@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use super::select::exact;
 use super::state::{AppState, Stage};
 use crate::explain::format::num;
-use crate::explain::guide::{LOOP, TOUR, gloss};
+use crate::explain::guide::{LOOP, TOUR, gloss, tour_member_note};
 use crate::explain::notes::Note;
 use crate::explain::provenance::Quantity;
 
@@ -58,6 +58,9 @@ pub fn TourCard(state: AppState) -> impl IntoView {
             <aside class="tour" data-testid="tour" data-stop=i data-stage=stage.key() role="dialog" aria-label="Tour">
                 <span class="tour-count">{format!("tour {} of {}", i + 1, TOUR.len())}</span>
                 <p data-testid="tour-text">{*sentence}</p>
+                {move || state.walk.with(|w| w.as_ref().and_then(|w| tour_member_note(w, *stage))).map(|note| view! {
+                    <p class="tour-member" data-testid="tour-member">{note}</p>
+                })}
                 <div class="tour-buttons">
                     <button data-testid="tour-prev" disabled={i == 0} on:click=move |_| state.tour_to(i.saturating_sub(1))>"◀ previous"</button>
                     <button class="primary" data-testid="tour-next" on:click=move |_| state.tour_to(i + 1)>

@@ -21,6 +21,7 @@ impl RunHealth {
         let run = RunSettings {
             max_grad_norm: settings.update_config().max_grad_norm.map(f64::from),
             kl: settings.algo.kl_knob(),
+            scale: settings.advantage_scale(),
         };
         Self {
             watch: Watch::new(History::new(), run, []),

@@ -144,7 +144,7 @@ pub(super) fn score(
 fn kl_elsewhere(walk: &Walkthrough) -> Option<String> {
     let member = walk.experience.member;
     let beta = num(walk.family.beta);
-    let went = match member.objective(0.2, 1).kl {
+    let went = match member.kl_placement() {
         KlPlacement::TokenReward => return None,
         KlPlacement::Loss => {
             format!("its KL is a loss term, β · k3 per token with β = {beta} (the `beta` setting)")
