@@ -31,13 +31,20 @@ fn real_tokens(walk: &Walkthrough) -> impl Iterator<Item = (usize, usize)> + '_ 
     (0..walk.gae.len()).flat_map(move |b| (0..real_len(walk, b)).map(move |t| (b, t)))
 }
 
-/// What to try when no ratio left the band, or when some did.
-fn push_harder_hint(outside: usize) -> &'static str {
-    if outside == 0 {
+/// What to try when no ratio left the band, or when some did; when no update ran, why.
+fn push_harder_hint(walk: &Walkthrough, outside: usize) -> String {
+    if !walk.experience.updated() {
+        format!(
+            "No update ran on this batch: {}'s dynamic sampling left every group out, so only \
+             rounding moved the ratios, and pushing harder replays nothing.",
+            walk.experience.member.name()
+        )
+    } else if outside == 0 {
         "This update was a gentle one: push harder in the Update stage (a larger learning rate, \
          more epochs) and ratios go well past the band."
+            .to_string()
     } else {
-        "Push harder in the Update stage to see ratios go further still."
+        "Push harder in the Update stage to see ratios go further still.".to_string()
     }
 }
 
@@ -127,7 +134,7 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
                 },
                 num(furthest),
                 cases.clipped,
-                push_harder_hint(outside)
+                push_harder_hint(walk, outside)
             );
             (answer, outside)
         }
@@ -172,7 +179,7 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
                 1.0 - eps,
                 1.0 + eps,
                 num(furthest),
-                push_harder_hint(outside)
+                push_harder_hint(walk, outside)
             );
             (answer, outside)
         }
@@ -286,13 +293,20 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
         key: "approx-kl",
         question: "Is the update's approx KL the KL to the reference?",
         answer: format!(
-            "No. approx KL, {} here, is ½·mean((log π_new − log π_old)²) over the update's \
+            "No. approx KL{} is ½·mean((log π_new − log π_old)²) over the update's \
              steps: how far this update moved the policy from the one that sampled the batch, \
              a gauge of the step's size that starts from 0 at every update. The KL to the \
              frozen reference, mean {} per token in this batch, is what the reward charges, and \
              it builds up over many iterations. The Update stage shows the first, the Score \
              stage the second.",
-            num(approx),
+            if exp.updated() {
+                format!(", {} here,", num(approx))
+            } else {
+                format!(
+                    " (none here: {}'s dynamic sampling left every group out, so no update ran)",
+                    exp.member.name()
+                )
+            },
             num(kl_mean)
         ),
         stage: StageKey::Update,

@@ -1200,6 +1200,48 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
     page.finish().await;
 }
 
+/// DAPO on a batch of one-token responses: no answer can be given, every group's rewards are
+/// equal, dynamic sampling leaves every group out and no update runs. The Update stage says so
+/// instead of describing one: no objective, no update numbers, no replay to push harder.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
+async fn a_dapo_batch_with_no_group_kept_says_no_update_ran() {
+    let page = Page::open("?backend=flex&algo=dapo&group=4&rollouts=8&max_new_tokens=1").await;
+    page.set_viewport(1280, 800).await;
+    wait_ready(&page).await;
+    page.click("tab-update").await;
+    page.click("btn-all").await;
+    let said = page.text("update-left-out").await;
+    assert!(
+        said.starts_with("No update ran: DAPO's dynamic sampling left every group out"),
+        "{said}"
+    );
+    assert!(!page.exists("update-objective").await);
+    assert!(!page.exists("after-update").await);
+    for stat in ["loss-policy", "approx-kl", "policy-clip-frac", "grad-norm"] {
+        assert_eq!(page.text(stat).await, "—", "{stat}");
+    }
+    let disabled = page
+        .js("return document.querySelector('[data-testid=btn-push]').disabled;")
+        .await;
+    assert_eq!(disabled.as_bool(), Some(true));
+    assert!(
+        page.text("push-intro")
+            .await
+            .starts_with("No update ran on this batch"),
+        "{}",
+        page.text("push-intro").await
+    );
+    let verdict = page.text("clip-verdict").await;
+    assert!(
+        verdict.contains("this token had no term in the loss"),
+        "{verdict}"
+    );
+    page.show("update-left-out").await;
+    page.screenshot("classroom-dapo-no-update.png").await;
+    page.finish().await;
+}
+
 /// The policy-gradient family on the page's batch: picking members lists the choices they make
 /// differently, and every advantage, loss weight and push the tables show is the core's
 /// `member_advantages` on the numbers the page shows (each response's score, summed KL to the

@@ -9,7 +9,7 @@ use ppo_lens::explain::guide::{LOOP, TOUR, loop_edges, tour_member_note};
 use ppo_lens::explain::math;
 use ppo_lens::explain::notes::notes;
 use ppo_lens::explain::provenance::{Quantity, provenance};
-use ppo_lens::explain::stage::{StageKey, followed, real_len};
+use ppo_lens::explain::stage::{StageKey, followed, left_out, left_out_token, real_len};
 use ppo_lens::lab::run::Lab;
 use ppo_lens::lab::settings::LabSettings;
 use ppo_lens::lab::walkthrough::Walkthrough;
@@ -715,6 +715,19 @@ fn the_update_is_described_in_the_members_own_terms() {
         assert!(walk.stats.optimizer_steps > 0, "{}", member.name());
         let eps = walk.update.coeffs.clip_ratio;
         let name = member.name();
+        // The loop's last arrow counts the mini-batches the update ran: under DAPO's dynamic
+        // sampling, of the groups that stayed.
+        let rows = exp.kept.as_ref().map_or(8, |k| k.rows.len());
+        assert_eq!(exp.kept.is_some(), member == Family::Dapo);
+        let minibatches = rows.div_ceil(4);
+        assert!(
+            loop_edges(&walk)[6].ends_with(&format!(
+                "× {minibatches} mini-batch{})",
+                if minibatches == 1 { "" } else { "es" }
+            )),
+            "{name}: {rows} rows in {}",
+            loop_edges(&walk)[6]
+        );
         // Each tour stop but the causal mask says what the member does instead of PPO.
         let tour = |stage| tour_member_note(&walk, stage).unwrap_or_default();
         assert_eq!(tour_member_note(&walk, StageKey::Mask), None);
@@ -848,6 +861,21 @@ fn the_update_is_described_in_the_members_own_terms() {
                         c.clipped_wins
                     }
                 );
+            }
+            // A response DAPO's dynamic sampling left out is said to be, in the Update stage and
+            // the clip explorer; one the update trained on is not.
+            let out = left_out(&walk, row);
+            assert_eq!(out.is_some(), !exp.row_used(row), "{name} {row}");
+            assert_eq!(left_out_token(&walk, row).is_some(), !exp.row_used(row));
+            if let Some(out) = out {
+                let kept = exp.kept.as_ref().unwrap().rows.len();
+                assert!(
+                    out.contains(&format!("Response {}'s group had equal rewards", row + 1))
+                        && out.contains(&format!("the {kept} responses the update kept")),
+                    "{out}"
+                );
+                let tokens = &walk.policy_after[row].tokens;
+                assert!(tokens.iter().all(|p| p.advantage == 0.0), "{name} {row}");
             }
             // The ratio question is asked only where a token's own ratio is clipped.
             let q = question(&walk, Kind::RatioClipped, row, 1);
@@ -1307,5 +1335,140 @@ fn the_first_steps_policy_loss_is_minus_the_batchs_mean_advantage() {
             walk.stats.loss_policy,
             -m
         );
+    }
+}
+
+/// A DAPO batch whose every group has equal rewards (one new token: no answer can be given, so
+/// every reward is 0): dynamic sampling leaves every group out and no update runs. The page says
+/// so instead of describing an update: the Update stage, the clip explorer, the misconceptions,
+/// the loop's last arrow, and no ratio question.
+#[test]
+fn a_batch_with_no_group_kept_is_said_to_have_no_update() {
+    use ppo_lens::misconceptions::misconceptions;
+    use ppo_lens::ppo::family::Family;
+    use ppo_lens::predict::ask::question;
+    use ppo_lens::predict::question::Kind;
+    let s = LabSettings {
+        algo: Family::Dapo,
+        rollouts: 8,
+        minibatch: 4,
+        max_new_tokens: 1,
+        group: 4,
+        ..LabSettings::default()
+    };
+    let mut lab = Lab::new(&s, &Device::flex()).unwrap();
+    let walk = block_on(lab.iterate(&s, Some(0))).unwrap();
+    let exp = &walk.experience;
+    assert!(exp.scores.iter().all(|s| s.reward() == 0.0));
+    assert!(!exp.updated());
+    assert_eq!(walk.stats.optimizer_steps, 0);
+    assert_eq!(loop_edges(&walk)[6], "θ unchanged (no group kept)");
+    for row in 0..8 {
+        let out = left_out(&walk, row).unwrap();
+        assert!(out.starts_with("No update ran: DAPO's dynamic sampling left every group out"));
+        assert!(left_out_token(&walk, row).is_some());
+        // The ratios are the sampling policy's, scored again.
+        for p in &walk.policy_after[row].tokens {
+            assert!((p.ratio - 1.0).abs() < 1e-3, "{}", p.ratio);
+        }
+        assert!(question(&walk, Kind::RatioClipped, row, 1).is_none());
+        // The Update stage's notes: no step, and no token that "moved most".
+        let update_notes = notes(&walk, StageKey::Update, row, 1);
+        assert!(update_notes.iter().all(|n| n.key != "largest-move"));
+        assert!(
+            update_notes
+                .iter()
+                .any(|n| n.text.contains("no group in it")
+                    && n.text.contains("no losses or grad norm to show")),
+            "{update_notes:#?}"
+        );
+    }
+    let answers = misconceptions(&walk);
+    let answer = |key: &str| {
+        answers
+            .iter()
+            .find(|m| m.key == key)
+            .unwrap_or_else(|| panic!("no {key}"))
+            .answer
+            .clone()
+    };
+    assert!(
+        answer("approx-kl").contains("no update ran"),
+        "{}",
+        answer("approx-kl")
+    );
+    let clip = answers
+        .iter()
+        .find(|m| m.answer.contains("pushing harder replays nothing"));
+    assert!(clip.is_some(), "{answers:#?}");
+    assert!(answers.iter().all(|m| !m.answer.contains("gentle one")));
+}
+
+/// A DAPO batch that keeps some groups and leaves others out (pairs of samples, so that equal
+/// rewards are common; the first seed and length that give such a batch): each left-out response
+/// is said to be, with the count of those kept, and one the update trained on is not.
+#[test]
+fn a_response_dapo_left_out_is_said_to_be() {
+    use ppo_lens::ppo::family::Family;
+    let tries = (1..=4).flat_map(|seed| [48, 20].map(|len| (seed, len)));
+    let partial = tries.into_iter().find_map(|(seed, max_new_tokens)| {
+        let s = LabSettings {
+            seed,
+            algo: Family::Dapo,
+            rollouts: 8,
+            minibatch: 4,
+            max_new_tokens,
+            group: 2,
+            ..LabSettings::default()
+        };
+        let mut lab = Lab::new(&s, &Device::flex()).unwrap();
+        let walk = block_on(lab.iterate(&s, Some(0))).unwrap();
+        let kept = walk.experience.kept.as_ref().unwrap().rows.len();
+        (kept > 0 && kept < 8).then_some(walk)
+    });
+    let walk = partial.expect("no seed and length tried gave a batch with some groups left out");
+    let exp = &walk.experience;
+    let kept = exp.kept.as_ref().unwrap().rows.clone();
+    assert!(exp.updated());
+    assert_eq!(
+        loop_edges(&walk)[6],
+        format!(
+            "new θ (2 epochs × {})",
+            if kept.len() > 4 {
+                "2 mini-batches"
+            } else {
+                "1 mini-batch"
+            }
+        )
+    );
+    for row in 0..8 {
+        let used = kept.contains(&row);
+        assert_eq!(exp.row_used(row), used);
+        // Only a response the update trained on has a token that moved most.
+        let moved = notes(&walk, StageKey::Update, row, 1)
+            .into_iter()
+            .any(|n| n.key == "largest-move");
+        assert_eq!(moved, used, "row {row}");
+        match left_out(&walk, row) {
+            Some(out) => {
+                assert!(!used);
+                assert_eq!(
+                    out,
+                    format!(
+                        "Response {}'s group had equal rewards, so DAPO left it out of the update: \
+                         it had no term in the loss, and its ratios below moved only through the \
+                         weights it shares with the {} responses the update kept.",
+                        row + 1,
+                        kept.len()
+                    )
+                );
+                assert!(
+                    left_out_token(&walk, row)
+                        .unwrap()
+                        .contains("no term in the loss")
+                );
+            }
+            None => assert!(used && left_out_token(&walk, row).is_none()),
+        }
     }
 }

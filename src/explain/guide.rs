@@ -62,6 +62,7 @@ pub fn loop_edges(walk: &Walkthrough) -> [String; 7] {
     let b = ro.ids.len();
     let r = ro.response_len();
     let p = ro.prompt_len;
+    let updated_rows = walk.experience.kept.as_ref().map_or(b, |k| k.rows.len());
     [
         format!("prompts [{b} × {p}]"),
         format!("ids [{b} × {}], log π_old [{b} × {r}]", p + r),
@@ -70,15 +71,20 @@ pub fn loop_edges(walk: &Walkthrough) -> [String; 7] {
         format!("V(s_t) [{b} × {r}], for GAE"),
         format!("r_t [{b} × {r}]"),
         format!("Â_t, R_t [{b} × {r}]"),
-        format!(
-            "new θ ({} × {})",
-            count(walk.update.epochs, "epoch", "epochs"),
-            count(
-                b.div_ceil(walk.update.mini_batch_size.max(1)),
-                "mini-batch",
-                "mini-batches"
+        if updated_rows == 0 {
+            "θ unchanged (no group kept)".to_string()
+        } else {
+            format!(
+                "new θ ({} × {})",
+                count(walk.update.epochs, "epoch", "epochs"),
+                count(
+                    // The rows the update ran on: under dynamic sampling, the groups that stayed.
+                    updated_rows.div_ceil(walk.update.mini_batch_size.max(1)),
+                    "mini-batch",
+                    "mini-batches"
+                )
             )
-        ),
+        },
     ]
 }
 

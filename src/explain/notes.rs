@@ -367,16 +367,15 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
             };
             let text = if stats.optimizer_steps == 0 {
                 format!(
-                    "The update took no step: {}, so the losses and the grad norm shown are 0 and \
-                     the policy is the one that sampled the batch.",
+                    "The update took no step: {}, and the policy is the one that sampled the batch.",
                     match &exp.kept {
                         Some(kept) if kept.rows.is_empty() => format!(
                             "{name}'s dynamic sampling left no group in it (every group's rewards \
-                             were equal)"
+                             were equal), so there are no losses or grad norm to show"
                         ),
                         _ => format!(
                             "all {} of its steps were skipped, each for a loss or gradient that \
-                             was not finite",
+                             was not finite, so the losses and the grad norm shown are 0",
                             stats.skipped_steps
                         ),
                     }
@@ -402,7 +401,8 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                 vec![],
                 Some(stats.grad_norm),
             ));
-            if let Some(policy) = walk.policy_after.get(row) {
+            // A response the update left out had no term to move it (the stage says so first).
+            if let Some(policy) = walk.policy_after.get(row).filter(|_| exp.row_used(row)) {
                 if let Some((t, r)) = policy
                     .tokens
                     .iter()

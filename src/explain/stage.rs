@@ -1,6 +1,7 @@
 //! The stages of one iteration as the page orders them, how many steps each has for a
 //! response, and facts about a response the stages share.
 
+use super::format::count;
 use crate::lab::walkthrough::Walkthrough;
 
 /// The stages of one iteration, as the page orders them (0 is the overview).
@@ -80,6 +81,47 @@ impl StageKey {
 /// How many response tokens of `row` are real (inside the response mask).
 pub fn real_len(walk: &Walkthrough, row: usize) -> usize {
     walk.gae.get(row).map_or(0, |g| g.steps.len())
+}
+
+/// What the Update stage says first when response `row` had no term in the update's loss
+/// (DAPO's dynamic sampling left its group out, or every group); None when it had one.
+pub fn left_out(walk: &Walkthrough, row: usize) -> Option<String> {
+    let exp = &walk.experience;
+    let name = exp.member.name();
+    if !exp.updated() {
+        return Some(format!(
+            "No update ran: {name}'s dynamic sampling left every group out, as each group's \
+             rewards were all equal. The policy is still the one that sampled the batch, so the \
+             ratios below differ from 1 only by rounding, and there are no losses, entropy, \
+             approx KL, clip fractions or gradient norm to show."
+        ));
+    }
+    if exp.row_used(row) {
+        return None;
+    }
+    let kept = exp.kept.as_ref().map_or(0, |k| k.rows.len());
+    Some(format!(
+        "Response {}'s group had equal rewards, so {name} left it out of the update: it had no \
+         term in the loss, and its ratios below moved only through the weights it shares with \
+         the {} the update kept.",
+        row + 1,
+        count(kept, "response", "responses")
+    ))
+}
+
+/// The clip explorer's verdict on a token of response `row` when the update left the response
+/// out (see [`left_out`]); None when the response was in the loss.
+pub fn left_out_token(walk: &Walkthrough, row: usize) -> Option<String> {
+    let exp = &walk.experience;
+    (!exp.row_used(row)).then(|| {
+        format!(
+            "{}'s dynamic sampling left response {}'s group out of the update (its rewards were \
+             all equal): this token had no term in the loss, so no gradient of its own, clipped \
+             or not.",
+            exp.member.name(),
+            row + 1
+        )
+    })
 }
 
 /// What the page's pinned table follows of one response across iterations.

@@ -389,6 +389,12 @@ impl Experience {
         }
     }
 
+    /// Whether the update had response `row` in its loss: under dynamic sampling, a response
+    /// whose group's rewards were all equal is left out.
+    pub fn row_used(&self, row: usize) -> bool {
+        self.kept.as_ref().is_none_or(|k| k.rows.contains(&row))
+    }
+
     /// Whether the update had rows to learn from (not when dynamic sampling dropped every group).
     pub fn updated(&self) -> bool {
         self.kept.as_ref().is_none_or(|k| !k.rows.is_empty())

@@ -291,8 +291,10 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
             // Outside the band is where the question is worth asking: there the sign of Â
             // decides. When no token of the response left it (a gentle update), the question
             // supposes a harder push took a token half as far again past either edge.
+            // A token whose Â is 0 (a group of equal rewards, or one the update left out) has
+            // nothing for the clip to switch off.
             let real: Vec<(usize, f32)> = (0..tokens.len())
-                .filter(|&i| band(tokens[i].ratio) != Band::Inside)
+                .filter(|&i| band(tokens[i].ratio) != Band::Inside && tokens[i].advantage != 0.0)
                 .map(|i| (i, tokens[i].ratio))
                 .collect();
             let supposed = real.is_empty();

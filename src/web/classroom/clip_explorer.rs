@@ -345,7 +345,9 @@ pub fn clip_explorer(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
                 </p>
             })
         });
-        let verdict = if comparison {
+        let verdict = if let Some(out) = crate::explain::stage::left_out_token(&walk, row) {
+            out
+        } else if comparison {
             one_ratio_verdict(member)
         } else {
             case.verdict()

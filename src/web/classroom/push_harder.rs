@@ -32,10 +32,18 @@ fn stat_row(
     }
 }
 
-/// A learning rate as 3e−5, with the real minus sign the page's other numbers use.
 /// How many of this update's ratios left the band it clips to: each token's, or each
-/// response's where the member takes one ratio per response (REINFORCE has no band).
+/// response's where the member takes one ratio per response (REINFORCE has no band); when no
+/// update ran, that.
 fn how_far_this_update_moved(walk: &Walkthrough) -> String {
+    if !walk.experience.updated() {
+        return format!(
+            "No update ran on this batch: {}'s dynamic sampling left every group out (each \
+             group's rewards were all equal), so there is no update to replay, whatever the \
+             learning rate.",
+            walk.experience.member.name()
+        );
+    }
     let outside = |ratios: &mut dyn Iterator<Item = f32>, (lo, hi): (f32, f32)| {
         let (mut out, mut all) = (0usize, 0usize);
         for r in ratios {
@@ -95,6 +103,7 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
     let factor = RwSignal::new(10.0f64);
     let epochs = RwSignal::new(8usize);
     let base_lr = walk.update.lr;
+    let ran = walk.experience.updated();
     let intro = how_far_this_update_moved(walk);
     let walk = walk.clone();
     let result = move || {
@@ -209,7 +218,9 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
                         {[1usize, 2, 4, 8, 16].iter().map(|e| view! { <option value=e.to_string() selected={*e == 8}>{e.to_string()}</option> }).collect_view()}
                     </select>
                 </label>
-                <button class="primary" data-testid="btn-push" on:click=move |_| state.push_harder(base_lr * factor.get_untracked(), epochs.get_untracked())>
+                <button class="primary" data-testid="btn-push" disabled=!ran
+                    title=(!ran).then_some("no update ran on this batch: nothing to replay")
+                    on:click=move |_| state.push_harder(base_lr * factor.get_untracked(), epochs.get_untracked())>
                     "replay this update"
                 </button>
                 <span class="status" data-testid="push-status" data-state=move || match state.replay.get() { Asked::Idle => "idle", Asked::Running => "running", Asked::Done(_) => "done", Asked::Failed(_) => "failed" }>{status}</span>

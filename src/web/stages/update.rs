@@ -10,7 +10,7 @@ use crate::explain::format::{count, num};
 use crate::explain::math;
 use crate::explain::notes::notes;
 use crate::explain::provenance::{Quantity, format_ratio};
-use crate::explain::stage::real_len;
+use crate::explain::stage::{left_out, real_len};
 use crate::explore::clip_cases;
 use crate::lab::walkthrough::ResponseRatio;
 use crate::lab::walkthrough::Walkthrough;
@@ -40,14 +40,24 @@ pub(super) fn update(
     // REINFORCE's; the table then draws PPO's band for comparison and marks no token).
     let band = walk.update.token_band();
     let (band_lo, band_hi) = band.unwrap_or(ClipRange::symmetric(eps)).edges();
-    // The ▲/▼ marks over the whole batch, after the update.
-    let marked = clip_cases(&walk.policy_after, band.unwrap_or(ClipRange::NONE));
+    // The ▲/▼ marks over the responses the update trained on (under dynamic sampling, the
+    // groups it kept), after the update.
+    let trained_rows: Vec<_> = (walk.policy_after.iter().enumerate())
+        .filter(|(b, _)| exp.row_used(*b))
+        .map(|(_, p)| p.clone())
+        .collect();
+    let marked = clip_cases(&trained_rows, band.unwrap_or(ClipRange::NONE));
+    let some_left_out = trained_rows.len() < walk.policy_after.len();
     let member = exp.member.name();
-    let stat = |testid: &'static str, label: &'static str, x: f32| {
+    // When no update ran (dynamic sampling kept no group) there is nothing to show.
+    let ran = exp.updated();
+    let stat = move |testid: &'static str, label: &'static str, x: f32| {
         view! {
             <div class="stat">
                 <span class="label">{label}</span>
-                <span class="num" data-testid=testid data-v=exact(x)>{num(x)}</span>
+                <span class="num" data-testid=testid data-v=if ran { exact(x) } else { String::new() }>
+                    {if ran { num(x) } else { "—".to_string() }}
+                </span>
             </div>
         }
     };
@@ -151,10 +161,15 @@ pub(super) fn update(
             {stat("value-clip-frac", "value clip frac", stats.value_clip_frac)}
             {stat("grad-norm", "grad norm (before clip to 1)", stats.grad_norm)}
         </div>
-        <p class="note" data-testid="update-objective">
-            {objective(walk, minibatches)}
-        </p>
-        {(cursor >= 1).then(|| view! {
+        {left_out(walk, row).map(|text| view! {
+            <p class="note left-out" data-testid="update-left-out">{text}</p>
+        })}
+        {ran.then(|| view! {
+            <p class="note" data-testid="update-objective">
+                {objective(walk, minibatches)}
+            </p>
+        })}
+        {(ran && cursor >= 1).then(|| view! {
             <p class="explain" data-testid="after-update" data-current="1">
                 {match (band, walk.response_ratio(row)) {
                     (_, Some(r)) => format!(
@@ -170,10 +185,11 @@ pub(super) fn update(
                          The band is [{:.2}, {:.2}]. ▲ (Â > 0, ρ above {:.2}) and ▼ (Â < 0, ρ below {:.2}) mark tokens \
                          whose own term would give no gradient in a further epoch; the clip does not hold them still: \
                          shared weights, other tokens and AdamW's momentum can still move them. The marks count the \
-                         batch after the update ({} of its {} tokens); the policy clip fraction above is a mean over \
+                         batch after the update ({} of its {} tokens{}); the policy clip fraction above is a mean over \
                          the update's steps, each measured before its step.",
                         stats.optimizer_steps, row + 1, band_lo, band_hi, band_hi, band_lo,
-                        marked.clipped, marked.total
+                        marked.clipped, marked.total,
+                        if some_left_out { " in the groups it kept" } else { "" }
                     ),
                 }}
             </p>
