@@ -57,9 +57,30 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
 
     // 1. Advantage is not reward (the advantages the update used: PPO's GAE, or the member's).
     let used = exp.every_row().advantages;
+    // Over the responses the update trained on (under dynamic sampling, the groups it kept).
+    let trained = real_tokens(walk).filter(|&(b, _)| exp.row_used(b)).count();
     let opposite = real_tokens(walk)
-        .filter(|&(b, t)| exp.rewards[b][t] * used[b][t] < 0.0)
+        .filter(|&(b, t)| exp.row_used(b) && exp.rewards[b][t] * used[b][t] < 0.0)
         .count();
+    let counted = if !exp.updated() {
+        format!(
+            "No update ran on this batch ({}'s dynamic sampling left every group out), so no \
+             advantage was used.",
+            exp.member.name()
+        )
+    } else if trained < total {
+        format!(
+            "On {opposite} of the {} the update trained on (the groups {} kept), r_t and the \
+             advantage it used have opposite signs.",
+            count(trained, "token", "tokens"),
+            exp.member.name()
+        )
+    } else {
+        format!(
+            "On {opposite} of the batch's {tokens}, r_t and the advantage the update used have \
+             opposite signs."
+        )
+    };
     let what_advantage = match exp.member {
         Family::Ppo if walk.whiten.is_some() => {
             "The advantage Â_t, the number the update uses, is \
@@ -91,9 +112,7 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
         question: "Is a token's advantage its reward?",
         answer: format!(
             "No. The reward r_t is what a token earned on its own: the score lands on the last \
-             token, every other token gets only its KL penalty. {what_advantage} On {} of the \
-             batch's {tokens}, r_t and the advantage the update used have opposite signs.",
-            opposite
+             token, every other token gets only its KL penalty. {what_advantage} {counted}"
         ),
         stage: StageKey::Gae,
         value: opposite as f32,

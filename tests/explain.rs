@@ -1363,6 +1363,8 @@ fn a_batch_with_no_group_kept_is_said_to_have_no_update() {
     assert!(!exp.updated());
     assert_eq!(walk.stats.optimizer_steps, 0);
     assert_eq!(loop_edges(&walk)[6], "θ unchanged (no group kept)");
+    let tour = tour_member_note(&walk, StageKey::Update).unwrap();
+    assert!(tour.ends_with("so no update ran."), "{tour}");
     for row in 0..8 {
         let out = left_out(&walk, row).unwrap();
         assert!(out.starts_with("No update ran: DAPO's dynamic sampling left every group out"));
@@ -1402,6 +1404,7 @@ fn a_batch_with_no_group_kept_is_said_to_have_no_update() {
         .find(|m| m.answer.contains("pushing harder replays nothing"));
     assert!(clip.is_some(), "{answers:#?}");
     assert!(answers.iter().all(|m| !m.answer.contains("gentle one")));
+    assert!(answer("advantage-not-reward").contains("so no advantage was used"));
 }
 
 /// A DAPO batch that keeps some groups and leaves others out (pairs of samples, so that equal
@@ -1410,13 +1413,15 @@ fn a_batch_with_no_group_kept_is_said_to_have_no_update() {
 #[test]
 fn a_response_dapo_left_out_is_said_to_be() {
     use ppo_lens::ppo::family::Family;
+    use ppo_lens::predict::ask::question;
+    use ppo_lens::predict::question::Kind;
     let tries = (1..=4).flat_map(|seed| [48, 20].map(|len| (seed, len)));
     let partial = tries.into_iter().find_map(|(seed, max_new_tokens)| {
         let s = LabSettings {
             seed,
             algo: Family::Dapo,
             rollouts: 8,
-            minibatch: 4,
+            minibatch: 8,
             max_new_tokens,
             group: 2,
             ..LabSettings::default()
@@ -1430,17 +1435,31 @@ fn a_response_dapo_left_out_is_said_to_be() {
     let exp = &walk.experience;
     let kept = exp.kept.as_ref().unwrap().rows.clone();
     assert!(exp.updated());
-    assert_eq!(
-        loop_edges(&walk)[6],
-        format!(
-            "new θ (2 epochs × {})",
-            if kept.len() > 4 {
-                "2 mini-batches"
-            } else {
-                "1 mini-batch"
-            }
-        )
+    assert_eq!(loop_edges(&walk)[6], "new θ (2 epochs × 1 mini-batch)");
+    let tour = tour_member_note(&walk, StageKey::Update).unwrap();
+    let dropped = format!(
+        "left {} of the batch's 4 groups out of this update",
+        (8 - kept.len()) / 2
     );
+    assert!(tour.contains(&dropped), "{dropped} in {tour}");
+    // One mini-batch is all the update trained on: the groups it kept.
+    let zero = notes(&walk, StageKey::Update, 0, 1)
+        .into_iter()
+        .find(|n| n.key == "policy-loss-zero")
+        .unwrap();
+    let what = format!(
+        "one mini-batch is all the update trained on (the {} responses of the groups DAPO kept)",
+        kept.len()
+    );
+    assert!(zero.text.contains(&what), "{what} in {}", zero.text);
+    // The misconception counts the tokens the update trained on.
+    let trained: usize = kept.iter().map(|&b| real_len(&walk, b)).sum();
+    let adv = ppo_lens::misconceptions::misconceptions(&walk)
+        .into_iter()
+        .find(|m| m.key == "advantage-not-reward")
+        .unwrap();
+    let counted = format!("of the {trained} tokens the update trained on (the groups DAPO kept)");
+    assert!(adv.answer.contains(&counted), "{counted} in {}", adv.answer);
     for row in 0..8 {
         let used = kept.contains(&row);
         assert_eq!(exp.row_used(row), used);
@@ -1452,6 +1471,14 @@ fn a_response_dapo_left_out_is_said_to_be() {
         match left_out(&walk, row) {
             Some(out) => {
                 assert!(!used);
+                // Asked which tokens get a positive advantage, the answer says why none.
+                let q = question(&walk, Kind::AdvantageSign, row, 1).unwrap();
+                assert!(
+                    q.why
+                        .contains("DAPO's dynamic sampling left it out of the update"),
+                    "{}",
+                    q.why
+                );
                 assert_eq!(
                     out,
                     format!(

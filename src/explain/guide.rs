@@ -178,21 +178,37 @@ pub fn tour_member_note(walk: &Walkthrough, stage: StageKey) -> Option<String> {
                 "{name} does not use GAE: every token of a response carries that response's one advantage, its score against {baseline}{scaled}."
             )
         }
-        StageKey::Update => match (walk.update.token_band(), walk.update.grpo) {
-            (Some(band), _) => {
-                let (low, high) = band.edges();
-                format!("{name} clips each token's ratio to [{low:.2}, {high:.2}].")
-            }
-            (None, Some(g)) if g.clip.high.is_finite() => {
-                let (low, high) = g.clip.edges();
-                format!(
-                    "{name} has one ratio per response, the product of its tokens' ratios, and clips that to [{low:.2}, {high:.2}]."
-                )
-            }
-            _ => format!(
-                "{name} has no clip: each response's term pushes however far its ratio has moved, so it takes one epoch per batch."
-            ),
-        },
+        StageKey::Update => {
+            let clip = match (walk.update.token_band(), walk.update.grpo) {
+                (Some(band), _) => {
+                    let (low, high) = band.edges();
+                    format!("{name} clips each token's ratio to [{low:.2}, {high:.2}].")
+                }
+                (None, Some(g)) if g.clip.high.is_finite() => {
+                    let (low, high) = g.clip.edges();
+                    format!(
+                        "{name} has one ratio per response, the product of its tokens' ratios, and clips that to [{low:.2}, {high:.2}]."
+                    )
+                }
+                _ => format!(
+                    "{name} has no clip: each response's term pushes however far its ratio has moved, so it takes one epoch per batch."
+                ),
+            };
+            // Under dynamic sampling, the groups this update left out.
+            let left_out = match &walk.experience.kept {
+                Some(k) if k.rows.is_empty() => {
+                    " Its dynamic sampling left every group out (each group's rewards were all equal), so no update ran."
+                        .to_string()
+                }
+                Some(k) if k.dropped() > 0 => format!(
+                    " Its dynamic sampling left {} of the batch's {} groups out of this update (their rewards were all equal).",
+                    k.dropped(),
+                    k.kept.len()
+                ),
+                _ => String::new(),
+            };
+            format!("{clip}{left_out}")
+        }
         StageKey::Mask => return None,
     };
     Some(note)

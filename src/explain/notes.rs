@@ -1,7 +1,7 @@
 //! "What to notice" for each stage: claims checked against this batch before they are made (a
 //! note whose condition does not hold is not shown).
 
-use super::format::{between, num};
+use super::format::{between, count, num};
 use super::provenance::format_ratio;
 use super::stage::{StageKey, real_len, whitening_flips};
 use crate::lab::walkthrough::Walkthrough;
@@ -289,6 +289,15 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
             // batch's mean, and only the steps after it (weights moved, ratios off 1) differ.
             let rows = used.ids.len();
             let whole = walk.update.mini_batch_size >= rows;
+            // Under dynamic sampling the update's batch is the groups it kept.
+            let whole_batch = if rows < exp.rollout.ids.len() {
+                format!(
+                    "all the update trained on (the {} of the groups {name} kept)",
+                    count(rows, "response", "responses")
+                )
+            } else {
+                "the whole batch".to_string()
+            };
             let later = if stats.optimizer_steps > 1 {
                 ". The steps after it start from weights the earlier steps moved, so their ratios \
                  are no longer 1 and their policy losses are no longer minus the mean"
@@ -344,7 +353,7 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                         format!(
                             "A step's policy loss at ratio 1 is minus its mini-batch's advantages \
                              averaged as {name}'s loss averages them ({how}). Here one mini-batch \
-                             is the whole batch, where the advantages {name}'s update used average \
+                             is {whole_batch}, where the advantages {name}'s update used average \
                              so to {}: the first step's policy loss is {first}{later}",
                             num(m)
                         )

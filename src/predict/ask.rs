@@ -75,7 +75,7 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                 ),
                 ask: Ask::Tokens(texts),
                 why: format!(
-                    "Â_t > 0 on {} of {}: {}.",
+                    "Â_t > 0 on {} of {}: {}{}.",
                     positive.len(),
                     len,
                     if positive.is_empty() {
@@ -86,6 +86,14 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                             .map(|&t| format!("{} ({})", token(walk, row, t), num(advantages[t])))
                             .collect::<Vec<_>>()
                             .join(", ")
+                    },
+                    if exp.row_used(row) {
+                        String::new()
+                    } else {
+                        format!(
+                            " (its group's rewards were all equal, so {}'s dynamic sampling left it out of the update)",
+                            exp.member.name()
+                        )
                     }
                 ),
                 answer: Response::Tokens(positive),
