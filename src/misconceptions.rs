@@ -5,11 +5,10 @@
 //! walkthrough. No UI here: the page's Overview stage draws the card.
 
 use crate::explain::format::{between, count, num};
-use crate::explain::stage::{StageKey, real_len, whitening_flips};
+use crate::explain::stage::{StageKey, kl_instead, real_len, whitening_flips};
 use crate::explore::{Band, ValueMove, clip_cases, value_case};
 use crate::lab::walkthrough::Walkthrough;
-use crate::ppo::family::{Family, KlPlacement};
-use crate::ppo::group_advantages::RewardScale;
+use crate::ppo::family::Family;
 
 /// One misconception, answered on a batch.
 #[derive(Clone, Debug, PartialEq)]
@@ -95,15 +94,11 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
                 .to_string()
         }
         member => {
-            let scaled = exp
-                .group
-                .as_ref()
-                .is_some_and(|g| g.scale == RewardScale::Group);
             format!(
                 "{}'s update uses one advantage per response instead, carried by each of its \
                  tokens: {}.",
                 member.name(),
-                member.response_advantage(scaled)
+                member.response_advantage(exp.group_scaled())
             )
         }
     };
@@ -130,6 +125,23 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
                 .flat_map(|p| &p.tokens)
                 .filter(|p| Band::of(p.ratio, lo, hi) != Band::Inside)
                 .count();
+            // Under dynamic sampling, the ratios outside the band in the responses the update
+            // left out: shared weights alone moved them.
+            let left_out = (walk.policy_after.iter().enumerate())
+                .filter(|(b, _)| !exp.row_used(*b))
+                .flat_map(|(_, p)| &p.tokens)
+                .filter(|p| Band::of(p.ratio, lo, hi) != Band::Inside)
+                .count();
+            let left_out = if exp.updated() && left_out > 0 {
+                format!(
+                    " {left_out} of the {outside} are in responses {} left out of the update: \
+                     they had no term in the loss, and only the weights they share with the \
+                     rest moved them.",
+                    exp.member.name()
+                )
+            } else {
+                String::new()
+            };
             let furthest = walk
                 .policy_after
                 .iter()
@@ -142,7 +154,7 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
                  clip gives that token's own term no gradient; nothing stops the ratio itself, \
                  since shared weights and other tokens still move it. After this update {} of the \
                  batch's {tokens} have a ratio outside [{:.2}, {:.2}]{} (the furthest at ρ = {}), \
-                 and {} of those are past the band on their advantage's side. {}",
+                 and {} of those are past the band on their advantage's side.{left_out} {}",
                 outside,
                 lo,
                 hi,
@@ -272,22 +284,13 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
     } else {
         (kl_sum / kl_n as f64) as f32
     };
-    let trained = match exp.member.kl_placement() {
-        KlPlacement::TokenReward => {
-            "This iteration trained with PPO: its KL was in the rewards.".to_string()
-        }
-        KlPlacement::Loss => format!(
-            "This iteration trained with {}: its KL was the β·k3 loss term, with the critic-free β = {} (not kl_coeff); the token rewards shown are PPO's, and its update did not use them.",
-            exp.member.name(),
-            num(walk.update.grpo.map_or(0.0, |g| g.beta))
-        ),
-        KlPlacement::ResponseReward => format!(
-            "This iteration trained with {}: its KL, summed over each response and times the `beta` setting, was subtracted from the response's score before the baseline; the token rewards shown are PPO's, and its update did not use them.",
+    let trained = match kl_instead(walk) {
+        None => "This iteration trained with PPO: its KL was in the rewards.".to_string(),
+        Some(went) => format!(
+            "This iteration trained with {}: {went}; the token rewards shown are PPO's, and its \
+             update did not use them.",
             exp.member.name()
         ),
-        KlPlacement::Off => {
-            "This iteration trained with DAPO, which has no KL term at all; the token rewards shown are PPO's, and its update did not use them.".to_string()
-        }
     };
     out.push(Misconception {
         key: "kl-reward-or-loss",

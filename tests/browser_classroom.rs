@@ -743,6 +743,13 @@ async fn grpo_beside_ppo_on_the_pages_batch() {
         zero_groups < 2 && disagree > 0,
         "{rewards:?}: {disagree} disagreeing tokens"
     );
+    // Under PPO, what still acts on a group with equal rewards is said of GRPO's objective.
+    let said = page.text("grpo-summary").await;
+    assert_eq!(
+        said.contains("Under GRPO, no reward signal reaches them: the KL term (β = 0.040)"),
+        zero_groups > 0,
+        "{said}"
+    );
     // The critic's cost is the core's count for the tiny model.
     let tiny =
         ppo_lens::model::Qwen2Config::from_json(ppo_lens::lab::run::TINY_CONFIG, "tiny").unwrap();
@@ -961,10 +968,15 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
             "ppo" => None,
             "dapo" => Some("it has no KL term at all".to_string()),
             "rloo" | "reinforce" => Some(
-                "β · Σ_t KL_t with β = 0.040 (the `beta` setting) comes off each response's score"
+                "β · Σ_t KL_t, with its own β = 0.040 (the `beta` setting, not kl_coeff), comes \
+                 off each response's score"
                     .to_string(),
             ),
-            _ => Some("β · k3 per token with β = 0.040 (the `beta` setting)".to_string()),
+            _ => Some(
+                "its KL is a loss term, β · k3 per token, with its own β = 0.040 (the `beta` \
+                 setting, not kl_coeff)"
+                    .to_string(),
+            ),
         };
         match elsewhere {
             None => assert!(!why.contains("These r_t are PPO's"), "{why}"),

@@ -9,7 +9,9 @@ use ppo_lens::explain::guide::{LOOP, TOUR, loop_edges, tour_member_note};
 use ppo_lens::explain::math;
 use ppo_lens::explain::notes::notes;
 use ppo_lens::explain::provenance::{Quantity, provenance};
-use ppo_lens::explain::stage::{StageKey, followed, left_out, left_out_token, real_len};
+use ppo_lens::explain::stage::{
+    StageKey, exercise_check_inputs, followed, left_out, left_out_token, real_len,
+};
 use ppo_lens::lab::run::Lab;
 use ppo_lens::lab::settings::LabSettings;
 use ppo_lens::lab::walkthrough::Walkthrough;
@@ -341,6 +343,11 @@ fn a_one_token_response_renders_every_explanation() {
     };
     let mut lab = Lab::new(&settings, &Device::flex()).unwrap();
     let walk = block_on(lab.iterate(&settings, Some(0))).unwrap();
+    assert_eq!(
+        exercise_check_inputs(&walk),
+        "Both computed on this batch as one mini-batch, through the policy after the update. \
+         Exercise 5 uses your exercises 1-3, so a mistake there shows in its total too."
+    );
     for row in 0..2 {
         assert_eq!(real_len(&walk, row), 1);
         for stage in StageKey::ALL {
@@ -754,12 +761,20 @@ fn the_update_is_described_in_the_members_own_terms() {
             Family::Rloo => "the other responses to its prompt",
             _ => "the batch's mean score",
         };
+        assert!(values.contains(baseline), "{values}");
+        // The GAE stop gives the member's own advantage: the KL comes off the scores of the
+        // members that charge it per response, and DAPO divides by its groups' std.
         assert!(
-            values.contains(baseline) && gae.contains(baseline),
-            "{values} {gae}"
+            gae.contains(member.response_advantage(exp.group_scaled())),
+            "{gae}"
         );
         assert_eq!(
-            gae.contains("divided by the group's std"),
+            gae.contains("β times its KL"),
+            member != Family::Dapo,
+            "{gae}"
+        );
+        assert_eq!(
+            gae.contains("in the group's standard deviations"),
             member == Family::Dapo,
             "{gae}"
         );
@@ -1317,7 +1332,7 @@ fn the_first_steps_policy_loss_is_minus_the_batchs_mean_advantage() {
         if algo == Family::Grpo {
             let score = tour_member_note(&walk, StageKey::Score).unwrap();
             let want = format!(
-                "a loss term, β·k3 per token, with its own β = {}",
+                "a loss term, β · k3 per token, with its own β = {}",
                 num(g.beta)
             );
             assert!(score.contains(&want), "{want} in {score}");
@@ -1412,6 +1427,33 @@ fn a_batch_with_no_group_kept_is_said_to_have_no_update() {
 /// is said to be, with the count of those kept, and one the update trained on is not.
 #[test]
 fn a_response_dapo_left_out_is_said_to_be() {
+    /// The ratios outside DAPO's band in the responses its update left out, checked against the
+    /// clip misconception's count of them.
+    fn left_out_outside(walk: &Walkthrough) -> usize {
+        let exp = &walk.experience;
+        let (lo, hi) = walk.update.token_band().unwrap().edges();
+        let outside = |left_out_only: bool| -> usize {
+            (0..exp.rollout.ids.len())
+                .filter(|&b| !left_out_only || !exp.row_used(b))
+                .flat_map(|b| &walk.policy_after[b].tokens)
+                .filter(|p| p.ratio < lo || p.ratio > hi)
+                .count()
+        };
+        let (all, out) = (outside(false), outside(true));
+        let clip = ppo_lens::misconceptions::misconceptions(walk)
+            .into_iter()
+            .find(|m| m.key == "clip-not-cap")
+            .unwrap();
+        let said = format!("{out} of the {all} are in responses DAPO left out of the update");
+        assert_eq!(
+            clip.answer.contains(&said),
+            out > 0,
+            "{said} in {}",
+            clip.answer
+        );
+        assert_eq!(clip.answer.contains("left out of the update"), out > 0);
+        out
+    }
     use ppo_lens::ppo::family::Family;
     use ppo_lens::predict::ask::question;
     use ppo_lens::predict::question::Kind;
@@ -1460,6 +1502,31 @@ fn a_response_dapo_left_out_is_said_to_be() {
         .unwrap();
     let counted = format!("of the {trained} tokens the update trained on (the groups DAPO kept)");
     assert!(adv.answer.contains(&counted), "{counted} in {}", adv.answer);
+    // The clip misconception says which of the ratios outside the band no loss term moved:
+    // here none, and in a batch pushed harder (a higher learning rate, more epochs) some.
+    assert_eq!(left_out_outside(&walk), 0);
+    // The exercise check runs on every response, and says so when some were left out.
+    assert!(
+        exercise_check_inputs(&walk)
+            .contains(", the responses DAPO left out of the update included")
+    );
+    let pushed = (1..=4).find_map(|seed| {
+        let s = LabSettings {
+            seed,
+            algo: Family::Dapo,
+            rollouts: 8,
+            minibatch: 8,
+            max_new_tokens: 48,
+            group: 2,
+            lr: 1e-3,
+            epochs: 4,
+            ..LabSettings::default()
+        };
+        let mut lab = Lab::new(&s, &Device::flex()).unwrap();
+        let walk = block_on(lab.iterate(&s, Some(0))).unwrap();
+        (walk.experience.updated() && left_out_outside(&walk) > 0).then_some(walk)
+    });
+    assert!(left_out_outside(&pushed.expect("no pushed batch moved a left-out ratio out")) > 0);
     for row in 0..8 {
         let used = kept.contains(&row);
         assert_eq!(exp.row_used(row), used);

@@ -22,6 +22,8 @@ use serde::Deserialize;
 
 mod common;
 
+use common::rows_tensor as t2;
+
 #[derive(Deserialize)]
 struct Case {
     trainer: String,
@@ -49,16 +51,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/family/trl_cases.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn t2(rows: &[Vec<f32>], device: &burn::tensor::Device) -> Tensor<2> {
-    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-    Tensor::from_data(TensorData::new(flat, [rows.len(), rows[0].len()]), device)
+    common::json_fixture("family/trl_cases.json")
 }
 
 fn read(x: Tensor<1>) -> Vec<f32> {

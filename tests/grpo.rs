@@ -2,13 +2,16 @@
 //! tests/fixtures/grpo/trl_cases.json were computed by TRL's own code
 //! (scripts/make_grpo_fixtures.py); the scalar and the tensor forms must give the same numbers.
 
-use burn::tensor::{Tensor, TensorData};
 use ppo_lens::compute::{Compute, block_on, read_f32};
 use ppo_lens::ppo::group_advantages::{
     RewardScale, broadcast_rows, group_advantages, group_advantages_ref, scores_tensor,
 };
 use ppo_lens::ppo::grpo_loss::{GrpoRows, LossAgg, grpo_loss, grpo_loss_ref};
 use serde::Deserialize;
+
+mod common;
+
+use common::rows_tensor as t2;
 
 #[derive(Deserialize)]
 struct Case {
@@ -34,16 +37,7 @@ struct Fixture {
 }
 
 fn cases() -> Fixture {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/grpo/trl_cases.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn t2(rows: &[Vec<f32>], device: &burn::tensor::Device) -> Tensor<2> {
-    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
-    Tensor::from_data(TensorData::new(flat, [rows.len(), rows[0].len()]), device)
+    common::json_fixture("grpo/trl_cases.json")
 }
 
 #[test]

@@ -1,11 +1,10 @@
 //! The words of the page's guide: the PPO loop's nodes and the tensors on its arrows with this
 //! batch's shapes, the objective in one sentence, the tour, and the glossary.
 
-use super::format::{count, num};
+use super::format::count;
 use super::stage::StageKey;
 use crate::lab::walkthrough::Walkthrough;
-use crate::ppo::family::{Baseline, Family, KlPlacement};
-use crate::ppo::group_advantages::RewardScale;
+use crate::ppo::family::{Baseline, Family};
 
 /// One node of the loop diagram.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -138,7 +137,6 @@ pub fn tour_member_note(walk: &Walkthrough, stage: StageKey) -> Option<String> {
         return None;
     }
     let name = member.name();
-    let beta = num(walk.family.beta);
     let baseline = match member.baseline() {
         Baseline::GroupMean => "the mean score of its group",
         Baseline::LeaveOneOut => "the mean score of the other responses to its prompt",
@@ -152,32 +150,17 @@ pub fn tour_member_note(walk: &Walkthrough, stage: StageKey) -> Option<String> {
         StageKey::Rollout => format!(
             "{name} has no critic: the values are the untrained head's, kept to compare with PPO."
         ),
-        StageKey::Score => match member.kl_placement() {
-            KlPlacement::Loss => format!(
-                "{name}'s update does not use these token rewards: its KL is a loss term, β·k3 per token, with its own β = {beta} (the `beta` setting)."
-            ),
-            KlPlacement::ResponseReward => format!(
-                "{name}'s update does not use these token rewards: β·Σ_t KL_t, with its own β = {beta} (the `beta` setting), comes off each response's score."
-            ),
-            KlPlacement::Off => {
-                format!("{name}'s update does not use these token rewards, and it has no KL term.")
-            }
-            KlPlacement::TokenReward => return None,
-        },
+        StageKey::Score => format!(
+            "{name}'s update does not use these token rewards: {}.",
+            super::stage::kl_instead(walk)?
+        ),
         StageKey::Values => format!(
             "{name} has no critic: each response's score is measured against {baseline} instead."
         ),
-        StageKey::Gae => {
-            let scaled = match walk.experience.group.as_ref().map(|g| g.scale) {
-                Some(RewardScale::Group) if member.baseline() == Baseline::GroupMean => {
-                    ", divided by the group's std"
-                }
-                _ => "",
-            };
-            format!(
-                "{name} does not use GAE: every token of a response carries that response's one advantage, its score against {baseline}{scaled}."
-            )
-        }
+        StageKey::Gae => format!(
+            "{name} does not use GAE: every token of a response carries that response's one advantage, {}.",
+            member.response_advantage(walk.experience.group_scaled())
+        ),
         StageKey::Update => {
             let clip = match (walk.update.token_band(), walk.update.grpo) {
                 (Some(band), _) => {

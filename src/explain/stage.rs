@@ -1,8 +1,9 @@
 //! The stages of one iteration as the page orders them, how many steps each has for a
 //! response, and facts about a response the stages share.
 
-use super::format::count;
+use super::format::{count, num};
 use crate::lab::walkthrough::Walkthrough;
+use crate::ppo::family::KlPlacement;
 
 /// The stages of one iteration, as the page orders them (0 is the overview).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,6 +108,46 @@ pub fn left_out(walk: &Walkthrough, row: usize) -> Option<String> {
         row + 1,
         count(kept, "response", "responses")
     ))
+}
+
+/// Where the member that trained the batch put its KL to the reference, as a clause that follows
+/// "its update does not use these token rewards:" (the Score stage's rewards are PPO's, shown for
+/// comparison); None under PPO, whose KL is in those rewards.
+pub fn kl_instead(walk: &Walkthrough) -> Option<String> {
+    let beta = num(walk.family.beta);
+    Some(match walk.experience.member.kl_placement() {
+        KlPlacement::TokenReward => return None,
+        KlPlacement::Loss => format!(
+            "its KL is a loss term, β · k3 per token, with its own β = {beta} (the `beta` \
+             setting, not kl_coeff)"
+        ),
+        KlPlacement::ResponseReward => format!(
+            "β · Σ_t KL_t, with its own β = {beta} (the `beta` setting, not kl_coeff), comes off \
+             each response's score before its baseline"
+        ),
+        KlPlacement::Off => "it has no KL term at all".to_string(),
+    })
+}
+
+/// What the Update stage's exercise check (exercises 1, 2, 3 and 5, the student's beside the
+/// reference's) was computed on: every response of the batch, those dynamic sampling left out of
+/// the update too, since it compares two functions on the same numbers.
+pub fn exercise_check_inputs(walk: &Walkthrough) -> String {
+    let exp = &walk.experience;
+    let left_out = (0..exp.rollout.ids.len()).any(|b| !exp.row_used(b));
+    format!(
+        "Both computed on this batch as one mini-batch, through the policy after the update{}. \
+         Exercise 5 uses your exercises 1-3, so a mistake there shows in its total too.",
+        if left_out {
+            format!(
+                ", the responses {} left out of the update included (the check compares your \
+                 code with the reference on the same numbers, not the update that ran)",
+                exp.member.name()
+            )
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// The clip explorer's verdict on a token of response `row` when the update left the response

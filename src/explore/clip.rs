@@ -295,11 +295,15 @@ pub struct ClipCases {
     pub total: usize,
 }
 
-/// The batch's tokens in the six cases, against the band `clip` (an ε alone: `[1 − ε, 1 + ε]`).
-pub fn clip_cases(policy: &[PolicyTrace], clip: impl Into<ClipRange>) -> ClipCases {
+/// The tokens of the responses `policy` in the six cases, against the band `clip` (an ε alone:
+/// `[1 − ε, 1 + ε]`).
+pub fn clip_cases<'a>(
+    policy: impl IntoIterator<Item = &'a PolicyTrace>,
+    clip: impl Into<ClipRange>,
+) -> ClipCases {
     let clip = clip.into();
     let mut cases = ClipCases::default();
-    for token in policy.iter().flat_map(|p| &p.tokens) {
+    for token in policy.into_iter().flat_map(|p| &p.tokens) {
         let case = policy_case(token.ratio, token.advantage, clip);
         cases.total += 1;
         cases.clipped += usize::from(case.clipped_wins);

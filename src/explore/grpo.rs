@@ -8,7 +8,9 @@ use crate::ppo::iteration::Experience;
 /// (when `beta > 0`) and the entropy bonus (when its coefficient is > 0) do, and the tokens count
 /// in the aggregation's denominator either way. `tests/verdicts.rs` checks the KL half against
 /// the gradient of [`grpo_loss`](crate::ppo::grpo_loss::grpo_loss).
-pub fn zero_spread_effects(beta: f32, entropy_coeff: f32) -> String {
+/// `objective` names the objective that gives them 0 (GRPO or Dr. GRPO), which may not be the
+/// one that trained the batch.
+pub fn zero_spread_effects(objective: &str, beta: f32, entropy_coeff: f32) -> String {
     let acting = match (beta > 0.0, entropy_coeff > 0.0) {
         (true, true) => format!(
             "the KL term (β = {}) and the entropy bonus still act on them",
@@ -21,7 +23,10 @@ pub fn zero_spread_effects(beta: f32, entropy_coeff: f32) -> String {
         (false, true) => "with β = 0 only the entropy bonus still acts on them".to_string(),
         (false, false) => "with β = 0 and no entropy bonus nothing else acts on them".to_string(),
     };
-    format!("No reward signal: {acting}, and they still count in the loss's average.")
+    format!(
+        "Under {objective}, no reward signal reaches them: {acting}, and they still count in the \
+         loss's average."
+    )
 }
 
 /// PPO's and GRPO's advantages on the same batch, token by token (what the comparison view
@@ -126,5 +131,35 @@ mod tests {
             c.separate_critic_params,
             c.policy_params + tiny.hidden_size + 1
         );
+    }
+
+    #[test]
+    fn what_acts_on_a_group_with_equal_rewards_follows_beta_and_the_entropy_bonus() {
+        let under = "Under GRPO, no reward signal reaches them: ";
+        let tail = ", and they still count in the loss's average.";
+        for (beta, entropy, acting) in [
+            (
+                0.04,
+                0.01,
+                "the KL term (β = 0.040) and the entropy bonus still act on them",
+            ),
+            (0.04, 0.0, "the KL term (β = 0.040) still acts on them"),
+            (
+                0.0,
+                0.01,
+                "with β = 0 only the entropy bonus still acts on them",
+            ),
+            (
+                0.0,
+                0.0,
+                "with β = 0 and no entropy bonus nothing else acts on them",
+            ),
+        ] {
+            assert_eq!(
+                zero_spread_effects("GRPO", beta, entropy),
+                format!("{under}{acting}{tail}")
+            );
+        }
+        assert!(zero_spread_effects("Dr. GRPO", 0.0, 0.0).starts_with("Under Dr. GRPO, "));
     }
 }

@@ -395,6 +395,14 @@ impl Experience {
         self.kept.as_ref().is_none_or(|k| k.rows.contains(&row))
     }
 
+    /// Whether each group's advantages were divided by the group's std (GRPO with
+    /// `scale_rewards`, and DAPO); false for a member without groups.
+    pub fn group_scaled(&self) -> bool {
+        self.group
+            .as_ref()
+            .is_some_and(|g| g.scale == crate::ppo::group_advantages::RewardScale::Group)
+    }
+
     /// Whether the update had rows to learn from (not when dynamic sampling dropped every group).
     pub fn updated(&self) -> bool {
         self.kept.as_ref().is_none_or(|k| !k.rows.is_empty())

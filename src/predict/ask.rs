@@ -11,7 +11,6 @@ use crate::explore::{Band, policy_case, value_case};
 use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::Algorithm;
 use crate::ppo::family::Family;
-use crate::ppo::group_advantages::RewardScale;
 use crate::ppo::rewards::KlEstimator;
 
 /// The text of token `t` of response `row`, quoted.
@@ -59,8 +58,7 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                     "GAE then compares each token's reward and the critic's values V_t, which are on show (whitening is off: the update uses GAE's advantages as they are)".to_string()
                 }
                 member => {
-                    let scaled = exp.group.as_ref().is_some_and(|g| g.scale == RewardScale::Group);
-                    format!("{} gives every token of a response {}", member.name(), member.response_advantage(scaled))
+                    format!("{} gives every token of a response {}", member.name(), member.response_advantage(exp.group_scaled()))
                 }
             };
             Some(Question {

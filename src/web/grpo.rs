@@ -249,7 +249,7 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
                             "{zero_groups} of {} have all rewards equal: {right} gives their {} advantage 0. {}",
                             count(group.groups.len(), "group", "groups"),
                             count(zero_tokens, "token", "tokens"),
-                            zero_spread_effects(beta, walk.update.coeffs.entropy_coeff),
+                            zero_spread_effects(right, beta, walk.update.coeffs.entropy_coeff),
                         ) + &zero_spread_member(exp.member, beta)
                     },
                 )}

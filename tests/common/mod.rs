@@ -22,3 +22,17 @@ pub fn hang_guard(limit: Duration) -> Duration {
         },
     }
 }
+
+/// A JSON fixture under tests/fixtures/, read and parsed (a panic names the file).
+pub fn json_fixture<T: serde::de::DeserializeOwned>(relative: &str) -> T {
+    let path = format!("{}/tests/fixtures/{relative}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Rows of equal length as a `[rows, len]` tensor on `device`.
+pub fn rows_tensor(rows: &[Vec<f32>], device: &burn::tensor::Device) -> burn::tensor::Tensor<2> {
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    let shape = [rows.len(), rows.first().map_or(0, Vec::len)];
+    burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(flat, shape), device)
+}

@@ -8,9 +8,8 @@ use crate::explain::format::{beta_step, calculator_notes, num};
 use crate::explain::math;
 use crate::explain::notes::notes;
 use crate::explain::provenance::Quantity;
-use crate::explain::stage::real_len;
+use crate::explain::stage::{kl_instead, real_len};
 use crate::lab::walkthrough::Walkthrough;
-use crate::ppo::family::KlPlacement;
 use crate::ppo::rewards::KlEstimator;
 use crate::web::guide::{notes_view, provenance_view, term};
 use crate::web::select::{
@@ -142,22 +141,11 @@ pub(super) fn score(
 /// Under a critic-free member, where its KL went instead of these token rewards (which are
 /// PPO's, shown for comparison); nothing under PPO.
 fn kl_elsewhere(walk: &Walkthrough) -> Option<String> {
-    let member = walk.experience.member;
-    let beta = num(walk.family.beta);
-    let went = match member.kl_placement() {
-        KlPlacement::TokenReward => return None,
-        KlPlacement::Loss => {
-            format!("its KL is a loss term, β · k3 per token with β = {beta} (the `beta` setting)")
-        }
-        KlPlacement::ResponseReward => format!(
-            "β · Σ_t KL_t with β = {beta} (the `beta` setting) comes off each response's score \
-             before its baseline"
-        ),
-        KlPlacement::Off => "it has no KL term at all".to_string(),
-    };
-    Some(format!(
-        " These r_t are PPO's token rewards, shown for comparison: {}'s update does not use them; \
-         {went}.",
-        member.name()
-    ))
+    kl_instead(walk).map(|went| {
+        format!(
+            " These r_t are PPO's token rewards, shown for comparison: {}'s update does not use \
+             them; {went}.",
+            walk.experience.member.name()
+        )
+    })
 }

@@ -42,12 +42,11 @@ pub(super) fn update(
     let (band_lo, band_hi) = band.unwrap_or(ClipRange::symmetric(eps)).edges();
     // The ▲/▼ marks over the responses the update trained on (under dynamic sampling, the
     // groups it kept), after the update.
-    let trained_rows: Vec<_> = (walk.policy_after.iter().enumerate())
+    let trained_rows = (walk.policy_after.iter().enumerate())
         .filter(|(b, _)| exp.row_used(*b))
-        .map(|(_, p)| p.clone())
-        .collect();
-    let marked = clip_cases(&trained_rows, band.unwrap_or(ClipRange::NONE));
-    let some_left_out = trained_rows.len() < walk.policy_after.len();
+        .map(|(_, p)| p);
+    let marked = clip_cases(trained_rows, band.unwrap_or(ClipRange::NONE));
+    let some_left_out = (0..walk.policy_after.len()).any(|b| !exp.row_used(b));
     let member = exp.member.name();
     // When no update ran (dynamic sampling kept no group) there is nothing to show.
     let ran = exp.updated();
@@ -438,10 +437,7 @@ fn loss_comparison(walk: &Walkthrough) -> Option<impl IntoView> {
                     format!("Your exercises 1, 2, 3 and 5 against the reference: {differing} values differ")
                 }}
             </summary>
-            <p class="note">
-                "Both computed on this batch as one mini-batch, through the policy after the update. \
-                 Exercise 5 uses your exercises 1-3, so a mistake there shows in its total too."
-            </p>
+            <p class="note">{crate::explain::stage::exercise_check_inputs(walk)}</p>
             <table class="numbers">
                 <thead><tr><th>"exercise"</th><th>"value"</th><th>"yours"</th><th>"reference"</th></tr></thead>
                 <tbody>{rows}</tbody>
