@@ -22,6 +22,35 @@ async fn wait_ready(page: &Page) {
     page.wait_state("status", "idle", STARTUP).await;
 }
 
+/// Checks the clip explorer's verdict `testid` on token `t` against its ratio and advantage: the
+/// branch it flags and the words it says. Returns whether the clip zeroes the token's gradient.
+async fn check_clip_verdict(
+    page: &Page,
+    testid: &str,
+    t: usize,
+    ratio: f64,
+    adv: f64,
+    eps: f64,
+) -> bool {
+    let clipped = (adv > 0.0 && ratio > 1.0 + eps) || (adv < 0.0 && ratio < 1.0 - eps);
+    assert_eq!(
+        page.attr(testid, "data-clipped").await,
+        clipped.to_string(),
+        "{testid} token {t}: ρ {ratio}, Â {adv}"
+    );
+    let verdict = page.text(testid).await;
+    let expected = if clipped || adv == 0.0 {
+        "gives gradient 0"
+    } else {
+        "still pushes"
+    };
+    assert!(
+        verdict.contains(expected),
+        "{testid} token {t} (ρ {ratio}, Â {adv}): {verdict}"
+    );
+    clipped
+}
+
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * (1.0 + b.abs())
 }
@@ -61,21 +90,8 @@ async fn the_clip_explorer_reads_the_token_and_pushing_harder_makes_tokens_clip(
             "token {t}: the dot is at ρ = {at}, the table says {ratio}"
         );
         // The branch the text names is the one the numbers give.
-        let clipped = (adv > 0.0 && ratio > 1.0 + eps) || (adv < 0.0 && ratio < 1.0 - eps);
-        assert_eq!(
-            page.attr("clip-verdict", "data-clipped").await,
-            clipped.to_string()
-        );
+        check_clip_verdict(&page, "clip-verdict", t, ratio, adv, eps).await;
         let verdict = page.text("clip-verdict").await;
-        let expected = if clipped || adv == 0.0 {
-            "gives gradient 0"
-        } else {
-            "still pushes"
-        };
-        assert!(
-            verdict.contains(expected),
-            "token {t} (ρ {ratio}, A {adv}): {verdict}"
-        );
         assert!(
             verdict.contains(if adv > 0.0 { "Â > 0" } else { "Â < 0" }),
             "{verdict}"
@@ -178,6 +194,27 @@ async fn the_clip_explorer_reads_the_token_and_pushing_harder_makes_tokens_clip(
     );
     assert!(page.exists("clip-dot-pushed").await);
     assert!(page.text("push-stopped").await.contains("response 1"));
+    // The explorer reads each token after the push too: the verdict's branch is the one the
+    // pushed ratio and the token's advantage give, and pushing made some token of the response
+    // clip.
+    let mut pushed_clipped_seen = 0;
+    let mut t = 0;
+    while page.exists(&format!("upd-row-{t}")).await {
+        page.click(&format!("upd-row-{t}")).await;
+        let adv = page.number(&format!("upd-adv-{t}")).await;
+        let ratio: f64 = page
+            .attr("clip-dot-pushed", "data-ratio")
+            .await
+            .parse()
+            .unwrap();
+        let clipped = check_clip_verdict(&page, "clip-verdict-pushed", t, ratio, adv, eps).await;
+        pushed_clipped_seen += usize::from(clipped);
+        t += 1;
+    }
+    assert!(
+        t > 1 && pushed_clipped_seen > 0,
+        "{pushed_clipped_seen} of {t} tokens clipped"
+    );
     page.show("push-harder").await;
     page.screenshot("classroom-push-harder.png").await;
     page.finish().await;

@@ -61,6 +61,33 @@ fn cell_value(walk: &Walkthrough, row: usize, testid: &str) -> f32 {
     }
 }
 
+/// A provenance's number from its terms and constants, by the formula of its quantity, written
+/// here apart from the provenance's own arithmetic.
+fn from_terms(p: &ppo_lens::explain::provenance::Provenance) -> f32 {
+    let t = p.t;
+    let term = |symbol: String| p.terms.iter().find(|x| x.symbol == symbol).map(|x| x.value);
+    let constant = |symbol: &str| p.constants.iter().find(|c| c.0 == symbol).unwrap().1;
+    match p.quantity {
+        Quantity::Advantage => {
+            let (g, l) = (constant("γ"), constant("λ"));
+            let n = t + 1;
+            // Past the last real token, V_{t+1} and A_{t+1} are not named: they are 0.
+            let next_v = term(format!("V_{n}")).unwrap_or(0.0);
+            let next_a = term(format!("A_{n}")).unwrap_or(0.0);
+            term(format!("r_{t}")).unwrap() + g * next_v - term(format!("V_{t}")).unwrap()
+                + g * l * next_a
+        }
+        Quantity::Return => term(format!("A_{t}")).unwrap() + term(format!("V_{t}")).unwrap(),
+        Quantity::Reward => {
+            -constant("β") * term(format!("KL_{t}")).unwrap()
+                + term("score".to_string()).unwrap_or(0.0)
+        }
+        Quantity::Ratio => (term(format!("log π_new,{t}")).unwrap()
+            - term(format!("log π_old,{t}")).unwrap())
+        .exp(),
+    }
+}
+
 #[test]
 fn every_provenance_recomputes_its_number_from_the_cells_it_names() {
     let (first, second) = two_iterations(&settings());
@@ -85,13 +112,16 @@ fn every_provenance_recomputes_its_number_from_the_cells_it_names() {
                             term.testid
                         );
                     }
-                    // ...and the arithmetic on them gives the shown number.
-                    assert!(
-                        (p.recomputed - p.value).abs() <= 1e-5 * (1.0 + p.value.abs()),
-                        "{q:?} row {row} t {t}: {} against {}",
-                        p.recomputed,
-                        p.value
-                    );
+                    // ...and the arithmetic on them gives the shown number, both as the
+                    // provenance does it and as this test does it from the named terms.
+                    let ours = from_terms(&p);
+                    for again in [p.recomputed, ours] {
+                        assert!(
+                            (again - p.value).abs() <= 1e-5 * (1.0 + p.value.abs()),
+                            "{q:?} row {row} t {t}: {again} against {}",
+                            p.value
+                        );
+                    }
                     assert!(!p.lines.is_empty());
                 }
                 // A_t names A_{t+1} and V_{t+1} exactly when token t + 1 is real.
@@ -159,7 +189,10 @@ fn a_hand_worked_advantage_reads_as_its_formula() {
 
 #[test]
 fn every_note_holds_for_its_batch() {
+    use ppo_lens::ppo::rewards::KlEstimator;
+    use std::collections::BTreeSet;
     let (first, second) = two_iterations(&settings());
+    let (mut score_cases, mut kinds) = (BTreeSet::new(), BTreeSet::new());
     for (iteration, walk) in [(1, &first), (2, &second)] {
         let exp = &walk.experience;
         let mask = &exp.rollout.response_mask;
@@ -167,7 +200,41 @@ fn every_note_holds_for_its_batch() {
         for row in 0..walk.gae.len() {
             let real = real_len(walk, row);
             for stage in StageKey::ALL {
-                for n in notes(walk, stage, row, iteration) {
+                let all = notes(walk, stage, row, iteration);
+                // Each note is there exactly when what it describes holds.
+                let keys: Vec<&str> = all.iter().map(|n| n.key).collect();
+                let batch_kl = (0..mask.len())
+                    .flat_map(|b| (0..real_len(walk, b)).map(move |t| (b, t)))
+                    .fold(0f32, |m, (b, t)| m.max(exp.kl[b][t].abs()));
+                let whiten = walk.whiten.is_some();
+                let expected: Vec<&str> = match stage {
+                    StageKey::Overview => vec![],
+                    StageKey::Rollout => vec!["most-uncertain", "not-argmax"],
+                    StageKey::Score => [
+                        ("kl-zero", iteration == 1 && batch_kl < 1e-3),
+                        (
+                            "kl-negative",
+                            exp.kl_estimator == KlEstimator::K1
+                                && exp.kl[row][..real].iter().any(|&k| k < 0.0)
+                                && batch_kl > 1e-4,
+                        ),
+                        ("score-last", true),
+                    ]
+                    .into_iter()
+                    .filter_map(|(k, on)| on.then_some(k))
+                    .collect(),
+                    StageKey::Values => {
+                        vec!["first-value", "value-jump"][..1 + usize::from(real >= 2)].to_vec()
+                    }
+                    StageKey::Gae => vec!["last-delta", "sign-flip", "pushed-up"]
+                        [..if whiten { 3 } else { 1 }]
+                        .to_vec(),
+                    StageKey::Update => vec!["policy-loss-zero", "largest-move"],
+                    StageKey::Mask => vec!["left-padding"],
+                };
+                assert_eq!(keys, expected, "row {row} {stage:?}");
+                kinds.extend(keys);
+                for n in all {
                     assert!(
                         n.tokens.iter().all(|&t| t < real),
                         "{}: tokens {:?}",
@@ -208,17 +275,57 @@ fn every_note_holds_for_its_batch() {
                         }
                         "score-last" => {
                             assert_eq!(n.tokens, [real - 1]);
-                            // "Small beside the score" only where it is.
+                            assert_eq!(n.value, Some(exp.rewards[row][real - 1]));
+                            // What the other tokens' rewards are beside the score, in the words
+                            // that fit their size.
                             let others = exp.rewards[row][..real - 1]
                                 .iter()
                                 .fold(0f32, |m, r| m.max(r.abs()));
-                            let score = exp.scores[row].reward().abs();
-                            assert_eq!(
-                                n.text.contains("small beside the score"),
-                                real > 1 && others > 1e-4 && others < 0.1 * score,
+                            let score = exp.scores[row].reward();
+                            let (case, said) = if real == 1 {
+                                ("one token", "This response has one token".to_string())
+                            } else if others <= 1e-4 {
+                                (
+                                    "about 0",
+                                    format!("about 0 here (largest |r_t| {})", num(others)),
+                                )
+                            } else if others < 0.1 * score.abs() {
+                                (
+                                    "small",
+                                    format!(
+                                        "at most {} in size here, small beside the score.",
+                                        num(others)
+                                    ),
+                                )
+                            } else if score == 0.0 {
+                                (
+                                    "all the reward",
+                                    format!(
+                                        "up to {} in size here: with a score of 0 the penalties \
+                                         are all the reward this response gets.",
+                                        num(others)
+                                    ),
+                                )
+                            } else {
+                                (
+                                    "not small",
+                                    format!(
+                                        "up to {} in size here, not small beside the score.",
+                                        num(others)
+                                    ),
+                                )
+                            };
+                            assert!(n.text.contains(&said), "{said} in {}", n.text);
+                            assert!(
+                                n.text.starts_with(&format!(
+                                    "The score {} lands on the last token only (t = {}).",
+                                    num(score),
+                                    real - 1
+                                )),
                                 "{}",
                                 n.text
                             );
+                            score_cases.insert(case);
                         }
                         "first-value" => assert_eq!(n.value, Some(exp.rollout.values[row][0])),
                         "value-jump" => {
@@ -230,6 +337,15 @@ fn every_note_holds_for_its_batch() {
                         "last-delta" => {
                             let g = &walk.gae[row];
                             assert_eq!(g.advantages[real - 1], g.deltas[real - 1]);
+                            assert_eq!(n.tokens, [real - 1]);
+                            assert_eq!(n.value, Some(g.advantages[real - 1]));
+                            // A response cut at max_new_tokens is said to be.
+                            assert_eq!(
+                                n.text.contains("This response was cut at max_new_tokens"),
+                                !exp.rollout.finished[row],
+                                "{}",
+                                n.text
+                            );
                         }
                         "sign-flip" => {
                             let w = walk.whiten.as_ref().unwrap();
@@ -244,6 +360,12 @@ fn every_note_holds_for_its_batch() {
                                     assert!(flipped, "t {t}: {a}, mean {}", w.mean);
                                 }
                             }
+                            assert_eq!(
+                                n.text.contains("changed the sign of no advantage"),
+                                n.tokens.is_empty(),
+                                "{}",
+                                n.text
+                            );
                             // The clause the note picks follows the mean's sign, and its
                             // inequality is held on one line.
                             if !n.tokens.is_empty() {
@@ -271,6 +393,11 @@ fn every_note_holds_for_its_batch() {
                                 })
                                 .count();
                             assert_eq!(n.value, Some(up as f32));
+                            let real_tokens: usize =
+                                (0..mask.len()).map(|b| real_len(walk, b)).sum();
+                            let said =
+                                format!("but {up} of its {real_tokens} tokens are pushed up");
+                            assert!(n.text.contains(&said), "{said} in {}", n.text);
                         }
                         "policy-loss-zero" => {
                             assert_eq!(n.value, Some(walk.stats.grad_norm));
@@ -329,7 +456,57 @@ fn every_note_holds_for_its_batch() {
             .iter()
             .any(|n| n.key == "kl-zero");
         assert_eq!(has_kl_zero, iteration == 1);
+        // The sign-flip note on the mirrored batch (every advantage negated, before and after
+        // whitening): the same tokens flip, and the clause follows the mean's other sign.
+        let mut mirrored = walk.clone();
+        let w = mirrored.whiten.as_mut().unwrap();
+        w.mean = -w.mean;
+        w.whitened.iter_mut().for_each(|x| *x = -*x);
+        for g in &mut mirrored.gae {
+            g.advantages.iter_mut().for_each(|x| *x = -*x);
+        }
+        let mean = walk.whiten.as_ref().unwrap().mean;
+        for row in 0..walk.gae.len() {
+            let flip = |walk: &Walkthrough| {
+                notes(walk, StageKey::Gae, row, iteration)
+                    .into_iter()
+                    .find(|n| n.key == "sign-flip")
+                    .unwrap()
+            };
+            let (before, after) = (flip(walk), flip(&mirrored));
+            assert_eq!(before.tokens, after.tokens, "row {row}");
+            if !before.tokens.is_empty() {
+                assert_eq!(before.text.contains("is negative here"), mean < 0.0);
+                assert_eq!(after.text.contains("is negative here"), mean > 0.0);
+                assert_eq!(
+                    after.text.ends_with(" positive."),
+                    mean > 0.0,
+                    "{}",
+                    after.text
+                );
+            }
+        }
     }
+    // The two batches reach every note, and three of the score note's wordings.
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        [
+            "first-value",
+            "kl-negative",
+            "kl-zero",
+            "largest-move",
+            "last-delta",
+            "left-padding",
+            "most-uncertain",
+            "not-argmax",
+            "policy-loss-zero",
+            "pushed-up",
+            "score-last",
+            "sign-flip",
+            "value-jump"
+        ]
+    );
+    assert!(score_cases.len() >= 3, "{score_cases:?}");
 }
 
 #[test]
@@ -557,12 +734,35 @@ fn formulas_are_mathml_with_the_step_numbers() {
 /// each answer pointing at a stage.
 #[test]
 fn every_misconception_is_answered_with_its_batchs_numbers() {
+    use ppo_lens::explain::format::count;
     use ppo_lens::explore::{ValueMove, value_case};
     use ppo_lens::misconceptions::misconceptions;
-    let (first, second) = two_iterations(&settings());
-    for walk in [&first, &second] {
+    // Two iterations, and the first again with an update pushed harder (ten times the learning
+    // rate, 8 epochs), so that ratios leave the band in one batch and stay inside it in another.
+    let s = settings();
+    let mut lab = Lab::new(&s, &Device::flex()).unwrap();
+    let first = block_on(lab.iterate(&s, Some(0))).unwrap();
+    let second = block_on(lab.iterate(&s, Some(0))).unwrap();
+    let hard = LabSettings {
+        lr: s.lr * 10.0,
+        epochs: 8,
+        ..s.clone()
+    };
+    let pushed = block_on(
+        Lab::new(&hard, &Device::flex())
+            .unwrap()
+            .iterate(&hard, Some(0)),
+    )
+    .unwrap();
+    let mut outside_counts = Vec::new();
+    for walk in [&first, &second, &pushed] {
         let exp = &walk.experience;
         let r_len = exp.rollout.response_len();
+        let n_real = count(
+            (0..walk.gae.len()).map(|b| real_len(walk, b)).sum(),
+            "token",
+            "tokens",
+        );
         let real: Vec<(usize, usize)> = (0..walk.gae.len())
             .flat_map(|b| (0..real_len(walk, b)).map(move |t| (b, t)))
             .collect();
@@ -635,19 +835,68 @@ fn every_misconception_is_answered_with_its_batchs_numbers() {
                 other => panic!("a misconception without a check: {other}"),
             };
             assert_eq!(m.value, expected, "{}", m.key);
-            // The number is in the answer, as the page prints it.
-            let printed =
-                if m.value.fract() == 0.0 && m.key != "kl-reward-or-loss" && m.key != "approx-kl" {
-                    format!("{}", m.value as usize)
-                } else {
-                    num(m.value)
-                };
-            assert!(
-                m.answer.contains(&printed),
-                "{}: {printed} in {}",
-                m.key,
-                m.answer
-            );
+            // The number is in the answer, in the sentence that says what it counts.
+            let n = expected as usize;
+            let said: Vec<String> = match m.key {
+                "advantage-not-reward" => vec![format!(
+                    "On {n} of the batch's {n_real}, r_t and the advantage the update used have \
+                     opposite signs."
+                )],
+                "clip-not-cap" => {
+                    let eps = walk.update.coeffs.clip_ratio;
+                    // Past the band on the side the token's advantage pushes.
+                    let past = (walk.policy_after.iter().flat_map(|p| &p.tokens))
+                        .filter(|p| {
+                            (p.advantage > 0.0 && p.ratio > 1.0 + eps)
+                                || (p.advantage < 0.0 && p.ratio < 1.0 - eps)
+                        })
+                        .count();
+                    outside_counts.push(n);
+                    vec![
+                        format!(
+                            "After this update {n} of the batch's {n_real} have a ratio outside \
+                             [{:.2}, {:.2}] (the furthest at ρ = ",
+                            1.0 - eps,
+                            1.0 + eps
+                        ),
+                        format!("and {past} of those are past the band on their advantage's side."),
+                        if n == 0 {
+                            "This update was a gentle one: push harder".to_string()
+                        } else {
+                            "Push harder in the Update stage to see ratios go further still."
+                                .to_string()
+                        },
+                    ]
+                }
+                "whitening-flips" => {
+                    vec![format!("In this batch {n} of the {n_real} changed sign")]
+                }
+                "kl-reward-or-loss" => {
+                    vec![format!("the mean KL_t over this batch is {}", num(m.value))]
+                }
+                "approx-kl" => vec![format!("approx KL, {} here,", num(m.value))],
+                "value-clip" => {
+                    let c = walk.update.coeffs.clip_range_value;
+                    let left = (walk.value_after.iter().flat_map(|v| &v.tokens))
+                        .filter(|v| (v.value_new - v.value_old).abs() > c)
+                        .count();
+                    vec![format!(
+                        "After this update {} sit where the clip zeroes the gradient, and {} left \
+                         the band away from R or past it",
+                        count(n, "token", "tokens"),
+                        count(left - n, "token", "tokens")
+                    )]
+                }
+                _ => unreachable!(),
+            };
+            for said in said {
+                assert!(
+                    m.answer.contains(&said),
+                    "{}: {said} in {}",
+                    m.key,
+                    m.answer
+                );
+            }
         }
         // What a flipped token went through follows the mean's sign: above a positive mean's
         // batch a better-than-expected token is pushed down, under a negative one a worse one up.
@@ -687,6 +936,12 @@ fn every_misconception_is_answered_with_its_batchs_numbers() {
         let beta = format!("β = kl_coeff = {}", num(exp.kl_coeff));
         assert!(kl.answer.contains(&beta), "{beta} in {}", kl.answer);
     }
+    // Both of the clip answer's hints were checked: a batch with no ratio outside the band and
+    // one with some.
+    assert!(
+        outside_counts.contains(&0) && outside_counts.iter().any(|&n| n > 0),
+        "{outside_counts:?}"
+    );
 }
 
 /// Under the critic-free members the Update stage's sentences describe the update that ran:

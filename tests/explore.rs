@@ -265,10 +265,12 @@ fn grouped_batches_carry_both_advantages_and_grpo_trains() {
     use ppo_lens::ppo::family::Family;
     use ppo_lens::ppo::group_advantages::{RewardScale, broadcast_rows, group_advantages_ref};
 
+    // At 48 new tokens the first batch has a group whose rewards differ, so the two advantages
+    // have something to disagree on.
     let mut s = LabSettings {
         rollouts: 8,
         minibatch: 4,
-        max_new_tokens: 16,
+        max_new_tokens: 48,
         group: 4,
         ..LabSettings::default()
     };
@@ -309,6 +311,28 @@ fn grouped_batches_carry_both_advantages_and_grpo_trains() {
             .count()
     );
     // Exactly the real tokens where the two advantages have opposite signs, each once.
+    assert_eq!(c.disagree.len(), exp.rollout.ids.len());
+    assert!(c.disagree_total() > 0);
+    // The tokens of the groups whose rewards are all equal, and those groups.
+    let group = exp.group.as_ref().unwrap();
+    let zero_groups: Vec<usize> = (0..group.groups.len())
+        .filter(|&g| group.groups[g].zero_spread)
+        .collect();
+    assert_eq!(c.zero_groups, zero_groups);
+    assert!(zero_groups.len() < group.groups.len(), "{scores:?}");
+    let zero_tokens: usize = (zero_groups.iter())
+        .flat_map(|&g| {
+            let step = &group.groups[g];
+            step.first_row..step.first_row + step.rewards.len()
+        })
+        .map(|b| {
+            exp.rollout.response_mask[b]
+                .iter()
+                .filter(|&&m| m == 1.0)
+                .count()
+        })
+        .sum();
+    assert_eq!(c.zero_tokens, zero_tokens);
     for (b, tokens) in c.disagree.iter().enumerate() {
         let want: Vec<usize> = (0..exp.rollout.response_len())
             .filter(|&t| exp.rollout.response_mask[b][t] == 1.0)

@@ -29,6 +29,7 @@ fn one_iteration_keeps_what_every_stage_shows() {
 
     // Rollout: candidates are sorted, the sampled token's logprob is its candidate's log-prob
     // when it is among them, and the first value is the value head on the prompt.
+    let mut among = 0;
     for b in 0..4 {
         for (t, top) in exp.rollout.top[b].iter().enumerate() {
             if mask[b][t] == 0.0 {
@@ -40,10 +41,12 @@ fn one_iteration_keeps_what_every_stage_shows() {
             let id = exp.rollout.ids[b][p + t];
             if let Some((_, prob)) = top.iter().find(|(c, _)| *c == id) {
                 assert!(close(prob.ln(), exp.rollout.logprobs[b][t], 1e-4));
+                among += 1;
             }
         }
         assert_eq!(walk.tokens[b].len(), p + exp.rollout.response_len());
     }
+    assert!(among > 0, "no sampled token was among its top candidates");
 
     // GAE: the scalar sweep the page animates equals the tensor GAE the update used.
     for b in 0..4 {
@@ -64,6 +67,7 @@ fn one_iteration_keeps_what_every_stage_shows() {
     // Whitening: the page's statistics give the advantages the update used.
     let w = walk.whiten.as_ref().unwrap();
     let flat_adv: Vec<f32> = exp.advantages.concat();
+    assert_eq!(w.whitened.len(), flat_adv.len());
     for (x, y) in w.whitened.iter().zip(&flat_adv) {
         assert!(close(*x, *y, 1e-4), "{x} vs {y}");
     }
@@ -400,6 +404,8 @@ fn the_adaptive_kl_controller_steps_beta_by_its_rule() {
         println!("target {target}: up {} down {}", moved.0, moved.1);
         if target >= 100.0 {
             assert_eq!(moved, (0, 4), "far above any KL here: β only falls");
+        } else if target <= 1e-3 {
+            assert!(moved.0 > 0, "a KL over the target raises β at least once");
         }
     }
     let mut lab = Lab::new(&base, &Device::flex()).unwrap();

@@ -206,6 +206,7 @@ fn debug_config_raises_the_reward_and_writes_every_output() {
         .map(|c| c.parse().unwrap())
         .collect();
     let want = |i: usize| rows[i]["rollout/reward_mean"].as_f64().unwrap();
+    assert_eq!(cells.len(), 3, "{reward}");
     for (cell, i) in cells.iter().zip([0, 10, 19]) {
         assert!((cell - want(i)).abs() < 1e-4, "{reward}: step {}", i + 1);
     }

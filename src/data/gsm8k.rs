@@ -9,7 +9,8 @@ use crate::reward::extract_answer;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
     pub question: String,
-    /// The worked solution, ending in `#### <number>`.
+    /// The worked solution, ending in `#### <number>` (the number right after the last `####` is
+    /// the final answer).
     pub answer: String,
 }
 
@@ -57,7 +58,7 @@ pub fn parse_gsm8k_jsonl(text: &str, file: &str) -> Result<Vec<Problem>, String>
         };
         if problem.final_answer().is_none() {
             return Err(format!(
-                "{file}:{n}: key `answer` does not end in `#### <number>`"
+                "{file}:{n}: key `answer` has no number right after its last `####`"
             ));
         }
         problems.push(problem);
@@ -107,7 +108,7 @@ mod tests {
         );
         assert_eq!(
             err("{\"question\": \"q\", \"answer\": \"72\"}"),
-            "g.jsonl:1: key `answer` does not end in `#### <number>`"
+            "g.jsonl:1: key `answer` has no number right after its last `####`"
         );
         assert_eq!(err(""), "g.jsonl: no problems (the file is empty)");
     }

@@ -76,7 +76,6 @@ pub fn gsm_mini_problem(rng: &mut Rng) -> Problem {
         }
         _ => {
             let (a, b, c) = (3 + rng.below(8), 1 + rng.below(6), 1 + rng.below(3));
-            let c = c.min(a + b - 1);
             (
                 format!(
                     "{name} has {a} {item} and finds {b} more. Then {he} loses {c}. How many {item} does {he} have?"
@@ -110,10 +109,18 @@ pub fn gsm_mini(n: usize, seed: u64) -> Vec<Problem> {
 mod tests {
     use super::*;
 
-    /// Recompute every `<<expr=value>>` note and the final answer from the question's numbers.
+    /// Recompute every `<<expr=value>>` note and the final answer from the question's numbers:
+    /// the first note combines the question's first two numbers, each later one the note before
+    /// it and the question's next number, and every number is used.
     fn check(problem: &Problem) {
+        let numbers: Vec<i64> = (problem.question)
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|w| !w.is_empty())
+            .map(|w| w.parse().unwrap())
+            .collect();
         let mut rest = problem.answer.as_str();
         let mut last = None;
+        let mut notes = 0;
         while let Some(start) = rest.find("<<") {
             let end = rest[start..].find(">>").unwrap() + start;
             let (expr, value) = rest[start + 2..end].split_once('=').unwrap();
@@ -125,6 +132,9 @@ mod tests {
                 _ => l * r,
             };
             assert_eq!(value.parse::<i64>().unwrap(), want, "{}", problem.answer);
+            let left = last.unwrap_or(numbers[0]);
+            assert_eq!((l, r), (left, numbers[notes + 1]), "{problem:?}");
+            notes += 1;
             last = Some(want);
             rest = &rest[end + 2..];
         }
@@ -134,7 +144,8 @@ mod tests {
             "{}",
             problem.answer
         );
-        assert!(last.unwrap() >= 0);
+        assert_eq!(notes + 1, numbers.len(), "{problem:?}");
+        assert!(last.unwrap() >= 1);
         assert!(problem.question.ends_with('?'));
     }
 
@@ -145,7 +156,7 @@ mod tests {
         assert_eq!(a, gsm_mini(500, 3));
         assert_ne!(a, gsm_mini(500, 4));
         // Every template appears.
-        for word in ["buys", "gives away", "boxes", "loses"] {
+        for word in ["more. How many", "gives away", "boxes", "loses"] {
             assert!(a.iter().any(|p| p.question.contains(word)), "{word}");
         }
     }

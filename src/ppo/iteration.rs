@@ -30,7 +30,7 @@ use crate::rollout::sampling::SamplingParams;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Task {
     pub prompt_ids: Vec<u32>,
-    /// The reference's final answer (the number after `####`).
+    /// The reference's final answer (the number right after its last `####`).
     pub reference_answer: String,
 }
 

@@ -4,6 +4,9 @@
 //!
 //! The small reward for the format is shaping: early in training almost no answer is right, and
 //! without it the reward would be all zeros, with nothing for the policy to climb.
+//!
+//! A response cut off by `max_new_tokens` is judged on the text it has, like a finished one: a
+//! number cut short reads as the digits that were written.
 
 /// Reward for a correct final answer.
 pub const CORRECT: f32 = 1.0;
@@ -31,25 +34,40 @@ impl GsmScore {
     }
 }
 
-/// A number written the way people write answers, reduced to one canonical form: thousands
-/// commas, a leading `+` or `$`, a trailing `.` and trailing fractional zeros go; `-0` is `0`.
-/// `"1,234.50"` -> `"1234.5"`, `"$-7.0"` -> `"-7"`. `None` when it is not a number.
+/// A number written the way people write answers, reduced to one canonical form: a `$` before
+/// the digits or the sign, a leading `+`, commas between groups of three digits, a trailing `.`
+/// and trailing fractional zeros go; `-0` is `0`. `"1,234.50"` -> `"1234.5"`, `"$-7.0"` ->
+/// `"-7"`. `None` when it is not a number, and for a comma or `$` anywhere else (`"7,2"`,
+/// `"1$2"`), which would otherwise read as another number.
 pub fn normalize_number(text: &str) -> Option<String> {
-    let mut s: String = text
-        .trim()
-        .chars()
-        .filter(|c| *c != ',' && *c != '$')
-        .collect();
-    s = s.trim_end_matches('.').to_string();
-    let (negative, digits) = match s.strip_prefix('-').or_else(|| s.strip_prefix('\u{2212}')) {
-        Some(rest) => (true, rest.to_string()),
-        None => (false, s.strip_prefix('+').unwrap_or(&s).to_string()),
+    let s = text.trim();
+    // One `$`, before the sign or after it.
+    let (dollar, s) = s.strip_prefix('$').map_or((false, s), |rest| (true, rest));
+    let (negative, s) = match s.strip_prefix('-').or_else(|| s.strip_prefix('\u{2212}')) {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    let (int, frac) = digits.split_once('.').unwrap_or((&digits, ""));
+    let s = if dollar {
+        s
+    } else {
+        s.strip_prefix('$').unwrap_or(s)
+    };
+    let s = s.trim_end_matches('.');
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
     if int.is_empty() && frac.is_empty() {
         return None;
     }
-    if !int.chars().all(|c| c.is_ascii_digit()) || !frac.chars().all(|c| c.is_ascii_digit()) {
+    // Thousands commas: every group after the first has exactly three digits.
+    let groups: Vec<&str> = int.split(',').collect();
+    let grouped = groups.len() == 1
+        || (!groups[0].is_empty()
+            && groups[0].len() <= 3
+            && groups[1..].iter().all(|g| g.len() == 3));
+    let int = groups.concat();
+    if !grouped
+        || !int.chars().all(|c| c.is_ascii_digit())
+        || !frac.chars().all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     let int = int.trim_start_matches('0');
@@ -81,9 +99,11 @@ pub fn gsm8k_reward(response: &str, reference: &str) -> GsmScore {
     match (extract_answer(response), expected) {
         (None, _) => GsmScore::NoAnswer,
         (Some(answer), Some(expected)) if answer == expected => GsmScore::Correct { answer },
+        // A reference without a readable number (the loaders refuse one) matches no answer;
+        // the page shows it as given.
         (Some(answer), expected) => GsmScore::WrongNumber {
             answer,
-            expected: expected.unwrap_or_default(),
+            expected: expected.unwrap_or_else(|| reference.trim().to_string()),
         },
     }
 }
@@ -109,7 +129,18 @@ mod tests {
         ] {
             assert_eq!(normalize_number(raw).as_deref(), Some(want), "{raw}");
         }
-        for raw in ["", "abc", "1.2.3", "12a", "-", "."] {
+        for (raw, want) in [
+            ("-$7", "-7"),
+            ("12,345,678", "12345678"),
+            ("-1,000.0", "-1000"),
+        ] {
+            assert_eq!(normalize_number(raw).as_deref(), Some(want), "{raw}");
+        }
+        // A comma or `$` that is not a thousands comma or a leading `$` is not a number.
+        for raw in [
+            "", "abc", "1.2.3", "12a", "-", ".", "7,2", "1,2,3", ",123", "1,234,5", "1$2", "12$",
+            "1.2,345", "$$7", "-$-7",
+        ] {
             assert_eq!(normalize_number(raw), None, "{raw}");
         }
     }
@@ -140,5 +171,15 @@ mod tests {
         );
         // A bare reference number works too.
         assert_eq!(gsm8k_reward("#### -4", "-4").reward(), 1.0);
+        // A comma that is not a thousands comma does not make 72 of "7,2".
+        assert_eq!(gsm8k_reward("#### 7,2", reference), GsmScore::NoAnswer);
+        // A reference without a number matches no answer, and is shown as given.
+        assert_eq!(
+            gsm8k_reward("#### 5", " no number "),
+            GsmScore::WrongNumber {
+                answer: "5".into(),
+                expected: "no number".into()
+            }
+        );
     }
 }

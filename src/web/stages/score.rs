@@ -126,7 +126,7 @@ pub(super) fn score(
         {provenance_view(state, Stage::Score)}
         {notes_view(state, notes(walk, Stage::Score, row, iteration))}
         {why("Why a frozen reference?", view! {
-            "The score is a rule: the number after " <code>"####"</code> " must equal the reference answer "
+            "The score is a rule: the number right after the last " <code>"####"</code> " must equal the reference answer "
             "(1.0); the right format with a wrong number earns 0.1; anything else 0, given on the last token. "
             "Drifting from the starting model is penalised: each token pays β times its "
             {term("KL", "KL")} " to a copy of the starting model that never trains. Without that "
