@@ -1281,6 +1281,7 @@ async fn every_note_is_true_of_the_numbers_on_screen() {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().unwrap())
         .collect();
+    let mut flips = 0;
     for t in 0..adv.len() {
         let flipped = adv[t] != 0.0 && (adv[t] > 0.0) != (white[t] > 0.0);
         assert_eq!(
@@ -1290,7 +1291,14 @@ async fn every_note_is_true_of_the_numbers_on_screen() {
             adv[t],
             white[t]
         );
+        flips += usize::from(flipped);
     }
+    // The response has flips to list, so the check above saw both sides.
+    assert!(
+        flips > 0 && flips < adv.len(),
+        "{flips} of {} flipped",
+        adv.len()
+    );
     // The last token's advantage is its delta.
     let last = adv.len() - 1;
     assert_eq!(page.number("note-last-delta").await, adv[last]);

@@ -34,6 +34,8 @@ struct Outputs {
     /// The parameters after a PPO update on the rollout (the gradient norm clipped to 1, then
     /// AdamW's step), with made-up advantages.
     updated: Vec<f32>,
+    /// The parameters before it.
+    initial: Vec<f32>,
 }
 
 fn run() -> Outputs {
@@ -86,6 +88,7 @@ fn run() -> Outputs {
         },
         grpo: None,
     };
+    let initial = host_params(&model);
     let mut optim = AdamW::new(0.01).init();
     let (updated, _) = block_on(ppo_update(
         model,
@@ -107,6 +110,7 @@ fn run() -> Outputs {
         forward,
         grads,
         updated: host_params(&updated),
+        initial,
     }
 }
 
@@ -172,6 +176,27 @@ fn each_kernel_off_gives_burns_numbers_and_leaves_the_work_to_burn() {
             &reference.updated,
             &label,
         );
+        // The update's step itself, each parameter's change against its own size (a step of
+        // about lr = 1e-3 would hide in the parameters' tolerance).
+        assert_eq!(got.initial, reference.initial, "{label}: the same start");
+        let step = |o: &Outputs| -> Vec<f32> {
+            o.updated
+                .iter()
+                .zip(&o.initial)
+                .map(|(u, i)| u - i)
+                .collect()
+        };
+        let (got_step, want_step) = (step(&got), step(&reference));
+        assert!(
+            want_step.iter().any(|d| d.abs() > 1e-4),
+            "the update moved nothing"
+        );
+        for (i, (g, w)) in got_step.iter().zip(&want_step).enumerate() {
+            assert!(
+                (g - w).abs() <= 2e-5 + 1e-2 * w.abs(),
+                "{label}: the update's step on parameter {i} is {g}, with every kernel on {w}"
+            );
+        }
     }
     cpu_fast::only_without(&[]);
     for k in Kernel::ALL {

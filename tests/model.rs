@@ -446,22 +446,24 @@ fn save_then_load_is_bit_exact() {
             "{name}: lm_head.weight only when untied"
         );
         assert!(st > 10);
-        // Nothing is left beside it: the staging directory was renamed into place.
-        let parent = dir.parent().unwrap();
-        let stray: Vec<_> = std::fs::read_dir(parent)
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| {
-                n.contains(&format!(
-                    "{}.tmp-",
-                    dir.file_name().unwrap().to_string_lossy()
-                ))
-            })
-            .collect();
-        assert!(stray.is_empty(), "{stray:?}");
+        // Nothing is left beside it: the staging directory was renamed into place, and the
+        // checkpoint a save replaced was removed.
+        let stray = || -> Vec<String> {
+            let name = dir.file_name().unwrap().to_string_lossy().to_string();
+            std::fs::read_dir(dir.parent().unwrap())
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| {
+                    n.contains(&format!("{name}.tmp-")) || n.contains(&format!("{name}.old-"))
+                })
+                .collect()
+        };
+        assert!(stray().is_empty(), "{:?}", stray());
         // Saving over an existing checkpoint replaces it whole.
         save_dir(&again.model, None, &dir).unwrap();
         assert!(!dir.join("tokenizer.json").exists());
+        assert!(dir.join("model.safetensors").exists());
+        assert!(stray().is_empty(), "{:?}", stray());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

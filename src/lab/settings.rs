@@ -431,6 +431,39 @@ mod tests {
             s.set(k.key, &v).unwrap();
             assert_eq!(s, defaults, "{}", k.key);
         }
+        // Every key set to a value other than its default keeps it: it reads back as written,
+        // and it is the one change a shared URL carries.
+        let other = [
+            ("seed", "7"),
+            ("rollouts", "8"),
+            ("max_new_tokens", "33"),
+            ("temperature", "0.5"),
+            ("gamma", "0.9"),
+            ("lam", "0.8"),
+            ("clip", "0.3"),
+            ("vclip", "0.4"),
+            ("kl", "0.1"),
+            ("kl_target", "0.02"),
+            ("kl_horizon", "500"),
+            ("ent", "0.02"),
+            ("vf", "0.2"),
+            ("lr", "1e-4"),
+            ("vblr", "2e-3"),
+            ("epochs", "3"),
+            ("minibatch", "5"),
+            ("whiten", "false"),
+            ("algo", "grpo"),
+            ("group", "2"),
+            ("scale", "none"),
+            ("beta", "0.1"),
+        ];
+        assert_eq!(other.len(), SETTING_KEYS.len());
+        for (key, value) in other {
+            let mut s = LabSettings::default();
+            s.set(key, value).unwrap();
+            assert_eq!(s.get(key).as_deref(), Some(value), "{key}");
+            assert_eq!(s.changed(), vec![(key, value.to_string())], "{key}");
+        }
         let mut s = LabSettings::default();
         s.set("gamma", "0.9").unwrap();
         s.set("lr", "1e-4").unwrap();

@@ -337,6 +337,9 @@ mod tests {
         .unwrap();
         // Tiny: vocab 104, hidden 64, MLP 192, 2 layers, 4 heads of 16, 2 KV heads, tied.
         let shape = crate::native::bench::config("tiny").unwrap();
+        // Counted by hand: embedding 104 x 64 = 6,656; each layer q 64x64 + 64, k and v
+        // 64x32 + 32 each, o 64x64, MLP 3 x 64x192, two norms of 64 = 49,408; final norm 64.
+        assert_eq!(r.parameters, 6_656 + 2 * 49_408 + 64);
         assert_eq!(r.parameters, shape.num_parameters());
         let (d, u) = (&r.decode, &r.update);
         assert_eq!((d.rows, d.prompt_len, d.steps), (32, 8, 4));

@@ -158,6 +158,27 @@ mod tests {
             assert!(svg.contains(title), "no panel {title}");
         }
         assert!(svg.contains("rollout/reward_mean"));
+        // The series carry their points (the NaN row gives none), and the two with points are
+        // drawn as lines of five points each.
+        let reward = series(&rows, "rollout/reward_mean");
+        assert_eq!(reward.len(), 5);
+        assert!(
+            reward
+                .iter()
+                .zip(1..)
+                .all(|(&(x, y), s)| x == s as f64 && (y - 0.1 * s as f64).abs() < 1e-12)
+        );
+        assert!(series(&rows, "params/grad_norm").is_empty());
+        let five_point_lines = svg
+            .split("<polyline")
+            .skip(1)
+            .filter(|line| {
+                let points = line.split("points=\"").nth(1).unwrap_or("");
+                let points = &points[..points.find('"').unwrap_or(0)];
+                points.split_whitespace().count() == 5
+            })
+            .count();
+        assert_eq!(five_point_lines, 2, "{svg}");
         let png = std::fs::read(dir.join("plots.png")).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -117,6 +117,7 @@ mod tests {
             &want, &device,
         ))))
         .unwrap();
+        assert_eq!((got.len(), got_n.len()), (want.len(), want_n.len()));
         for (g, w) in got.iter().zip(&want).chain(got_n.iter().zip(&want_n)) {
             assert!((g - w).abs() < 1e-6, "{g} vs {w}");
         }

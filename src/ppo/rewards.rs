@@ -208,6 +208,7 @@ mod tests {
                     estimator,
                 );
                 assert_eq!(steps.len(), [3, 1][row]);
+                assert_eq!(scalar.len(), 4);
                 for (got, want) in scalar.iter().zip(&rewards[4 * row..4 * row + 4]) {
                     assert!((got - want).abs() < 1e-6, "{estimator:?} row {row}");
                 }

@@ -89,6 +89,7 @@ mod tests {
         assert!((trace.var - 14.0 / 3.0).abs() < 1e-6);
         let std = (14.0f32 / 3.0).sqrt();
         let want = [-2.0 / std, -1.0 / std, 0.0, 3.0 / std, 0.0];
+        assert_eq!(trace.whitened.len(), want.len());
         for (got, want) in trace.whitened.iter().zip(want) {
             assert!((got - want).abs() < 1e-6);
         }
@@ -130,6 +131,7 @@ mod tests {
         assert!(w.iter().zip(&mask).all(|(v, m)| *m == 1.0 || *v == 0.0));
 
         let scalar = masked_whiten_ref(&x, &mask).unwrap();
+        assert_eq!(w.len(), scalar.whitened.len());
         for (a, b) in w.iter().zip(&scalar.whitened) {
             assert!((a - b).abs() < 1e-5);
         }

@@ -248,6 +248,12 @@ mod tests {
             logprobs_and_entropy(&logits, &[0, 1, 5]).is_none(),
             "targets below V"
         );
+        // Only f32 data is read: bf16 logits go to burn's own ops.
+        assert!(logprobs_and_entropy(&logits, &[0, 1, 2]).is_some());
+        assert!(
+            logprobs_and_entropy(&logits.clone().cast(DType::BF16), &[0, 1, 2]).is_none(),
+            "bf16"
+        );
         // A transposed view is read in row-major order.
         let t = Tensor::<2>::random([5, 3], Distribution::Default, &device).transpose();
         let got = logprobs_and_entropy(&t, &[4, 0, 2]).expect("flex");
