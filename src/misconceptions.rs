@@ -4,7 +4,7 @@
 //! and names the stage whose view shows it. `tests/explain.rs` recomputes every number from the
 //! walkthrough. No UI here: the page's Overview stage draws the card.
 
-use crate::explain::format::{between, count, num};
+use crate::explain::format::{agree, band, between, count, num};
 use crate::explain::stage::{StageKey, kl_instead, real_len, whitening_flips};
 use crate::explore::{Band, ValueMove, clip_cases, value_case};
 use crate::lab::walkthrough::Walkthrough;
@@ -116,9 +116,9 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
     // 2. The clip zeroes a gradient; it does not cap the ratio.
     let eps = walk.update.coeffs.clip_ratio;
     let clip_answer = match walk.update.token_band() {
-        Some(band) => {
-            let (lo, hi) = band.edges();
-            let cases = clip_cases(&walk.policy_after, band);
+        Some(range) => {
+            let (lo, hi) = range.edges();
+            let cases = clip_cases(&walk.policy_after, range);
             let outside = walk
                 .policy_after
                 .iter()
@@ -134,10 +134,13 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
                 .count();
             let left_out = if exp.updated() && left_out > 0 {
                 format!(
-                    " {left_out} of the {outside} are in responses {} left out of the update: \
-                     they had no term in the loss, and only the weights they share with the \
-                     rest moved them.",
-                    exp.member.name()
+                    " {left_out} of the {outside} {} in responses {} left out of the update: \
+                     {} no term in the loss, and only the weights {} with the rest moved {}.",
+                    agree(left_out, "is", "are"),
+                    exp.member.name(),
+                    agree(left_out, "it had", "they had"),
+                    agree(left_out, "it shares", "they share"),
+                    agree(left_out, "it", "them"),
                 )
             } else {
                 String::new()
@@ -153,18 +156,20 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
                 "No. Once a token's ratio has left the band on the side its advantage pushes, the \
                  clip gives that token's own term no gradient; nothing stops the ratio itself, \
                  since shared weights and other tokens still move it. After this update {} of the \
-                 batch's {tokens} have a ratio outside [{:.2}, {:.2}]{} (the furthest at ρ = {}), \
-                 and {} of those are past the band on their advantage's side.{left_out} {}",
+                 batch's {tokens} {} a ratio outside {}{} (the furthest at ρ = {}), and {} of \
+                 those {} past the band on {} advantage's side.{left_out} {}",
                 outside,
-                lo,
-                hi,
-                if band.is_symmetric() {
+                agree(outside, "has", "have"),
+                band(lo, hi),
+                if range.is_symmetric() {
                     String::new()
                 } else {
                     format!(", {}'s band", exp.member.name())
                 },
                 num(furthest),
                 cases.clipped,
+                agree(cases.clipped, "is", "are"),
+                agree(cases.clipped, "its", "their"),
                 push_harder_hint(walk, outside)
             );
             (answer, outside)
@@ -204,11 +209,11 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
             let answer = format!(
                 "No. {name} clips no token on its own: it takes one ratio per response, \
                  ρ = exp Σ_t (log π_new − log π_old). After this update {} of the batch's {} \
-                 have a ratio outside [{:.2}, {:.2}]{whose} (the furthest at ρ = {}). {clip} {}",
+                 {} a ratio outside {}{whose} (the furthest at ρ = {}). {clip} {}",
                 outside,
                 count(wholes.len(), "response", "responses"),
-                1.0 - eps,
-                1.0 + eps,
+                agree(outside, "has", "have"),
+                band(1.0 - eps, 1.0 + eps),
                 num(furthest),
                 push_harder_hint(walk, outside)
             );
@@ -350,10 +355,11 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
             }
         }
         let text = format!(
-            "After this update {} sit where the clip zeroes the gradient, and {} left the band \
+            "After this update {} {} where the clip zeroes the gradient, and {} left the band \
              away from R or past it, where the error still trains them. The clip explorer in the \
              Update stage draws one token's V_old, V_new and R.",
             count(zeroed, "token", "tokens"),
+            agree(zeroed, "sits", "sit"),
             count(pulled_back, "token", "tokens")
         );
         (zeroed, text)

@@ -357,7 +357,7 @@ async fn sandbox_reproduces_the_worked_example() {
     assert!(
         page.text("sb-errors")
             .await
-            .contains("reward at t = 1: `abc` is not a number")
+            .contains("reward at t = 1: “abc” is not a number")
     );
     assert_eq!(page.text("sb-delta-0").await, "·");
     page.type_into("sb-reward-1", "0").await;
@@ -984,7 +984,7 @@ async fn one_token_is_followed_through_every_view_and_shared_by_url() {
         "{readout}"
     );
     assert!(
-        query.contains(&format!("`{token}`")),
+        query.contains(&format!("“{token}”")),
         "{readout} (token {t} is {token})"
     );
     assert_eq!(lit.len(), 11, "{lit:?}");
@@ -1015,12 +1015,34 @@ async fn one_token_is_followed_through_every_view_and_shared_by_url() {
     assert!(!page.has_class("gae-row-0", "sel").await);
     page.finish().await;
 
-    // A shared link opens the same token of the same response of the same iteration.
-    let page =
-        Page::open("?backend=flex&rollouts=4&stage=gae&iteration=2&response=2&token=1").await;
+    // A shared link opens the same token of the same response of the same iteration. A value
+    // it cannot take, alone (gamma) or with the others (GRPO needs samples per prompt), is
+    // named in a notice and left at its default.
+    let page = Page::open(
+        "?backend=flex&rollouts=4&stage=gae&iteration=2&response=2&token=1&gamma=abc&algo=grpo",
+    )
+    .await;
     page.wait_text("iteration", STARTUP, |t| t == "iteration 2")
         .await;
     wait_ready(&page, STARTUP).await;
+    let notices = page
+        .js(
+            "return [...document.querySelectorAll('[data-testid=info-banner]')]\
+             .map(b => b.textContent).join('\\n');",
+        )
+        .await;
+    let notices = notices.as_str().unwrap();
+    for said in [
+        "Ignoring ?gamma=abc from the URL: “abc” is not a number. Using 1.",
+        "Ignoring ?algo=grpo from the URL: GRPO compares samples of one prompt: set samples per \
+         prompt to 2 or more. Using ppo.",
+    ] {
+        assert!(notices.contains(said), "{said} in {notices}");
+    }
+    let value =
+        |key: &str| format!("return document.querySelector('[data-testid=\"set-{key}\"]').value;");
+    assert_eq!(page.js(&value("algo")).await, "ppo");
+    assert_eq!(page.js(&value("gamma")).await, "1");
     page.wait_text("picked-token", Duration::from_secs(30), |t| {
         t.starts_with("token t = 1")
     })
@@ -1360,6 +1382,7 @@ async fn every_max_new_tokens_renders_every_stage() {
         true
     );
     assert!(!page.exists("align-1").await);
+    let mut ended_early = 0;
     for n in 1..=96usize {
         if n > 1 {
             page.type_into("set-max_new_tokens", &n.to_string()).await;
@@ -1380,15 +1403,63 @@ async fn every_max_new_tokens_renders_every_stage() {
             .await
             .as_u64()
             .unwrap() as usize;
-        for t in 0..n.min(4) {
-            let text = page.text(&format!("align-{t}")).await;
-            assert_eq!(
-                text.contains("padding"),
-                t >= real,
-                "{n} tokens, t {t}, {real} real: {text}"
-            );
+        // The table shows the first four positions and the response's end: its last token,
+        // and the first padding when it ended before max_new_tokens.
+        let rows = page
+            .js(
+                "return [...document.querySelectorAll('#alignment tr')].map(r => \
+                 [r.dataset.testid, r.textContent]);",
+            )
+            .await;
+        let rows: Vec<(String, String)> = serde_json::from_value(rows).unwrap();
+        // The batch's response positions: n, or fewer when every response ended before n.
+        let r_len: usize = page
+            .attr("alignment", "data-response-len")
+            .await
+            .parse()
+            .unwrap();
+        assert!(
+            real <= r_len && r_len <= n,
+            "{real} real, {r_len} positions, {n} tokens"
+        );
+        let mut want: Vec<usize> = (0..r_len.min(4)).collect();
+        want.extend(
+            [real.saturating_sub(1), real]
+                .into_iter()
+                .filter(|&t| t < r_len && t >= 4),
+        );
+        want.dedup();
+        let shown: Vec<usize> = rows
+            .iter()
+            .filter_map(|(id, _)| id.strip_prefix("align-")?.parse().ok())
+            .collect();
+        assert_eq!(shown, want, "{n} tokens, {real} real: {rows:?}");
+        for (id, text) in &rows {
+            match id.strip_prefix("align-").map(str::parse::<usize>) {
+                Some(Ok(t)) => assert_eq!(
+                    text.contains("padding"),
+                    t >= real,
+                    "{n} tokens, t {t}, {real} real: {text}"
+                ),
+                _ => assert_eq!(id, "align-gap", "{rows:?}"),
+            }
+        }
+        let gaps = rows.iter().filter(|(id, _)| id == "align-gap").count();
+        assert_eq!(
+            gaps,
+            usize::from(want.windows(2).any(|w| w[1] > w[0] + 1)),
+            "{rows:?}"
+        );
+        if real < r_len && real >= 4 {
+            if ended_early == 0 {
+                page.scroll_to("alignment").await;
+                page.screenshot("mask-alignment-end.png").await;
+            }
+            ended_early += 1;
         }
         no_console_errors(&page, &format!("max_new_tokens={n}")).await;
     }
+    // Some response ended past the first four positions, so its padding row was checked.
+    assert!(ended_early > 0);
     page.finish().await;
 }

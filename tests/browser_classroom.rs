@@ -164,7 +164,8 @@ async fn the_clip_explorer_reads_the_token_and_pushing_harder_makes_tokens_clip(
     let intro = page.text("push-intro").await;
     assert!(
         intro.contains(&format!(
-            "{outside} of the batch's {total} tokens have a ratio outside the band [0.80, 1.20]"
+            "{outside} of the batch's {total} tokens {} a ratio outside the band [0.80, 1.20]",
+            if outside == 1 { "has" } else { "have" }
         )),
         "{intro}"
     );
@@ -237,7 +238,7 @@ async fn what_if_recomputes_the_batch_as_the_command_line_does() {
          set('wi-gamma', '0.9', 'input'); set('wi-lam', '0.5', 'input'); set('wi-beta', '0.2', 'input'); set('wi-estimator', 'k3', 'change'); return null;",
     )
     .await;
-    page.wait_text("wi-gamma-value", Duration::from_secs(10), |t| t == "0.90")
+    page.wait_text("wi-gamma-value", Duration::from_secs(10), |t| t == "0.900")
         .await;
     let input = page.text_content("wi-json").await;
     let inputs: Value = serde_json::from_str(&input).unwrap();
@@ -824,7 +825,7 @@ async fn grpo_beside_ppo_on_the_pages_batch() {
     assert_eq!(page.text("grpo-right").await, "GRPO A");
     let used = page.text("grpo-compare").await;
     assert!(
-        used.contains("used GRPO's advantages") && !used.contains("scale none"),
+        used.contains("used GRPO's advantages") && !used.contains("set to none"),
         "{used}"
     );
     set_setting(&page, "scale", "none").await;
@@ -838,7 +839,8 @@ async fn grpo_beside_ppo_on_the_pages_batch() {
     assert_eq!(page.text("grpo-right").await, "Dr. GRPO A");
     let used = page.text("grpo-compare").await;
     assert!(
-        used.contains("used GRPO's advantages") && used.contains("with scale none"),
+        used.contains("used GRPO's advantages")
+            && used.contains("with GRPO std scaling set to none"),
         "{used}"
     );
     set_setting(&page, "scale", "group").await;
@@ -903,7 +905,7 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
                 // epoch.
                 let error = page.text("set-error-epochs").await;
                 assert!(
-                    error.contains("REINFORCE") && error.contains("`epochs`"),
+                    error.contains("REINFORCE") && error.ends_with("set epochs to 1"),
                     "{error}"
                 );
                 set_setting(&page, "epochs", "1").await;
@@ -1005,13 +1007,13 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
             "ppo" => None,
             "dapo" => Some("it has no KL term at all".to_string()),
             "rloo" | "reinforce" => Some(
-                "β · Σ_t KL_t, with its own β = 0.040 (the `beta` setting, not kl_coeff), comes \
-                 off each response's score"
+                "β · Σ_t (log π_old − log π_ref), with its own β = 0.040 (the “β, critic-free KL” \
+                 setting, not kl_coeff), comes off each response's score"
                     .to_string(),
             ),
             _ => Some(
-                "its KL is a loss term, β · k3 per token, with its own β = 0.040 (the `beta` \
-                 setting, not kl_coeff)"
+                "its KL is a loss term, β · k3 per token, with its own β = 0.040 (the “β, \
+                 critic-free KL” setting, not kl_coeff)"
                     .to_string(),
             ),
         };
@@ -1088,16 +1090,19 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
         };
         match *key {
             "ppo" => {
-                assert!(objective.starts_with("Means over"), "{objective}");
+                assert!(
+                    objective.starts_with("The figures above are means over"),
+                    "{objective}"
+                );
                 assert!(after.contains("The band is [0.80, 1.20]"), "{after}");
             }
             "rloo" | "reinforce" => {
                 // Its KL acts through the `beta` setting (0.04 by default), not the Score
                 // stage's β.
                 assert!(
-                    objective.starts_with(&format!("{name}: means over"))
+                    objective.starts_with(&format!("{name}: the figures above are means over"))
                         && objective.contains("no KL term")
-                        && objective.contains("with β = 0.040 (the `beta` setting"),
+                        && objective.contains("with β = 0.040 (the “β, critic-free KL” setting"),
                     "{objective}"
                 );
                 assert!(
@@ -1134,7 +1139,7 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
             }
             _ => {
                 assert!(
-                    objective.starts_with(&format!("{name}: means over")),
+                    objective.starts_with(&format!("{name}: the figures above are means over")),
                     "{objective}"
                 );
                 let band = if *key == "dapo" {

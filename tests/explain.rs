@@ -341,7 +341,7 @@ fn every_note_holds_for_its_batch() {
                             assert_eq!(n.value, Some(g.advantages[real - 1]));
                             // A response cut at max_new_tokens is said to be.
                             assert_eq!(
-                                n.text.contains("This response was cut at max_new_tokens"),
+                                n.text.contains("This response was cut at max new tokens"),
                                 !exp.rollout.finished[row],
                                 "{}",
                                 n.text
@@ -663,7 +663,7 @@ fn long_formulas_break_between_terms_and_never_inside_a_number_or_a_nested_brack
     let reward = math::reward(0.05);
     assert_eq!(
         math_text(&reward),
-        "rt=−0.05·KLt+[t=tlast]·score",
+        "rt=−0.050·KLt+[t=tlast]·score",
         "{reward}"
     );
     assert_eq!(reward.split("<wbr>").count(), 2, "{reward}");
@@ -854,12 +854,19 @@ fn every_misconception_is_answered_with_its_batchs_numbers() {
                     outside_counts.push(n);
                     vec![
                         format!(
-                            "After this update {n} of the batch's {n_real} have a ratio outside \
+                            "After this update {n} of the batch's {n_real} {} a ratio outside \
                              [{:.2}, {:.2}] (the furthest at ρ = ",
+                            if n == 1 { "has" } else { "have" },
                             1.0 - eps,
                             1.0 + eps
                         ),
-                        format!("and {past} of those are past the band on their advantage's side."),
+                        if past == 1 {
+                            "and 1 of those is past the band on its advantage's side.".to_string()
+                        } else {
+                            format!(
+                                "and {past} of those are past the band on their advantage's side."
+                            )
+                        },
                         if n == 0 {
                             "This update was a gentle one: push harder".to_string()
                         } else {
@@ -881,9 +888,10 @@ fn every_misconception_is_answered_with_its_batchs_numbers() {
                         .filter(|v| (v.value_new - v.value_old).abs() > c)
                         .count();
                     vec![format!(
-                        "After this update {} sit where the clip zeroes the gradient, and {} left \
+                        "After this update {} {} where the clip zeroes the gradient, and {} left \
                          the band away from R or past it",
                         count(n, "token", "tokens"),
+                        if n == 1 { "sits" } else { "sit" },
                         count(left - n, "token", "tokens")
                     )]
                 }
@@ -1699,7 +1707,10 @@ fn a_response_dapo_left_out_is_said_to_be() {
             .into_iter()
             .find(|m| m.key == "clip-not-cap")
             .unwrap();
-        let said = format!("{out} of the {all} are in responses DAPO left out of the update");
+        let said = format!(
+            "{out} of the {all} {} in responses DAPO left out of the update",
+            if out == 1 { "is" } else { "are" }
+        );
         assert_eq!(
             clip.answer.contains(&said),
             out > 0,

@@ -145,7 +145,7 @@ fn each_break_it_preset_is_found_out_as_it_says() {
 #[test]
 fn the_advice_names_settings_that_exist_on_each_face() {
     use ppo_lens::health::{Knob, fill};
-    use ppo_lens::lab::settings::{SETTING_KEYS, knob_name};
+    use ppo_lens::lab::setting_keys::{SETTING_KEYS, knob_name};
     let yaml: serde_yaml::Value = serde_yaml::from_str(
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/config.yaml"))
             .unwrap(),
@@ -236,7 +236,7 @@ const SCALES: [AdvantageScale; 5] = [
 #[test]
 fn the_clip_advice_follows_how_the_run_scales_its_advantages() {
     use ppo_lens::health::Finding;
-    use ppo_lens::lab::settings::knob_name;
+    use ppo_lens::lab::setting_keys::knob_name;
     use ppo_lens::native::config::load_config;
     use ppo_lens::native::recipe::health_settings;
     use ppo_lens::ppo::family::Family;

@@ -180,7 +180,16 @@ fn printed(text: &str) -> (f64, f64) {
 fn check_arithmetic(q: &ppo_lens::predict::Question) {
     match q.kind {
         Kind::GaeStep => {
-            // "A_t = δ_t + γλ · A_{t+1} = a + b × c = d."
+            // "A_t = δ_t + γλ · A_{t+1} = a + b × c = d", written with the token's own t.
+            let t = q.t.unwrap();
+            let named = format!("A_{t} = δ_{t} + γλ · A_{} = ", t + 1);
+            assert!(q.why.starts_with(&named), "{named} in {}", q.why);
+            assert!(
+                q.prompt.contains(&format!("has A_{} = ", t + 1))
+                    && q.prompt.ends_with(&format!("What is A_{t}?")),
+                "{}",
+                q.prompt
+            );
             let sides: Vec<&str> = q.why.split(" = ").collect();
             let words: Vec<&str> = sides[sides.len() - 2].split(' ').collect();
             let [a, "+", b, "×", c] = words[..] else {

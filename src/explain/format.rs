@@ -30,6 +30,19 @@ pub fn operand_for(x: f32, result: &str) -> String {
     operand_to(x, decimals_for(result))
 }
 
+/// A setting as an operand of arithmetic printed as `result`: as typed ("0.05") when that is
+/// exact to [`operand_for`]'s digits or fewer, otherwise to those digits (an adaptive β of
+/// 0.06381406 reads 0.06381 where the result has 5 decimals).
+pub fn setting_operand(x: f32, result: &str) -> String {
+    let exact = signed(x.to_string());
+    let rounded = operand_for(x, result);
+    if !exact.contains('e') && decimals(&exact) <= decimals(&rounded) {
+        exact
+    } else {
+        rounded
+    }
+}
+
 /// The most decimals an operand is printed with: about where an f32 near 10⁻³ stops.
 pub const OPERAND_DECIMALS: usize = 10;
 
@@ -96,9 +109,13 @@ fn decimals(printed: &str) -> usize {
     mantissa.split_once('.').map_or(0, |(_, d)| d.len())
 }
 
-/// A number as an exponent, "3e−5", with a real minus sign.
+/// A number as an exponent to two significant digits, "3e−5" or "1.5e−4" (0 as "0"), with a
+/// real minus sign.
 pub fn sci(x: f64) -> String {
-    signed(format!("{x:.0e}"))
+    if x == 0.0 {
+        return "0".into();
+    }
+    signed(format!("{x:.1e}").replacen(".0e", "e", 1))
 }
 
 /// `lo < x < hi` held on one line (no-break spaces around each `<`).
@@ -126,6 +143,31 @@ pub fn show_token(text: &str) -> String {
 /// `n` and the word for it: "1 token", "3 tokens".
 pub fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The word that agrees with a count: `agree(1, "has", "have")` is "has", as in "1 of 240
+/// tokens has"; "3 of 240 tokens have".
+pub fn agree(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
+}
+
+/// A clip band's edges as the page writes them: two decimals ("0.80", "1.28"), more where two
+/// would round an edge onto 1 (ε = 0.004 gives "0.996" and "1.004"), with a real minus sign.
+pub fn band_edges(lo: f32, hi: f32) -> (String, String) {
+    let decimals = (2..=6)
+        .find(|&d| {
+            [lo, hi]
+                .iter()
+                .all(|&e| e == 1.0 || fixed(e, d) != fixed(1.0, d))
+        })
+        .unwrap_or(6);
+    (fixed(lo, decimals), fixed(hi, decimals))
+}
+
+/// A clip band as the page writes it, "[0.80, 1.20]" ([`band_edges`]).
+pub fn band(lo: f32, hi: f32) -> String {
+    let (lo, hi) = band_edges(lo, hi);
+    format!("[{lo}, {hi}]")
 }
 
 /// A number inside a formula whose result is printed as `result` ([`operand_for`]'s digits):
@@ -217,5 +259,41 @@ mod tests {
             super::beta_step(0.05, 0.0, 4, 64.0, 0.05),
             "0.050 × (1 + 0.000 × 4 / 64) = 0.050"
         );
+    }
+
+    #[test]
+    fn bands_keep_their_edges_off_1() {
+        assert_eq!(super::band(0.8, 1.2), "[0.80, 1.20]");
+        assert_eq!(super::band(0.8, 1.28), "[0.80, 1.28]");
+        // Two decimals would print [1.00, 1.00].
+        assert_eq!(super::band(0.996, 1.004), "[0.996, 1.004]");
+        assert_eq!(super::band(0.9999, 1.0001), "[0.9999, 1.0001]");
+        // ε = 0 is a band of width 0, and ε past 1 a negative lower edge with a real minus.
+        assert_eq!(super::band(1.0, 1.0), "[1.00, 1.00]");
+        assert_eq!(super::band(-9.0, 11.0), "[−9.00, 11.00]");
+        assert_eq!(super::band_edges(0.8, 1.2), ("0.80".into(), "1.20".into()));
+    }
+
+    #[test]
+    fn words_agree_with_their_count() {
+        for (n, word) in [(0, "have"), (1, "has"), (2, "have")] {
+            assert_eq!(super::agree(n, "has", "have"), word);
+        }
+        assert_eq!(super::count(1, "epoch", "epochs"), "1 epoch");
+    }
+
+    #[test]
+    fn settings_print_as_typed_unless_rounded() {
+        assert_eq!(super::setting_operand(0.05, "−0.000617"), "0.05");
+        assert_eq!(super::setting_operand(0.063_814_06, "−0.00123"), "0.06381");
+        assert_eq!(super::setting_operand(0.0, "0.000"), "0");
+    }
+
+    #[test]
+    fn learning_rates_keep_two_digits() {
+        assert_eq!(super::sci(3e-5), "3e−5");
+        assert_eq!(super::sci(1.5e-4), "1.5e−4");
+        assert_eq!(super::sci(1e-3 * 10.0), "1e−2");
+        assert_eq!(super::sci(0.0), "0");
     }
 }

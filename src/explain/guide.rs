@@ -1,7 +1,7 @@
 //! The words of the page's guide: the PPO loop's nodes and the tensors on its arrows with this
 //! batch's shapes, the objective in one sentence, the tour, and the glossary.
 
-use super::format::count;
+use super::format::{band, count};
 use super::stage::StageKey;
 use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::family::{Baseline, Family};
@@ -163,14 +163,15 @@ pub fn tour_member_note(walk: &Walkthrough, stage: StageKey) -> Option<String> {
         ),
         StageKey::Update => {
             let clip = match (walk.update.token_band(), walk.update.grpo) {
-                (Some(band), _) => {
-                    let (low, high) = band.edges();
-                    format!("{name} clips each token's ratio to [{low:.2}, {high:.2}].")
+                (Some(range), _) => {
+                    let (low, high) = range.edges();
+                    format!("{name} clips each token's ratio to {}.", band(low, high))
                 }
                 (None, Some(g)) if g.clip.high.is_finite() => {
                     let (low, high) = g.clip.edges();
                     format!(
-                        "{name} has one ratio per response, the product of its tokens' ratios, and clips that to [{low:.2}, {high:.2}]."
+                        "{name} has one ratio per response, the product of its tokens' ratios, and clips that to {}.",
+                        band(low, high)
                     )
                 }
                 _ => format!(

@@ -1,7 +1,7 @@
 //! The stage formulas as MathML (Chromium and Firefox render it natively), general form and
 //! with this step's numbers. Everything in them is numbers and fixed symbols: no page text.
 
-use super::format::{num_within_operands, operand_for};
+use super::format::{num, num_within_operands, operand_for};
 use crate::ppo::gae::{GaeParams, GaeStep};
 
 fn mi(x: &str) -> String {
@@ -237,7 +237,7 @@ pub fn reward(beta: f32) -> String {
         sub("r", "t"),
         mo("="),
         mo("−"),
-        mnum(beta),
+        mnum(num(beta)),
         mo("·"),
         sub("KL", "t"),
         mo("+"),

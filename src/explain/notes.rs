@@ -1,7 +1,7 @@
 //! "What to notice" for each stage: claims checked against this batch before they are made (a
 //! note whose condition does not hold is not shown).
 
-use super::format::{between, count, num};
+use super::format::{agree, band, between, count, num};
 use super::provenance::format_ratio;
 use super::stage::{StageKey, real_len, whitening_flips};
 use crate::lab::walkthrough::Walkthrough;
@@ -69,16 +69,25 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                 .collect();
             let text = if off_top.is_empty() {
                 format!(
-                    "At every one of the {real} steps the sampled token was the most likely \
-                     one: at temperature {} sampling still follows the peak when it is sharp.",
+                    "At {} the sampled token was the most likely one: at temperature {} \
+                     sampling still follows the peak when it is sharp.",
+                    if real == 1 {
+                        "its one step".to_string()
+                    } else {
+                        format!("every one of the {real} steps")
+                    },
                     walk.update.temperature
                 )
             } else {
                 format!(
-                    "At {} of the {real} steps the sampled token was not the most likely one: \
-                     sampling explores, and the outcomes that differ from what the critic \
-                     expected are where PPO's advantages come from.",
-                    off_top.len()
+                    "At {} the sampled token was not the most likely one: sampling explores, \
+                     and the outcomes that differ from what the critic expected are where PPO's \
+                     advantages come from.",
+                    if real == 1 {
+                        "its one step".to_string()
+                    } else {
+                        format!("{} of the {real} steps", off_top.len())
+                    }
                 )
             };
             out.push(note("not-argmax", text, off_top, None));
@@ -104,10 +113,12 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                 out.push(note(
                     "kl-negative",
                     format!(
-                        "{} of this response's {real} tokens have KL_t < 0 (log π_old < log π_ref): \
-                         k1 is a one-sample estimate, so for those tokens the penalty is a bonus. \
-                         Only its average over samples is the KL.",
-                        negative.len()
+                        "{} of this response's {real} tokens {} KL_t < 0 (log π_old < log π_ref): \
+                         k1 is a one-sample estimate, so for {} the penalty is a bonus. Only its \
+                         average over samples is the KL.",
+                        negative.len(),
+                        agree(negative.len(), "has", "have"),
+                        agree(negative.len(), "that token", "those tokens")
                     ),
                     negative,
                     None,
@@ -210,7 +221,7 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                      {}.{}",
                     num(trace.advantages[last]),
                     if cut {
-                        " This response was cut at max_new_tokens without an end token; it is \
+                        " This response was cut at max new tokens without an end token; it is \
                          treated as terminal anyway (no value after it is bootstrapped)."
                     } else {
                         ""
@@ -324,10 +335,10 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                     if walk.whiten.is_some() {
                         format!(
                             "whitening makes Â's mean 0 over the whole batch ({} here), not over \
-                             each of its {} mini-batches of {} rows",
+                             each of its {} mini-batches of {}",
                             num(mean_adv),
                             rows.div_ceil(walk.update.mini_batch_size.max(1)),
-                            walk.update.mini_batch_size,
+                            count(walk.update.mini_batch_size, "row", "rows"),
                         )
                     } else {
                         format!(
@@ -353,8 +364,8 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                         format!(
                             "A step's policy loss at ratio 1 is minus its mini-batch's advantages \
                              averaged as {name}'s loss averages them ({how}). Here one mini-batch \
-                             is {whole_batch}, where the advantages {name}'s update used average \
-                             so to {}: the first step's policy loss is {first}{later}",
+                             is {whole_batch}, where the advantages {name}'s update used, averaged \
+                             that way, come to {}: the first step's policy loss is {first}{later}",
                             num(m)
                         )
                     } else {
@@ -395,13 +406,18 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                      teacher-forced pass and the old ones from the token-by-token rollout; they \
                      differ by at most {} here (the Mask stage shows it), so every ratio starts \
                      at 1 up to rounding. {at_ratio_one}. The policy loss shown, {}, is the \
-                     mean over the update's {} steps. The gradient is not 0 either: the grad norm \
+                     mean over the update's {}. The gradient is not 0 either: the grad norm \
                      shown, {}, is the norm of the total loss's gradient ({terms} terms together) \
-                     before clipping, averaged over those steps.",
+                     before clipping, {}.",
                     num(walk.teacher_forced_max_diff),
                     num(stats.loss_policy),
-                    stats.optimizer_steps,
+                    count(stats.optimizer_steps, "step", "steps"),
                     num(stats.grad_norm),
+                    agree(
+                        stats.optimizer_steps,
+                        "at that step",
+                        "averaged over those steps"
+                    ),
                 )
             };
             out.push(note(
@@ -434,16 +450,17 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                             exp.member.name(),
                             format_ratio(whole.ratio)
                         ),
-                        (band, None) => {
-                            let (low_edge, high_edge) = band.unwrap_or(ClipRange::NONE).edges();
+                        (range, None) => {
+                            let (low_edge, high_edge) = range.unwrap_or(ClipRange::NONE).edges();
                             format!(
-                                "The token that moved most is t = {t}: ratio {} (the band is \
-                                 [{:.2}, {:.2}]). {} of this response's tokens are outside the \
-                                 band on the side their advantage pushes.",
+                                "The token that moved most is t = {t}: ratio {} (the band is {}). \
+                                 {} of this response's tokens {} outside the band on the side \
+                                 {} advantage pushes.",
                                 format_ratio(r),
-                                low_edge,
-                                high_edge,
-                                clipped.len()
+                                band(low_edge, high_edge),
+                                clipped.len(),
+                                agree(clipped.len(), "is", "are"),
+                                agree(clipped.len(), "its", "their")
                             )
                         }
                     };

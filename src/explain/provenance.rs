@@ -3,6 +3,7 @@
 
 use super::format::{
     decimals_for, fenced, fixed, num, num_within_operands, operand, operand_for, operand_to,
+    setting_operand,
 };
 use super::stage::real_len;
 use crate::lab::walkthrough::Walkthrough;
@@ -156,13 +157,15 @@ pub fn provenance(
                 terms.push(term(format!("score-{row}"), "score".into(), score));
                 recomputed += score;
                 format!(
-                    "r_{t} = −β · KL_{t} + score = −{beta} × {} + {} = {reward} (the last token gets the score)",
+                    "r_{t} = −β · KL_{t} + score = −{} × {} + {} = {reward} (the last token gets the score)",
+                    setting_operand(beta, &reward),
                     operand(kl, &reward),
                     operand(score, &reward),
                 )
             } else {
                 format!(
-                    "r_{t} = −β · KL_{t} = −{beta} × {} = {reward} (the score comes only on the last token)",
+                    "r_{t} = −β · KL_{t} = −{} × {} = {reward} (the score comes only on the last token)",
+                    setting_operand(beta, &reward),
                     operand(kl, &reward),
                 )
             };

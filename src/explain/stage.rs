@@ -2,6 +2,7 @@
 //! response, and facts about a response the stages share.
 
 use super::format::{count, num};
+use crate::lab::setting_keys::label;
 use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::family::KlPlacement;
 
@@ -115,15 +116,17 @@ pub fn left_out(walk: &Walkthrough, row: usize) -> Option<String> {
 /// comparison); None under PPO, whose KL is in those rewards.
 pub fn kl_instead(walk: &Walkthrough) -> Option<String> {
     let beta = num(walk.family.beta);
+    let setting = label("beta");
     Some(match walk.experience.member.kl_placement() {
         KlPlacement::TokenReward => return None,
         KlPlacement::Loss => format!(
-            "its KL is a loss term, β · k3 per token, with its own β = {beta} (the `beta` \
+            "its KL is a loss term, β · k3 per token, with its own β = {beta} (the “{setting}” \
              setting, not kl_coeff)"
         ),
+        // The log-ratio itself, whatever estimator the Score stage's KL_t shows.
         KlPlacement::ResponseReward => format!(
-            "β · Σ_t KL_t, with its own β = {beta} (the `beta` setting, not kl_coeff), comes off \
-             each response's score before its baseline"
+            "β · Σ_t (log π_old − log π_ref), with its own β = {beta} (the “{setting}” setting, \
+             not kl_coeff), comes off each response's score before its baseline"
         ),
         KlPlacement::Off => "it has no KL term at all".to_string(),
     })
@@ -134,11 +137,10 @@ pub fn kl_instead(walk: &Walkthrough) -> Option<String> {
 /// the update too, since it compares two functions on the same numbers.
 pub fn exercise_check_inputs(walk: &Walkthrough) -> String {
     let exp = &walk.experience;
-    let left_out = (0..exp.rollout.ids.len()).any(|b| !exp.row_used(b));
     format!(
         "Both computed on this batch as one mini-batch, through the policy after the update{}. \
          Exercise 5 uses your exercises 1-3, so a mistake there shows in its total too.",
-        if left_out {
+        if exp.some_left_out() {
             format!(
                 ", the responses {} left out of the update included (the check compares your \
                  code with the reference on the same numbers, not the update that ran)",

@@ -85,9 +85,9 @@ impl PolicyCase {
     /// One line: which branch counted, and what that means for the token's gradient.
     pub fn verdict(&self) -> String {
         let side = if self.advantage > 0.0 {
-            "Â > 0: the update wants this token more likely"
+            "Â > 0: the update wants to make this token more likely"
         } else if self.advantage < 0.0 {
-            "Â < 0: the update wants this token less likely"
+            "Â < 0: the update wants to make this token less likely"
         } else {
             "Â = 0: nothing to push"
         };

@@ -1,6 +1,7 @@
 //! The page's PPO run, in the core rather than in `web/` so that native tests run exactly what
 //! the page runs. One direction each, from the bottom:
-//! - [`settings`]: what a student can change, with URL keys, ranges and explanations;
+//! - [`setting_keys`]: the settings panel's keys, labels and explanations;
+//! - [`settings`]: what a student can change, by URL key, with ranges;
 //! - [`walkthrough`]: one PPO iteration with everything the page's stages show;
 //! - [`wire`]: the messages between the page and its Web Worker (plain data: settings and
 //!   walkthroughs in, results out; it runs nothing);
@@ -12,6 +13,7 @@
 pub mod bench;
 pub mod run;
 pub mod server;
+pub mod setting_keys;
 pub mod settings;
 pub mod timings;
 pub mod walkthrough;

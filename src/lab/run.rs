@@ -164,7 +164,7 @@ impl Lab {
         attention_row: Option<usize>,
         mut watch: Option<&mut dyn FnMut(Sampling)>,
     ) -> Result<Walkthrough, String> {
-        let group = settings.groups()?;
+        let group = settings.groups().map_err(|r| r.message)?;
         let g = group.map_or(1, |g| g.group_size);
         let n = (settings.rollouts / g).min(self.tasks.len());
         // `n` distinct problems: a partial Fisher-Yates shuffle.

@@ -1,8 +1,9 @@
 //! Everything a student can change on the page: [`LabSettings`] (named by their URL keys,
-//! `?gamma=0.99&lr=1e-4`), each key's label, one-line meaning and accepted range
-//! ([`SETTING_KEYS`], [`LabSettings::set`]), and the update and grouping settings they make.
+//! `?gamma=0.99&lr=1e-4`), each key's accepted range ([`LabSettings::set`]), and the update and
+//! grouping settings they make. Each key's label and meaning are in [`super::setting_keys`].
 
-use crate::health::{AdvantageScale, Knob};
+use super::setting_keys::{SETTING_KEYS, label};
+use crate::health::AdvantageScale;
 use crate::ppo::family::{DAPO_EPS_HIGH, Family};
 use crate::ppo::group_advantages::{GroupParams, RewardScale};
 use crate::ppo::losses::LossCoeffs;
@@ -84,159 +85,32 @@ impl Default for LabSettings {
     }
 }
 
-/// One URL key: its name, what it means, and how to read and write it.
-pub struct SettingKey {
-    pub key: &'static str,
-    pub label: &'static str,
-    /// What the setting does, in a line (the page shows it beside the field).
-    pub about: &'static str,
-}
-
-/// Every setting, in the order the page lists them.
-pub const SETTING_KEYS: &[SettingKey] = &[
-    SettingKey {
-        key: "seed",
-        label: "seed",
-        about: "the random seed of the problems drawn, the value head's start, sampling and shuffling; applied on reset",
-    },
-    SettingKey {
-        key: "rollouts",
-        label: "rollouts per iteration",
-        about: "how many responses one iteration samples (2 to 64)",
-    },
-    SettingKey {
-        key: "max_new_tokens",
-        label: "max new tokens",
-        about: "the longest response; one cut here is treated as terminal (1 to 96)",
-    },
-    SettingKey {
-        key: "temperature",
-        label: "temperature",
-        about: "divides the logits before sampling: below 1 sharper, above 1 flatter",
-    },
-    SettingKey {
-        key: "gamma",
-        label: "γ (gamma)",
-        about: "the discount of future rewards in GAE; 1 leaves them undiscounted (PPO only: the critic-free members use the score)",
-    },
-    SettingKey {
-        key: "lam",
-        label: "λ (lambda)",
-        about: "GAE's trade-off: 0 trusts the critic (one-step δ), 1 takes the γ-discounted sum of every reward to the end (PPO only)",
-    },
-    SettingKey {
-        key: "clip",
-        label: "clip ε",
-        about: "the policy clip: once a token's ratio has left [1 − ε, 1 + ε] on the side its advantage pushes, its own term's gradient is 0 (the ratio is not capped); DAPO: the lower edge only (its upper is 1.28); RLOO: the whole response's ratio; REINFORCE: no clip",
-    },
-    SettingKey {
-        key: "vclip",
-        label: "value clip",
-        about: "the value clip c: the loss takes the larger of the unclipped and the clipped squared error, so once V_new has left [V_old − c, V_old + c] after moving toward the return R (without passing R by as much as the band's edge is from R), that token's value gradient is 0; moved away from R, the unclipped error is the larger and pulls it back (PPO only)",
-    },
-    SettingKey {
-        key: "kl",
-        label: "kl_coeff β",
-        about: "β: each token's reward is −β × its KL to the frozen reference (plus the score on the last token)",
-    },
-    SettingKey {
-        key: "kl_target",
-        label: "adaptive KL target",
-        about: "PPO's adaptive KL: 0, β stays as set; above 0, after each iteration β is multiplied by 1 + clip(KL / target − 1, ±0.2) × rollouts / horizon, so a KL per response above the target raises the penalty and one below lowers it",
-    },
-    SettingKey {
-        key: "kl_horizon",
-        label: "adaptive KL horizon",
-        about: "responses over which β adapts: one iteration moves β by at most 0.2 × rollouts / horizon of itself",
-    },
-    SettingKey {
-        key: "ent",
-        label: "entropy_coeff",
-        about: "the weight of the entropy bonus in the total loss",
-    },
-    SettingKey {
-        key: "vf",
-        label: "vf_coef",
-        about: "the weight of the value loss in the total loss (PPO only)",
-    },
-    SettingKey {
-        key: "lr",
-        label: "learning rate",
-        about: "AdamW's learning rate for every weight but the value head's bias",
-    },
-    SettingKey {
-        key: "vblr",
-        label: "critic bias learning rate",
-        about: "AdamW's learning rate for the value head's bias, the critic's level: how fast its values follow the mean return as the reward rises (PPO only)",
-    },
-    SettingKey {
-        key: "epochs",
-        label: "epochs",
-        about: "how many passes the update makes over one batch",
-    },
-    SettingKey {
-        key: "minibatch",
-        label: "mini-batch rows",
-        about: "rows per optimizer step",
-    },
-    SettingKey {
-        key: "whiten",
-        label: "whiten advantages",
-        about: "shift the batch's advantages to mean 0 and scale them to std 1 before the update (PPO only)",
-    },
-    SettingKey {
-        key: "algo",
-        label: "algorithm",
-        about: "ppo (GAE on the critic's values), or no critic: grpo and dapo (the response's reward against its group's mean, over the group's std; grpo's only with scale group), dr_grpo (the same without the std), rloo (against the mean of the other responses to its prompt), reinforce (against the batch's mean); all but ppo and reinforce need samples per prompt > 1, reinforce needs epochs 1",
-    },
-    SettingKey {
-        key: "group",
-        label: "samples per prompt",
-        about: "G: the batch is rollouts / G problems, each sampled G times (1: all different); must divide the rollouts",
-    },
-    SettingKey {
-        key: "scale",
-        label: "GRPO std scaling",
-        about: "GRPO's group: A = (r − mean) / (std + 1e-4); none: A = r − mean (the other members fix their own)",
-    },
-    SettingKey {
-        key: "beta",
-        label: "β, critic-free KL",
-        about: "the KL weight of a critic-free member: a k3 loss term in GRPO and Dr. GRPO, a penalty on the response's score in RLOO and REINFORCE; DAPO has none (PPO's is kl, in each token's reward)",
-    },
-];
-
-/// How the page names a setting that run-health advice mentions: its label and URL key as the
-/// settings panel shows them ("learning rate (lr)"); one the page does not have, as the
-/// trainer's config key.
-pub fn knob_name(knob: Knob) -> String {
-    let on_page = knob
-        .page_key()
-        .and_then(|key| SETTING_KEYS.iter().find(|s| s.key == key));
-    match on_page {
-        Some(s) if s.label == s.key => s.label.to_string(),
-        Some(s) => format!("{} ({})", s.label, s.key),
-        None => format!("the trainer's {}; fixed on this page", knob.config_key()),
-    }
-}
-
-fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
+fn number<T: std::str::FromStr>(value: &str) -> Result<T, String> {
+    let value = value.trim();
     value
-        .trim()
         .parse()
-        .map_err(|_| format!("`{key}`: `{value}` is not a number"))
+        .map_err(|_| format!("“{value}” is not a number"))
 }
 
-fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
-    key: &str,
-    x: T,
-    lo: T,
-    hi: T,
-) -> Result<T, String> {
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(x: T, lo: T, hi: T) -> Result<T, String> {
     if x >= lo && x <= hi {
         Ok(x)
     } else {
-        Err(format!("`{key}`: {x} is outside {lo}..={hi}"))
+        Err(format!("{x} is not between {lo} and {hi}"))
+    }
+}
+
+/// Settings that are fine alone but not together: the setting to change first (its URL key,
+/// which names its field on the page) and why, in the page's words.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
@@ -270,47 +144,51 @@ impl LabSettings {
         })
     }
 
-    /// Sets `key` from text, or says what is wrong with it (naming the key and the value).
+    /// Sets `key` from text, or says what is wrong with the value (quoting what was typed; the
+    /// caller names the setting: the page shows the error under its field).
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
         match key {
-            "seed" => self.seed = number(key, value)?,
-            "rollouts" => self.rollouts = in_range(key, number(key, value)?, 2, 64)?,
-            "max_new_tokens" => self.max_new_tokens = in_range(key, number(key, value)?, 1, 96)?,
+            "seed" => self.seed = number(value)?,
+            "rollouts" => self.rollouts = in_range(number(value)?, 2, 64)?,
+            "max_new_tokens" => self.max_new_tokens = in_range(number(value)?, 1, 96)?,
             "temperature" => {
-                let t: f32 = number(key, value)?;
-                SamplingParams::new(t, 0, 1.0).map_err(|e| format!("`{key}`: {e}"))?;
+                let t: f32 = number(value)?;
+                SamplingParams::new(t, 0, 1.0).map_err(|_| format!("{t} is not above 0"))?;
                 self.temperature = t;
             }
-            "gamma" => self.gamma = in_range(key, number(key, value)?, 0.0, 1.0)?,
-            "lam" => self.lam = in_range(key, number(key, value)?, 0.0, 1.0)?,
-            "clip" => self.clip = in_range(key, number(key, value)?, 0.0, 10.0)?,
-            "vclip" => self.vclip = in_range(key, number(key, value)?, 0.0, 100.0)?,
-            "kl" => self.kl = in_range(key, number(key, value)?, 0.0, 10.0)?,
-            "kl_target" => self.kl_target = in_range(key, number(key, value)?, 0.0, 1000.0)?,
-            "kl_horizon" => self.kl_horizon = in_range(key, number(key, value)?, 1.0, 1e6)?,
-            "ent" => self.ent = in_range(key, number(key, value)?, 0.0, 10.0)?,
-            "vf" => self.vf = in_range(key, number(key, value)?, 0.0, 10.0)?,
-            "lr" => self.lr = in_range(key, number(key, value)?, 0.0, 1.0)?,
-            "vblr" => self.vblr = in_range(key, number(key, value)?, 0.0, 1.0)?,
-            "epochs" => self.epochs = in_range(key, number(key, value)?, 1, 16)?,
-            "minibatch" => self.minibatch = in_range(key, number(key, value)?, 1, 64)?,
+            "gamma" => self.gamma = in_range(number(value)?, 0.0, 1.0)?,
+            "lam" => self.lam = in_range(number(value)?, 0.0, 1.0)?,
+            "clip" => self.clip = in_range(number(value)?, 0.0, 10.0)?,
+            "vclip" => self.vclip = in_range(number(value)?, 0.0, 100.0)?,
+            "kl" => self.kl = in_range(number(value)?, 0.0, 10.0)?,
+            "kl_target" => self.kl_target = in_range(number(value)?, 0.0, 1000.0)?,
+            "kl_horizon" => self.kl_horizon = in_range(number(value)?, 1.0, 1e6)?,
+            "ent" => self.ent = in_range(number(value)?, 0.0, 10.0)?,
+            "vf" => self.vf = in_range(number(value)?, 0.0, 10.0)?,
+            "lr" => self.lr = in_range(number(value)?, 0.0, 1.0)?,
+            "vblr" => self.vblr = in_range(number(value)?, 0.0, 1.0)?,
+            "epochs" => self.epochs = in_range(number(value)?, 1, 16)?,
+            "minibatch" => self.minibatch = in_range(number(value)?, 1, 64)?,
             "whiten" => {
                 self.whiten = match value.trim() {
                     "true" | "1" | "on" => true,
                     "false" | "0" | "off" => false,
-                    other => return Err(format!("`{key}`: `{other}` is not true or false")),
+                    other => return Err(format!("“{other}” is not true or false")),
                 }
             }
             "algo" => {
-                self.algo = Family::parse(value.trim()).map_err(|e| format!("`{key}`: {e}"))?
+                self.algo = Family::parse(value.trim()).map_err(|_| {
+                    let keys: Vec<&str> = Family::ALL.iter().map(|f| f.key()).collect();
+                    format!("“{}” is not one of {}", value.trim(), keys.join(", "))
+                })?
             }
-            "group" => self.group = in_range(key, number(key, value)?, 1, 16)?,
+            "group" => self.group = in_range(number(value)?, 1, 16)?,
             "scale" => {
-                self.scale =
-                    RewardScale::parse(value.trim()).map_err(|e| format!("`{key}`: {e}"))?
+                self.scale = RewardScale::parse(value.trim())
+                    .map_err(|_| format!("“{}” is not group or none", value.trim()))?
             }
-            "beta" => self.beta = in_range(key, number(key, value)?, 0.0, 10.0)?,
-            other => return Err(format!("unknown setting `{other}`")),
+            "beta" => self.beta = in_range(number(value)?, 0.0, 10.0)?,
+            other => return Err(format!("there is no setting “{other}”")),
         }
         Ok(())
     }
@@ -384,36 +262,75 @@ impl LabSettings {
         }
     }
 
-    /// The batch's grouping, or what is wrong with the settings together (the error names each
-    /// setting, the one to change first).
-    pub fn groups(&self) -> Result<Option<GroupParams>, String> {
+    /// The batch's grouping, or what is wrong with the settings together (the setting to change
+    /// first, and a message that names each setting by its label).
+    pub fn groups(&self) -> Result<Option<GroupParams>, Refusal> {
+        let refuse = |key: &'static str, message: String| Err(Refusal { key, message });
         if self.group > 1 && !self.rollouts.is_multiple_of(self.group) {
-            return Err(format!(
-                "`group`: {} samples per prompt do not divide `rollouts` {}",
-                self.group, self.rollouts
-            ));
+            return refuse(
+                "group",
+                format!(
+                    "{} ({}) does not divide {} ({})",
+                    label("group"),
+                    self.group,
+                    label("rollouts"),
+                    self.rollouts
+                ),
+            );
         }
         if self.algo.needs_groups() && self.group < 2 {
-            return Err(format!(
-                "`algo`: {} compares samples of one prompt: set `group` (samples per prompt) to 2 or more",
-                self.algo.name()
-            ));
+            return refuse(
+                "algo",
+                format!(
+                    "{} compares samples of one prompt: set {} to 2 or more",
+                    self.algo.name(),
+                    label("group")
+                ),
+            );
         }
         if self.algo == Family::Dapo && self.clip >= DAPO_EPS_HIGH {
-            return Err(format!(
-                "`clip`: DAPO clips higher above ({DAPO_EPS_HIGH}) than below: set `clip` under {DAPO_EPS_HIGH}"
-            ));
+            return refuse(
+                "clip",
+                format!(
+                    "DAPO clips higher above ({DAPO_EPS_HIGH}) than below: set {} under {DAPO_EPS_HIGH}",
+                    label("clip")
+                ),
+            );
         }
         if self.algo == Family::Reinforce && self.epochs != 1 {
-            return Err(
-                "`epochs`: REINFORCE has no clip to stop a second pass over the same batch: set `epochs` to 1"
-                    .into(),
+            return refuse(
+                "epochs",
+                format!(
+                    "REINFORCE has no clip to stop a second pass over the same batch: set {} to 1",
+                    label("epochs")
+                ),
             );
         }
         Ok((self.group > 1).then_some(GroupParams {
             group_size: self.group,
             scale: self.member_setup().scale,
         }))
+    }
+
+    /// Puts back the defaults of settings refused together (from a hand-written URL, say
+    /// `?algo=grpo` with one sample per prompt) until the rest run together: the refused setting
+    /// when it was changed, otherwise the algorithm, whose default (PPO) takes any grouping.
+    /// Returns each setting put back, with the value it had and why.
+    pub fn settle(&mut self) -> Vec<(&'static str, String, Refusal)> {
+        let default = Self::default();
+        let mut undone = Vec::new();
+        while let Err(refused) = self.groups() {
+            let key = if self.get(refused.key) != default.get(refused.key) {
+                refused.key
+            } else {
+                "algo"
+            };
+            let had = self.get(key).unwrap_or_default();
+            self.set(key, &default.get(key).unwrap_or_default())
+                .expect("a default value is accepted");
+            undone.push((key, had, refused));
+        }
+        undone
     }
 }
 
@@ -479,25 +396,116 @@ mod tests {
     }
 
     #[test]
-    fn bad_values_name_the_key_and_the_value() {
+    fn bad_values_are_quoted_as_typed_and_ranges_in_words() {
         let mut s = LabSettings::default();
         let cases = [
-            ("gamma", "abc", "`gamma`: `abc` is not a number"),
-            ("gamma", "1.5", "`gamma`: 1.5 is outside 0..=1"),
-            ("rollouts", "1", "`rollouts`: 1 is outside 2..=64"),
-            ("whiten", "maybe", "`whiten`: `maybe` is not true or false"),
-            ("nope", "1", "unknown setting `nope`"),
+            ("gamma", " abc ", "“abc” is not a number"),
+            ("gamma", "1.5", "1.5 is not between 0 and 1"),
+            ("rollouts", "1", "1 is not between 2 and 64"),
+            ("temperature", "0", "0 is not above 0"),
+            ("whiten", "maybe", "“maybe” is not true or false"),
+            ("scale", "std", "“std” is not group or none"),
+            ("nope", "1", "there is no setting “nope”"),
             (
                 "algo",
                 "ppo2",
-                "`algo`: unknown algorithm `ppo2`: expected one of reinforce, rloo, ppo, grpo, dr_grpo, dapo",
+                "“ppo2” is not one of reinforce, rloo, ppo, grpo, dr_grpo, dapo",
             ),
         ];
         for (key, value, message) in cases {
-            assert_eq!(s.set(key, value).unwrap_err(), message);
+            assert_eq!(s.set(key, value).unwrap_err(), message, "{key}");
         }
-        let err = s.set("temperature", "0").unwrap_err();
-        assert!(err.starts_with("`temperature`: "), "{err}");
         assert_eq!(s, LabSettings::default(), "a refused value changes nothing");
+    }
+
+    /// Settings refused together name the field to change and call each setting by the label
+    /// the panel shows, never by its URL key.
+    #[test]
+    fn refusals_name_the_field_and_the_labels() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut s = LabSettings::default();
+            for (k, v) in pairs {
+                s.set(k, v).unwrap();
+            }
+            s.groups().unwrap_err()
+        };
+        let cases = [
+            (
+                with(&[("rollouts", "8"), ("group", "3")]),
+                "group",
+                "samples per prompt (3) does not divide rollouts per iteration (8)",
+            ),
+            (
+                with(&[("algo", "rloo"), ("group", "1")]),
+                "algo",
+                "RLOO compares samples of one prompt: set samples per prompt to 2 or more",
+            ),
+            (
+                with(&[("algo", "dapo"), ("group", "2"), ("clip", "0.3")]),
+                "clip",
+                "DAPO clips higher above (0.28) than below: set clip ε under 0.28",
+            ),
+            (
+                with(&[("algo", "reinforce"), ("epochs", "2")]),
+                "epochs",
+                "REINFORCE has no clip to stop a second pass over the same batch: set epochs to 1",
+            ),
+        ];
+        for (refusal, key, message) in cases {
+            assert_eq!((refusal.key, refusal.message.as_str()), (key, message));
+            assert!(SETTING_KEYS.iter().any(|k| k.key == refusal.key));
+        }
+    }
+
+    /// Each refusal is undone by putting back the one setting that caused it, and the rest of
+    /// what was asked stays.
+    #[test]
+    fn settle_puts_back_only_what_was_refused() {
+        let asked = |pairs: &[(&str, &str)]| {
+            let mut s = LabSettings::default();
+            for (k, v) in pairs {
+                s.set(k, v).unwrap();
+            }
+            s
+        };
+        let summary = |undone: Vec<(&'static str, String, Refusal)>| {
+            undone
+                .into_iter()
+                .map(|(k, had, why)| (k, had, why.key))
+                .collect::<Vec<_>>()
+        };
+        // Nothing refused: nothing changes.
+        let mut fine = asked(&[("algo", "grpo"), ("group", "4"), ("gamma", "0.9")]);
+        assert!(fine.settle().is_empty());
+        assert_eq!(
+            fine,
+            asked(&[("algo", "grpo"), ("group", "4"), ("gamma", "0.9")])
+        );
+        // GRPO with one sample per prompt: the algorithm goes back to PPO, gamma stays.
+        let mut s = asked(&[("algo", "grpo"), ("gamma", "0.9")]);
+        assert_eq!(summary(s.settle()), [("algo", "grpo".into(), "algo")]);
+        assert_eq!(s, asked(&[("gamma", "0.9")]));
+        // 3 samples per prompt do not divide 16 rollouts: the grouping goes, and then GRPO,
+        // which needs one.
+        let mut s = asked(&[("algo", "grpo"), ("group", "3")]);
+        assert_eq!(
+            summary(s.settle()),
+            [
+                ("group", "3".into(), "group"),
+                ("algo", "grpo".into(), "algo")
+            ]
+        );
+        assert_eq!(s, LabSettings::default());
+        // DAPO with a lower clip above its upper one: the clip goes back, DAPO stays.
+        let mut s = asked(&[("algo", "dapo"), ("group", "4"), ("clip", "0.3")]);
+        assert_eq!(summary(s.settle()), [("clip", "0.3".into(), "clip")]);
+        assert_eq!(s, asked(&[("algo", "dapo"), ("group", "4")]));
+        // REINFORCE with the default epochs: the epochs were not asked for, so REINFORCE goes.
+        let mut s = asked(&[("algo", "reinforce"), ("lr", "1e-4")]);
+        assert_eq!(
+            summary(s.settle()),
+            [("algo", "reinforce".into(), "epochs")]
+        );
+        assert_eq!(s, asked(&[("lr", "1e-4")]));
     }
 }

@@ -200,11 +200,10 @@ impl Family {
                  answers)."
             }
             Family::Dapo => {
-                "Clips higher: the band [1 − ε_low, 1.28] is wider above than below (for ε_low under 0.28, \
-                 as the paper's 0.2), so unlikely good tokens can rise, \
-                 weighs every token alike, leaves out groups whose rewards are all equal \
-                 (sampling more prompts to refill the batch; this page only leaves them out), \
-                 and has no KL term."
+                "Clips higher (the band [1 − ε_low, 1.28] is wider above than below for ε_low \
+                 under 0.28, such as the paper's 0.2, so unlikely good tokens can rise), weighs \
+                 every token alike, leaves out groups whose rewards are all equal (sampling more \
+                 prompts to refill the batch; this page only leaves them out), and has no KL term."
             }
         }
     }

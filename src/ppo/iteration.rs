@@ -395,6 +395,13 @@ impl Experience {
         self.kept.as_ref().is_none_or(|k| k.rows.contains(&row))
     }
 
+    /// Whether dynamic sampling left any response of the batch out of the update.
+    pub fn some_left_out(&self) -> bool {
+        self.kept
+            .as_ref()
+            .is_some_and(|k| k.rows.len() < self.rollout.ids.len())
+    }
+
     /// Whether each group's advantages were divided by the group's std (GRPO with
     /// `scale_rewards`, and DAPO); false for a member without groups.
     pub fn group_scaled(&self) -> bool {

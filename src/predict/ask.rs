@@ -221,10 +221,10 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                 row,
                 t: Some(t),
                 prompt: format!(
-                    "The sweep runs from the last token back. At token {} ({}), δ_t = {}, and the token after it has A_{{t+1}} = {}; γλ = {}. What is A_t?",
-                    t,
+                    "The sweep runs from the last token back. At token {t} ({}), δ_{t} = {}, and the token after it has A_{} = {}; γλ = {}. What is A_{t}?",
                     token(walk, row, t),
                     delta,
+                    t + 1,
                     next,
                     gl,
                 ),
@@ -233,7 +233,8 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                 },
                 answer: Response::Number(step.advantage),
                 why: format!(
-                    "A_t = δ_t + γλ · A_{{t+1}} = {delta} + {gl} × {} = {advantage}.",
+                    "A_{t} = δ_{t} + γλ · A_{} = {delta} + {gl} × {} = {advantage}.",
+                    t + 1,
                     fenced(next.clone()),
                 ),
                 supposed: None,

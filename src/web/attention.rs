@@ -345,7 +345,7 @@ pub fn attention_view(state: AppState, walk: Arc<Walkthrough>, row: usize) -> im
                     }
                 };
                 Some(format!(
-                    "query {q} `{}` → key {k} `{}`: {what}",
+                    "query {q} “{}” → key {k} “{}”: {what}",
                     tok(q),
                     tok(k)
                 ))

@@ -4,6 +4,7 @@
 
 use leptos::prelude::*;
 
+use crate::explain::format::count;
 use crate::lab::settings::LabSettings;
 use crate::lab::walkthrough::StageTimes;
 use crate::lab::wire::BenchResults;
@@ -54,11 +55,11 @@ fn ratio(x: f64) -> String {
 #[component]
 pub fn BenchCard(state: RwSignal<BenchState>, settings: LabSettings) -> impl IntoView {
     let setup = format!(
-        "{} rollouts × up to {} tokens, mini-batches of {}, {} epochs, seed {}",
+        "{} rollouts × up to {}, mini-batches of {}, {}, seed {}",
         settings.rollouts,
-        settings.max_new_tokens,
-        settings.minibatch,
-        settings.epochs,
+        count(settings.max_new_tokens, "token", "tokens"),
+        count(settings.minibatch, "row", "rows"),
+        count(settings.epochs, "epoch", "epochs"),
         settings.seed
     );
     let body = move || match state.get() {

@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 
 use super::state::{Activity, AppState, Stage};
-use crate::lab::settings::SETTING_KEYS;
+use crate::lab::setting_keys::SETTING_KEYS;
 
 /// The rollout of the iteration being computed, as its tokens are sampled: the first response
 /// so far (the one the stages show when it arrives).
@@ -164,10 +164,12 @@ pub(super) fn Settings(state: AppState) -> impl IntoView {
         // Settings that are fine alone but not together (samples per prompt, the algorithm,
         // epochs): the error starts with the key to change.
         if found.is_empty() {
-            if let Err(err) = next.groups() {
-                let key = err.split('`').nth(1).unwrap_or("group");
-                let i = SETTING_KEYS.iter().position(|k| k.key == key).unwrap_or(0);
-                found.push((i, err));
+            if let Err(refused) = next.groups() {
+                let i = SETTING_KEYS
+                    .iter()
+                    .position(|k| k.key == refused.key)
+                    .unwrap_or(0);
+                found.push((i, refused.message));
             }
         }
         applied.set(found.is_empty());

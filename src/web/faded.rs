@@ -153,19 +153,21 @@ pub fn FadedSweep(state: AppState) -> impl IntoView {
             <section class="card faded" data-testid="gae-faded" data-pass=p aria-label="Practise the sweep">
                 <h2>"Practise the sweep: a worked example that fades"</h2>
                 <p class="explain">
+                    {format!("Response {}, A", row + 1)}<sub>"t"</sub>" = δ"<sub>"t"</sub>" + γλ · A"<sub>"t+1"</sub>
                     {format!(
-                        "Response {}, A_t = δ_t + γλ · A_{{t+1}} with γλ = {} (γ = {}, λ = {}), from the last token back. Pass {} of {n_passes}: {title}.",
-                        row + 1, four(params.gamma * params.lam), params.gamma, params.lam, p + 1
+                        " with γλ = {} (γ = {}, λ = {}), from the last token back. Pass {} of {n_passes}: {title}.",
+                        four(params.gamma * params.lam), four(params.gamma), four(params.lam), p + 1
                     )}
                 </p>
                 <table class="numbers faded-table" data-testid="faded-table">
-                    <thead><tr><th>"t"</th><th>"token"</th><th>"δ_t"</th><th>"A_{t+1}"</th><th>"A_t"</th></tr></thead>
+                    <thead><tr><th>"t"</th><th>"token"</th><th>"δ"<sub>"t"</sub></th><th>"A"<sub>"t+1"</sub></th><th>"A"<sub>"t"</sub></th></tr></thead>
                     <tbody>{rows}</tbody>
                 </table>
                 <ul class="faded-hints">{hints}</ul>
                 {(!blanks.is_empty()).then(|| view! {
                     <p class="faded-score" data-testid="faded-score" data-right=right data-blanks=blanks.len()>
-                        {format!("{right} of {} right (within {} of δ_t + γλ · A_{{t+1}}, with your own A_{{t+1}} where you computed it).", blanks.len(), faded::TOLERANCE)}
+                        {format!("{right} of {} right (within {} of δ", blanks.len(), faded::TOLERANCE)}<sub>"t"</sub>
+                        " + γλ · A"<sub>"t+1"</sub>", with your own A"<sub>"t+1"</sub>" where you computed it)."
                     </p>
                 })}
                 <div class="faded-buttons">

@@ -310,7 +310,7 @@ pub fn family_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> imp
                 "spread, what one ratio covers, the clip, how token terms are averaged, and where "
                 "the KL acts. Pick members to see what each choice does to these responses. Each "
                 "member is computed as its paper defines it (GRPO's advantages divided by the "
-                "group's std, whatever the scale setting; RLOO's clip is TRL's), with the β, clip "
+                "group's std, whatever the GRPO std scaling setting; RLOO's clip is TRL's), with the β, clip "
                 "and length this batch ran with. The advantages this iteration's update used are "
                 "in PPO beside GRPO, above, when it trained with PPO, GRPO or Dr. GRPO, and in "
                 "the member's column here when it trained with RLOO, REINFORCE or DAPO."

@@ -12,7 +12,7 @@ use leptos::prelude::*;
 use super::select::{cell, exact, response_token, show_token};
 use super::stages::common::prompt_text;
 use super::state::AppState;
-use crate::explain::format::{count, num};
+use crate::explain::format::{agree, count, num};
 use crate::explain::provenance::group_advantage;
 use crate::explore::{CriticCost, compare_advantages, zero_spread_effects};
 use crate::lab::run::TINY_CONFIG;
@@ -213,10 +213,11 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
             "This iteration's update used {}'s advantages (the right column{}).",
             exp.member.name(),
             match (exp.member, group.scale) {
-                (Family::Grpo, RewardScale::None) => {
-                    ": with scale none they are not divided by the group's std, which makes them Dr. GRPO's"
-                }
-                _ => "",
+                (Family::Grpo, RewardScale::None) => format!(
+                    ": with {} set to none they are not divided by the group's std, which makes them Dr. GRPO's",
+                    crate::lab::setting_keys::label("scale")
+                ),
+                _ => String::new(),
             }
         ),
         member => format!(
@@ -246,8 +247,10 @@ pub fn grpo_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl 
                         format!("None of the {} has all rewards equal.", count(group.groups.len(), "group", "groups"))
                     } else {
                         format!(
-                            "{zero_groups} of {} have all rewards equal: {right} gives their {} advantage 0. {}",
+                            "{zero_groups} of {} {} all rewards equal: {right} gives {} {} advantage 0. {}",
                             count(group.groups.len(), "group", "groups"),
+                            agree(zero_groups, "has", "have"),
+                            agree(zero_groups, "its", "their"),
                             count(zero_tokens, "token", "tokens"),
                             zero_spread_effects(right, beta, walk.update.coeffs.entropy_coeff),
                         ) + &zero_spread_member(exp.member, beta)

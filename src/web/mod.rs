@@ -160,8 +160,9 @@ fn App() -> impl IntoView {
             } else {
                 notices.update(|n| {
                     n.push(Notice::Info(format!(
-                        "Ignoring ?token={t}: response {} has {real} tokens (t = 0 to {}).",
+                        "Ignoring ?token={t}: response {} has {} (t = 0 to {}).",
                         state.row.get_untracked() + 1,
+                        crate::explain::format::count(real, "token", "tokens"),
                         real.saturating_sub(1)
                     )))
                 });

@@ -33,7 +33,11 @@ fn evaluate(
                 _ => {
                     errors.push((
                         format!("sb-{}-{t}", COLUMNS[c]),
-                        format!("{} at t = {t}: `{text}` is not a number", COLUMNS[c]),
+                        format!(
+                            "{} at t = {t}: “{}” is not a number",
+                            COLUMNS[c],
+                            text.trim()
+                        ),
                     ));
                     columns[c].push(0.0);
                 }
@@ -45,7 +49,7 @@ fn evaluate(
         Err(_) => {
             errors.push((
                 format!("sb-{name}"),
-                format!("{name}: `{text}` is not a number"),
+                format!("{name}: “{}” is not a number", text.trim()),
             ));
             None
         }

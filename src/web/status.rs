@@ -96,7 +96,8 @@ pub(super) fn SelfCheckCard(check: ReadSignal<CheckState>) -> impl IntoView {
             format!(
                 "passed: max |error| {:.1e} in {millis:.0} ms",
                 check.max_abs_error
-            ),
+            )
+            .replace('-', "−"),
         ),
         CheckState::Done { check, .. } => (
             "failed",
@@ -104,7 +105,8 @@ pub(super) fn SelfCheckCard(check: ReadSignal<CheckState>) -> impl IntoView {
                 "FAILED: max |error| {:.1e} is above {:.0e}",
                 check.max_abs_error,
                 selfcheck::TOLERANCE
-            ),
+            )
+            .replace('-', "−"),
         ),
         CheckState::Failed(err) => ("failed", format!("FAILED: {err}")),
     };

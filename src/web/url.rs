@@ -4,7 +4,8 @@
 use leptos::prelude::*;
 
 use super::state::{AppState, Stage};
-use crate::lab::settings::{LabSettings, SETTING_KEYS};
+use crate::lab::setting_keys::SETTING_KEYS;
+use crate::lab::settings::LabSettings;
 use crate::lab::wire::Notice;
 
 /// What the URL asks the page to show once it is ready: an iteration (reached by computing the
@@ -51,6 +52,14 @@ pub(super) fn settings_from_url() -> (LabSettings, UrlTarget, bool, Vec<Notice>)
                 )));
             }
         }
+    }
+    // Values fine alone but not together (`?algo=grpo` with one sample per prompt): the one
+    // that stops the run goes back to its default, named like a refused value.
+    for (key, had, why) in settings.settle() {
+        notices.push(Notice::Info(format!(
+            "Ignoring ?{key}={had} from the URL: {why}. Using {}.",
+            settings.get(key).unwrap_or_default()
+        )));
     }
     let stage = match url_param("stage") {
         None => Stage::Overview,

@@ -65,12 +65,24 @@ thread_local! {
     static PROGRESS: RefCell<Option<ProgressFn>> = const { RefCell::new(None) };
 }
 
+/// What a browser error says: an Error's message, a thrown string, or the value as the console
+/// would show it (never `JsValue(…)`).
+fn said(err: &JsValue) -> String {
+    if let Some(e) = err.dyn_ref::<js_sys::Error>() {
+        String::from(e.message())
+    } else if let Some(text) = err.as_string() {
+        text
+    } else {
+        String::from(js_sys::JSON::stringify(err).unwrap_or_else(|_| "an unknown error".into()))
+    }
+}
+
 fn post(worker: &web_sys::Worker, bytes: &[u8]) -> Result<(), String> {
     let array = js_sys::Uint8Array::from(bytes);
     let buffer = array.buffer();
     worker
         .post_message_with_transfer(&buffer, &js_sys::Array::of1(&buffer))
-        .map_err(|err| format!("could not send a request to the worker: {err:?}"))
+        .map_err(|err| format!("could not send a request to the worker: {}", said(&err)))
 }
 
 fn bytes_of(event: &web_sys::MessageEvent) -> Vec<u8> {
@@ -97,13 +109,17 @@ pub fn spawn() -> Result<(), String> {
         &js_sys::Array::of1(&source.into()),
         &options,
     )
-    .map_err(|err| format!("could not make the worker's script: {err:?}"))?;
+    .map_err(|err| format!("could not make the worker's script: {}", said(&err)))?;
     let url = web_sys::Url::create_object_url_with_blob(&blob)
-        .map_err(|err| format!("could not make the worker's script: {err:?}"))?;
+        .map_err(|err| format!("could not make the worker's script: {}", said(&err)))?;
     let options = web_sys::WorkerOptions::new();
     options.set_type(web_sys::WorkerType::Module);
-    let worker = web_sys::Worker::new_with_options(&url, &options)
-        .map_err(|err| format!("this browser could not start a module Web Worker: {err:?}"))?;
+    let worker = web_sys::Worker::new_with_options(&url, &options).map_err(|err| {
+        format!(
+            "this browser could not start a module Web Worker: {}",
+            said(&err)
+        )
+    })?;
 
     let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(|event| {
         receive(&bytes_of(&event));
@@ -125,7 +141,12 @@ pub fn spawn() -> Result<(), String> {
 
     worker
         .post_message(&wasm_bindgen::module())
-        .map_err(|err| format!("could not hand the wasm module to the worker: {err:?}"))?;
+        .map_err(|err| {
+            format!(
+                "could not hand the wasm module to the worker: {}",
+                said(&err)
+            )
+        })?;
     CLIENT.with(|c| {
         *c.borrow_mut() = Some(Client {
             worker,

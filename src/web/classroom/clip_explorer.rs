@@ -5,7 +5,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 
 use super::handouts::{handout_buttons, svg_markup};
-use crate::explain::format::num;
+use crate::explain::format::{band_edges, num};
 use crate::explore::{Band, ClipCases, PolicyCase, ValueCase, clip_cases, policy_case, value_case};
 use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::clip_range::ClipRange;
@@ -120,10 +120,11 @@ fn clip_plot(case: &PolicyCase, pushed: Option<f32>, comparison: bool) -> String
     } else {
         ("ε_low", "ε_high")
     };
+    let (low_text, high_text) = band_edges((1.0 - low) as f32, (1.0 + high) as f32);
     for (r, label) in [
-        (1.0 - low, format!("1−{eps_low} = {:.2}", 1.0 - low)),
+        (1.0 - low, format!("1−{eps_low} = {low_text}")),
         (1.0, "1".to_string()),
-        (1.0 + high, format!("1+{eps_high} = {:.2}", 1.0 + high)),
+        (1.0 + high, format!("1+{eps_high} = {high_text}")),
     ] {
         svg += &format!(
             "<line class=\"axis\" x1=\"{0:.1}\" y1=\"{base}\" x2=\"{0:.1}\" y2=\"{1}\"/>\
@@ -353,7 +354,7 @@ pub fn clip_explorer(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
             case.verdict()
         };
         let (low_name, high_name) = band_names(clip);
-        let (low_edge, high_edge) = clip.edges();
+        let (low_edge, high_edge) = band_edges(clip.edges().0, clip.edges().1);
         let cases = (!comparison).then(|| {
             let normal_cases = clip_cases(&walk.policy_after, clip);
             let pushed_cases = replay.as_ref().map(|r| clip_cases(&r.policy_after, clip));
@@ -364,20 +365,20 @@ pub fn clip_explorer(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
                 </div>
                 <p class="note" data-testid="cases-note">
                     {format!(
-                        "Shaded cells: the clip has set those tokens' gradient to 0 (Â > 0 and ρ past {high_name} = {high_edge:.2}, or Â < 0 and ρ below {low_name} = {low_edge:.2}). "
+                        "Shaded cells: the clip has set those tokens' gradient to 0 (Â > 0 and ρ past {high_name} = {high_edge}, or Â < 0 and ρ below {low_name} = {low_edge}). "
                     )}
                     "In the other corners the unclipped term still counts: a token the update moved the wrong way is still pulled back."
                 </p>
             }
         });
         Some(view! {
-            <section class="clip-explorer" data-testid="clip-explorer" data-t=t data-band=format!("[{low_edge:.2}, {high_edge:.2}]") data-own-band=(!comparison).to_string()>
+            <section class="clip-explorer" data-testid="clip-explorer" data-t=t data-band=format!("[{low_edge}, {high_edge}]") data-own-band=(!comparison).to_string()>
                 <h3>"Clip explorer: " {which} " " <code>{token}</code></h3>
                 <div class="explorer-grid">
                     <figure class="plot">
                         <div inner_html=clip_plot(&case, pushed_p, comparison)></div>
                         <figcaption>
-                            {format!("min(ρ·Â, clip(ρ, {low_edge:.2}, {high_edge:.2})·Â) with Â = {} ({}). ", num(p.advantage), advantage_kind(&walk))}
+                            {format!("min(ρ·Â, clip(ρ, {low_edge}, {high_edge})·Â) with Â = {} ({}). ", num(p.advantage), advantage_kind(&walk))}
                             <span class="legend-dot before"></span>" before (ρ = 1) "
                             <span class="legend-dot after"></span>" after this update "
                             {pushed_p.map(|_| view! { <span class="legend-dot pushed"></span>" after pushing harder" })}

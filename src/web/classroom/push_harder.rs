@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use leptos::prelude::*;
 
-use crate::explain::format::{count, num, sci};
+use crate::explain::format::{agree, band, band_edges, count, num, sci};
 use crate::explore::policy_case;
 use crate::lab::walkthrough::{Replay, Walkthrough, response_ratio};
 use crate::ppo::clip_range::ClipRange;
@@ -92,8 +92,9 @@ fn how_far_this_update_moved(walk: &Walkthrough) -> String {
         "This update moved the policy"
     };
     format!(
-        "{how}: {out} of the batch's {all} {what} have a ratio outside the band [{:.2}, {:.2}].",
-        edges.0, edges.1
+        "{how}: {out} of the batch's {all} {what} {} a ratio outside the band {}.",
+        agree(out, "has", "have"),
+        band(edges.0, edges.1)
     )
 }
 
@@ -116,8 +117,8 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
         let stats = view! {
             <table class="numbers" data-testid="push-stats">
                 <thead><tr><th></th>
-                    <th>{format!("this update (lr {}, {} epochs)", sci(walk.update.lr), walk.update.epochs)}</th>
-                    <th>{replay.as_ref().map_or("pushed harder".to_string(), |r| format!("pushed (lr {}, {} epochs)", sci(r.update.lr), r.update.epochs))}</th>
+                    <th>{format!("this update (lr {}, {})", sci(walk.update.lr), count(walk.update.epochs, "epoch", "epochs"))}</th>
+                    <th>{replay.as_ref().map_or("pushed harder".to_string(), |r| format!("pushed (lr {}, {})", sci(r.update.lr), count(r.update.epochs, "epoch", "epochs")))}</th>
                 </tr></thead>
                 <tbody>
                     {stat_row("policy clip fraction", "policy-clip-frac", s.policy_clip_frac, r.as_ref().map(|r| r.policy_clip_frac))}
@@ -173,12 +174,14 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
                     } else {
                         format!(
                             "What clipping stops: in response {}, {} went past the band on the side their advantage pushes \
-                             (▲: Â > 0 and ρ above {hi:.2}; ▼: Â < 0 and ρ below {lo:.2}). From there min() takes the flat clipped branch, \
+                             (▲: Â > 0 and ρ above {}; ▼: Â < 0 and ρ below {}). From there min() takes the flat clipped branch, \
                              so each token's own term no longer pushes it in further epochs; shared weights, other tokens and \
                              AdamW's momentum can still move it. Without the clip that term would keep pushing: a ▲ token's ratio \
                              further up, a ▼ token's further down.",
                             row + 1,
-                            count(n, "token", "tokens")
+                            count(n, "token", "tokens"),
+                            band_edges(lo, hi).1,
+                            band_edges(lo, hi).0
                         )
                     }}
                 </p>

@@ -64,7 +64,7 @@ pub fn what_if_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
                             settings.update(|s| set(s, x));
                         }
                     } />
-                <output data-testid=format!("wi-{key}-value")>{move || format!("{:.2}", settings.with(|s| get(s)))}</output>
+                <output data-testid=format!("wi-{key}-value")>{move || crate::explain::format::num(settings.with(|s| get(s)))}</output>
             </label>
         }
     };
@@ -115,7 +115,11 @@ pub fn what_if_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
                     } else {
                         format!("PPO's advantage (this iteration's {} update used its own)", exp.member.name())
                     };
-                    format!("{flips} of response {}'s {real} tokens change the sign of {whose}.", row + 1)
+                    format!(
+                        "{flips} of response {}'s {real} tokens {} the sign of {whose}.",
+                        row + 1,
+                        crate::explain::format::agree(flips, "changes", "change")
+                    )
                 }}
             </p>
             <div class="table-scroll">

@@ -67,7 +67,7 @@ pub fn HealthPanel(state: AppState) -> impl IntoView {
         .map(|(i, p)| {
             // A preset the settings in force refuse (16 epochs under REINFORCE, which takes one)
             // is not offered: its title says why.
-            let refused = move || state.settings.with(|s| p.apply(s).groups().err());
+            let refused = move || state.settings.with(|s| p.apply(s).groups().err().map(|r| r.message));
             view! {
                 <button data-testid=format!("break-{}", p.key)
                     title=move || refused().unwrap_or_else(|| p.about.to_string())
@@ -85,7 +85,11 @@ pub fn HealthPanel(state: AppState) -> impl IntoView {
         let fixed = b.fixed_after.map(|i| {
             format!(
                 " Fixed after iteration {i}: the run goes on from there with {} as it was.",
-                p.keys.join(", ")
+                p.keys
+                    .iter()
+                    .map(|k| crate::lab::setting_keys::label(k))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         });
         Some(view! {
@@ -133,7 +137,7 @@ pub fn HealthPanel(state: AppState) -> impl IntoView {
                         " " <code class="note">{f.check.key()}</code>
                         <span class="note">{format!(" ({when})")}</span>
                         <p>{f.meaning.clone()}</p>
-                        <p data-testid=format!("finding-{}-advice", f.check.key())><em>"Try: "</em>{f.advice(crate::lab::settings::knob_name)}"."</p>
+                        <p data-testid=format!("finding-{}-advice", f.check.key())><em>"Try: "</em>{f.advice(crate::lab::setting_keys::knob_name)}"."</p>
                         <p class="links">
                             "See it: "
                             <button class="link" data-testid=format!("finding-{}-chart", f.check.key())

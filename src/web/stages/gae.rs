@@ -132,7 +132,7 @@ pub(super) fn gae(
                         <p class="note" data-testid="gae-terminal">
                             {format!("t = {} is the last token: m", step.t)}<sub>{step.t + 1}</sub>
                             " = 0 drops V(s"<sub>{step.t + 1}</sub>") and A"<sub>{step.t + 1}</sub>
-                            ". A response cut at max_new_tokens without an end token is treated the same \
+                            ". A response cut at max new tokens without an end token is treated the same \
                              way, as terminal: nothing after it is bootstrapped."
                         </p>
                     })}

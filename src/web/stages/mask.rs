@@ -24,9 +24,18 @@ pub(super) fn mask(
     let diff = walk.teacher_forced_max_diff;
     let real = real_len(&walk, row);
     let r_len = walk.experience.rollout.response_len();
-    // The first response tokens (at most four; fewer when the response is shorter).
-    let align = (0..r_len.min(4))
-        .map(|t| {
+    // The first response tokens (at most four), then the rows around the response's end: its
+    // last token and the padding after it, or its last position when it ran to max_new_tokens.
+    let mut shown: Vec<usize> = (0..r_len.min(4)).collect();
+    for t in [real.saturating_sub(1), real] {
+        if t < r_len && !shown.contains(&t) {
+            shown.push(t);
+        }
+    }
+    let align = shown
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
             let pos = p - 1 + t;
             let target = if t < real {
                 format!(
@@ -36,7 +45,22 @@ pub(super) fn mask(
             } else {
                 format!("padding after the end of the response (position {})", p + t)
             };
+            let skipped = (i > 0 && shown[i - 1] + 1 < t).then(|| {
+                let (from, to) = (p + shown[i - 1], pos - 1);
+                let what = if from == to {
+                    format!("position {from} not shown")
+                } else {
+                    format!("positions {from} to {to} not shown")
+                };
+                view! {
+                    <tr class="gap" data-testid="align-gap">
+                        <td class="num">"⋮"</td>
+                        <td colspan="3">{what}</td>
+                    </tr>
+                }
+            });
             view! {
+                {skipped}
                 <tr data-testid=format!("align-{t}") class:p-minus-1={t == 0}>
                     <td class="num">{pos}</td>
                     <td class="tokcell">{show_token(&walk.tokens[row][pos])}</td>
@@ -54,7 +78,7 @@ pub(super) fn mask(
             "position i + 1. Response token t sits at position " <code>"P + t"</code>
             ", so it is scored by the logits at " <code>"P − 1 + t"</code> {format!(" (P = {p} here):")}
         </p>
-        <table class="numbers" id="alignment" data-testid="alignment">{align}</table>
+        <table class="numbers" id="alignment" data-testid="alignment" data-response-len=r_len>{align}</table>
         <p class="check" data-testid="tf-check" data-state=if diff < 1e-4 { "passed" } else { "failed" }>
             {if diff < 1e-4 {
                 "Live check: one teacher-forced pass over all rollouts reproduces the log-probabilities \
@@ -63,7 +87,7 @@ pub(super) fn mask(
                 "Live check failed: one teacher-forced pass over all rollouts does not reproduce the \
                  log-probabilities recorded token by token (to 1e-4). max |difference| = "
             }}
-            <strong data-testid="tf-max-diff" data-v=exact(diff)>{format!("{diff:.2e}")}</strong>
+            <strong data-testid="tf-max-diff" data-v=exact(diff)>{format!("{diff:.2e}").replace('-', "−")}</strong>
         </p>
     }
     .into_any();

@@ -115,10 +115,10 @@ pub(super) fn overview(state: AppState, walk: &Walkthrough) -> impl IntoView {
                 <p class="objective" data-testid="objective">{OBJECTIVE}</p>
                 <p class="explain">
                     {format!(
-                        "This iteration: {} responses, each up to {} tokens, written by a {}-layer model \
+                        "This iteration: {} responses, each up to {}, written by a {}-layer model \
                          with a value head. Click a box to open its stage, or take the tour.",
                         ro.ids.len(),
-                        ro.response_len(),
+                        crate::explain::format::count(ro.response_len(), "token", "tokens"),
                         walk.attention.as_ref().map_or(0, |a| a.maps.len())
                     )}
                 </p>

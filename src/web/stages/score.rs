@@ -116,7 +116,7 @@ pub(super) fn score(
                 data-error=exact(k.error as f32) data-before=exact(k.before as f32) data-after=exact(k.after as f32)
                 data-n=k.n.to_string() data-horizon=exact(k.horizon as f32)>
                 {format!(
-                    "Adaptive KL: this batch's KL to the reference is {} per response against the target {}. The error clip({} / {} − 1, ±0.2) = {} {} β for the next iteration: {}.",
+                    "Adaptive KL: this batch's KL to the reference is {} per response against the target {}. The error, clip({} / {} − 1, ±0.2) = {}, {} β for the next iteration: {}.",
                     num(k.kl as f32), num(k.target as f32), num(k.kl as f32), num(k.target as f32), num(k.error as f32),
                     if k.error > 0.0 { "raises" } else if k.error < 0.0 { "lowers" } else { "keeps" },
                     beta_step(k.before, k.error, k.n, k.horizon, k.after),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 
 use super::common::{columns, compared_cell, mathml, plain_cell, why};
-use crate::explain::format::{count, num};
+use crate::explain::format::{agree, band, band_edges, count, num};
 use crate::explain::math;
 use crate::explain::notes::notes;
 use crate::explain::provenance::{Quantity, format_ratio};
@@ -38,15 +38,15 @@ pub(super) fn update(
     let eps = walk.update.coeffs.clip_ratio;
     // The band each token's own ratio was clipped to (None: one ratio per response, RLOO's and
     // REINFORCE's; the table then draws PPO's band for comparison and marks no token).
-    let band = walk.update.token_band();
-    let (band_lo, band_hi) = band.unwrap_or(ClipRange::symmetric(eps)).edges();
+    let token_band = walk.update.token_band();
+    let (band_lo, band_hi) = token_band.unwrap_or(ClipRange::symmetric(eps)).edges();
     // The ▲/▼ marks over the responses the update trained on (under dynamic sampling, the
     // groups it kept), after the update.
     let trained_rows = (walk.policy_after.iter().enumerate())
         .filter(|(b, _)| exp.row_used(*b))
         .map(|(_, p)| p);
-    let marked = clip_cases(trained_rows, band.unwrap_or(ClipRange::NONE));
-    let some_left_out = (0..walk.policy_after.len()).any(|b| !exp.row_used(b));
+    let marked = clip_cases(trained_rows, token_band.unwrap_or(ClipRange::NONE));
+    let some_left_out = exp.some_left_out();
     let member = exp.member.name();
     // When no update ran (dynamic sampling kept no group) there is nothing to show.
     let ran = exp.updated();
@@ -170,24 +170,26 @@ pub(super) fn update(
         })}
         {(ran && cursor >= 1).then(|| view! {
             <p class="explain" data-testid="after-update" data-current="1">
-                {match (band, walk.response_ratio(row)) {
+                {match (token_band, walk.response_ratio(row)) {
                     (_, Some(r)) => format!(
-                        "After {} AdamW steps: the new log-probabilities beside the old ones, for response {}. \
+                        "After {}: the new log-probabilities beside the old ones, for response {}. \
                          {member} takes one ratio per response, ρ = exp Σ_t (log π_new − log π_old): {} for this one, \
                          with the advantage {}. {} No token is clipped on its own, so the table marks none; \
-                         its band is PPO's [{:.2}, {:.2}], drawn for comparison.",
-                        stats.optimizer_steps, row + 1, format_ratio(r.ratio), num(r.advantage),
-                        response_clip_sentence(walk, r), band_lo, band_hi
+                         its band is PPO's {}, drawn for comparison.",
+                        count(stats.optimizer_steps, "AdamW step", "AdamW steps"), row + 1,
+                        format_ratio(r.ratio), num(r.advantage), response_clip_sentence(walk, r),
+                        band(band_lo, band_hi)
                     ),
                     _ => format!(
-                        "After {} AdamW steps: the new log-probabilities beside the old ones, for response {}. \
-                         The band is [{:.2}, {:.2}]. ▲ (Â > 0, ρ above {:.2}) and ▼ (Â < 0, ρ below {:.2}) mark tokens \
+                        "After {}: the new log-probabilities beside the old ones, for response {}. \
+                         The band is {}. ▲ (Â > 0, ρ above {}) and ▼ (Â < 0, ρ below {}) mark tokens \
                          whose own term would give no gradient in a further epoch; the clip does not hold them still: \
                          shared weights, other tokens and AdamW's momentum can still move them. The marks count the \
                          batch after the update ({} of its {} tokens{}); the policy clip fraction above is a mean over \
                          the update's steps, each measured before its step.",
-                        stats.optimizer_steps, row + 1, band_lo, band_hi, band_hi, band_lo,
-                        marked.clipped, marked.total,
+                        count(stats.optimizer_steps, "AdamW step", "AdamW steps"), row + 1,
+                        band(band_lo, band_hi), band_edges(band_lo, band_hi).1,
+                        band_edges(band_lo, band_hi).0, marked.clipped, marked.total,
                         if some_left_out { " in the groups it kept" } else { "" }
                     ),
                 }}
@@ -267,12 +269,12 @@ pub(super) fn update(
 fn clip_why(walk: &Walkthrough) -> String {
     let proximal = "there its gradient is 0. That is what keeps the update proximal.";
     match (walk.update.grpo, walk.update.token_band()) {
-        (_, Some(band)) => {
-            let (low_edge, high_edge) = band.edges();
+        (_, Some(range)) => {
+            let (low_edge, high_edge) = range.edges();
             let band = if walk.update.grpo.is_none() {
                 "[1 − ε, 1 + ε]".to_string()
             } else {
-                format!("[{low_edge:.2}, {high_edge:.2}]")
+                band(low_edge, high_edge)
             };
             format!(
                 " stops rewarding a token once its ratio has left {band} on the side its advantage \
@@ -283,9 +285,9 @@ fn clip_why(walk: &Walkthrough) -> String {
             let (low_edge, high_edge) = g.clip.edges();
             format!(
                 " of {} is on one ratio per response, the product of its tokens' ratios: once that \
-                 has left [{low_edge:.2}, {high_edge:.2}] on the side the response's advantage \
-                 pushes, {proximal}",
-                walk.experience.member.name()
+                 has left {} on the side the response's advantage pushes, {proximal}",
+                walk.experience.member.name(),
+                band(low_edge, high_edge)
             )
         }
         _ => format!(
@@ -318,13 +320,13 @@ fn objective(walk: &Walkthrough, minibatches: usize) -> String {
     let no_critic = "no value loss: the critic columns show a value head this update did not train";
     match u.grpo {
         None => format!(
-            "Means {steps}. total = policy + {} · value − {} · entropy.",
+            "The figures above are means {steps}; total = policy + {} · value − {} · entropy.",
             u.coeffs.vf_coef, u.coeffs.entropy_coeff
         ),
         Some(g) if g.per_response => format!(
-            "{name}: means {steps}. total = policy − {} · entropy. The policy term takes one {} ratio per \
+            "{name}: the figures above are means {steps}; total = policy − {} · entropy. The policy term takes one {} ratio per \
              response and averages over the responses. There is no KL term: each score loses \
-             β · Σ_t (log π_old − log π_ref), with β = {} (the `beta` setting, not the Score stage's) \
+             β · Σ_t (log π_old − log π_ref), with β = {} (the “{}” setting, not the Score stage's) \
              and plain log-ratios whatever estimator the Score stage shows; the baseline is the mean \
              of those penalised scores {}; {no_critic}.",
             u.coeffs.entropy_coeff,
@@ -334,6 +336,7 @@ fn objective(walk: &Walkthrough, minibatches: usize) -> String {
                 "clipped"
             },
             num(walk.family.beta),
+            crate::lab::setting_keys::label("beta"),
             if member == Family::Reinforce {
                 "over the whole batch"
             } else {
@@ -341,7 +344,7 @@ fn objective(walk: &Walkthrough, minibatches: usize) -> String {
             },
         ),
         Some(g) if g.beta == 0.0 => format!(
-            "{name}: means {steps}. total = policy − {} · entropy ({}); no KL term ({}); {no_critic}. The \
+            "{name}: the figures above are means {steps}; total = policy − {} · entropy ({}); no KL term ({}); {no_critic}. The \
              advantages are each response's against its group (GAE stage).",
             u.coeffs.entropy_coeff,
             g.agg.name(),
@@ -352,7 +355,7 @@ fn objective(walk: &Walkthrough, minibatches: usize) -> String {
             }
         ),
         Some(g) => format!(
-            "{name}: means {steps}. total = policy + {} · KL − {} · entropy, with the k3 KL to the reference \
+            "{name}: the figures above are means {steps}; total = policy + {} · KL − {} · entropy, with the k3 KL to the reference \
              {} ({}); {no_critic}. The advantages are each response's against its group (GAE stage).",
             g.beta,
             u.coeffs.entropy_coeff,
@@ -378,7 +381,7 @@ fn response_clip_sentence(walk: &Walkthrough, r: ResponseRatio) -> String {
             .to_string();
     };
     let (low_edge, high_edge) = clip.edges();
-    let band = format!("[{low_edge:.2}, {high_edge:.2}]");
+    let band = band(low_edge, high_edge);
     if r.clipped {
         format!(
             "It has left the band {band} on the side its advantage pushes, so in a further epoch the \
@@ -434,7 +437,11 @@ fn loss_comparison(walk: &Walkthrough) -> Option<impl IntoView> {
                 {if differing == 0 {
                     "Your exercises 1, 2, 3 and 5 against the reference: nothing differs".to_string()
                 } else {
-                    format!("Your exercises 1, 2, 3 and 5 against the reference: {differing} values differ")
+                    format!(
+                        "Your exercises 1, 2, 3 and 5 against the reference: {} {}",
+                        count(differing, "value", "values"),
+                        agree(differing, "differs", "differ")
+                    )
                 }}
             </summary>
             <p class="note">{crate::explain::stage::exercise_check_inputs(walk)}</p>
