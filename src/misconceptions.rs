@@ -356,11 +356,12 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
         }
         let text = format!(
             "After this update {} {} where the clip zeroes the gradient, and {} left the band \
-             away from R or past it, where the error still trains them. The clip explorer in the \
+             away from R or past it, where the error still trains {}. The clip explorer in the \
              Update stage draws one token's V_old, V_new and R.",
             count(zeroed, "token", "tokens"),
             agree(zeroed, "sits", "sit"),
-            count(pulled_back, "token", "tokens")
+            count(pulled_back, "token", "tokens"),
+            agree(pulled_back, "it", "them")
         );
         (zeroed, text)
     } else {

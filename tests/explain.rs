@@ -1160,7 +1160,7 @@ fn the_update_is_described_in_the_members_own_terms() {
             if per_response {
                 assert!(q.is_none(), "{name}");
             } else if let Some(q) = q {
-                assert!(q.prompt.contains("[0.800, 1.280]"), "{}", q.prompt);
+                assert!(q.prompt.contains("[0.80, 1.28]"), "{}", q.prompt);
             }
             let update_notes = notes(&walk, StageKey::Update, row, 1);
             let zero = update_notes.iter().find(|n| n.key == "policy-loss-zero");

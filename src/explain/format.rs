@@ -34,9 +34,10 @@ pub fn operand_for(x: f32, result: &str) -> String {
 /// exact to [`operand_for`]'s digits or fewer, otherwise to those digits (an adaptive β of
 /// 0.06381406 reads 0.06381 where the result has 5 decimals).
 pub fn setting_operand(x: f32, result: &str) -> String {
+    // f32's Display writes no exponent: "0.000005", the shortest digits that read back as x.
     let exact = signed(x.to_string());
     let rounded = operand_for(x, result);
-    if !exact.contains('e') && decimals(&exact) <= decimals(&rounded) {
+    if decimals(&exact) <= decimals(&rounded) {
         exact
     } else {
         rounded
@@ -151,16 +152,20 @@ pub fn agree(n: usize, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 { one } else { many }
 }
 
-/// A clip band's edges as the page writes them: two decimals ("0.80", "1.28"), more where two
-/// would round an edge onto 1 (ε = 0.004 gives "0.996" and "1.004"), with a real minus sign.
+/// A clip band's edges as the page writes them: at least two decimals ("0.80", "1.28") and as
+/// many as give each edge in full (ε = 0.123 gives "0.877" and "1.123", so a ratio of 1.121 is
+/// not read as past "1.12"; ε = 0.004 gives "0.996", not "1.00"), with a real minus sign.
 pub fn band_edges(lo: f32, hi: f32) -> (String, String) {
-    let decimals = (2..=6)
-        .find(|&d| {
-            [lo, hi]
-                .iter()
-                .all(|&e| e == 1.0 || fixed(e, d) != fixed(1.0, d))
-        })
-        .unwrap_or(6);
+    // In full: the printed edge reads back as the same f32, up to the rounding that computed it
+    // (1 − 0.123 is 0.87699997 in f32).
+    let exact = |e: f32, d: usize| {
+        !e.is_finite()
+            || fixed(e, d)
+                .replace('−', "-")
+                .parse::<f32>()
+                .is_ok_and(|back| (back - e).abs() <= f32::EPSILON * e.abs().max(1.0))
+    };
+    let decimals = (2..=8).find(|&d| exact(lo, d) && exact(hi, d)).unwrap_or(8);
     (fixed(lo, decimals), fixed(hi, decimals))
 }
 
@@ -265,9 +270,14 @@ mod tests {
     fn bands_keep_their_edges_off_1() {
         assert_eq!(super::band(0.8, 1.2), "[0.80, 1.20]");
         assert_eq!(super::band(0.8, 1.28), "[0.80, 1.28]");
-        // Two decimals would print [1.00, 1.00].
+        // Two decimals would print [1.00, 1.00], or [0.88, 1.12] for ε = 0.123.
         assert_eq!(super::band(0.996, 1.004), "[0.996, 1.004]");
         assert_eq!(super::band(0.9999, 1.0001), "[0.9999, 1.0001]");
+        assert_eq!(super::band(1.0 - 0.123, 1.0 + 0.123), "[0.877, 1.123]");
+        assert_eq!(
+            super::band(1.0 - 5e-7, 1.0 + 5e-7),
+            "[0.9999995, 1.0000005]"
+        );
         // ε = 0 is a band of width 0, and ε past 1 a negative lower edge with a real minus.
         assert_eq!(super::band(1.0, 1.0), "[1.00, 1.00]");
         assert_eq!(super::band(-9.0, 11.0), "[−9.00, 11.00]");

@@ -282,9 +282,11 @@ impl LabSettings {
             return refuse(
                 "algo",
                 format!(
-                    "{} compares samples of one prompt: set {} to 2 or more",
+                    "{} compares samples of one prompt: set {} to 2 or more, dividing {} ({})",
                     self.algo.name(),
-                    label("group")
+                    label("group"),
+                    label("rollouts"),
+                    self.rollouts
                 ),
             );
         }
@@ -314,13 +316,22 @@ impl LabSettings {
 
     /// Puts back the defaults of settings refused together (from a hand-written URL, say
     /// `?algo=grpo` with one sample per prompt) until the rest run together: the refused setting
-    /// when it was changed, otherwise the algorithm, whose default (PPO) takes any grouping.
-    /// Returns each setting put back, with the value it had and why.
+    /// when its default clears the refusal, otherwise the algorithm, whose default (PPO) takes
+    /// any grouping (REINFORCE with 3 epochs goes back to PPO: the default 2 epochs would be
+    /// refused too). Returns each setting put back, with the value it had and why.
     pub fn settle(&mut self) -> Vec<(&'static str, String, Refusal)> {
         let default = Self::default();
         let mut undone = Vec::new();
         while let Err(refused) = self.groups() {
-            let key = if self.get(refused.key) != default.get(refused.key) {
+            let mut tried = self.clone();
+            let cleared = tried
+                .set(refused.key, &default.get(refused.key).unwrap_or_default())
+                .is_ok()
+                && tried
+                    .groups()
+                    .err()
+                    .is_none_or(|again| again.key != refused.key);
+            let key = if cleared && self.get(refused.key) != default.get(refused.key) {
                 refused.key
             } else {
                 "algo"
@@ -438,7 +449,8 @@ mod tests {
             (
                 with(&[("algo", "rloo"), ("group", "1")]),
                 "algo",
-                "RLOO compares samples of one prompt: set samples per prompt to 2 or more",
+                "RLOO compares samples of one prompt: set samples per prompt to 2 or more, dividing \
+                 rollouts per iteration (16)",
             ),
             (
                 with(&[("algo", "dapo"), ("group", "2"), ("clip", "0.3")]),
@@ -453,7 +465,6 @@ mod tests {
         ];
         for (refusal, key, message) in cases {
             assert_eq!((refusal.key, refusal.message.as_str()), (key, message));
-            assert!(SETTING_KEYS.iter().any(|k| k.key == refusal.key));
         }
     }
 
@@ -502,10 +513,20 @@ mod tests {
         assert_eq!(s, asked(&[("algo", "dapo"), ("group", "4")]));
         // REINFORCE with the default epochs: the epochs were not asked for, so REINFORCE goes.
         let mut s = asked(&[("algo", "reinforce"), ("lr", "1e-4")]);
+        let undone = s.settle();
+        assert_eq!(
+            undone[0].2.message,
+            "REINFORCE has no clip to stop a second pass over the same batch: set epochs to 1"
+        );
+        assert_eq!(summary(undone), [("algo", "reinforce".into(), "epochs")]);
+        assert_eq!(s, asked(&[("lr", "1e-4")]));
+        // REINFORCE with 3 epochs: the default epochs (2) would be refused too, so REINFORCE
+        // goes and the 3 epochs stay.
+        let mut s = asked(&[("algo", "reinforce"), ("epochs", "3")]);
         assert_eq!(
             summary(s.settle()),
             [("algo", "reinforce".into(), "epochs")]
         );
-        assert_eq!(s, asked(&[("lr", "1e-4")]));
+        assert_eq!(s, asked(&[("epochs", "3")]));
     }
 }

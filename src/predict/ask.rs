@@ -325,7 +325,7 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
             let (i, ratio) = candidates[pick_balanced(&yes, &no, iteration, row, kind)?];
             let p = &tokens[i];
             let case = policy_case(ratio, p.advantage, clip);
-            let band_text = format!("[{}, {}]", num(edge_lo), num(edge_hi));
+            let band_text = crate::explain::format::band(edge_lo, edge_hi);
             let prompt = if supposed {
                 format!(
                     "After this update, token {} ({}) has the ratio ρ = π_new / π_old = {}, inside the clip band {band_text}, and the advantage Â = {}. Suppose a harder push had taken it to ρ = {}, {} the band. Would the clip then switch this token's own policy gradient off?",

@@ -162,7 +162,7 @@ pub(super) fn Settings(state: AppState) -> impl IntoView {
             }
         });
         // Settings that are fine alone but not together (samples per prompt, the algorithm,
-        // epochs): the error starts with the key to change.
+        // epochs): the refusal names the field to change.
         if found.is_empty() {
             if let Err(refused) = next.groups() {
                 let i = SETTING_KEYS

@@ -56,6 +56,7 @@ pub(super) fn settings_from_url() -> (LabSettings, UrlTarget, bool, Vec<Notice>)
     // Values fine alone but not together (`?algo=grpo` with one sample per prompt): the one
     // that stops the run goes back to its default, named like a refused value.
     for (key, had, why) in settings.settle() {
+        let had = url_param(key).unwrap_or(had);
         notices.push(Notice::Info(format!(
             "Ignoring ?{key}={had} from the URL: {why}. Using {}.",
             settings.get(key).unwrap_or_default()

@@ -173,13 +173,14 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
                         format!("No token of response {} left the band on the side its advantage pushes.", row + 1)
                     } else {
                         format!(
-                            "What clipping stops: in response {}, {} went past the band on the side their advantage pushes \
+                            "What clipping stops: in response {}, {} went past the band on the side {} advantage pushes \
                              (▲: Â > 0 and ρ above {}; ▼: Â < 0 and ρ below {}). From there min() takes the flat clipped branch, \
                              so each token's own term no longer pushes it in further epochs; shared weights, other tokens and \
                              AdamW's momentum can still move it. Without the clip that term would keep pushing: a ▲ token's ratio \
                              further up, a ▼ token's further down.",
                             row + 1,
                             count(n, "token", "tokens"),
+                            agree(n, "its", "their"),
                             band_edges(lo, hi).1,
                             band_edges(lo, hi).0
                         )

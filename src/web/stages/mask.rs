@@ -25,7 +25,8 @@ pub(super) fn mask(
     let real = real_len(&walk, row);
     let r_len = walk.experience.rollout.response_len();
     // The first response tokens (at most four), then the rows around the response's end: its
-    // last token and the padding after it, or its last position when it ran to max_new_tokens.
+    // last token and the padding after it, or its last token alone when it is the batch's
+    // longest (it may have run to max new tokens).
     let mut shown: Vec<usize> = (0..r_len.min(4)).collect();
     for t in [real.saturating_sub(1), real] {
         if t < r_len && !shown.contains(&t) {
@@ -78,7 +79,7 @@ pub(super) fn mask(
             "position i + 1. Response token t sits at position " <code>"P + t"</code>
             ", so it is scored by the logits at " <code>"P − 1 + t"</code> {format!(" (P = {p} here):")}
         </p>
-        <table class="numbers" id="alignment" data-testid="alignment" data-response-len=r_len>{align}</table>
+        <table class="numbers" id="alignment" data-testid="alignment" data-response-len=r_len data-prompt-len=p>{align}</table>
         <p class="check" data-testid="tf-check" data-state=if diff < 1e-4 { "passed" } else { "failed" }>
             {if diff < 1e-4 {
                 "Live check: one teacher-forced pass over all rollouts reproduces the log-probabilities \
