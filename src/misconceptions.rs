@@ -119,19 +119,21 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
         Some(range) => {
             let (lo, hi) = range.edges();
             let cases = clip_cases(&walk.policy_after, range);
-            let outside = walk
-                .policy_after
-                .iter()
-                .flat_map(|p| &p.tokens)
-                .filter(|p| Band::of(p.ratio, lo, hi) != Band::Inside)
-                .count();
-            // Under dynamic sampling, the ratios outside the band in the responses the update
-            // left out: shared weights alone moved them.
-            let left_out = (walk.policy_after.iter().enumerate())
-                .filter(|(b, _)| !exp.row_used(*b))
-                .flat_map(|(_, p)| &p.tokens)
-                .filter(|p| Band::of(p.ratio, lo, hi) != Band::Inside)
-                .count();
+            // One pass over the ratios after the update: how many lie outside the band, how many
+            // of those are in responses the update left out under dynamic sampling (shared
+            // weights alone moved them), and the ratio furthest from 1 (the last, on a tie).
+            let (mut outside, mut left_out, mut furthest) = (0, 0, 1.0f32);
+            for (b, p) in walk.policy_after.iter().enumerate() {
+                for t in &p.tokens {
+                    if (t.ratio - 1.0).abs() >= (furthest - 1.0).abs() {
+                        furthest = t.ratio;
+                    }
+                    if Band::of(t.ratio, lo, hi) != Band::Inside {
+                        outside += 1;
+                        left_out += usize::from(!exp.row_used(b));
+                    }
+                }
+            }
             let left_out = if exp.updated() && left_out > 0 {
                 format!(
                     " {left_out} of the {outside} {} in responses {} left out of the update: \
@@ -145,13 +147,6 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
             } else {
                 String::new()
             };
-            let furthest = walk
-                .policy_after
-                .iter()
-                .flat_map(|p| &p.tokens)
-                .map(|p| p.ratio)
-                .max_by(|a, b| (a - 1.0).abs().total_cmp(&(b - 1.0).abs()))
-                .unwrap_or(1.0);
             let answer = format!(
                 "No. Once a token's ratio has left the band on the side its advantage pushes, the \
                  clip gives that token's own term no gradient; nothing stops the ratio itself, \
@@ -234,30 +229,49 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
             let flipped: usize = (0..walk.gae.len())
                 .map(|b| whitening_flips(walk, b).len())
                 .sum();
-            // What a flipped token went through, on this batch's side of 0.
+            // What a flipped token went through, on this batch's side of 0; whitened advantages
+            // push tokens only in PPO's update.
+            let under = if exp.member == Family::Ppo {
+                ""
+            } else {
+                "under PPO, "
+            };
             let (how, why) = if w.mean > 0.0 {
                 (
                     format!("every {} turns negative", between("0", "A_t", &num(w.mean))),
-                    ": a token can do better than the critic expected and still be pushed down \
-                     because the batch did better still",
+                    format!(
+                        ": {under}a token can do better than the critic expected and still be \
+                         pushed down because the batch did better still"
+                    ),
                 )
             } else if w.mean < 0.0 {
                 (
                     format!("every {} turns positive", between(&num(w.mean), "A_t", "0")),
-                    ": a token can do worse than the critic expected and still be pushed up \
-                     because the batch did worse still",
+                    format!(
+                        ": {under}a token can do worse than the critic expected and still be \
+                         pushed up because the batch did worse still"
+                    ),
                 )
             } else {
                 (
                     "with a mean of exactly 0 here no advantage changes sign".to_string(),
-                    "",
+                    String::new(),
+                )
+            };
+            let not_used = if exp.member == Family::Ppo {
+                String::new()
+            } else {
+                format!(
+                    " {}'s update did not use these advantages: it takes each response's from \
+                     the scores.",
+                    exp.member.name()
                 )
             };
             (
                 format!(
                     "No. Whitening subtracts the batch's mean advantage ({}) before dividing by \
-                     the std, so {how}. In this batch {} of the {tokens} changed sign{why}. The \
-                     GAE stage's notes list them, response by response.",
+                     the std, so {how}. In this batch {} of the {tokens} changed sign{why}.{not_used} \
+                     The GAE stage's notes list them, response by response.",
                     num(w.mean),
                     flipped
                 ),
@@ -303,8 +317,9 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
         answer: format!(
             "In PPO, no: it is part of the reward. Each token's r_t includes −β·KL_t (β = kl_coeff = {}; \
              the mean KL_t over this batch is {}, so −β·KL_t adds {} to a token's r_t on \
-             average), and it reaches the update only through GAE's advantages. GRPO leaves the \
-             rewards alone and adds β·k3 to the loss instead, with a β of its own. {trained} The Score stage shows r_t token by token; the GRPO panel \
+             average), and it reaches the update only through GAE: through the advantages the policy \
+             loss weighs, and through the returns R_t = A_t + V_t the critic is fitted to. GRPO \
+             leaves the rewards alone and adds β·k3 to the loss instead, with a β of its own. {trained} The Score stage shows r_t token by token; the GRPO panel \
              in the GAE stage shows the other side.",
             num(exp.kl_coeff),
             num(kl_mean),

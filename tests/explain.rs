@@ -1117,6 +1117,31 @@ fn the_update_is_described_in_the_members_own_terms() {
                 clip.answer
             );
         }
+        // Whitened advantages push tokens only in PPO's update: under another member the
+        // misconception and the GAE stage's note say what PPO would do, and that this one did not.
+        let w = walk.whiten.as_ref().expect("whitening is on by default");
+        let flips = all.iter().find(|m| m.key == "whitening-flips").unwrap();
+        assert!(
+            flips
+                .answer
+                .contains(&format!("{name}'s update did not use these advantages"))
+                && (w.mean == 0.0 || flips.answer.contains("under PPO, a token")),
+            "{}",
+            flips.answer
+        );
+        let pushed = notes(&walk, StageKey::Gae, 0, 1)
+            .into_iter()
+            .find(|n| n.key == "pushed-up")
+            .unwrap();
+        assert!(
+            pushed.text.contains("so PPO would push")
+                && pushed.text.contains(&format!(
+                    "({name}'s update used its own advantages instead)"
+                ))
+                && !pushed.text.contains("pushed up (Â > 0)"),
+            "{}",
+            pushed.text
+        );
         // No member but PPO has a value loss: the value clip's answer counts nothing.
         let value = all.iter().find(|m| m.key == "value-clip").unwrap();
         assert!(

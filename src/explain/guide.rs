@@ -222,7 +222,7 @@ pub const GLOSSARY: &[(&str, &str)] = &[
     ),
     (
         "KL",
-        "How far the policy has drifted from the frozen reference; here estimated per token from the two log-probabilities and charged as a penalty in PPO's token rewards (GRPO and Dr. GRPO add β·k3 per token to the loss instead, RLOO and REINFORCE take β·Σ_t KL_t off the response's score, and DAPO has none).",
+        "How far the policy has drifted from the frozen reference; here estimated per token from the two log-probabilities and charged as a penalty in PPO's token rewards (GRPO and Dr. GRPO add β·k3 per token to the loss instead, RLOO and REINFORCE take β·Σ_t (log π_old − log π_ref), the summed log-ratio whatever the estimator, off the response's score, and DAPO has none).",
     ),
     (
         "approx KL",

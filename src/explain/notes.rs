@@ -6,6 +6,7 @@ use super::provenance::format_ratio;
 use super::stage::{StageKey, real_len, whitening_flips};
 use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::clip_range::ClipRange;
+use crate::ppo::family::Family;
 use crate::ppo::loss_agg::LossAgg;
 use crate::ppo::policy_loss::PolicyClip;
 use crate::ppo::rewards::KlEstimator;
@@ -267,13 +268,25 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                     .map(|i| w.whitened[i])
                     .collect();
                 let up = white.iter().filter(|&&x| x > 0.0).count();
+                // Only PPO's update uses these advantages; a critic-free member takes its own.
+                let pushed = if exp.member == Family::Ppo {
+                    format!("{} pushed up (Â > 0)", agree(up, "is", "are"))
+                } else {
+                    format!(
+                        "{} Â > 0, so PPO would push {} up ({}'s update used its own \
+                         advantages instead)",
+                        agree(up, "has", "have"),
+                        agree(up, "it", "them"),
+                        exp.member.name()
+                    )
+                };
                 out.push(note(
                     "pushed-up",
                     format!(
                         "After whitening the batch's advantages have mean 0, but {up} of its {} \
-                         tokens are pushed up (Â > 0): mean 0 is not median 0, and sparse \
-                         end-of-response scores make the spread lopsided.",
-                        white.len()
+                         {pushed}: mean 0 is not median 0, and sparse end-of-response scores \
+                         make the spread lopsided.",
+                        count(white.len(), "token", "tokens")
                     ),
                     vec![],
                     Some(up as f32),

@@ -138,7 +138,7 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 1,
                 x,
                 format!(
-                    "The gradient norm before clipping, averaged over this update's steps, is {x:.1}, more than {GRAD_NORM_FACTOR} times max_grad_norm = {max}: clipping hides exploding gradients, it does not cure them."
+                    "The gradient norm before clipping, averaged over this update's steps, is {x:.1}, more than {GRAD_NORM_FACTOR} times the limit it is clipped to ({max}, max_grad_norm): clipping hides exploding gradients, it does not cure them."
                 ),
             )
         }
@@ -234,7 +234,11 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 TREND_WINDOW,
                 r2 - r1,
                 format!(
-                    "The KL to the reference grew from {k1:.3} to {k2:.3} while the reward did not (mean {r1:.3}, then {r2:.3}): the policy is changing without getting better, either gaming something the reward does not see or, {held}, wandering."
+                    "The KL to the reference grew from {} to {} while the reward did not (mean {}, then {}): the policy is changing without getting better, either gaming something the reward does not see or, {held}, wandering.",
+                    signed(k1, 3),
+                    signed(k2, 3),
+                    signed(r1, 3),
+                    signed(r2, 3)
                 ),
             )
         }
@@ -263,10 +267,23 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 EV_WINDOW,
                 last,
                 format!(
-                    "The critic's explained variance has been below {EV_FLOOR} for {EV_WINDOW} iterations (now {last:.2}): it predicts the returns worse than their mean would, so its values add noise to the advantages."
+                    "The critic's explained variance has been below {} for {EV_WINDOW} iterations (now {}): it predicts the returns worse than their mean would, so its values add noise to the advantages.",
+                    signed(EV_FLOOR, 1),
+                    signed(last, 2)
                 ),
             )
         }
+    }
+}
+
+/// `x` with `decimals` decimals and a real minus sign, as the page writes numbers (the trainer's
+/// log reads it as well); never "−0.00".
+fn signed(x: f64, decimals: usize) -> String {
+    let s = format!("{x:.decimals$}");
+    match s.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+        Some(rest) => format!("−{rest}"),
+        None => s,
     }
 }
 
@@ -400,6 +417,31 @@ mod tests {
             h3.push(row.iter().map(|(k, v)| (k.as_str(), *v)));
         }
         assert_eq!(fired(&h3), []);
+    }
+
+    /// The findings' sentences are read on the page and in the trainer's log: numbers with a real
+    /// minus, the gradient limit named in words before its config key.
+    #[test]
+    fn findings_write_numbers_as_the_page_does() {
+        let h = with(12, "critic/explained_variance", |i| {
+            if i >= 9 { -0.3 } else { 0.2 }
+        });
+        let meaning = &findings(&h, SETTINGS)[0].meaning;
+        assert!(
+            meaning.contains("below −0.1 for 3 iterations (now −0.30)") && !meaning.contains('-'),
+            "{meaning}"
+        );
+        let h = with(3, "params/grad_norm", |_| 25.0);
+        let meaning = &findings(&h, SETTINGS)[0].meaning;
+        assert!(
+            meaning.contains(
+                "is 25.0, more than 10 times the limit it is clipped to (1, max_grad_norm)"
+            ),
+            "{meaning}"
+        );
+        assert_eq!(signed(-0.0004, 3), "0.000");
+        assert_eq!(signed(-0.25, 2), "−0.25");
+        assert_eq!(signed(0.25, 2), "0.25");
     }
 
     #[test]

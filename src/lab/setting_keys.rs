@@ -117,7 +117,7 @@ pub const SETTING_KEYS: &[SettingKey] = &[
     SettingKey {
         key: "scale",
         label: "GRPO std scaling",
-        about: "GRPO's group: A = (r − mean) / (std + 1e-4); none: A = r − mean (the other members fix their own)",
+        about: "GRPO's group: A = (r − mean) / (std + 0.0001); none: A = r − mean (the other members fix their own)",
     },
     SettingKey {
         key: "beta",
@@ -130,9 +130,7 @@ pub const SETTING_KEYS: &[SettingKey] = &[
 /// settings panel shows them ("learning rate (lr)"); one the page does not have, as the
 /// trainer's config key.
 pub fn knob_name(knob: Knob) -> String {
-    let on_page = knob
-        .page_key()
-        .and_then(|key| SETTING_KEYS.iter().find(|s| s.key == key));
+    let on_page = knob.page_key().and_then(find);
     match on_page {
         Some(s) if s.label == s.key => s.label.to_string(),
         Some(s) => format!("{} ({})", s.label, s.key),
@@ -142,8 +140,25 @@ pub fn knob_name(knob: Knob) -> String {
 
 /// The label the settings panel shows for `key` ("samples per prompt" for `group`).
 pub fn label(key: &str) -> &str {
-    SETTING_KEYS
-        .iter()
-        .find(|s| s.key == key)
-        .map_or(key, |s| s.label)
+    find(key).map_or(key, |s| s.label)
+}
+
+/// The panel's entry for URL key `key`, if the page has that setting.
+fn find(key: &str) -> Option<&'static SettingKey> {
+    SETTING_KEYS.iter().find(|s| s.key == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ppo::group_advantages::GROUP_EPS;
+
+    /// The panel's line for GRPO's scaling writes ε as the provenance arithmetic does.
+    #[test]
+    fn the_scale_help_writes_epsilon_as_the_arithmetic_does() {
+        let about = find("scale").unwrap().about;
+        assert!(about.contains(&format!("(std + {GROUP_EPS})")), "{about}");
+        assert_eq!(label("group"), "samples per prompt");
+        assert_eq!(label("no_such_key"), "no_such_key");
+    }
 }

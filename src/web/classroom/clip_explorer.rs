@@ -354,7 +354,10 @@ pub fn clip_explorer(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
             case.verdict()
         };
         let (low_name, high_name) = band_names(clip);
-        let (low_edge, high_edge) = band_edges(clip.edges().0, clip.edges().1);
+        let (low_edge, high_edge) = {
+            let (lo, hi) = clip.edges();
+            band_edges(lo, hi)
+        };
         let cases = (!comparison).then(|| {
             let normal_cases = clip_cases(&walk.policy_after, clip);
             let pushed_cases = replay.as_ref().map(|r| clip_cases(&r.policy_after, clip));

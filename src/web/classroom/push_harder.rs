@@ -172,6 +172,7 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
                     } else if n == 0 {
                         format!("No token of response {} left the band on the side its advantage pushes.", row + 1)
                     } else {
+                        let (low_text, high_text) = band_edges(lo, hi);
                         format!(
                             "What clipping stops: in response {}, {} went past the band on the side {} advantage pushes \
                              (▲: Â > 0 and ρ above {}; ▼: Â < 0 and ρ below {}). From there min() takes the flat clipped branch, \
@@ -181,8 +182,8 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
                             row + 1,
                             count(n, "token", "tokens"),
                             agree(n, "its", "their"),
-                            band_edges(lo, hi).1,
-                            band_edges(lo, hi).0
+                            high_text,
+                            low_text
                         )
                     }}
                 </p>

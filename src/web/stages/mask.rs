@@ -65,7 +65,7 @@ pub(super) fn mask(
                 <tr data-testid=format!("align-{t}") class:p-minus-1={t == 0}>
                     <td class="num">{pos}</td>
                     <td class="tokcell">{show_token(&walk.tokens[row][pos])}</td>
-                    <td>"→ predicts"</td>
+                    <td class="nowrap">"→ predicts"</td>
                     <td class="tokcell">{target}</td>
                 </tr>
             }

@@ -180,18 +180,21 @@ pub(super) fn update(
                         format_ratio(r.ratio), num(r.advantage), response_clip_sentence(walk, r),
                         band(band_lo, band_hi)
                     ),
-                    _ => format!(
-                        "After {}: the new log-probabilities beside the old ones, for response {}. \
-                         The band is {}. ▲ (Â > 0, ρ above {}) and ▼ (Â < 0, ρ below {}) mark tokens \
-                         whose own term would give no gradient in a further epoch; the clip does not hold them still: \
-                         shared weights, other tokens and AdamW's momentum can still move them. The marks count the \
-                         batch after the update ({} of its {} tokens{}); the policy clip fraction above is a mean over \
-                         the update's steps, each measured before its step.",
-                        count(stats.optimizer_steps, "AdamW step", "AdamW steps"), row + 1,
-                        band(band_lo, band_hi), band_edges(band_lo, band_hi).1,
-                        band_edges(band_lo, band_hi).0, marked.clipped, marked.total,
-                        if some_left_out { " in the groups it kept" } else { "" }
-                    ),
+                    _ => {
+                        let (low_text, high_text) = band_edges(band_lo, band_hi);
+                        format!(
+                            "After {}: the new log-probabilities beside the old ones, for response {}. \
+                             The band is {}. ▲ (Â > 0, ρ above {}) and ▼ (Â < 0, ρ below {}) mark tokens \
+                             whose own term would give no gradient in a further epoch; the clip does not hold them still: \
+                             shared weights, other tokens and AdamW's momentum can still move them. The marks count the \
+                             batch after the update ({} of its {} tokens{}); the policy clip fraction above is a mean over \
+                             the update's steps, each measured before its step.",
+                            count(stats.optimizer_steps, "AdamW step", "AdamW steps"), row + 1,
+                            band(band_lo, band_hi), high_text,
+                            low_text, marked.clipped, marked.total,
+                            if some_left_out { " in the groups it kept" } else { "" }
+                        )
+                    }
                 }}
             </p>
         })}
