@@ -1507,6 +1507,38 @@ async fn the_family_compares_every_member_on_the_pages_batch() {
         }
     }
     let b = moved.expect("a response of the second batch with a KL to the reference");
+    // Here the KL is not 0, so β·KL counts: every penalised score is r − β·KL with β the
+    // setting, and the response furthest from the reference has as its KL sum the score
+    // stage's per-token KL (k1) summed.
+    let mut furthest = (0, 0.0f64);
+    for r in 0..rows {
+        let (score, kl, pen) = (
+            page.number(&format!("fam-score-{r}")).await,
+            page.number(&format!("fam-kl-{r}")).await,
+            page.number(&format!("fam-pen-{r}")).await,
+        );
+        let want = score - beta as f64 * kl;
+        assert!(
+            close(pen, want, 1e-6),
+            "row {r}: {pen} vs {score} − {beta}·{kl}"
+        );
+        if kl.abs() > furthest.1.abs() {
+            furthest = (r, kl);
+        }
+    }
+    let (far, kl_far) = furthest;
+    assert!(
+        kl_far.abs() > 1e-3,
+        "the largest KL sum, {kl_far}, is too small to test β·KL"
+    );
+    let len_far = page.number(&format!("fam-len-{far}")).await as usize;
+    page.click(&format!("fam-r-{far}")).await;
+    page.click("tab-score").await;
+    page.click("btn-all").await;
+    let k1: f64 = page.column("kl").await.iter().take(len_far).sum();
+    assert!(close(kl_far, k1, 1e-4), "response {far}: {kl_far} vs {k1}");
+    page.click("tab-gae").await;
+    page.click("btn-all").await;
     let (pen0, w0) = (
         page.number(&format!("fam-pen-{b}")).await,
         page.number("fam-dr_grpo-w-0").await,
@@ -1956,7 +1988,7 @@ async fn predict_mode_asks_first_and_marks_answers_by_the_batchs_numbers() {
         "{}",
         page.url().await
     );
-    let mut answered = 0;
+    let (mut answered, mut kl_answered) = (0, 0);
     for (row, right) in [(0usize, false), (1, true)] {
         let s = &shown[row];
         page.click(&format!("row-{row}")).await;
@@ -2007,6 +2039,7 @@ async fn predict_mode_asks_first_and_marks_answers_by_the_batchs_numbers() {
             let choice = if right { by_kl[0] } else { by_kl[1] };
             answer_choice(&page, "largest-kl", choice, right).await;
             answered += 1;
+            kl_answered += 1;
         } else {
             assert!(!page.exists("predict-largest-kl").await);
         }
@@ -2114,6 +2147,9 @@ async fn predict_mode_asks_first_and_marks_answers_by_the_batchs_numbers() {
         page.attr("predict-tally", "data-right").await,
         (answered / 2).to_string()
     );
+    // This batch (the second, the policy moved from the reference) has a largest KL sum clear
+    // of the next, so the KL question was asked and answered both times.
+    assert_eq!(kl_answered, 2, "KL sums {kl_sums:?}");
 
     // Skipping reveals too, and is not counted; turning predict mode off shows everything.
     page.click("row-2").await;
@@ -2330,10 +2366,18 @@ async fn break_it_presets_are_found_out_and_the_recipe_is_not() {
         }
     };
     let mut longest = 0;
-    for (preset, finding, key) in [
-        ("lr-x30", "approx-kl-high", "lr"),
-        ("entropy-5", "kl-ref-growing", "ent"),
-        ("epochs-16", "approx-kl-growing", "epochs"),
+    // Each preset, the finding it must raise, the setting it changes, and the stage and chart
+    // the finding links to.
+    for (preset, finding, key, stage, chart) in [
+        ("lr-x30", "approx-kl-high", "lr", "update", "approx-kl"),
+        ("entropy-5", "kl-ref-growing", "ent", "score", "kl"),
+        (
+            "epochs-16",
+            "approx-kl-growing",
+            "epochs",
+            "update",
+            "approx-kl",
+        ),
     ] {
         let before = value(key).await;
         page.click(&format!("break-{preset}")).await;
@@ -2372,13 +2416,29 @@ async fn break_it_presets_are_found_out_and_the_recipe_is_not() {
             advice.contains("learning rate (lr)") && !advice.contains("ppo."),
             "{preset}: {advice}"
         );
-        // The finding links to its chart and its stage.
+        // The finding links to its stage and its chart. Another stage is shown first, so the
+        // link must move the page there.
+        page.click("tab-rollout").await;
         page.click(&format!("finding-{finding}-stage")).await;
         assert!(
-            page.has_class("tab-update", "active").await
-                || page.has_class("tab-score", "active").await
+            page.has_class(&format!("tab-{stage}"), "active").await,
+            "{preset}: {finding} did not open the {stage} stage"
         );
         page.click(&format!("finding-{finding}-chart")).await;
+        page.settle().await;
+        let shown = page
+            .js(&format!(
+                "const c = document.querySelector('[data-testid=chart-{chart}]'); \
+                 const r = c.getBoundingClientRect(); \
+                 return [r.top >= 0 && r.top < window.innerHeight, \
+                         c.parentElement.classList.contains('flash')];"
+            ))
+            .await;
+        assert_eq!(
+            shown,
+            serde_json::json!([true, true]),
+            "{preset}: chart-{chart} scrolled into view and flashed"
+        );
         if preset == "lr-x30" {
             show_below_bar(&page, "health").await;
             page.screenshot("health-lr-x30.png").await;

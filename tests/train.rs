@@ -487,6 +487,77 @@ fn bad_input_is_refused_by_name() {
         &[&base[..], &["--resume", ROOT]].concat(),
         "trainer_state.json",
     );
+    // Infinite numbers are refused by the override that set them, before any model loads.
+    fails_with(
+        &[&base[..], &["ppo.learning_rate=.inf"]].concat(),
+        "override `ppo.learning_rate=.inf`: key `ppo.learning_rate` must be a finite number",
+    );
+
+    // A tokenizer.json whose ids pass config.json's vocab_size (from another model): refused,
+    // naming the directory, before a token indexes past the embedding table.
+    let model = out_dir("bad-vocab");
+    std::fs::create_dir_all(&*model).unwrap();
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(
+            Path::new(ROOT).join("www/models/tiny").join(file),
+            model.join(file),
+        )
+        .unwrap();
+    }
+    let mut tokenizer: Value =
+        serde_json::from_slice(&std::fs::read(model.join("tokenizer.json")).unwrap()).unwrap();
+    let vocab = tokenizer["model"]["vocab"].as_object().unwrap().len();
+    tokenizer["model"]["vocab"]["<|im_end|>"] = vocab.into();
+    for added in tokenizer["added_tokens"].as_array_mut().unwrap() {
+        if added["content"] == "<|im_end|>" {
+            added["id"] = vocab.into();
+        }
+    }
+    std::fs::write(model.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    fails_with(
+        &[&base[..], &[&format!("model.path={}", model.display())[..]]].concat(),
+        &format!(
+            "{}: tokenizer.json gives its end token the id {vocab}, outside config.json's \
+             vocab_size {vocab}",
+            model.display()
+        ),
+    );
+
+    // None of the refused runs above wrote a run's files: the directory holds no run yet.
+    assert!(!out.join("metrics.jsonl").exists() && !out.join("effective_config.yaml").exists());
+    // An output directory that holds an earlier run is not replaced without --overwrite.
+    let earlier = out.join("step_20");
+    std::fs::create_dir_all(&earlier).unwrap();
+    std::fs::write(earlier.join("trainer_state.json"), "{}").unwrap();
+    std::fs::write(out.join("metrics.jsonl"), "{\"step\": 1}\n").unwrap();
+    let small = [
+        "training.total_ppo_steps=1",
+        "rollout.batch_size=4",
+        "ppo.mini_batch_size=4",
+        "rollout.max_new_tokens=8",
+    ];
+    fails_with(
+        &[&base[..], &small[..]].concat(),
+        &format!(
+            "key `training.output_dir`: {} already holds a run (metrics.jsonl, step_20/)",
+            out.display()
+        ),
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(),
+        "{\"step\": 1}\n"
+    );
+    // With --overwrite the new run replaces it: the old checkpoint is gone, the rows are new.
+    ok(
+        &ppo_lens(&[&base[..], &small[..], &["--overwrite"]].concat())
+            .output()
+            .unwrap(),
+    );
+    assert!(!earlier.exists());
+    let rows = metrics(&out);
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0]["loss/policy"].is_number(), "{:?}", rows[0]);
+    assert!(out.join("final").join("trainer_state.json").is_file());
     let _ = std::fs::remove_dir_all(&out);
 }
 

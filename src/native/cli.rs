@@ -165,6 +165,10 @@ enum Command {
         /// Continue from a checkpoint directory (output_dir/step_N).
         #[arg(long, value_name = "DIR")]
         resume: Option<PathBuf>,
+        /// Start afresh in an output_dir that holds an earlier run, removing its checkpoints
+        /// (without it such a run is refused).
+        #[arg(long, conflicts_with = "resume")]
+        overwrite: bool,
         /// Overrides, key.sub=value: ppo.learning_rate=1e-5 training.total_ppo_steps=10
         #[arg(value_name = "KEY=VALUE")]
         overrides: Vec<String>,
@@ -240,6 +244,7 @@ fn run() -> ExitCode {
     if let Command::Train {
         config,
         resume,
+        overwrite,
         overrides,
         no_fast_cpu,
     } = &cli.command
@@ -248,7 +253,7 @@ fn run() -> ExitCode {
         if *no_fast_cpu {
             overrides.push("training.fast_cpu=false".into());
         }
-        return train_main(config, resume.as_deref(), &overrides);
+        return train_main(config, resume.as_deref(), *overwrite, &overrides);
     }
     let result = match cli.command {
         Command::Train { .. } => unreachable!("handled above"),
@@ -349,7 +354,12 @@ fn run() -> ExitCode {
 }
 
 /// `ppo-lens train`: the first Ctrl-C asks the loop to save and stop after the running step.
-fn train_main(config: &Path, resume: Option<&Path>, overrides: &[String]) -> ExitCode {
+fn train_main(
+    config: &Path,
+    resume: Option<&Path>,
+    overwrite: bool,
+    overrides: &[String],
+) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let handler = ctrlc::set_handler(move || {
@@ -362,7 +372,7 @@ fn train_main(config: &Path, resume: Option<&Path>, overrides: &[String]) -> Exi
     if let Err(err) = handler {
         eprintln!("warning: Ctrl-C will not save a checkpoint: {err}");
     }
-    match train(config, overrides, resume, stop) {
+    match train(config, overrides, resume, overwrite, stop) {
         Ok(TrainOutcome::Finished { .. }) => ExitCode::SUCCESS,
         Ok(TrainOutcome::Interrupted { step, checkpoint }) => {
             eprintln!(

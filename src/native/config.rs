@@ -239,14 +239,51 @@ pub fn load_config(path: &Path, overrides: &[String]) -> Result<TrainConfig> {
     for o in overrides {
         apply_override(&mut map, o)?;
     }
+    let merged = Value::Mapping(map);
+    // An error about a key an override set names the override, not the file.
+    let blame = |e: String| match overrides.iter().rev().find(|o| {
+        o.split_once('=')
+            .is_some_and(|(k, _)| e.contains(&format!("key `{k}`")))
+    }) {
+        Some(o) => anyhow!("override `{o}`: {e}"),
+        None => anyhow!("{}: {e}", path.display()),
+    };
+    finite_numbers(&merged, &mut Vec::new()).map_err(blame)?;
     // Through text, so that serde_yaml's errors carry the key path (`ppo.epochs: invalid type`).
-    let text = serde_yaml::to_string(&Value::Mapping(map))?;
+    let text = serde_yaml::to_string(&merged)?;
     let config: TrainConfig = serde_yaml::from_str(&text)
         .map_err(|e| anyhow!("{}: {}", path.display(), strip_location(&e.to_string())))?;
-    config
-        .validate()
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    config.validate().map_err(blame)?;
     Ok(config)
+}
+
+/// Every number of the merged config is finite and within f32's range (most are used as f32,
+/// where `1e39` becomes infinite). `.inf` or `1e999` would pass the range checks (an infinite
+/// learning rate is > 0) and turn the weights or rewards into NaN steps after the models load.
+fn finite_numbers(value: &Value, key: &mut Vec<String>) -> Result<(), String> {
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(x) if !(x.is_finite() && x.abs() <= f64::from(f32::MAX)) => Err(format!(
+                "key `{}` must be a finite number no larger than 3.4e38 in size, found {n}",
+                key.join(".")
+            )),
+            _ => Ok(()),
+        },
+        Value::Mapping(m) => m.iter().try_for_each(|(k, v)| {
+            key.push(k.as_str().map_or_else(|| format!("{k:?}"), str::to_string));
+            let checked = finite_numbers(v, key);
+            key.pop();
+            checked
+        }),
+        Value::Sequence(items) => items.iter().enumerate().try_for_each(|(i, v)| {
+            key.push(i.to_string());
+            let checked = finite_numbers(v, key);
+            key.pop();
+            checked
+        }),
+        Value::Tagged(t) => finite_numbers(&t.value, key),
+        Value::Null | Value::Bool(_) | Value::String(_) => Ok(()),
+    }
 }
 
 /// serde_yaml appends " at line L column C" of the merged text, which is not the user's file.
@@ -312,6 +349,16 @@ impl TrainConfig {
             "data.path",
             "is needed for source gsm8k",
             "null".into(),
+        )?;
+        // GSM-mini makes its problems: a path given with it would be silently ignored.
+        check(
+            d.source == DataSource::Gsm8k || d.path.is_none(),
+            "data.path",
+            "is read only with data.source gsm8k (GSM-mini makes its own problems); set it to \
+             null",
+            d.path
+                .as_ref()
+                .map_or("null".to_string(), |p| p.display().to_string()),
         )?;
         check(
             self.model.value_head_std >= 0.0,

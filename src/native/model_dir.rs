@@ -219,6 +219,53 @@ pub fn write_dir_atomically(dir: &Path, files: &[(&str, &[u8])]) -> Result<()> {
     Ok(())
 }
 
+/// The ids that end a response and the pad id, from the tokenizer and `config.json`: `<|im_end|>`
+/// (the chat template's end of turn) and the config's EOS ids end a response; `<|endoftext|>`
+/// pads and is never an EOS.
+pub fn stop_ids(
+    tokenizer: &TextTokenizer,
+    config_eos: &[u32],
+    vocab: usize,
+    dir: &Path,
+) -> Result<(Vec<u32>, u32)> {
+    let pad = tokenizer.token_id("<|endoftext|>").with_context(|| {
+        format!(
+            "{}: tokenizer.json has no <|endoftext|> token to pad with",
+            dir.display()
+        )
+    })?;
+    let mut eos: Vec<u32> = tokenizer.token_id("<|im_end|>").into_iter().collect();
+    eos.extend(config_eos.iter().copied().filter(|&id| id != pad));
+    eos.sort_unstable();
+    eos.dedup();
+    if eos.is_empty() {
+        bail!(
+            "{}: no end-of-response id: tokenizer.json has no <|im_end|> and config.json no eos_token_id",
+            dir.display()
+        );
+    }
+    for (what, id) in [("padding", pad)]
+        .into_iter()
+        .chain(eos.iter().map(|&id| ("end", id)))
+    {
+        in_vocab(id, vocab, dir, &format!("its {what} token"))?;
+    }
+    Ok((eos, pad))
+}
+
+/// A token id the model can embed: below config.json's `vocab_size`. A tokenizer.json from a
+/// model with a larger vocabulary would otherwise index past the embedding table.
+pub fn in_vocab(id: u32, vocab: usize, dir: &Path, what: &str) -> Result<()> {
+    if id as usize >= vocab {
+        bail!(
+            "{}: tokenizer.json gives {what} the id {id}, outside config.json's vocab_size {vocab}: \
+             the two files are from different models",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// The precision to compute a checkpoint in on a backend: bf16 on CUDA when the checkpoint is
 /// stored in bf16 (half the memory, tensor cores), f32 everywhere else (flex computes in f32; the
 /// wgpu adapters here have no bf16 arithmetic).

@@ -58,3 +58,22 @@ pub fn parse_metrics<'t>(text: &'t str, path: &Path) -> Result<Vec<(Map<String, 
         })
         .collect()
 }
+
+/// What a fresh run in `out` would replace of an earlier one: a metrics.jsonl with rows, and the
+/// checkpoint directories (those holding a trainer_state.json, written `step_20/`), sorted.
+pub fn earlier_run(out: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    if fs::metadata(out.join(METRICS)).is_ok_and(|m| m.len() > 0) {
+        found.push(METRICS.to_string());
+    }
+    let mut dirs: Vec<String> = fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join(TRAINER_STATE).is_file())
+        .map(|e| format!("{}/", e.file_name().to_string_lossy()))
+        .collect();
+    dirs.sort();
+    found.extend(dirs);
+    found
+}

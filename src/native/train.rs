@@ -33,19 +33,19 @@ use serde_json::{Map, Value, json};
 use super::config::{DataSource, TrainConfig, load_config};
 use super::findings::FindingLog;
 use super::model_dir::{
-    CONFIG, TOKENIZER, VALUE_HEAD, WEIGHTS, load_dir, open_device, write_dir_atomically,
+    CONFIG, TOKENIZER, VALUE_HEAD, WEIGHTS, in_vocab, load_dir, open_device, stop_ids,
+    write_dir_atomically,
 };
 use super::plots::write_plots;
 use super::recipe::{health_settings, new_optimizer, optimizer_name, precisions, update_settings};
 use super::run_files::{
-    EFFECTIVE_CONFIG, METRICS, OPTIMIZER, TRAINER_STATE, TrainerState, parse_metrics,
+    EFFECTIVE_CONFIG, METRICS, OPTIMIZER, TRAINER_STATE, TrainerState, earlier_run, parse_metrics,
     write_file_atomically,
 };
 use crate::compute::block_on;
 use crate::data::gsm_mini::gsm_mini;
 use crate::data::gsm8k::{Problem, parse_gsm8k_jsonl};
 use crate::model::chat::gsm8k_prompt;
-use crate::model::tokenizer::TextTokenizer;
 use crate::model::{ValueHeadInit, save_model, save_value_head, weights::saved_config};
 use crate::ppo::gae::GaeParams;
 use crate::ppo::iteration::{ExperienceConfig, Task, collect_experience, metrics};
@@ -94,29 +94,6 @@ fn load_problems(config: &TrainConfig) -> Result<Vec<Problem>> {
     }
 }
 
-/// The ids that end a response and the pad id, from the tokenizer and `config.json`: `<|im_end|>`
-/// (the chat template's end of turn) and the config's EOS ids end a response; `<|endoftext|>`
-/// pads and is never an EOS.
-fn stop_ids(tokenizer: &TextTokenizer, config_eos: &[u32], dir: &Path) -> Result<(Vec<u32>, u32)> {
-    let pad = tokenizer.token_id("<|endoftext|>").with_context(|| {
-        format!(
-            "{}: tokenizer.json has no <|endoftext|> token to pad with",
-            dir.display()
-        )
-    })?;
-    let mut eos: Vec<u32> = tokenizer.token_id("<|im_end|>").into_iter().collect();
-    eos.extend(config_eos.iter().copied().filter(|&id| id != pad));
-    eos.sort_unstable();
-    eos.dedup();
-    if eos.is_empty() {
-        bail!(
-            "{}: no end-of-response id: tokenizer.json has no <|im_end|> and config.json no eos_token_id",
-            dir.display()
-        );
-    }
-    Ok((eos, pad))
-}
-
 /// `k` distinct indices below `n`, seeded (a partial Fisher-Yates shuffle).
 fn pick(n: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..n).collect();
@@ -128,14 +105,37 @@ fn pick(n: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
     idx
 }
 
-/// Run `ppo-lens train`. `stop` is set by Ctrl-C.
+/// Run `ppo-lens train`. `stop` is set by Ctrl-C. A fresh run (no `resume`) into an output
+/// directory that holds an earlier run is refused unless `overwrite`, which removes the earlier
+/// run's checkpoints first.
 pub fn train(
     config_path: &Path,
     overrides: &[String],
     resume: Option<&Path>,
+    overwrite: bool,
     stop: Arc<AtomicBool>,
 ) -> Result<TrainOutcome> {
     let config = load_config(config_path, overrides)?;
+    let out = config.training.output_dir.clone();
+    let earlier = if resume.is_none() {
+        earlier_run(&out)
+    } else {
+        Vec::new()
+    };
+    if !earlier.is_empty() && !overwrite {
+        bail!(
+            "key `training.output_dir`: {} already holds a run ({}) that a new run would replace: \
+             continue it with --resume and one of its checkpoints, give this run another \
+             training.output_dir, or pass --overwrite to replace it",
+            out.display(),
+            earlier.join(", ")
+        );
+    }
+    for dir in earlier.iter().filter_map(|name| name.strip_suffix('/')) {
+        let dir = out.join(dir);
+        fs::remove_dir_all(&dir)
+            .with_context(|| format!("--overwrite: cannot remove {}", dir.display()))?;
+    }
     // The CPU kernels' switches are the process's: this run owns it.
     let kernels_off: &[crate::cpu_fast::Kernel] = if config.training.fast_cpu {
         &[]
@@ -153,9 +153,7 @@ pub fn train(
     // The five functions the iteration and the update run: the student's where written.
     let functions = crate::exercises::functions();
     let (t, r, p) = (&config.training, &config.rollout, &config.ppo);
-    let out = t.output_dir.clone();
     fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
-    write_file_atomically(&out.join(EFFECTIVE_CONFIG), config.to_yaml().as_bytes())?;
 
     let compute = open_device(&t.device)?;
     let (reference_precision, policy_precision) = precisions(&t.dtype);
@@ -183,9 +181,11 @@ pub fn train(
     })?;
     let tokenizer_json = reference.tokenizer_json.unwrap_or_default();
     let reference = reference.model;
+    let vocab = reference.config.vocab_size;
     let (eos_ids, pad_id) = stop_ids(
         &tokenizer,
         &reference.config.eos_token_ids,
+        vocab,
         &config.model.path,
     )?;
 
@@ -204,8 +204,12 @@ pub fn train(
     let tasks: Vec<Task> = problems
         .iter()
         .map(|problem| {
+            let prompt_ids = tokenizer.encode(&gsm8k_prompt(&problem.question))?;
+            if let Some(&id) = prompt_ids.iter().max() {
+                in_vocab(id, vocab, &config.model.path, "a prompt's token")?;
+            }
             Ok(Task {
-                prompt_ids: tokenizer.encode(&gsm8k_prompt(&problem.question))?,
+                prompt_ids,
                 reference_answer: problem
                     .final_answer()
                     .with_context(|| format!("no #### answer in {:?}", problem.answer))?,
@@ -285,6 +289,10 @@ pub fn train(
             (loaded.model, optim, state)
         }
     };
+
+    // Written once the checkpoint to resume from has passed its checks: a refused resume
+    // leaves the run's effective_config.yaml as it was.
+    write_file_atomically(&out.join(EFFECTIVE_CONFIG), config.to_yaml().as_bytes())?;
 
     let estimator =
         KlEstimator::parse(&p.kl_estimator).map_err(|e| anyhow!("ppo.kl_estimator: {e}"))?;

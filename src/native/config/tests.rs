@@ -101,6 +101,41 @@ fn bad_values_name_the_key() {
         assert!(e.contains(want), "{o}: {e}");
     }
     assert!(err(&file, &["nonsense"]).contains("expected key.sub=value"));
+    // Infinite numbers, or ones an f32 cannot hold, are refused before any range check passes
+    // them (an infinite learning rate is > 0), and by the override that set them. (serde_yaml
+    // reads `1e999`, whose value is infinite, as a string: refused as a wrong type.)
+    for (o, key) in [
+        ("ppo.learning_rate=.inf", "ppo.learning_rate"),
+        ("ppo.kl_coeff=1e300", "ppo.kl_coeff"),
+        ("rollout.temperature=1e39", "rollout.temperature"),
+        ("grpo.beta=-.inf", "grpo.beta"),
+        ("ppo.gamma=.nan", "ppo.gamma"),
+    ] {
+        let e = err(&file, &[o]);
+        let want = format!("override `{o}`: key `{key}` must be a finite number");
+        assert!(e.contains(&want), "{o}: {e}");
+    }
+    let e = err(&file, &["ppo.kl_coeff=1e999"]);
+    assert!(e.contains("ppo.kl_coeff: invalid type: string"), "{e}");
+    let e = err(&file, &["data.path=data/gsm8k/train.jsonl"]);
+    assert!(
+        e.contains(
+            "override `data.path=data/gsm8k/train.jsonl`: key `data.path` is read only with \
+             data.source gsm8k"
+        ),
+        "{e}"
+    );
+    // A range error names the override that set the value; a file's own value names the file.
+    let e = err(&file, &["ppo.epochs=0"]);
+    assert!(
+        e.starts_with("override `ppo.epochs=0`: key `ppo.epochs` must be at least 1"),
+        "{e}"
+    );
+    let e = err(&file, &["training.dtype=bfloat16"]);
+    assert!(
+        e.starts_with(&format!("{}: key `training.device`", file.display())),
+        "{e}"
+    );
     let e = err(&file, &["ppo.use_8bit_adam=true", "training.device=wgpu"]);
     assert!(
         e.contains("key `ppo.use_8bit_adam` must be false on training.device wgpu"),
