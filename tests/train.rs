@@ -360,6 +360,30 @@ fn resume_case(optimizer: &str) {
         &[optimizer, "ppo.kl_coeff=0.2"],
         "key `ppo.kl_coeff` is 0.2 but the checkpoint",
     );
+    // So is a checkpoint of another model than model.path, the frozen reference: here its
+    // config.json's rms_norm_eps differs.
+    let other = resumed.join("step_3_other");
+    std::fs::create_dir_all(&other).unwrap();
+    for entry in std::fs::read_dir(&step3).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), other.join(entry.file_name())).unwrap();
+    }
+    let mut config: Value = serde_json::from_slice(&read(other.join("config.json"))).unwrap();
+    config["rms_norm_eps"] = 1e-5.into();
+    std::fs::write(other.join("config.json"), config.to_string()).unwrap();
+    fails_with(
+        &[
+            "train",
+            "--config",
+            DEBUG,
+            &out_key,
+            optimizer,
+            "--resume",
+            other.to_str().unwrap(),
+        ],
+        "its config.json has rms_norm_eps 0.00001 but model.path www/models/tiny (the frozen \
+         reference) has 0.000001",
+    );
 
     // The weights after steps 4-6 depend on AdamW's moments from steps 1-3, so equal weights
     // show the optimizer state came back too. (optimizer.burnpack itself lists parameters in
@@ -487,6 +511,13 @@ fn bad_input_is_refused_by_name() {
         &[&base[..], &["--resume", ROOT]].concat(),
         "trainer_state.json",
     );
+    // A device this build lacks is named by the config key that asked for it.
+    if !cfg!(feature = "cuda") {
+        fails_with(
+            &[&base[..], &["training.device=cuda"]].concat(),
+            "key `training.device` is cuda: this build has no CUDA backend",
+        );
+    }
     // Infinite numbers are refused by the override that set them, before any model loads.
     fails_with(
         &[&base[..], &["ppo.learning_rate=.inf"]].concat(),

@@ -146,7 +146,8 @@ pub fn run(
         anyhow::bail!("--prompt-len and --decode-tokens must be at least 1");
     }
     let t = &config.training;
-    let crate::compute::Compute { device, .. } = open_device(&t.device)?;
+    let crate::compute::Compute { device, .. } =
+        open_device(&t.device, "key `training.device` is")?;
     crate::cpu_fast::only_without(if t.fast_cpu {
         &[]
     } else {

@@ -241,9 +241,11 @@ pub fn load_config(path: &Path, overrides: &[String]) -> Result<TrainConfig> {
     }
     let merged = Value::Mapping(map);
     // An error about a key an override set names the override, not the file.
+    // A range error says "key `ppo.epochs` must ...", serde_yaml's "ppo.epochs: invalid type".
     let blame = |e: String| match overrides.iter().rev().find(|o| {
-        o.split_once('=')
-            .is_some_and(|(k, _)| e.contains(&format!("key `{k}`")))
+        o.split_once('=').is_some_and(|(k, _)| {
+            e.contains(&format!("key `{k}`")) || e.starts_with(&format!("{k}: "))
+        })
     }) {
         Some(o) => anyhow!("override `{o}`: {e}"),
         None => anyhow!("{}: {e}", path.display()),
@@ -251,8 +253,8 @@ pub fn load_config(path: &Path, overrides: &[String]) -> Result<TrainConfig> {
     finite_numbers(&merged, &mut Vec::new()).map_err(blame)?;
     // Through text, so that serde_yaml's errors carry the key path (`ppo.epochs: invalid type`).
     let text = serde_yaml::to_string(&merged)?;
-    let config: TrainConfig = serde_yaml::from_str(&text)
-        .map_err(|e| anyhow!("{}: {}", path.display(), strip_location(&e.to_string())))?;
+    let config: TrainConfig =
+        serde_yaml::from_str(&text).map_err(|e| blame(strip_location(&e.to_string())))?;
     config.validate().map_err(blame)?;
     Ok(config)
 }

@@ -266,6 +266,33 @@ pub fn in_vocab(id: u32, vocab: usize, dir: &Path, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The first of the keys that make a model what it is (its shapes, norms and positions) on
+/// which two config.json files differ: the key and both values.
+pub fn differs(a: &Qwen2Config, b: &Qwen2Config) -> Option<(&'static str, String, String)> {
+    let keys = |c: &Qwen2Config| {
+        [
+            ("vocab_size", c.vocab_size.to_string()),
+            ("hidden_size", c.hidden_size.to_string()),
+            ("intermediate_size", c.intermediate_size.to_string()),
+            ("num_hidden_layers", c.num_hidden_layers.to_string()),
+            ("num_attention_heads", c.num_attention_heads.to_string()),
+            ("num_key_value_heads", c.num_key_value_heads.to_string()),
+            (
+                "max_position_embeddings",
+                c.max_position_embeddings.to_string(),
+            ),
+            ("rms_norm_eps", c.rms_norm_eps.to_string()),
+            ("rope_theta", c.rope_theta.to_string()),
+            ("tie_word_embeddings", c.tie_word_embeddings.to_string()),
+        ]
+    };
+    keys(a)
+        .into_iter()
+        .zip(keys(b))
+        .find(|((_, x), (_, y))| x != y)
+        .map(|((key, x), (_, y))| (key, x, y))
+}
+
 /// The precision to compute a checkpoint in on a backend: bf16 on CUDA when the checkpoint is
 /// stored in bf16 (half the memory, tensor cores), f32 everywhere else (flex computes in f32; the
 /// wgpu adapters here have no bf16 arithmetic).
@@ -277,13 +304,17 @@ pub fn precision_for(kind: BackendKind, config: &Qwen2Config) -> Precision {
     }
 }
 
-/// Open the device a command asked for by name (`cpu`/`flex`, `wgpu`, `cuda`).
-pub fn open_device(name: &str) -> Result<Compute> {
-    match BackendKind::parse(name).map_err(|e| anyhow!("--device: {e}"))? {
+/// Open the device a command asked for by name (`cpu`/`flex`, `wgpu`, `cuda`). `asked` says
+/// where the name came from, to begin an error with: `--device` for a flag, "key
+/// `training.device` is" for a config.
+pub fn open_device(name: &str, asked: &str) -> Result<Compute> {
+    match BackendKind::parse(name).map_err(|e| anyhow!("{asked} {name}: {e}"))? {
         BackendKind::Flex => Ok(Compute::flex()),
-        BackendKind::Wgpu => block_on(Compute::wgpu()).map_err(|e| anyhow!("--device wgpu: {e}")),
-        BackendKind::Cuda => cuda(),
-        BackendKind::WebGpu => bail!("--device webgpu exists only in the page; natively use wgpu"),
+        BackendKind::Wgpu => block_on(Compute::wgpu()).map_err(|e| anyhow!("{asked} {name}: {e}")),
+        BackendKind::Cuda => cuda().map_err(|e| anyhow!("{asked} {name}: {e}")),
+        BackendKind::WebGpu => {
+            bail!("{asked} {name}: WebGPU exists only in the page; natively use wgpu")
+        }
     }
 }
 
@@ -298,12 +329,10 @@ fn cuda() -> Result<Compute> {
         block_on(crate::compute::read_f32(zero)).map(|_| compute)
     })
     .and_then(|opened| opened)
-    .map_err(|reason| anyhow!("--device cuda: CUDA is unavailable here: {reason}"))
+    .map_err(|reason| anyhow!("CUDA is unavailable here: {reason}"))
 }
 
 #[cfg(not(feature = "cuda"))]
 fn cuda() -> Result<Compute> {
-    bail!(
-        "--device cuda: this build has no CUDA backend; rebuild with `cargo build --release --features cuda`"
-    )
+    bail!("this build has no CUDA backend; rebuild with `cargo build --release --features cuda`")
 }

@@ -37,7 +37,7 @@ pub fn parse_ids(text: &str) -> Result<Vec<u32>> {
 /// Run the model once over the ids and return `{"ids", "tokens", "logprobs", "values"}`, where
 /// `logprobs[0]` is null and `logprobs[t]` = log p(ids[t] | ids[<t]).
 pub fn score_command(model_dir: &Path, input: ScoreInput, device: &str) -> Result<Value> {
-    let compute = open_device(device)?;
+    let compute = open_device(device, "--device")?;
     let device = compute.device.clone();
     let precision = precision_for(compute.kind, &read_config(model_dir)?);
     let loaded = load_dir(model_dir, precision, ValueHeadInit::Zeros, 0, &device)?;

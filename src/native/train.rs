@@ -33,7 +33,7 @@ use serde_json::{Map, Value, json};
 use super::config::{DataSource, TrainConfig, load_config};
 use super::findings::FindingLog;
 use super::model_dir::{
-    CONFIG, TOKENIZER, VALUE_HEAD, WEIGHTS, in_vocab, load_dir, open_device, stop_ids,
+    CONFIG, TOKENIZER, VALUE_HEAD, WEIGHTS, differs, in_vocab, load_dir, open_device, stop_ids,
     write_dir_atomically,
 };
 use super::plots::write_plots;
@@ -155,7 +155,7 @@ pub fn train(
     let (t, r, p) = (&config.training, &config.rollout, &config.ppo);
     fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
 
-    let compute = open_device(&t.device)?;
+    let compute = open_device(&t.device, "key `training.device` is")?;
     let (reference_precision, policy_precision) = precisions(&t.dtype);
     let value_init = if config.model.value_head_std > 0.0 {
         ValueHeadInit::Normal {
@@ -271,6 +271,15 @@ pub fn train(
             let loaded = load_dir(dir, policy_precision, value_init, t.seed, &train_device)?;
             if !loaded.has_value_head {
                 bail!("--resume {}: no {VALUE_HEAD}", dir.display());
+            }
+            // The frozen reference comes from model.path: the checkpoint must be that model.
+            if let Some((key, ours, theirs)) = differs(&loaded.model.config, &reference.config) {
+                bail!(
+                    "--resume {}: its config.json has {key} {ours} but model.path {} (the frozen \
+                     reference) has {theirs}: resume with the model.path it was trained from",
+                    dir.display(),
+                    config.model.path.display()
+                );
             }
             let opt_path = dir.join(OPTIMIZER);
             let bytes = fs::read(&opt_path)

@@ -131,6 +131,11 @@ fn bad_values_name_the_key() {
         e.starts_with("override `ppo.epochs=0`: key `ppo.epochs` must be at least 1"),
         "{e}"
     );
+    let e = err(&file, &["ppo.epochs=two"]);
+    assert!(
+        e.starts_with("override `ppo.epochs=two`: ppo.epochs: invalid type"),
+        "{e}"
+    );
     let e = err(&file, &["training.dtype=bfloat16"]);
     assert!(
         e.starts_with(&format!("{}: key `training.device`", file.display())),
