@@ -497,6 +497,10 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
     // Per stage and kind: the small print's font size in the normal view.
     let mut normal_small_print = std::collections::HashMap::new();
     let mut small = Vec::new();
+    // What presenter mode compared with the normal view: a measure that went missing there
+    // (a token strip, a kind of small print, a canvas) would otherwise skip its check.
+    let (mut token_compared, mut small_compared) = (0, 0);
+    let mut canvases_compared = std::collections::HashSet::new();
     for presenter in [false, true] {
         if presenter {
             page.press("f").await;
@@ -539,6 +543,7 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
                 .unwrap();
             if token_px > 0.0 {
                 if presenter {
+                    token_compared += 1;
                     let normal_px = normal_token_px[stage];
                     assert!(
                         token_px >= 1.2 * normal_px,
@@ -570,6 +575,7 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
                 }
                 if presenter {
                     if let Some(normal_px) = normal_small_print.get(&(stage, what.to_string())) {
+                        small_compared += 1;
                         if px < 1.15 * normal_px {
                             small.push(format!(
                                 "{stage}: {what} is {px} px in presenter mode, {normal_px} px normally"
@@ -614,6 +620,7 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
             if presenter {
                 for (id, w) in &widths {
                     if let Some((_, n)) = normal.iter().find(|(i, _): &&(String, f64)| i == id) {
+                        canvases_compared.insert(id.clone());
                         assert!(
                             *w >= 1.5 * n - 0.5,
                             "{stage}: canvas {id} is {w} px in presenter mode, {n} px normally"
@@ -647,6 +654,24 @@ async fn presenter_mode_scales_every_canvas_fits_1280_and_every_stage_passes_axe
     assert!(
         normal.iter().any(|(id, _)| id == "attn-big-canvas")
             && normal.iter().any(|(id, _)| id == "chart-reward")
+    );
+    // Presenter mode showed everything the normal view measured.
+    assert_eq!(
+        token_compared,
+        normal_token_px.len(),
+        "token strips compared"
+    );
+    assert_eq!(
+        small_compared,
+        normal_small_print.len(),
+        "small print compared"
+    );
+    let missing: Vec<&String> = (normal.iter().map(|(id, _)| id))
+        .filter(|id| !canvases_compared.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "canvases not seen in presenter mode: {missing:?}"
     );
     assert!(
         scrolled.is_empty(),
@@ -1150,6 +1175,26 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
                 assert!(after.contains(&format!("The band is {band}")), "{after}");
             }
         }
+        // Each token's mark is its clip against the member's own band: ▲ past the top with
+        // Â > 0, ▼ below the bottom with Â < 0, nothing otherwise (RLOO's and REINFORCE's marks
+        // are all empty, above).
+        if !matches!(*key, "rloo" | "reinforce") {
+            let high = if *key == "dapo" { 1.28 } else { 1.2 };
+            let ratios = page.column("upd-ratio").await;
+            let advantages = page.column("upd-adv").await;
+            assert_eq!((ratios.len(), advantages.len()), (marks.len(), marks.len()));
+            for (t, mark) in marks.iter().enumerate() {
+                let (ratio, advantage) = (ratios[t], advantages[t]);
+                let want = if ratio > high && advantage > 0.0 {
+                    "▲ clipped (Â > 0)"
+                } else if ratio < 0.8 && advantage < 0.0 {
+                    "▼ clipped (Â < 0)"
+                } else {
+                    ""
+                };
+                assert_eq!(mark, want, "{name} token {t}: ρ = {ratio}, Â = {advantage}");
+            }
+        }
         // The clip explorer judges the token against the band the update clipped it to, and
         // speaks of a value clip only where a value loss ran (PPO's).
         let band = page.attr("clip-explorer", "data-band").await;
@@ -1628,7 +1673,7 @@ async fn every_chart_reads_its_batch_and_every_figure_saves() {
     );
 
     // Every handout, stage by stage.
-    let mut saved = std::collections::BTreeSet::new();
+    let (mut saved, mut as_png) = (std::collections::BTreeSet::new(), Vec::new());
     for stage in STAGES {
         page.click(&format!("tab-{stage}")).await;
         page.click("btn-all").await;
@@ -1642,8 +1687,8 @@ async fn every_chart_reads_its_batch_and_every_figure_saves() {
             .await;
         for name in names.as_array().unwrap() {
             let name = name.as_str().unwrap().to_string();
-            if saved.insert(name.clone()) {
-                save_handout(&page, &name).await;
+            if saved.insert(name.clone()) && save_handout(&page, &name).await {
+                as_png.push(name);
             }
         }
     }
@@ -1666,6 +1711,12 @@ async fn every_chart_reads_its_batch_and_every_figure_saves() {
         saved.iter().any(|n| n.starts_with("attention-")),
         "no attention handout in {saved:?}"
     );
+    // Every canvas figure (the charts, the attention maps) saved a PNG as well, decoded above.
+    as_png.sort();
+    let canvases: Vec<&String> = (saved.iter())
+        .filter(|n| n.starts_with("chart-") || n.starts_with("attention-"))
+        .collect();
+    assert_eq!(as_png.iter().collect::<Vec<_>>(), canvases, "saved as PNG");
 
     // Offline: every request over the network went to the page's own server (the browser's
     // own chrome:// pages, before the page opened, are not the network).
@@ -1692,7 +1743,7 @@ async fn every_chart_reads_its_batch_and_every_figure_saves() {
 }
 
 /// Clicks a handout's PNG button (where it has one) and its SVG button, and checks the files.
-async fn save_handout(page: &Page, name: &str) {
+async fn save_handout(page: &Page, name: &str) -> bool {
     let link = format!("[data-testid=\"handout-{name}-link\"]");
     let has_png = page
         .js(&format!(
@@ -1750,16 +1801,26 @@ async fn save_handout(page: &Page, name: &str) {
         shapes >= 3,
         "{name}.svg: {shapes} shapes (-1: does not parse)"
     );
+    // Every chart's SVG names its chart.
     let titles = [
         ("chart-reward", "reward mean"),
         ("chart-kl", "KL to reference"),
+        ("chart-beta", "the KL weight"),
         ("chart-clip", "clip fractions"),
         ("chart-value-loss", "value loss"),
         ("chart-entropy", "entropy"),
+        ("chart-approx-kl", "approx KL"),
+        ("chart-grad-norm", "gradient norm"),
+        ("chart-explained-variance", "critic explained variance"),
     ];
-    if let Some((_, title)) = titles.iter().find(|(n, _)| *n == name) {
+    if name.starts_with("chart-") {
+        let (_, title) = titles
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("{name}: a chart without a title to check"));
         assert!(svg.contains(title), "{name}.svg does not name its chart");
     }
+    has_png
 }
 
 /// The URL's γ, λ and presenter mode are applied on load, and the speed control paces play.
