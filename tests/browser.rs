@@ -1375,6 +1375,7 @@ async fn every_note_is_true_of_the_numbers_on_screen() {
 async fn every_max_new_tokens_renders_every_stage() {
     // Each length as a URL would give it: the settings field, then a fresh iteration.
     let page = Page::open("?backend=flex&rollouts=2&minibatch=2&max_new_tokens=1&stage=mask").await;
+    page.set_viewport(1280, 800).await;
     wait_ready(&page, STARTUP).await;
     assert!(page.exists("stage-mask").await);
     assert_eq!(
@@ -1467,6 +1468,10 @@ async fn every_max_new_tokens_renders_every_stage() {
                 page.scroll_to("alignment").await;
                 page.screenshot("mask-alignment-end.png").await;
             }
+            // The padding row's words wrap inside the data column: no table runs under the
+            // side notes at 1280 x 800.
+            let cut = page.hidden_behind_scroll_bars().await;
+            assert!(cut.is_empty(), "{n} tokens, {real} real: {cut:?}");
             ended_early += 1;
         }
         no_console_errors(&page, &format!("max_new_tokens={n}")).await;

@@ -38,13 +38,21 @@ pub(super) fn mask(
         .enumerate()
         .map(|(i, &t)| {
             let pos = p - 1 + t;
-            let target = if t < real {
-                format!(
-                    "response token {t}: {}",
-                    show_token(&walk.tokens[row][p + t])
+            // A token is set as tokens are (white space kept, so not wrapped); the padding's
+            // description wraps, so the table keeps to its column beside the side notes.
+            let (target, target_class) = if t < real {
+                (
+                    format!(
+                        "response token {t}: {}",
+                        show_token(&walk.tokens[row][p + t])
+                    ),
+                    "tokcell",
                 )
             } else {
-                format!("padding after the end of the response (position {})", p + t)
+                (
+                    format!("padding after the end of the response (position {})", p + t),
+                    "padding-end",
+                )
             };
             let skipped = (i > 0 && shown[i - 1] + 1 < t).then(|| {
                 let (from, to) = (p + shown[i - 1], pos - 1);
@@ -66,7 +74,7 @@ pub(super) fn mask(
                     <td class="num">{pos}</td>
                     <td class="tokcell">{show_token(&walk.tokens[row][pos])}</td>
                     <td class="nowrap">"→ predicts"</td>
-                    <td class="tokcell">{target}</td>
+                    <td class=target_class>{target}</td>
                 </tr>
             }
         })
