@@ -262,8 +262,8 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
                 String::new()
             } else {
                 format!(
-                    " {}'s update did not use these advantages: it takes each response's from \
-                     the scores.",
+                    " {}'s update did not use these advantages: it gives each response one \
+                     advantage, computed from the scores.",
                     exp.member.name()
                 )
             };

@@ -578,6 +578,21 @@ fn bad_input_is_refused_by_name() {
         std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(),
         "{\"step\": 1}\n"
     );
+    // --overwrite never removes the model a run starts from...
+    let model_arg = format!("model.path={}", earlier.display());
+    fails_with(
+        &[&base[..], &small[..], &[&model_arg[..], "--overwrite"]].concat(),
+        &format!(
+            "key `model.path`: {} lies in {}, which --overwrite would remove",
+            earlier.display(),
+            earlier.display()
+        ),
+    );
+    assert!(earlier.join("trainer_state.json").is_file());
+    // ...nor a directory this trainer did not write (another trainer's checkpoint-5).
+    let foreign = out.join("checkpoint-5");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("trainer_state.json"), "{}").unwrap();
     // With --overwrite the new run replaces it: the old checkpoint is gone, the rows are new.
     ok(
         &ppo_lens(&[&base[..], &small[..], &["--overwrite"]].concat())
@@ -585,6 +600,7 @@ fn bad_input_is_refused_by_name() {
             .unwrap(),
     );
     assert!(!earlier.exists());
+    assert!(foreign.join("trainer_state.json").is_file());
     let rows = metrics(&out);
     assert_eq!(rows.len(), 1);
     assert!(rows[0]["loss/policy"].is_number(), "{:?}", rows[0]);

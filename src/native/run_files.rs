@@ -60,7 +60,9 @@ pub fn parse_metrics<'t>(text: &'t str, path: &Path) -> Result<Vec<(Map<String, 
 }
 
 /// What a fresh run in `out` would replace of an earlier one: a metrics.jsonl with rows, and the
-/// checkpoint directories (those holding a trainer_state.json, written `step_20/`), sorted.
+/// checkpoint directories this trainer writes (`final` or `step_N`, holding a
+/// trainer_state.json), written `step_20/`, sorted. Other directories (a downloaded model, another
+/// trainer's `checkpoint-N`) are not a run's and are never touched.
 pub fn earlier_run(out: &Path) -> Vec<String> {
     let mut found = Vec::new();
     if fs::metadata(out.join(METRICS)).is_ok_and(|m| m.len() > 0) {
@@ -70,7 +72,14 @@ pub fn earlier_run(out: &Path) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
-        .filter(|e| e.path().join(TRAINER_STATE).is_file())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = name == "final"
+                || name
+                    .strip_prefix("step_")
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            ours && e.path().join(TRAINER_STATE).is_file()
+        })
         .map(|e| format!("{}/", e.file_name().to_string_lossy()))
         .collect();
     dirs.sort();

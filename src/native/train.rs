@@ -122,19 +122,35 @@ pub fn train(
     } else {
         Vec::new()
     };
+    // The earlier run's checkpoints, removed only once every check below has passed.
+    let replaced: Vec<PathBuf> = (earlier.iter())
+        .filter_map(|name| name.strip_suffix('/'))
+        .map(|dir| out.join(dir))
+        .collect();
     if !earlier.is_empty() && !overwrite {
         bail!(
             "key `training.output_dir`: {} already holds a run ({}) that a new run would replace: \
-             continue it with --resume and one of its checkpoints, give this run another \
-             training.output_dir, or pass --overwrite to replace it",
+             {}give this run another training.output_dir, or pass --overwrite to replace it",
             out.display(),
-            earlier.join(", ")
+            earlier.join(", "),
+            if replaced.is_empty() {
+                ""
+            } else {
+                "continue it with --resume and one of its checkpoints, "
+            }
         );
     }
-    for dir in earlier.iter().filter_map(|name| name.strip_suffix('/')) {
-        let dir = out.join(dir);
-        fs::remove_dir_all(&dir)
-            .with_context(|| format!("--overwrite: cannot remove {}", dir.display()))?;
+    // The model to start from must not be one of the checkpoints --overwrite removes.
+    let model = fs::canonicalize(&config.model.path).unwrap_or(config.model.path.clone());
+    if let Some(dir) =
+        (replaced.iter()).find(|d| fs::canonicalize(d).is_ok_and(|d| model.starts_with(d)))
+    {
+        bail!(
+            "key `model.path`: {} lies in {}, which --overwrite would remove: start from a copy \
+             elsewhere",
+            config.model.path.display(),
+            dir.display()
+        );
     }
     // The CPU kernels' switches are the process's: this run owns it.
     let kernels_off: &[crate::cpu_fast::Kernel] = if config.training.fast_cpu {
@@ -299,6 +315,12 @@ pub fn train(
         }
     };
 
+    // Every check has passed: --overwrite removes the earlier run's checkpoints now (its
+    // metrics.jsonl is started over below).
+    for dir in &replaced {
+        fs::remove_dir_all(dir)
+            .with_context(|| format!("--overwrite: cannot remove {}", dir.display()))?;
+    }
     // Written once the checkpoint to resume from has passed its checks: a refused resume
     // leaves the run's effective_config.yaml as it was.
     write_file_atomically(&out.join(EFFECTIVE_CONFIG), config.to_yaml().as_bytes())?;
