@@ -31,6 +31,7 @@ pub mod reward;
 pub mod rng;
 pub mod rollout;
 pub mod selfcheck;
+pub mod sign;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;

@@ -55,6 +55,30 @@ fn an_unknown_subcommand_is_an_error_not_a_panic() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--iters") && err.contains("0"), "{err}");
+    // A peak of 0 would make every share infinite.
+    for (flag, value) in [
+        ("--peak-tflops", "0"),
+        ("--peak-gbps", "-5"),
+        ("--peak-tflops", "inf"),
+    ] {
+        // As one argument, so that clap reads "-5" as the value, not as a flag.
+        let arg = format!("{flag}={value}");
+        let out = ppo_lens(&[
+            "bench-recipe",
+            "--config",
+            "configs/config.yaml",
+            "--shape",
+            "config.json",
+            &arg,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("invalid value '{value}' for '{flag}"))
+                && err.contains("must be a number above 0"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -395,9 +395,16 @@ fn every_note_holds_for_its_batch() {
                             assert_eq!(n.value, Some(up as f32));
                             let real_tokens: usize =
                                 (0..mask.len()).map(|b| real_len(walk, b)).sum();
-                            let said =
-                                format!("but {up} of its {real_tokens} tokens are pushed up");
-                            assert!(n.text.contains(&said), "{said} in {}", n.text);
+                            // The count's sentence (each kind of count is checked on its own in
+                            // pushed_up_says_what_the_count_allows).
+                            let said = ppo_lens::explain::notes::pushed_up(
+                                up,
+                                real_tokens,
+                                false,
+                                ppo_lens::ppo::family::Family::Ppo,
+                            );
+                            assert_eq!(n.text, said);
+                            assert!(n.text.contains(&format!(" {up} ")), "{}", n.text);
                         }
                         "policy-loss-zero" => {
                             assert_eq!(n.value, Some(walk.stats.grad_norm));
@@ -696,6 +703,12 @@ fn formulas_are_mathml_with_the_step_numbers() {
     assert!(
         ppo.contains("<mn>0.80</mn><mo>,</mo><mn>1.20</mn>"),
         "{ppo}"
+    );
+    // The band's edges in full, as the clip explorer and the predict cards write them.
+    let eighth = math::clipped_objective(0.125);
+    assert!(
+        eighth.contains("<mn>0.875</mn><mo>,</mo><mn>1.125</mn>"),
+        "{eighth}"
     );
     let dapo = math::clipped_objective_in(0.8, 1.28);
     assert!(
@@ -1856,4 +1869,37 @@ fn a_response_dapo_left_out_is_said_to_be() {
             None => assert!(used && left_out_token(&walk, row).is_none()),
         }
     }
+}
+
+/// The GAE stage's pushed-up note, for batches a real run rarely gives: advantages all equal
+/// (nothing to whiten) and exactly half of the tokens above 0.
+#[test]
+fn pushed_up_says_what_the_count_allows() {
+    use ppo_lens::explain::notes::pushed_up;
+    use ppo_lens::ppo::family::Family;
+    // Advantages all equal: nothing to whiten, and nothing is pushed either way.
+    let none = pushed_up(0, 12, true, Family::Ppo);
+    assert!(
+        none.contains("The batch's 12 tokens all have the same advantage"),
+        "{none}"
+    );
+    assert!(none.contains("PPO pushes no token up or down."), "{none}");
+    assert!(!none.contains("0 of its"), "{none}");
+    let none = pushed_up(0, 12, true, Family::Rloo);
+    assert!(
+        none.contains("PPO would push no token up or down (RLOO's update"),
+        "{none}"
+    );
+    // Exactly half: no claim that mean and median differ.
+    let half = pushed_up(6, 12, false, Family::Ppo);
+    assert!(half.contains("6 of its 12 tokens are pushed up (Â > 0): exactly half."));
+    assert!(!half.contains("median"), "{half}");
+    // Otherwise the lopsided spread, with the verb agreeing with the count.
+    let one = pushed_up(1, 12, false, Family::Ppo);
+    assert!(one.contains("but 1 of its 12 tokens is pushed up (Â > 0): mean 0 is not"));
+    let some = pushed_up(4, 12, false, Family::Grpo);
+    assert!(
+        some.contains("but 4 of its 12 tokens have Â > 0, so PPO would push them up (GRPO's"),
+        "{some}"
+    );
 }

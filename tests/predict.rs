@@ -184,8 +184,14 @@ fn check_arithmetic(q: &ppo_lens::predict::Question) {
             let t = q.t.unwrap();
             let named = format!("A_{t} = δ_{t} + γλ · A_{} = ", t + 1);
             assert!(q.why.starts_with(&named), "{named} in {}", q.why);
+            // The token after it, or, after the last real token, none (the sweep starts at 0).
             assert!(
-                q.prompt.contains(&format!("has A_{} = ", t + 1))
+                (q.prompt
+                    .contains(&format!("the token after it has A_{} = ", t + 1))
+                    || q.prompt.contains(&format!(
+                        "it is the last real token, so nothing follows it (A_{} = 0)",
+                        t + 1
+                    )))
                     && q.prompt.ends_with(&format!("What is A_{t}?")),
                 "{}",
                 q.prompt
@@ -372,8 +378,43 @@ fn odd_batches_ask_only_what_they_define() {
             }
             let gae = question(walk, Kind::GaeStep, row, 1).unwrap();
             assert_eq!(gae.t, Some(0));
+            // One token: nothing follows it, and the question says so rather than name a token
+            // after it.
+            assert!(
+                gae.prompt
+                    .contains("it is the last real token, so nothing follows it (A_1 = 0)"),
+                "{}",
+                gae.prompt
+            );
         }
     }
+    // β = 0: no response pays any KL, so "which pays the most" is not asked, though the KL
+    // sums (which do not depend on β) have a clear largest.
+    let free = LabSettings {
+        kl: 0.0,
+        ..settings()
+    };
+    let mut clear = 0;
+    for (i, walk) in iterations(&free, 3).iter().enumerate() {
+        let mut sums: Vec<f32> = (0..walk.experience.kl.len())
+            .map(|b| walk.experience.kl[b][..real_len(walk, b)].iter().sum())
+            .collect();
+        sums.sort_by(f32::total_cmp);
+        let [.., second, max] = sums[..] else {
+            panic!("{sums:?}")
+        };
+        clear += usize::from(
+            max >= ppo_lens::predict::KL_RESOLUTION
+                && max - second >= ppo_lens::predict::KL_RESOLUTION,
+        );
+        for row in 0..walk.gae.len() {
+            assert!(question(walk, Kind::LargestKl, row, i + 1).is_none());
+        }
+    }
+    assert!(
+        clear > 0,
+        "no iteration with a clear largest KL sum at β = 0"
+    );
     // No whitening: no whitening question.
     let plain = LabSettings {
         whiten: false,

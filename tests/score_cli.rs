@@ -134,7 +134,7 @@ fn bad_score_requests_are_clear_errors() {
     );
     fails_with(
         &["score", "--model", &model, "--ids", "1", "--device", "tpu"],
-        "unknown backend `tpu`",
+        "--device tpu: not a device; natively one of cpu (or flex), wgpu, cuda",
     );
     fails_with(
         &["score", "--model", "/nonexistent/model", "--ids", "1"],

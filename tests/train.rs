@@ -385,6 +385,26 @@ fn resume_case(optimizer: &str) {
          reference) has 0.000001",
     );
 
+    // A checkpoint of one run resumed into another run's directory would cut that run's
+    // metrics.jsonl to its step: refused, and the other run keeps its rows.
+    let straight_key = format!("training.output_dir={}", straight.display());
+    fails_with(
+        &[
+            "train",
+            "--config",
+            DEBUG,
+            &straight_key,
+            optimizer,
+            "--resume",
+            step3.to_str().unwrap(),
+        ],
+        &format!(
+            "the checkpoint lies outside training.output_dir {}, which holds another run \
+             (metrics.jsonl, final/, step_3/)",
+            straight.display()
+        ),
+    );
+
     // The weights after steps 4-6 depend on AdamW's moments from steps 1-3, so equal weights
     // show the optimizer state came back too. (optimizer.burnpack itself lists parameters in
     // hash-map order, so its bytes differ from run to run.)
@@ -402,7 +422,7 @@ fn resume_case(optimizer: &str) {
         read(straight.join("step_3/model.safetensors")) == read(step3.join("model.safetensors"))
     );
     let (a, b) = (metrics(&straight), metrics(&resumed));
-    assert_eq!(b.len(), 6, "{optimizer}");
+    assert_eq!((a.len(), b.len()), (6, 6), "{optimizer}");
     for (ra, rb) in a.iter().zip(&b) {
         for (key, value) in ra {
             if !key.starts_with("time/") {
@@ -551,6 +571,25 @@ fn bad_input_is_refused_by_name() {
             "{}: tokenizer.json gives its end token the id {vocab}, outside config.json's \
              vocab_size {vocab}",
             model.display()
+        ),
+    );
+    // An end id past vocab_size that config.json itself gives is blamed on config.json, not on
+    // tokenizer.json.
+    std::fs::copy(
+        Path::new(ROOT).join("www/models/tiny/tokenizer.json"),
+        model.join("tokenizer.json"),
+    )
+    .unwrap();
+    let mut config: Value =
+        serde_json::from_slice(&std::fs::read(model.join("config.json")).unwrap()).unwrap();
+    let size = config["vocab_size"].as_u64().unwrap();
+    config["eos_token_id"] = (size + 3).into();
+    std::fs::write(model.join("config.json"), config.to_string()).unwrap();
+    fails_with(
+        &[&base[..], &[&format!("model.path={}", model.display())[..]]].concat(),
+        &format!(
+            "{}: key `eos_token_id` must be a token id below vocab_size {size}",
+            model.join("config.json").display()
         ),
     );
 

@@ -1,6 +1,8 @@
 //! Numbers and tokens as the page writes them: precision by size, a real minus sign, tokens
 //! with their white space made visible, counts with their nouns.
 
+use crate::sign::real_minus;
+
 /// A number for people, with the precision it needs: 3 decimals from 0.01 up, 3 significant
 /// digits below (so a KL of 0.00042 does not read 0.000), an exponent below 10⁻⁵; a real minus
 /// sign, and never "−0".
@@ -14,12 +16,12 @@ pub fn num(x: f32) -> String {
     } else {
         format!("{x:.2e}")
     };
-    signed(s)
+    real_minus(s)
 }
 
 /// `x` with `decimals` decimals, with [`num`]'s sign rules.
 pub fn fixed(x: f32, decimals: usize) -> String {
-    signed(format!("{x:.decimals$}"))
+    real_minus(format!("{x:.decimals$}"))
 }
 
 /// `x` as an operand of arithmetic whose result is printed as `result`: with at least as many
@@ -35,7 +37,7 @@ pub fn operand_for(x: f32, result: &str) -> String {
 /// 0.06381406 reads 0.06381 where the result has 5 decimals).
 pub fn setting_operand(x: f32, result: &str) -> String {
     // f32's Display writes no exponent: "0.000005", the shortest digits that read back as x.
-    let exact = signed(x.to_string());
+    let exact = real_minus(x.to_string());
     let rounded = operand_for(x, result);
     if decimals(&exact) <= decimals(&rounded) {
         exact
@@ -89,7 +91,7 @@ fn exponent(x: f32) -> i32 {
 
 /// `x` with an exponent and `digits` digits after its mantissa's point, with [`num`]'s signs.
 fn with_exponent(x: f32, digits: usize) -> String {
-    signed(format!("{x:.digits$e}"))
+    real_minus(format!("{x:.digits$e}"))
 }
 
 /// The decimals the operands of a result printed as `result` need to reach its last digit:
@@ -116,21 +118,12 @@ pub fn sci(x: f64) -> String {
     if x == 0.0 {
         return "0".into();
     }
-    signed(format!("{x:.1e}").replacen(".0e", "e", 1))
+    real_minus(format!("{x:.1e}").replacen(".0e", "e", 1))
 }
 
 /// `lo < x < hi` held on one line (no-break spaces around each `<`).
 pub fn between(lo: &str, x: &str, hi: &str) -> String {
     format!("{lo}\u{a0}<\u{a0}{x}\u{a0}<\u{a0}{hi}")
-}
-
-/// A formatted number with a real minus sign, and never "−0".
-fn signed(s: String) -> String {
-    if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
-        s[1..].to_string()
-    } else {
-        s.replace('-', "−")
-    }
 }
 
 /// A token as text, spaces made visible.

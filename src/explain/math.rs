@@ -270,6 +270,8 @@ pub fn clipped_objective_in(low_edge: f32, high_edge: f32) -> String {
 
 /// `min(ρ·A, clip(ρ, low, high)·A)`.
 fn clipped_min(rho: &str, a: &str, (low_edge, high_edge): (f32, f32)) -> [String; 15] {
+    // As the rest of the page writes the band: ε = 0.125 gives 0.875 and 1.125, not 0.88, 1.12.
+    let (low_edge, high_edge) = super::format::band_edges(low_edge, high_edge);
     [
         mi("min"),
         mo("("),
@@ -280,9 +282,9 @@ fn clipped_min(rho: &str, a: &str, (low_edge, high_edge): (f32, f32)) -> [String
         mo("("),
         rho.to_string(),
         mo(","),
-        mnum(format!("{low_edge:.2}")),
+        mnum(low_edge),
         mo(","),
-        mnum(format!("{high_edge:.2}")),
+        mnum(high_edge),
         mo(")"),
         a.to_string(),
         mo(")"),

@@ -268,26 +268,13 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                     .map(|i| w.whitened[i])
                     .collect();
                 let up = white.iter().filter(|&&x| x > 0.0).count();
-                // Only PPO's update uses these advantages; a critic-free member takes its own.
-                let pushed = if exp.member == Family::Ppo {
-                    format!("{} pushed up (Â > 0)", agree(up, "is", "are"))
-                } else {
-                    format!(
-                        "{} Â > 0, so PPO would push {} up ({}'s update used its own \
-                         advantages instead)",
-                        agree(up, "has", "have"),
-                        agree(up, "it", "them"),
-                        exp.member.name()
-                    )
-                };
+                // Raw advantages all equal: nothing to whiten (only rounding is left).
+                let raw = (0..exp.rollout.ids.len())
+                    .flat_map(|b| walk.gae[b].advantages[..real_len(walk, b)].iter().copied());
+                let equal = raw.clone().zip(raw.skip(1)).all(|(a, b)| a == b);
                 out.push(note(
                     "pushed-up",
-                    format!(
-                        "After whitening the batch's advantages have mean 0, but {up} of its {} \
-                         {pushed}: mean 0 is not median 0, and sparse end-of-response scores \
-                         make the spread lopsided.",
-                        count(white.len(), "token", "tokens")
-                    ),
+                    pushed_up(up, white.len(), equal, exp.member),
                     vec![],
                     Some(up as f32),
                 ));
@@ -513,6 +500,53 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
         }
     }
     out
+}
+
+/// The GAE stage's note on how many of the batch's `real` tokens whitening leaves with Â > 0
+/// (`up` of them); `equal`: the raw advantages were all equal, so whitening had no spread to
+/// work with. Only PPO's update uses these advantages: under another member it says what PPO
+/// would do.
+pub fn pushed_up(up: usize, real: usize, equal: bool, member: Family) -> String {
+    let ppo = member == Family::Ppo;
+    let instead = if ppo {
+        String::new()
+    } else {
+        format!(
+            " ({}'s update used its own advantages instead)",
+            member.name()
+        )
+    };
+    let tokens = count(real, "token", "tokens");
+    if equal {
+        // Every A_t minus their mean is 0 but for the mean's rounding: nothing is pushed.
+        let verb = if ppo { "pushes" } else { "would push" };
+        return format!(
+            "The batch's {tokens} all have the same advantage, so there was no spread to whiten: \
+             every Â is 0 but for rounding, and PPO {verb} no token up or down{instead}."
+        );
+    }
+    let pushed = if ppo {
+        format!("{} pushed up (Â > 0)", agree(up, "is", "are"))
+    } else {
+        format!(
+            "{} Â > 0, so PPO would push {} up{instead}",
+            agree(up, "has", "have"),
+            agree(up, "it", "them"),
+        )
+    };
+    if 2 * up == real {
+        // Exactly half: the count alone cannot show mean and median apart.
+        format!(
+            "After whitening the batch's advantages have mean 0, and {up} of its {tokens} \
+             {pushed}: exactly half."
+        )
+    } else {
+        format!(
+            "After whitening the batch's advantages have mean 0, but {up} of its {tokens} \
+             {pushed}: mean 0 is not median 0, and sparse end-of-response scores make the \
+             spread lopsided."
+        )
+    }
 }
 
 fn argmax(xs: &[f32]) -> Option<usize> {

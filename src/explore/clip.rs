@@ -100,12 +100,15 @@ impl PolicyCase {
                 (false, false) => "1 − ε_low",
             };
             format!(
-                "{side}, and ρ = {} is already past {edge}: min() takes the clipped branch clip(ρ)·Â = {}, which is flat in ρ, so this token's own term gives gradient 0. The ratio is not capped: shared weights and other tokens can still move it.",
+                "{side}, and ρ = {} is already past {edge}: min() takes the clipped branch clip(ρ)·Â = {}, which is flat in ρ, so this token's own policy term gives gradient 0 (the entropy bonus and a KL term in the loss, where they are on, still act on it). The ratio is not capped: shared weights and other tokens can still move it.",
                 crate::explain::format::num(self.ratio),
                 crate::explain::format::num(self.clipped),
             )
         } else if self.advantage == 0.0 {
-            format!("{side}: both branches are 0, so this token's term gives gradient 0.")
+            format!(
+                "{side}: both branches are 0, so this token's own policy term gives gradient 0 \
+                 (the entropy bonus and a KL term in the loss, where they are on, still act on it)."
+            )
         } else {
             format!(
                 "{side}; min() takes the unclipped branch ρ·Â = {}, so the token still pushes the gradient.",

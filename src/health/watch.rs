@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use super::check::*;
 use super::history::History;
+use crate::sign::real_minus;
 
 /// The means of the window's first and second halves.
 fn halves(xs: &[f64]) -> (f64, f64) {
@@ -279,12 +280,7 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
 /// `x` with `decimals` decimals and a real minus sign, as the page writes numbers (the trainer's
 /// log reads it as well); never "−0.00".
 fn signed(x: f64, decimals: usize) -> String {
-    let s = format!("{x:.decimals$}");
-    match s.strip_prefix('-') {
-        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
-        Some(rest) => format!("−{rest}"),
-        None => s,
-    }
+    real_minus(format!("{x:.decimals$}"))
 }
 
 #[cfg(test)]

@@ -255,6 +255,13 @@ impl Qwen2Config {
             (None, None) => (10_000.0, ConfigDialect::RopeParameters),
         };
         let dtype = match (map.remove("torch_dtype"), map.remove("dtype")) {
+            // Newer transformers write `dtype`; a file with both must not say two things.
+            (Some(old), Some(new)) if old != new => {
+                return Err(bad(
+                    "dtype",
+                    format!("is {new} but torch_dtype is {old}: keep one, or make them agree"),
+                ));
+            }
             (Some(v), _) | (None, Some(v)) if v.is_string() => {
                 v.as_str().unwrap_or_default().to_string()
             }
@@ -521,6 +528,11 @@ mod tests {
                 "\"torch_dtype\": \"bfloat16\"",
                 "\"torch_dtype\": \"int8\"",
                 "key `dtype` \"int8\" is not one of",
+            ),
+            (
+                "\"torch_dtype\": \"bfloat16\"",
+                "\"torch_dtype\": \"bfloat16\", \"dtype\": \"float32\"",
+                "key `dtype` is \"float32\" but torch_dtype is \"bfloat16\"",
             ),
             (
                 "\"eos_token_id\": 151645",

@@ -128,10 +128,10 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         decode_tokens: usize,
         /// The device's dense bf16 peak in TFLOP/s, for the model FLOP utilisation.
-        #[arg(long)]
+        #[arg(long, value_parser = positive)]
         peak_tflops: Option<f64>,
         /// The device's memory bandwidth in GB/s, for decoding's share of it.
-        #[arg(long)]
+        #[arg(long, value_parser = positive)]
         peak_gbps: Option<f64>,
         /// One JSON object instead of the lines for people.
         #[arg(long)]
@@ -177,6 +177,15 @@ enum Command {
         #[arg(long)]
         no_fast_cpu: bool,
     },
+}
+
+/// A device's peak, which a share is divided by: a finite number above 0 (0 gave an infinite
+/// share).
+fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err("must be a number above 0".into()),
+    }
 }
 
 /// Parses the arguments, runs the subcommand, and turns an error into a message and exit code 1.

@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::ppo::family::Family;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
@@ -149,8 +150,14 @@ impl TrainConfig {
     }
 }
 
-/// Read `path` with its `inherit` chain as one YAML mapping.
-fn read_merged(path: &Path, chain: &mut Vec<PathBuf>) -> Result<Mapping> {
+/// Read `path` with its `inherit` chain as one YAML mapping; `sources` gets each file of the
+/// chain with the key paths it sets (`ppo.epochs`; a section set to null is one key), the
+/// inherited file before the file that inherits it.
+fn read_merged(
+    path: &Path,
+    chain: &mut Vec<PathBuf>,
+    sources: &mut Vec<(PathBuf, Vec<String>)>,
+) -> Result<Mapping> {
     let canonical = path
         .canonicalize()
         .with_context(|| format!("{}: cannot read", path.display()))?;
@@ -172,6 +179,7 @@ fn read_merged(path: &Path, chain: &mut Vec<PathBuf>) -> Result<Mapping> {
         );
     };
     let Some(parent) = map.remove("inherit") else {
+        sources.push((path.to_path_buf(), key_paths(&map)));
         return Ok(map);
     };
     let parent = parent.as_str().ok_or_else(|| {
@@ -181,9 +189,27 @@ fn read_merged(path: &Path, chain: &mut Vec<PathBuf>) -> Result<Mapping> {
         )
     })?;
     let parent_path = path.parent().unwrap_or(Path::new(".")).join(parent);
-    let mut base = read_merged(&parent_path, chain)?;
+    let mut base = read_merged(&parent_path, chain, sources)?;
+    sources.push((path.to_path_buf(), key_paths(&map)));
     merge(&mut base, map);
     Ok(base)
+}
+
+/// The key paths a mapping sets to a value (not to a nested mapping): `ppo.epochs`.
+fn key_paths(map: &Mapping) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, value) in map {
+        let key = key
+            .as_str()
+            .map_or_else(|| format!("{key:?}"), str::to_string);
+        match value {
+            Value::Mapping(inner) => {
+                out.extend(key_paths(inner).into_iter().map(|k| format!("{key}.{k}")))
+            }
+            _ => out.push(key),
+        }
+    }
+    out
 }
 
 /// `base` with `over`'s keys replacing its own, recursively for nested mappings.
@@ -235,20 +261,33 @@ fn apply_override(map: &mut Mapping, text: &str) -> Result<()> {
 
 /// Load a config file with its `inherit` chain and `overrides`, then check every value.
 pub fn load_config(path: &Path, overrides: &[String]) -> Result<TrainConfig> {
-    let mut map = read_merged(path, &mut Vec::new())?;
+    let mut sources = Vec::new();
+    let mut map = read_merged(path, &mut Vec::new(), &mut sources)?;
     for o in overrides {
         apply_override(&mut map, o)?;
     }
     let merged = Value::Mapping(map);
-    // An error about a key an override set names the override, not the file.
-    // A range error says "key `ppo.epochs` must ...", serde_yaml's "ppo.epochs: invalid type".
+    // An error that names a key an override set names the override, not a file: the key
+    // itself ("key `ppo.epochs` must ...", serde_yaml's "ppo.epochs: invalid type"), a key
+    // inside a section the override set whole (`ppo.adaptive_kl={...}`), or the other key of a
+    // conflict ("must be cuda for training.dtype bfloat16").
     let blame = |e: String| match overrides.iter().rev().find(|o| {
-        o.split_once('=').is_some_and(|(k, _)| {
-            e.contains(&format!("key `{k}`")) || e.starts_with(&format!("{k}: "))
-        })
+        o.split_once('=')
+            .is_some_and(|(k, _)| names_key(&e, k.trim()))
     }) {
         Some(o) => anyhow!("override `{o}`: {e}"),
-        None => anyhow!("{}: {e}", path.display()),
+        // Otherwise the file that set the key it is about, the inheriting file first (its
+        // values replace the inherited file's); the top file when none did.
+        None => {
+            // The key the error is about, not one it lists ("expected one of `algorithm`, ..."):
+            // a range error's "key `ppo.epochs`", serde_yaml's "ppo.epochs: ".
+            let about =
+                |k: &String| e.contains(&format!("key `{k}`")) || e.starts_with(&format!("{k}: "));
+            let file = (sources.iter().rev())
+                .find(|(_, keys)| keys.iter().any(about))
+                .map_or(path, |(file, _)| file.as_path());
+            anyhow!("{}: {e}", file.display())
+        }
     };
     finite_numbers(&merged, &mut Vec::new()).map_err(blame)?;
     // Through text, so that serde_yaml's errors carry the key path (`ppo.epochs: invalid type`).
@@ -256,7 +295,35 @@ pub fn load_config(path: &Path, overrides: &[String]) -> Result<TrainConfig> {
     let config: TrainConfig =
         serde_yaml::from_str(&text).map_err(|e| blame(strip_location(&e.to_string())))?;
     config.validate().map_err(blame)?;
+    // A member's section is read only when that member trains: an override of another one
+    // would change nothing, silently (the file sets every section, so only overrides are
+    // checked).
+    let algorithm = config.algorithm.family().key();
+    for o in overrides {
+        let section = o.split(['.', '=']).next().unwrap_or_default().trim();
+        let member = Family::ALL
+            .iter()
+            .any(|f| f.key() == section && *f != Family::Ppo);
+        if member && section != algorithm {
+            bail!(
+                "override `{o}`: section `{section}` is read only with algorithm {section}, and \
+                 this run's is {algorithm}: add algorithm={section}, or leave the override out"
+            );
+        }
+    }
     Ok(config)
+}
+
+/// Whether `message` names the key path `key` or a key inside it: `ppo.kl` is not named by
+/// `ppo.kl_coeff` nor by `x.ppo.kl`, and `ppo.adaptive_kl` is by `ppo.adaptive_kl.target`.
+fn names_key(message: &str, key: &str) -> bool {
+    let part = |c: char| c.is_alphanumeric() || c == '_';
+    !key.is_empty()
+        && message.match_indices(key).any(|(i, _)| {
+            let before = message[..i].chars().next_back();
+            let after = message[i + key.len()..].chars().next();
+            !before.is_some_and(|c| part(c) || c == '.') && !after.is_some_and(part)
+        })
 }
 
 /// Every number of the merged config is finite and within f32's range (most are used as f32,

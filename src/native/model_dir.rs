@@ -234,7 +234,15 @@ pub fn stop_ids(
             dir.display()
         )
     })?;
-    let mut eos: Vec<u32> = tokenizer.token_id("<|im_end|>").into_iter().collect();
+    let im_end = tokenizer.token_id("<|im_end|>");
+    // The tokenizer's ids, checked before they join config.json's (which Qwen2Config has
+    // already checked against its vocab_size), so the message names the file to look at.
+    for (what, id) in [("padding", Some(pad)), ("end", im_end)] {
+        if let Some(id) = id {
+            in_vocab(id, vocab, dir, &format!("its {what} token"))?;
+        }
+    }
+    let mut eos: Vec<u32> = im_end.into_iter().collect();
     eos.extend(config_eos.iter().copied().filter(|&id| id != pad));
     eos.sort_unstable();
     eos.dedup();
@@ -243,12 +251,6 @@ pub fn stop_ids(
             "{}: no end-of-response id: tokenizer.json has no <|im_end|> and config.json no eos_token_id",
             dir.display()
         );
-    }
-    for (what, id) in [("padding", pad)]
-        .into_iter()
-        .chain(eos.iter().map(|&id| ("end", id)))
-    {
-        in_vocab(id, vocab, dir, &format!("its {what} token"))?;
     }
     Ok((eos, pad))
 }
@@ -308,7 +310,11 @@ pub fn precision_for(kind: BackendKind, config: &Qwen2Config) -> Precision {
 /// where the name came from, to begin an error with: `--device` for a flag, "key
 /// `training.device` is" for a config.
 pub fn open_device(name: &str, asked: &str) -> Result<Compute> {
-    match BackendKind::parse(name).map_err(|e| anyhow!("{asked} {name}: {e}"))? {
+    // The page's parse lists webgpu, which natively is refused below: name only what works here.
+    let kind = BackendKind::parse(name).map_err(|_| {
+        anyhow!("{asked} {name}: not a device; natively one of cpu (or flex), wgpu, cuda")
+    })?;
+    match kind {
         BackendKind::Flex => Ok(Compute::flex()),
         BackendKind::Wgpu => block_on(Compute::wgpu()).map_err(|e| anyhow!("{asked} {name}: {e}")),
         BackendKind::Cuda => cuda().map_err(|e| anyhow!("{asked} {name}: {e}")),

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
@@ -59,16 +59,39 @@ pub fn parse_metrics<'t>(text: &'t str, path: &Path) -> Result<Vec<(Map<String, 
         .collect()
 }
 
-/// What a fresh run in `out` would replace of an earlier one: a metrics.jsonl with rows, and the
+/// What an output directory holds of an earlier run: a metrics.jsonl with rows, and the
 /// checkpoint directories this trainer writes (`final` or `step_N`, holding a
-/// trainer_state.json), written `step_20/`, sorted. Other directories (a downloaded model, another
-/// trainer's `checkpoint-N`) are not a run's and are never touched.
-pub fn earlier_run(out: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    if fs::metadata(out.join(METRICS)).is_ok_and(|m| m.len() > 0) {
-        found.push(METRICS.to_string());
+/// trainer_state.json), sorted. Other directories (a downloaded model, another trainer's
+/// `checkpoint-N`) are not a run's and are never touched.
+#[derive(Debug, Default)]
+pub struct EarlierRun {
+    pub metrics: bool,
+    pub checkpoints: Vec<PathBuf>,
+}
+
+impl EarlierRun {
+    pub fn is_empty(&self) -> bool {
+        !self.metrics && self.checkpoints.is_empty()
     }
-    let mut dirs: Vec<String> = fs::read_dir(out)
+
+    /// What it holds, as a list for a message: `metrics.jsonl, final/, step_20/`.
+    pub fn describe(&self) -> String {
+        let metrics = self.metrics.then(|| METRICS.to_string());
+        let dirs = (self.checkpoints.iter())
+            .filter_map(|d| d.file_name())
+            .map(|n| format!("{}/", n.to_string_lossy()));
+        metrics
+            .into_iter()
+            .chain(dirs)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// What `out` holds of an earlier run.
+pub fn earlier_run(out: &Path) -> EarlierRun {
+    let metrics = fs::metadata(out.join(METRICS)).is_ok_and(|m| m.len() > 0);
+    let mut checkpoints: Vec<PathBuf> = fs::read_dir(out)
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
@@ -80,9 +103,61 @@ pub fn earlier_run(out: &Path) -> Vec<String> {
                     .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
             ours && e.path().join(TRAINER_STATE).is_file()
         })
-        .map(|e| format!("{}/", e.file_name().to_string_lossy()))
+        .map(|e| e.path())
         .collect();
-    dirs.sort();
-    found.extend(dirs);
-    found
+    checkpoints.sort();
+    EarlierRun {
+        metrics,
+        checkpoints,
+    }
+}
+
+/// Whether `out` may take this run, and which checkpoints of an earlier run it replaces there.
+/// A fresh run into a directory holding a run is refused unless `overwrite` (its checkpoints are
+/// returned, for the caller to remove once its own checks pass); a resume keeps its output
+/// directory's metrics.jsonl up to the checkpoint's step, so that must be the checkpoint's own
+/// run (the checkpoint lies in `out`), or `out` must hold no run.
+pub fn checkpoints_to_replace(
+    out: &Path,
+    resume: Option<&Path>,
+    overwrite: bool,
+) -> Result<Vec<PathBuf>> {
+    let earlier = earlier_run(out);
+    if earlier.is_empty() {
+        return Ok(Vec::new());
+    }
+    match resume {
+        None if !overwrite => bail!(
+            "key `training.output_dir`: {} already holds a run ({}) that a new run would replace: \
+             {}give this run another training.output_dir, or pass --overwrite to replace it",
+            out.display(),
+            earlier.describe(),
+            if earlier.checkpoints.is_empty() {
+                ""
+            } else {
+                "continue it with --resume and one of its checkpoints, "
+            }
+        ),
+        None => Ok(earlier.checkpoints),
+        Some(dir) if !in_dir(dir, out) => bail!(
+            "--resume {}: the checkpoint lies outside training.output_dir {}, which holds another \
+             run ({}) that resuming there would cut short and overwrite: resume into the \
+             checkpoint's own run directory, or into an empty training.output_dir",
+            dir.display(),
+            out.display(),
+            earlier.describe()
+        ),
+        Some(_) => Ok(Vec::new()),
+    }
+}
+
+/// Whether checkpoint `dir` lies directly in `out`, both resolved (`--resume .` from inside the
+/// checkpoint, or a link to it). A checkpoint that cannot be resolved passes: reading its
+/// trainer_state.json will name what is wrong with it.
+fn in_dir(dir: &Path, out: &Path) -> bool {
+    match (fs::canonicalize(dir), fs::canonicalize(out)) {
+        (Ok(dir), Ok(out)) => dir.parent() == Some(out.as_path()),
+        (Err(_), _) => true,
+        (Ok(_), Err(_)) => false,
+    }
 }

@@ -39,8 +39,8 @@ use super::model_dir::{
 use super::plots::write_plots;
 use super::recipe::{health_settings, new_optimizer, optimizer_name, precisions, update_settings};
 use super::run_files::{
-    EFFECTIVE_CONFIG, METRICS, OPTIMIZER, TRAINER_STATE, TrainerState, earlier_run, parse_metrics,
-    write_file_atomically,
+    EFFECTIVE_CONFIG, METRICS, OPTIMIZER, TRAINER_STATE, TrainerState, checkpoints_to_replace,
+    parse_metrics, write_file_atomically,
 };
 use crate::compute::block_on;
 use crate::data::gsm_mini::gsm_mini;
@@ -107,7 +107,8 @@ fn pick(n: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
 
 /// Run `ppo-lens train`. `stop` is set by Ctrl-C. A fresh run (no `resume`) into an output
 /// directory that holds an earlier run is refused unless `overwrite`, which removes the earlier
-/// run's checkpoints first.
+/// run's checkpoints first; a resume into an output directory that holds another run than the
+/// checkpoint's is refused (`checkpoints_to_replace`).
 pub fn train(
     config_path: &Path,
     overrides: &[String],
@@ -117,29 +118,9 @@ pub fn train(
 ) -> Result<TrainOutcome> {
     let config = load_config(config_path, overrides)?;
     let out = config.training.output_dir.clone();
-    let earlier = if resume.is_none() {
-        earlier_run(&out)
-    } else {
-        Vec::new()
-    };
-    // The earlier run's checkpoints, removed only once every check below has passed.
-    let replaced: Vec<PathBuf> = (earlier.iter())
-        .filter_map(|name| name.strip_suffix('/'))
-        .map(|dir| out.join(dir))
-        .collect();
-    if !earlier.is_empty() && !overwrite {
-        bail!(
-            "key `training.output_dir`: {} already holds a run ({}) that a new run would replace: \
-             {}give this run another training.output_dir, or pass --overwrite to replace it",
-            out.display(),
-            earlier.join(", "),
-            if replaced.is_empty() {
-                ""
-            } else {
-                "continue it with --resume and one of its checkpoints, "
-            }
-        );
-    }
+    // The earlier run's checkpoints --overwrite replaces, removed only once every check below
+    // has passed.
+    let replaced = checkpoints_to_replace(&out, resume, overwrite)?;
     // The model to start from must not be one of the checkpoints --overwrite removes.
     let model = fs::canonicalize(&config.model.path).unwrap_or(config.model.path.clone());
     if let Some(dir) =

@@ -1,28 +1,15 @@
 //! The questions of one batch: each made from the response on show, at a point where PPO
 //! surprises students, and skipped when the batch leaves its answer undefined.
 
-use super::pick::{pick, pick_balanced};
+use super::pick::{pick, pick_balanced, token};
 use super::question::*;
-use crate::explain::format::{
-    beta_step, count, fenced, num, num_within_operands, operand_for, show_token,
-};
+use crate::explain::format::{beta_step, count, fenced, num, num_within_operands, operand_for};
 use crate::explain::stage::real_len;
 use crate::explore::{Band, policy_case, value_case};
 use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::Algorithm;
 use crate::ppo::family::Family;
 use crate::ppo::rewards::KlEstimator;
-
-/// The text of token `t` of response `row`, quoted.
-fn token(walk: &Walkthrough, row: usize, t: usize) -> String {
-    let prompt_len = walk.experience.rollout.prompt_len;
-    let text = walk
-        .tokens
-        .get(row)
-        .and_then(|r| r.get(prompt_len + t))
-        .map_or("", String::as_str);
-    format!("“{}”", show_token(text))
-}
 
 /// The questions for response `row` of `walk`, one per kind the batch defines, in [`Kind::ALL`]
 /// order. `iteration` varies which token each asks about.
@@ -114,9 +101,14 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                 .filter(|&(b, _)| b != best)
                 .map(|(_, &s)| s)
                 .fold(f32::NEG_INFINITY, f32::max);
-            // No one answer: a single response, a near tie, or (on the first iteration, when the
-            // policy is the reference) sums that are only rounding.
-            if sums.len() < 2 || max < KL_RESOLUTION || max - second < KL_RESOLUTION {
+            // No one answer: a single response, a near tie, (on the first iteration, when the
+            // policy is the reference) sums that are only rounding, or β = 0, when no response
+            // pays anything.
+            if sums.len() < 2
+                || max < KL_RESOLUTION
+                || max - second < KL_RESOLUTION
+                || exp.kl_coeff <= 0.0
+            {
                 return None;
             }
             let beta = exp.kl_coeff;
@@ -216,16 +208,23 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
             let advantage = num_within_operands(step.advantage);
             let [delta, gl, next] =
                 [step.delta, gl, step.next_advantage].map(|x| operand_for(x, &advantage));
+            // A one-token response has no token after its last: the sweep starts from 0 there.
+            let after = if step.next_mask > 0.0 {
+                format!("the token after it has A_{} = {next}", t + 1)
+            } else {
+                format!(
+                    "it is the last real token, so nothing follows it (A_{} = 0)",
+                    t + 1
+                )
+            };
             Some(Question {
                 kind,
                 row,
                 t: Some(t),
                 prompt: format!(
-                    "The sweep runs from the last token back. At token {t} ({}), δ_{t} = {}, and the token after it has A_{} = {}; γλ = {}. What is A_{t}?",
+                    "The sweep runs from the last token back. At token {t} ({}), δ_{t} = {}, and {after}; γλ = {}. What is A_{t}?",
                     token(walk, row, t),
                     delta,
-                    t + 1,
-                    next,
                     gl,
                 ),
                 ask: Ask::Number {

@@ -1,7 +1,21 @@
 //! Which token a question asks about: a deterministic choice that changes with the iteration
-//! and the row, balanced between "yes" and "no" answers where both exist.
+//! and the row, balanced between "yes" and "no" answers where both exist; and the token as the
+//! question quotes it.
 
 use super::question::Kind;
+use crate::explain::format::show_token;
+use crate::lab::walkthrough::Walkthrough;
+
+/// The text of token `t` of response `row`, quoted.
+pub(super) fn token(walk: &Walkthrough, row: usize, t: usize) -> String {
+    let prompt_len = walk.experience.rollout.prompt_len;
+    let text = walk
+        .tokens
+        .get(row)
+        .and_then(|r| r.get(prompt_len + t))
+        .map_or("", String::as_str);
+    format!("“{}”", show_token(text))
+}
 
 /// A deterministic pick among `n` candidates that changes with the iteration and the row, so
 /// the next batch asks about another token.

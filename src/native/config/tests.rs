@@ -136,9 +136,44 @@ fn bad_values_name_the_key() {
         e.starts_with("override `ppo.epochs=two`: ppo.epochs: invalid type"),
         "{e}"
     );
+    // A conflict an override caused names the override, though the key it reports is the
+    // file's.
     let e = err(&file, &["training.dtype=bfloat16"]);
     assert!(
-        e.starts_with(&format!("{}: key `training.device`", file.display())),
+        e.starts_with(
+            "override `training.dtype=bfloat16`: key `training.device` must be cuda for \
+             training.dtype bfloat16"
+        ),
+        "{e}"
+    );
+    // So does a key inside a section an override set whole, and not one whose name only
+    // begins like the override's key.
+    let whole = "ppo.adaptive_kl={target: 0, horizon: 10000}";
+    let e = err(&file, &[whole]);
+    assert!(
+        e.starts_with(&format!(
+            "override `{whole}`: key `ppo.adaptive_kl.target` must be > 0"
+        )),
+        "{e}"
+    );
+    // A member's section is read only when that member trains: overriding another's would do
+    // nothing.
+    let e = err(&file, &["grpo.group_size=8"]);
+    assert!(
+        e.starts_with(
+            "override `grpo.group_size=8`: section `grpo` is read only with algorithm grpo, and \
+             this run's is ppo"
+        ),
+        "{e}"
+    );
+    let e = err(&file, &["algorithm=rloo", "dapo.dynamic_sampling=false"]);
+    assert!(e.contains("this run's is rloo"), "{e}");
+    let e = err(
+        &file,
+        &["algorithm=dr_grpo", "dr_grpo.beta=-1", "grpo.beta=0.1"],
+    );
+    assert!(
+        e.starts_with("override `dr_grpo.beta=-1`: key `dr_grpo.beta` must be >= 0"),
         "{e}"
     );
     let e = err(&file, &["ppo.use_8bit_adam=true", "training.device=wgpu"]);
@@ -179,5 +214,27 @@ fn unknown_keys_in_a_file_are_named() {
         let e = err(&file, &[]);
         assert!(e.contains(&format!("missing field `{key}`")), "{e}");
     }
+    // A bad value is reported against the file of the chain that set it: here the inherited
+    // one, not the file the run was given.
+    let base = dir.join("base.yaml");
+    std::fs::write(
+        &base,
+        format!(
+            "inherit: {}\nppo:\n  epochs: 0\n",
+            configs().join("config_debug.yaml").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(&file, "inherit: base.yaml\nrollout:\n  temperature: 0.9\n").unwrap();
+    let e = err(&file, &[]);
+    assert!(
+        e.starts_with(&format!(
+            "{}: key `ppo.epochs` must be at least 1",
+            base.display()
+        )),
+        "{e}"
+    );
+    std::fs::write(&file, "inherit: base.yaml\nppo:\n  epochs: 3\n").unwrap();
+    assert_eq!(load_config(&file, &[]).unwrap().ppo.epochs, 3);
     std::fs::remove_dir_all(&dir).unwrap();
 }
