@@ -247,6 +247,22 @@ async fn what_if_recomputes_the_batch_as_the_command_line_does() {
             && close(inputs["lam"].as_f64().unwrap(), 0.5, 1e-6)
     );
     let cli = common::cli::gae_whiten(&input, "page-what-if");
+    // The command the panel names runs on these inputs as written (whitening is on).
+    let command = page.text_content("wi-command").await;
+    assert_eq!(command, "ppo-lens gae --table --whiten --input gae.json");
+    let dir = common::temp::TempDir::new("ppo-lens-what-if-command");
+    std::fs::create_dir_all(&*dir).unwrap();
+    std::fs::write(dir.join("gae.json"), &input).unwrap();
+    let ran = std::process::Command::new(env!("CARGO_BIN_EXE_ppo-lens"))
+        .args(command.split(' ').skip(1))
+        .current_dir(&*dir)
+        .output()
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
     let mut changed = 0;
     let mut t = 0;
     while page.exists(&format!("wi-row-{t}")).await {
@@ -909,7 +925,9 @@ async fn set_setting(page: &Page, key: &str, value: &str) {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the page built by trunk and Debian's chromium; run scripts/test.sh"]
 async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs() {
-    let page = Page::open("?backend=flex&rollouts=8&group=4&stage=gae").await;
+    // Ten times the default learning rate, so that the Update stage has clipped tokens to show
+    // (at the default none of the shown tokens left the band in three iterations).
+    let page = Page::open("?backend=flex&rollouts=8&group=4&stage=gae&lr=0.0003").await;
     page.set_viewport(1280, 800).await;
     wait_ready(&page).await;
     let members = [
@@ -920,6 +938,9 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
         ("reinforce", "REINFORCE"),
     ];
     let mut first_rewards = Vec::new();
+    // Tokens shown clipped on the Update stage under the members that clip per token: the
+    // comparison of each mark against its band must meet some marks, not only blanks.
+    let mut clipped_shown = 0;
     for (k, (key, name)) in members.iter().enumerate() {
         // PPO trains from the page's first iteration; each other member after a reset.
         if k > 0 {
@@ -1087,6 +1108,11 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
             page.settle().await;
             let cut = page.hidden_behind_scroll_bars().await;
             assert!(cut.is_empty(), "{name}, {mode}: {cut:?}");
+            if *key == "ppo" {
+                page.show("update-table").await;
+                page.screenshot(&format!("classroom-update-clip-marks-{mode}.png"))
+                    .await;
+            }
             page.press("f").await;
         }
         page.settle().await;
@@ -1193,6 +1219,7 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
                     ""
                 };
                 assert_eq!(mark, want, "{name} token {t}: ρ = {ratio}, Â = {advantage}");
+                clipped_shown += usize::from(!want.is_empty());
             }
         }
         // The clip explorer judges the token against the band the update clipped it to, and
@@ -1253,6 +1280,10 @@ async fn every_member_trains_from_the_same_start_and_the_charts_overlay_the_runs
     // Same seed, same start: the first batch is the same in every run. Its rewards are not all 0
     // (the family test finds a group whose rewards differ in this batch), so equal means equal
     // batches, not runs that all scored nothing.
+    assert!(
+        clipped_shown > 0,
+        "no clipped token shown under PPO, Dr. GRPO or DAPO"
+    );
     assert!(first_rewards[0] > 0.0, "{first_rewards:?}");
     assert!(
         first_rewards.iter().all(|r| *r == first_rewards[0]),
@@ -2485,7 +2516,30 @@ async fn break_it_presets_are_found_out_and_the_recipe_is_not() {
             page.has_class(&format!("tab-{stage}"), "active").await,
             "{preset}: {finding} did not open the {stage} stage"
         );
-        page.click(&format!("finding-{finding}-chart")).await;
+        // From a page where the chart is out of sight and nothing flashes (an earlier preset's
+        // link may have left both), the chart link must bring it into view and flash it.
+        let hidden = page
+            .js(&format!(
+                "document.querySelectorAll('.flash').forEach(e => e.classList.remove('flash')); \
+                 const c = document.querySelector('[data-testid=chart-{chart}]'); \
+                 const seen = () => {{ const r = c.getBoundingClientRect(); \
+                   return r.bottom > 0 && r.top < window.innerHeight; }}; \
+                 window.scrollTo(0, 0); \
+                 if (seen()) window.scrollTo(0, document.documentElement.scrollHeight); \
+                 return [seen(), document.querySelectorAll('.flash').length];"
+            ))
+            .await;
+        assert_eq!(
+            hidden,
+            serde_json::json!([false, 0]),
+            "{preset}: chart-{chart} out of sight before its link is clicked"
+        );
+        // Clicked where it is (page.click would scroll the link, and maybe the chart, into view
+        // first).
+        page.js(&format!(
+            "document.querySelector('[data-testid=finding-{finding}-chart]').click(); return null;"
+        ))
+        .await;
         page.settle().await;
         let shown = page
             .js(&format!(

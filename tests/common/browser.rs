@@ -460,9 +460,22 @@ impl Page {
                      return r.left < s.left && r.right > s.left + 1 && r.top < s.bottom && r.bottom > s.top; })\
                    .map(t => 'table ' + (t.dataset.testid || t.className) + ' runs under the side column: '\
                      + t.getBoundingClientRect().right + ' > ' + s.left + ' px');\
-                 return tables.concat(maths, sides, under);")
+                 const stages = [...document.querySelectorAll('.stage')].filter(shown).length;\
+                 const mathml = [...document.querySelectorAll('.stage math')]\
+                   .filter(m => m.getClientRects().length > 0 && !m.closest('.math')).length;\
+                 return [tables.concat(maths, sides, under), stages, mathml];")
             .await;
-        found
+        // The check reads the page by class: a renamed class would make it pass on nothing.
+        assert!(
+            found[1].as_u64() > Some(0),
+            "hidden_behind_scroll_bars: no `.stage` on show, so nothing was checked"
+        );
+        assert_eq!(
+            found[2].as_u64(),
+            Some(0),
+            "hidden_behind_scroll_bars: formulas outside a `.math` box, unchecked"
+        );
+        found[0]
             .as_array()
             .expect("a list")
             .iter()

@@ -368,7 +368,7 @@ pub fn clip_explorer(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
                 </div>
                 <p class="note" data-testid="cases-note">
                     {format!(
-                        "Shaded cells: the clip has set those tokens' gradient to 0 (Â > 0 and ρ past {high_name} = {high_edge}, or Â < 0 and ρ below {low_name} = {low_edge}). "
+                        "Shaded cells: the clip has set those tokens' policy-gradient term to 0 (Â > 0 and ρ past {high_name} = {high_edge}, or Â < 0 and ρ below {low_name} = {low_edge}); the entropy bonus and a KL term in the loss, where they are on, still act on them. "
                     )}
                     "In the other corners the unclipped term still counts: a token the update moved the wrong way is still pulled back."
                 </p>

@@ -130,7 +130,8 @@ pub fn what_if_panel(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> im
                 </table>
             </div>
             <details class="cli">
-                <summary>"These inputs for " <code>"ppo-lens gae --whiten"</code></summary>
+                <summary>"These inputs, saved as " <code>"gae.json"</code> ", for "
+                    <code data-testid="wi-command">{if w.whiten { "ppo-lens gae --table --whiten --input gae.json" } else { "ppo-lens gae --table --input gae.json" }}</code></summary>
                 <pre data-testid="wi-json">{json}</pre>
             </details>
         }

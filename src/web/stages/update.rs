@@ -85,10 +85,12 @@ pub(super) fn update(
                 (band_lo - 0.5).max(0.0) * 100.0,
                 (band_hi - 0.5).min(1.0) * 100.0,
             );
+            // Two unbreakable halves that may wrap between them, so the table keeps to its
+            // column at 1280 x 800 when a token is clipped.
             let marker = match p.clip {
-                PolicyClip::AboveBand => "▲ clipped (Â > 0)",
-                PolicyClip::BelowBand => "▼ clipped (Â < 0)",
-                PolicyClip::No => "",
+                PolicyClip::AboveBand => Some(("▲ clipped", "(Â > 0)")),
+                PolicyClip::BelowBand => Some(("▼ clipped", "(Â < 0)")),
+                PolicyClip::No => None,
             };
             let class = if p.clip != PolicyClip::No { "clipped" } else { "" };
             token_row(
@@ -111,7 +113,9 @@ pub(super) fn update(
                                 <span class="band-dot" style=format!("left:{pos:.1}%")></span>
                             </span>
                         </td>
-                        <td class="clipmark" data-testid=format!("upd-clip-{t}")>{marker}</td>
+                        <td class="clipmark" data-testid=format!("upd-clip-{t}")>{marker.map(|(what, why)| view! {
+                            <span class="nowrap">{what}</span>" "<span class="nowrap">{why}</span>
+                        })}</td>
                     })}
                     {(cursor == 0).then(|| plain_cell(format!("upd-ent-{t}"), walk.entropy[row][t]))}
                 },
