@@ -2512,6 +2512,9 @@ async fn break_it_presets_are_found_out_and_the_recipe_is_not() {
         // link must move the page there.
         page.click("tab-rollout").await;
         page.click(&format!("finding-{finding}-stage")).await;
+        // Opening a stage scrolls to its current step on the next frame: let that land before
+        // the chart link scrolls.
+        page.settle().await;
         assert!(
             page.has_class(&format!("tab-{stage}"), "active").await,
             "{preset}: {finding} did not open the {stage} stage"
