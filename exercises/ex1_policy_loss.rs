@@ -3,8 +3,8 @@
 //! Inputs, all `[B, T]` (B sequences, T response tokens):
 //! - `logprobs_new`: log pi_new(token) from the model being trained (gradients flow through it);
 //! - `logprobs_old`: log pi_old(token), kept from the rollout;
-//! - `advantages`: A for each token (already whitened: positive when the token's raw advantage
-//!   is above the batch mean);
+//! - `advantages`: A for each token (whitened when whitening is on, the default: then positive
+//!   when the token's raw advantage is above the batch mean);
 //! - `response_mask`: 1 on real response tokens, 0 on padding after the end.
 //!
 //! Write, per token, then averaged over the real tokens only:

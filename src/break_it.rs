@@ -115,4 +115,33 @@ mod tests {
         }
         assert!(Preset::by_key("nothing").is_none());
     }
+
+    /// The figures each preset's sentence quotes are the ones the checks and the recipe use.
+    #[test]
+    fn the_figures_in_each_sentence_are_the_checks_and_the_recipes() {
+        use crate::health::check::{APPROX_KL_HIGH, SUSTAINED};
+        let recipe = LabSettings::default();
+        let words = [
+            "zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+        ];
+        let about = |key: &str| Preset::by_key(key).unwrap().about;
+        let lr = about("lr-x30");
+        let sustained = format!("for {} iterations in a row", words[SUSTAINED]);
+        assert!(
+            lr.contains(&format!("approx KL above {APPROX_KL_HIGH}")),
+            "{lr}"
+        );
+        assert!(lr.contains(&sustained), "{lr}");
+        let epochs = about("epochs-16");
+        let broken = Preset::by_key("epochs-16").unwrap().apply(&recipe);
+        assert!(epochs.starts_with("Sixteen passes") && broken.epochs == 16);
+        assert!(epochs.contains(&format!("(the recipe makes {})", recipe.epochs)));
+        let ent = about("entropy-5");
+        let broken = Preset::by_key("entropy-5").unwrap().apply(&recipe);
+        assert!(ent.starts_with(&format!("An entropy bonus of {}", broken.ent)));
+        assert!(
+            ent.contains(&format!("(the recipe's is {})", recipe.ent)),
+            "{ent}"
+        );
+    }
 }

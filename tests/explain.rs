@@ -1903,3 +1903,26 @@ fn pushed_up_says_what_the_count_allows() {
         "{some}"
     );
 }
+
+/// The fixed texts that quote DAPO's upper clip edge (the settings panel, the glossary, the
+/// member's one-line description) quote the one the page trains with.
+#[test]
+fn fixed_texts_quote_dapos_own_upper_edge() {
+    use ppo_lens::explain::guide::GLOSSARY;
+    use ppo_lens::lab::setting_keys::SETTING_KEYS;
+    use ppo_lens::ppo::family::{DAPO_EPS_HIGH, Family};
+    let upper = format!("{:.2}", 1.0 + DAPO_EPS_HIGH);
+    let clip = SETTING_KEYS.iter().find(|k| k.key == "clip").unwrap().about;
+    assert!(clip.contains(&format!("(its upper is {upper})")), "{clip}");
+    let word = GLOSSARY.iter().find(|(w, _)| *w == "clip").unwrap().1;
+    assert!(
+        word.contains(&format!("DAPO to [1 − ε, {upper}]")),
+        "{word}"
+    );
+    let about = Family::Dapo.change();
+    assert!(
+        about.contains(&format!("[1 − ε_low, {upper}]"))
+            && about.contains(&format!("for ε_low under {DAPO_EPS_HIGH},")),
+        "{about}"
+    );
+}

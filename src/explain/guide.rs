@@ -148,7 +148,7 @@ pub fn tour_member_note(walk: &Walkthrough, stage: StageKey) -> Option<String> {
             "This batch trained with {name}: each stop says what PPO does, then what {name} does instead."
         ),
         StageKey::Rollout => format!(
-            "{name} has no critic: the values are the untrained head's, kept to compare with PPO."
+            "{name} has no critic: the values are the value head's, which {name} does not train, kept to compare with PPO."
         ),
         StageKey::Score => format!(
             "{name}'s update does not use these token rewards: {}.",

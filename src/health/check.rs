@@ -35,16 +35,19 @@ pub const KL_GROWTH: f64 = 2.0;
 /// A reward is "flat" when the second half of the window's mean is not above the first half's
 /// by this much (rewards are in [0, 1] for GSM8K's scorer).
 pub const REWARD_FLAT: f64 = 0.02;
-/// Entropy (nats per token) below which the policy has all but stopped exploring: a token
-/// sampled with this entropy is near-certain (about 0.1 nats is one alternative at 2%).
+/// Entropy (nats per token) below which the policy is nearly deterministic: a token sampled
+/// with this entropy is near-certain (about 0.1 nats is one alternative at 2%), so alternatives
+/// are rarely tried.
 pub const ENTROPY_FLOOR: f64 = 0.1;
 /// ... or a drop to this fraction of the run's first entropy.
 pub const ENTROPY_DROP: f64 = 0.1;
 /// Explained variance below which the critic predicts the returns worse than their mean would,
 /// by enough to matter: its errors' variance is at least 10% larger than the returns' own (their
-/// spread about 5% wider). A
-/// critic that has learned only the returns' level (a constant) scores about 0, a little above
-/// or below from batch to batch (the debug recipe's, within ±0.05): that is not a finding.
+/// spread about 5% wider). Explained variance does not see the critic's level: any constant
+/// critic scores exactly 0 and one off by a constant scores 1. A critic whose values barely vary
+/// from token to token scores about 0, a little above or below from batch to batch (the debug
+/// recipe's, within ±0.05): that is not a finding (the value loss shows whether the level was
+/// learned).
 pub const EV_FLOOR: f64 = -0.1;
 /// Iterations in a row of explained variance below [`EV_FLOOR`] before it is a finding: one
 /// noisy batch is not.

@@ -211,7 +211,8 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 TREND_WINDOW,
                 last,
                 format!(
-                    "A response now sits {last:.2} nats from the frozen reference (summed over its tokens), and that more than doubled across the last {TREND_WINDOW} iterations ({first:.2}, then {second:.2}): the policy is drifting away fast."
+                    "A response now sits {last:.2} nats from the frozen reference (summed over its tokens), and the mean over the last {half} iterations ({second:.2}) is more than {KL_GROWTH} times the mean over the {half} before ({first:.2}): the policy is drifting away fast.",
+                    half = TREND_WINDOW / 2
                 ),
             )
         }
@@ -235,11 +236,12 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 TREND_WINDOW,
                 r2 - r1,
                 format!(
-                    "The KL to the reference grew from {} to {} while the reward did not (mean {}, then {}): the policy is changing without getting better, either gaming something the reward does not see or, {held}, wandering.",
-                    signed(k1, 3),
+                    "The KL to the reference, averaged over the last {half} iterations, is {} against {} over the {half} before, while the reward's mean is {} against {}: the policy is changing without getting better, either gaming something the reward does not see or, {held}, wandering.",
                     signed(k2, 3),
+                    signed(k1, 3),
+                    signed(r2, 3),
                     signed(r1, 3),
-                    signed(r2, 3)
+                    half = TREND_WINDOW / 2
                 ),
             )
         }
@@ -254,7 +256,7 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
                 h.len(),
                 x,
                 format!(
-                    "The policy's entropy is {x:.3} nats per token, from {start:.3} at the start: it has all but stopped exploring, and a wrong habit can no longer be unlearned."
+                    "The policy's entropy is {x:.3} nats per token, from {start:.3} at the start: the policy has become nearly deterministic: it rarely samples an alternative to the token it prefers, so a wrong habit is slow to unlearn."
                 ),
             )
         }
@@ -451,7 +453,7 @@ mod tests {
         assert_eq!(fired(&h), []);
         let h = with(SUSTAINED, "params/approx_kl", |_| APPROX_KL_HIGH);
         assert_eq!(fired(&h), []);
-        // A critic that has learned only the returns' level: explained variance a hair under 0
+        // A critic whose values barely vary from token to token: explained variance a hair under 0
         // on every batch is not worse than the mean by anything that matters.
         let h = with(12, "critic/explained_variance", |i| -0.001 * (i % 5) as f64);
         assert_eq!(fired(&h), []);

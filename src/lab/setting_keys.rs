@@ -42,7 +42,7 @@ pub const SETTING_KEYS: &[SettingKey] = &[
     SettingKey {
         key: "lam",
         label: "λ (lambda)",
-        about: "GAE's trade-off: 0 trusts the critic (one-step δ), 1 takes the γ-discounted sum of every reward to the end (PPO only)",
+        about: "GAE's trade-off: 0 trusts the critic (one-step δ), 1 makes A_t the γ-discounted sum of every reward to the end minus V_t, so the critic is only a baseline (PPO only)",
     },
     SettingKey {
         key: "clip",
@@ -67,7 +67,7 @@ pub const SETTING_KEYS: &[SettingKey] = &[
     SettingKey {
         key: "kl_horizon",
         label: "adaptive KL horizon",
-        about: "responses over which β adapts: one iteration moves β by at most 0.2 × rollouts / horizon of itself",
+        about: "responses over which β adapts (16 or more): one iteration moves β by at most 0.2 × rollouts / horizon of itself, so β never reaches 0",
     },
     SettingKey {
         key: "ent",

@@ -11,6 +11,10 @@ use crate::ppo::member_setup::{MemberParams, MemberSetup};
 use crate::ppo::update::UpdateConfig;
 use crate::rollout::sampling::SamplingParams;
 
+/// The adaptive KL horizon's least value: at the most rollouts (64) one iteration moves β by at
+/// most 0.2 × 64 / 16 = 80% of itself, so a KL under the target never takes β to 0 or below.
+pub const KL_HORIZON_MIN: f32 = 16.0;
+
 /// Everything a student can change. Names are the URL keys (`?gamma=0.99&lr=1e-4`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LabSettings {
@@ -31,7 +35,8 @@ pub struct LabSettings {
     /// `kl`).
     pub kl_target: f32,
     /// The controller's horizon in responses: one iteration of `rollouts` responses moves β by
-    /// at most `0.2 × rollouts / kl_horizon` of itself.
+    /// at most `0.2 × rollouts / kl_horizon` of itself, under 80% (at least [`KL_HORIZON_MIN`]),
+    /// so that β never reaches 0.
     pub kl_horizon: f32,
     pub ent: f32,
     pub vf: f32,
@@ -162,7 +167,7 @@ impl LabSettings {
             "vclip" => self.vclip = in_range(number(value)?, 0.0, 100.0)?,
             "kl" => self.kl = in_range(number(value)?, 0.0, 10.0)?,
             "kl_target" => self.kl_target = in_range(number(value)?, 0.0, 1000.0)?,
-            "kl_horizon" => self.kl_horizon = in_range(number(value)?, 1.0, 1e6)?,
+            "kl_horizon" => self.kl_horizon = in_range(number(value)?, KL_HORIZON_MIN, 1e6)?,
             "ent" => self.ent = in_range(number(value)?, 0.0, 10.0)?,
             "vf" => self.vf = in_range(number(value)?, 0.0, 10.0)?,
             "lr" => self.lr = in_range(number(value)?, 0.0, 1.0)?,
@@ -406,6 +411,29 @@ mod tests {
         );
     }
 
+    /// At the most rollouts and the least horizon, an iteration whose KL is far under the target
+    /// lowers β by 80% and no more: it stays above 0 (with horizon 1 it went to −2.2 β).
+    #[test]
+    fn the_least_kl_horizon_keeps_beta_above_0() {
+        use crate::ppo::kl_control::KlController;
+        let mut s = LabSettings::default();
+        s.set("rollouts", "64").unwrap();
+        assert!(s.set("rollouts", "65").is_err());
+        s.set("kl_horizon", &KL_HORIZON_MIN.to_string()).unwrap();
+        let mut c = KlController::adaptive(0.1, 1.0, s.kl_horizon.into()).unwrap();
+        c.update(0.0, s.rollouts);
+        assert!((c.value - 0.02).abs() < 1e-12, "{}", c.value);
+        let about = super::super::setting_keys::SETTING_KEYS
+            .iter()
+            .find(|k| k.key == "kl_horizon");
+        assert!(
+            about
+                .unwrap()
+                .about
+                .contains(&format!("({KL_HORIZON_MIN} or more)"))
+        );
+    }
+
     #[test]
     fn bad_values_are_quoted_as_typed_and_ranges_in_words() {
         let mut s = LabSettings::default();
@@ -413,6 +441,7 @@ mod tests {
             ("gamma", " abc ", "“abc” is not a number"),
             ("gamma", "1.5", "1.5 is not between 0 and 1"),
             ("rollouts", "1", "1 is not between 2 and 64"),
+            ("kl_horizon", "12.8", "12.8 is not between 16 and 1000000"),
             ("temperature", "0", "0 is not above 0"),
             ("whiten", "maybe", "“maybe” is not true or false"),
             ("scale", "std", "“std” is not group or none"),

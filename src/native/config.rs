@@ -8,6 +8,7 @@
 //! last, with the value read as YAML (`ppo.epochs=2`, `training.device=cpu`). Unknown keys, wrong
 //! types and out-of-range values are refused with the key's full name.
 
+use blame::{names_key, strip_location, unknown_field};
 use std::path::{Path, PathBuf};
 
 use crate::ppo::family::Family;
@@ -281,8 +282,11 @@ pub fn load_config(path: &Path, overrides: &[String]) -> Result<TrainConfig> {
         None => {
             // The key the error is about, not one it lists ("expected one of `algorithm`, ..."):
             // a range error's "key `ppo.epochs`", serde_yaml's "ppo.epochs: ".
-            let about =
-                |k: &String| e.contains(&format!("key `{k}`")) || e.starts_with(&format!("{k}: "));
+            let about = |k: &String| {
+                e.contains(&format!("key `{k}`"))
+                    || e.starts_with(&format!("{k}: "))
+                    || unknown_field(&e).is_some_and(|u| u == *k)
+            };
             let file = (sources.iter().rev())
                 .find(|(_, keys)| keys.iter().any(about))
                 .map_or(path, |(file, _)| file.as_path());
@@ -314,18 +318,6 @@ pub fn load_config(path: &Path, overrides: &[String]) -> Result<TrainConfig> {
     Ok(config)
 }
 
-/// Whether `message` names the key path `key` or a key inside it: `ppo.kl` is not named by
-/// `ppo.kl_coeff` nor by `x.ppo.kl`, and `ppo.adaptive_kl` is by `ppo.adaptive_kl.target`.
-fn names_key(message: &str, key: &str) -> bool {
-    let part = |c: char| c.is_alphanumeric() || c == '_';
-    !key.is_empty()
-        && message.match_indices(key).any(|(i, _)| {
-            let before = message[..i].chars().next_back();
-            let after = message[i + key.len()..].chars().next();
-            !before.is_some_and(|c| part(c) || c == '.') && !after.is_some_and(part)
-        })
-}
-
 /// Every number of the merged config is finite and within f32's range (most are used as f32,
 /// where `1e39` becomes infinite). `.inf` or `1e999` would pass the range checks (an infinite
 /// learning rate is > 0) and turn the weights or rewards into NaN steps after the models load.
@@ -352,14 +344,6 @@ fn finite_numbers(value: &Value, key: &mut Vec<String>) -> Result<(), String> {
         }),
         Value::Tagged(t) => finite_numbers(&t.value, key),
         Value::Null | Value::Bool(_) | Value::String(_) => Ok(()),
-    }
-}
-
-/// serde_yaml appends " at line L column C" of the merged text, which is not the user's file.
-fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
     }
 }
 
@@ -567,10 +551,17 @@ impl TrainConfig {
                 "must be > 0",
                 a.target.to_string(),
             )?;
+            // A step multiplies the coefficient by as little as 1 − 0.2 × sequences / horizon:
+            // at or below 0.2 × the batch, a KL under the target would make it 0 or negative.
+            let least = 0.2 * r.batch_size as f64;
             check(
-                a.horizon > 0.0,
+                a.horizon > least,
                 "ppo.adaptive_kl.horizon",
-                "must be > 0",
+                &format!(
+                    "must be above 0.2 × rollout.batch_size = {least} (a step multiplies the KL \
+                     coefficient by as little as 1 − 0.2 × batch_size / horizon, which must stay \
+                     above 0)"
+                ),
                 a.horizon.to_string(),
             )?;
         }
@@ -583,5 +574,6 @@ impl TrainConfig {
     }
 }
 
+mod blame;
 #[cfg(test)]
 mod tests;

@@ -63,14 +63,14 @@ pub fn parse_metrics<'t>(text: &'t str, path: &Path) -> Result<Vec<(Map<String, 
 /// checkpoint directories this trainer writes (`final` or `step_N`, holding a
 /// trainer_state.json), sorted. Other directories (a downloaded model, another trainer's
 /// `checkpoint-N`) are not a run's and are never touched.
-#[derive(Debug, Default)]
-pub struct EarlierRun {
-    pub metrics: bool,
-    pub checkpoints: Vec<PathBuf>,
+#[derive(Debug)]
+struct EarlierRun {
+    metrics: bool,
+    checkpoints: Vec<PathBuf>,
 }
 
 impl EarlierRun {
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         !self.metrics && self.checkpoints.is_empty()
     }
 
@@ -89,7 +89,7 @@ impl EarlierRun {
 }
 
 /// What `out` holds of an earlier run.
-pub fn earlier_run(out: &Path) -> EarlierRun {
+fn earlier_run(out: &Path) -> EarlierRun {
     let metrics = fs::metadata(out.join(METRICS)).is_ok_and(|m| m.len() > 0);
     let mut checkpoints: Vec<PathBuf> = fs::read_dir(out)
         .into_iter()

@@ -156,6 +156,12 @@ fn bad_values_name_the_key() {
         )),
         "{e}"
     );
+    // An adaptive KL horizon under 0.2 × the batch would let one step take β to 0 or below.
+    let e = err(&file, &["ppo.adaptive_kl={target: 1, horizon: 1}"]);
+    assert!(
+        e.contains("key `ppo.adaptive_kl.horizon` must be above 0.2 × rollout.batch_size = "),
+        "{e}"
+    );
     // A member's section is read only when that member trains: overriding another's would do
     // nothing.
     let e = err(&file, &["grpo.group_size=8"]);
@@ -236,5 +242,25 @@ fn unknown_keys_in_a_file_are_named() {
     );
     std::fs::write(&file, "inherit: base.yaml\nppo:\n  epochs: 3\n").unwrap();
     assert_eq!(load_config(&file, &[]).unwrap().ppo.epochs, 3);
+    // So is an unknown key, in a section or at the top; and an override that serde lists
+    // among the keys it expected (`algorithm`) is not blamed for another file's typo.
+    for (typo, key) in [
+        ("ppo:\n  clip_ratoi: 0.3\n", "ppo"),
+        ("algoritm: grpo\n", ""),
+    ] {
+        let inherit = configs().join("config_debug.yaml");
+        std::fs::write(&base, format!("inherit: {}\n{typo}", inherit.display())).unwrap();
+        let e = err(&file, &["algorithm=grpo"]);
+        let field = typo
+            .trim_start_matches("ppo:\n  ")
+            .split(':')
+            .next()
+            .unwrap();
+        let want = match key {
+            "" => format!("{}: unknown field `{field}`", base.display()),
+            _ => format!("{}: {key}: unknown field `{field}`", base.display()),
+        };
+        assert!(e.starts_with(&want), "{e}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
