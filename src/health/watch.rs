@@ -250,13 +250,18 @@ fn run_check(check: Check, h: &History, settings: RunSettings) -> Option<Finding
             let start = h.first("loss/entropy")?;
             let collapsed = x < ENTROPY_FLOOR || (h.len() > 1 && x < ENTROPY_DROP * start);
             collapsed.then_some(())?;
+            let what = if x < ENTROPY_FLOOR {
+                "the policy has become nearly deterministic; it rarely samples an alternative to the token it prefers"
+            } else {
+                "under a tenth of where it began, the policy samples alternatives to the tokens it prefers far less often than it did"
+            };
             found(
                 "loss/entropy",
                 ENTROPY_FLOOR,
                 h.len(),
                 x,
                 format!(
-                    "The policy's entropy is {x:.3} nats per token, from {start:.3} at the start: the policy has become nearly deterministic: it rarely samples an alternative to the token it prefers, so a wrong habit is slow to unlearn."
+                    "The policy's entropy is {x:.3} nats per token, from {start:.3} at the start: {what}, so a wrong habit is slow to unlearn."
                 ),
             )
         }
@@ -338,6 +343,32 @@ mod tests {
         for n in 1..=40 {
             assert_eq!(fired(&healthy(n)), [], "after {n} iterations");
         }
+    }
+
+    /// Entropy under the floor reads as nearly deterministic; a drop to under a tenth of the start
+    /// that is still above the floor (3.0 to 0.29 nats) says only that much.
+    #[test]
+    fn entropy_collapsed_says_which_of_its_two_limits_it_crossed() {
+        let meaning = |last: f64| {
+            let h = with(4, "loss/entropy", |i| if i == 3 { last } else { 3.0 });
+            let f = findings(&h, SETTINGS);
+            assert_eq!(
+                f.iter().map(|f| f.check).collect::<Vec<_>>(),
+                [Check::EntropyCollapsed]
+            );
+            f[0].meaning.clone()
+        };
+        let low = meaning(0.05);
+        assert!(
+            low.contains("0.050 nats per token, from 3.000")
+                && low.contains("nearly deterministic"),
+            "{low}"
+        );
+        let drop = meaning(0.29);
+        assert!(
+            drop.contains("under a tenth of where it began") && !drop.contains("deterministic"),
+            "{drop}"
+        );
     }
 
     #[test]

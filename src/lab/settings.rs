@@ -35,7 +35,7 @@ pub struct LabSettings {
     /// `kl`).
     pub kl_target: f32,
     /// The controller's horizon in responses: one iteration of `rollouts` responses moves β by
-    /// at most `0.2 × rollouts / kl_horizon` of itself, under 80% (at least [`KL_HORIZON_MIN`]),
+    /// at most `0.2 × rollouts / kl_horizon` of itself, at most 80% (at least [`KL_HORIZON_MIN`]),
     /// so that β never reaches 0.
     pub kl_horizon: f32,
     pub ent: f32,
@@ -412,7 +412,8 @@ mod tests {
     }
 
     /// At the most rollouts and the least horizon, an iteration whose KL is far under the target
-    /// lowers β by 80% and no more: it stays above 0 (with horizon 1 it went to −2.2 β).
+    /// lowers β by 80% and no more: it stays above 0 (with horizon 1 it went to 1 − 0.2 × 64 = −11.8
+    /// times itself).
     #[test]
     fn the_least_kl_horizon_keeps_beta_above_0() {
         use crate::ppo::kl_control::KlController;

@@ -285,7 +285,7 @@ pub fn load_config(path: &Path, overrides: &[String]) -> Result<TrainConfig> {
             let about = |k: &String| {
                 e.contains(&format!("key `{k}`"))
                     || e.starts_with(&format!("{k}: "))
-                    || unknown_field(&e).is_some_and(|u| u == *k)
+                    || unknown_field(&e).is_some_and(|u| *k == u || k.starts_with(&format!("{u}.")))
             };
             let file = (sources.iter().rev())
                 .find(|(_, keys)| keys.iter().any(about))
@@ -553,7 +553,7 @@ impl TrainConfig {
             )?;
             // A step multiplies the coefficient by as little as 1 − 0.2 × sequences / horizon:
             // at or below 0.2 × the batch, a KL under the target would make it 0 or negative.
-            let least = 0.2 * r.batch_size as f64;
+            let least = r.batch_size as f64 / 5.0; // 0.2 × the batch, printed as 2.4, not 2.4000000000000004
             check(
                 a.horizon > least,
                 "ppo.adaptive_kl.horizon",

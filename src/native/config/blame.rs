@@ -4,6 +4,8 @@
 /// `ppo.kl_coeff` nor by `x.ppo.kl`, and `ppo.adaptive_kl` is by `ppo.adaptive_kl.target`.
 /// Not by the keys serde lists after the one it is about: "unknown field `foo`, expected one of
 /// `model`, ..., `algorithm`" names `foo`, not `algorithm`.
+/// (Every message this file's callers see names its key before any ", expected": serde_yaml's
+/// start with the key path, and `validate`'s are "key `…` rule, found …".)
 pub(super) fn names_key(message: &str, key: &str) -> bool {
     let message = message.split(", expected").next().unwrap_or(message);
     let part = |c: char| c.is_alphanumeric() || c == '_';

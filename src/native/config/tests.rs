@@ -157,10 +157,21 @@ fn bad_values_name_the_key() {
         "{e}"
     );
     // An adaptive KL horizon under 0.2 × the batch would let one step take β to 0 or below.
-    let e = err(&file, &["ppo.adaptive_kl={target: 1, horizon: 1}"]);
+    // config_debug.yaml's batch is 32: 6.4 is refused, 6.5 is not.
+    let e = err(&file, &["ppo.adaptive_kl={target: 1, horizon: 6.4}"]);
     assert!(
-        e.contains("key `ppo.adaptive_kl.horizon` must be above 0.2 × rollout.batch_size = "),
+        e.contains("key `ppo.adaptive_kl.horizon` must be above 0.2 × rollout.batch_size = 6.4 ("),
         "{e}"
+    );
+    let o = ["ppo.adaptive_kl={target: 1, horizon: 6.5}".to_string()];
+    assert_eq!(
+        load_config(&file, &o)
+            .unwrap()
+            .ppo
+            .adaptive_kl
+            .unwrap()
+            .horizon,
+        6.5
     );
     // A member's section is read only when that member trains: overriding another's would do
     // nothing.
@@ -247,6 +258,7 @@ fn unknown_keys_in_a_file_are_named() {
     for (typo, key) in [
         ("ppo:\n  clip_ratoi: 0.3\n", "ppo"),
         ("algoritm: grpo\n", ""),
+        ("ppoo:\n  epochs: 2\n", ""),
     ] {
         let inherit = configs().join("config_debug.yaml");
         std::fs::write(&base, format!("inherit: {}\n{typo}", inherit.display())).unwrap();
