@@ -4,7 +4,7 @@
 //! and names the stage whose view shows it. `tests/explain.rs` recomputes every number from the
 //! walkthrough. No UI here: the page's Overview stage draws the card.
 
-use crate::explain::format::{agree, band, between, count, num};
+use crate::explain::format::{agree, band, between, count, num, ratio_beside};
 use crate::explain::stage::{StageKey, kl_instead, real_len, whitening_flips};
 use crate::explore::{Band, ValueMove, clip_cases, value_case};
 use crate::lab::walkthrough::Walkthrough;
@@ -40,7 +40,7 @@ fn push_harder_hint(walk: &Walkthrough, outside: usize) -> String {
         )
     } else if outside == 0 {
         "This update was a gentle one: push harder in the Update stage (a larger learning rate, \
-         more epochs) and ratios go well past the band."
+         more epochs) and ratios can go past the band."
             .to_string()
     } else {
         "Push harder in the Update stage to see ratios go further still.".to_string()
@@ -161,7 +161,7 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
                 } else {
                     format!(", {}'s band", exp.member.name())
                 },
-                num(furthest),
+                ratio_beside(furthest, lo, hi),
                 cases.clipped,
                 agree(cases.clipped, "is", "are"),
                 agree(cases.clipped, "its", "their"),
@@ -209,7 +209,7 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
                 count(wholes.len(), "response", "responses"),
                 agree(outside, "has", "have"),
                 band(1.0 - eps, 1.0 + eps),
-                num(furthest),
+                ratio_beside(furthest, 1.0 - eps, 1.0 + eps),
                 push_harder_hint(walk, outside)
             );
             (answer, outside)
@@ -369,14 +369,25 @@ pub fn misconceptions(walk: &Walkthrough) -> Vec<Misconception> {
                 pulled_back += 1;
             }
         }
+        let trains = if walk.update.coeffs.vf_coef > 0.0 {
+            format!(
+                "where the error still trains {}",
+                agree(pulled_back, "it", "them")
+            )
+        } else {
+            format!(
+                "where the error would train {}, but vf_coef = 0 gives the value loss no \
+                 weight, so this update trained the critic on no token",
+                agree(pulled_back, "it", "them")
+            )
+        };
         let text = format!(
             "After this update {} {} where the clip zeroes the gradient, and {} left the band \
-             away from R or past it, where the error still trains {}. The clip explorer in the \
-             Update stage draws one token's V_old, V_new and R.",
+             away from R or past it, {trains}. The clip explorer in the Update stage draws one \
+             token's V_old, V_new and R.",
             count(zeroed, "token", "tokens"),
             agree(zeroed, "sits", "sit"),
             count(pulled_back, "token", "tokens"),
-            agree(pulled_back, "it", "them")
         );
         (zeroed, text)
     } else {

@@ -96,7 +96,8 @@ fn expected(walk: &Walkthrough, q: &ppo_lens::predict::Question) -> Response {
                 "{white} against {}",
                 exp.advantages[row][t]
             );
-            yes_no((a > 0.0) != (white > 0.0))
+            assert!(a != 0.0 && white != 0.0, "asked about a token with no sign");
+            yes_no(a * white < 0.0)
         }
         Kind::RatioClipped => {
             // The clip zeroes the token's gradient when ρ is past the edge its advantage pushes
@@ -415,6 +416,50 @@ fn odd_batches_ask_only_what_they_define() {
         clear > 0,
         "no iteration with a clear largest KL sum at β = 0"
     );
+    // A band that reaches 0 or below (ε ≥ 1), or has no width (ε = 0): a ratio the question
+    // supposes is a possible one (above 0) and really outside the band.
+    for clip in [0.0, 1.0, 1.5] {
+        let s = LabSettings { clip, ..settings() };
+        for (i, walk) in iterations(&s, 2).iter().enumerate() {
+            for row in 0..walk.gae.len() {
+                let Some(q) = question(walk, Kind::RatioClipped, row, i + 1) else {
+                    continue;
+                };
+                if let Some(r) = q.supposed {
+                    assert!(
+                        r > 0.0 && (r < 1.0 - clip || r > 1.0 + clip),
+                        "ε {clip}: ρ {r}"
+                    );
+                }
+                check(walk, &q);
+            }
+        }
+    }
+    // vf_coef = 0 trains the critic on no token: "would the critic still learn" is not asked,
+    // and the value-clip misconception says the loss had no weight. β = 0 under the adaptive
+    // controller never moves (the rule multiplies it): not asked which way it moves.
+    let idle = LabSettings {
+        vf: 0.0,
+        kl: 0.0,
+        kl_target: 0.02,
+        ..settings()
+    };
+    for (i, walk) in iterations(&idle, 2).iter().enumerate() {
+        assert!(walk.kl_control.is_some());
+        for row in 0..walk.gae.len() {
+            assert!(question(walk, Kind::CriticLearns, row, i + 1).is_none());
+            assert!(question(walk, Kind::BetaMoves, row, i + 1).is_none());
+        }
+        let value_clip = ppo_lens::misconceptions::misconceptions(walk)
+            .into_iter()
+            .find(|m| m.key == "value-clip")
+            .unwrap();
+        assert!(
+            value_clip
+                .answer
+                .contains("vf_coef = 0 gives the value loss no weight")
+        );
+    }
     // No whitening: no whitening question.
     let plain = LabSettings {
         whiten: false,

@@ -162,6 +162,21 @@ pub fn band_edges(lo: f32, hi: f32) -> (String, String) {
     (fixed(lo, decimals), fixed(hi, decimals))
 }
 
+/// A ratio beside the clip band `[lo, hi]`: at least 3 decimals, and as many more as put the
+/// printed ratio on the same side of each printed edge ([`band_edges`]) as the ratio itself, so
+/// that 1.0003 beside [0.9999, 1.0001] is not printed 1.000, inside it.
+pub fn ratio_beside(r: f32, lo: f32, hi: f32) -> String {
+    let (printed_lo, printed_hi) = band_edges(lo, hi);
+    let read = |s: &str| s.replace('−', "-").parse::<f64>().unwrap_or(f64::NAN);
+    let (plo, phi) = (read(&printed_lo), read(&printed_hi));
+    let same = |d: usize| {
+        let x = read(&fixed(r, d));
+        x.partial_cmp(&plo) == r.partial_cmp(&lo) && x.partial_cmp(&phi) == r.partial_cmp(&hi)
+    };
+    let decimals = (3..=8).find(|&d| same(d)).unwrap_or(8);
+    fixed(r, decimals)
+}
+
 /// A clip band as the page writes it, "[0.80, 1.20]" ([`band_edges`]).
 pub fn band(lo: f32, hi: f32) -> String {
     let (lo, hi) = band_edges(lo, hi);
@@ -257,6 +272,23 @@ mod tests {
             super::beta_step(0.05, 0.0, 4, 64.0, 0.05),
             "0.050 × (1 + 0.000 × 4 / 64) = 0.050"
         );
+    }
+
+    /// A ratio beside a band is printed on the side of each edge it lies on.
+    #[test]
+    fn ratios_beside_a_band_keep_their_side_of_each_edge() {
+        use super::ratio_beside as beside;
+        // 3 decimals where they do: 1.3 beside [0.80, 1.20].
+        assert_eq!(beside(1.3, 0.8, 1.2), "1.300");
+        assert_eq!(beside(1.0, 0.8, 1.2), "1.000");
+        // 3 decimals would put these inside the band, or on its edge.
+        assert_eq!(beside(1.0003, 0.9999, 1.0001), "1.0003");
+        assert_eq!(beside(1.0012, 0.999, 1.001), "1.0012");
+        assert_eq!(beside(0.99985, 0.9999, 1.0001), "0.9998");
+        // Inside a narrow band, inside when printed: 1.00005 beside [0.9999, 1.0001].
+        assert_eq!(beside(1.00005, 0.9999, 1.0001), "1.000");
+        // 1.2004 is past 1.20 (as f32): not "1.200", the edge itself.
+        assert_eq!(beside(1.2004, 0.8, 1.2), "1.2004");
     }
 
     #[test]

@@ -2,14 +2,16 @@
 //! note whose condition does not hold is not shown).
 
 use super::format::{agree, band, between, count, num};
+
+mod counts;
 use super::provenance::format_ratio;
 use super::stage::{StageKey, real_len, whitening_flips};
 use crate::lab::walkthrough::Walkthrough;
 use crate::ppo::clip_range::ClipRange;
-use crate::ppo::family::Family;
 use crate::ppo::loss_agg::LossAgg;
 use crate::ppo::policy_loss::PolicyClip;
 use crate::ppo::rewards::KlEstimator;
+pub use counts::pushed_up;
 
 /// One "what to notice" line: true for this batch, with the tokens it is about.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,9 +54,14 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                     "most-uncertain",
                     format!(
                         "The most uncertain step of this response is t = {t} (entropy {} nats): \
-                         there the policy spread its probability widest, so sampling could have \
-                         gone several ways.",
-                        num(entropy[t])
+                         there the policy spread its probability widest, {}.",
+                        num(entropy[t]),
+                        // Under 0.1 nats one alternative has about 2% (health's entropy floor).
+                        if entropy[t] >= crate::health::check::ENTROPY_FLOOR as f32 {
+                            "so sampling could have gone several ways"
+                        } else {
+                            "and even there it was nearly certain of its token"
+                        }
                     ),
                     vec![t],
                     Some(entropy[t]),
@@ -70,8 +77,8 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                 .collect();
             let text = if off_top.is_empty() {
                 format!(
-                    "At {} the sampled token was the most likely one: at temperature {} \
-                     sampling still follows the peak when it is sharp.",
+                    "At {} the sampled token was the most likely one: at temperature {} any \
+                     token can be drawn, and here every draw landed on the peak.",
                     if real == 1 {
                         "its one step".to_string()
                     } else {
@@ -110,16 +117,29 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                 ));
             }
             let negative: Vec<usize> = (0..real).filter(|&t| exp.kl[row][t] < 0.0).collect();
-            if exp.kl_estimator == KlEstimator::K1 && !negative.is_empty() && max_abs > 1e-4 {
+            // Not where kl-zero says the KL is rounding (its negatives are rounding too).
+            let rounding = iteration == 1 && max_abs < 1e-3;
+            if exp.kl_estimator == KlEstimator::K1
+                && !negative.is_empty()
+                && max_abs > 1e-4
+                && !rounding
+            {
+                let bonus = if exp.kl_coeff > 0.0 {
+                    format!(
+                        "so for {} the penalty is a bonus",
+                        agree(negative.len(), "that token", "those tokens")
+                    )
+                } else {
+                    "and can be negative (with β = 0 nothing is charged for it)".to_string()
+                };
                 out.push(note(
                     "kl-negative",
                     format!(
                         "{} of this response's {real} tokens {} KL_t < 0 (log π_old < log π_ref): \
-                         k1 is a one-sample estimate, so for {} the penalty is a bonus. Only its \
-                         average over samples is the KL.",
+                         k1 is a one-sample estimate, {bonus}. Only its average over samples is \
+                         the KL.",
                         negative.len(),
                         agree(negative.len(), "has", "have"),
-                        agree(negative.len(), "that token", "those tokens")
                     ),
                     negative,
                     None,
@@ -182,10 +202,16 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
             ));
             if real >= 2 {
                 let jumps: Vec<f32> = values.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
-                if let Some(t) = argmax(&jumps) {
+                // Not when the values are all equal (an untrained, zero head): no jump to name.
+                if let Some(t) = argmax(&jumps).filter(|&t| jumps[t] > 0.0) {
                     let n = t + 1;
                     let gamma = walk.gae[row].params.gamma;
-                    let reading = if gamma == 1.0 {
+                    let reading = if gamma == 0.0 {
+                        format!(
+                            "With γ = 0, δ_{t} = r_{t} − V_{t} does not look at V_{n}, so no token \
+                             is credited (or blamed) for this jump."
+                        )
+                    } else if gamma == 1.0 {
                         format!(
                             "With γ = 1, δ_{t} = r_{t} + V_{n} − V_{t} is r_{t} plus that jump, so \
                              this token is credited (or blamed) for it."
@@ -335,9 +361,15 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                     if walk.whiten.is_some() {
                         format!(
                             "whitening makes Â's mean 0 over the whole batch ({} here), not over \
-                             each of its {} mini-batches of {}",
+                             each of its {} mini-batches of {}{}",
                             num(mean_adv),
                             rows.div_ceil(walk.update.mini_batch_size.max(1)),
+                            // The last is smaller when the rows do not divide evenly.
+                            if rows % walk.update.mini_batch_size.max(1) == 0 {
+                                ""
+                            } else {
+                                "up to "
+                            },
                             count(walk.update.mini_batch_size, "row", "rows"),
                         )
                     } else {
@@ -393,6 +425,10 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                             "{name}'s dynamic sampling left no group in it (every group's rewards \
                              were equal), so there are no losses or grad norm to show"
                         ),
+                        _ if stats.skipped_steps == 1 => "its one step was skipped, for a loss \
+                             or gradient that was not finite, so the losses and the grad norm \
+                             shown are 0"
+                            .to_string(),
                         _ => format!(
                             "all {} of its steps were skipped, each for a loss or gradient that \
                              was not finite, so the losses and the grad norm shown are 0",
@@ -406,12 +442,18 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                      teacher-forced pass and the old ones from the token-by-token rollout; they \
                      differ by at most {} here (the Mask stage shows it), so every ratio starts \
                      at 1 up to rounding. {at_ratio_one}. The policy loss shown, {}, is the \
-                     mean over the update's {}. The gradient is not 0 either: the grad norm \
-                     shown, {}, is the norm of the total loss's gradient ({terms} terms together) \
-                     before clipping, {}.",
+                     mean over the update's {}. {} the grad norm shown, {}, is the norm of the \
+                     total loss's gradient ({terms} terms together) before clipping, {}.",
                     num(walk.teacher_forced_max_diff),
                     num(stats.loss_policy),
                     count(stats.optimizer_steps, "step", "steps"),
+                    // Every advantage 0 and no other term acting (equal rewards in every
+                    // group, no entropy bonus, no KL gradient) leaves no gradient at all.
+                    if stats.grad_norm > 0.0 {
+                        "The gradient is not 0 either:"
+                    } else {
+                        "Here the gradient is 0 too, with nothing in the loss to move the policy:"
+                    },
                     num(stats.grad_norm),
                     agree(
                         stats.optimizer_steps,
@@ -500,53 +542,6 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
         }
     }
     out
-}
-
-/// The GAE stage's note on how many of the batch's `real` tokens whitening leaves with Â > 0
-/// (`up` of them); `equal`: the raw advantages were all equal, so whitening had no spread to
-/// work with. Only PPO's update uses these advantages: under another member it says what PPO
-/// would do.
-pub fn pushed_up(up: usize, real: usize, equal: bool, member: Family) -> String {
-    let ppo = member == Family::Ppo;
-    let instead = if ppo {
-        String::new()
-    } else {
-        format!(
-            " ({}'s update used its own advantages instead)",
-            member.name()
-        )
-    };
-    let tokens = count(real, "token", "tokens");
-    if equal {
-        // Every A_t minus their mean is 0 but for the mean's rounding: nothing is pushed.
-        let verb = if ppo { "pushes" } else { "would push" };
-        return format!(
-            "The batch's {tokens} all have the same advantage, so there was no spread to whiten: \
-             every Â is 0 but for rounding, and PPO {verb} no token up or down{instead}."
-        );
-    }
-    let pushed = if ppo {
-        format!("{} pushed up (Â > 0)", agree(up, "is", "are"))
-    } else {
-        format!(
-            "{} Â > 0, so PPO would push {} up{instead}",
-            agree(up, "has", "have"),
-            agree(up, "it", "them"),
-        )
-    };
-    if 2 * up == real {
-        // Exactly half: the count alone cannot show mean and median apart.
-        format!(
-            "After whitening the batch's advantages have mean 0, and {up} of its {tokens} \
-             {pushed}: exactly half."
-        )
-    } else {
-        format!(
-            "After whitening the batch's advantages have mean 0, but {up} of its {tokens} \
-             {pushed}: mean 0 is not median 0, and sparse end-of-response scores make the \
-             spread lopsided."
-        )
-    }
 }
 
 fn argmax(xs: &[f32]) -> Option<usize> {

@@ -210,7 +210,8 @@ pub fn whitening_flips(walk: &Walkthrough, row: usize) -> Vec<usize> {
     (0..real_len(walk, row))
         .filter(|&t| {
             let (a, white) = (trace.advantages[t], w.whitened[offset + t]);
-            a != 0.0 && (a > 0.0) != (white > 0.0)
+            // Opposite signs: an Â of exactly 0 (A_t at the batch's mean) has none to flip.
+            a * white < 0.0
         })
         .collect()
 }

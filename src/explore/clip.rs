@@ -101,7 +101,10 @@ impl PolicyCase {
             };
             format!(
                 "{side}, and ρ = {} is already past {edge}: min() takes the clipped branch clip(ρ)·Â = {}, which is flat in ρ, so this token's own policy term gives gradient 0 (the entropy bonus and a KL term in the loss, where they are on, still act on it). The ratio is not capped: shared weights and other tokens can still move it.",
-                crate::explain::format::num(self.ratio),
+                {
+                    let (lo, hi) = self.clip.edges();
+                    crate::explain::format::ratio_beside(self.ratio, lo, hi)
+                },
                 crate::explain::format::num(self.clipped),
             )
         } else if self.advantage == 0.0 {

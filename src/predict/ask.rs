@@ -3,7 +3,9 @@
 
 use super::pick::{pick, pick_balanced, token};
 use super::question::*;
-use crate::explain::format::{beta_step, count, fenced, num, num_within_operands, operand_for};
+use crate::explain::format::{
+    beta_step, count, fenced, num, num_within_operands, operand_for, ratio_beside,
+};
 use crate::explain::stage::real_len;
 use crate::explore::{Band, policy_case, value_case};
 use crate::lab::walkthrough::Walkthrough;
@@ -155,8 +157,9 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
             })
         }
         Kind::BetaMoves => {
-            // Only while β adapts (PPO with a KL target); the step is this batch's.
-            let k = walk.kl_control?;
+            // Only while β adapts (PPO with a KL target); the step is this batch's. Not at β = 0,
+            // which the rule multiplies and so never moves.
+            let k = walk.kl_control.filter(|k| k.before > 0.0)?;
             let (moved, way) = if k.after > k.before {
                 (0, "rises")
             } else if k.after < k.before {
@@ -248,9 +251,13 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
             let offset = row * exp.rollout.response_len();
             let flips = |t: usize| {
                 let (a, white) = (trace.advantages[t], w.whitened[offset + t]);
-                (a > 0.0) != (white > 0.0)
+                a * white < 0.0
             };
-            let nonzero: Vec<usize> = (0..len).filter(|&t| trace.advantages[t] != 0.0).collect();
+            // Both signed: an A_t of 0, or one exactly at the batch's mean (Â = 0), has no sign
+            // for whitening to keep or flip.
+            let nonzero: Vec<usize> = (0..len)
+                .filter(|&t| trace.advantages[t] != 0.0 && w.whitened[offset + t] != 0.0)
+                .collect();
             let (yes, no): (Vec<usize>, Vec<usize>) = nonzero.iter().partition(|&&t| flips(t));
             let t = pick_balanced(&yes, &no, iteration, row, kind)?;
             let (a, white) = (trace.advantages[t], w.whitened[offset + t]);
@@ -305,14 +312,18 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                 .collect();
             let supposed = real.is_empty();
             let candidates: Vec<(usize, f32)> = if supposed {
-                // Half as far again past each edge; below, kept above 0 (a ratio is positive).
+                // Half as far again past each edge; below, kept above 0 (a ratio is positive),
+                // and only where a ratio can lie below the band (ε < 1) and the supposed one is
+                // really outside it (not at ε = 0).
                 let (lo, hi) = (
                     (1.0 - 1.5 * clip.low).max(0.5 * edge_lo),
                     1.0 + 1.5 * clip.high,
                 );
+                let outside = |r: f32| r > 0.0 && band(r) != Band::Inside;
                 (0..tokens.len())
                     .filter(|&i| tokens[i].advantage != 0.0)
                     .flat_map(|i| [(i, hi), (i, lo)])
+                    .filter(|&(_, r)| outside(r))
                     .collect()
             } else {
                 real
@@ -330,9 +341,9 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                     "After this update, token {} ({}) has the ratio ρ = π_new / π_old = {}, inside the clip band {band_text}, and the advantage Â = {}. Suppose a harder push had taken it to ρ = {}, {} the band. Would the clip then switch this token's own policy gradient off?",
                     p.t,
                     token(walk, row, p.t),
-                    num(p.ratio),
+                    ratio_beside(p.ratio, edge_lo, edge_hi),
                     num(p.advantage),
-                    num(ratio),
+                    ratio_beside(ratio, edge_lo, edge_hi),
                     if ratio > 1.0 { "above" } else { "below" },
                 )
             } else {
@@ -340,7 +351,7 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                     "After this update, token {} ({}) has the ratio ρ = π_new / π_old = {} and the advantage Â = {}; the clip band is {band_text}. Does the clip switch this token's own policy gradient off?",
                     p.t,
                     token(walk, row, p.t),
-                    num(ratio),
+                    ratio_beside(ratio, edge_lo, edge_hi),
                     num(p.advantage),
                 )
             };
@@ -356,7 +367,8 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
             })
         }
         Kind::CriticLearns => {
-            if exp.algorithm() != Algorithm::Ppo {
+            // Not at vf_coef = 0: the value loss then trains the critic on no token at all.
+            if exp.algorithm() != Algorithm::Ppo || walk.update.coeffs.vf_coef == 0.0 {
                 return None;
             }
             let c = walk.update.coeffs.clip_range_value;
@@ -427,171 +439,4 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use crate::explain::stage::StageKey;
-    use crate::predict::reveal::reveal;
-
-    #[test]
-    fn keys_round_trip_and_every_stage_named_exists() {
-        for kind in Kind::ALL {
-            assert_eq!(Kind::parse(kind.key()), Some(kind));
-            assert!(StageKey::ALL.contains(&kind.stage()));
-        }
-        assert_eq!(Kind::parse("nope"), None);
-    }
-
-    #[test]
-    fn balanced_picks_take_yes_and_no_alike() {
-        let (yes, no) = ([1, 2], [7]);
-        let picks: Vec<usize> = (0..200)
-            .filter_map(|i| pick_balanced(&yes, &no, i, 0, Kind::RatioClipped))
-            .collect();
-        let from_yes = picks.iter().filter(|p| yes.contains(p)).count();
-        assert!((60..=140).contains(&from_yes), "{from_yes} of 200 from yes");
-        assert!(picks.contains(&1) && picks.contains(&2) && picks.contains(&7));
-        assert_eq!(pick_balanced(&[], &[], 3, 0, Kind::RatioClipped), None);
-        assert_eq!(pick_balanced(&[], &[5], 3, 0, Kind::RatioClipped), Some(5));
-    }
-
-    fn choice_question() -> Question {
-        Question {
-            kind: Kind::WhiteningFlip,
-            row: 0,
-            t: Some(0),
-            prompt: String::new(),
-            ask: Ask::Choice(vec!["yes".into(), "no".into()]),
-            answer: Response::Choice(1),
-            why: "because".into(),
-            supposed: None,
-        }
-    }
-
-    #[test]
-    fn a_choice_is_right_only_when_it_is_the_answer() {
-        let q = choice_question();
-        let right = reveal(&q, &Response::Choice(1));
-        assert!(right.right);
-        assert_eq!(
-            right.verdict,
-            "You said no; the answer is no: right. because"
-        );
-        let wrong = reveal(&q, &Response::Choice(0));
-        assert!(!wrong.right);
-        assert_eq!(wrong.verdict, "You said yes; the answer is no. because");
-        assert!(!reveal(&q, &Response::Number(1.0)).right);
-    }
-
-    #[test]
-    fn a_number_is_right_within_the_tolerance_and_never_when_not_a_number() {
-        let q = Question {
-            kind: Kind::GaeStep,
-            ask: Ask::Number {
-                tolerance: NUMBER_TOLERANCE,
-            },
-            answer: Response::Number(0.689975),
-            ..choice_question()
-        };
-        assert!(reveal(&q, &Response::Number(0.690)).right);
-        assert!(reveal(&q, &Response::Number(0.6915)).right);
-        assert!(!reveal(&q, &Response::Number(0.693)).right);
-        assert!(!reveal(&q, &Response::Number(f32::NAN)).right);
-        assert!(reveal(&q, &Response::Number(0.5)).verdict.starts_with(
-            "You said 0.500; the batch's value is 0.690: off by 0.190 (answers within 0.002"
-        ));
-    }
-
-    #[test]
-    fn picked_tokens_are_marked_hit_missed_wrong_or_rejected() {
-        let q = Question {
-            kind: Kind::AdvantageSign,
-            ask: Ask::Tokens(vec!["a".into(), "b".into(), "c".into(), "d".into()]),
-            answer: Response::Tokens(vec![0, 2]),
-            ..choice_question()
-        };
-        let r = reveal(&q, &Response::Tokens(vec![0, 3]));
-        assert_eq!(
-            r.marks,
-            [Mark::Hit, Mark::Rejected, Mark::Missed, Mark::Wrong]
-        );
-        assert!(!r.right);
-        assert!(r.verdict.starts_with(
-            "2 of 4 right: you picked 1 of the 2 with Â_t > 0, and 1 token with Â_t ≤ 0. "
-        ));
-        let all = reveal(&q, &Response::Tokens(vec![0, 2]));
-        assert!(all.right);
-        assert!(
-            all.verdict
-                .starts_with("4 of 4 right: you picked 2 of the 2 with Â_t > 0: all right. ")
-        );
-    }
-
-    #[test]
-    fn the_tally_counts_per_stage() {
-        let mut tally = Tally::default();
-        tally.record(StageKey::Gae, true);
-        tally.record(StageKey::Gae, false);
-        tally.record(StageKey::Update, true);
-        assert_eq!(tally.by_stage[StageKey::Gae.index()], (1, 2));
-        assert_eq!(tally.total(), (2, 3));
-    }
-
-    #[test]
-    fn numbers_are_read_with_either_minus_and_either_decimal_mark() {
-        assert_eq!(parse_number(" −1,5 "), Some(-1.5));
-        assert_eq!(parse_number("0.42"), Some(0.42));
-        assert_eq!(parse_number("abc"), None);
-        assert_eq!(parse_number("inf"), None);
-    }
-
-    #[test]
-    fn the_url_turns_predict_on_at_a_stage_or_a_question() {
-        assert_eq!(from_url("1"), Ok(Start::default()));
-        assert_eq!(
-            from_url("gae"),
-            Ok(Start {
-                stage: Some(StageKey::Gae),
-                first: None
-            })
-        );
-        assert_eq!(
-            from_url("whitening-flip"),
-            Ok(Start {
-                stage: Some(StageKey::Gae),
-                first: Some(Kind::WhiteningFlip)
-            })
-        );
-        assert!(from_url("gea").unwrap_err().contains("gae-step"));
-    }
-
-    #[test]
-    fn a_stage_asks_the_chosen_question_first() {
-        let q = |kind| Question {
-            kind,
-            ..choice_question()
-        };
-        let all = vec![
-            q(Kind::AdvantageSign),
-            q(Kind::GaeStep),
-            q(Kind::WhiteningFlip),
-        ];
-        let kinds = |qs: Vec<Question>| qs.into_iter().map(|q| q.kind).collect::<Vec<_>>();
-        assert_eq!(
-            kinds(in_stage(all.clone(), StageKey::Gae, None)),
-            [Kind::GaeStep, Kind::WhiteningFlip]
-        );
-        assert_eq!(
-            kinds(in_stage(
-                all.clone(),
-                StageKey::Gae,
-                Some(Kind::WhiteningFlip)
-            )),
-            [Kind::WhiteningFlip, Kind::GaeStep]
-        );
-        assert_eq!(
-            kinds(in_stage(all, StageKey::Values, Some(Kind::WhiteningFlip))),
-            [Kind::AdvantageSign]
-        );
-    }
-}
+mod tests;
