@@ -1974,7 +1974,7 @@ fn notes_hold_at_gamma_0_and_beta_0() {
                 if n.key == "kl-negative" {
                     negatives += 1;
                     assert!(
-                        n.text.contains("the token rewards' β is 0 here")
+                        n.text.contains("with β = 0 nothing is charged")
                             && !n.text.contains("bonus"),
                         "{}",
                         n.text

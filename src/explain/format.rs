@@ -162,28 +162,19 @@ pub fn band_edges(lo: f32, hi: f32) -> (String, String) {
     (fixed(lo, decimals), fixed(hi, decimals))
 }
 
-/// A ratio beside the clip band `[lo, hi]`: as a ratio is written elsewhere (5 decimals within
-/// 0.001 of 1, else [`num`]'s), or with as many decimals (3 to 8) as put the printed ratio on
-/// the same side of each printed edge ([`band_edges`]) as the ratio itself, so that 1.0012
-/// beside [0.999, 1.001] is not printed 1.001, on the edge. Where no digits can do that (edges
-/// printed alike though they differ), on the same side of the band: inside, below or above.
+/// A ratio beside the clip band `[lo, hi]`: at least 3 decimals, and as many more as put the
+/// printed ratio on the same side of each printed edge ([`band_edges`]) as the ratio itself, so
+/// that 1.0003 beside [0.9999, 1.0001] is not printed 1.000, inside it.
 pub fn ratio_beside(r: f32, lo: f32, hi: f32) -> String {
     let (printed_lo, printed_hi) = band_edges(lo, hi);
     let read = |s: &str| s.replace('−', "-").parse::<f64>().unwrap_or(f64::NAN);
     let (plo, phi) = (read(&printed_lo), read(&printed_hi));
-    let (r64, lo64, hi64) = (f64::from(r), f64::from(lo), f64::from(hi));
-    let edges = |x: f64, l: f64, h: f64| (x.partial_cmp(&l), x.partial_cmp(&h));
-    let side = |x: f64, l: f64, h: f64| (x < l, x > h);
-    let first = if (r - 1.0).abs() < 0.001 {
-        fixed(r, 5)
-    } else {
-        num(r)
+    let same = |d: usize| {
+        let x = read(&fixed(r, d));
+        x.partial_cmp(&plo) == r.partial_cmp(&lo) && x.partial_cmp(&phi) == r.partial_cmp(&hi)
     };
-    let candidates = || std::iter::once(first.clone()).chain((3..=8).map(|d| fixed(r, d)));
-    candidates()
-        .find(|s| edges(read(s), plo, phi) == edges(r64, lo64, hi64))
-        .or_else(|| candidates().find(|s| side(read(s), plo, phi) == side(r64, lo64, hi64)))
-        .unwrap_or_else(|| fixed(r, 8))
+    let decimals = (3..=8).find(|&d| same(d)).unwrap_or(8);
+    fixed(r, decimals)
 }
 
 /// A clip band as the page writes it, "[0.80, 1.20]" ([`band_edges`]).
@@ -287,18 +278,15 @@ mod tests {
     #[test]
     fn ratios_beside_a_band_keep_their_side_of_each_edge() {
         use super::ratio_beside as beside;
-        // As a ratio is written elsewhere where that is on the right side: 3 decimals, 5 within
-        // 0.001 of 1, num's significant digits for a tiny one (not "0.000").
+        // 3 decimals where they do: 1.3 beside [0.80, 1.20].
         assert_eq!(beside(1.3, 0.8, 1.2), "1.300");
-        assert_eq!(beside(1.0, 0.8, 1.2), "1.00000");
-        assert_eq!(beside(0.00042, 0.8, 1.2), "0.000420");
-        assert_eq!(beside(1.0003, 0.9999, 1.0001), "1.00030");
-        assert_eq!(beside(0.99985, 0.9999, 1.0001), "0.99985");
-        assert_eq!(beside(1.00005, 0.9999, 1.0001), "1.00005");
-        // 3 decimals would put it on the band's edge 1.001.
+        assert_eq!(beside(1.0, 0.8, 1.2), "1.000");
+        // 3 decimals would put these inside the band, or on its edge.
+        assert_eq!(beside(1.0003, 0.9999, 1.0001), "1.0003");
         assert_eq!(beside(1.0012, 0.999, 1.001), "1.0012");
-        // Edges that print alike though they differ: a ratio between them is printed inside.
-        assert_eq!(beside(0.99999994, 1.0 - 1e-7, 1.0 + 1e-7), "1.00000");
+        assert_eq!(beside(0.99985, 0.9999, 1.0001), "0.9998");
+        // Inside a narrow band, inside when printed: 1.00005 beside [0.9999, 1.0001].
+        assert_eq!(beside(1.00005, 0.9999, 1.0001), "1.000");
         // 1.2004 is past 1.20 (as f32): not "1.200", the edge itself.
         assert_eq!(beside(1.2004, 0.8, 1.2), "1.2004");
     }

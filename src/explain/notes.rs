@@ -1,7 +1,7 @@
 //! "What to notice" for each stage: claims checked against this batch before they are made (a
 //! note whose condition does not hold is not shown).
 
-use super::format::{agree, band, between, count, num, ratio_beside};
+use super::format::{agree, band, between, count, num};
 
 mod counts;
 use super::provenance::format_ratio;
@@ -60,7 +60,7 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                         if entropy[t] >= crate::health::check::ENTROPY_FLOOR as f32 {
                             "so sampling could have gone several ways"
                         } else {
-                            "and even there it was nearly certain of one token"
+                            "and even there it was nearly certain of its token"
                         }
                     ),
                     vec![t],
@@ -130,9 +130,7 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                         agree(negative.len(), "that token", "those tokens")
                     )
                 } else {
-                    "and can be negative (the token rewards' β is 0 here, so they charge \
-                     nothing for it)"
-                        .to_string()
+                    "and can be negative (with β = 0 nothing is charged for it)".to_string()
                 };
                 out.push(note(
                     "kl-negative",
@@ -454,7 +452,7 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                     if stats.grad_norm > 0.0 {
                         "The gradient is not 0 either:"
                     } else {
-                        "Here the gradient is 0, with nothing in the loss to move the policy:"
+                        "Here the gradient is 0 too, with nothing in the loss to move the policy:"
                     },
                     num(stats.grad_norm),
                     agree(
@@ -500,7 +498,7 @@ pub fn notes(walk: &Walkthrough, stage: StageKey, row: usize, iteration: usize) 
                                 "The token that moved most is t = {t}: ratio {} (the band is {}). \
                                  {} of this response's tokens {} outside the band on the side \
                                  {} advantage pushes.",
-                                ratio_beside(r, low_edge, high_edge),
+                                format_ratio(r),
                                 band(low_edge, high_edge),
                                 clipped.len(),
                                 agree(clipped.len(), "is", "are"),

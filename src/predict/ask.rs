@@ -389,8 +389,6 @@ pub fn question(walk: &Walkthrough, kind: Kind, row: usize, iteration: usize) ->
                         let old = tokens[i].value_old;
                         [(i, old + 1.5 * c), (i, old - 1.5 * c)]
                     })
-                    // Really outside (not at a value clip of 0, where old ± 1.5c is old).
-                    .filter(|&(i, x)| band(&tokens[i], x) != Band::Inside)
                     .collect()
             } else {
                 real

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use leptos::prelude::*;
 
-use crate::explain::format::{agree, band, band_edges, count, num, ratio_beside, sci};
+use crate::explain::format::{agree, band, band_edges, count, num, sci};
 use crate::explore::policy_case;
 use crate::lab::walkthrough::{Replay, Walkthrough, response_ratio};
 use crate::ppo::clip_range::ClipRange;
@@ -147,7 +147,7 @@ pub fn push_harder(state: AppState, walk: &Arc<Walkthrough>, row: usize) -> impl
                             <button class="tok" data-testid=format!("pushed-clipped-{t}") on:click=move |_| state.pick(Some(t))>
                                 {show_token(&response_token(&walk, row, t))}
                             </button>
-                            {format!(" {} ρ = {}, Â = {}", if up { "▲" } else { "▼" }, ratio_beside(p.ratio, lo, hi), num(p.advantage))}
+                            {format!(" {} ρ = {}, Â = {}", if up { "▲" } else { "▼" }, num(p.ratio), num(p.advantage))}
                         </li>
                     }
                 })

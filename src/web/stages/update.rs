@@ -6,7 +6,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 
 use super::common::{columns, compared_cell, mathml, plain_cell, why};
-use crate::explain::format::{agree, band, band_edges, count, num, ratio_beside};
+use crate::explain::format::{agree, band, band_edges, count, num};
 use crate::explain::math;
 use crate::explain::notes::notes;
 use crate::explain::provenance::{Quantity, format_ratio};
@@ -181,7 +181,7 @@ pub(super) fn update(
                          with the advantage {}. {} No token is clipped on its own, so the table marks none; \
                          its band is PPO's {}, drawn for comparison.",
                         count(stats.optimizer_steps, "AdamW step", "AdamW steps"), row + 1,
-                        ratio_beside(r.ratio, band_lo, band_hi), num(r.advantage), response_clip_sentence(walk, r),
+                        format_ratio(r.ratio), num(r.advantage), response_clip_sentence(walk, r),
                         band(band_lo, band_hi)
                     ),
                     _ => {
